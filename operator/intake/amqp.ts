@@ -1,0 +1,293 @@
+// The AMQP side of intake: one recovering connection, our own durable queue
+// bound to the clouds' exchanges, manual acknowledgement, and a dead-letter
+// queue for what cannot be decoded. Nothing here knows about message formats.
+import * as amqp from 'amqplib';
+import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, RecoveringChannelModel } from 'amqplib';
+import type { Logger } from '../log.ts';
+
+export interface ExchangeSpec {
+  name: string;
+  type: 'topic';
+  /** Flags used only when the exchange does not exist yet; oslo.messaging declares non-durable by default. */
+  durable: boolean;
+  autoDelete: boolean;
+}
+
+export interface ConsumerTopology {
+  queue: string;
+  deadLetterQueue: string;
+  exchanges: ExchangeSpec[];
+  bindingKeys: string[];
+}
+
+export interface DeliveryInfo {
+  exchange: string;
+  routingKey: string;
+  messageId: string | undefined;
+  /** AMQP timestamp property (seconds on the wire), when the publisher set one. */
+  timestamp: Date | undefined;
+  headers: Record<string, unknown>;
+  contentType: string | undefined;
+  redelivered: boolean;
+  receivedAt: Date;
+}
+
+export interface Delivery {
+  body: Buffer;
+  info: DeliveryInfo;
+  /** Acknowledge: call only after the message's effects are durable. False if the channel is gone (it will be redelivered). */
+  ack(): boolean;
+  /** Return to the queue for another try. */
+  requeue(): boolean;
+  /** Park in the dead-letter queue with the reason in a header, then acknowledge. */
+  deadLetter(reason: string, detail: string): Promise<boolean>;
+}
+
+export type DeliveryHandler = (delivery: Delivery) => Promise<void>;
+
+export interface AmqpConsumerOptions {
+  url: string;
+  topology: ConsumerTopology;
+  prefetch: number;
+  handler: DeliveryHandler;
+  logger: Logger;
+  /** Attempts before the first connection counts as failed; after that, recovery never gives up. */
+  initialRetries?: number;
+  maxReconnectDelayMs?: number;
+  /** Longest wait for in-flight messages on stop. */
+  drainTimeoutMs?: number;
+}
+
+export const REASON_HEADER = 'x-quarantine-reason';
+export const DETAIL_HEADER = 'x-quarantine-detail';
+
+function isNotFound(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && 'code' in err && (err as { code: unknown }).code === 404;
+}
+
+/** A channel whose only job is one operation that may make the broker close it. */
+async function withThrowawayChannel<T>(model: ChannelModel, fn: (ch: Channel) => Promise<T>): Promise<T> {
+  const ch = await model.createChannel();
+  ch.on('error', () => {
+    // A 404 on a passive check closes this channel; the caller handles the rejection.
+  });
+  try {
+    return await fn(ch);
+  } finally {
+    await ch.close().catch(() => undefined);
+  }
+}
+
+/**
+ * Declares an exchange without ever fighting its publisher: an existing
+ * exchange is only checked (so differing flags cannot make the broker close
+ * our channel), and a missing one is created with the publisher's flags.
+ */
+export async function ensureExchange(model: ChannelModel, ex: ExchangeSpec): Promise<'existed' | 'created'> {
+  try {
+    await withThrowawayChannel(model, (ch) => ch.checkExchange(ex.name));
+    return 'existed';
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+  }
+  await withThrowawayChannel(model, (ch) => ch.assertExchange(ex.name, ex.type, { durable: ex.durable, autoDelete: ex.autoDelete }));
+  return 'created';
+}
+
+function plainHeaders(h: unknown): Record<string, unknown> {
+  return typeof h === 'object' && h !== null ? { ...(h as Record<string, unknown>) } : {};
+}
+
+export class AmqpConsumer {
+  readonly #opts: AmqpConsumerOptions;
+  #conn: RecoveringChannelModel | undefined;
+  #channel: ConfirmChannel | undefined;
+  #consumerTag: string | undefined;
+  #generation = 0;
+  #stopping = false;
+  readonly #inflight = new Set<Promise<void>>();
+  #connects = 0;
+
+  constructor(opts: AmqpConsumerOptions) {
+    this.#opts = opts;
+  }
+
+  /** Number of (re)connections so far; tests use it to see a recovery happen. */
+  get connects(): number {
+    return this.#connects;
+  }
+
+  get inFlight(): number {
+    return this.#inflight.size;
+  }
+
+  async start(): Promise<void> {
+    const log = this.#opts.logger;
+    this.#conn = await amqp.connect(this.#opts.url, {
+      recovery: {
+        initialDelay: 200,
+        maxDelay: this.#opts.maxReconnectDelayMs ?? 10_000,
+        maxRetries: Infinity,
+        initialMaxRetries: this.#opts.initialRetries ?? 5,
+        setup: (model: ChannelModel) => this.#setup(model),
+      },
+    });
+    this.#conn.on('disconnect', (err: Error) => log.warn({ err: err.message }, 'AMQP connection lost; reconnecting'));
+    this.#conn.on('reconnect-scheduled', (i: { attempt: number; delay: number }) => log.info(i, 'AMQP reconnect scheduled'));
+    this.#conn.on('reconnect-failed', (err: Error) => log.error({ err: err.message }, 'AMQP reconnect gave up'));
+    this.#conn.on('error', (err: Error) => log.error({ err: err.message }, 'AMQP connection error'));
+  }
+
+  async #setup(model: ChannelModel): Promise<void> {
+    const { topology, prefetch, logger } = this.#opts;
+    for (const ex of topology.exchanges) {
+      const how = await ensureExchange(model, ex);
+      logger.debug({ exchange: ex.name, how }, 'exchange ready');
+    }
+    const ch = await model.createConfirmChannel();
+    ch.on('error', (err: Error) => logger.error({ err: err.message }, 'AMQP channel error'));
+    ch.on('close', () => {
+      // Settling on a dead channel is pointless: the broker requeues what it had not seen acked.
+      if (this.#channel === ch) this.#channel = undefined;
+    });
+    await ch.assertQueue(topology.deadLetterQueue, { durable: true });
+    await ch.assertQueue(topology.queue, { durable: true });
+    for (const ex of topology.exchanges) {
+      for (const key of topology.bindingKeys) await ch.bindQueue(topology.queue, ex.name, key);
+    }
+    await ch.prefetch(prefetch);
+    const generation = ++this.#generation;
+    this.#channel = ch;
+    this.#connects += 1;
+    if (this.#stopping) return;
+    const { consumerTag } = await ch.consume(topology.queue, (msg) => this.#onMessage(ch, generation, msg), { noAck: false });
+    this.#consumerTag = consumerTag;
+    logger.info({ queue: topology.queue, exchanges: topology.exchanges.map((e) => e.name), prefetch }, 'consuming');
+  }
+
+  #current(ch: ConfirmChannel, generation: number): boolean {
+    return this.#channel === ch && this.#generation === generation;
+  }
+
+  #onMessage(ch: ConfirmChannel, generation: number, msg: ConsumeMessage | null): void {
+    if (msg === null) {
+      this.#opts.logger.error({ queue: this.#opts.topology.queue }, 'the broker cancelled our consumer (queue deleted?)');
+      return;
+    }
+    const props = msg.properties;
+    const ts: unknown = props.timestamp;
+    const info: DeliveryInfo = {
+      exchange: msg.fields.exchange,
+      routingKey: msg.fields.routingKey,
+      messageId: typeof props.messageId === 'string' ? props.messageId : undefined,
+      timestamp: typeof ts === 'number' ? new Date(ts * 1000) : undefined,
+      headers: plainHeaders(props.headers),
+      contentType: typeof props.contentType === 'string' ? props.contentType : undefined,
+      redelivered: msg.fields.redelivered,
+      receivedAt: new Date(),
+    };
+    let settled = false;
+    // An ack on a channel that died with its connection would throw; the
+    // broker redelivers such messages anyway, and apply is idempotent.
+    const settle = (fn: () => void): boolean => {
+      if (settled || !this.#current(ch, generation)) return false;
+      settled = true;
+      try {
+        fn();
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const delivery: Delivery = {
+      body: msg.content,
+      info,
+      ack: () => settle(() => ch.ack(msg)),
+      requeue: () => settle(() => ch.nack(msg, false, true)),
+      deadLetter: async (reason, detail) => {
+        if (settled || !this.#current(ch, generation)) return false;
+        ch.sendToQueue(this.#opts.topology.deadLetterQueue, msg.content, {
+          persistent: true,
+          contentType: info.contentType,
+          messageId: info.messageId,
+          timestamp: typeof ts === 'number' ? ts : undefined,
+          headers: {
+            ...info.headers,
+            [REASON_HEADER]: reason,
+            [DETAIL_HEADER]: detail.slice(0, 2000),
+            'x-quarantine-original-exchange': info.exchange,
+            'x-quarantine-original-routing-key': info.routingKey,
+            'x-quarantine-rejected-at': new Date().toISOString(),
+          },
+        });
+        try {
+          await ch.waitForConfirms();
+        } catch {
+          return false;
+        }
+        return settle(() => ch.ack(msg));
+      },
+    };
+    const work = this.#opts
+      .handler(delivery)
+      .catch((err: unknown) => {
+        this.#opts.logger.error({ err: err instanceof Error ? err.message : String(err), messageId: info.messageId }, 'handler failed; message requeued');
+        delivery.requeue();
+      })
+      .finally(() => this.#inflight.delete(work));
+    this.#inflight.add(work);
+  }
+
+  /** Stops taking messages, waits for in-flight work to finish, closes. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    const ch = this.#channel;
+    if (ch !== undefined && this.#consumerTag !== undefined) await ch.cancel(this.#consumerTag).catch(() => undefined);
+    const deadline = this.#opts.drainTimeoutMs ?? 30_000;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...this.#inflight]),
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, deadline);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (this.#inflight.size > 0) this.#opts.logger.warn({ left: this.#inflight.size }, 'stopped with messages still in flight; the broker will redeliver them');
+    // Acks are plain frames without a reply: a graceful channel close is what
+    // makes sure the broker has seen them before the socket goes.
+    await this.#channel?.close().catch(() => undefined);
+    await this.#conn?.close().catch(() => undefined);
+  }
+}
+
+/** Publishing with broker confirms: used by tests, the simulator and the benchmark. */
+export class AmqpPublisher {
+  readonly #model: ChannelModel;
+  readonly #ch: ConfirmChannel;
+  private constructor(model: ChannelModel, ch: ConfirmChannel) {
+    this.#model = model;
+    this.#ch = ch;
+  }
+  static async connect(url: string): Promise<AmqpPublisher> {
+    const model = await amqp.connect(url);
+    const ch = await model.createConfirmChannel();
+    return new AmqpPublisher(model, ch);
+  }
+  get model(): ChannelModel {
+    return this.#model;
+  }
+  async ensureExchange(ex: ExchangeSpec): Promise<void> {
+    await ensureExchange(this.#model, ex);
+  }
+  /** Publishes without waiting; call `confirmed()` to wait for every outstanding confirm. */
+  publish(exchange: string, routingKey: string, body: Buffer | string, options: amqp.Options.Publish = {}): boolean {
+    return this.#ch.publish(exchange, routingKey, typeof body === 'string' ? Buffer.from(body) : body, { persistent: true, ...options });
+  }
+  async confirmed(): Promise<void> {
+    await this.#ch.waitForConfirms();
+  }
+  async close(): Promise<void> {
+    await this.#ch.close().catch(() => undefined);
+    await this.#model.close().catch(() => undefined);
+  }
+}

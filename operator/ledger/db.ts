@@ -1,0 +1,74 @@
+// Opens the ledger database named by a URL: `sqlite:PATH` (the embedded
+// default) or `postgres://…` (production, shared by every replica).
+import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
+import { Migrator } from 'kysely/migration';
+import pg from 'pg';
+import { NodeSqliteDatabase } from './sqlite-driver.ts';
+import { migrationProvider, type Engine } from './migrations.ts';
+import type { LedgerSchema } from './schema.ts';
+
+export const DEFAULT_DB_URL = 'sqlite:./quarantine.db';
+
+export class LedgerUrlError extends Error {
+  override name = 'LedgerUrlError';
+}
+
+export type DbTarget = { engine: 'sqlite'; path: string } | { engine: 'postgres'; url: string };
+
+export function parseDbUrl(url: string): DbTarget {
+  if (url.startsWith('sqlite:')) {
+    const path = url.slice('sqlite:'.length).replace(/^\/\/(?=\/)/, '');
+    if (path === '') throw new LedgerUrlError(`database URL "${url}" has no file path (use sqlite:PATH or sqlite::memory:)`);
+    return { engine: 'sqlite', path };
+  }
+  if (/^postgres(ql)?:\/\//.test(url)) return { engine: 'postgres', url };
+  throw new LedgerUrlError(`unsupported database URL "${redactUrl(url)}": use sqlite:PATH or postgres://USER@HOST/DB`);
+}
+
+/** A URL fit for logs and error messages: the password is never shown. */
+export function redactUrl(url: string): string {
+  return url.replace(/(\/\/[^:/@]+:)[^@]*@/, '$1***@');
+}
+
+const PG_INT8 = 20;
+
+export interface LedgerDb {
+  readonly engine: Engine;
+  readonly db: Kysely<LedgerSchema>;
+  close(): Promise<void>;
+}
+
+export function openLedgerDb(url: string, options: { poolSize?: number } = {}): LedgerDb {
+  const target = parseDbUrl(url);
+  if (target.engine === 'sqlite') {
+    const db = new Kysely<LedgerSchema>({ dialect: new SqliteDialect({ database: new NodeSqliteDatabase(target.path) }) });
+    return { engine: 'sqlite', db, close: () => db.destroy() };
+  }
+  const pool = new pg.Pool({
+    connectionString: target.url,
+    max: options.poolSize ?? 10,
+    // Epoch-millisecond bigints fit a JS number exactly; reading them as
+    // numbers keeps one row type for both engines.
+    types: {
+      getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+        oid === PG_INT8 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+    },
+  });
+  const db = new Kysely<LedgerSchema>({ dialect: new PostgresDialect({ pool }) });
+  return { engine: 'postgres', db, close: () => db.destroy() };
+}
+
+export class MigrationFailedError extends Error {
+  override name = 'MigrationFailedError';
+}
+
+/** Brings the schema to the newest migration; returns the names applied now. */
+export async function migrateToLatest(ledger: LedgerDb): Promise<string[]> {
+  const migrator = new Migrator({ db: ledger.db, provider: migrationProvider(ledger.engine) });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error !== undefined) {
+    const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
+    throw new MigrationFailedError(`ledger migration ${failed} failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  }
+  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}

@@ -1,0 +1,75 @@
+// The ledger's tables as Kysely sees them. Times are epoch milliseconds in
+// bigint columns on both engines, so comparisons and indexes behave alike.
+import type { Generated } from 'kysely';
+
+/** Every notification as received: the evidence, unique per (cloud, message id). */
+export interface NotificationsTable {
+  id: Generated<number>;
+  cloud: string;
+  source: string;
+  message_id: string;
+  /** 'message-id' when the source gave one, 'content-hash' when the id is a SHA-256 of the body. */
+  id_kind: string;
+  event_type: string;
+  publisher: string | null;
+  occurred_at: number;
+  received_at: number;
+  /** 'applied' or 'ignored' (well-formed but of no interest). */
+  outcome: string;
+  body: string;
+}
+
+export interface InstancesTable {
+  cloud: string;
+  instance_id: string;
+  name: string | null;
+  project: string | null;
+  user_id: string | null;
+  host: string | null;
+  image: string | null;
+  flavor: string | null;
+  state: string | null;
+  created_at: number | null;
+  deleted_at: number | null;
+  deleted_by: string | null;
+  first_seen_at: number;
+  /** Event time of the newest event applied, so a late event cannot roll fields back. */
+  last_event_at: number;
+}
+
+/** Who held an address over [valid_from, valid_to); valid_to null = still held. */
+export interface AddressIntervalsTable {
+  id: Generated<number>;
+  cloud: string;
+  address: string;
+  kind: string;
+  network: string | null;
+  port: string | null;
+  mac: string | null;
+  instance_id: string | null;
+  project: string | null;
+  valid_from: number;
+  valid_to: number | null;
+  opened_by: string | null;
+  closed_by: string | null;
+}
+
+/** Neutron ports as last seen: the link from a floating IP's port to an instance. */
+export interface PortsTable {
+  cloud: string;
+  port_id: string;
+  device_id: string | null;
+  device_owner: string | null;
+  network: string | null;
+  mac: string | null;
+  project: string | null;
+  deleted_at: number | null;
+  last_event_at: number;
+}
+
+export interface LedgerSchema {
+  notifications: NotificationsTable;
+  instances: InstancesTable;
+  address_intervals: AddressIntervalsTable;
+  ports: PortsTable;
+}

@@ -1,0 +1,55 @@
+// Kysely ships a SQLite dialect written against better-sqlite3's interface.
+// node:sqlite is built into Node 24 and needs no native addon, so this adapts
+// its synchronous statements to that interface.
+import { DatabaseSync, type StatementSync, type SQLInputValue } from 'node:sqlite';
+import type { SqliteDatabase, SqliteStatement } from 'kysely';
+
+function toInput(values: ReadonlyArray<unknown>): SQLInputValue[] {
+  return values.map((v) => {
+    if (v === undefined || v === null) return null;
+    if (typeof v === 'boolean') return v ? 1 : 0;
+    if (v instanceof Date) return v.getTime();
+    if (typeof v === 'number' || typeof v === 'bigint' || typeof v === 'string' || v instanceof Uint8Array) return v;
+    throw new TypeError(`cannot bind a ${typeof v} to a SQLite parameter`);
+  });
+}
+
+class Statement implements SqliteStatement {
+  readonly reader: boolean;
+  readonly #stmt: StatementSync;
+  constructor(stmt: StatementSync) {
+    this.#stmt = stmt;
+    this.reader = stmt.columns().length > 0;
+  }
+  all(parameters: ReadonlyArray<unknown>): unknown[] {
+    // node:sqlite rows have a null prototype; plain objects keep rows from
+    // both engines interchangeable (deepEqual, spreading, JSON).
+    return this.#stmt.all(...toInput(parameters)).map((row) => ({ ...row }));
+  }
+  run(parameters: ReadonlyArray<unknown>): { changes: number | bigint; lastInsertRowid: number | bigint } {
+    const r = this.#stmt.run(...toInput(parameters));
+    return { changes: r.changes, lastInsertRowid: r.lastInsertRowid };
+  }
+  iterate(parameters: ReadonlyArray<unknown>): IterableIterator<unknown> {
+    const rows = this.#stmt.iterate(...toInput(parameters));
+    return (function* () {
+      for (const row of rows) yield { ...(row as object) };
+    })();
+  }
+}
+
+export class NodeSqliteDatabase implements SqliteDatabase {
+  readonly #db: DatabaseSync;
+  constructor(path: string) {
+    this.#db = new DatabaseSync(path);
+    // WAL lets the CLI read while the operator writes; busy_timeout turns a
+    // concurrent writer into a short wait instead of SQLITE_BUSY.
+    this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;');
+  }
+  prepare(sql: string): SqliteStatement {
+    return new Statement(this.#db.prepare(sql));
+  }
+  close(): void {
+    this.#db.close();
+  }
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Brings up every real service the tests use and writes their connection
+# details to $STATE/env (default test/env/.state/env). Safe to run twice: a
+# second run reuses what is already up.
+# Env: QTEST_STATE_DIR, QTEST_SERVICES (default "amqp postgres ceph kube").
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+STATE=${QTEST_STATE_DIR:-$HERE/.state}
+SERVICES=${QTEST_SERVICES:-amqp postgres ceph kube}
+mkdir -p "$STATE"
+STATE=$(cd "$STATE" && pwd)
+log() { echo "test/env: $*" >&2; }
+has() { case " $SERVICES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
+bash "$HERE/install.sh"
+
+# Daemon socket paths must stay short, and a checkout's path can be long.
+key=$(printf '%s' "$STATE" | sha256sum | cut -c1-10)
+CEPH_DIR=/tmp/qop-ceph-$key
+KUBE_DIR=/tmp/qop-kube-$key
+echo "$CEPH_DIR" >"$STATE/ceph-dir"
+echo "$KUBE_DIR" >"$STATE/kube-dir"
+
+: >"$STATE/env.partial"
+if has amqp || has postgres; then
+  bash "$HERE/services.sh" up "$STATE"
+  cat "$STATE/services.env" >>"$STATE/env.partial"
+fi
+if has ceph; then
+  t0=$(date +%s%N)
+  bash "$HERE/ceph-up.sh" "$CEPH_DIR" >/dev/null
+  cat "$CEPH_DIR/env" >>"$STATE/env.partial"
+  log "ceph up in $(( ($(date +%s%N) - t0) / 1000000 )) ms ($CEPH_DIR)"
+fi
+if has kube && [ -x "$HERE/kube/up.sh" ]; then
+  BIN=$(bash "$HERE/kube/build.sh")
+  QTEST_KUBE_BIN=$BIN bash "$HERE/kube/up.sh" "$KUBE_DIR" >/dev/null
+  cat "$KUBE_DIR/env" >>"$STATE/env.partial"
+  log "kube-apiserver up ($KUBE_DIR)"
+fi
+echo "export QTEST_STATE_DIR='$STATE'" >>"$STATE/env.partial"
+mv "$STATE/env.partial" "$STATE/env"
+log "ready: source $STATE/env"
+echo "$STATE/env"

@@ -1,0 +1,85 @@
+// The one migration set and the interval lookup behave the same on the
+// embedded SQLite ledger and on PostgreSQL.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { openLedgerDb, migrateToLatest, type LedgerDb } from '../../operator/ledger/db.ts';
+import { createTestDatabase, type TestDatabase } from '../support/pg.ts';
+
+interface Target {
+  name: string;
+  open(): Promise<{ url: string; cleanup(): Promise<void> }>;
+}
+
+const targets: Target[] = [
+  {
+    name: 'sqlite (node:sqlite)',
+    async open() {
+      const dir = mkdtempSync(join(tmpdir(), 'qop-ledger-'));
+      return { url: `sqlite:${join(dir, 'ledger.db')}`, cleanup: async () => rmSync(dir, { recursive: true, force: true }) };
+    },
+  },
+  {
+    name: 'postgres',
+    async open() {
+      const tdb: TestDatabase = await createTestDatabase();
+      return { url: tdb.url, cleanup: () => tdb.drop() };
+    },
+  },
+];
+
+for (const target of targets) {
+  describe(`ledger database on ${target.name}`, () => {
+    let ledger: LedgerDb;
+    let cleanup: () => Promise<void>;
+
+    before(async () => {
+      const t = await target.open();
+      cleanup = t.cleanup;
+      ledger = openLedgerDb(t.url);
+    });
+    after(async () => {
+      await ledger.close();
+      await cleanup();
+    });
+
+    test('migrations apply once and a second run is a no-op', async () => {
+      assert.deepEqual(await migrateToLatest(ledger), ['0001_init']);
+      assert.deepEqual(await migrateToLatest(ledger), []);
+    });
+
+    test('a notification is unique per cloud and message id', async () => {
+      const row = {
+        cloud: 'c1', source: 'nova', message_id: 'm-1', id_kind: 'message-id', event_type: 'instance.create.end',
+        publisher: 'nova-compute:h1', occurred_at: 1_700_000_000_000, received_at: 1_700_000_000_500, outcome: 'applied', body: '{}',
+      };
+      await ledger.db.insertInto('notifications').values(row).execute();
+      const again = await ledger.db.insertInto('notifications').values(row).onConflict((oc) => oc.columns(['cloud', 'message_id']).doNothing()).executeTakeFirst();
+      assert.equal(Number(again.numInsertedOrUpdatedRows ?? 0n), 0);
+      await assert.rejects(ledger.db.insertInto('notifications').values(row).execute());
+      await ledger.db.insertInto('notifications').values({ ...row, cloud: 'c2' }).execute();
+      const all = await ledger.db.selectFrom('notifications').select(['cloud', 'occurred_at']).orderBy('cloud').execute();
+      assert.deepEqual(all, [{ cloud: 'c1', occurred_at: 1_700_000_000_000 }, { cloud: 'c2', occurred_at: 1_700_000_000_000 }]);
+    });
+
+    test('the interval lookup answers who held an address at a time, [from, to)', async () => {
+      const base = { cloud: 'c1', address: '188.185.194.218', kind: 'floating', network: 'ext', mac: null, project: 'p', opened_by: null, closed_by: null };
+      await ledger.db.insertInto('address_intervals').values([
+        { ...base, port: 'port-a', instance_id: 'vm-a', valid_from: 1000, valid_to: 2000 },
+        { ...base, port: 'port-b', instance_id: 'vm-b', valid_from: 2000, valid_to: null },
+      ]).execute();
+      const at = async (t: number) =>
+        (await ledger.db.selectFrom('address_intervals').select('instance_id')
+          .where('address', '=', '188.185.194.218').where('valid_from', '<=', t)
+          .where((eb) => eb.or([eb('valid_to', 'is', null), eb('valid_to', '>', t)]))
+          .execute()).map((r) => r.instance_id);
+      assert.deepEqual(await at(999), []);
+      assert.deepEqual(await at(1000), ['vm-a']);
+      assert.deepEqual(await at(1999), ['vm-a']);
+      assert.deepEqual(await at(2000), ['vm-b']);
+      assert.deepEqual(await at(9_999_999_999_999), ['vm-b']);
+    });
+  });
+}
