@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every test against real services: brings test/env up, type-checks, runs
+# node's test runner, tears test/env down. The runner's summary is the last
+# thing printed. QTEST_KEEP_ENV=1 leaves the services up for another run.
+# Arguments, if any, replace the default test file globs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/node_modules/.bin:$PATH"
+node --version | grep -q '^v24\.' || { echo "test: Node 24 is not on PATH; run scripts/bootstrap.sh" >&2; exit 1; }
+
+ENVFILE=$(bash test/env/up.sh)
+if [ "${QTEST_KEEP_ENV:-0}" != 1 ]; then
+  # Quietly, so that the test runner's summary stays the last lines of output.
+  trap 'bash test/env/down.sh >test/env/down.log 2>&1 || echo "test: test/env/down.sh failed, see test/env/down.log" >&2' EXIT
+fi
+set -a
+# shellcheck disable=SC1090
+source "$ENVFILE"
+set +a
+
+echo "test: type-checking" >&2
+tsc -p . --noEmit
+
+if [ $# -gt 0 ]; then files=("$@"); else
+  files=('test/unit/**/*.test.ts' 'test/integration/**/*.test.ts' 'test/e2e/**/*.test.ts'); fi
+node --test --test-timeout=900000 "${files[@]}"
