@@ -52,6 +52,7 @@ function m0001(engine: Engine): Migration {
         .createTable('address_intervals')
         .addColumn('id', idColumn(engine))
         .addColumn('cloud', 'text', (c) => c.notNull())
+        .addColumn('slot', 'text', (c) => c.notNull())
         .addColumn('address', 'text', (c) => c.notNull())
         .addColumn('kind', 'text', (c) => c.notNull())
         .addColumn('network', 'text')
@@ -68,6 +69,26 @@ function m0001(engine: Engine): Migration {
       await db.schema.createIndex('address_intervals_trace').on('address_intervals').columns(['address', 'valid_from']).execute();
       await db.schema.createIndex('address_intervals_instance').on('address_intervals').columns(['cloud', 'instance_id']).execute();
       await db.schema.createIndex('address_intervals_port').on('address_intervals').columns(['cloud', 'port']).execute();
+      await db.schema.createIndex('address_intervals_slot').on('address_intervals').columns(['cloud', 'slot']).execute();
+
+      await db.schema
+        .createTable('address_changes')
+        .addColumn('id', idColumn(engine))
+        .addColumn('cloud', 'text', (c) => c.notNull())
+        .addColumn('slot', 'text', (c) => c.notNull())
+        .addColumn('at', 'bigint', (c) => c.notNull())
+        .addColumn('op', 'text', (c) => c.notNull())
+        .addColumn('holder_key', 'text', (c) => c.notNull())
+        .addColumn('address', 'text', (c) => c.notNull())
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('instance_id', 'text')
+        .addColumn('port', 'text')
+        .addColumn('mac', 'text')
+        .addColumn('network', 'text')
+        .addColumn('project', 'text')
+        .addColumn('message_id', 'text')
+        .execute();
+      await db.schema.createIndex('address_changes_slot').on('address_changes').columns(['cloud', 'slot', 'at']).execute();
 
       await db.schema
         .createTable('ports')

@@ -41,6 +41,8 @@ export interface InstancesTable {
 export interface AddressIntervalsTable {
   id: Generated<number>;
   cloud: string;
+  /** The slot the interval is derived from (see address_changes). */
+  slot: string;
   address: string;
   kind: string;
   network: string | null;
@@ -52,6 +54,24 @@ export interface AddressIntervalsTable {
   valid_to: number | null;
   opened_by: string | null;
   closed_by: string | null;
+}
+
+/** Reported changes of who holds a slot; address_intervals are derived from these. */
+export interface AddressChangesTable {
+  id: Generated<number>;
+  cloud: string;
+  slot: string;
+  at: number;
+  op: string;
+  holder_key: string;
+  address: string;
+  kind: string;
+  instance_id: string | null;
+  port: string | null;
+  mac: string | null;
+  network: string | null;
+  project: string | null;
+  message_id: string | null;
 }
 
 /** Neutron ports as last seen: the link from a floating IP's port to an instance. */
@@ -71,5 +91,6 @@ export interface LedgerSchema {
   notifications: NotificationsTable;
   instances: InstancesTable;
   address_intervals: AddressIntervalsTable;
+  address_changes: AddressChangesTable;
   ports: PortsTable;
 }

@@ -65,7 +65,7 @@ for (const target of targets) {
     });
 
     test('the interval lookup answers who held an address at a time, [from, to)', async () => {
-      const base = { cloud: 'c1', address: '188.185.194.218', kind: 'floating', network: 'ext', mac: null, project: 'p', opened_by: null, closed_by: null };
+      const base = { cloud: 'c1', slot: 'fip:1', address: '188.185.194.218', kind: 'floating', network: 'ext', mac: null, project: 'p', opened_by: null, closed_by: null };
       await ledger.db.insertInto('address_intervals').values([
         { ...base, port: 'port-a', instance_id: 'vm-a', valid_from: 1000, valid_to: 2000 },
         { ...base, port: 'port-b', instance_id: 'vm-b', valid_from: 2000, valid_to: null },

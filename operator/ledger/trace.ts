@@ -1,0 +1,70 @@
+// The investigator's question: who held this address at this time. Private
+// addresses repeat across tenant networks, so every holder is returned, each
+// with its network.
+import type { Kysely } from 'kysely';
+import type { LedgerSchema } from './schema.ts';
+
+export interface Holder {
+  cloud: string;
+  kind: string;
+  network: string | null;
+  port: string | null;
+  mac: string | null;
+  project: string | null;
+  from: string;
+  to: string | null;
+  instance: {
+    id: string;
+    name: string | null;
+    project: string | null;
+    user: string | null;
+    host: string | null;
+    deletedAt: string | null;
+  } | null;
+}
+
+export interface AddressTrace {
+  address: string;
+  at: string;
+  holders: Holder[];
+}
+
+const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+
+export async function traceAddress(db: Kysely<LedgerSchema>, address: string, at: Date, cloud?: string): Promise<AddressTrace> {
+  const t = at.getTime();
+  let q = db
+    .selectFrom('address_intervals as a')
+    .leftJoin('instances as i', (j) => j.onRef('i.cloud', '=', 'a.cloud').onRef('i.instance_id', '=', 'a.instance_id'))
+    .select([
+      'a.cloud', 'a.kind', 'a.network', 'a.port', 'a.mac', 'a.project', 'a.valid_from', 'a.valid_to', 'a.instance_id',
+      'i.name', 'i.project as instance_project', 'i.user_id', 'i.host', 'i.deleted_at',
+    ])
+    .where('a.address', '=', address)
+    .where('a.valid_from', '<=', t)
+    .where((eb) => eb.or([eb('a.valid_to', 'is', null), eb('a.valid_to', '>', t)]));
+  if (cloud !== undefined) q = q.where('a.cloud', '=', cloud);
+  const rows = await q.orderBy('a.cloud').orderBy('a.kind').orderBy('a.valid_from').execute();
+  return {
+    address,
+    at: at.toISOString(),
+    holders: rows.map((r) => ({
+      cloud: r.cloud,
+      kind: r.kind,
+      network: r.network,
+      port: r.port,
+      mac: r.mac,
+      project: r.project,
+      from: new Date(r.valid_from).toISOString(),
+      to: iso(r.valid_to),
+      instance: r.instance_id === null ? null : {
+        id: r.instance_id,
+        name: r.name ?? null,
+        project: r.instance_project ?? r.project,
+        user: r.user_id ?? null,
+        host: r.host ?? null,
+        deletedAt: iso(r.deleted_at ?? null),
+      },
+    })),
+  };
+}

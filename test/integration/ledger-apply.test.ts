@@ -1,0 +1,209 @@
+// The interval rules of the traceability ledger, on the embedded SQLite ledger
+// and on PostgreSQL: who held which address when, whatever the delivery order.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { openLedgerDb, migrateToLatest, type LedgerDb } from '../../operator/ledger/db.ts';
+import { applyBatch, type ApplyOutcome } from '../../operator/ledger/apply.ts';
+import { traceAddress } from '../../operator/ledger/trace.ts';
+import type { DecodedNotification } from '../../operator/domain/events.ts';
+import { createTestDatabase } from '../support/pg.ts';
+import { at, fipEvent, fixed, instanceEvent, nic, notification, oneVmEvent, portEvent } from '../support/events.ts';
+
+const engines: Array<{ name: string; open: () => Promise<{ url: string; cleanup: () => Promise<void> }> }> = [
+  { name: 'sqlite', open: async () => ({ url: 'sqlite::memory:', cleanup: async () => undefined }) },
+  { name: 'postgres', open: async () => { const t = await createTestDatabase(); return { url: t.url, cleanup: () => t.drop() }; } },
+];
+
+const FIP = '188.185.194.218';
+
+for (const engine of engines) {
+  describe(`ledger apply on ${engine.name}`, () => {
+    let ledger: LedgerDb;
+    let cleanup: () => Promise<void>;
+    // Every test uses its own cloud name so tests do not see each other's rows.
+    let cloudNo = 0;
+    let cloud = '';
+    before(async () => {
+      const t = await engine.open();
+      cleanup = t.cleanup;
+      ledger = openLedgerDb(t.url);
+      await migrateToLatest(ledger);
+    });
+    after(async () => {
+      await ledger.close();
+      await cleanup();
+    });
+    const fresh = () => { cloudNo += 1; cloud = `cloud-${cloudNo}`; };
+    const apply = async (...ns: DecodedNotification[]): Promise<ApplyOutcome[]> =>
+      applyBatch(ledger.db, ns.map((n) => ({ notification: { ...n, cloud }, body: JSON.stringify(n.events) })));
+    const holders = async (address: string, when: Date) =>
+      (await traceAddress(ledger.db, address, when, cloud)).holders.map((h) => `${h.kind}:${h.instance?.id ?? '-'}@${h.port ?? '-'}`);
+    const spans = async (address: string) =>
+      (await ledger.db.selectFrom('address_intervals').select(['instance_id', 'port', 'valid_from', 'valid_to']).where('cloud', '=', cloud).where('address', '=', address).orderBy('valid_from').execute())
+        .map((r) => [r.instance_id, r.port, new Date(r.valid_from).toISOString().slice(11, 16), r.valid_to === null ? null : new Date(r.valid_to).toISOString().slice(11, 16)]);
+
+    test('a floating IP created already associated is held from its creation', async () => {
+      fresh();
+      await apply(notification([fipEvent('create.end', { id: 'f1', portId: 'port-a', instanceId: 'vm-a' })], at(0)));
+      assert.deepEqual(await holders(FIP, at(-1)), []);
+      assert.deepEqual(await holders(FIP, at(0)), ['floating:vm-a@port-a']);
+      assert.deepEqual(await holders(FIP, at(500)), ['floating:vm-a@port-a']);
+    });
+
+    test('associate, move to another port in a single update, disassociate', async () => {
+      fresh();
+      await apply(
+        notification([fipEvent('create.end', { id: 'f1', portId: null })], at(0)),
+        notification([fipEvent('update.end', { id: 'f1', portId: 'port-a', instanceId: 'vm-a' })], at(10)),
+        notification([fipEvent('update.end', { id: 'f1', portId: 'port-b', instanceId: 'vm-b' })], at(20)),
+        notification([fipEvent('update.end', { id: 'f1', portId: null })], at(30)),
+      );
+      assert.deepEqual(await spans(FIP), [['vm-a', 'port-a', '16:10', '16:20'], ['vm-b', 'port-b', '16:20', '16:30']]);
+      assert.deepEqual(await holders(FIP, at(19)), ['floating:vm-a@port-a']);
+      assert.deepEqual(await holders(FIP, at(20)), ['floating:vm-b@port-b']);
+      assert.deepEqual(await holders(FIP, at(30)), []);
+    });
+
+    test('an update that does not touch the association opens no new interval', async () => {
+      fresh();
+      await apply(
+        notification([fipEvent('update.end', { id: 'f1', portId: 'port-a', instanceId: 'vm-a' })], at(0)),
+        notification([fipEvent('update.end', { id: 'f1', portId: 'port-a', instanceId: 'vm-a', status: 'ACTIVE' })], at(5)),
+      );
+      assert.deepEqual(await spans(FIP), [['vm-a', 'port-a', '16:00', null]]);
+    });
+
+    test('deleting a floating IP while associated ends the association', async () => {
+      fresh();
+      await apply(
+        notification([fipEvent('create.end', { id: 'f1', portId: 'port-a', instanceId: 'vm-a' })], at(0)),
+        notification([fipEvent('delete.end', { id: 'f1', portId: 'port-a' })], at(42)),
+      );
+      assert.deepEqual(await spans(FIP), [['vm-a', 'port-a', '16:00', '16:42']]);
+    });
+
+    test('deleting the associated port disassociates silently (port.delete.end only)', async () => {
+      fresh();
+      await apply(
+        notification([portEvent('create.end', { id: 'port-a', deviceId: 'vm-a', deviceOwner: 'compute:nova', fixedIps: [{ address: '10.0.0.5' }] })], at(0)),
+        notification([fipEvent('update.end', { id: 'f1', portId: 'port-a' })], at(1)),
+        notification([portEvent('delete.end', { id: 'port-a', deviceId: 'vm-a', deviceOwner: 'compute:nova', fixedIps: [{ address: '10.0.0.5' }] })], at(30)),
+      );
+      // The instance came from the port table: the floating IP event itself did not name it.
+      assert.deepEqual(await spans(FIP), [['vm-a', 'port-a', '16:01', '16:30']]);
+      assert.deepEqual(await spans('10.0.0.5'), [['vm-a', 'port-a', '16:00', '16:30']]);
+    });
+
+    test('the same IP associated twice to the same instance gives two intervals', async () => {
+      fresh();
+      await apply(
+        notification([fipEvent('update.end', { id: 'f1', portId: 'port-a', instanceId: 'vm-a' })], at(0)),
+        notification([fipEvent('update.end', { id: 'f1', portId: null })], at(10)),
+        notification([fipEvent('update.end', { id: 'f1', portId: 'port-a', instanceId: 'vm-a' })], at(20)),
+        notification([fipEvent('update.end', { id: 'f1', portId: null })], at(25)),
+      );
+      assert.deepEqual(await spans(FIP), [['vm-a', 'port-a', '16:00', '16:10'], ['vm-a', 'port-a', '16:20', '16:25']]);
+      assert.deepEqual(await holders(FIP, at(15)), []);
+    });
+
+    test('out-of-order delivery gives the same history as in-order delivery', async () => {
+      fresh();
+      const a = notification([fipEvent('update.end', { id: 'f1', portId: 'port-a', instanceId: 'vm-a' })], at(0));
+      const b = notification([fipEvent('update.end', { id: 'f1', portId: 'port-b', instanceId: 'vm-b' })], at(20));
+      const c = notification([fipEvent('update.end', { id: 'f1', portId: null })], at(30));
+      await apply(c);
+      await apply(a);
+      await apply(b);
+      assert.deepEqual(await spans(FIP), [['vm-a', 'port-a', '16:00', '16:20'], ['vm-b', 'port-b', '16:20', '16:30']]);
+    });
+
+    test('the same message applied twice changes nothing', async () => {
+      fresh();
+      const n = notification([fipEvent('create.end', { id: 'f1', portId: 'port-a', instanceId: 'vm-a' })], at(0));
+      assert.deepEqual(await apply(n), ['applied']);
+      const before = await spans(FIP);
+      assert.deepEqual(await apply(n), ['duplicate']);
+      assert.deepEqual(await spans(FIP), before);
+      const count = await ledger.db.selectFrom('notifications').select((eb) => eb.fn.countAll<number>().as('n')).where('cloud', '=', cloud).executeTakeFirstOrThrow();
+      assert.equal(Number(count.n), 1);
+    });
+
+    test('fixed IPs from Nova: held from create.end; the empty list at delete.end is no early release', async () => {
+      fresh();
+      await apply(
+        notification([instanceEvent('create.end', { id: 'vm-a' }, [fixed('10.0.0.7', 'port-a')])], at(0)),
+        notification([instanceEvent('delete.start', { id: 'vm-a' }, [fixed('10.0.0.7', 'port-a')], { authoritative: true, actor: { user: 'mallory' } })], at(50)),
+        // Versioned shutdown.end and delete.end carry [] already: not authoritative.
+        notification([instanceEvent('shutdown.end', { id: 'vm-a' }, [], { authoritative: false })], at(51)),
+        notification([instanceEvent('delete.end', { id: 'vm-a', state: 'deleted' }, [], { authoritative: false })], at(52)),
+      );
+      assert.deepEqual(await spans('10.0.0.7'), [['vm-a', 'port-a', '16:00', '16:52']]);
+      const trace = await traceAddress(ledger.db, '10.0.0.7', at(51), cloud);
+      assert.equal(trace.holders[0]?.instance?.deletedAt, at(52).toISOString());
+      const inst = await ledger.db.selectFrom('instances').selectAll().where('cloud', '=', cloud).executeTakeFirstOrThrow();
+      assert.equal(inst.deleted_by, 'mallory');
+      assert.equal(inst.state, 'deleted');
+    });
+
+    test('an interface detach releases the address that disappeared from the full list', async () => {
+      fresh();
+      await apply(
+        notification([instanceEvent('create.end', { id: 'vm-a' }, [fixed('10.0.0.7', 'port-a'), fixed('10.1.0.9', 'port-b', 'second')])], at(0)),
+        notification([instanceEvent('interface_detach.end', { id: 'vm-a' }, [fixed('10.0.0.7', 'port-a')])], at(5)),
+      );
+      assert.deepEqual(await spans('10.1.0.9'), [['vm-a', 'port-b', '16:00', '16:05']]);
+      assert.deepEqual(await spans('10.0.0.7'), [['vm-a', 'port-a', '16:00', null]]);
+    });
+
+    test('Nova and Neutron reporting the same port address give one holder', async () => {
+      fresh();
+      await apply(
+        notification([portEvent('create.end', { id: 'port-a', deviceId: 'vm-a', deviceOwner: 'compute:nova', fixedIps: [{ address: '10.0.0.7' }] })], at(0)),
+        notification([instanceEvent('create.end', { id: 'vm-a' }, [fixed('10.0.0.7', 'port-a')])], at(1)),
+      );
+      assert.deepEqual(await holders('10.0.0.7', at(2)), ['fixed:vm-a@port-a']);
+    });
+
+    test('a private address used at once in two tenant networks returns both holders with their networks', async () => {
+      fresh();
+      await apply(
+        notification([portEvent('create.end', { id: 'port-a', deviceId: 'vm-a', deviceOwner: 'compute:nova', networkId: 'net-tenant-1', project: 'p1', fixedIps: [{ address: '192.168.0.10' }] })], at(0)),
+        notification([portEvent('create.end', { id: 'port-b', deviceId: 'vm-b', deviceOwner: 'compute:nova', networkId: 'net-tenant-2', project: 'p2', fixedIps: [{ address: '192.168.0.10' }] })], at(1)),
+      );
+      const t = await traceAddress(ledger.db, '192.168.0.10', at(2), cloud);
+      assert.deepEqual(t.holders.map((h) => [h.instance?.id, h.network, h.project]).sort(), [['vm-a', 'net-tenant-1', 'p1'], ['vm-b', 'net-tenant-2', 'p2']]);
+    });
+
+    test('a port unbound from a deleted instance keeps its address, no longer attributed to the instance', async () => {
+      fresh();
+      await apply(
+        notification([portEvent('create.end', { id: 'port-a', deviceId: 'vm-a', deviceOwner: 'compute:nova', fixedIps: [{ address: '10.0.0.8' }] })], at(0)),
+        notification([portEvent('update.end', { id: 'port-a', deviceOwner: '', fixedIps: [{ address: '10.0.0.8' }] })], at(10)),
+      );
+      assert.deepEqual(await holders('10.0.0.8', at(5)), ['fixed:vm-a@port-a']);
+      assert.deepEqual(await holders('10.0.0.8', at(11)), ['fixed:-@port-a']);
+    });
+
+    test('OpenNebula NIC addresses: held from the VM document, closed on NIC detach and at DONE', async () => {
+      fresh();
+      await apply(
+        notification([oneVmEvent({ id: 42, nics: [nic(0, '198.51.100.4'), nic(1, '10.10.0.4', 'private')] }, [3, 'ACTIVE'], [3, 'RUNNING'])], at(0), { source: 'opennebula' }),
+        notification([oneVmEvent({ id: 42, nics: [nic(0, '198.51.100.4')] }, [3, 'ACTIVE'], [25, 'HOTPLUG_NIC'])], at(10), { source: 'opennebula' }),
+        notification([oneVmEvent({ id: 42, nics: [nic(0, '198.51.100.4')], etime: at(20) }, [6, 'DONE'], [0, 'LCM_INIT'])], at(20), { source: 'opennebula' }),
+      );
+      assert.deepEqual((await spans('10.10.0.4')).map((s) => [s[0], s[2], s[3]]), [['42', '16:00', '16:10']]);
+      assert.deepEqual((await spans('198.51.100.4')).map((s) => [s[0], s[2], s[3]]), [['42', '16:00', '16:20']]);
+      const t = await traceAddress(ledger.db, '198.51.100.4', at(5), cloud);
+      assert.equal(t.holders[0]?.instance?.user, 'bob');
+      assert.equal(t.holders[0]?.instance?.project, 'physics');
+      assert.equal(t.holders[0]?.instance?.deletedAt, at(20).toISOString());
+    });
+
+    test('a floating IP association reported after its port was deleted ends at the deletion', async () => {
+      fresh();
+      await apply(notification([portEvent('delete.end', { id: 'port-a', deviceId: 'vm-a', deviceOwner: 'compute:nova' })], at(30)));
+      await apply(notification([fipEvent('update.end', { id: 'f1', portId: 'port-a', instanceId: 'vm-a' })], at(5)));
+      assert.deepEqual(await spans(FIP), [['vm-a', 'port-a', '16:05', '16:30']]);
+    });
+  });
+}
