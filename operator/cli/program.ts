@@ -7,6 +7,12 @@ import { openLedgerDb, migrateToLatest, redactUrl, LedgerUrlError } from '../led
 import { runStandalone } from '../main.ts';
 import { ManifestError } from '../kube/manifest-files.ts';
 import { EXIT, UsageError } from './errors.ts';
+import { ingestFiles } from './ingest.ts';
+import { parseInstant } from './time-arg.ts';
+import { renderTable } from './table.ts';
+import { traceAddress } from '../ledger/trace.ts';
+import { instanceHistory } from '../ledger/instance-history.ts';
+import type { LedgerDb } from '../ledger/db.ts';
 
 export interface Io {
   out: (s: string) => void;
@@ -14,7 +20,12 @@ export interface Io {
   env: NodeJS.ProcessEnv;
 }
 
-export function buildProgram(io: Io): Command {
+/** What the actions report back besides throwing: the exit code of a completed command. */
+export interface Status {
+  code: number;
+}
+
+export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Command {
   const env = envConfig(io.env);
   const program = new Command('quarantine')
     .description('Keeps the evidence when a cloud VM is deleted: preserved disks, address history, audit trail.')
@@ -58,21 +69,84 @@ export function buildProgram(io: Io): Command {
       }
     });
 
+  const withLedger = async <T>(fn: (ledger: LedgerDb) => Promise<T>): Promise<T> => {
+    const ledger = openLedgerDb(program.opts<{ db: string }>().db);
+    try {
+      await migrateToLatest(ledger);
+      return await fn(ledger);
+    } finally {
+      await ledger.close();
+    }
+  };
+  const output = () => new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table');
+
+  program
+    .command('ingest')
+    .description('feed raw notification bodies from files through the consumer\'s decode-and-apply path (.jsonl: one body per line)')
+    .option('--cloud <name>', 'the cloud these notifications come from', 'default')
+    .argument('<file...>', 'files holding one body each (JSON or OpenNebula XML), or .jsonl files')
+    .action(async (files: string[], opts: { cloud: string }) => {
+      const { counts, rejections } = await withLedger((l) => ingestFiles(l.db, opts.cloud, files));
+      for (const r of rejections) io.err(`${r.where}: rejected (${r.reason}): ${r.message}\n`);
+      io.out(`applied ${counts.applied}, duplicate ${counts.duplicate}, ignored ${counts.ignored}, rejected ${counts.rejected}\n`);
+      if (counts.rejected > 0) status.code = EXIT.partial;
+    });
+
+  const trace = program.command('trace').description('answer who held an address when, or what an instance did');
+  trace
+    .command('ip')
+    .description('who held ADDRESS at TIME (every holder, with its network)')
+    .argument('<address>', 'IPv4 or IPv6 address')
+    .requiredOption('--at <time>', 'ISO 8601 time with offset, e.g. 2026-05-01T18:13:16+02:00')
+    .option('--cloud <name>', 'only this cloud')
+    .addOption(output())
+    .action(async (address: string, opts: { at: string; cloud?: string; output: string }) => {
+      const when = parseInstant(opts.at, '--at');
+      if (!/^[0-9a-fA-F:.]+$/.test(address)) throw new UsageError(`"${address}" is not an IP address`);
+      const result = await withLedger((l) => traceAddress(l.db, address, when, opts.cloud));
+      if (opts.output === 'json') io.out(`${JSON.stringify(result, null, 2)}\n`);
+      else if (result.holders.length === 0) io.out(`nobody held ${address} at ${result.at}\n`);
+      else io.out(renderTable(['CLOUD', 'KIND', 'INSTANCE', 'NAME', 'PROJECT', 'USER', 'HOST', 'NETWORK', 'PORT', 'FROM', 'TO', 'DELETED'],
+        result.holders.map((h) => [h.cloud, h.kind, h.instance?.id, h.instance?.name, h.instance?.project ?? h.project, h.instance?.user, h.instance?.host, h.network, h.port, h.from, h.to ?? 'now', h.instance?.deletedAt])));
+      if (result.holders.length === 0) status.code = EXIT.notFound;
+    });
+  trace
+    .command('instance')
+    .description('an instance\'s life: owner, host, addresses over time, notifications')
+    .argument('<id>', 'instance UUID (OpenStack) or VM id (OpenNebula)')
+    .option('--cloud <name>', 'only this cloud')
+    .addOption(output())
+    .action(async (id: string, opts: { cloud?: string; output: string }) => {
+      const found = await withLedger((l) => instanceHistory(l.db, id, opts.cloud));
+      if (opts.output === 'json') io.out(`${JSON.stringify(found.length === 1 ? found[0] : found, null, 2)}\n`);
+      else if (found.length === 0) io.out(`no instance ${id} in the ledger\n`);
+      else {
+        for (const h of found) {
+          io.out(renderTable(['FIELD', 'VALUE'], [['cloud', h.cloud], ['id', h.id], ['name', h.name], ['project', h.project], ['user', h.user], ['host', h.host],
+            ['image', h.image], ['flavor', h.flavor], ['state', h.state], ['created', h.createdAt], ['deleted', h.deletedAt], ['deleted by', h.deletedBy]]));
+          io.out('\n' + renderTable(['ADDRESS', 'KIND', 'NETWORK', 'PORT', 'FROM', 'TO'], h.addresses.map((a) => [a.address, a.kind, a.network, a.port, a.from, a.to ?? 'now'])));
+          io.out('\n' + renderTable(['AT', 'EVENT', 'PUBLISHER', 'MESSAGE'], h.events.map((e) => [e.at, e.eventType, e.publisher, e.messageId])));
+        }
+      }
+      if (found.length === 0) status.code = EXIT.notFound;
+    });
+
   return program;
 }
 
 /** Runs the CLI and returns the exit code; never calls process.exit itself. */
 export async function runCli(argv: string[], io: Io): Promise<number> {
   let program: Command;
+  const status: Status = { code: EXIT.ok };
   try {
-    program = buildProgram(io);
+    program = buildProgram(io, status);
   } catch (err) {
     io.err(`quarantine: ${err instanceof Error ? err.message : String(err)}\n`);
     return EXIT.usage;
   }
   try {
     await program.parseAsync(argv, { from: 'user' });
-    return process.exitCode === undefined ? EXIT.ok : Number(process.exitCode);
+    return status.code;
   } catch (err) {
     if (err instanceof CommanderError) {
       // Help and version are exits too, with code 0; commander already printed them.

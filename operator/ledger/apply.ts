@@ -171,10 +171,16 @@ async function fixedSlot(trx: Tx, cloud: string, instanceId: string, a: { addres
   return { slot: `instance:${instanceId}|${a.address}`, port: null };
 }
 
+async function linkEvent(trx: Tx, n: DecodedNotification, instanceId: string, action: string): Promise<void> {
+  await trx.insertInto('instance_events').values({ cloud: n.cloud, instance_id: instanceId, message_id: n.messageId, at: n.occurredAt.getTime(), event_type: n.eventType, action })
+    .onConflict((oc) => oc.columns(['cloud', 'instance_id', 'message_id']).doNothing()).execute();
+}
+
 async function applyInstance(trx: Tx, n: DecodedNotification, e: InstanceEvent): Promise<void> {
   const at = n.occurredAt.getTime();
   const id = e.instance.id;
   await upsertInstance(trx, n.cloud, id, at, instanceFields(e, n));
+  await linkEvent(trx, n, id, e.action);
   const kinds = ['fixed', 'floating'];
   const current = new Set<string>();
   for (const a of e.addresses ?? []) {
@@ -225,6 +231,7 @@ async function applyPort(trx: Tx, n: DecodedNotification, e: PortEvent): Promise
   const p = e.port;
   const deleted = e.action === 'delete.end';
   await upsertPort(trx, n.cloud, at, p, deleted);
+  if (p.deviceOwner?.startsWith('compute:') === true && p.deviceId !== undefined) await linkEvent(trx, n, p.deviceId, `port.${e.action}`);
   if (deleted) {
     // Neutron disassociates a deleted port's floating IPs without any
     // floatingip notification: this event is the only trace of it.
@@ -298,6 +305,7 @@ async function applyOneVm(trx: Tx, n: DecodedNotification, e: OneVmEvent): Promi
   const done = vm.state.code === ONE_DONE;
   const stateName = vm.state.name === 'ACTIVE' ? `ACTIVE/${vm.lcmState.name ?? vm.lcmState.code}` : vm.state.name ?? String(vm.state.code);
   const actor = vm.historyAction?.uid;
+  await linkEvent(trx, n, id, stateName);
   await upsertInstance(trx, n.cloud, id, at, {
     name: vm.name, project: vm.gname, user: vm.uname, host: vm.host, state: stateName, createdAt: vm.stime,
     deletedAt: done ? (vm.etime ?? n.occurredAt) : undefined,

@@ -91,6 +91,17 @@ function m0001(engine: Engine): Migration {
       await db.schema.createIndex('address_changes_slot').on('address_changes').columns(['cloud', 'slot', 'at']).execute();
 
       await db.schema
+        .createTable('instance_events')
+        .addColumn('cloud', 'text', (c) => c.notNull())
+        .addColumn('instance_id', 'text', (c) => c.notNull())
+        .addColumn('message_id', 'text', (c) => c.notNull())
+        .addColumn('at', 'bigint', (c) => c.notNull())
+        .addColumn('event_type', 'text', (c) => c.notNull())
+        .addColumn('action', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('instance_events_pk', ['cloud', 'instance_id', 'message_id'])
+        .execute();
+
+      await db.schema
         .createTable('ports')
         .addColumn('cloud', 'text', (c) => c.notNull())
         .addColumn('port_id', 'text', (c) => c.notNull())

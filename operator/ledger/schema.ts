@@ -74,6 +74,16 @@ export interface AddressChangesTable {
   message_id: string | null;
 }
 
+/** Which notifications concern which instance: an instance's timeline without scanning bodies. */
+export interface InstanceEventsTable {
+  cloud: string;
+  instance_id: string;
+  message_id: string;
+  at: number;
+  event_type: string;
+  action: string;
+}
+
 /** Neutron ports as last seen: the link from a floating IP's port to an instance. */
 export interface PortsTable {
   cloud: string;
@@ -93,4 +103,5 @@ export interface LedgerSchema {
   address_intervals: AddressIntervalsTable;
   address_changes: AddressChangesTable;
   ports: PortsTable;
+  instance_events: InstanceEventsTable;
 }

@@ -1,0 +1,187 @@
+// Neutron API notifications for ports, floating IPs and router interfaces.
+// Payloads are the API's response bodies (`{"port": {...}}`), request bodies
+// for *.start, and `{"<res>_id": id[, "<res>": {...}]}` for delete.end.
+import { z } from 'zod';
+import type { FloatingIpEvent, FloatingIpSnapshot, PortEvent, PortSnapshot, RouterInterfaceEvent } from '../../domain/events.ts';
+import { DecodeError } from './errors.ts';
+import type { OsloMessage } from './oslo.ts';
+import { parseWith } from './validate.ts';
+import { compact, nonEmpty } from './values.ts';
+
+const text = z.string().nullish();
+// Where null ("cleared") and absent ("not said") mean different things.
+const clearable = z.string().nullable().optional();
+
+const Port = z.looseObject({
+  id: z.string().min(1),
+  device_id: text,
+  device_owner: text,
+  network_id: text,
+  mac_address: text,
+  tenant_id: text,
+  project_id: text,
+  'binding:host_id': text,
+  status: text,
+  fixed_ips: z.array(z.looseObject({ ip_address: z.string().min(1), subnet_id: text })).nullish(),
+});
+
+// update.start's request body may leave the id to `payload.id`.
+const FloatingIpFields = z.looseObject({
+  id: text,
+  floating_ip_address: text,
+  floating_network_id: text,
+  port_id: clearable,
+  fixed_ip_address: clearable,
+  router_id: clearable,
+  tenant_id: text,
+  project_id: text,
+  status: text,
+  port_details: z.looseObject({ device_id: text }).nullish(),
+});
+const FloatingIp = FloatingIpFields.extend({ id: z.string().min(1) });
+
+const RouterInterface = z.looseObject({
+  id: z.string().min(1),
+  port_id: z.string().min(1),
+  subnet_id: text,
+  network_id: text,
+  tenant_id: text,
+  project_id: text,
+});
+
+const SinglePort = z.looseObject({ port: Port });
+const BulkPorts = z.looseObject({ ports: z.array(Port) });
+const PortDelete = z.looseObject({ port_id: z.string().min(1), port: Port.nullish() });
+const FloatingIpBody = z.looseObject({ floatingip: FloatingIp });
+const FloatingIpRequest = z.looseObject({ id: text, floatingip: FloatingIpFields });
+const FloatingIpDelete = z.looseObject({ floatingip_id: z.string().min(1), floatingip: FloatingIp.nullish() });
+const RouterInterfaceBody = z.looseObject({ router_interface: RouterInterface });
+
+type PortData = z.output<typeof Port>;
+type FloatingIpFieldsData = z.output<typeof FloatingIpFields>;
+
+function portSnapshot(port: PortData): PortSnapshot {
+  return compact({
+    id: port.id,
+    deviceId: nonEmpty(port.device_id),
+    deviceOwner: nonEmpty(port.device_owner),
+    networkId: nonEmpty(port.network_id),
+    mac: nonEmpty(port.mac_address),
+    project: nonEmpty(port.tenant_id) ?? nonEmpty(port.project_id),
+    host: nonEmpty(port['binding:host_id']),
+    fixedIps: (port.fixed_ips ?? []).map((ip) => compact({ address: ip.ip_address, subnetId: nonEmpty(ip.subnet_id) })),
+    status: nonEmpty(port.status),
+  });
+}
+
+function floatingIpSnapshot(fip: FloatingIpFieldsData, id: string): FloatingIpSnapshot {
+  return compact({
+    id,
+    address: nonEmpty(fip.floating_ip_address),
+    networkId: nonEmpty(fip.floating_network_id),
+    portId: fip.port_id,
+    fixedAddress: fip.fixed_ip_address,
+    routerId: fip.router_id,
+    project: nonEmpty(fip.tenant_id) ?? nonEmpty(fip.project_id),
+    instanceId: nonEmpty(fip.port_details?.device_id),
+    status: nonEmpty(fip.status),
+  });
+}
+
+type PortAction = PortEvent['action'];
+type FloatingIpAction = FloatingIpEvent['action'];
+
+function portEvents(action: Exclude<PortAction, 'delete.end'>, message: OsloMessage): PortEvent[] {
+  const { payload, eventType } = message;
+  // Bulk creates answer with a list; everything else with one object.
+  const ports =
+    typeof payload === 'object' && payload !== null && 'ports' in payload
+      ? parseWith(BulkPorts, payload, 'bad-payload', 'payload', eventType).ports
+      : [parseWith(SinglePort, payload, 'bad-payload', 'payload', eventType).port];
+  return ports.map((port) => ({ type: 'port', action, port: portSnapshot(port), idOnly: false }));
+}
+
+function portDeleted(message: OsloMessage): PortEvent {
+  const p = parseWith(PortDelete, message.payload, 'bad-payload', 'payload', message.eventType);
+  if (p.port === null || p.port === undefined) {
+    return { type: 'port', action: 'delete.end', port: { id: p.port_id, fixedIps: [] }, idOnly: true };
+  }
+  return { type: 'port', action: 'delete.end', port: portSnapshot({ ...p.port, id: p.port_id }), idOnly: false };
+}
+
+function floatingIpEvent(action: Exclude<FloatingIpAction, 'update.start' | 'delete.end'>, message: OsloMessage): FloatingIpEvent {
+  const { floatingip } = parseWith(FloatingIpBody, message.payload, 'bad-payload', 'payload', message.eventType);
+  return { type: 'floatingip', action, floatingIp: floatingIpSnapshot(floatingip, floatingip.id), idOnly: false };
+}
+
+function floatingIpRequested(message: OsloMessage): FloatingIpEvent {
+  const p = parseWith(FloatingIpRequest, message.payload, 'bad-payload', 'payload', message.eventType);
+  const id = nonEmpty(p.id) ?? nonEmpty(p.floatingip.id);
+  if (id === undefined) {
+    throw new DecodeError('bad-payload', `${message.eventType}: payload.id: Required (and no payload.floatingip.id)`);
+  }
+  return { type: 'floatingip', action: 'update.start', floatingIp: floatingIpSnapshot(p.floatingip, id), idOnly: false };
+}
+
+function floatingIpDeleted(message: OsloMessage): FloatingIpEvent {
+  const p = parseWith(FloatingIpDelete, message.payload, 'bad-payload', 'payload', message.eventType);
+  if (p.floatingip === null || p.floatingip === undefined) {
+    return {
+      type: 'floatingip',
+      action: 'delete.end',
+      floatingIp: { id: p.floatingip_id },
+      idOnly: true,
+    };
+  }
+  return {
+    type: 'floatingip',
+    action: 'delete.end',
+    floatingIp: floatingIpSnapshot(p.floatingip, p.floatingip_id),
+    idOnly: false,
+  };
+}
+
+function routerInterface(action: RouterInterfaceEvent['action'], message: OsloMessage): RouterInterfaceEvent {
+  const { router_interface: ri } = parseWith(RouterInterfaceBody, message.payload, 'bad-payload', 'payload', message.eventType);
+  return compact({
+    type: 'router_interface' as const,
+    action,
+    routerId: ri.id,
+    portId: ri.port_id,
+    subnetId: nonEmpty(ri.subnet_id),
+    networkId: nonEmpty(ri.network_id),
+    project: nonEmpty(ri.tenant_id) ?? nonEmpty(ri.project_id),
+  });
+}
+
+export type NeutronEvent = PortEvent | FloatingIpEvent | RouterInterfaceEvent;
+
+/** Events of a Neutron notification, or undefined when its type is not one we use. */
+export function decodeNeutron(message: OsloMessage): NeutronEvent[] | undefined {
+  switch (message.eventType) {
+    case 'port.create.end':
+      return portEvents('create.end', message);
+    case 'port.update.end':
+      return portEvents('update.end', message);
+    case 'port.exists':
+      return portEvents('exists', message);
+    case 'port.delete.end':
+      return [portDeleted(message)];
+    case 'floatingip.create.end':
+      return [floatingIpEvent('create.end', message)];
+    case 'floatingip.update.end':
+      return [floatingIpEvent('update.end', message)];
+    case 'floatingip.exists':
+      return [floatingIpEvent('exists', message)];
+    case 'floatingip.update.start':
+      return [floatingIpRequested(message)];
+    case 'floatingip.delete.end':
+      return [floatingIpDeleted(message)];
+    case 'router.interface.create':
+      return [routerInterface('create', message)];
+    case 'router.interface.delete':
+      return [routerInterface('delete', message)];
+    default:
+      return undefined;
+  }
+}
