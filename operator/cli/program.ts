@@ -6,6 +6,7 @@ import { createLogger } from '../log.ts';
 import { openLedgerDb, migrateToLatest, redactUrl, LedgerUrlError } from '../ledger/db.ts';
 import { runStandalone } from '../main.ts';
 import { ManifestError } from '../kube/manifest-files.ts';
+import { SecretNotFoundError } from '../secrets.ts';
 import { EXIT, UsageError } from './errors.ts';
 import { ingestFiles } from './ingest.ts';
 import { parseInstant } from './time-arg.ts';
@@ -40,7 +41,8 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
     .command('run')
     .description('run the operator standalone: clouds, policies and holds from YAML files, ledger in SQLite by default')
     .addOption(new Option('--manifests <dir>', 'directory (or file) of Cloud/QuarantinePolicy/QuarantineHold YAML').env('QUARANTINE_MANIFESTS'))
-    .action(async (opts: { manifests?: string }) => {
+    .addOption(new Option('--secrets <dir>', 'directory laid out like mounted Secrets: DIR/<secret>/<key> (or QUARANTINE_SECRET_<SECRET>_<KEY> variables)').env('QUARANTINE_SECRETS'))
+    .action(async (opts: { manifests?: string; secrets?: string }) => {
       const global = program.opts<{ db: string; logLevel: string }>();
       const logger = createLogger({ level: global.logLevel });
       const ac = new AbortController();
@@ -48,7 +50,7 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
       process.once('SIGTERM', stop);
       process.once('SIGINT', stop);
       try {
-        await runStandalone({ dbUrl: global.db, manifests: opts.manifests, logger, signal: ac.signal });
+        await runStandalone({ dbUrl: global.db, manifests: opts.manifests, secretsDir: opts.secrets, logger, signal: ac.signal });
       } finally {
         process.off('SIGTERM', stop);
         process.off('SIGINT', stop);
@@ -153,7 +155,7 @@ export async function runCli(argv: string[], io: Io): Promise<number> {
       if (err.exitCode === 0) return EXIT.ok;
       return EXIT.usage;
     }
-    if (err instanceof UsageError || err instanceof LedgerUrlError || err instanceof ManifestError) {
+    if (err instanceof UsageError || err instanceof LedgerUrlError || err instanceof ManifestError || err instanceof SecretNotFoundError) {
       io.err(`quarantine: ${err.message}\n`);
       return EXIT.usage;
     }

@@ -27,8 +27,9 @@ export type WireFormat = 'oslo-v2' | 'oslo-v1' | 'oslo-listener' | 'opennebula-h
 
 /**
  * What `messageId` is.
- * - `message-id`: the publisher's id (oslo `message_id`, or the AMQP message-id
- *   property for OpenNebula). oslo reuses it when it resends, so it de-duplicates.
+ * - `message-id`: the publisher's id (oslo `message_id`; for OpenNebula the AMQP
+ *   message-id property or the hook publisher's `x-message-id` header). Both
+ *   publishers reuse it when they resend, so it de-duplicates.
  * - `content-hash`: hex SHA-256 of the message content (for OpenNebula of the
  *   decoded XML, so the plain and base64 forms of one document share it). Two
  *   genuinely different events with byte-identical content collapse into one,
@@ -40,7 +41,9 @@ export type MessageIdKind = 'message-id' | 'content-hash';
  * Where `occurredAt` was taken from, best first.
  * - `message`: the oslo `timestamp` (or listener `metadata.timestamp`): when the
  *   service emitted the notification.
- * - `delivery`: the AMQP `timestamp` property of the delivery.
+ * - `delivery`: the publish time the delivery carries: the AMQP `timestamp`
+ *   property, or for OpenNebula the hook publisher's `x-published-at` header
+ *   (when the hook ran).
  * - `history`: an OpenNebula VM history time matching the reported state (a
  *   lower bound: the transition happened at or after it).
  * - `received`: when the consumer received the message (an upper bound).
@@ -209,9 +212,10 @@ export interface InstanceEvent {
    * True only when `addresses` is the complete current set, so an address the
    * ledger has open for this instance and that is missing here was released.
    * False for create.start/create.error (nothing allocated yet, or already
-   * rolled back), shutdown.end and delete.end (the list is emptied as part of
-   * the teardown: an empty list there is NOT a release time; close intervals
-   * from delete.end's time or from Neutron's port events instead), for any
+   * rolled back), for shutdown.end, delete.end and force_delete.* (the list
+   * is emptied by the teardown itself, so an empty list there is NOT evidence
+   * of when the addresses went: close the instance's open intervals at
+   * delete.end, or earlier from Neutron's port delete/unbind events), for any
    * payload with state `deleted`, and whenever `addresses` is undefined.
    */
   addressesAuthoritative: boolean;

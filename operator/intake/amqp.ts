@@ -264,9 +264,18 @@ export class AmqpConsumer {
 export class AmqpPublisher {
   readonly #model: ChannelModel;
   readonly #ch: ConfirmChannel;
+  #closed = false;
   private constructor(model: ChannelModel, ch: ConfirmChannel) {
     this.#model = model;
     this.#ch = ch;
+    // Closing a connection the broker already dropped never settles: remember it instead.
+    model.on('close', () => {
+      this.#closed = true;
+    });
+    model.on('error', () => {
+      this.#closed = true;
+    });
+    ch.on('error', () => undefined);
   }
   static async connect(url: string): Promise<AmqpPublisher> {
     const model = await amqp.connect(url);
@@ -286,8 +295,21 @@ export class AmqpPublisher {
   async confirmed(): Promise<void> {
     await this.#ch.waitForConfirms();
   }
+  get closed(): boolean {
+    return this.#closed;
+  }
   async close(): Promise<void> {
-    await this.#ch.close().catch(() => undefined);
-    await this.#model.close().catch(() => undefined);
+    if (this.#closed) return;
+    this.#closed = true;
+    // A close handshake on a connection that is dying may never be answered.
+    let timer: NodeJS.Timeout | undefined;
+    const giveUp = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, 2_000);
+    });
+    await Promise.race([(async () => {
+      await this.#ch.close().catch(() => undefined);
+      await this.#model.close().catch(() => undefined);
+    })(), giveUp]);
+    clearTimeout(timer);
   }
 }

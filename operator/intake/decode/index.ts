@@ -1,8 +1,9 @@
 // The decoding entry point: a raw message body plus what the broker told us
 // about its delivery, to a DecodedNotification or a typed DecodeError. Pure:
 // no I/O, no clock (the receive time comes in `meta`).
-import type { DecodedNotification, OccurredAtSource } from '../../domain/events.ts';
+import type { DecodedNotification } from '../../domain/events.ts';
 import { bodyText, decodeStrictBase64, sha256Hex } from './body.ts';
+import { headerText, isOpenNebulaDelivery, occurred, PUBLISHER_ID_HEADER, publishedAt, type DeliveryMeta } from './delivery.ts';
 import { DecodeError } from './errors.ts';
 import { decodeOpenNebula } from './opennebula.ts';
 import { readOsloMessage } from './oslo.ts';
@@ -10,45 +11,10 @@ import { route } from './route.ts';
 import { parseTimestamp } from './time.ts';
 import { compact } from './values.ts';
 
+export { OPENNEBULA_EXCHANGE, OPENNEBULA_HEADER, type DeliveryMeta } from './delivery.ts';
 export { DecodeError, type DecodeErrorReason } from './errors.ts';
 
-/** What the broker says about a delivery (AMQP properties), plus our own facts. */
-export interface DeliveryMeta {
-  exchange?: string;
-  routingKey?: string;
-  /** AMQP message-id property; OpenNebula's hook publisher sets it. */
-  messageId?: string;
-  /** AMQP timestamp property. */
-  timestamp?: Date;
-  headers?: Record<string, unknown>;
-  receivedAt: Date;
-  /** Name of the Cloud this delivery belongs to. */
-  cloud: string;
-}
-
 export type DecodeResult = { ok: true; notification: DecodedNotification } | { ok: false; error: DecodeError };
-
-export const OPENNEBULA_EXCHANGE = 'opennebula';
-export const OPENNEBULA_HEADER = 'x-opennebula-hook';
-
-function isOpenNebulaDelivery(meta: DeliveryMeta): boolean {
-  if (meta.exchange === OPENNEBULA_EXCHANGE) return true;
-  return Object.keys(meta.headers ?? {}).some((key) => key.toLowerCase() === OPENNEBULA_HEADER);
-}
-
-function validDate(date: Date | undefined): date is Date {
-  return date !== undefined && !Number.isNaN(date.getTime());
-}
-
-function occurred(
-  candidates: { date: Date | undefined; source: OccurredAtSource }[],
-  meta: DeliveryMeta,
-): { occurredAt: Date; occurredAtSource: OccurredAtSource } {
-  for (const { date, source } of candidates) {
-    if (validDate(date)) return { occurredAt: date, occurredAtSource: source };
-  }
-  return { occurredAt: meta.receivedAt, occurredAtSource: 'received' };
-}
 
 /**
  * An OpenNebula body that is not plain XML must be strict base64 of XML.
@@ -75,7 +41,7 @@ function base64Xml(trimmed: string, openNebula: boolean): string | undefined {
 function fromOpenNebula(xml: string, meta: DeliveryMeta): DecodedNotification {
   const warnings: string[] = [];
   const decoded = decodeOpenNebula(xml, warnings);
-  const messageId = meta.messageId !== undefined && meta.messageId !== '' ? meta.messageId : undefined;
+  const messageId = (meta.messageId !== '' ? meta.messageId : undefined) ?? headerText(meta, PUBLISHER_ID_HEADER);
   return {
     cloud: meta.cloud,
     source: 'opennebula',
@@ -87,6 +53,7 @@ function fromOpenNebula(xml: string, meta: DeliveryMeta): DecodedNotification {
     ...occurred(
       [
         { date: meta.timestamp, source: 'delivery' },
+        { date: publishedAt(meta, warnings), source: 'delivery' },
         { date: decoded.stateSince, source: 'history' },
       ],
       meta,

@@ -6,13 +6,14 @@ export function nonEmpty(value: string | null | undefined): string | undefined {
 }
 
 /**
- * Drops properties whose value is undefined, so that "not given" is an absent
- * key rather than a present-but-undefined one (matters for equality and JSON).
+ * A copy without the properties whose value is undefined, so that "not given"
+ * is an absent key rather than a present-but-undefined one (matters for
+ * equality checks and for JSON written to the ledger).
  */
 export function compact<T extends object>(value: T): T {
-  const out: Partial<T> = {};
-  for (const key of Object.keys(value) as (keyof T)[]) {
-    if (value[key] !== undefined) out[key] = value[key];
+  const copy = { ...value };
+  for (const key of Object.keys(copy)) {
+    if (Reflect.get(copy, key) === undefined) Reflect.deleteProperty(copy, key);
   }
-  return out as T;
+  return copy;
 }

@@ -119,6 +119,7 @@ export function parseXml(input: string): XmlElement {
       pos += 2;
       const name = readName('an element name');
       skipSpace();
+      if (pos >= input.length) fail(`unexpected end of input inside </${name}>`);
       if (input[pos] !== '>') fail(`expected ">" to end </${name}>`);
       pos += 1;
       const open = stack.pop();

@@ -1,0 +1,495 @@
+// BlockStore over the `rbd` command-line tool. One process per call costs
+// ~40-60 ms (start, librados connect, cephx); in exchange the operator needs
+// no native binding and a hung cluster cannot hang the operator's own process.
+//
+// Every argv is built from validated parts (./names.ts) and passed to
+// execFile/spawn as an array; positional arguments follow `--`, so that not
+// even a value that slipped through could be read as an option. rbd runs with
+// TZ=UTC because it prints and parses times in local time.
+
+import { resolve as resolvePath } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ChildProcess } from 'node:child_process';
+import type {
+  BlockStore,
+  DiskUsage,
+  ExportHandle,
+  ImageIdRef,
+  ImageInfo,
+  ImageRef,
+  ImageSpec,
+  ImportSource,
+  NamespaceRef,
+  PoolRef,
+  SnapshotInfo,
+  SnapshotListOptions,
+  SnapshotRef,
+  SnapshotSpec,
+  TransferOptions,
+  TrashEntry,
+  TrashListOptions,
+  TrashMoveOptions,
+  TrashRemoveOptions,
+  TrashRestoreOptions,
+} from './block-store.ts';
+import { isImageIdRef, isSnapshotSpec } from './block-store.ts';
+import {
+  InvalidRequestError,
+  RbdAbortedError,
+  RbdCommandError,
+  RbdError,
+  RbdNotFoundError,
+  RbdTimeoutError,
+  RbdUnexpectedOutputError,
+  describeCommand,
+  errorFromExit,
+} from './errors.ts';
+import {
+  formatImageSpec,
+  formatSnapshotSpec,
+  formatTrashSpec,
+  validateCephxUser,
+  validateConfigKey,
+  validateConfigValue,
+  validateImageId,
+  validateImageName,
+  validateMetaKey,
+  validateMetaValue,
+  validateNamespaceName,
+  validatePoolName,
+  validatePoolRef,
+  validateSnapshotName,
+} from './names.ts';
+import { execFileRun, nodeSpawnFn, terminate } from './process.ts';
+import type { RunFn, RunResult, SpawnFn } from './process.ts';
+import {
+  RbdOutputError,
+  parseBareValue,
+  parseDiskUsage,
+  parseImageInfo,
+  parseMetaList,
+  parseNameList,
+  parseNamespaceList,
+  parseSnapshotList,
+  parseTrashList,
+} from './rbd-json.ts';
+
+export interface RbdCliOptions {
+  /** ceph.conf to use; without it rbd follows $CEPH_CONF, then /etc/ceph/ceph.conf. */
+  readonly cephConf?: string | undefined;
+  /** cephx user without the `client.` prefix, e.g. `quarantine-operator`. */
+  readonly id?: string | undefined;
+  /** Keyring file; by default the conf's `keyring` setting. */
+  readonly keyring?: string | undefined;
+  /** Monitor addresses, when there is no ceph.conf that names them. */
+  readonly monHost?: string | undefined;
+  readonly rbdPath?: string | undefined;
+  /** Limit for ordinary calls. Default 30 s. */
+  readonly timeoutMs?: number | undefined;
+  /** Limit for export, import and flatten, which move whole images. Default 6 h. */
+  readonly transferTimeoutMs?: number | undefined;
+  /** Environment for rbd; default process.env. TZ and LC_ALL are always overridden. */
+  readonly env?: NodeJS.ProcessEnv | undefined;
+  readonly now?: (() => Date) | undefined;
+  readonly run?: RunFn | undefined;
+  readonly spawn?: SpawnFn | undefined;
+}
+
+export const DEFAULT_TIMEOUT_MS = 30_000;
+export const DEFAULT_TRANSFER_TIMEOUT_MS = 6 * 3600_000;
+/**
+ * How far in the future a trash expiry must lie. rbd reads `--expires-at`
+ * after it has started, and a moment already past does not fail: it wraps to
+ * the year 2106.
+ */
+export const MIN_TRASH_EXPIRY_LEAD_MS = 5_000;
+
+const MAX_STDERR = 64 * 1024;
+// `rbd config pool get` of a key the pool does not set: exit 2 and this text.
+const POOL_CONFIG_UNSET = /is not set\s*$/m;
+
+interface Failure extends RunResult {
+  readonly aborted?: boolean | undefined;
+}
+
+/** `words options -- positionals`. */
+function cmd(words: readonly string[], options: readonly string[], positionals: readonly string[] = []): string[] {
+  return positionals.length === 0 ? [...words, ...options] : [...words, ...options, '--', ...positionals];
+}
+
+function poolOptions(where: PoolRef): string[] {
+  validatePoolRef(where);
+  return where.namespace === undefined ? ['--pool', where.pool] : ['--pool', where.pool, '--namespace', where.namespace];
+}
+
+/** By name: a positional spec; by id: options, which is how rbd reaches trashed images. */
+function imageTarget(ref: ImageRef): { options: string[]; positionals: string[] } {
+  if (isImageIdRef(ref)) return { options: [...poolOptions(ref), '--image-id', validateImageId(ref.imageId)], positionals: [] };
+  return { options: [], positionals: [formatImageSpec(ref)] };
+}
+
+function checkPath(kind: string, value: string): string {
+  if (value === '' || /[\u0000-\u001f]/.test(value)) throw new InvalidRequestError(`invalid ${kind} ${JSON.stringify(value)}`);
+  return value;
+}
+
+function checkTimeout(name: string, value: number): number {
+  if (!Number.isFinite(value) || value <= 0) throw new InvalidRequestError(`${name} must be a positive number of milliseconds, got ${value}`);
+  return value;
+}
+
+export class RbdCli implements BlockStore {
+  readonly #rbd: string;
+  readonly #globalArgs: readonly string[];
+  readonly #timeoutMs: number;
+  readonly #transferTimeoutMs: number;
+  readonly #env: NodeJS.ProcessEnv;
+  readonly #now: () => Date;
+  readonly #run: RunFn;
+  readonly #spawn: SpawnFn;
+
+  constructor(options: RbdCliOptions = {}) {
+    this.#rbd = checkPath('rbd path', options.rbdPath ?? 'rbd');
+    const global: string[] = [];
+    if (options.cephConf !== undefined) global.push(`--conf=${checkPath('ceph.conf path', options.cephConf)}`);
+    if (options.id !== undefined) global.push(`--id=${validateCephxUser(options.id)}`);
+    if (options.keyring !== undefined) global.push(`--keyring=${checkPath('keyring path', options.keyring)}`);
+    if (options.monHost !== undefined) global.push(`--mon-host=${checkPath('monitor address list', options.monHost)}`);
+    this.#globalArgs = Object.freeze(global);
+    this.#timeoutMs = checkTimeout('timeoutMs', options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    this.#transferTimeoutMs = checkTimeout('transferTimeoutMs', options.transferTimeoutMs ?? DEFAULT_TRANSFER_TIMEOUT_MS);
+    this.#env = { ...(options.env ?? process.env), TZ: 'UTC', LC_ALL: 'C' };
+    this.#now = options.now ?? (() => new Date());
+    this.#run = options.run ?? execFileRun;
+    this.#spawn = options.spawn ?? nodeSpawnFn;
+  }
+
+  // --- images -------------------------------------------------------------------
+
+  async listImages(where: PoolRef): Promise<string[]> {
+    return this.#json(cmd(['ls'], ['--format', 'json', ...poolOptions(where)]), parseNameList);
+  }
+
+  async info(image: ImageRef): Promise<ImageInfo> {
+    const target = imageTarget(image);
+    return this.#json(cmd(['info'], ['--format', 'json', ...target.options], target.positionals), parseImageInfo);
+  }
+
+  async createImage(image: ImageSpec, sizeBytes: number): Promise<void> {
+    if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) {
+      throw new InvalidRequestError(`image size must be a positive whole number of bytes, got ${sizeBytes}`);
+    }
+    await this.#exec(cmd(['create'], ['--size', `${sizeBytes}B`], [formatImageSpec(image)]));
+  }
+
+  async removeImage(image: ImageSpec): Promise<void> {
+    await this.#exec(cmd(['rm'], ['--no-progress'], [formatImageSpec(image)]));
+  }
+
+  // --- snapshots ------------------------------------------------------------------
+
+  async createSnapshot(snapshot: SnapshotSpec): Promise<void> {
+    await this.#exec(cmd(['snap', 'create'], ['--no-progress'], [formatSnapshotSpec(snapshot)]));
+  }
+
+  async listSnapshots(image: ImageRef, options: SnapshotListOptions = {}): Promise<SnapshotInfo[]> {
+    const target = imageTarget(image);
+    const all = options.includeTrash === true ? ['--all'] : [];
+    return this.#json(cmd(['snap', 'ls'], ['--format', 'json', ...all, ...target.options], target.positionals), parseSnapshotList);
+  }
+
+  async removeSnapshot(snapshot: SnapshotRef): Promise<void> {
+    if (isImageIdRef(snapshot)) {
+      const byId = imageTarget(snapshot).options;
+      await this.#exec(cmd(['snap', 'rm'], ['--no-progress', ...byId, '--snap', validateSnapshotName(snapshot.snapshot)]));
+      return;
+    }
+    await this.#exec(cmd(['snap', 'rm'], ['--no-progress'], [formatSnapshotSpec(snapshot)]));
+  }
+
+  async purgeSnapshots(image: ImageRef): Promise<void> {
+    const target = imageTarget(image);
+    await this.#exec(cmd(['snap', 'purge'], ['--no-progress', ...target.options], target.positionals));
+  }
+
+  // --- clones -------------------------------------------------------------------------
+
+  async clone(parent: SnapshotSpec, child: ImageSpec): Promise<void> {
+    // v2 whatever the cluster's min-compat-client: v1 cannot cross namespaces
+    // and needs a protected parent snapshot that the cloud could not delete.
+    const args = cmd(['clone'], ['--rbd-default-clone-format=2'], [formatSnapshotSpec(parent), formatImageSpec(child)]);
+    await this.#exec(args);
+  }
+
+  async flatten(image: ImageSpec): Promise<void> {
+    await this.#exec(cmd(['flatten'], ['--no-progress'], [formatImageSpec(image)]), this.#transferTimeoutMs);
+  }
+
+  // --- trash ----------------------------------------------------------------------------
+
+  async moveToTrash(image: ImageSpec, options: TrashMoveOptions = {}): Promise<string> {
+    const spec = formatImageSpec(image);
+    const expiry = options.expiresAt === undefined ? [] : ['--expires-at', this.#expiryArgument(options.expiresAt)];
+    // `trash mv` does not print the id that every later trash call needs.
+    const { id } = await this.info(image);
+    await this.#exec(cmd(['trash', 'mv'], expiry, [spec]));
+    return id;
+  }
+
+  /**
+   * `@<epoch>`, read by rbd through /bin/date. rbd stores the expiry up to one
+   * second early; one second more keeps the deferment from ending before asked.
+   */
+  #expiryArgument(expiresAt: Date): string {
+    const at = expiresAt.getTime();
+    if (Number.isNaN(at)) throw new InvalidRequestError('trash expiry is not a valid date');
+    const lead = at - this.#now().getTime();
+    if (lead < MIN_TRASH_EXPIRY_LEAD_MS) {
+      throw new InvalidRequestError(
+        `trash expiry ${expiresAt.toISOString()} is not at least ${MIN_TRASH_EXPIRY_LEAD_MS / 1000} s in the future ` +
+          '(rbd would turn a past date into the year 2106); leave it out to expire at once',
+      );
+    }
+    return `@${Math.ceil(at / 1000) + 1}`;
+  }
+
+  async listTrash(where: PoolRef, options: TrashListOptions = {}): Promise<TrashEntry[]> {
+    const all = options.all === true ? ['--all'] : [];
+    const args = cmd(['trash', 'ls'], ['--format', 'json', '--long', ...all, ...poolOptions(where)]);
+    const location: PoolRef = where.namespace === undefined ? { pool: where.pool } : { pool: where.pool, namespace: where.namespace };
+    return this.#json(args, (stdout) => parseTrashList(stdout, location));
+  }
+
+  async restoreFromTrash(entry: ImageIdRef, options: TrashRestoreOptions = {}): Promise<void> {
+    const rename = options.name === undefined ? [] : ['--image', validateImageName(options.name)];
+    await this.#exec(cmd(['trash', 'restore'], rename, [formatTrashSpec(entry)]));
+  }
+
+  async removeFromTrash(entry: ImageIdRef, options: TrashRemoveOptions = {}): Promise<void> {
+    const force = options.force === true ? ['--force'] : [];
+    await this.#exec(cmd(['trash', 'rm'], ['--no-progress', ...force], [formatTrashSpec(entry)]));
+  }
+
+  // --- image metadata --------------------------------------------------------------------
+
+  async getMeta(image: ImageSpec, key: string): Promise<string> {
+    const stdout = await this.#exec(cmd(['image-meta', 'get'], [], [formatImageSpec(image), validateMetaKey(key)]));
+    return parseBareValue(stdout);
+  }
+
+  async setMeta(image: ImageSpec, key: string, value: string): Promise<void> {
+    await this.#exec(cmd(['image-meta', 'set'], [], [formatImageSpec(image), validateMetaKey(key), validateMetaValue(value)]));
+  }
+
+  async removeMeta(image: ImageSpec, key: string): Promise<void> {
+    await this.#exec(cmd(['image-meta', 'remove'], [], [formatImageSpec(image), validateMetaKey(key)]));
+  }
+
+  async listMeta(image: ImageSpec): Promise<Record<string, string>> {
+    return this.#json(cmd(['image-meta', 'list'], ['--format', 'json'], [formatImageSpec(image)]), parseMetaList);
+  }
+
+  // --- usage --------------------------------------------------------------------------------
+
+  async diskUsage(target: ImageSpec | PoolRef): Promise<DiskUsage> {
+    const args =
+      'image' in target
+        ? cmd(['du'], ['--format', 'json'], [formatImageSpec(target)])
+        : cmd(['du'], ['--format', 'json', ...poolOptions(target)]);
+    return this.#json(args, parseDiskUsage);
+  }
+
+  // --- pool config and namespaces --------------------------------------------------------------
+
+  async getPoolConfig(pool: string, key: string): Promise<string | undefined> {
+    try {
+      const stdout = await this.#exec(cmd(['config', 'pool', 'get'], [], [validatePoolName(pool), validateConfigKey(key)]));
+      return parseBareValue(stdout);
+    } catch (error) {
+      if (error instanceof RbdNotFoundError && POOL_CONFIG_UNSET.test(error.stderr)) return undefined;
+      throw error;
+    }
+  }
+
+  async setPoolConfig(pool: string, key: string, value: string): Promise<void> {
+    const args = cmd(['config', 'pool', 'set'], [], [validatePoolName(pool), validateConfigKey(key), validateConfigValue(value)]);
+    await this.#exec(args);
+  }
+
+  async removePoolConfig(pool: string, key: string): Promise<void> {
+    await this.#exec(cmd(['config', 'pool', 'remove'], [], [validatePoolName(pool), validateConfigKey(key)]));
+  }
+
+  async createNamespace(where: NamespaceRef): Promise<void> {
+    const args = ['--pool', validatePoolName(where.pool), '--namespace', validateNamespaceName(where.namespace)];
+    await this.#exec(cmd(['namespace', 'create'], args));
+  }
+
+  async removeNamespace(where: NamespaceRef): Promise<void> {
+    const args = ['--pool', validatePoolName(where.pool), '--namespace', validateNamespaceName(where.namespace)];
+    await this.#exec(cmd(['namespace', 'remove'], args));
+  }
+
+  async listNamespaces(pool: string): Promise<string[]> {
+    return this.#json(cmd(['namespace', 'ls'], ['--format', 'json', '--pool', validatePoolName(pool)]), parseNamespaceList);
+  }
+
+  // --- whole-image transfers -------------------------------------------------------------------
+
+  exportImage(source: ImageSpec | SnapshotSpec, options: TransferOptions = {}): ExportHandle {
+    const spec = isSnapshotSpec(source) ? formatSnapshotSpec(source) : formatImageSpec(source);
+    const argv = [...this.#globalArgs, ...cmd(['export'], ['--no-progress'], [spec, '-'])];
+    const out = new PassThrough();
+    // The stream's consumer is told through the stream itself; these keep an
+    // unobserved failure from crashing the process.
+    out.on('error', () => {});
+    if (options.signal?.aborted === true) {
+      const error = this.#failure(argv, { exitCode: null, signal: null, stdout: '', stderr: '', timedOut: false, aborted: true }, 0);
+      out.destroy(error);
+      const done = Promise.reject(error);
+      done.catch(() => {});
+      return { stream: out, done };
+    }
+    const started = this.#start(argv, 'ignore', options);
+    started.child.stdout?.pipe(out, { end: false });
+    const done = started.finished.then(
+      () => {
+        out.end();
+      },
+      (error: unknown) => {
+        out.destroy(error as Error);
+        throw error;
+      },
+    );
+    done.catch(() => {});
+    // A consumer that stops reading early must not leave rbd blocked on a full pipe.
+    out.once('close', () => {
+      if (!started.settled()) started.abort();
+    });
+    return { stream: out, done };
+  }
+
+  async importImage(source: ImportSource, destination: ImageSpec, options: TransferOptions = {}): Promise<void> {
+    const spec = formatImageSpec(destination);
+    const fromPath = 'path' in source;
+    // An absolute path cannot be mistaken for an option or for stdin's `-`.
+    const input = fromPath ? resolvePath(checkPath('import path', source.path)) : '-';
+    const argv = [...this.#globalArgs, ...cmd(['import'], ['--no-progress'], [input, spec])];
+    if (options.signal?.aborted === true) {
+      throw this.#failure(argv, { exitCode: null, signal: null, stdout: '', stderr: '', timedOut: false, aborted: true }, 0);
+    }
+    const started = this.#start(argv, fromPath ? 'ignore' : 'pipe', options);
+    if ('path' in source) return started.finished;
+    const stdin = started.child.stdin;
+    if (stdin === null) throw new RbdCommandError('rbd import: no stdin pipe', { command: [this.#rbd, ...argv], exitCode: null, stderr: '' });
+    // A failing source must kill rbd before its stdin closes: rbd would take
+    // the early end of input for the end of the image and succeed.
+    let sourceError: Error | undefined;
+    source.stream.once('error', (error: Error) => {
+      sourceError = error;
+      started.abort('SIGKILL');
+    });
+    const [fed, finished] = await Promise.allSettled([pipeline(source.stream, stdin), started.finished]);
+    if (sourceError !== undefined) {
+      const command = [this.#rbd, ...argv];
+      throw new RbdAbortedError(
+        `${describeCommand(command)} was killed because its source failed (${sourceError.message}); ` +
+          'the destination image may exist with partial data',
+        { command, exitCode: null, stderr: '', cause: sourceError },
+      );
+    }
+    if (finished.status === 'rejected') throw finished.reason;
+    if (fed.status === 'rejected') {
+      const command = [this.#rbd, ...argv];
+      throw new RbdCommandError(`${describeCommand(command)}: feeding the image to rbd failed`, { command, exitCode: 0, stderr: '', cause: fed.reason });
+    }
+  }
+
+  // --- process plumbing -----------------------------------------------------------------------
+
+  /** Runs rbd to completion; resolves with stdout, rejects with a typed RbdError. */
+  async #exec(args: readonly string[], timeoutMs: number = this.#timeoutMs): Promise<string> {
+    const argv = [...this.#globalArgs, ...args];
+    const result = await this.#run(this.#rbd, argv, { timeoutMs, env: this.#env });
+    if (result.exitCode === 0 && result.spawnError === undefined) return result.stdout;
+    throw this.#failure(argv, result, timeoutMs);
+  }
+
+  async #json<T>(args: readonly string[], parse: (stdout: string) => T): Promise<T> {
+    const stdout = await this.#exec(args);
+    try {
+      return parse(stdout);
+    } catch (error) {
+      if (!(error instanceof RbdOutputError)) throw error;
+      const command = [this.#rbd, ...this.#globalArgs, ...args];
+      throw new RbdUnexpectedOutputError(`${describeCommand(command)}: ${error.message}`, {
+        command,
+        exitCode: 0,
+        stderr: '',
+        cause: error,
+      });
+    }
+  }
+
+  #failure(argv: readonly string[], result: Failure, timeoutMs: number): RbdError {
+    const command = [this.#rbd, ...argv];
+    const details = { command, exitCode: result.exitCode, stderr: result.stderr, signal: result.signal };
+    const what = describeCommand(command);
+    if (result.timedOut) return new RbdTimeoutError(`${what} timed out after ${timeoutMs} ms and was killed`, { ...details, timeoutMs });
+    if (result.aborted === true) return new RbdAbortedError(`${what} was aborted`, details);
+    if (result.spawnError !== undefined) {
+      return new RbdCommandError(`could not start ${this.#rbd}: ${result.spawnError.message}`, { ...details, cause: result.spawnError });
+    }
+    if (result.exitCode === null) return new RbdCommandError(`${what} was killed by ${result.signal ?? 'a signal'}`, details);
+    return errorFromExit({ ...details, exitCode: result.exitCode });
+  }
+
+  /** Starts a streaming rbd process under the transfer time limit and the caller's abort signal. */
+  #start(
+    argv: readonly string[],
+    stdin: 'ignore' | 'pipe',
+    options: TransferOptions,
+  ): { child: ChildProcess; finished: Promise<void>; settled: () => boolean; abort: (signal?: NodeJS.Signals) => void } {
+    const timeoutMs = checkTimeout('timeoutMs', options.timeoutMs ?? this.#transferTimeoutMs);
+    const child = this.#spawn(this.#rbd, argv, { env: this.#env, stdin });
+    let stderr = '';
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (chunk: string) => {
+      stderr = (stderr + chunk).slice(-MAX_STDERR);
+    });
+    let stop: 'timeout' | 'abort' | undefined;
+    let settled = false;
+    const abort = (signal?: NodeJS.Signals): void => {
+      stop ??= 'abort';
+      if (signal === undefined) terminate(child);
+      else child.kill(signal);
+    };
+    const onAbort = (): void => abort();
+    const timer = setTimeout(() => {
+      stop ??= 'timeout';
+      terminate(child);
+    }, timeoutMs);
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+
+    const finished = new Promise<void>((resolve, reject) => {
+      const finish = (result: Failure): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        options.signal?.removeEventListener('abort', onAbort);
+        if (result.exitCode === 0 && result.spawnError === undefined) resolve();
+        else reject(this.#failure(argv, result, timeoutMs));
+      };
+      child.on('error', (error) => {
+        // Only a failed spawn ends the process here; other errors (a kill that
+        // failed) are followed by 'close' as usual.
+        if (child.pid === undefined) finish({ exitCode: null, signal: null, stdout: '', stderr, timedOut: false, spawnError: error });
+      });
+      child.once('close', (code, signal) => {
+        finish({ exitCode: code, signal, stdout: '', stderr, timedOut: stop === 'timeout' && code !== 0, aborted: stop === 'abort' && code !== 0 });
+      });
+    });
+    return { child, finished, settled: () => settled, abort };
+  }
+}

@@ -1,0 +1,40 @@
+// One cloud's notification intake: its queue on its broker, decoded and
+// applied to the ledger in batches, acknowledged after commit.
+import type { Kysely } from 'kysely';
+import type { LedgerSchema } from '../ledger/schema.ts';
+import { AmqpConsumer } from './amqp.ts';
+import { BatchingApplier, deliveryHandler, type PipelineObserver } from './pipeline.ts';
+import { defaultExchanges, queueName, type Cloud } from '../kube/resources/cloud.ts';
+import type { Logger } from '../log.ts';
+
+export interface CloudIntake {
+  readonly consumer: AmqpConsumer;
+  stop(): Promise<void>;
+}
+
+export async function startCloudIntake(cloud: Cloud, amqpUrl: string, db: Kysely<LedgerSchema>, logger: Logger, observer: PipelineObserver = {}): Promise<CloudIntake> {
+  const name = cloud.metadata.name;
+  const log = logger.child({ cloud: name });
+  const queue = queueName(cloud);
+  const applier = new BatchingApplier(db, { maxBatch: Math.max(1, cloud.spec.amqp.prefetch) });
+  const consumer = new AmqpConsumer({
+    url: amqpUrl,
+    prefetch: cloud.spec.amqp.prefetch,
+    logger: log,
+    topology: {
+      queue,
+      deadLetterQueue: `${queue}.dead-letter`,
+      exchanges: (cloud.spec.amqp.exchanges ?? defaultExchanges(cloud.spec.type)).map((e) => ({ ...e, type: 'topic' as const })),
+      bindingKeys: cloud.spec.amqp.topics.map((t) => `${t}.*`),
+    },
+    handler: deliveryHandler(name, applier, log, observer),
+  });
+  await consumer.start();
+  return {
+    consumer,
+    async stop() {
+      await consumer.stop();
+      await applier.drain();
+    },
+  };
+}
