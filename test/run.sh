@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/node_modules/.bin:$PATH"
 node --version | grep -q '^v24\.' || { echo "test: Node 24 is not on PATH; run scripts/bootstrap.sh" >&2; exit 1; }
 
+# In CI, first prove the environment comes up, goes down without leftovers, and comes up again.
+if [ "${CI:-}" = true ]; then bash test/env/cycle-check.sh; fi
 ENVFILE=$(bash test/env/up.sh)
 if [ "${QTEST_KEEP_ENV:-0}" != 1 ]; then
   # Quietly, so that the test runner's summary stays the last lines of output.

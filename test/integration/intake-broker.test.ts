@@ -5,7 +5,7 @@
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
@@ -34,6 +34,7 @@ interface Setup {
 function setup(): Setup {
   const s = uniqueSuffix();
   const dir = mkdtempSync(join(tmpdir(), 'qop-intake-'));
+  dirs.push(dir);
   const cloud = `cloud-${s}`;
   const nova = `nova-${s}`;
   const neutron = `neutron-${s}`;
@@ -86,8 +87,10 @@ function vm(i: number): VmSpec {
 }
 
 const running: Array<() => Promise<void>> = [];
+const dirs: string[] = [];
 after(async () => {
   for (const stop of running) await stop().catch(() => undefined);
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
 describe('intake from the real broker', () => {

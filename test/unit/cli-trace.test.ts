@@ -1,8 +1,8 @@
 // `quarantine ingest` and `quarantine trace` on the embedded ledger: the
 // investigator's question answered from real-format notification bodies.
-import { test, describe, before } from 'node:test';
+import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, writeFileSync, readdirSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, writeFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from '../../operator/cli/program.ts';
@@ -25,6 +25,7 @@ describe('quarantine ingest + trace', () => {
   const dir = mkdtempSync(join(tmpdir(), 'qop-trace-'));
   const db = `sqlite:${join(dir, 'ledger.db')}`;
   const msgs = join(dir, 'msgs');
+  after(() => rmSync(dir, { recursive: true, force: true }));
 
   before(() => {
     const bodies = [

@@ -1,6 +1,6 @@
 // The command line's contract: help works, a bad argument is one line and
 // exit 2, and `run` fails clearly when no cloud is configured.
-import { test, describe } from 'node:test';
+import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,6 +18,7 @@ async function cli(args: string[], env: NodeJS.ProcessEnv = {}) {
 describe('quarantine CLI', () => {
   const dir = mkdtempSync(join(tmpdir(), 'qop-cli-'));
   const db = `sqlite:${join(dir, 'q.db')}`;
+  after(() => rmSync(dir, { recursive: true, force: true }));
 
   test('--help lists the commands and exits 0', async () => {
     const r = await cli(['--help']);

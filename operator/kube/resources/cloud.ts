@@ -21,9 +21,45 @@ export const AmqpSpec = z.object({
   prefetch: z.number().int().min(1).max(10_000).default(200),
 });
 
+const PoolName = z.string().min(1).max(128).regex(/^[A-Za-z0-9_.][A-Za-z0-9_.-]*$/, 'must be a pool name');
+
+export const CephSpec = z.object({
+  /** `mon_host` entries; alternatively `configFile` (standalone, or a mounted ceph.conf). */
+  monitors: z.array(z.string().min(1).max(255)).min(1).max(16).optional(),
+  configFile: z.string().min(1).max(4096).optional(),
+  /** cephx id of the operator (client.<user>). */
+  user: z.string().min(1).max(128).default('quarantine-operator'),
+  /** The cephx key of that user; without it the keyring named by configFile is used. */
+  keyringSecretRef: SecretKeyRef.optional(),
+  /** The cloud's pools whose deleted disks are captured (Nova `images_rbd_pool`, Cinder `rbd_pool`, OpenNebula `POOL_NAME`). */
+  watchedPools: z.array(PoolName).min(1).max(32).default(['vms', 'volumes']),
+  /** Where quarantines live: a pool (and optionally an RBD namespace) the cloud's cephx users cannot write. */
+  quarantine: z.object({ pool: PoolName, namespace: z.string().min(1).max(128).optional() }),
+  trash: z.object({
+    /** Set `rbd_move_to_trash_on_remove` on the watched pools ourselves; otherwise only report whether it is on. */
+    arm: z.boolean().default(false),
+    /** Deferment given to trashed images: the time the operator has to adopt them. */
+    expireSeconds: z.number().int().min(60).max(31_536_000).default(86_400),
+    scanIntervalSeconds: z.number().int().min(1).max(3600).default(5),
+  }).default({ arm: false, expireSeconds: 86_400, scanIntervalSeconds: 5 }),
+});
+
+export const ApiSpec = z.object({
+  /** Keystone v3, e.g. https://keystone.example.org:5000/v3 */
+  authUrl: z.string().url(),
+  applicationCredentialIdSecretRef: SecretKeyRef,
+  applicationCredentialSecretRef: SecretKeyRef,
+  region: z.string().max(255).optional(),
+  interface: z.enum(['public', 'internal', 'admin']).default('public'),
+  /** A CA bundle (PEM) for the API's TLS certificates. */
+  caSecretRef: SecretKeyRef.optional(),
+});
+
 export const CloudSpec = z.object({
   type: z.enum(['openstack', 'opennebula']),
   amqp: AmqpSpec,
+  ceph: CephSpec.optional(),
+  api: ApiSpec.optional(),
 });
 
 export const Cloud = z.object({
