@@ -118,10 +118,77 @@ function m0001(engine: Engine): Migration {
   };
 }
 
+function m0002(): Migration {
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('quarantines')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('cloud', 'text', (c) => c.notNull())
+        .addColumn('instance_id', 'text', (c) => c.notNull())
+        .addColumn('disk', 'text', (c) => c.notNull())
+        .addColumn('mode', 'text', (c) => c.notNull())
+        .addColumn('policy', 'text')
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('failure', 'text')
+        .addColumn('source_pool', 'text', (c) => c.notNull())
+        .addColumn('source_namespace', 'text')
+        .addColumn('source_image', 'text', (c) => c.notNull())
+        .addColumn('source_image_id', 'text', (c) => c.notNull())
+        .addColumn('anchor_image', 'text')
+        .addColumn('anchor_trash_id', 'text')
+        .addColumn('snapshot', 'text', (c) => c.notNull())
+        .addColumn('location_pool', 'text', (c) => c.notNull())
+        .addColumn('location_namespace', 'text')
+        .addColumn('location_image', 'text', (c) => c.notNull())
+        .addColumn('bytes', 'bigint')
+        .addColumn('flattened', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('planned_at', 'bigint', (c) => c.notNull())
+        .addColumn('captured_at', 'bigint')
+        .addColumn('expires_at', 'bigint')
+        .addColumn('purged_at', 'bigint')
+        .addColumn('digest', 'text')
+        .addColumn('digest_at', 'bigint')
+        .addColumn('provenance', 'text', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .addUniqueConstraint('quarantines_source', ['cloud', 'source_image_id'])
+        .execute();
+      await db.schema.createIndex('quarantines_state').on('quarantines').columns(['state', 'expires_at']).execute();
+      await db.schema.createIndex('quarantines_instance').on('quarantines').columns(['cloud', 'instance_id']).execute();
+
+      await db.schema
+        .createTable('holds')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('name', 'text', (c) => c.notNull().unique())
+        .addColumn('case_id', 'text')
+        .addColumn('reason', 'text')
+        .addColumn('selector', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('until', 'bigint')
+        .addColumn('released_at', 'bigint')
+        .addColumn('created_by', 'text')
+        .execute();
+
+      await db.schema
+        .createTable('audit')
+        .addColumn('seq', 'bigint', (c) => c.primaryKey())
+        .addColumn('at', 'bigint', (c) => c.notNull())
+        .addColumn('actor', 'text', (c) => c.notNull())
+        .addColumn('action', 'text', (c) => c.notNull())
+        .addColumn('subject', 'text')
+        .addColumn('details', 'text', (c) => c.notNull())
+        .addColumn('prev_hash', 'text', (c) => c.notNull())
+        .addColumn('hash', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('audit_subject').on('audit').columns(['subject', 'seq']).execute();
+    },
+  };
+}
+
 export function migrationProvider(engine: Engine): MigrationProvider {
   return {
     async getMigrations() {
-      return { '0001_init': m0001(engine) };
+      return { '0001_init': m0001(engine), '0002_quarantine': m0002() };
     },
   };
 }

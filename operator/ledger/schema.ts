@@ -97,7 +97,70 @@ export interface PortsTable {
   last_event_at: number;
 }
 
+/** One preserved disk: where it came from, where it is, and where its capture stands. */
+export interface QuarantinesTable {
+  id: string;
+  cloud: string;
+  instance_id: string;
+  /** Which disk of the instance: disk, disk.local, disk.config, volume, one-disk-0 ... */
+  disk: string;
+  mode: string;
+  policy: string | null;
+  state: string;
+  failure: string | null;
+  source_pool: string;
+  source_namespace: string | null;
+  source_image: string;
+  /** RBD image id of the source: a capture is unique per (cloud, source image id). */
+  source_image_id: string;
+  /** The source as we hold it until flatten or purge: in the trash (anchor_trash_id) or live. */
+  anchor_image: string | null;
+  anchor_trash_id: string | null;
+  snapshot: string;
+  location_pool: string;
+  location_namespace: string | null;
+  location_image: string;
+  bytes: number | null;
+  flattened: number;
+  planned_at: number;
+  captured_at: number | null;
+  expires_at: number | null;
+  purged_at: number | null;
+  digest: string | null;
+  digest_at: number | null;
+  provenance: string;
+  updated_at: number;
+}
+
+/** A legal hold: matching quarantines never expire while it stands. */
+export interface HoldsTable {
+  id: string;
+  name: string;
+  case_id: string | null;
+  reason: string | null;
+  selector: string;
+  created_at: number;
+  until: number | null;
+  released_at: number | null;
+  created_by: string | null;
+}
+
+/** Append-only, hash-chained: each row carries the hash of the previous one. */
+export interface AuditTable {
+  seq: number;
+  at: number;
+  actor: string;
+  action: string;
+  subject: string | null;
+  details: string;
+  prev_hash: string;
+  hash: string;
+}
+
 export interface LedgerSchema {
+  quarantines: QuarantinesTable;
+  holds: HoldsTable;
+  audit: AuditTable;
   notifications: NotificationsTable;
   instances: InstancesTable;
   address_intervals: AddressIntervalsTable;

@@ -17,6 +17,8 @@ function toInput(values: ReadonlyArray<unknown>): SQLInputValue[] {
 class Statement implements SqliteStatement {
   readonly reader: boolean;
   readonly #stmt: StatementSync;
+  /** Open iterators: while one runs, re-executing the statement would reset it under the reader. */
+  iterating = 0;
   constructor(stmt: StatementSync) {
     this.#stmt = stmt;
     this.reader = stmt.columns().length > 0;
@@ -32,14 +34,29 @@ class Statement implements SqliteStatement {
   }
   iterate(parameters: ReadonlyArray<unknown>): IterableIterator<unknown> {
     const rows = this.#stmt.iterate(...toInput(parameters));
+    this.iterating += 1;
+    const done = () => {
+      this.iterating -= 1;
+    };
     return (function* () {
-      for (const row of rows) yield { ...(row as object) };
+      try {
+        for (const row of rows) yield { ...(row as object) };
+      } finally {
+        done();
+      }
     })();
   }
 }
 
+// Kysely prepares every query anew; compiling the SQL again costs more than
+// running it for the ledger's small statements, so prepared statements are
+// kept per SQL text. The bound only matters for generated texts (multi-row
+// inserts of varying length); the ledger's queries are a few dozen shapes.
+const STATEMENT_CACHE_SIZE = 256;
+
 export class NodeSqliteDatabase implements SqliteDatabase {
   readonly #db: DatabaseSync;
+  readonly #statements = new Map<string, Statement>();
   constructor(path: string) {
     this.#db = new DatabaseSync(path);
     // WAL lets the CLI read while the operator writes; busy_timeout turns a
@@ -47,9 +64,17 @@ export class NodeSqliteDatabase implements SqliteDatabase {
     this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;');
   }
   prepare(sql: string): SqliteStatement {
-    return new Statement(this.#db.prepare(sql));
+    const cached = this.#statements.get(sql);
+    if (cached !== undefined && cached.iterating === 0) return cached;
+    const stmt = new Statement(this.#db.prepare(sql));
+    if (cached === undefined) {
+      if (this.#statements.size >= STATEMENT_CACHE_SIZE) this.#statements.delete(this.#statements.keys().next().value as string);
+      this.#statements.set(sql, stmt);
+    }
+    return stmt;
   }
   close(): void {
+    this.#statements.clear();
     this.#db.close();
   }
 }

@@ -1,0 +1,75 @@
+// Which VMs are captured, how, and for how long: pure decisions over facts
+// the ledger already holds.
+
+export type CaptureMode = 'trash' | 'softDelete' | 'onDelete';
+
+export interface Policy {
+  name: string;
+  selector: {
+    clouds?: string[] | undefined;
+    projectsIn?: string[] | undefined;
+    projectsNotIn?: string[] | undefined;
+    users?: string[] | undefined;
+    flavors?: string[] | undefined;
+    minInstanceAgeMs?: number | undefined;
+  };
+  capture: {
+    mode: CaptureMode;
+    disks: { root: boolean; ephemeral: boolean; volumes: boolean };
+    flatten: boolean;
+    releaseResources: boolean;
+  };
+  retentionMs: number;
+  capacity: { maxBytes?: number | undefined; maxCount?: number | undefined; onFull: 'evictOldest' | 'refuse' };
+  sweep: { schedule: string; timeZone: string; dryRun: boolean };
+}
+
+export interface InstanceFacts {
+  cloud: string;
+  id: string;
+  project?: string | null | undefined;
+  user?: string | null | undefined;
+  flavor?: string | null | undefined;
+  createdAt?: Date | null | undefined;
+}
+
+const listed = (list: string[] | undefined, value: string | null | undefined): boolean =>
+  list === undefined || list.length === 0 || (value !== null && value !== undefined && list.includes(value));
+
+export function selects(p: Policy, i: InstanceFacts, now: Date): boolean {
+  const s = p.selector;
+  if (!listed(s.clouds, i.cloud)) return false;
+  if (!listed(s.projectsIn, i.project)) return false;
+  if (s.projectsNotIn !== undefined && i.project !== null && i.project !== undefined && s.projectsNotIn.includes(i.project)) return false;
+  if (!listed(s.users, i.user)) return false;
+  if (!listed(s.flavors, i.flavor)) return false;
+  // Short-lived VMs (CI runners) can be left out; an instance of unknown age is kept in.
+  if (s.minInstanceAgeMs !== undefined && i.createdAt !== null && i.createdAt !== undefined && now.getTime() - i.createdAt.getTime() < s.minInstanceAgeMs) return false;
+  return true;
+}
+
+/** The first policy by name that selects the instance: deterministic when several overlap. */
+export function policyFor(policies: readonly Policy[], i: InstanceFacts, now: Date): Policy | undefined {
+  return [...policies].sort((a, b) => a.name.localeCompare(b.name)).find((p) => selects(p, i, now));
+}
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+
+export class DurationError extends Error {
+  override name = 'DurationError';
+}
+
+/** Durations as in `720h`, `30d`, `1h30m`, `90s`. */
+export function parseDuration(text: string): number {
+  const t = text.trim();
+  if (!/^(\d+(ms|s|m|h|d|w))+$/.test(t)) throw new DurationError(`"${text}" is not a duration (use e.g. 720h, 30d, 1h30m)`);
+  let total = 0;
+  for (const m of t.matchAll(/(\d+)(ms|s|m|h|d|w)/g)) total += Number(m[1]) * (UNIT_MS[m[2] ?? 's'] ?? 0);
+  if (total <= 0) throw new DurationError(`"${text}" must be longer than zero`);
+  return total;
+}
+
+/** expiresAt = capturedAt + retention, exactly. */
+export function expiryOf(capturedAt: Date, retentionMs: number): Date {
+  return new Date(capturedAt.getTime() + retentionMs);
+}
