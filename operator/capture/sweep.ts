@@ -26,6 +26,8 @@ export interface SweepOptions {
   policies: readonly Policy[];
   /** Only quarantines of these clouds (those this process can reach). */
   clouds?: readonly string[];
+  /** Only quarantines captured under these policies (a policy's scheduled sweep). */
+  onlyPolicies?: readonly string[];
 }
 
 export interface SweepDecision {
@@ -72,6 +74,7 @@ export async function sweep(deps: SweepDeps, opts: SweepOptions): Promise<SweepR
   const report: SweepReport = { dryRun: opts.dryRun, at: now.toISOString(), deleted: [], wouldDelete: [], held: [], failed: [] };
   let rows = await store.inState(['quarantined', 'expired']);
   if (opts.clouds !== undefined) rows = rows.filter((r) => opts.clouds?.includes(r.cloud));
+  if (opts.onlyPolicies !== undefined) rows = rows.filter((r) => r.policy !== null && opts.onlyPolicies?.includes(r.policy));
   const held = await holdsCovering(db, rows, now);
 
   const decisions = new Map<string, SweepDecision>();

@@ -29,8 +29,10 @@ export function holdActive(h: Hold, now: Date): boolean {
   return h.until === undefined || h.until.getTime() > now.getTime();
 }
 
+const given = (l: readonly unknown[] | undefined): boolean => l !== undefined && l.length > 0;
+
 export function selectorIsEmpty(s: HoldSelector): boolean {
-  return [s.quarantines, s.instances, s.projects, s.users, s.addresses].every((l) => l === undefined || l.length === 0);
+  return ![s.clouds, s.quarantines, s.instances, s.projects, s.users, s.addresses].some(given);
 }
 
 /**
@@ -41,7 +43,9 @@ export function selectorIsEmpty(s: HoldSelector): boolean {
  */
 export function holdCovers(h: Hold, q: QuarantineFacts, addressHolders: ReadonlySet<string>): boolean {
   const s = h.selector;
-  if (s.clouds !== undefined && s.clouds.length > 0 && !s.clouds.includes(q.cloud)) return false;
+  if (given(s.clouds) && !s.clouds?.includes(q.cloud)) return false;
+  // Clouds alone hold everything from those clouds; with other fields they only narrow.
+  if (given(s.clouds) && ![s.quarantines, s.instances, s.projects, s.users, s.addresses].some(given)) return true;
   if (s.quarantines?.includes(q.id)) return true;
   if (s.instances?.includes(q.instanceId)) return true;
   if (q.project !== null && s.projects?.includes(q.project)) return true;
