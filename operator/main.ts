@@ -2,10 +2,9 @@
 // operator. Nothing else in the program constructs adapters.
 import { once } from 'node:events';
 import { openLedgerDb, migrateToLatest, redactUrl } from './ledger/db.ts';
-import { readManifests } from './kube/manifest-files.ts';
-import { cloudsOf } from './kube/manifest-kinds.ts';
-import { startCloudIntake, type CloudIntake } from './intake/cloud-intake.ts';
+import { resourcesFromManifests } from './kube/manifest-kinds.ts';
 import { FileEnvSecretSource } from './secrets.ts';
+import { Operator } from './operator.ts';
 import { UsageError } from './cli/errors.ts';
 import type { Logger } from './log.ts';
 
@@ -16,7 +15,8 @@ export interface StandaloneOptions {
   logger: Logger;
   signal: AbortSignal;
   /** Called once every cloud's intake is consuming (tests wait for it). */
-  onReady?: () => void;
+  onReady?: (operator: Operator) => void;
+  orphanGraceMs?: number;
 }
 
 export async function runStandalone(opts: StandaloneOptions): Promise<void> {
@@ -24,28 +24,30 @@ export async function runStandalone(opts: StandaloneOptions): Promise<void> {
   if (opts.manifests === undefined) {
     throw new UsageError('no cloud configured: pass --manifests DIR (or set QUARANTINE_MANIFESTS) with at least one Cloud resource; see examples/');
   }
-  const clouds = cloudsOf(readManifests(opts.manifests));
-  if (clouds.length === 0) {
+  const resources = resourcesFromManifests(opts.manifests);
+  if (resources.clouds.length === 0) {
     throw new UsageError(`no cloud configured: ${opts.manifests} holds no Cloud resource (apiVersion quarantine.forensics.dev/v1alpha1, kind Cloud); see examples/`);
   }
   const secrets = new FileEnvSecretSource(opts.secretsDir);
-  const urls = new Map<string, string>();
-  for (const c of clouds) urls.set(c.metadata.name, await secrets.get(c.spec.amqp.urlSecretRef));
+  // Every secret is resolved before anything starts, so a missing one fails fast and clearly.
+  for (const c of resources.clouds) await secrets.get(c.spec.amqp.urlSecretRef);
 
   const ledger = openLedgerDb(opts.dbUrl);
-  const intakes: CloudIntake[] = [];
+  const operator = new Operator({ ledger, secrets, logger, ...(opts.orphanGraceMs === undefined ? {} : { orphanGraceMs: opts.orphanGraceMs }) });
   try {
     const applied = await migrateToLatest(ledger);
     logger.info({ db: redactUrl(opts.dbUrl), migrationsApplied: applied }, 'ledger ready');
-    for (const c of clouds) {
-      intakes.push(await startCloudIntake(c, urls.get(c.metadata.name) ?? '', ledger.db, logger));
-    }
-    logger.info({ clouds: clouds.map((c) => c.metadata.name) }, 'operator running');
-    opts.onReady?.();
+    operator.setPolicies(resources.policies);
+    await operator.syncHolds(resources.holds);
+    for (const c of resources.clouds) await operator.addCloud(c);
+    // Standalone means one process: it is the leader.
+    await operator.becomeLeader();
+    logger.info({ clouds: resources.clouds.map((c) => c.metadata.name), policies: resources.policies.map((p) => p.name), holds: resources.holds.length }, 'operator running');
+    opts.onReady?.(operator);
     if (!opts.signal.aborted) await once(opts.signal, 'abort');
     logger.info('stopping: draining in-flight notifications');
   } finally {
-    await Promise.allSettled(intakes.map((i) => i.stop()));
+    await operator.stop();
     await ledger.close();
     logger.info('stopped');
   }

@@ -5,6 +5,7 @@ import type { LedgerSchema } from '../ledger/schema.ts';
 import { applyBatch, type ApplyOutcome, type Recorded } from '../ledger/apply.ts';
 import { decodeNotification, type DeliveryMeta } from './decode/index.ts';
 import type { DecodeError } from './decode/errors.ts';
+import type { DecodedNotification } from '../domain/events.ts';
 import type { Delivery } from './amqp.ts';
 import type { Logger } from '../log.ts';
 
@@ -30,6 +31,8 @@ export function prepare(body: Uint8Array | string, meta: DeliveryMeta): Prepared
 
 export interface PipelineObserver {
   onOutcome?(cloud: string, source: string, outcome: IngestOutcome): void;
+  /** After the notification's effects are committed (not for duplicates): the capture side reacts here. */
+  onApplied?(notification: DecodedNotification): void;
 }
 
 interface Pending {
@@ -118,5 +121,6 @@ export function deliveryHandler(cloud: string, applier: BatchingApplier, logger:
     const outcome = await applier.apply(prepared.recorded);
     d.ack();
     observer.onOutcome?.(cloud, prepared.recorded.notification.source, outcome);
+    if (outcome === 'applied') observer.onApplied?.(prepared.recorded.notification);
   };
 }

@@ -1,7 +1,12 @@
 // Validates standalone manifests with the same schemas as the custom resources.
 import type { z } from 'zod';
-import { ManifestError, type ManifestObject } from './manifest-files.ts';
+import { ManifestError, readManifests, type ManifestObject } from './manifest-files.ts';
 import { Cloud } from './resources/cloud.ts';
+import { QuarantinePolicy } from './resources/policy.ts';
+import { QuarantineHold } from './resources/hold.ts';
+import { policyFromResource, holdFromResource } from './mapping.ts';
+import type { Policy } from '../domain/policy.ts';
+import type { Hold } from '../domain/holds.ts';
 
 function validate<S extends z.ZodType>(schema: S, obj: ManifestObject): z.infer<S> {
   const r = schema.safeParse(obj.body);
@@ -11,12 +16,38 @@ function validate<S extends z.ZodType>(schema: S, obj: ManifestObject): z.infer<
   throw new ManifestError(`${obj.file}: ${obj.kind} ${obj.name}: ${where}: ${issue?.message ?? 'invalid'}`);
 }
 
-export function cloudsOf(objects: ManifestObject[]): Cloud[] {
-  const clouds = objects.filter((o) => o.kind === 'Cloud').map((o) => validate(Cloud, o));
+function unique<T>(items: T[], name: (t: T) => string, kind: string): T[] {
   const seen = new Set<string>();
-  for (const c of clouds) {
-    if (seen.has(c.metadata.name)) throw new ManifestError(`two Cloud resources are named ${c.metadata.name}`);
-    seen.add(c.metadata.name);
+  for (const i of items) {
+    if (seen.has(name(i))) throw new ManifestError(`two ${kind} resources are named ${name(i)}`);
+    seen.add(name(i));
   }
-  return clouds;
+  return items;
+}
+
+export function cloudsOf(objects: ManifestObject[]): Cloud[] {
+  return unique(objects.filter((o) => o.kind === 'Cloud').map((o) => validate(Cloud, o)), (c) => c.metadata.name, 'Cloud');
+}
+
+export interface ResourceSet {
+  clouds: Cloud[];
+  policies: Policy[];
+  holds: Array<Hold & { reason: string }>;
+}
+
+const KNOWN = new Set(['Cloud', 'QuarantinePolicy', 'QuarantineHold', 'QuarantineRestore']);
+
+export function resourcesFromManifests(dir: string): ResourceSet {
+  const objects = readManifests(dir);
+  for (const o of objects) if (!KNOWN.has(o.kind)) throw new ManifestError(`${o.file}: unknown kind ${o.kind} in ${o.apiVersion}`);
+  const policies = objects.filter((o) => o.kind === 'QuarantinePolicy').map((o) => {
+    const p = validate(QuarantinePolicy, o);
+    return policyFromResource(p);
+  });
+  const holds = objects.filter((o) => o.kind === 'QuarantineHold').map((o) => holdFromResource(validate(QuarantineHold, { ...o, body: { ...o.body, metadata: { namespace: 'default', ...(o.body['metadata'] as object) } } })));
+  return {
+    clouds: cloudsOf(objects),
+    policies: unique(policies, (p) => p.name, 'QuarantinePolicy'),
+    holds: unique(holds, (h) => h.name, 'QuarantineHold'),
+  };
 }

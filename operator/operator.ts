@@ -1,0 +1,155 @@
+// The running operator for a set of clouds: intake, capture, sweep. Both the
+// standalone mode (resources from YAML) and the Kubernetes mode (resources
+// from the API server) drive this one object.
+import type { LedgerDb } from './ledger/db.ts';
+import { startCloudIntake, type CloudIntake } from './intake/cloud-intake.ts';
+import { CaptureEngine } from './capture/engine.ts';
+import { CaptureCoordinator } from './capture/coordinator.ts';
+import { SweepScheduler } from './capture/sweep-schedule.ts';
+import { upsertHold, releaseHolds, listHolds } from './capture/holds.ts';
+import { cephAccess, type CephAccess } from './clouds/ceph-access.ts';
+import { OpenStackClient } from './clouds/openstack.ts';
+import type { Cloud } from './kube/resources/cloud.ts';
+import type { Policy } from './domain/policy.ts';
+import type { Hold } from './domain/holds.ts';
+import type { SecretSource } from './secrets.ts';
+import type { BlockStore } from './ceph/block-store.ts';
+import type { Logger } from './log.ts';
+
+export interface CloudRuntime {
+  cloud: Cloud;
+  intake: CloudIntake;
+  ceph: CephAccess | undefined;
+  engine: CaptureEngine | undefined;
+  coordinator: CaptureCoordinator | undefined;
+}
+
+export interface OperatorOptions {
+  ledger: LedgerDb;
+  secrets: SecretSource;
+  logger: Logger;
+  clock?: () => Date;
+  /** Seconds the cloud may keep retrying a delete before its disk counts as orphaned. */
+  orphanGraceMs?: number;
+}
+
+export const MANIFEST_ACTOR = 'manifests';
+
+export class Operator {
+  readonly #o: OperatorOptions;
+  readonly clouds = new Map<string, CloudRuntime>();
+  #policies: Policy[] = [];
+  readonly scheduler: SweepScheduler;
+  #leader = false;
+
+  constructor(o: OperatorOptions) {
+    this.#o = o;
+    this.scheduler = new SweepScheduler(
+      { db: o.ledger.db, blocksFor: (c) => this.blocksFor(c), logger: o.logger },
+      () => this.#policies,
+      o.clock,
+    );
+  }
+
+  blocksFor(cloud: string): BlockStore | undefined {
+    return this.clouds.get(cloud)?.ceph?.blocks;
+  }
+
+  get policies(): readonly Policy[] {
+    return this.#policies;
+  }
+
+  setPolicies(policies: Policy[]): void {
+    this.#policies = policies;
+    if (this.#leader) this.scheduler.sync();
+  }
+
+  /** Holds from resources: created or updated by name, and released when their resource is gone. */
+  async syncHolds(holds: Array<Hold & { reason?: string }>, actor = MANIFEST_ACTOR): Promise<void> {
+    const now = (this.#o.clock ?? (() => new Date()))();
+    for (const h of holds) await upsertHold(this.#o.ledger.db, { ...h, actor }, now);
+    const wanted = new Set(holds.map((h) => h.name));
+    for (const h of await listHolds(this.#o.ledger.db)) {
+      if (h.createdBy === actor && !wanted.has(h.name)) await releaseHolds(this.#o.ledger.db, { name: h.name }, actor, now);
+    }
+  }
+
+  async addCloud(cloud: Cloud): Promise<CloudRuntime> {
+    const { logger, secrets, ledger } = this.#o;
+    const name = cloud.metadata.name;
+    const log = logger.child({ cloud: name });
+    const ceph = await cephAccess(cloud, secrets);
+    let engine: CaptureEngine | undefined;
+    let coordinator: CaptureCoordinator | undefined;
+    if (ceph !== undefined && cloud.spec.ceph !== undefined) {
+      const c = cloud.spec.ceph;
+      engine = new CaptureEngine({ db: ledger.db, blocks: ceph.blocks, quarantine: c.quarantine, logger: log, ...(this.#o.clock === undefined ? {} : { clock: this.#o.clock }) });
+      let api: OpenStackClient | undefined;
+      if (cloud.spec.api !== undefined) {
+        const a = cloud.spec.api;
+        api = new OpenStackClient({
+          authUrl: a.authUrl, region: a.region, interface: a.interface,
+          applicationCredentialId: await secrets.get(a.applicationCredentialIdSecretRef),
+          applicationCredentialSecret: await secrets.get(a.applicationCredentialSecretRef),
+        });
+      }
+      coordinator = new CaptureCoordinator({
+        config: { cloud: name, cloudType: cloud.spec.type, watchedPools: c.watchedPools, trash: c.trash },
+        db: ledger.db, blocks: ceph.blocks, engine, policies: () => this.#policies, logger: log, api,
+        ...(this.#o.clock === undefined ? {} : { clock: this.#o.clock }),
+        ...(this.#o.orphanGraceMs === undefined ? {} : { orphanGraceMs: this.#o.orphanGraceMs }),
+      });
+    } else {
+      log.warn('no ceph section: this cloud is traced but its disks are not captured');
+    }
+    const url = await secrets.get(cloud.spec.amqp.urlSecretRef);
+    const co = coordinator;
+    const intake = await startCloudIntake(cloud, url, ledger.db, log, { onApplied: (n) => co?.onNotification(n) });
+    const rt: CloudRuntime = { cloud, intake, ceph, engine, coordinator };
+    this.clouds.set(name, rt);
+    if (this.#leader) await this.#lead(rt);
+    return rt;
+  }
+
+  /** Work that must run on one replica only: resuming captures, trash scans, the sweep. */
+  async #lead(rt: CloudRuntime): Promise<void> {
+    if (rt.engine === undefined || rt.coordinator === undefined) return;
+    const log = this.#o.logger.child({ cloud: rt.cloud.metadata.name });
+    const arming = await rt.coordinator.armTrash().catch((err: unknown) => {
+      log.error({ err: String(err) }, 'cannot read the watched pools\' trash settings');
+      return [];
+    });
+    for (const a of arming) {
+      if (!a.moveToTrashOnRemove) log.warn({ pool: a.pool }, 'rbd_move_to_trash_on_remove is off: deletions in this pool skip the trash, so trash-mode capture cannot see them');
+    }
+    const resumed = await rt.engine.resume();
+    if (resumed.length > 0) log.info({ resumed: resumed.length }, 'resumed interrupted captures');
+    await rt.engine.resumeFlattens();
+    rt.coordinator.startTrashScans();
+    void rt.coordinator.scanTrash();
+  }
+
+  async becomeLeader(): Promise<void> {
+    if (this.#leader) return;
+    this.#leader = true;
+    for (const rt of this.clouds.values()) await this.#lead(rt);
+    this.scheduler.sync();
+    this.#o.logger.info('leading: trash scans and sweeps run here');
+  }
+
+  async stopLeading(): Promise<void> {
+    if (!this.#leader) return;
+    this.#leader = false;
+    await this.scheduler.stop();
+    for (const rt of this.clouds.values()) await rt.coordinator?.stop();
+  }
+
+  async stop(): Promise<void> {
+    await this.scheduler.stop();
+    for (const rt of this.clouds.values()) {
+      await rt.intake.stop();
+      await rt.coordinator?.stop();
+      rt.ceph?.close();
+    }
+  }
+}
