@@ -14,6 +14,7 @@ import { renderTable } from './table.ts';
 import { traceAddress } from '../ledger/trace.ts';
 import { instanceHistory } from '../ledger/instance-history.ts';
 import type { LedgerDb } from '../ledger/db.ts';
+import { addCaptureCommands } from './capture-commands.ts';
 
 export interface Io {
   out: (s: string) => void;
@@ -132,6 +133,8 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
       }
       if (found.length === 0) status.code = EXIT.notFound;
     });
+
+  addCaptureCommands(program, io, status, withLedger);
 
   return program;
 }

@@ -1,0 +1,293 @@
+// The quarantine commands of the CLI: for investigators (images, export,
+// restore, verify), the security team (holds, sweep), and auditors (audit verify).
+import { createWriteStream, existsSync } from 'node:fs';
+import { Writable } from 'node:stream';
+import { Option, type Command } from 'commander';
+import type { LedgerDb } from '../ledger/db.ts';
+import { QuarantineStore, CAPTURE_STATES, type CaptureState, type QuarantineRow } from '../capture/quarantine-store.ts';
+import { holdsCovering, listHolds, releaseHolds, upsertHold } from '../capture/holds.ts';
+import { exportQuarantine, restoreQuarantine, verifyQuarantine } from '../capture/restore.ts';
+import { sweep } from '../capture/sweep.ts';
+import { verifyAudit } from '../ledger/audit.ts';
+import { resourcesFromManifests } from '../kube/manifest-kinds.ts';
+import { cephAccess, type CephAccess } from '../clouds/ceph-access.ts';
+import { FileEnvSecretSource } from '../secrets.ts';
+import { parseImageSpec } from '../ceph/names.ts';
+import { parseInstant } from './time-arg.ts';
+import { renderTable } from './table.ts';
+import { EXIT, UsageError } from './errors.ts';
+import type { Io, Status } from './program.ts';
+import { os } from './os-user.ts';
+
+type WithLedger = <T>(fn: (l: LedgerDb) => Promise<T>) => Promise<T>;
+
+const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+const human = (n: number | null): string => {
+  if (n === null) return '-';
+  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < u.length - 1) { v /= 1024; i++; }
+  return `${v.toFixed(i === 0 ? 0 : 1)} ${u[i]}`;
+};
+
+function view(q: QuarantineRow, holds: string[] | undefined) {
+  return {
+    id: q.id, cloud: q.cloud, instance: q.instance_id, disk: q.disk, mode: q.mode, policy: q.policy, state: q.state, failure: q.failure,
+    source: `${q.source_pool}/${q.source_namespace === null ? '' : `${q.source_namespace}/`}${q.source_image}`, sourceImageId: q.source_image_id,
+    location: `${q.location_pool}/${q.location_namespace === null ? '' : `${q.location_namespace}/`}${q.location_image}`,
+    bytes: q.bytes, flattened: q.flattened === 1, capturedAt: iso(q.captured_at), expiresAt: iso(q.expires_at), purgedAt: iso(q.purged_at),
+    sha256: q.digest, heldBy: holds ?? [], provenance: JSON.parse(q.provenance) as unknown,
+  };
+}
+
+/** Ceph access for the cloud a quarantine belongs to, from the same manifests `run` uses. */
+async function cephFor(cloud: string, manifests: string | undefined, secretsDir: string | undefined): Promise<CephAccess> {
+  if (manifests === undefined) throw new UsageError(`reading quarantines needs the Cloud ${cloud}'s ceph settings: pass --manifests DIR (or set QUARANTINE_MANIFESTS)`);
+  const c = resourcesFromManifests(manifests).clouds.find((x) => x.metadata.name === cloud);
+  if (c === undefined) throw new UsageError(`${manifests} has no Cloud named ${cloud}`);
+  const access = await cephAccess(c, new FileEnvSecretSource(secretsDir));
+  if (access === undefined) throw new UsageError(`Cloud ${cloud} has no ceph section`);
+  return access;
+}
+
+function progress(io: Io, enabled: boolean) {
+  let last = 0;
+  return (bytes: number, total: number | null) => {
+    if (!enabled || Date.now() - last < 250) return;
+    last = Date.now();
+    io.err(`\r${human(bytes)}${total === null ? '' : ` of ${human(total)} (${Math.floor((100 * bytes) / Math.max(total, 1))}%)`}   `);
+  };
+}
+
+export function addCaptureCommands(program: Command, io: Io, status: Status, withLedger: WithLedger): void {
+  const output = () => new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table');
+  const cephOpts = (c: Command) => c
+    .addOption(new Option('--manifests <dir>', 'the Cloud resources (for their ceph settings)').env('QUARANTINE_MANIFESTS'))
+    .addOption(new Option('--secrets <dir>', 'secrets directory (DIR/<secret>/<key>)').env('QUARANTINE_SECRETS'))
+    .addOption(new Option('--actor <name>', 'who is doing this, for the audit trail').default(os.user()));
+
+  const images = program.command('images').description('the quarantined disks');
+  images.command('ls')
+    .description('list quarantines')
+    .option('--cloud <name>').option('--instance <id>')
+    .addOption(new Option('--state <state>', 'only this state').choices([...CAPTURE_STATES]))
+    .option('--all', 'include purged and failed')
+    .addOption(output())
+    .action(async (o: { cloud?: string; instance?: string; state?: CaptureState; all?: boolean; output: string }) => {
+      await withLedger(async (l) => {
+        const store = new QuarantineStore(l.db);
+        const states = o.state !== undefined ? [o.state] : o.all === true ? undefined : (['planned', 'snapshotting', 'cloning', 'quarantined', 'flattening', 'expired'] as CaptureState[]);
+        const rows = await store.list({ ...(o.cloud === undefined ? {} : { cloud: o.cloud }), ...(o.instance === undefined ? {} : { instanceId: o.instance }), ...(states === undefined ? {} : { states }) });
+        const held = await holdsCovering(l.db, rows, new Date());
+        const views = rows.map((r) => view(r, held.get(r.id)));
+        if (o.output === 'json') io.out(`${JSON.stringify(views, null, 2)}\n`);
+        else io.out(renderTable(['ID', 'CLOUD', 'INSTANCE', 'DISK', 'MODE', 'STATE', 'SIZE', 'CAPTURED', 'EXPIRES', 'HELD'],
+          views.map((v) => [v.id, v.cloud, v.instance, v.disk, v.mode, v.state, human(v.bytes), v.capturedAt, v.expiresAt, v.heldBy.join(',')])));
+      });
+    });
+  images.command('show')
+    .description('one quarantine with its provenance')
+    .argument('<id>')
+    .addOption(output())
+    .action(async (id: string, o: { output: string }) => {
+      await withLedger(async (l) => {
+        const q = await new QuarantineStore(l.db).get(id);
+        if (q === undefined) {
+          io.err(`quarantine: no quarantine ${id}\n`);
+          status.code = EXIT.notFound;
+          return;
+        }
+        const v = view(q, (await holdsCovering(l.db, [q], new Date())).get(q.id));
+        if (o.output === 'json') io.out(`${JSON.stringify(v, null, 2)}\n`);
+        else {
+          const { provenance, ...flat } = v;
+          io.out(renderTable(['FIELD', 'VALUE'], Object.entries(flat).map(([k, val]) => [k, Array.isArray(val) ? val.join(',') : val === null ? null : String(val)])));
+          io.out(`\nprovenance:\n${JSON.stringify(provenance, null, 2)}\n`);
+        }
+      });
+    });
+
+  cephOpts(program.command('export'))
+    .description('stream a quarantine to a file (or - for stdout) while computing its SHA-256')
+    .argument('<id>')
+    .requiredOption('--file <path>', 'destination file, or - for standard output')
+    .option('--case <id>', 'case id for the audit trail').option('--reason <text>', 'why, for the audit trail')
+    .action(async (id: string, o: { file: string; manifests?: string; secrets?: string; actor: string; case?: string; reason?: string }) => {
+      await withLedger(async (l) => {
+        const q = await new QuarantineStore(l.db).get(id);
+        if (q === undefined) throw new UsageError(`no quarantine ${id}`);
+        if (o.file !== '-' && existsSync(o.file)) throw new UsageError(`${o.file} exists already; export never overwrites`);
+        const ceph = await cephFor(q.cloud, o.manifests, o.secrets);
+        try {
+          const sink = o.file === '-' ? new Writable({ write: (c: Buffer, _e, done) => { process.stdout.write(c, done); } }) : createWriteStream(o.file, { flags: 'wx', mode: 0o640 });
+          const r = await exportQuarantine({ db: l.db, blocks: ceph.blocks, actor: o.actor, onProgress: progress(io, o.file !== '-' && process.stderr.isTTY === true) }, id, sink, o.file, { ...(o.case === undefined ? {} : { caseId: o.case }), ...(o.reason === undefined ? {} : { reason: o.reason }) });
+          io.err(`${process.stderr.isTTY === true ? '\r' : ''}exported ${id}: ${r.bytes} bytes, sha256 ${r.sha256}${r.matches === false ? ` — DIFFERS from the recorded ${r.recorded}` : ''}\n`);
+          if (r.matches === false) status.code = EXIT.failure;
+        } finally {
+          ceph.close();
+        }
+      });
+    });
+
+  cephOpts(program.command('verify'))
+    .description('re-read a quarantine and compare its SHA-256 with the recorded one')
+    .argument('<id>')
+    .addOption(output())
+    .action(async (id: string, o: { manifests?: string; secrets?: string; actor: string; output: string }) => {
+      await withLedger(async (l) => {
+        const q = await new QuarantineStore(l.db).get(id);
+        if (q === undefined) throw new UsageError(`no quarantine ${id}`);
+        const ceph = await cephFor(q.cloud, o.manifests, o.secrets);
+        try {
+          const r = await verifyQuarantine({ db: l.db, blocks: ceph.blocks, actor: o.actor }, id);
+          if (o.output === 'json') io.out(`${JSON.stringify(r, null, 2)}\n`);
+          else io.out(`${id}: sha256 ${r.sha256} (${r.bytes} bytes) ${r.matches === null ? 'recorded now (first read)' : r.matches ? 'matches the recorded digest' : `DIFFERS from the recorded ${r.recorded}`}\n`);
+          if (r.matches === false) status.code = EXIT.failure;
+        } finally {
+          ceph.close();
+        }
+      });
+    });
+
+  cephOpts(program.command('restore'))
+    .description('materialize a quarantine as a new RBD image (the quarantine is never modified)')
+    .argument('<id>')
+    .requiredOption('--to <pool/image>', 'the new image, e.g. forensics/case-42-disk (pool/[namespace/]image)')
+    .option('--case <id>').option('--reason <text>')
+    .action(async (id: string, o: { to: string; manifests?: string; secrets?: string; actor: string; case?: string; reason?: string }) => {
+      let target;
+      try {
+        target = parseImageSpec(o.to);
+      } catch (err) {
+        throw new UsageError(`--to ${err instanceof Error ? err.message : String(err)}`);
+      }
+      await withLedger(async (l) => {
+        const q = await new QuarantineStore(l.db).get(id);
+        if (q === undefined) throw new UsageError(`no quarantine ${id}`);
+        const ceph = await cephFor(q.cloud, o.manifests, o.secrets);
+        try {
+          const r = await restoreQuarantine({ db: l.db, blocks: ceph.blocks, actor: o.actor, onProgress: progress(io, process.stderr.isTTY === true) }, id, target, { ...(o.case === undefined ? {} : { caseId: o.case }), ...(o.reason === undefined ? {} : { reason: o.reason }) });
+          io.out(`restored ${id} to ${r.image}: ${r.bytes} bytes, sha256 ${r.sha256}\n`);
+        } finally {
+          ceph.close();
+        }
+      });
+    });
+
+  const hold = program.command('hold').description('legal holds: matching quarantines never expire while a hold stands');
+  hold.command('add')
+    .description('place a hold')
+    .argument('<name>')
+    .requiredOption('--case <id>', 'case or ticket id').requiredOption('--reason <text>')
+    .option('--instance <id...>').option('--project <id...>').option('--user <id...>').option('--quarantine <id...>').option('--cloud <name...>')
+    .option('--address <ip...>', 'instances that held this address (with --from/--to)')
+    .option('--from <time>').option('--to <time>').option('--until <time>', 'the hold lapses then')
+    .addOption(new Option('--actor <name>').default(os.user()))
+    .action(async (name: string, o: { case: string; reason: string; instance?: string[]; project?: string[]; user?: string[]; quarantine?: string[]; cloud?: string[]; address?: string[]; from?: string; to?: string; until?: string; actor: string }) => {
+      const from = o.from === undefined ? undefined : parseInstant(o.from, '--from').toISOString();
+      const to = o.to === undefined ? undefined : parseInstant(o.to, '--to').toISOString();
+      const until = o.until === undefined ? undefined : parseInstant(o.until, '--until');
+      if ((o.from !== undefined || o.to !== undefined) && o.address === undefined) throw new UsageError('--from/--to go with --address');
+      const selector = {
+        instances: o.instance, projects: o.project, users: o.user, quarantines: o.quarantine, clouds: o.cloud,
+        addresses: o.address?.map((address) => ({ address, from, to })),
+      };
+      await withLedger(async (l) => {
+        const h = await upsertHold(l.db, { name: `cli/${name}`, caseId: o.case, reason: o.reason, selector, until, actor: o.actor }, new Date()).catch((err: unknown) => {
+          throw new UsageError(err instanceof Error ? err.message : String(err));
+        });
+        const rows = await new QuarantineStore(l.db).list({ states: ['quarantined', 'flattening', 'expired'] });
+        const covered = [...(await holdsCovering(l.db, rows, new Date())).entries()].filter(([, names]) => names.includes(h.name)).length;
+        io.out(`hold ${h.name} (case ${o.case}) stands; it covers ${covered} quarantine(s) now and every matching capture to come\n`);
+      });
+    });
+  hold.command('rm')
+    .description('release a hold (by name) or every hold of a case (--case)')
+    .argument('[name]').option('--case <id>')
+    .addOption(new Option('--actor <name>').default(os.user()))
+    .action(async (name: string | undefined, o: { case?: string; actor: string }) => {
+      if ((name === undefined) === (o.case === undefined)) throw new UsageError('give a hold name or --case, not both');
+      await withLedger(async (l) => {
+        const released = await releaseHolds(l.db, name === undefined ? { caseId: o.case ?? '' } : { name: name.includes('/') ? name : `cli/${name}` }, o.actor, new Date());
+        if (released.length === 0) {
+          io.err(`quarantine: no standing hold ${name ?? `of case ${o.case ?? ''}`}\n`);
+          status.code = EXIT.notFound;
+        } else io.out(`released ${released.join(', ')}\n`);
+      });
+    });
+  hold.command('ls')
+    .description('list standing holds')
+    .option('--all', 'include released holds')
+    .addOption(output())
+    .action(async (o: { all?: boolean; output: string }) => {
+      await withLedger(async (l) => {
+        const holds = await listHolds(l.db, { includeReleased: o.all === true });
+        const rows = await new QuarantineStore(l.db).list({ states: ['quarantined', 'flattening', 'expired'] });
+        const covered = await holdsCovering(l.db, rows, new Date());
+        const count = (n: string) => [...covered.values()].filter((names) => names.includes(n)).length;
+        const views = holds.map((h) => ({ name: h.name, caseId: h.caseId ?? null, reason: h.reason, selector: h.selector, until: h.until?.toISOString() ?? null, createdAt: h.createdAt.toISOString(), createdBy: h.createdBy, releasedAt: h.releasedAt?.toISOString() ?? null, matched: count(h.name) }));
+        if (o.output === 'json') io.out(`${JSON.stringify(views, null, 2)}\n`);
+        else io.out(renderTable(['NAME', 'CASE', 'MATCHED', 'UNTIL', 'CREATED', 'BY', 'RELEASED'], views.map((v) => [v.name, v.caseId, v.matched, v.until, v.createdAt, v.createdBy, v.releasedAt])));
+      });
+    });
+
+  cephOpts(program.command('sweep'))
+    .description('delete expired, unheld quarantines now (and enforce capacity), as the scheduled sweep does')
+    .option('--dry-run', 'report what would be deleted, delete nothing')
+    .addOption(output())
+    .action(async (o: { dryRun?: boolean; manifests?: string; secrets?: string; actor: string; output: string }) => {
+      if (o.manifests === undefined) throw new UsageError('sweep needs the Cloud and QuarantinePolicy resources: pass --manifests DIR (or set QUARANTINE_MANIFESTS)');
+      const res = resourcesFromManifests(o.manifests);
+      const secrets = new FileEnvSecretSource(o.secrets);
+      const access = new Map<string, CephAccess>();
+      try {
+        for (const c of res.clouds) {
+          const a = await cephAccess(c, secrets);
+          if (a !== undefined) access.set(c.metadata.name, a);
+        }
+        await withLedger(async (l) => {
+          const { createLogger } = await import('../log.ts');
+          const r = await sweep({ db: l.db, blocksFor: (c) => access.get(c)?.blocks, logger: createLogger({ level: 'warn' }), actor: `${o.actor} (quarantine sweep)` },
+            { now: new Date(), dryRun: o.dryRun === true, policies: res.policies, clouds: [...access.keys()] });
+          if (o.output === 'json') io.out(`${JSON.stringify(r, null, 2)}\n`);
+          else {
+            const list = r.dryRun ? r.wouldDelete : r.deleted;
+            io.out(`${r.dryRun ? 'would delete' : 'deleted'} ${list.length} quarantine(s)${list.length > 0 ? `: ${list.map((d) => `${d.id} (${d.reason})`).join(', ')}` : ''}; kept ${r.held.length} held; ${r.failed.length} failed\n`);
+            for (const f of r.failed) io.err(`${f.id}: ${f.error}\n`);
+          }
+          if (r.failed.length > 0) status.code = EXIT.partial;
+        });
+      } finally {
+        for (const a of access.values()) a.close();
+      }
+    });
+
+  program.command('audit').description('the tamper-evident audit trail')
+    .command('verify')
+    .description('check the hash chain; a modified or deleted row is named')
+    .option('--expect-head <seq:hash>', 'also check the chain still ends where it ended when you noted its head')
+    .addOption(output())
+    .action(async (o: { expectHead?: string; output: string }) => {
+      await withLedger(async (l) => {
+        const v = await verifyAudit(l.db);
+        const head = await l.db.selectFrom('audit').select(['seq', 'hash']).orderBy('seq', 'desc').limit(1).executeTakeFirst();
+        const problems = [...v.problems];
+        if (o.expectHead !== undefined) {
+          const [seqText, hash] = o.expectHead.split(':');
+          const seq = Number(seqText);
+          if (!Number.isInteger(seq) || hash === undefined) throw new UsageError('--expect-head takes SEQ:HASH as printed by a previous verify');
+          const row = await l.db.selectFrom('audit').select(['seq', 'hash']).where('seq', '=', seq).executeTakeFirst();
+          if (row === undefined) problems.push({ seq, problem: 'missing-before', detail: `row ${seq}, the noted head, is gone (the tail was truncated)` });
+          else if (row.hash !== hash) problems.push({ seq, problem: 'modified', detail: `row ${seq} no longer has the noted hash` });
+        }
+        const result = { ok: problems.length === 0, rows: v.rows, head: head === undefined ? null : `${head.seq}:${head.hash}`, problems };
+        if (o.output === 'json') io.out(`${JSON.stringify(result, null, 2)}\n`);
+        else {
+          io.out(result.ok ? `audit trail intact: ${v.rows} rows, head ${result.head ?? '(empty)'}\n` : `audit trail BROKEN: ${problems.length} problem(s)\n`);
+          for (const p of problems) io.out(`  row ${p.seq}: ${p.problem}: ${p.detail}\n`);
+        }
+        if (!result.ok) status.code = EXIT.failure;
+      });
+    });
+}
