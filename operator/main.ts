@@ -7,6 +7,7 @@ import { FileEnvSecretSource } from './secrets.ts';
 import { Operator } from './operator.ts';
 import { UsageError } from './cli/errors.ts';
 import type { Logger } from './log.ts';
+import { startHttp } from './http/server.ts';
 
 export interface StandaloneOptions {
   dbUrl: string;
@@ -17,6 +18,9 @@ export interface StandaloneOptions {
   /** Called once every cloud's intake is consuming (tests wait for it). */
   onReady?: (operator: Operator) => void;
   orphanGraceMs?: number;
+  /** host:port for metrics, probes and the query API; none = no HTTP listener. */
+  listen?: string | undefined;
+  apiToken?: string | undefined;
 }
 
 export async function runStandalone(opts: StandaloneOptions): Promise<void> {
@@ -33,6 +37,7 @@ export async function runStandalone(opts: StandaloneOptions): Promise<void> {
   for (const c of resources.clouds) await secrets.get(c.spec.amqp.urlSecretRef);
 
   const ledger = openLedgerDb(opts.dbUrl);
+  const stops: Array<() => Promise<void>> = [];
   const operator = new Operator({ ledger, secrets, logger, ...(opts.orphanGraceMs === undefined ? {} : { orphanGraceMs: opts.orphanGraceMs }) });
   try {
     const applied = await migrateToLatest(ledger);
@@ -42,11 +47,19 @@ export async function runStandalone(opts: StandaloneOptions): Promise<void> {
     for (const c of resources.clouds) await operator.addCloud(c);
     // Standalone means one process: it is the leader.
     await operator.becomeLeader();
+    if (opts.listen !== undefined) {
+      const m = /^(.*):(\d+)$/.exec(opts.listen);
+      if (m === null) throw new UsageError(`--listen "${opts.listen}" is not HOST:PORT`);
+      const http = await startHttp({ host: (m[1] ?? '').replace(/^\[|\]$/g, ''), port: Number(m[2]), db: ledger.db, metrics: operator.metrics, apiToken: opts.apiToken, ready: () => operator.readiness(), logger });
+      stops.push(() => http.close());
+      logger.info({ url: http.url, api: opts.apiToken === undefined ? 'disabled (no token)' : 'enabled' }, 'http listening');
+    }
     logger.info({ clouds: resources.clouds.map((c) => c.metadata.name), policies: resources.policies.map((p) => p.name), holds: resources.holds.length }, 'operator running');
     opts.onReady?.(operator);
     if (!opts.signal.aborted) await once(opts.signal, 'abort');
     logger.info('stopping: draining in-flight notifications');
   } finally {
+    for (const stop of stops) await stop();
     await operator.stop();
     await ledger.close();
     logger.info('stopped');

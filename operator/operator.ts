@@ -15,6 +15,7 @@ import type { Hold } from './domain/holds.ts';
 import type { SecretSource } from './secrets.ts';
 import type { BlockStore } from './ceph/block-store.ts';
 import type { Logger } from './log.ts';
+import { createMetrics, type Metrics } from './http/metrics.ts';
 
 export interface CloudRuntime {
   cloud: Cloud;
@@ -40,10 +41,19 @@ export class Operator {
   readonly clouds = new Map<string, CloudRuntime>();
   #policies: Policy[] = [];
   readonly scheduler: SweepScheduler;
+  readonly metrics: Metrics;
   #leader = false;
 
   constructor(o: OperatorOptions) {
     this.#o = o;
+    this.metrics = createMetrics(o.ledger.db, async () => {
+      const out: Array<{ cloud: string; queue: string; messages: number }> = [];
+      for (const [cloud, rt] of this.clouds) {
+        const n = await rt.intake.consumer.queueDepth().catch(() => undefined);
+        if (n !== undefined) out.push({ cloud, queue: rt.intake.consumer.queue, messages: n });
+      }
+      return out;
+    });
     this.scheduler = new SweepScheduler(
       { db: o.ledger.db, blocksFor: (c) => this.blocksFor(c), logger: o.logger },
       () => this.#policies,
@@ -98,13 +108,20 @@ export class Operator {
         db: ledger.db, blocks: ceph.blocks, engine, policies: () => this.#policies, logger: log, api,
         ...(this.#o.clock === undefined ? {} : { clock: this.#o.clock }),
         ...(this.#o.orphanGraceMs === undefined ? {} : { orphanGraceMs: this.#o.orphanGraceMs }),
+        onCapture: (mode, result, seconds) => {
+          this.metrics.captures.inc({ cloud: name, mode, result });
+          if (result === 'quarantined') this.metrics.captureSeconds.observe({ cloud: name, mode }, seconds);
+        },
       });
     } else {
       log.warn('no ceph section: this cloud is traced but its disks are not captured');
     }
     const url = await secrets.get(cloud.spec.amqp.urlSecretRef);
     const co = coordinator;
-    const intake = await startCloudIntake(cloud, url, ledger.db, log, { onApplied: (n) => co?.onNotification(n) });
+    const intake = await startCloudIntake(cloud, url, ledger.db, log, {
+      onApplied: (n) => co?.onNotification(n),
+      onOutcome: (c, source, outcome) => this.metrics.notifications.inc({ cloud: c, source, outcome }),
+    });
     const rt: CloudRuntime = { cloud, intake, ceph, engine, coordinator };
     this.clouds.set(name, rt);
     if (this.#leader) await this.#lead(rt);
@@ -142,6 +159,13 @@ export class Operator {
     this.#leader = false;
     await this.scheduler.stop();
     for (const rt of this.clouds.values()) await rt.coordinator?.stop();
+  }
+
+  /** Ready when every cloud's intake has a live broker connection. */
+  async readiness(): Promise<{ ready: boolean; reasons: string[] }> {
+    const reasons: string[] = [];
+    for (const [name, rt] of this.clouds) if ((await rt.intake.consumer.queueDepth().catch(() => undefined)) === undefined) reasons.push(`cloud ${name}: not connected to its broker`);
+    return { ready: reasons.length === 0, reasons };
   }
 
   async stop(): Promise<void> {

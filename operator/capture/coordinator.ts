@@ -33,6 +33,8 @@ export interface CoordinatorDeps {
   api?: CloudApi | undefined;
   /** How long after delete.end the cloud may still be retrying its delete (Nova: 12 × 5 s). */
   orphanGraceMs?: number;
+  /** Told about every capture attempt: result and seconds since the deletion was announced. */
+  onCapture?: (mode: string, result: 'quarantined' | 'failed' | 'refused', seconds: number) => void;
 }
 
 export interface TrashArming {
@@ -116,14 +118,14 @@ export class CaptureCoordinator {
         const p = await this.#policy(id);
         if (p === undefined) return;
         // softDelete falls back to a best-effort live capture when the cloud hard-deletes anyway.
-        if (p.capture.mode === 'onDelete' || p.capture.mode === 'softDelete') await this.#captureLive(id, p, n.messageId, true);
+        if (p.capture.mode === 'onDelete' || p.capture.mode === 'softDelete') await this.#captureLive(id, p, n.messageId, true, n.occurredAt);
         else this.scanTrashSoon();
       });
     } else if (e.action === 'soft_delete.end') {
       void this.#enqueue(id, async () => {
         const p = await this.#policy(id);
         if (p?.capture.mode !== 'softDelete') return;
-        const ok = await this.#captureLive(id, p, n.messageId, false);
+        const ok = await this.#captureLive(id, p, n.messageId, false, n.occurredAt);
         if (ok && p.capture.releaseResources) await this.#forceDelete(id);
       });
     } else if (e.action === 'delete.end' || e.action === 'force_delete.end') {
@@ -141,7 +143,7 @@ export class CaptureCoordinator {
         const p = await this.#policy(id);
         if (p === undefined) return;
         // SHUTDOWN is the warning; EPILOG is already the deletion, still worth a try.
-        if (p.capture.mode !== 'trash') await this.#captureLive(id, p, n.messageId, true);
+        if (p.capture.mode !== 'trash') await this.#captureLive(id, p, n.messageId, true, n.occurredAt);
         else this.scanTrashSoon();
       });
     } else if (state === ONE_DONE) {
@@ -165,10 +167,12 @@ export class CaptureCoordinator {
     return (p.capacity.maxCount !== undefined && rows.length >= p.capacity.maxCount) || (p.capacity.maxBytes !== undefined && bytes >= p.capacity.maxBytes);
   }
 
-  async #capture(instanceId: string, disk: string, role: DiskRole, p: Policy, source: CaptureSource, messageId: string | null): Promise<boolean> {
+  async #capture(instanceId: string, disk: string, role: DiskRole, p: Policy, source: CaptureSource, messageId: string | null, since: Date): Promise<boolean> {
     if (!roleWanted(role, p.capture.disks)) return false;
+    const report = (result: 'quarantined' | 'failed' | 'refused') => this.#d.onCapture?.(p.capture.mode, result, Math.max(0, (this.#clock().getTime() - since.getTime()) / 1000));
     if (await this.#full(p)) {
       this.stats.refusedFull += 1;
+      report('refused');
       await appendAudit(this.#d.db, { actor: 'quarantine-operator', action: 'capture.refused', subject: `${this.#d.config.cloud}/${instanceId}`, details: { disk, policy: p.name, reason: 'capacity full (onFull: refuse)' } });
       this.#log.warn({ instance: instanceId, disk, policy: p.name }, 'capture refused: the policy is at capacity');
       return false;
@@ -180,15 +184,17 @@ export class CaptureCoordinator {
     });
     if (row.state === 'failed') {
       this.stats.failed += 1;
+      report('failed');
       return false;
     }
     this.stats.captures += 1;
+    report('quarantined');
     if (p.capture.flatten) void this.#d.engine.flatten(row.id).catch((err: unknown) => this.#log.error({ quarantine: row.id, err: String(err) }, 'flatten failed; retried at the next start'));
     return true;
   }
 
   /** Snapshots every wanted disk the instance still has; returns whether all went well. */
-  async #captureLive(instanceId: string, p: Policy, messageId: string | null, racing: boolean): Promise<boolean> {
+  async #captureLive(instanceId: string, p: Policy, messageId: string | null, racing: boolean, since: Date): Promise<boolean> {
     const { cloudType, watchedPools } = this.#d.config;
     let all = true;
     let found = 0;
@@ -199,7 +205,7 @@ export class CaptureCoordinator {
         if (owner === undefined || !('instanceId' in owner)) continue;
         found += 1;
         try {
-          const ok = await this.#capture(instanceId, owner.disk, owner.role, p, { kind: 'live', image: { pool, image } }, messageId);
+          const ok = await this.#capture(instanceId, owner.disk, owner.role, p, { kind: 'live', image: { pool, image } }, messageId, since);
           if (racing && roleWanted(owner.role, p.capture.disks)) {
             if (ok) this.stats.racesWon += 1;
             else this.stats.racesLost += 1;
@@ -296,7 +302,7 @@ export class CaptureCoordinator {
     }
     let ok = false;
     await this.#enqueue(instanceId, async () => {
-      ok = await this.#capture(instanceId, owner.disk, owner.role, p, { kind: 'trash', entry }, null);
+      ok = await this.#capture(instanceId, owner.disk, owner.role, p, { kind: 'trash', entry }, null, entry.deletedAt);
     });
     return ok;
   }

@@ -43,7 +43,9 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
     .description('run the operator standalone: clouds, policies and holds from YAML files, ledger in SQLite by default')
     .addOption(new Option('--manifests <dir>', 'directory (or file) of Cloud/QuarantinePolicy/QuarantineHold YAML').env('QUARANTINE_MANIFESTS'))
     .addOption(new Option('--secrets <dir>', 'directory laid out like mounted Secrets: DIR/<secret>/<key> (or QUARANTINE_SECRET_<SECRET>_<KEY> variables)').env('QUARANTINE_SECRETS'))
-    .action(async (opts: { manifests?: string; secrets?: string }) => {
+    .addOption(new Option('--listen <host:port>', 'serve /metrics, /healthz, /readyz and the query API here').env('QUARANTINE_LISTEN'))
+    .addOption(new Option('--api-token-file <path>', 'bearer token of the query API (or QUARANTINE_API_TOKEN)').env('QUARANTINE_API_TOKEN_FILE'))
+    .action(async (opts: { manifests?: string; secrets?: string; listen?: string; apiTokenFile?: string }) => {
       const global = program.opts<{ db: string; logLevel: string }>();
       const logger = createLogger({ level: global.logLevel });
       const ac = new AbortController();
@@ -51,7 +53,16 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
       process.once('SIGTERM', stop);
       process.once('SIGINT', stop);
       try {
-        await runStandalone({ dbUrl: global.db, manifests: opts.manifests, secretsDir: opts.secrets, logger, signal: ac.signal });
+        let apiToken = io.env['QUARANTINE_API_TOKEN'];
+        if (opts.apiTokenFile !== undefined) {
+          const { readFileSync } = await import('node:fs');
+          try {
+            apiToken = readFileSync(opts.apiTokenFile, 'utf8').trim();
+          } catch (err) {
+            throw new UsageError(`cannot read --api-token-file ${opts.apiTokenFile}: ${err instanceof Error ? err.message : String(err)}`);
+          }
+        }
+        await runStandalone({ dbUrl: global.db, manifests: opts.manifests, secretsDir: opts.secrets, logger, signal: ac.signal, listen: opts.listen, apiToken: apiToken === '' ? undefined : apiToken });
       } finally {
         process.off('SIGTERM', stop);
         process.off('SIGINT', stop);

@@ -238,6 +238,23 @@ export class AmqpConsumer {
     this.#inflight.add(work);
   }
 
+  /** Messages waiting in our queue (consumer lag), asked of the broker on a short-lived channel. */
+  async queueDepth(): Promise<number | undefined> {
+    const conn = this.#conn;
+    if (conn === undefined || this.#stopping) return undefined;
+    const ch = await conn.createChannel();
+    ch.on('error', () => undefined);
+    try {
+      return (await ch.checkQueue(this.#opts.topology.queue)).messageCount;
+    } finally {
+      await ch.close().catch(() => undefined);
+    }
+  }
+
+  get queue(): string {
+    return this.#opts.topology.queue;
+  }
+
   /** Stops taking messages, waits for in-flight work to finish, closes. */
   async stop(): Promise<void> {
     this.#stopping = true;

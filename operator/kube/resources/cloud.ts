@@ -2,7 +2,7 @@
 // fields, its Ceph cluster and API). Defined once here; the CRD is generated
 // from it and standalone manifests are validated by it.
 import { z } from 'zod';
-import { ObjectMeta, SecretKeyRef } from './common.ts';
+import { Conditions, Count, ObjectMeta, SecretKeyRef, Timestamp } from './common.ts';
 
 export const ExchangeSpec = z.object({
   name: z.string().min(1).max(255),
@@ -62,11 +62,28 @@ export const CloudSpec = z.object({
   api: ApiSpec.optional(),
 });
 
+/** Written by the operator only (the status subresource); standalone manifests leave it out. */
+export const CloudStatus = z.object({
+  observedGeneration: z.number().int().min(0).optional(),
+  /** Connected (AMQP and Ceph reachable), TrashArmed (rbd_move_to_trash_on_remove on every watched pool), Consuming. */
+  conditions: Conditions.optional(),
+  /** When the last notification from this cloud arrived. */
+  lastEventAt: Timestamp.optional(),
+  counts: z.object({
+    notifications: Count.optional(),
+    deadLettered: Count.optional(),
+    instances: Count.optional(),
+    quarantines: Count.optional(),
+  }).optional(),
+});
+export type CloudStatus = z.infer<typeof CloudStatus>;
+
 export const Cloud = z.object({
   apiVersion: z.literal('quarantine.forensics.dev/v1alpha1'),
   kind: z.literal('Cloud'),
   metadata: ObjectMeta,
   spec: CloudSpec,
+  status: CloudStatus.optional(),
 });
 export type Cloud = z.infer<typeof Cloud>;
 

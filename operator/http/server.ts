@@ -1,0 +1,109 @@
+// The operator's HTTP face: Prometheus metrics, probes, and a small read-only
+// JSON API for investigators, behind a bearer token.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { timingSafeEqual, createHash } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import type { Kysely } from 'kysely';
+import type { LedgerSchema } from '../ledger/schema.ts';
+import type { Metrics } from './metrics.ts';
+import { traceAddress } from '../ledger/trace.ts';
+import { instanceHistory } from '../ledger/instance-history.ts';
+import { QuarantineStore, type CaptureState } from '../capture/quarantine-store.ts';
+import { holdsCovering } from '../capture/holds.ts';
+import type { Logger } from '../log.ts';
+
+export interface HttpOptions {
+  host: string;
+  port: number;
+  db: Kysely<LedgerSchema>;
+  metrics: Metrics;
+  /** The API's bearer token; without one the API answers 503 (probes and metrics still work). */
+  apiToken: string | undefined;
+  ready: () => Promise<{ ready: boolean; reasons: string[] }>;
+  logger: Logger;
+}
+
+function send(res: ServerResponse, status: number, body: unknown, type = 'application/json'): void {
+  const text = type === 'application/json' ? `${JSON.stringify(body, null, 2)}\n` : String(body);
+  res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
+  res.end(text);
+}
+
+// Comparing digests keeps the comparison constant-time whatever the lengths.
+function tokenMatches(given: string, expected: string): boolean {
+  const a = createHash('sha256').update(given).digest();
+  const b = createHash('sha256').update(expected).digest();
+  return timingSafeEqual(a, b);
+}
+
+const OFFSET_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/;
+
+export async function startHttp(o: HttpOptions): Promise<{ server: Server; url: string; close(): Promise<void> }> {
+  const api = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
+    if (o.apiToken === undefined) return send(res, 503, { error: 'the query API is disabled: no API token configured' });
+    const auth = req.headers.authorization ?? '';
+    if (!auth.startsWith('Bearer ') || !tokenMatches(auth.slice(7), o.apiToken)) {
+      res.setHeader('www-authenticate', 'Bearer');
+      return send(res, 401, { error: 'a valid bearer token is required' });
+    }
+    const parts = url.pathname.split('/').filter((p) => p !== '');
+    // /api/v1/trace/ip?address=&at=[&cloud=]
+    if (parts[2] === 'trace' && parts[3] === 'ip' && parts.length === 4) {
+      const address = url.searchParams.get('address') ?? '';
+      const at = url.searchParams.get('at') ?? '';
+      if (!/^[0-9a-fA-F:.]+$/.test(address)) return send(res, 400, { error: 'address must be an IP address' });
+      if (!OFFSET_TIME.test(at)) return send(res, 400, { error: 'at must be an ISO 8601 time with an offset' });
+      const cloud = url.searchParams.get('cloud') ?? undefined;
+      const t = await traceAddress(o.db, address, new Date(at), cloud);
+      return send(res, t.holders.length === 0 ? 404 : 200, t);
+    }
+    if (parts[2] === 'trace' && parts[3] === 'instance' && parts.length === 5) {
+      const found = await instanceHistory(o.db, decodeURIComponent(parts[4] ?? ''), url.searchParams.get('cloud') ?? undefined);
+      return send(res, found.length === 0 ? 404 : 200, found);
+    }
+    if (parts[2] === 'quarantines') {
+      const store = new QuarantineStore(o.db);
+      if (parts.length === 4) {
+        const q = await store.get(decodeURIComponent(parts[3] ?? ''));
+        if (q === undefined) return send(res, 404, { error: 'no such quarantine' });
+        const held = await holdsCovering(o.db, [q], new Date());
+        return send(res, 200, { ...q, provenance: JSON.parse(q.provenance) as unknown, heldBy: held.get(q.id) ?? [] });
+      }
+      const state = url.searchParams.get('state');
+      const instance = url.searchParams.get('instance');
+      const cloud = url.searchParams.get('cloud');
+      const rows = await store.list({ ...(state === null ? {} : { states: [state as CaptureState] }), ...(instance === null ? {} : { instanceId: instance }), ...(cloud === null ? {} : { cloud }) });
+      return send(res, 200, rows.map((q) => ({ ...q, provenance: JSON.parse(q.provenance) as unknown })));
+    }
+    return send(res, 404, { error: 'no such route' });
+  };
+
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const route = async () => {
+      if (req.method !== 'GET') return send(res, 405, { error: 'only GET' });
+      if (url.pathname === '/healthz') return send(res, 200, 'ok\n', 'text/plain');
+      if (url.pathname === '/readyz') {
+        const r = await o.ready();
+        return send(res, r.ready ? 200 : 503, r.ready ? 'ok\n' : `not ready: ${r.reasons.join('; ')}\n`, 'text/plain');
+      }
+      if (url.pathname === '/metrics') return send(res, 200, await o.metrics.registry.metrics(), o.metrics.registry.contentType);
+      if (url.pathname.startsWith('/api/v1/')) return api(req, res, url);
+      return send(res, 404, { error: 'no such route' });
+    };
+    route().catch((err: unknown) => {
+      o.logger.error({ err: err instanceof Error ? err.message : String(err), path: url.pathname }, 'http handler failed');
+      if (!res.headersSent) send(res, 500, { error: 'internal error' });
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(o.port, o.host, () => resolve());
+  });
+  const addr = server.address() as AddressInfo;
+  return {
+    server,
+    url: `http://${o.host.includes(':') ? `[${o.host}]` : o.host}:${addr.port}`,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
