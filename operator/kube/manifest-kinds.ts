@@ -4,6 +4,7 @@ import { ManifestError, readManifests, type ManifestObject } from './manifest-fi
 import { Cloud } from './resources/cloud.ts';
 import { QuarantinePolicy } from './resources/policy.ts';
 import { QuarantineHold } from './resources/hold.ts';
+import { QuarantineRestore } from './resources/restore.ts';
 import { policyFromResource, holdFromResource } from './mapping.ts';
 import type { Policy } from '../domain/policy.ts';
 import type { Hold } from '../domain/holds.ts';
@@ -33,6 +34,7 @@ export interface ResourceSet {
   clouds: Cloud[];
   policies: Policy[];
   holds: Array<Hold & { reason: string }>;
+  restores: QuarantineRestore[];
 }
 
 const KNOWN = new Set(['Cloud', 'QuarantinePolicy', 'QuarantineHold', 'QuarantineRestore']);
@@ -45,7 +47,9 @@ export function resourcesFromManifests(dir: string): ResourceSet {
     return policyFromResource(p);
   });
   const holds = objects.filter((o) => o.kind === 'QuarantineHold').map((o) => holdFromResource(validate(QuarantineHold, { ...o, body: { ...o.body, metadata: { namespace: 'default', ...(o.body['metadata'] as object) } } })));
+  const restores = objects.filter((o) => o.kind === 'QuarantineRestore').map((o) => validate(QuarantineRestore, o));
   return {
+    restores,
     clouds: cloudsOf(objects),
     policies: unique(policies, (p) => p.name, 'QuarantinePolicy'),
     holds: unique(holds, (h) => h.name, 'QuarantineHold'),
