@@ -93,7 +93,20 @@ export class Operator {
     let coordinator: CaptureCoordinator | undefined;
     if (ceph !== undefined && cloud.spec.ceph !== undefined) {
       const c = cloud.spec.ceph;
-      engine = new CaptureEngine({ db: ledger.db, blocks: ceph.blocks, quarantine: c.quarantine, logger: log, ...(this.#o.clock === undefined ? {} : { clock: this.#o.clock }) });
+      // Fault injection for crash tests: the process kills itself, for real,
+      // right after recording a step and before its Ceph call.
+      const killAt = process.env['QUARANTINE_FAULT_KILL_AT'];
+      const beforeStep = killAt === undefined || killAt === '' ? undefined : async (id: string, step: string) => {
+        if (step === killAt) {
+          log.warn({ quarantine: id, step }, 'QUARANTINE_FAULT_KILL_AT: killing this process');
+          process.kill(process.pid, 'SIGKILL');
+        }
+      };
+      engine = new CaptureEngine({
+        db: ledger.db, blocks: ceph.blocks, quarantine: c.quarantine, logger: log,
+        ...(this.#o.clock === undefined ? {} : { clock: this.#o.clock }),
+        ...(beforeStep === undefined ? {} : { beforeStep }),
+      });
       let api: OpenStackClient | undefined;
       if (cloud.spec.api !== undefined) {
         const a = cloud.spec.api;
