@@ -141,6 +141,20 @@ export class Operator {
     return rt;
   }
 
+  async removeCloud(name: string): Promise<void> {
+    const rt = this.clouds.get(name);
+    if (rt === undefined) return;
+    this.clouds.delete(name);
+    await rt.intake.stop();
+    await rt.coordinator?.stop();
+    rt.ceph?.close();
+    this.#o.logger.info({ cloud: name }, 'cloud removed: its consumer and capture stopped');
+  }
+
+  get isLeader(): boolean {
+    return this.#leader;
+  }
+
   /** Work that must run on one replica only: resuming captures, trash scans, the sweep. */
   async #lead(rt: CloudRuntime): Promise<void> {
     if (rt.engine === undefined || rt.coordinator === undefined) return;

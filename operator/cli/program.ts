@@ -45,7 +45,9 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
     .addOption(new Option('--secrets <dir>', 'directory laid out like mounted Secrets: DIR/<secret>/<key> (or QUARANTINE_SECRET_<SECRET>_<KEY> variables)').env('QUARANTINE_SECRETS'))
     .addOption(new Option('--listen <host:port>', 'serve /metrics, /healthz, /readyz and the query API here').env('QUARANTINE_LISTEN'))
     .addOption(new Option('--api-token-file <path>', 'bearer token of the query API (or QUARANTINE_API_TOKEN)').env('QUARANTINE_API_TOKEN_FILE'))
-    .action(async (opts: { manifests?: string; secrets?: string; listen?: string; apiTokenFile?: string }) => {
+    .option('--kubernetes', 'run as a Kubernetes controller: resources from the API server, leader election with a Lease')
+    .addOption(new Option('--kubeconfig <path>', 'kubeconfig (default: in-cluster, then ~/.kube/config)').env('KUBECONFIG'))
+    .action(async (opts: { manifests?: string; secrets?: string; listen?: string; apiTokenFile?: string; kubernetes?: boolean; kubeconfig?: string }) => {
       const global = program.opts<{ db: string; logLevel: string }>();
       const logger = createLogger({ level: global.logLevel });
       const ac = new AbortController();
@@ -62,7 +64,29 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
             throw new UsageError(`cannot read --api-token-file ${opts.apiTokenFile}: ${err instanceof Error ? err.message : String(err)}`);
           }
         }
-        await runStandalone({ dbUrl: global.db, manifests: opts.manifests, secretsDir: opts.secrets, logger, signal: ac.signal, listen: opts.listen, apiToken: apiToken === '' ? undefined : apiToken });
+        const token = apiToken === '' ? undefined : apiToken;
+        if (opts.kubernetes === true) {
+          if (opts.manifests !== undefined) throw new UsageError('--manifests is for standalone mode; with --kubernetes the resources come from the API server');
+          const { runKubernetes } = await import('../kube/kube-mode.ts');
+          const seconds = (name: string, dflt: number) => {
+            const v = io.env[name];
+            if (v === undefined || v === '') return dflt * 1000;
+            const n = Number(v);
+            if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${name}="${v}" is not a number of seconds`);
+            return n * 1000;
+          };
+          const { hostname } = await import('node:os');
+          await runKubernetes({
+            dbUrl: global.db, kubeconfig: opts.kubeconfig, logger, signal: ac.signal, listen: opts.listen, apiToken: token,
+            namespace: io.env['POD_NAMESPACE'] ?? 'quarantine-system', identity: io.env['POD_NAME'] ?? `${hostname()}-${process.pid}`,
+            leaseName: io.env['QUARANTINE_LEADER_LEASE'] ?? 'quarantine-operator',
+            leaseDurationMs: seconds('QUARANTINE_LEADER_LEASE_DURATION_SECONDS', 15),
+            renewDeadlineMs: seconds('QUARANTINE_LEADER_RENEW_DEADLINE_SECONDS', 10),
+            retryPeriodMs: seconds('QUARANTINE_LEADER_RETRY_PERIOD_SECONDS', 2),
+          });
+        } else {
+          await runStandalone({ dbUrl: global.db, manifests: opts.manifests, secretsDir: opts.secrets, logger, signal: ac.signal, listen: opts.listen, apiToken: token });
+        }
       } finally {
         process.off('SIGTERM', stop);
         process.off('SIGINT', stop);

@@ -1,5 +1,6 @@
-// The controller runtime without client-node; the client-node adapters are
-// in ./kube.ts, imported only where a cluster is used.
+// The controller runtime without client-node; the client-node adapters
+// (./kube.ts) and the leader-elected ControllerManager (./manager.ts) are
+// imported directly, only where a cluster is used.
 export { type Clock, type Timer, FakeClock, settle, sleep, systemClock } from './clock.ts';
 export { PermanentError, TemporaryError, httpStatus } from './errors.ts';
 export type { CoreEvent, EventSink, Lease, LeaseRecord, LeaseStore, ObjectClient, ObjectRef } from './api.ts';

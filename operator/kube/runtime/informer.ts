@@ -164,6 +164,7 @@ export class Informer<T extends KubeObject> {
 
   async #startWatch(generation: number): Promise<void> {
     if (generation !== this.#generation || !this.#running) return;
+    const startedAt = this.#o.clock.now().getTime();
     try {
       const handle = await this.#o.source.watch(
         this.#resourceVersion,
@@ -173,10 +174,15 @@ export class Informer<T extends KubeObject> {
         (err) => {
           if (generation !== this.#generation || !this.#running) return;
           this.#watch = undefined;
-          if (err === undefined || err === null) {
-            // A clean end (server timeout): carry on from where we are.
-            this.#failures = 0;
+          const lasted = this.#o.clock.now().getTime() - startedAt;
+          // A watch that ran for a while was a success, whatever ended it.
+          if (lasted >= 1_000) this.#failures = 0;
+          if ((err === undefined || err === null) && lasted >= 1_000) {
+            // A clean end (the server's timeout): carry on from where we are.
             void this.#startWatch(generation);
+          } else if (err === undefined || err === null) {
+            // Ended as soon as it began: something is wrong upstream, so do not spin.
+            this.#retry(new Error('watch ended at once'), 'watch', () => void this.#startWatch(generation));
           } else if (httpStatus(err) === 410) {
             void this.#relist();
           } else {

@@ -1,0 +1,32 @@
+# syntax=docker/dockerfile:1
+# The operator image: Node 24 runs the TypeScript sources directly (type
+# stripping), and ceph-common provides the `rbd` CLI that the Ceph adapter
+# calls. Build: docker build -t quarantine-operator:0.1.0 .
+FROM node:24-bookworm-slim
+
+# Debian bookworm's ceph-common is Pacific (16.2), the release the adapter is tested with.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ceph-common ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+
+# Dependencies first, so that a source change does not reinstall them. .npmrc
+# carries legacy-peer-deps, without which `npm ci` rejects the lock file.
+COPY package.json package-lock.json .npmrc ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+ && npm cache clean --force
+
+COPY LICENSE ./
+COPY operator ./operator
+COPY crds ./crds
+
+# A numeric user, so that the kubelet can verify runAsNonRoot; it owns nothing in /app.
+RUN groupadd --system --gid 10001 quarantine \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin quarantine
+USER 10001:10001
+
+ENV NODE_ENV=production
+EXPOSE 8080
+ENTRYPOINT ["node", "/app/operator/cli/main.ts"]
+CMD ["run", "--kubernetes"]

@@ -1,0 +1,57 @@
+// Cloud status: whether its broker and Ceph are reachable, whether deletions
+// in its pools go to the trash, whether its queue is consumed, and what the
+// ledger holds for it. Starting and stopping consumers happens on every
+// replica (kube-mode.ts); this controller only reports, on the leader.
+import type { Kysely } from 'kysely';
+import type { LedgerSchema } from '../../ledger/schema.ts';
+import type { Operator } from '../../operator.ts';
+import type { Cloud } from '../resources/cloud.ts';
+import { TemporaryError, type Controller } from '../runtime/index.ts';
+import type { ConditionUpdate } from '../runtime/status.ts';
+
+export function cloudController(operator: Operator, db: Kysely<LedgerSchema>, everyMs = 30_000): Controller<Cloud> {
+  return {
+    kind: 'Cloud',
+    async reconcile(cloud, ctx) {
+      const name = cloud.metadata.name;
+      const rt = operator.clouds.get(name);
+      if (rt === undefined) throw new TemporaryError(`cloud ${name} is not started on this replica yet`, 2_000, { reason: 'Starting' });
+      const conditions: ConditionUpdate[] = [];
+      const depth = await rt.intake.consumer.queueDepth().catch(() => undefined);
+      let cephOk = true;
+      let cephMessage = 'no ceph section: addresses are traced, disks are not captured';
+      let trash: ConditionUpdate = { type: 'TrashArmed', status: 'Unknown', reason: 'NoCeph', message: cephMessage };
+      if (rt.coordinator !== undefined) {
+        try {
+          const arming = await rt.coordinator.armTrash();
+          const off = arming.filter((a) => !a.moveToTrashOnRemove).map((a) => a.pool);
+          trash = off.length === 0
+            ? { type: 'TrashArmed', status: 'True', reason: 'Armed', message: `rbd_move_to_trash_on_remove is on for ${arming.map((a) => a.pool).join(', ')}` }
+            : { type: 'TrashArmed', status: 'False', reason: 'Disarmed', message: `rbd_move_to_trash_on_remove is off for ${off.join(', ')}: deletions there skip the trash (set spec.ceph.trash.arm or run rbd config pool set)` };
+          cephMessage = 'Ceph answers';
+        } catch (err) {
+          cephOk = false;
+          cephMessage = `Ceph: ${err instanceof Error ? err.message : String(err)}`;
+          trash = { type: 'TrashArmed', status: 'Unknown', reason: 'CephUnreachable', message: cephMessage };
+        }
+      }
+      const amqpOk = depth !== undefined;
+      conditions.push({
+        type: 'Connected', status: amqpOk && cephOk ? 'True' : 'False', reason: amqpOk ? (cephOk ? 'Connected' : 'CephUnreachable') : 'BrokerUnreachable',
+        message: `${amqpOk ? 'broker connected' : 'broker not connected'}; ${cephMessage}`,
+      });
+      conditions.push(trash);
+      conditions.push({ type: 'Consuming', status: amqpOk ? 'True' : 'False', reason: amqpOk ? 'Consuming' : 'NotConsuming', message: amqpOk ? `queue ${rt.intake.consumer.queue}: ${depth} waiting` : 'not consuming' });
+      const count = async (table: 'notifications' | 'instances' | 'quarantines') => Number((await db.selectFrom(table).select((eb) => eb.fn.countAll<number>().as('n')).where('cloud', '=', name).executeTakeFirstOrThrow()).n);
+      const last = await db.selectFrom('notifications').select((eb) => eb.fn.max<number>('received_at').as('t')).where('cloud', '=', name).executeTakeFirst();
+      await ctx.status({
+        conditions,
+        fields: {
+          ...(last?.t === null || last?.t === undefined ? {} : { lastEventAt: new Date(Number(last.t)).toISOString() }),
+          counts: { notifications: await count('notifications'), instances: await count('instances'), quarantines: await count('quarantines') },
+        },
+      });
+      return { requeueAfterMs: everyMs };
+    },
+  };
+}

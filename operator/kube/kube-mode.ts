@@ -1,0 +1,122 @@
+// The operator in Kubernetes: every replica watches Clouds and
+// QuarantinePolicies and consumes (competing consumers, idempotent apply on
+// the shared ledger); the replica holding the Lease also runs the
+// controllers, the trash scans and the sweep.
+import * as k8s from '@kubernetes/client-node';
+import { once } from 'node:events';
+import { openLedgerDb, migrateToLatest, redactUrl } from '../ledger/db.ts';
+import { Operator } from '../operator.ts';
+import { startHttp } from '../http/server.ts';
+import { Informer, systemClock, type KubeObject } from './runtime/index.ts';
+import { customObjectClient, KubeSecretSource } from './runtime/kube.ts';
+import { ControllerManager } from './runtime/manager.ts';
+import { resourceForKind } from './runtime/controller.ts';
+import { Cloud } from './resources/cloud.ts';
+import { QuarantinePolicy } from './resources/policy.ts';
+import { policyFromResource } from './mapping.ts';
+import { cloudController } from './controllers/cloud.ts';
+import { policyController } from './controllers/policy.ts';
+import { holdController } from './controllers/hold.ts';
+import { restoreController } from './controllers/restore.ts';
+import type { Logger } from '../log.ts';
+
+export interface KubernetesOptions {
+  dbUrl: string;
+  kubeconfig: string | undefined;
+  namespace: string;
+  identity: string;
+  leaseName: string;
+  leaseDurationMs: number;
+  renewDeadlineMs: number;
+  retryPeriodMs: number;
+  listen: string | undefined;
+  apiToken: string | undefined;
+  logger: Logger;
+  signal: AbortSignal;
+  onReady?: (operator: Operator, manager: ControllerManager) => void;
+}
+
+function loadConfig(path: string | undefined): k8s.KubeConfig {
+  const kc = new k8s.KubeConfig();
+  if (path !== undefined) kc.loadFromFile(path);
+  else if (process.env['KUBERNETES_SERVICE_HOST'] !== undefined) kc.loadFromCluster();
+  else kc.loadFromDefault();
+  return kc;
+}
+
+export async function runKubernetes(o: KubernetesOptions): Promise<void> {
+  const { logger } = o;
+  const kc = loadConfig(o.kubeconfig);
+  const ledger = openLedgerDb(o.dbUrl);
+  const stops: Array<() => Promise<void> | void> = [];
+  const operator = new Operator({ ledger, secrets: new KubeSecretSource(kc, o.namespace), logger });
+  try {
+    const applied = await migrateToLatest(ledger);
+    logger.info({ db: redactUrl(o.dbUrl), migrationsApplied: applied, identity: o.identity }, 'ledger ready');
+
+    // Clouds: every replica consumes, so every replica starts each cloud's intake.
+    const specs = new Map<string, string>();
+    let cloudWork: Promise<void> = Promise.resolve();
+    const onCloud = (key: string, obj: KubeObject | undefined) => {
+      cloudWork = cloudWork.then(async () => {
+        const parsed = obj === undefined ? undefined : Cloud.safeParse(obj);
+        const name = key.split('/').pop() ?? key;
+        if (parsed === undefined || !parsed.success) {
+          if (parsed !== undefined) logger.warn({ cloud: name, err: parsed.error.issues[0]?.message }, 'invalid Cloud ignored');
+          specs.delete(name);
+          await operator.removeCloud(name);
+          return;
+        }
+        const spec = JSON.stringify(parsed.data.spec);
+        if (specs.get(name) === spec) return;
+        await operator.removeCloud(name);
+        specs.set(name, spec);
+        await operator.addCloud(parsed.data).catch((err: unknown) => {
+          specs.delete(name);
+          logger.error({ cloud: name, err: err instanceof Error ? err.message : String(err) }, 'cannot start the cloud; retried at the next resync');
+        });
+      }).catch(() => undefined);
+    };
+    const clouds = new Informer({ source: customObjectClient(kc, resourceForKind('Cloud')), clock: systemClock, log: logger.child({ informer: 'Cloud' }), resyncMs: 60_000, onChange: (key, _kind, obj) => onCloud(key, obj) });
+    const policies = new Informer({
+      source: customObjectClient(kc, resourceForKind('QuarantinePolicy')), clock: systemClock, log: logger.child({ informer: 'QuarantinePolicy' }), resyncMs: 60_000,
+      onChange: () => {
+        const valid = policies.list().flatMap((p) => {
+          const r = QuarantinePolicy.safeParse(p);
+          return r.success ? [policyFromResource(r.data)] : [];
+        });
+        operator.setPolicies(valid);
+      },
+    });
+    await policies.start();
+    await clouds.start();
+    stops.push(() => clouds.stop(), () => policies.stop());
+
+    const manager = new ControllerManager({
+      kubeConfig: kc, namespace: o.namespace, identity: o.identity, leaseName: o.leaseName, log: logger,
+      leaseDurationMs: o.leaseDurationMs, renewDeadlineMs: o.renewDeadlineMs, retryPeriodMs: o.retryPeriodMs,
+      controllers: [cloudController(operator, ledger.db), policyController(operator, ledger.db), holdController(ledger.db), restoreController(operator, ledger.db)] as never,
+      onStartedLeading: () => operator.becomeLeader(),
+      onStoppedLeading: () => operator.stopLeading(),
+    });
+    manager.start();
+    stops.unshift(() => manager.stop());
+
+    if (o.listen !== undefined) {
+      const m = /^(.*):(\d+)$/.exec(o.listen);
+      if (m !== null) {
+        const http = await startHttp({ host: (m[1] ?? '').replace(/^\[|\]$/g, ''), port: Number(m[2]), db: ledger.db, metrics: operator.metrics, apiToken: o.apiToken, ready: () => operator.readiness(), logger });
+        stops.push(() => http.close());
+      }
+    }
+    await cloudWork;
+    logger.info({ identity: o.identity, lease: `${o.namespace}/${o.leaseName}` }, 'operator running in Kubernetes');
+    o.onReady?.(operator, manager);
+    if (!o.signal.aborted) await once(o.signal, 'abort');
+    logger.info('stopping: giving up the lease and draining in-flight notifications');
+  } finally {
+    for (const stop of stops) await stop();
+    await operator.stop();
+    await ledger.close();
+  }
+}
