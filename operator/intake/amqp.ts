@@ -124,6 +124,8 @@ export class AmqpConsumer {
   async start(): Promise<void> {
     const log = this.#opts.logger;
     this.#conn = await amqp.connect(this.#opts.url, {
+      // Acks and confirms are small frames; Nagle's algorithm would hold each back for a round trip.
+      noDelay: true,
       recovery: {
         initialDelay: 200,
         maxDelay: this.#opts.maxReconnectDelayMs ?? 10_000,
@@ -295,7 +297,7 @@ export class AmqpPublisher {
     ch.on('error', () => undefined);
   }
   static async connect(url: string): Promise<AmqpPublisher> {
-    const model = await amqp.connect(url);
+    const model = await amqp.connect(url, { noDelay: true });
     const ch = await model.createConfirmChannel();
     return new AmqpPublisher(model, ch);
   }
