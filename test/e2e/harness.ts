@@ -1,0 +1,123 @@
+// Runs the real operator (standalone mode, in this process) against the test
+// environment's broker and Ceph, configured by manifest files as a user would,
+// and gives tests a second ledger connection to check what it recorded.
+import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { stringify } from 'yaml';
+import { runStandalone } from '../../operator/main.ts';
+import type { Operator } from '../../operator/operator.ts';
+import { openLedgerDb, type LedgerDb } from '../../operator/ledger/db.ts';
+import { RbdCli } from '../../operator/ceph/rbd-cli.ts';
+import type { ImageSpec } from '../../operator/ceph/block-store.ts';
+import type { QuarantineRow } from '../../operator/capture/quarantine-store.ts';
+import { silentLogger } from '../../operator/log.ts';
+import { requireEnv, uniqueSuffix } from '../support/env.ts';
+
+export const env = {
+  amqpUrl: requireEnv('QTEST_AMQP_URL'),
+  cephConf: requireEnv('QTEST_CEPH_CONF'),
+  cloudId: requireEnv('QTEST_CEPH_CLOUD_ID'),
+  operatorId: requireEnv('QTEST_CEPH_OPERATOR_ID'),
+  quarantinePool: requireEnv('QTEST_CEPH_QUARANTINE_POOL'),
+};
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function until<T>(fn: () => Promise<T | undefined | false>, what: string, ms = 30_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+export interface OperatorSetup {
+  type: 'openstack' | 'opennebula';
+  exchanges: string[];
+  mode: 'trash' | 'softDelete' | 'onDelete';
+  watchedPools?: string[];
+  armTrash?: boolean;
+  retention?: string;
+  releaseResources?: boolean;
+  api?: { authUrl: string; id: string; secret: string };
+  orphanGraceMs?: number;
+  trashScanSeconds?: number;
+}
+
+export interface RunningOperator {
+  cloud: string;
+  policy: string;
+  dir: string;
+  dbUrl: string;
+  operator: Operator;
+  ledger: LedgerDb;
+  operatorBlocks: RbdCli;
+  cloudBlocks: RbdCli;
+  quarantinesOf(instanceId: string): Promise<QuarantineRow[]>;
+  waitForQuarantine(instanceId: string, ms?: number): Promise<QuarantineRow>;
+  stop(): Promise<void>;
+}
+
+export async function sha256Of(blocks: RbdCli, image: ImageSpec): Promise<string> {
+  const h = createHash('sha256');
+  const handle = blocks.exportImage(image);
+  for await (const chunk of handle.stream) h.update(chunk as Buffer);
+  await handle.done;
+  return h.digest('hex');
+}
+
+export async function startOperator(o: OperatorSetup): Promise<RunningOperator> {
+  const s = uniqueSuffix();
+  const dir = mkdtempSync(join(tmpdir(), 'qop-e2e-'));
+  const cloud = `cloud-${s}`;
+  const policy = `policy-${s}`;
+  mkdirSync(join(dir, 'manifests'));
+  mkdirSync(join(dir, 'secrets', 'rabbit'), { recursive: true });
+  writeFileSync(join(dir, 'secrets', 'rabbit', 'url'), env.amqpUrl);
+  const spec: Record<string, unknown> = {
+    type: o.type,
+    amqp: { urlSecretRef: { name: 'rabbit', key: 'url' }, exchanges: o.exchanges.map((name) => ({ name })), prefetch: 100 },
+    ceph: {
+      configFile: env.cephConf, user: env.operatorId, watchedPools: o.watchedPools ?? ['vms'], quarantine: { pool: env.quarantinePool },
+      trash: { arm: o.armTrash ?? false, expireSeconds: 3600, scanIntervalSeconds: o.trashScanSeconds ?? 1 },
+    },
+  };
+  if (o.api !== undefined) {
+    mkdirSync(join(dir, 'secrets', 'openstack'));
+    writeFileSync(join(dir, 'secrets', 'openstack', 'id'), o.api.id);
+    writeFileSync(join(dir, 'secrets', 'openstack', 'secret'), o.api.secret);
+    spec['api'] = { authUrl: o.api.authUrl, applicationCredentialIdSecretRef: { name: 'openstack', key: 'id' }, applicationCredentialSecretRef: { name: 'openstack', key: 'secret' } };
+  }
+  writeFileSync(join(dir, 'manifests', 'cloud.yaml'), stringify({ apiVersion: 'quarantine.forensics.dev/v1alpha1', kind: 'Cloud', metadata: { name: cloud }, spec }));
+  writeFileSync(join(dir, 'manifests', 'policy.yaml'), stringify({
+    apiVersion: 'quarantine.forensics.dev/v1alpha1', kind: 'QuarantinePolicy', metadata: { name: policy },
+    spec: { selector: { clouds: [cloud] }, capture: { mode: o.mode, releaseResources: o.releaseResources ?? false }, retention: { duration: o.retention ?? '1h' }, sweep: { schedule: '0 0 1 1 *' } },
+  }));
+  const dbUrl = `sqlite:${join(dir, 'ledger.db')}`;
+  const ac = new AbortController();
+  let ready!: (op: Operator) => void;
+  const isReady = new Promise<Operator>((r) => { ready = r; });
+  const run = runStandalone({
+    dbUrl, manifests: join(dir, 'manifests'), secretsDir: join(dir, 'secrets'), logger: silentLogger, signal: ac.signal,
+    onReady: (op) => ready(op), orphanGraceMs: o.orphanGraceMs ?? 500,
+  });
+  const operator = await Promise.race([isReady, run.then(() => { throw new Error('the operator stopped before it was ready'); })]);
+  const ledger = openLedgerDb(dbUrl);
+  const operatorBlocks = new RbdCli({ cephConf: env.cephConf, id: env.operatorId });
+  const cloudBlocks = new RbdCli({ cephConf: env.cephConf, id: env.cloudId });
+  const quarantinesOf = (instanceId: string) => ledger.db.selectFrom('quarantines').selectAll().where('cloud', '=', cloud).where('instance_id', '=', instanceId).execute();
+  return {
+    cloud, policy, dir, dbUrl, operator, ledger, operatorBlocks, cloudBlocks, quarantinesOf,
+    waitForQuarantine: (instanceId, ms = 30_000) => until(async () => (await quarantinesOf(instanceId)).find((q) => q.state === 'quarantined' || q.state === 'failed'), `a quarantine of ${instanceId}`, ms),
+    async stop() {
+      ac.abort();
+      await run;
+      await ledger.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
