@@ -21,6 +21,7 @@ import { silentLogger } from '../../operator/log.ts';
 import { createTestDatabase, type TestDatabase } from '../support/pg.ts';
 import { requireEnv, uniqueSuffix } from '../support/env.ts';
 import { novaInstance, type VmSpec } from '../sim/openstack-messages.ts';
+import { purgeImage } from '../sim/disks.ts';
 
 const GROUP = 'quarantine.forensics.dev';
 const VERSION = 'v1alpha1';
@@ -58,6 +59,7 @@ describe('Kubernetes mode, two replicas', () => {
   const operatorBlocks = new RbdCli({ cephConf: requireEnv('QTEST_CEPH_CONF'), id: requireEnv('QTEST_CEPH_OPERATOR_ID') });
   const cloudBlocks = new RbdCli({ cephConf: requireEnv('QTEST_CEPH_CONF'), id: requireEnv('QTEST_CEPH_CLOUD_ID') });
   const images: string[] = [];
+  const sources: string[] = [];
 
   async function startReplica(name: string): Promise<Replica> {
     const ac = new AbortController();
@@ -107,6 +109,7 @@ describe('Kubernetes mode, two replicas', () => {
       await custom.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: 'security', plural: 'quarantineholds', name: h.metadata.name }).catch(() => undefined);
     }
     for (const image of images) await operatorBlocks.removeImage({ pool: 'images', image }).catch(() => undefined);
+    for (const image of sources) await purgeImage(operatorBlocks, { pool: 'vms', image }).catch(() => undefined);
     await ledger.close();
     await pg.drop();
   });
@@ -153,6 +156,7 @@ describe('Kubernetes mode, two replicas', () => {
     const engine = new CaptureEngine({ db: ledger.db, blocks: operatorBlocks, quarantine: { pool: requireEnv('QTEST_CEPH_QUARANTINE_POOL') }, logger: silentLogger });
     const data = randomBytes(1024 * 1024);
     const image = { pool: 'vms', image: `${vm}_disk` };
+    sources.push(image.image);
     await cloudBlocks.importImage({ stream: Readable.from([data]) }, image);
     const q = await engine.capture({ cloud: cloudName, instanceId: vm, disk: 'disk', mode: 'onDelete', policy: { name: `p-${s}`, retentionMs: 1, flatten: false }, source: { kind: 'live', image },
       provenance: { cloud: cloudName, instance: { id: vm, name: 'x', project: 'p', user: 'u', host: 'h', image: null, flavor: null, createdAt: null }, addresses: [], deletedAt: null, deletedBy: null, messageId: null } });
