@@ -33,6 +33,8 @@ export interface CoordinatorDeps {
   api?: CloudApi | undefined;
   /** How long after delete.end the cloud may still be retrying its delete (Nova: 12 × 5 s). */
   orphanGraceMs?: number;
+  /** Trash entries adopted at once during a scan (default 4). */
+  adoptConcurrency?: number;
   /** Told about every capture attempt: result and seconds since the deletion was announced. */
   onCapture?: (mode: string, result: 'quarantined' | 'failed' | 'refused', seconds: number) => void;
 }
@@ -275,14 +277,29 @@ export class CaptureCoordinator {
 
   async #scanTrash(): Promise<number> {
     let adopted = 0;
+    const fresh: TrashEntry[] = [];
     for (const pool of this.#d.config.watchedPools) {
       for (const entry of await this.#d.blocks.listTrash({ pool })) {
-        if (this.#stopped) return adopted;
         if (this.#skippedTrash.has(`${pool}/${entry.id}`)) continue;
         if ((await this.#d.engine.store.bySource(this.#d.config.cloud, entry.id)) !== undefined) continue;
-        if (await this.#adoptTrashEntry(entry)) adopted += 1;
+        fresh.push(entry);
       }
     }
+    // A burst of deletions is adopted a few at a time: each adoption is a
+    // handful of rbd calls, mostly waiting on the cluster, and the deferment
+    // leaves time, but not unlimited time.
+    const width = Math.max(1, this.#d.adoptConcurrency ?? 4);
+    let next = 0;
+    const worker = async () => {
+      while (next < fresh.length && !this.#stopped) {
+        const entry = fresh[next++];
+        if (entry !== undefined && (await this.#adoptTrashEntry(entry).catch((err: unknown) => {
+          this.#log.error({ image: entry.name, err: err instanceof Error ? err.message : String(err) }, 'trash adoption failed; retried at the next scan');
+          return false;
+        }))) adopted += 1;
+      }
+    };
+    await Promise.all(Array.from({ length: width }, worker));
     return adopted;
   }
 

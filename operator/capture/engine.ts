@@ -210,14 +210,15 @@ export class CaptureEngine {
 
   async #snapshot(start: QuarantineRow): Promise<'ok' | string> {
     let row = start;
-    if (row.anchor_image !== null && !(await this.#exists(this.#origin(row)))) {
+    if (row.anchor_image !== null) {
       // Adopt the trashed disk: back under our own name, out of the cloud's naming.
+      // Not found means it is gone, or restored already by a run that died.
       try {
         await this.#blocks.restoreFromTrash({ pool: row.source_pool, namespace: row.source_namespace ?? undefined, imageId: row.source_image_id }, { name: row.anchor_image });
       } catch (err) {
-        if (!(err instanceof RbdNotFoundError)) throw err;
+        if (!(err instanceof RbdNotFoundError || err instanceof RbdExistsError)) throw err;
         const restored = await this.#exists(this.#origin(row));
-        if (!restored) return `the trash entry ${row.source_image_id} of ${row.source_image} vanished before it could be adopted`;
+        if (!restored && !(await this.#exists(this.#image(row, 'location')))) return `the trash entry ${row.source_image_id} of ${row.source_image} vanished before it could be adopted`;
       }
     }
     for (let attempt = 0; ; attempt++) {
@@ -252,11 +253,9 @@ export class CaptureEngine {
         row = recovered;
       }
     }
-    const prov = row.provenance;
-    await this.#blocks.setMeta(location, `${META_PREFIX}id`, row.id);
-    await this.#blocks.setMeta(location, `${META_PREFIX}cloud`, row.cloud);
+    // The image carries its own provenance, so it stays identifiable even without the ledger.
     await this.#blocks.setMeta(location, `${META_PREFIX}instance`, row.instance_id);
-    await this.#blocks.setMeta(location, `${META_PREFIX}provenance`, prov);
+    await this.#blocks.setMeta(location, `${META_PREFIX}provenance`, JSON.stringify({ id: row.id, ...(JSON.parse(row.provenance) as object) }));
     // Our user snapshot is no longer needed once the clone exists: removing it
     // moves it to the trash snapshot namespace, where it lives as long as the
     // clone does, and leaves the cloud's own snapshot listing as it was.

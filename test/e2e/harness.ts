@@ -59,6 +59,8 @@ export interface RunningOperator {
   cloudBlocks: RbdCli;
   quarantinesOf(instanceId: string): Promise<QuarantineRow[]>;
   waitForQuarantine(instanceId: string, ms?: number): Promise<QuarantineRow>;
+  /** Stops the operator but keeps the ledger open for checks and cleanup. */
+  halt(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -70,7 +72,17 @@ export async function sha256Of(blocks: RbdCli, image: ImageSpec): Promise<string
   return h.digest('hex');
 }
 
-export async function startOperator(o: OperatorSetup): Promise<RunningOperator> {
+export interface Setup {
+  cloud: string;
+  policy: string;
+  dir: string;
+  dbUrl: string;
+  manifests: string;
+  secrets: string;
+}
+
+/** The files a user would write: manifests, secrets, and the ledger's place. */
+export function writeSetup(o: OperatorSetup): Setup {
   const s = uniqueSuffix();
   const dir = mkdtempSync(join(tmpdir(), 'qop-e2e-'));
   const cloud = `cloud-${s}`;
@@ -97,7 +109,11 @@ export async function startOperator(o: OperatorSetup): Promise<RunningOperator> 
     apiVersion: 'quarantine.forensics.dev/v1alpha1', kind: 'QuarantinePolicy', metadata: { name: policy },
     spec: { selector: { clouds: [cloud] }, capture: { mode: o.mode, releaseResources: o.releaseResources ?? false }, retention: { duration: o.retention ?? '1h' }, sweep: { schedule: '0 0 1 1 *' } },
   }));
-  const dbUrl = `sqlite:${join(dir, 'ledger.db')}`;
+  return { cloud, policy, dir, dbUrl: `sqlite:${join(dir, 'ledger.db')}`, manifests: join(dir, 'manifests'), secrets: join(dir, 'secrets') };
+}
+
+export async function startOperator(o: OperatorSetup): Promise<RunningOperator> {
+  const { cloud, policy, dir, dbUrl } = writeSetup(o);
   const ac = new AbortController();
   let ready!: (op: Operator) => void;
   const isReady = new Promise<Operator>((r) => { ready = r; });
@@ -113,6 +129,10 @@ export async function startOperator(o: OperatorSetup): Promise<RunningOperator> 
   return {
     cloud, policy, dir, dbUrl, operator, ledger, operatorBlocks, cloudBlocks, quarantinesOf,
     waitForQuarantine: (instanceId, ms = 30_000) => until(async () => (await quarantinesOf(instanceId)).find((q) => q.state === 'quarantined' || q.state === 'failed'), `a quarantine of ${instanceId}`, ms),
+    async halt() {
+      ac.abort();
+      await run;
+    },
     async stop() {
       ac.abort();
       await run;
