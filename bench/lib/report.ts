@@ -1,0 +1,177 @@
+// results.json is the record; BENCHMARKS.md is rendered from it. A run
+// replaces the figures it measured again and keeps the rest, so the report
+// always shows the latest measurement of everything, each traceable to the
+// run (date, command, load) that produced it.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Figure, Target } from '../scenario.ts';
+import type { Machine } from './machine.ts';
+
+export interface ScenarioRun {
+  scenario: string;
+  description: string;
+  command: string;
+  startedAt: string;
+  durationS: number;
+  /** 1-minute load average before and after: another job on a 2-core machine shows here. */
+  loadBefore: number;
+  loadAfter: number;
+  machine: Machine;
+  notes: string[];
+  error?: string | undefined;
+}
+
+/** As a scenario returned it, with ceiling and ratio always present (null when there is none) for readers of the JSON. */
+export interface StoredFigure extends Omit<Figure, 'ceiling' | 'ratio'> {
+  ceiling: number | null;
+  ratio: number | null;
+  scenario: string;
+  /** startedAt of the run that measured it (runs are identified by scenario and start time). */
+  measuredAt: string;
+}
+
+export interface Results {
+  schema: 2;
+  updatedAt: string;
+  runs: ScenarioRun[];
+  figures: StoredFigure[];
+}
+
+export function readResults(path: string): Results {
+  if (existsSync(path)) {
+    try {
+      const parsed = JSON.parse(readFileSync(path, 'utf8')) as Results;
+      if (parsed.schema === 2) return parsed;
+    } catch {
+      // A damaged record is replaced rather than aborting a benchmark run.
+    }
+  }
+  return { schema: 2, updatedAt: new Date(0).toISOString(), runs: [], figures: [] };
+}
+
+function rankIn(order: readonly string[]): (s: string) => number {
+  return (s) => {
+    const i = order.indexOf(s);
+    return i < 0 ? order.length : i;
+  };
+}
+
+/**
+ * A figure measured again replaces its previous value; figures this run did
+ * not measure (other scenarios, or sizes left out by a parameter) stay with
+ * the run that measured them, which stays in the record as long as one of
+ * its figures does.
+ */
+export function mergeResults(prev: Results, run: ScenarioRun, figures: Figure[], order: readonly string[]): Results {
+  const stored = new Map<string, StoredFigure>(figures.map((f) => [f.figure, {
+    ...f,
+    ceiling: f.ceiling ?? null,
+    ratio: f.ratio ?? (f.ceiling !== undefined && f.ceiling !== 0 ? f.value / f.ceiling : null),
+    scenario: run.scenario,
+    measuredAt: run.startedAt,
+  }]));
+  const merged: StoredFigure[] = prev.figures.map((f) => stored.get(f.figure) ?? f);
+  const seen = new Set(prev.figures.map((f) => f.figure));
+  for (const [id, f] of stored) if (!seen.has(id)) merged.push(f);
+  const rank = rankIn(order);
+  merged.sort((a, b) => rank(a.scenario) - rank(b.scenario));
+  const runs = [...prev.runs, run];
+  const latest = new Map<string, ScenarioRun>();
+  for (const r of runs) latest.set(r.scenario, r);
+  const used = new Set(merged.map((f) => `${f.scenario}@${f.measuredAt}`));
+  const kept = runs.filter((r) => used.has(`${r.scenario}@${r.startedAt}`) || latest.get(r.scenario) === r);
+  return { schema: 2, updatedAt: new Date().toISOString(), runs: kept, figures: merged };
+}
+
+export function writeResults(path: string, results: Results): void {
+  writeFileSync(path, `${JSON.stringify(results, null, 1)}\n`);
+}
+
+function fmt(v: number | null | undefined, unit: string): string {
+  if (v === undefined || v === null || !Number.isFinite(v)) return '—';
+  const abs = Math.abs(v);
+  const digits = abs >= 100 ? 0 : abs >= 10 ? 1 : abs >= 1 ? 2 : 3;
+  const n = v.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: 0 });
+  return unit === '' ? n : `${n} ${unit}`;
+}
+
+function ratioText(r: number | null | undefined): string {
+  if (r === undefined || r === null || !Number.isFinite(r)) return '—';
+  if (r >= 10) return `${Math.round(r).toLocaleString('en-US')}×`;
+  return r >= 0.1 ? `${r.toFixed(2)}` : r.toPrecision(2);
+}
+
+export function meetsTarget(value: number, t: Target): boolean {
+  return t.op === '>=' ? value >= t.value : value <= t.value;
+}
+
+function targetText(f: StoredFigure): string {
+  if (f.target === undefined) return '';
+  const ok = meetsTarget(f.value, f.target);
+  return `${ok ? 'meets' : '**misses**'} target ${f.target.op === '>=' ? '≥' : '≤'} ${fmt(f.target.value, f.unit)}`;
+}
+
+function cell(s: string): string {
+  return s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+}
+
+function machineLines(m: Machine): string[] {
+  return [
+    `- CPU: ${m.cpu}, ${m.cores} cores; RAM ${m.ramGiB} GiB; Linux ${m.kernel}`,
+    `- Node ${m.node}; RabbitMQ ${m.rabbitmq}; PostgreSQL ${m.postgresql}; SQLite ${m.sqlite} (node:sqlite)`,
+  ];
+}
+
+/** Renders the whole report; `commentary` maps a scenario to hand-written analysis (bench/notes/NAME.md). */
+export function renderMarkdown(results: Results, order: readonly string[], commentary: (scenario: string) => string | undefined): string {
+  const rank = rankIn(order);
+  const runs = [...results.runs].sort((a, b) => rank(a.scenario) - rank(b.scenario) || a.startedAt.localeCompare(b.startedAt));
+  const scenarios = [...new Set(runs.map((r) => r.scenario))];
+  const runsOf = (s: string) => runs.filter((r) => r.scenario === s);
+  const when = (iso: string) => iso.replace('T', ' ').replace(/:\d\d\.\d+Z$/, 'Z');
+  const out: string[] = [];
+  out.push('# Benchmarks', '');
+  out.push('Rendered by `npm run bench` (`node bench/run.ts`) from `bench/out/results.json`; the commentary comes from `bench/notes/*.md`, so edit those, not this file.', '');
+  out.push('```sh', 'npm run bench                       # every scenario', 'npm run bench -- ingest trace       # only these', 'npm run bench -- --help             # parameters', '```', '');
+  const machines = new Map<string, Machine>();
+  for (const r of runs) machines.set(JSON.stringify(r.machine), r.machine);
+  if (machines.size === 1) out.push('## Machine', '', ...machineLines([...machines.values()][0]!), '');
+  out.push('## Runs', '');
+  out.push('| scenario | date (UTC) | command | duration | load (1 min) before → after |', '|---|---|---|---|---|');
+  for (const r of runs) {
+    out.push(`| ${r.scenario} | ${when(r.startedAt)} | \`${cell(r.command)}\` | ${Math.round(r.durationS)} s | ${r.loadBefore} → ${r.loadAfter} |`);
+  }
+  out.push('');
+  out.push('## Figures', '');
+  out.push('Ceiling: the same quantity for what the environment allows without our code (the raw broker consume rate) or for the naive way (a full scan), measured in the same run. Ratio = value / ceiling.', '');
+  out.push('| figure | value | ceiling (same run) | ratio | notes |', '|---|---|---|---|---|');
+  for (const f of results.figures) {
+    const several = runsOf(f.scenario).length > 1;
+    const notes = [targetText(f), f.notes ?? '', several ? `run of ${when(f.measuredAt)}` : ''].filter((s) => s !== '').join('; ');
+    out.push(`| ${cell(f.label)} | ${fmt(f.value, f.unit)} | ${fmt(f.ceiling, f.unit)} | ${ratioText(f.ratio)} | ${cell(notes)} |`);
+  }
+  out.push('');
+  for (const name of scenarios) {
+    const mine = runsOf(name);
+    const last = mine.at(-1)!;
+    out.push(`## ${name}`, '', last.description, '');
+    if (last.error !== undefined) out.push(`**The last run failed:** ${last.error}`, '');
+    const extra = commentary(name);
+    if (extra !== undefined) out.push(extra.trim(), '');
+    for (const r of [...mine].reverse()) {
+      if (r.notes.length === 0) continue;
+      out.push(`Recorded by \`${r.command}\` (${when(r.startedAt)}, load ${r.loadBefore} → ${r.loadAfter}):`, '');
+      if (machines.size > 1) out.push(...machineLines(r.machine).map((l) => `  ${l}`));
+      for (const line of r.notes) out.push(`- ${line}`);
+      out.push('');
+    }
+  }
+  return out.join('\n');
+}
+
+export function readCommentary(dir: string): (scenario: string) => string | undefined {
+  return (scenario) => {
+    const p = join(dir, `${scenario}.md`);
+    return existsSync(p) ? readFileSync(p, 'utf8') : undefined;
+  };
+}

@@ -1,0 +1,92 @@
+// The real services a benchmark talks to. By default the harness makes its own
+// RabbitMQ vhost (rabbitmqctl on this machine) and PostgreSQL database (with a
+// role allowed to CREATE DATABASE) and removes both at the end, so a run never
+// touches another run's queues or tables. BENCH_AMQP_URL points at an existing
+// (dedicated) vhost instead, used as it is and never removed;
+// BENCH_PG_ADMIN_URL names another server and role with CREATEDB.
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import type { Services } from '../scenario.ts';
+
+const run = promisify(execFile);
+
+const DEFAULT_AMQP_BASE = 'amqp://guest:guest@127.0.0.1:5672';
+const DEFAULT_PG_ADMIN = 'postgres://qop_test:qop_test@127.0.0.1:5432/postgres';
+
+export class RunServices implements Services {
+  readonly #id = randomBytes(4).toString('hex');
+  #vhost: string | undefined;
+  readonly #databases = new Set<string>();
+  #amqp: Promise<string> | undefined;
+  readonly #pg = new Map<string, Promise<string>>();
+
+  amqpUrl(): Promise<string> {
+    this.#amqp ??= this.#makeVhost();
+    return this.#amqp;
+  }
+
+  postgresUrl(purpose: string): Promise<string> {
+    let url = this.#pg.get(purpose);
+    if (url === undefined) {
+      url = this.#makeDatabase(purpose);
+      this.#pg.set(purpose, url);
+    }
+    return url;
+  }
+
+  async #makeVhost(): Promise<string> {
+    const given = process.env['BENCH_AMQP_URL'];
+    if (given !== undefined && given !== '') return given;
+    const vhost = `qop-bench-${this.#id}`;
+    await run('rabbitmqctl', ['-q', 'add_vhost', vhost]);
+    this.#vhost = vhost;
+    await run('rabbitmqctl', ['-q', 'set_permissions', '-p', vhost, 'guest', '.*', '.*', '.*']);
+    return `${process.env['BENCH_AMQP_BASE'] ?? DEFAULT_AMQP_BASE}/${encodeURIComponent(vhost)}`;
+  }
+
+  async #makeDatabase(purpose: string): Promise<string> {
+    if (!/^[a-z0-9_]+$/.test(purpose)) throw new Error(`database purpose "${purpose}" must be [a-z0-9_]+`);
+    const admin = process.env['BENCH_PG_ADMIN_URL'] ?? DEFAULT_PG_ADMIN;
+    const name = `qop_bench_${this.#id}_${purpose}`;
+    const client = new pg.Client({ connectionString: admin });
+    await client.connect();
+    try {
+      await client.query(`CREATE DATABASE ${name}`);
+      this.#databases.add(name);
+    } finally {
+      await client.end();
+    }
+    const url = new URL(admin);
+    url.pathname = `/${name}`;
+    return url.toString();
+  }
+
+  /** Removes what this run made; safe to call twice and after partial set-up. */
+  async release(): Promise<string[]> {
+    const problems: string[] = [];
+    // Settle pending set-ups first, so nothing is created after we looked.
+    await Promise.allSettled([this.#amqp, ...this.#pg.values()]);
+    this.#amqp = undefined;
+    this.#pg.clear();
+    if (this.#vhost !== undefined) {
+      const vhost = this.#vhost;
+      this.#vhost = undefined;
+      await run('rabbitmqctl', ['-q', 'delete_vhost', vhost]).catch((err: unknown) => problems.push(`vhost ${vhost} not deleted: ${String(err)}`));
+    }
+    for (const name of [...this.#databases]) {
+      this.#databases.delete(name);
+      const client = new pg.Client({ connectionString: process.env['BENCH_PG_ADMIN_URL'] ?? DEFAULT_PG_ADMIN });
+      try {
+        await client.connect();
+        await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      } catch (err) {
+        problems.push(`database ${name} not dropped: ${String(err)}`);
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+    }
+    return problems;
+  }
+}

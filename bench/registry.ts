@@ -1,0 +1,7 @@
+// Every scenario `npm run bench` knows, in the order they run and are reported.
+// A new scenario is a module exporting a Scenario, added here.
+import type { Scenario } from './scenario.ts';
+import { ingest } from './scenarios/ingest.ts';
+import { trace } from './scenarios/trace.ts';
+
+export const scenarios: readonly Scenario[] = [ingest, trace];
