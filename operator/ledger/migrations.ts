@@ -185,10 +185,24 @@ function m0002(): Migration {
   };
 }
 
+/**
+ * Busy private addresses have thousands of intervals: with valid_to in the
+ * index, the open-or-later check is answered from the index instead of a row
+ * read per candidate (10M intervals: p99 19 ms → 2.4 ms on SQLite, see BENCHMARKS.md).
+ */
+function m0003(): Migration {
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema.dropIndex('address_intervals_trace').execute();
+      await db.schema.createIndex('address_intervals_trace').on('address_intervals').columns(['address', 'valid_from', 'valid_to']).execute();
+    },
+  };
+}
+
 export function migrationProvider(engine: Engine): MigrationProvider {
   return {
     async getMigrations() {
-      return { '0001_init': m0001(engine), '0002_quarantine': m0002() };
+      return { '0001_init': m0001(engine), '0002_quarantine': m0002(), '0003_trace_index': m0003() };
     },
   };
 }

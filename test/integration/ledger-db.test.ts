@@ -46,7 +46,7 @@ for (const target of targets) {
     });
 
     test('migrations apply once and a second run is a no-op', async () => {
-      assert.deepEqual(await migrateToLatest(ledger), ['0001_init', '0002_quarantine']);
+      assert.deepEqual(await migrateToLatest(ledger), ['0001_init', '0002_quarantine', '0003_trace_index']);
       assert.deepEqual(await migrateToLatest(ledger), []);
     });
 
