@@ -3,5 +3,6 @@
 import type { Scenario } from './scenario.ts';
 import { ingest } from './scenarios/ingest.ts';
 import { trace } from './scenarios/trace.ts';
+import { capture } from './scenarios/capture.ts';
 
-export const scenarios: readonly Scenario[] = [ingest, trace];
+export const scenarios: readonly Scenario[] = [ingest, trace, capture];

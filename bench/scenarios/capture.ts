@@ -1,0 +1,176 @@
+// Capture on real Ceph, driven by the cloud simulator: how long from the
+// deletion to a durable quarantine, per mode, at a steady rate and in a burst,
+// beside the bare `rbd snap create` + `rbd clone` the capture is built on; and
+// how often onDelete wins its race against Nova's delete, by the delete gap.
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import type { Figure, Scenario, Context } from '../scenario.ts';
+import { summarize, round } from '../lib/stats.ts';
+
+const run = promisify(execFile);
+const root = join(import.meta.dirname, '..', '..');
+const MiB = 1024 * 1024;
+
+async function bootCeph(ctx: Context): Promise<Record<string, string>> {
+  const dir = `/tmp/qop-bench-ceph-${process.pid}`;
+  const { stdout } = await run('bash', [join(root, 'test/env/ceph-up.sh'), dir]);
+  ctx.defer(async () => { await run('bash', [join(root, 'test/env/ceph-down.sh'), dir]).catch(() => undefined); });
+  const env: Record<string, string> = {};
+  for (const line of readFileSync(join(stdout.trim(), 'env'), 'utf8').split('\n')) {
+    const m = /^export ([A-Z_]+)='?([^']*)'?$/.exec(line.trim());
+    if (m !== null) env[m[1] ?? ''] = m[2] ?? '';
+  }
+  return env;
+}
+
+const ms = (v: number) => round(v, 1);
+
+export const capture: Scenario = {
+  name: 'capture',
+  description: 'capture latency (deletion → quarantine durable in the ledger) per mode on a throwaway Ceph cluster with the cloud simulator, beside bare rbd snap create + clone; onDelete win rate by Nova delete gap',
+  params: [
+    { name: 'capture-steady', description: 'deletions per mode at the steady rate (one a second)', default: '15' },
+    { name: 'capture-burst', description: 'deletions at once in the burst (trash mode)', default: '60' },
+    { name: 'capture-gaps', description: 'Nova delete gaps (ms) for the onDelete race', default: '0,100,250,500,1000' },
+    { name: 'capture-race-vms', description: 'VMs deleted per gap', default: '10' },
+  ],
+  async run(ctx) {
+    const figures: Figure[] = [];
+    ctx.progress.update('capture: booting a Ceph cluster');
+    const ceph = await bootCeph(ctx);
+    const amqpUrl = await ctx.services.amqpUrl();
+    Object.assign(process.env, ceph, { QTEST_AMQP_URL: amqpUrl });
+    const { startOperator, until, sleep } = await import('../../test/e2e/harness.ts');
+    const { RbdCli } = await import('../../operator/ceph/rbd-cli.ts');
+    const { SimBus } = await import('../../test/sim/bus.ts');
+    const { NeutronSim } = await import('../../test/sim/neutron.ts');
+    const { NovaSim } = await import('../../test/sim/nova.ts');
+    const { cloudRbd } = await import('../../test/sim/rbd-tool.ts');
+    const conf = ceph['QTEST_CEPH_CONF'] ?? '';
+    const cloudUser = new RbdCli({ cephConf: conf, id: ceph['QTEST_CEPH_CLOUD_ID'] });
+    const opUser = new RbdCli({ cephConf: conf, id: ceph['QTEST_CEPH_OPERATOR_ID'] });
+    const qpool = ceph['QTEST_CEPH_QUARANTINE_POOL'] ?? 'quarantine';
+    const steady = Number(ctx.param('capture-steady'));
+    const burst = Number(ctx.param('capture-burst'));
+
+    // The ceiling: what the two rbd calls a capture rests on cost by themselves.
+    const bare: number[] = [];
+    for (let i = 0; i < 30; i++) {
+      ctx.progress.update(`capture: bare rbd snap create + clone ${i + 1}/30`);
+      const image = `${randomUUID()}_disk`;
+      await cloudUser.createImage({ pool: 'vms', image }, MiB);
+      const t = performance.now();
+      await opUser.createSnapshot({ pool: 'vms', image, snapshot: 's' });
+      await opUser.clone({ pool: 'vms', image, snapshot: 's' }, { pool: qpool, image: `bare.${i}` });
+      bare.push(performance.now() - t);
+      await opUser.removeImage({ pool: qpool, image: `bare.${i}` });
+      await opUser.purgeSnapshots({ pool: 'vms', image });
+      await opUser.removeImage({ pool: 'vms', image });
+    }
+    const bareS = summarize([...bare].sort((a, b) => a - b));
+    figures.push({ figure: 'capture.bare.p50', label: 'bare rbd snap create + clone, p50', value: ms(bareS.p50), unit: 'ms', params: { n: 30 } });
+
+    const latencyFigures = (mode: string, kind: string, lat: number[], n: number) => {
+      const s = summarize([...lat].sort((a, b) => a - b));
+      figures.push({ figure: `capture.${mode}.${kind}.p50`, label: `capture latency ${mode}, ${kind}, p50`, value: ms(s.p50), unit: 'ms', ceiling: ms(bareS.p50), params: { deletions: n, captured: lat.length } });
+      figures.push({ figure: `capture.${mode}.${kind}.p99`, label: `capture latency ${mode}, ${kind}, p99`, value: ms(s.p99), unit: 'ms', ceiling: ms(bareS.p99), params: { deletions: n, captured: lat.length } });
+    };
+
+    // trash mode: the cloud's user removes disks from an armed pool.
+    {
+      const op = await startOperator({ type: 'openstack', exchanges: [`nova-bench-${randomUUID().slice(0, 6)}`], mode: 'trash', armTrash: true, trashScanSeconds: 1 });
+      try {
+        const measure = async (images: string[], removedAt: Map<string, number>) => {
+          await until(async () => Number((await op.ledger.db.selectFrom('quarantines').select((eb) => eb.fn.countAll<number>().as('n')).where('state', '=', 'quarantined').where('source_image', 'in', images).executeTakeFirstOrThrow()).n) >= images.length, 'trash captures', 600_000);
+          const rows = await op.ledger.db.selectFrom('quarantines').select(['source_image', 'captured_at']).where('source_image', 'in', images).execute();
+          return rows.map((r) => (r.captured_at ?? 0) - (removedAt.get(r.source_image) ?? 0));
+        };
+        const steadyImages: string[] = [];
+        const removed = new Map<string, number>();
+        for (let i = 0; i < steady; i++) {
+          ctx.progress.update(`capture: trash steady ${i + 1}/${steady}`);
+          const image = `${randomUUID()}_disk`;
+          await cloudUser.createImage({ pool: 'vms', image }, MiB);
+          await cloudUser.removeImage({ pool: 'vms', image });
+          removed.set(image, Date.now());
+          steadyImages.push(image);
+          await sleep(1000);
+        }
+        latencyFigures('trash', 'steady', await measure(steadyImages, removed), steady);
+        ctx.progress.update(`capture: trash burst of ${burst}`);
+        const burstImages = Array.from({ length: burst }, () => `${randomUUID()}_disk`);
+        for (const image of burstImages) await cloudUser.createImage({ pool: 'vms', image }, MiB);
+        await Promise.all(burstImages.map(async (image) => { await cloudUser.removeImage({ pool: 'vms', image }); removed.set(image, Date.now()); }));
+        latencyFigures('trash', 'burst', await measure(burstImages, removed), burst);
+      } finally {
+        await op.halt();
+        await opUser.removePoolConfig('vms', 'rbd_move_to_trash_on_remove').catch(() => undefined);
+        await op.stop();
+      }
+    }
+
+    // onDelete and softDelete: Nova's own sequences from the simulator.
+    const { rbd, rbdTool } = cloudRbd({ cephConf: conf, id: ceph['QTEST_CEPH_CLOUD_ID'] ?? 'nova' });
+    const bus = await SimBus.connect(amqpUrl);
+    ctx.defer(() => bus.close());
+    const s = randomUUID().slice(0, 6);
+    const neutron = await NeutronSim.start({ bus, exchange: `neutron-${s}` });
+    const imageId = `img-${s}`;
+    const novaFor = async (opts: Record<string, unknown>) => {
+      const n = await NovaSim.start({ bus, exchange: `nova-${s}`, format: 'versioned', rbd, rbdTool, neutron, destroyRetries: 2, destroyRetryIntervalMs: 100, ...opts });
+      await n.ensureImage(imageId, MiB).catch(() => undefined);
+      return n;
+    };
+    for (const mode of ['onDelete', 'softDelete'] as const) {
+      const op = await startOperator({ type: 'openstack', exchanges: [`nova-${s}`, `neutron-${s}`], mode, orphanGraceMs: 60_000 });
+      const nova = await novaFor(mode === 'softDelete' ? { reclaimInstanceIntervalMs: 3_600_000, deleteGapMs: 1000 } : { deleteGapMs: 1000 });
+      try {
+        const lat: number[] = [];
+        for (let i = 0; i < steady; i++) {
+          ctx.progress.update(`capture: ${mode} steady ${i + 1}/${steady}`);
+          const server = await nova.boot({ image: imageId });
+          const t = Date.now();
+          const del = await nova.delete(server.uuid);
+          const q = await op.waitForQuarantine(server.uuid, 60_000).catch(() => undefined);
+          if (q?.state === 'quarantined') lat.push((q.captured_at ?? 0) - t);
+          if (mode === 'onDelete') await del.done;
+          await sleep(1000);
+        }
+        latencyFigures(mode, 'steady', lat, steady);
+      } finally {
+        await nova.stop();
+        await op.stop();
+      }
+    }
+
+    // The onDelete race, by Nova's gap between delete.start and the disk removal.
+    const perGap = Number(ctx.param('capture-race-vms'));
+    for (const gap of ctx.param('capture-gaps').split(',').filter((g) => g !== '').map(Number)) {
+      const op = await startOperator({ type: 'openstack', exchanges: [`nova-${s}`, `neutron-${s}`], mode: 'onDelete', orphanGraceMs: 60_000 });
+      const nova = await novaFor({ deleteGapMs: gap });
+      let won = 0;
+      try {
+        for (let i = 0; i < perGap; i++) {
+          ctx.progress.update(`capture: onDelete race, gap ${gap} ms, ${i + 1}/${perGap}`);
+          const server = await nova.boot({ image: imageId });
+          const del = await nova.delete(server.uuid);
+          await del.done;
+          await sleep(300);
+          const rows = await op.quarantinesOf(server.uuid);
+          if (rows.some((r) => r.state === 'quarantined')) won += 1;
+        }
+      } finally {
+        await nova.stop();
+        await op.stop();
+      }
+      figures.push({ figure: `capture.onDelete.winrate.gap${gap}`, label: `onDelete win rate, Nova delete gap ${gap} ms`, value: round((100 * won) / perGap, 0), unit: '%', params: { gap, vms: perGap } });
+    }
+    await neutron.stop();
+    ctx.note('Latency is measured from the deletion (the cloud user\'s rbd rm returning, or Nova accepting the delete request, which publishes delete.start / soft_delete at once) to the quarantine\'s captured_at in the ledger. The ceiling column is the bare `rbd snap create` + `rbd clone` in the same cluster: a capture does several more rbd calls (restore, metadata, snapshot removal, trash move) and, in trash mode, waits for the next trash scan (1 s).');
+    ctx.note('The onDelete race: Nova removes every `<uuid>*` image `deleteGap` after delete.start; the operator wins when its snapshot exists first (Nova then gives up silently and the orphan is adopted). 1 MiB disks, versioned notifications, each VM deleted alone.');
+    return figures;
+  },
+};
