@@ -53,22 +53,6 @@ export function policyFor(policies: readonly Policy[], i: InstanceFacts, now: Da
   return [...policies].sort((a, b) => a.name.localeCompare(b.name)).find((p) => selects(p, i, now));
 }
 
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
-
-export class DurationError extends Error {
-  override name = 'DurationError';
-}
-
-/** Durations as in `720h`, `30d`, `1h30m`, `90s`. */
-export function parseDuration(text: string): number {
-  const t = text.trim();
-  if (!/^(\d+(ms|s|m|h|d|w))+$/.test(t)) throw new DurationError(`"${text}" is not a duration (use e.g. 720h, 30d, 1h30m)`);
-  let total = 0;
-  for (const m of t.matchAll(/(\d+)(ms|s|m|h|d|w)/g)) total += Number(m[1]) * (UNIT_MS[m[2] ?? 's'] ?? 0);
-  if (total <= 0) throw new DurationError(`"${text}" must be longer than zero`);
-  return total;
-}
-
 /** expiresAt = capturedAt + retention, exactly. */
 export function expiryOf(capturedAt: Date, retentionMs: number): Date {
   return new Date(capturedAt.getTime() + retentionMs);
