@@ -241,7 +241,8 @@ describe('controller runtime on a real kube-apiserver', () => {
     await eventually('the watch to have dropped the update', () => (dropped > 0 ? true : undefined));
     const h = await eventually('the relist to reconcile the new spec', async () => {
       const obj = await getHold('missed');
-      return (obj['status'] as { observedGeneration?: number } | undefined)?.observedGeneration === 2 ? obj : undefined;
+      // Both: the status must come from a reconcile of the new spec, not a resync of the cached old one.
+      return (obj['status'] as { observedGeneration?: number; matchedCount?: number } | undefined)?.matchedCount === 2 && seen.includes('CASE-B') ? obj : undefined;
     });
     assert.ok(seen.includes('CASE-B'));
     assert.equal((h['status'] as { matchedCount: number }).matchedCount, 2);
