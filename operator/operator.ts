@@ -102,6 +102,11 @@ export class Operator {
           process.kill(process.pid, 'SIGKILL');
         }
       };
+      // 'warned': the delete warning is in the ledger, no capture has started.
+      const beforeWarning = killAt !== 'warned' ? undefined : async (instance: string) => {
+        log.warn({ instance }, 'QUARANTINE_FAULT_KILL_AT=warned: killing this process');
+        process.kill(process.pid, 'SIGKILL');
+      };
       engine = new CaptureEngine({
         db: ledger.db, blocks: ceph.blocks, quarantine: c.quarantine, logger: log,
         ...(this.#o.clock === undefined ? {} : { clock: this.#o.clock }),
@@ -121,6 +126,7 @@ export class Operator {
         db: ledger.db, blocks: ceph.blocks, engine, policies: () => this.#policies, logger: log, api,
         ...(this.#o.clock === undefined ? {} : { clock: this.#o.clock }),
         ...(this.#o.orphanGraceMs === undefined ? {} : { orphanGraceMs: this.#o.orphanGraceMs }),
+        ...(beforeWarning === undefined ? {} : { beforeWarning }),
         onCapture: (mode, result, seconds) => {
           this.metrics.captures.inc({ cloud: name, mode, result });
           if (result === 'quarantined') this.metrics.captureSeconds.observe({ cloud: name, mode }, seconds);
@@ -169,6 +175,7 @@ export class Operator {
     const resumed = await rt.engine.resume();
     if (resumed.length > 0) log.info({ resumed: resumed.length }, 'resumed interrupted captures');
     await rt.engine.resumeFlattens();
+    await rt.coordinator.resumeWarnings().catch((err: unknown) => log.error({ err: String(err) }, 'cannot resume captures for earlier delete warnings'));
     rt.coordinator.startTrashScans();
     void rt.coordinator.scanTrash();
   }

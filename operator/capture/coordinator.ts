@@ -35,6 +35,14 @@ export interface CoordinatorDeps {
   orphanGraceMs?: number;
   /** Trash entries adopted at once during a scan (default 4). */
   adoptConcurrency?: number;
+  /**
+   * How far back `resumeWarnings` looks for delete warnings that a previous
+   * run recorded but never acted on (default 7 days: soft-deleted servers wait
+   * for Nova's reclaim interval, which sites set to days).
+   */
+  resumeWindowMs?: number;
+  /** Runs before a delete warning is acted on (crash tests kill the process here). */
+  beforeWarning?: (instanceId: string) => Promise<void>;
   /** Told about every capture attempt: result and seconds since the deletion was announced. */
   onCapture?: (mode: string, result: 'quarantined' | 'failed' | 'refused', seconds: number) => void;
 }
@@ -59,6 +67,12 @@ const ONE_SHUTDOWN = 12;
 const ONE_EPILOG = 11;
 const ONE_CLEANUP_DELETE = 23;
 const ONE_DONE = 6;
+
+/** instance_events actions that warn of a deletion; OpenNebula's are `ACTIVE/<LCM state>`. */
+const LIVE_WARNINGS = ['delete.start', 'force_delete.start', 'ACTIVE/SHUTDOWN', 'ACTIVE/EPILOG', 'ACTIVE/CLEANUP_DELETE'];
+const SOFT_WARNING = 'soft_delete.end';
+const GONE_EVENTS = ['delete.end', 'force_delete.end', 'DONE'];
+const UNDONE = 'restore.end';
 
 export class CaptureCoordinator {
   readonly #d: CoordinatorDeps;
@@ -117,6 +131,7 @@ export class CaptureCoordinator {
     if (e.notScheduled) return;
     if (e.action === 'delete.start' || e.action === 'force_delete.start') {
       void this.#enqueue(id, async () => {
+        await this.#d.beforeWarning?.(id);
         const p = await this.#policy(id);
         if (p === undefined) return;
         // softDelete falls back to a best-effort live capture when the cloud hard-deletes anyway.
@@ -125,6 +140,7 @@ export class CaptureCoordinator {
       });
     } else if (e.action === 'soft_delete.end') {
       void this.#enqueue(id, async () => {
+        await this.#d.beforeWarning?.(id);
         const p = await this.#policy(id);
         if (p?.capture.mode !== 'softDelete') return;
         const ok = await this.#captureLive(id, p, n.messageId, false, n.occurredAt);
@@ -142,6 +158,7 @@ export class CaptureCoordinator {
     const state = e.vm.state.code;
     if (lcm === ONE_SHUTDOWN || lcm === ONE_EPILOG || lcm === ONE_CLEANUP_DELETE) {
       void this.#enqueue(id, async () => {
+        await this.#d.beforeWarning?.(id);
         const p = await this.#policy(id);
         if (p === undefined) return;
         // SHUTDOWN is the warning; EPILOG is already the deletion, still worth a try.
@@ -240,6 +257,74 @@ export class CaptureCoordinator {
     for (const q of await this.#d.engine.store.list({ cloud: this.#d.config.cloud, instanceId, states: HOLDING })) {
       if (await this.#d.engine.adoptOrphan(q.id)) this.stats.adoptedOrphans += 1;
     }
+  }
+
+  /**
+   * Acts on delete warnings that reached the ledger but not a capture: the
+   * notification is acknowledged once its effects are committed, so a process
+   * that dies right after (or a replica that loses leadership) would never
+   * capture that VM, and its orphan-adoption timer would be lost too. Run by
+   * the leader at start. Returns the instances whose capture it resumed.
+   */
+  async resumeWarnings(): Promise<string[]> {
+    const { cloud, cloudType, watchedPools } = this.#d.config;
+    const now = this.#clock().getTime();
+    const since = now - (this.#d.resumeWindowMs ?? 7 * 86_400_000);
+    const rows = await this.#d.db.selectFrom('instance_events').select(['instance_id', 'message_id', 'at', 'action'])
+      .where('cloud', '=', cloud).where('at', '>=', since)
+      .where('action', 'in', [...LIVE_WARNINGS, SOFT_WARNING, ...GONE_EVENTS, UNDONE])
+      .orderBy('at').execute();
+    if (rows.length === 0) return [];
+    type Seen = { warning?: { action: string; messageId: string; at: number }; goneAt?: number; restored: boolean };
+    const byInstance = new Map<string, Seen>();
+    for (const r of rows) {
+      const seen = byInstance.get(r.instance_id) ?? { restored: false };
+      if (r.action === UNDONE) Object.assign(seen, { restored: true, warning: undefined });
+      else if (GONE_EVENTS.includes(r.action)) seen.goneAt = r.at;
+      else {
+        seen.warning = { action: r.action, messageId: r.message_id, at: r.at };
+        seen.restored = false;
+      }
+      byInstance.set(r.instance_id, seen);
+    }
+    // One listing per pool instead of one per instance: most warned
+    // instances are long gone, and their disks with them.
+    const present = new Set<string>();
+    for (const pool of watchedPools) {
+      for (const image of await this.#d.blocks.listImages({ pool })) {
+        const owner = ownerOfImageName(image);
+        if (owner !== undefined && owner.cloudType === cloudType && 'instanceId' in owner) present.add(owner.instanceId);
+      }
+    }
+    const resumed: string[] = [];
+    for (const [id, seen] of byInstance) {
+      const held = await this.#d.engine.store.list({ cloud, instanceId: id });
+      if (held.length > 0) {
+        // Captured before the restart: only the orphan adoption may be owed.
+        if (seen.goneAt !== undefined && held.some((q) => HOLDING.some((s) => s === q.state))) {
+          this.#later(Math.max(0, seen.goneAt + (this.#d.orphanGraceMs ?? 90_000) - now), () => this.#enqueue(id, () => this.#adoptOrphans(id)));
+        }
+        continue;
+      }
+      const w = seen.warning;
+      if (w === undefined || seen.restored || !present.has(id)) continue;
+      resumed.push(id);
+      const since = new Date(w.at);
+      void this.#enqueue(id, async () => {
+        const p = await this.#policy(id);
+        if (p === undefined || p.capture.mode === 'trash') return;
+        if (w.action === SOFT_WARNING) {
+          if (p.capture.mode !== 'softDelete') return;
+          const ok = await this.#captureLive(id, p, w.messageId, false, since);
+          if (ok && p.capture.releaseResources && seen.goneAt === undefined) await this.#forceDelete(id);
+        } else {
+          await this.#captureLive(id, p, w.messageId, true, since);
+        }
+        if (seen.goneAt !== undefined) this.#later(Math.max(0, seen.goneAt + (this.#d.orphanGraceMs ?? 90_000) - now), () => this.#enqueue(id, () => this.#adoptOrphans(id)));
+      });
+    }
+    if (resumed.length > 0) this.#log.info({ instances: resumed.length }, 'resuming captures for delete warnings recorded before this start');
+    return resumed;
   }
 
   // --- trash -----------------------------------------------------------------

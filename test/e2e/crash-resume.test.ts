@@ -13,6 +13,11 @@ import { openLedgerDb } from '../../operator/ledger/db.ts';
 import { RbdCli } from '../../operator/ceph/rbd-cli.ts';
 import { sweep } from '../../operator/capture/sweep.ts';
 import { silentLogger } from '../../operator/log.ts';
+import { SimBus } from '../sim/bus.ts';
+import { NeutronSim } from '../sim/neutron.ts';
+import { NovaSim } from '../sim/nova.ts';
+import { cloudRbd } from '../sim/rbd-tool.ts';
+import { purgeImage } from '../sim/disks.ts';
 import { env, sha256Of, until, writeSetup, type Setup } from './harness.ts';
 
 const bin = join(import.meta.dirname, '..', '..', 'bin', 'quarantine');
@@ -69,6 +74,83 @@ describe('killing the operator at each capture step', { concurrency: false }, ()
           assert.equal(copies.length, 1, 'exactly one image in the quarantine pool');
           assert.equal(await sha256Of(operatorBlocks, { pool: env.quarantinePool, image: q.location_image }), createHash('sha256').update(data).digest('hex'));
           assert.ok(!(await cloudBlocks.listImages({ pool: 'vms' })).some((i) => i.startsWith('qop-anchor.')), 'the anchor went back to the trash');
+        } finally {
+          second.child.kill('SIGTERM');
+          await once(second.child, 'exit');
+        }
+      } finally {
+        await ledger.close();
+      }
+    });
+  }
+});
+
+// The notification is acknowledged once its effects are committed; a process
+// that dies between that commit and the capture must still capture after a
+// restart, from the warning in the ledger.
+describe('killing the operator between a delete warning and its capture', { concurrency: false }, () => {
+  const s = randomUUID().slice(0, 8);
+  const novaExchange = `nova-warn-${s}`;
+  const neutronExchange = `neutron-warn-${s}`;
+  const imageId = `img-warn-${s}`;
+  const { rbd, rbdTool } = cloudRbd({ cephConf: env.cephConf, id: env.cloudId });
+  const admin = cloudRbd({ cephConf: env.cephConf, id: env.operatorId });
+  const novas: NovaSim[] = [];
+  let bus: SimBus | undefined;
+  let neutron: NeutronSim | undefined;
+  after(async () => {
+    for (const n of novas) {
+      await n.stop();
+      for (const server of n.servers()) for (const d of server.disks) await purgeImage(admin.rbd, d).catch(() => undefined);
+    }
+    await neutron?.stop();
+    await bus?.close();
+  });
+
+  const cases = [
+    { mode: 'onDelete', warning: 'instance.delete.start', nova: { deleteGapMs: 30_000, destroyRetries: 2, destroyRetryIntervalMs: 100 } },
+    { mode: 'softDelete', warning: 'instance.soft_delete.end', nova: { reclaimInstanceIntervalMs: 3_600_000 } },
+  ] as const;
+  for (const c of cases) {
+    test(`${c.mode}: SIGKILL after ${c.warning} is committed, then a restart: the disk is captured from the recorded warning`, { timeout: 120_000 }, async () => {
+      bus ??= await SimBus.connect(env.amqpUrl);
+      neutron ??= await NeutronSim.start({ bus, exchange: neutronExchange });
+      const nova = await NovaSim.start({ bus, exchange: novaExchange, format: 'versioned', rbd, rbdTool, neutron, ...c.nova });
+      novas.push(nova);
+      await nova.ensureImage(imageId, 2 * 1024 * 1024).catch(() => undefined);
+      const setup = writeSetup({ type: 'openstack', exchanges: [novaExchange, neutronExchange], mode: c.mode });
+      setups.push(setup);
+      const first = start(setup, 'warned');
+      const exited = once(first.child, 'exit') as Promise<[number | null, string | null]>;
+      let server;
+      let digest;
+      try {
+        await until(async () => first.output().includes('operator running'), 'the operator to start', 30_000);
+        server = await nova.boot({ image: imageId, project: 'proj-crash', user: 'erin', host: 'compute-1' });
+        digest = await nova.writeDisk(nova.rootDisk(server.uuid), randomBytes(2 * 1024 * 1024));
+        void nova.delete(server.uuid, { user: 'mallory', project: 'proj-crash' });
+        const [, signal] = await Promise.race([exited, new Promise<[null, string]>((r) => setTimeout(() => r([null, 'still running']), 30_000))]);
+        assert.equal(signal, 'SIGKILL', first.output().slice(-2000));
+      } finally {
+        if (first.child.exitCode === null && first.child.signalCode === null) {
+          first.child.kill('SIGKILL');
+          await exited;
+        }
+      }
+      const ledger = openLedgerDb(setup.dbUrl);
+      try {
+        const events = await ledger.db.selectFrom('instance_events').select('event_type').where('instance_id', '=', server.uuid).execute();
+        assert.ok(events.some((e) => e.event_type === c.warning), `${c.warning} is in the ledger: ${JSON.stringify(events)}`);
+        assert.equal((await ledger.db.selectFrom('quarantines').select('id').where('instance_id', '=', server.uuid).execute()).length, 0, 'no capture had started');
+
+        const second = start(setup);
+        try {
+          const q = await until(async () => (await ledger.db.selectFrom('quarantines').selectAll().where('instance_id', '=', server.uuid).where('state', '=', 'quarantined').executeTakeFirst()), 'the capture resumed from the warning', 60_000);
+          assert.match(second.output(), /resuming captures for delete warnings/);
+          assert.equal((await ledger.db.selectFrom('quarantines').select('id').where('instance_id', '=', server.uuid).execute()).length, 1, 'exactly one quarantine');
+          assert.equal(await sha256Of(operatorBlocks, { pool: q.location_pool, image: q.location_image }), digest, 'the quarantine holds the disk as it was');
+          const prov = JSON.parse(q.provenance) as { instance: { user: string; project: string; host: string } };
+          assert.deepEqual([prov.instance.user, prov.instance.project, prov.instance.host], ['erin', 'proj-crash', 'compute-1']);
         } finally {
           second.child.kill('SIGTERM');
           await once(second.child, 'exit');
