@@ -1,26 +1,38 @@
 // `npm run bench [-- SCENARIO… --param=value…]`: runs the selected scenarios
 // (all registered ones by default) against the real services, then updates
-// bench/out/results.json and re-renders BENCHMARKS.md.
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+// bench/out/results.json and re-renders BENCHMARKS.md and bench/plots.
+// `--plots-only` re-renders the last two from results.json without running anything.
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { scenarios } from './registry.ts';
-import type { Context, Figure, Scenario } from './scenario.ts';
+import type { Context, Figure, Progress, Scenario } from './scenario.ts';
 import { RunServices } from './lib/services.ts';
 import { StderrProgress } from './lib/progress.ts';
 import { describeMachine, load, type Machine } from './lib/machine.ts';
-import { mergeResults, readCommentary, readResults, renderMarkdown, writeResults, type ScenarioRun } from './lib/report.ts';
+import { mergeResults, readCommentary, readResults, renderMarkdown, writeResults, type PlotRef, type Results, type ScenarioRun } from './lib/report.ts';
+import { buildPlots } from './lib/plots.ts';
+import { svgToPng } from './lib/png.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = dirname(here);
 const outDir = join(here, 'out');
 const resultsPath = join(outDir, 'results.json');
 const reportPath = join(root, 'BENCHMARKS.md');
+const plotsDir = join(here, 'plots');
 const order = scenarios.map((s) => s.name);
 
 function usage(): string {
-  const lines = ['usage: npm run bench -- [SCENARIO…] [--PARAM=VALUE…] [--no-report]', '', '--no-report: update bench/out/results.json but leave BENCHMARKS.md as it is', '', 'scenarios (default: all):'];
+  const lines = [
+    'usage: npm run bench -- [SCENARIO…] [--PARAM=VALUE…] [--no-report]',
+    '       npm run bench -- --plots-only',
+    '',
+    '--no-report: update bench/out/results.json but leave BENCHMARKS.md and bench/plots/ as they are',
+    '--plots-only: run nothing; render bench/plots/*.png and BENCHMARKS.md again from bench/out/results.json',
+    '',
+    'scenarios (default: all):',
+  ];
   for (const s of scenarios) {
     lines.push(`  ${s.name.padEnd(10)} ${s.description.split('\n')[0]}`);
     for (const p of s.params) lines.push(`      --${p.name}=${p.default}`.padEnd(40) + ` ${p.description} (env BENCH_${p.name.toUpperCase().replace(/-/g, '_')})`);
@@ -32,16 +44,22 @@ interface Args {
   selected: readonly Scenario[];
   params: Map<string, string>;
   report: boolean;
+  plotsOnly: boolean;
 }
 
 function parseArgs(argv: string[]): Args | 'help' {
   const params = new Map<string, string>();
   const names: string[] = [];
   let report = true;
+  let plotsOnly = false;
   for (const a of argv) {
     if (a === '--help' || a === '-h') return 'help';
     if (a === '--no-report') {
       report = false;
+      continue;
+    }
+    if (a === '--plots-only') {
+      plotsOnly = true;
       continue;
     }
     const m = /^--([a-z0-9-]+)=(.*)$/.exec(a);
@@ -52,6 +70,7 @@ function parseArgs(argv: string[]): Args | 'help' {
     if (a.startsWith('-')) throw new Error(`unknown option ${a} (parameters are --name=value)`);
     names.push(a);
   }
+  if (plotsOnly && (names.length > 0 || params.size > 0 || !report)) throw new Error('--plots-only runs no scenario: it takes no scenarios, parameters or --no-report');
   const known = new Set(scenarios.flatMap((s) => s.params.map((p) => p.name)));
   for (const k of params.keys()) if (!known.has(k)) throw new Error(`unknown parameter --${k}; see --help`);
   const selected = names.length === 0 ? scenarios : names.map((n) => {
@@ -59,7 +78,46 @@ function parseArgs(argv: string[]): Args | 'help' {
     if (s === undefined) throw new Error(`unknown scenario "${n}"; known: ${order.join(', ')}`);
     return s;
   });
-  return { selected, params, report };
+  return { selected, params, report, plotsOnly };
+}
+
+/**
+ * Renders every plot the results have data for into bench/plots (SVG, and
+ * the PNG the report links). Returns the plots whose PNG was written, and
+ * why the rest were not.
+ */
+async function writePlots(results: Results, progress: Progress): Promise<{ plots: PlotRef[]; error?: string }> {
+  mkdirSync(plotsDir, { recursive: true });
+  const plots: PlotRef[] = [];
+  for (const p of buildPlots(results)) {
+    progress.update(`plot ${p.name}`);
+    writeFileSync(join(plotsDir, `${p.name}.svg`), p.svg);
+    try {
+      writeFileSync(join(plotsDir, `${p.name}.png`), await svgToPng(p.svg));
+    } catch (err) {
+      const error = err instanceof Error ? err.message : String(err);
+      progress.log(`plots: ${error}`);
+      return { plots, error };
+    }
+    plots.push({ name: p.name, title: p.title });
+  }
+  progress.log(plots.length === 0 ? 'plots: no data for any plot yet' : `plots: wrote ${plots.map((p) => `${p.name}.png`).join(', ')} to ${relative(root, plotsDir)}/`);
+  return { plots };
+}
+
+async function plotsOnly(): Promise<number> {
+  const progress = new StderrProgress();
+  const results = readResults(resultsPath);
+  if (!existsSync(resultsPath) || results.figures.length === 0) {
+    progress.log(`${relative(root, resultsPath)} is missing, unreadable or empty: run the benchmarks first (npm run bench)`);
+    return 1;
+  }
+  const { plots, error } = await writePlots(results, progress);
+  // Nothing new to report when the plots failed; rewriting would only drop the Plots section.
+  if (error !== undefined) return 1;
+  writeFileSync(reportPath, renderMarkdown(results, order, readCommentary(join(here, 'notes')), plots));
+  progress.log(`wrote ${reportPath}`);
+  return 0;
 }
 
 async function main(): Promise<number> {
@@ -74,6 +132,7 @@ async function main(): Promise<number> {
     process.stdout.write(`${usage()}\n`);
     return 0;
   }
+  if (args.plotsOnly) return plotsOnly();
   mkdirSync(outDir, { recursive: true });
   const progress = new StderrProgress();
   const services = new RunServices();
@@ -105,6 +164,7 @@ async function main(): Promise<number> {
   const commandArgs = process.argv.slice(2);
   const params = args.params;
   let failed = 0;
+  let plotError: string | undefined;
   for (const scenario of args.selected) {
     const scoped = progress.scoped(scenario.name);
     const notes: string[] = [];
@@ -160,13 +220,18 @@ async function main(): Promise<number> {
       // A failed scenario keeps its previous figures; its section shows the error.
       const next = mergeResults(readResults(resultsPath), run, figures, order);
       writeResults(resultsPath, next);
-      if (args.report) writeFileSync(reportPath, renderMarkdown(next, order, readCommentary(join(here, 'notes'))));
+      if (args.report) {
+        const { plots, error: why } = await writePlots(next, progress);
+        plotError = why;
+        writeFileSync(reportPath, renderMarkdown(next, order, readCommentary(join(here, 'notes')), plots));
+      }
     }
   }
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
-  if (args.report) progress.log(`wrote ${resultsPath} and ${reportPath}`);
-  return failed > 0 ? 1 : 0;
+  if (args.report) progress.log(`wrote ${resultsPath}, ${reportPath} and ${plotsDir}`);
+  if (plotError !== undefined) progress.log('the results are saved; once the plots can be rendered, `npm run bench -- --plots-only` draws them');
+  return failed > 0 || plotError !== undefined ? 1 : 0;
 }
 
 process.exitCode = await main();

@@ -32,6 +32,8 @@ export interface Figure {
   series?: { unit: string; points: SeriesPoint[] } | undefined;
   /** The ceiling's own time series, when it has one. */
   ceilingSeries?: { unit: string; points: SeriesPoint[] } | undefined;
+  /** Raw samples in `unit`, for distribution plots. */
+  samples?: number[] | undefined;
 }
 
 export interface ParamSpec {

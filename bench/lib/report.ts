@@ -122,8 +122,18 @@ function machineLines(m: Machine): string[] {
   ];
 }
 
-/** Renders the whole report; `commentary` maps a scenario to hand-written analysis (bench/notes/NAME.md). */
-export function renderMarkdown(results: Results, order: readonly string[], commentary: (scenario: string) => string | undefined): string {
+/** A plot written to bench/plots/NAME.png, for the report to show. */
+export interface PlotRef {
+  name: string;
+  title: string;
+}
+
+/**
+ * Renders the whole report; `commentary` maps a scenario to hand-written
+ * analysis (bench/notes/NAME.md); `plots` are the ones whose PNG is in
+ * bench/plots, linked relative to the repository root where BENCHMARKS.md is.
+ */
+export function renderMarkdown(results: Results, order: readonly string[], commentary: (scenario: string) => string | undefined, plots: readonly PlotRef[] = []): string {
   const rank = rankIn(order);
   const runs = [...results.runs].sort((a, b) => rank(a.scenario) - rank(b.scenario) || a.startedAt.localeCompare(b.startedAt));
   const scenarios = [...new Set(runs.map((r) => r.scenario))];
@@ -132,7 +142,7 @@ export function renderMarkdown(results: Results, order: readonly string[], comme
   const out: string[] = [];
   out.push('# Benchmarks', '');
   out.push('Rendered by `npm run bench` (`node bench/run.ts`) from `bench/out/results.json`; the commentary comes from `bench/notes/*.md`, so edit those, not this file.', '');
-  out.push('```sh', 'npm run bench                       # every scenario', 'npm run bench -- ingest trace       # only these', 'npm run bench -- --help             # parameters', '```', '');
+  out.push('```sh', 'npm run bench                       # every scenario', 'npm run bench -- ingest trace       # only these', 'npm run bench -- --plots-only       # plots and this file again from results.json', 'npm run bench -- --help             # parameters', '```', '');
   const machines = new Map<string, Machine>();
   for (const r of runs) machines.set(JSON.stringify(r.machine), r.machine);
   if (machines.size === 1) out.push('## Machine', '', ...machineLines([...machines.values()][0]!), '');
@@ -151,6 +161,10 @@ export function renderMarkdown(results: Results, order: readonly string[], comme
     out.push(`| ${cell(f.label)} | ${fmt(f.value, f.unit)} | ${fmt(f.ceiling, f.unit)} | ${ratioText(f.ratio)} | ${cell(notes)} |`);
   }
   out.push('');
+  if (plots.length > 0) {
+    out.push('## Plots', '');
+    for (const p of plots) out.push(`![${p.title.replace(/[[\]\\]/g, '\\$&')}](bench/plots/${encodeURIComponent(p.name)}.png)`, '');
+  }
   for (const name of scenarios) {
     const mine = runsOf(name);
     const last = mine.at(-1)!;
