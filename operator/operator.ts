@@ -127,6 +127,7 @@ export class Operator {
         ...(this.#o.clock === undefined ? {} : { clock: this.#o.clock }),
         ...(this.#o.orphanGraceMs === undefined ? {} : { orphanGraceMs: this.#o.orphanGraceMs }),
         ...(beforeWarning === undefined ? {} : { beforeWarning }),
+        onRace: (mode, result) => this.metrics.races.inc({ cloud: name, mode, result }),
         onCapture: (mode, result, seconds) => {
           this.metrics.captures.inc({ cloud: name, mode, result });
           if (result === 'quarantined') this.metrics.captureSeconds.observe({ cloud: name, mode }, seconds);

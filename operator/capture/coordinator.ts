@@ -43,6 +43,8 @@ export interface CoordinatorDeps {
   resumeWindowMs?: number;
   /** Runs before a delete warning is acted on (crash tests kill the process here). */
   beforeWarning?: (instanceId: string) => Promise<void>;
+  /** Told about every onDelete-style race: did the snapshot come before the cloud's removal. */
+  onRace?: (mode: string, result: 'won' | 'lost') => void;
   /** Told about every capture attempt: result and seconds since the deletion was announced. */
   onCapture?: (mode: string, result: 'quarantined' | 'failed' | 'refused', seconds: number) => void;
 }
@@ -228,6 +230,7 @@ export class CaptureCoordinator {
           if (racing && roleWanted(owner.role, p.capture.disks)) {
             if (ok) this.stats.racesWon += 1;
             else this.stats.racesLost += 1;
+            this.#d.onRace?.(p.capture.mode, ok ? 'won' : 'lost');
           }
           all &&= ok || !roleWanted(owner.role, p.capture.disks);
         } catch (err) {
@@ -238,6 +241,7 @@ export class CaptureCoordinator {
     }
     if (found === 0 && racing) {
       this.stats.racesLost += 1;
+      this.#d.onRace?.(p.capture.mode, 'lost');
       this.#log.warn({ instance: instanceId }, 'no disk left to capture: the cloud deleted them before the snapshot');
     }
     return all && found > 0;

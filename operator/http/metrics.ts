@@ -9,6 +9,7 @@ export interface Metrics {
   notifications: Counter<'cloud' | 'source' | 'outcome'>;
   captureSeconds: Histogram<'cloud' | 'mode'>;
   captures: Counter<'cloud' | 'mode' | 'result'>;
+  races: Counter<'cloud' | 'mode' | 'result'>;
   sweepDeletions: Counter<'reason'>;
   sweepFailures: Counter;
   queueMessages: Gauge<'cloud' | 'queue'>;
@@ -23,6 +24,7 @@ export function createMetrics(db: Kysely<LedgerSchema>, queueDepth: () => Promis
     buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300], registers: [registry],
   });
   const captures = new Counter({ name: 'quarantine_captures_total', help: 'Capture attempts by mode and result (quarantined, failed, refused).', labelNames: ['cloud', 'mode', 'result'] as const, registers: [registry] });
+  const races = new Counter({ name: 'quarantine_capture_races_total', help: 'Live captures started on a delete warning (onDelete, or softDelete when the cloud hard-deletes): won when the snapshot came before the cloud removed the disk. The win rate is won / (won + lost).', labelNames: ['cloud', 'mode', 'result'] as const, registers: [registry] });
   const sweepDeletions = new Counter({ name: 'quarantine_sweep_deletions_total', help: 'Quarantines deleted by the sweep, by reason (expired, capacity).', labelNames: ['reason'] as const, registers: [registry] });
   const sweepFailures = new Counter({ name: 'quarantine_sweep_failures_total', help: 'Quarantines the sweep failed to delete (retried at the next sweep).', registers: [registry] });
   const queueMessages = new Gauge({
@@ -45,5 +47,5 @@ export function createMetrics(db: Kysely<LedgerSchema>, queueDepth: () => Promis
       for (const r of await db.selectFrom('quarantines').select(['state', (eb) => eb.fn.sum<number>('bytes').as('b')]).groupBy('state').execute()) this.set({ state: r.state }, Number(r.b ?? 0));
     },
   });
-  return { registry, notifications, captureSeconds, captures, sweepDeletions, sweepFailures, queueMessages };
+  return { registry, notifications, captureSeconds, captures, races, sweepDeletions, sweepFailures, queueMessages };
 }
