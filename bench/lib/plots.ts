@@ -76,6 +76,12 @@ function captureLatency(figures: readonly StoredFigure[]): Plot | undefined {
     series.push({ label: 'bare rbd snap create + clone (ceiling)', points: ecdf(bareSamples), step: true, color: CEILING_GREY, dash: 'dashed' });
   }
   if (bare !== undefined) used.push(bare);
+  const bareBurst = byId.get('capture.bare.burst.p50');
+  const bareBurstSamples = numbers(bareBurst?.samples);
+  if (bareBurst !== undefined && bareBurstSamples.length > 0) {
+    series.push({ label: `bare, ${bareBurstSamples.length} at once (burst ceiling)`, points: ecdf(bareBurstSamples), step: true, color: CEILING_GREY, dash: 'dotted' });
+    used.push(bareBurst);
+  }
   const all = series.flatMap((s) => s.points.map((p) => p.x));
   const title = 'Capture latency per mode';
   return {

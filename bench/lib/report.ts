@@ -70,9 +70,13 @@ export function mergeResults(prev: Results, run: ScenarioRun, figures: Figure[],
     scenario: run.scenario,
     measuredAt: run.startedAt,
   }]));
-  const merged: StoredFigure[] = prev.figures.map((f) => stored.get(f.figure) ?? f);
-  const seen = new Set(prev.figures.map((f) => f.figure));
-  for (const [id, f] of stored) if (!seen.has(id)) merged.push(f);
+  // The scenario just run lists its figures in the order it measured them;
+  // older figures of it that this run did not measure follow.
+  const merged: StoredFigure[] = [
+    ...prev.figures.filter((f) => f.scenario !== run.scenario && !stored.has(f.figure)),
+    ...stored.values(),
+    ...prev.figures.filter((f) => f.scenario === run.scenario && !stored.has(f.figure)),
+  ];
   const rank = rankIn(order);
   merged.sort((a, b) => rank(a.scenario) - rank(b.scenario));
   const runs = [...prev.runs, run];

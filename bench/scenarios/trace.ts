@@ -405,7 +405,7 @@ export const trace: Scenario = {
     'the ceiling column holds the same query answered by a full scan (the baseline without the index), so there the ratio is the fraction of the scan time.',
   params: [
     { name: 'trace-sizes', description: 'interval counts for SQLite', default: '1000000,10000000' },
-    { name: 'trace-pg-sizes', description: 'interval counts for PostgreSQL (rebuilt every run); empty to skip', default: '1000000' },
+    { name: 'trace-pg-sizes', description: 'interval counts for PostgreSQL (rebuilt every run); empty to skip', default: '1000000,10000000' },
     { name: 'trace-queries', description: 'timed traceAddress() calls per database', default: '2000' },
     { name: 'trace-naive-queries', description: 'full-scan queries per database (auto: 10…2000 by size)', default: 'auto' },
     { name: 'trace-rebuild', description: 'regenerate cached SQLite databases', default: 'false' },
