@@ -199,10 +199,28 @@ function m0003(): Migration {
   };
 }
 
+/**
+ * PostgreSQL checks `valid_to IS NULL OR valid_to > T` on the heap row, so the
+ * busy private addresses still fetched every interval that started before T.
+ * As a single expression in the index, the open-or-later check becomes an
+ * index condition (traceAddress writes it the same way on PostgreSQL).
+ * SQLite already filters on the index's plain valid_to column.
+ */
+export const OPEN_END = 9223372036854775807n;
+function m0004(engine: Engine): Migration {
+  return {
+    async up(db: Kysely<unknown>) {
+      if (engine !== 'postgres') return;
+      await db.schema.dropIndex('address_intervals_trace').execute();
+      await sql`CREATE INDEX address_intervals_trace ON address_intervals (address, valid_from, (COALESCE(valid_to, ${sql.raw(OPEN_END.toString())})))`.execute(db);
+    },
+  };
+}
+
 export function migrationProvider(engine: Engine): MigrationProvider {
   return {
     async getMigrations() {
-      return { '0001_init': m0001(engine), '0002_quarantine': m0002(), '0003_trace_index': m0003() };
+      return { '0001_init': m0001(engine), '0002_quarantine': m0002(), '0003_trace_index': m0003(), '0004_trace_index_pg': m0004(engine) };
     },
   };
 }

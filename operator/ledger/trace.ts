@@ -1,8 +1,9 @@
 // The investigator's question: who held this address at this time. Private
 // addresses repeat across tenant networks, so every holder is returned, each
 // with its network.
-import type { Kysely } from 'kysely';
+import { PostgresAdapter, sql, type Kysely } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
+import { OPEN_END } from './migrations.ts';
 
 export interface Holder {
   cloud: string;
@@ -42,7 +43,10 @@ export async function traceAddress(db: Kysely<LedgerSchema>, address: string, at
     ])
     .where('a.address', '=', address)
     .where('a.valid_from', '<=', t)
-    .where((eb) => eb.or([eb('a.valid_to', 'is', null), eb('a.valid_to', '>', t)]));
+    // Each engine in the form its trace index answers (migrations 0003, 0004).
+    .where((eb) => db.getExecutor().adapter instanceof PostgresAdapter
+      ? sql<boolean>`coalesce(a.valid_to, ${sql.raw(OPEN_END.toString())}) > ${t}`
+      : eb.or([eb('a.valid_to', 'is', null), eb('a.valid_to', '>', t)]));
   if (cloud !== undefined) q = q.where('a.cloud', '=', cloud);
   const rows = await q.orderBy('a.cloud').orderBy('a.kind').orderBy('a.valid_from').execute();
   return {
