@@ -157,7 +157,7 @@ export function renderMarkdown(results: Results, order: readonly string[], comme
   }
   out.push('');
   out.push('## Figures', '');
-  out.push('Ceiling: the same quantity for what the environment allows without our code (the raw broker consume rate) or for the naive way (a full scan), measured in the same run. Ratio = value / ceiling.', '');
+  out.push('Ceiling: the same quantity for what the environment allows without our code (the raw broker consume rate, bare `rbd` calls) or for the naive way (a full scan), measured in the same run. Ratio = value / ceiling.', '');
   out.push('| figure | value | ceiling (same run) | ratio | notes |', '|---|---|---|---|---|');
   for (const f of results.figures) {
     const several = runsOf(f.scenario).length > 1;

@@ -216,7 +216,11 @@ export class CaptureCoordinator {
 
   /** Snapshots every wanted disk the instance still has; returns whether all went well. */
   async #captureLive(instanceId: string, p: Policy, messageId: string | null, racing: boolean, since: Date): Promise<boolean> {
-    const { cloudType, watchedPools } = this.#d.config;
+    const { cloud, cloudType, watchedPools } = this.#d.config;
+    // A cloud that publishes both notification formats warns twice; the
+    // second warning finds the disks captured and must not count again.
+    const captured = new Set((await this.#d.engine.store.list({ cloud, instanceId }))
+      .filter((q) => q.state !== 'failed' && q.state !== 'purged').map((q) => `${q.source_pool}/${q.source_image}`));
     let all = true;
     let found = 0;
     for (const pool of watchedPools) {
@@ -225,6 +229,7 @@ export class CaptureCoordinator {
         const owner = ownerOfImageName(image);
         if (owner === undefined || !('instanceId' in owner)) continue;
         found += 1;
+        if (captured.has(`${pool}/${image}`)) continue;
         try {
           const ok = await this.#capture(instanceId, owner.disk, owner.role, p, { kind: 'live', image: { pool, image } }, messageId, since);
           if (racing && roleWanted(owner.role, p.capture.disks)) {
