@@ -318,16 +318,16 @@ export class CaptureCoordinator {
       const w = seen.warning;
       if (w === undefined || seen.restored || !present.has(id)) continue;
       resumed.push(id);
-      const since = new Date(w.at);
+      const announced = new Date(w.at);
       void this.#enqueue(id, async () => {
         const p = await this.#policy(id);
         if (p === undefined || p.capture.mode === 'trash') return;
         if (w.action === SOFT_WARNING) {
           if (p.capture.mode !== 'softDelete') return;
-          const ok = await this.#captureLive(id, p, w.messageId, false, since);
+          const ok = await this.#captureLive(id, p, w.messageId, false, announced);
           if (ok && p.capture.releaseResources && seen.goneAt === undefined) await this.#forceDelete(id);
         } else {
-          await this.#captureLive(id, p, w.messageId, true, since);
+          await this.#captureLive(id, p, w.messageId, true, announced);
         }
         if (seen.goneAt !== undefined) this.#later(Math.max(0, seen.goneAt + (this.#d.orphanGraceMs ?? 90_000) - now), () => this.#enqueue(id, () => this.#adoptOrphans(id)));
       });
