@@ -149,7 +149,7 @@ export class CaptureCoordinator {
         if (ok && p.capture.releaseResources) await this.#forceDelete(id);
       });
     } else if (e.action === 'delete.end' || e.action === 'force_delete.end') {
-      this.#later(this.#d.orphanGraceMs ?? 90_000, () => this.#enqueue(id, () => this.#adoptOrphans(id)));
+      this.#adoptOrphansAfterGrace(id, this.#clock().getTime());
       this.scanTrashSoon();
     }
   }
@@ -168,9 +168,15 @@ export class CaptureCoordinator {
         else this.scanTrashSoon();
       });
     } else if (state === ONE_DONE) {
-      this.#later(this.#d.orphanGraceMs ?? 90_000, () => this.#enqueue(id, () => this.#adoptOrphans(id)));
+      this.#adoptOrphansAfterGrace(id, this.#clock().getTime());
       this.scanTrashSoon();
     }
+  }
+
+  /** The cloud may still be retrying its delete for a while after announcing the end; adopt what it left after that. */
+  #adoptOrphansAfterGrace(instanceId: string, goneAt: number): void {
+    const wait = goneAt + (this.#d.orphanGraceMs ?? 90_000) - this.#clock().getTime();
+    this.#later(Math.max(0, wait), () => this.#enqueue(instanceId, () => this.#adoptOrphans(instanceId)));
   }
 
   #later(ms: number, fn: () => unknown): void {
@@ -277,23 +283,20 @@ export class CaptureCoordinator {
    */
   async resumeWarnings(): Promise<string[]> {
     const { cloud, cloudType, watchedPools } = this.#d.config;
-    const now = this.#clock().getTime();
-    const since = now - (this.#d.resumeWindowMs ?? 7 * 86_400_000);
+    const since = this.#clock().getTime() - (this.#d.resumeWindowMs ?? 7 * 86_400_000);
     const rows = await this.#d.db.selectFrom('instance_events').select(['instance_id', 'message_id', 'at', 'action'])
       .where('cloud', '=', cloud).where('at', '>=', since)
       .where('action', 'in', [...LIVE_WARNINGS, SOFT_WARNING, ...GONE_EVENTS, UNDONE])
       .orderBy('at').execute();
     if (rows.length === 0) return [];
-    type Seen = { warning?: { action: string; messageId: string; at: number }; goneAt?: number; restored: boolean };
+    // The latest warning per instance, unless a restore came after it.
+    type Seen = { warning?: { action: string; messageId: string; at: number } | undefined; goneAt?: number };
     const byInstance = new Map<string, Seen>();
     for (const r of rows) {
-      const seen = byInstance.get(r.instance_id) ?? { restored: false };
-      if (r.action === UNDONE) Object.assign(seen, { restored: true, warning: undefined });
+      const seen = byInstance.get(r.instance_id) ?? {};
+      if (r.action === UNDONE) seen.warning = undefined;
       else if (GONE_EVENTS.includes(r.action)) seen.goneAt = r.at;
-      else {
-        seen.warning = { action: r.action, messageId: r.message_id, at: r.at };
-        seen.restored = false;
-      }
+      else seen.warning = { action: r.action, messageId: r.message_id, at: r.at };
       byInstance.set(r.instance_id, seen);
     }
     // One listing per pool instead of one per instance: most warned
@@ -311,12 +314,12 @@ export class CaptureCoordinator {
       if (held.length > 0) {
         // Captured before the restart: only the orphan adoption may be owed.
         if (seen.goneAt !== undefined && held.some((q) => HOLDING.some((s) => s === q.state))) {
-          this.#later(Math.max(0, seen.goneAt + (this.#d.orphanGraceMs ?? 90_000) - now), () => this.#enqueue(id, () => this.#adoptOrphans(id)));
+          this.#adoptOrphansAfterGrace(id, seen.goneAt);
         }
         continue;
       }
       const w = seen.warning;
-      if (w === undefined || seen.restored || !present.has(id)) continue;
+      if (w === undefined || !present.has(id)) continue;
       resumed.push(id);
       const announced = new Date(w.at);
       void this.#enqueue(id, async () => {
@@ -329,7 +332,7 @@ export class CaptureCoordinator {
         } else {
           await this.#captureLive(id, p, w.messageId, true, announced);
         }
-        if (seen.goneAt !== undefined) this.#later(Math.max(0, seen.goneAt + (this.#d.orphanGraceMs ?? 90_000) - now), () => this.#enqueue(id, () => this.#adoptOrphans(id)));
+        if (seen.goneAt !== undefined) this.#adoptOrphansAfterGrace(id, seen.goneAt);
       });
     }
     if (resumed.length > 0) this.#log.info({ instances: resumed.length }, 'resuming captures for delete warnings recorded before this start');

@@ -32,7 +32,8 @@ export interface AddressTrace {
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
-export async function traceAddress(db: Kysely<LedgerSchema>, address: string, at: Date, cloud?: string): Promise<AddressTrace> {
+/** The query behind traceAddress, exported so its plan can be checked against the real database. */
+export function traceQuery(db: Kysely<LedgerSchema>, address: string, at: Date, cloud?: string) {
   const t = at.getTime();
   let q = db
     .selectFrom('address_intervals as a')
@@ -48,7 +49,11 @@ export async function traceAddress(db: Kysely<LedgerSchema>, address: string, at
       ? sql<boolean>`coalesce(a.valid_to, ${sql.raw(OPEN_END.toString())}) > ${t}`
       : eb.or([eb('a.valid_to', 'is', null), eb('a.valid_to', '>', t)]));
   if (cloud !== undefined) q = q.where('a.cloud', '=', cloud);
-  const rows = await q.orderBy('a.cloud').orderBy('a.kind').orderBy('a.valid_from').execute();
+  return q.orderBy('a.cloud').orderBy('a.kind').orderBy('a.valid_from');
+}
+
+export async function traceAddress(db: Kysely<LedgerSchema>, address: string, at: Date, cloud?: string): Promise<AddressTrace> {
+  const rows = await traceQuery(db, address, at, cloud).execute();
   return {
     address,
     at: at.toISOString(),

@@ -5,9 +5,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sql } from 'kysely';
+import { CompiledQuery, sql } from 'kysely';
 import { openLedgerDb, migrateToLatest, type LedgerDb } from '../../operator/ledger/db.ts';
-import { traceAddress } from '../../operator/ledger/trace.ts';
+import { traceAddress, traceQuery } from '../../operator/ledger/trace.ts';
 import { createTestDatabase, type TestDatabase } from '../support/pg.ts';
 
 interface Target {
@@ -91,16 +91,17 @@ for (const target of targets) {
 
     test('the trace index answers the open-or-later check inside the index', async () => {
       if (ledger.engine === 'postgres') {
-        // The form traceAddress sends on PostgreSQL; seqscan off because the table is tiny.
+        // The query traceAddress sends; seqscan off because the table is tiny.
+        const q = traceQuery(ledger.db, '188.185.194.218', new Date(1500)).compile();
         const plan = await ledger.db.connection().execute(async (c) => {
           await sql`SET enable_seqscan = off`.execute(c);
           await sql`SET enable_bitmapscan = off`.execute(c);
-          const r = await sql<{ 'QUERY PLAN': string }>`EXPLAIN SELECT id FROM address_intervals a WHERE a.address = '188.185.194.218' AND a.valid_from <= 1500 AND coalesce(a.valid_to, 9223372036854775807) > 1500`.execute(c);
+          const r = await c.executeQuery<{ 'QUERY PLAN': string }>(CompiledQuery.raw(`EXPLAIN ${q.sql}`, [...q.parameters]));
           await sql`RESET enable_seqscan`.execute(c);
           await sql`RESET enable_bitmapscan`.execute(c);
           return r.rows.map((x) => x['QUERY PLAN']).join('\n');
         });
-        assert.match(plan, /Index Cond: .*COALESCE\(valid_to, '9223372036854775807'::bigint\) > 1500/, plan);
+        assert.match(plan, /Index Cond: .*COALESCE\(valid_to, '9223372036854775807'::bigint\) > /, plan);
       } else {
         const r = await sql<{ sql: string }>`SELECT sql FROM sqlite_master WHERE name = 'address_intervals_trace'`.execute(ledger.db);
         assert.match(r.rows[0]?.sql ?? '', /\("address", "valid_from", "valid_to"\)/);
