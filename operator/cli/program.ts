@@ -15,6 +15,7 @@ import { traceAddress } from '../ledger/trace.ts';
 import { instanceHistory } from '../ledger/instance-history.ts';
 import type { LedgerDb } from '../ledger/db.ts';
 import { addCaptureCommands } from './capture-commands.ts';
+import { addTraceLogCommand } from './trace-log.ts';
 
 export interface Io {
   out: (s: string) => void;
@@ -168,6 +169,8 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
       }
       if (found.length === 0) status.code = EXIT.notFound;
     });
+
+  addTraceLogCommand(trace, io, status, withLedger);
 
   addCaptureCommands(program, io, status, withLedger);
 
