@@ -11,7 +11,7 @@ import { EXIT, UsageError } from './errors.ts';
 import { ingestFiles } from './ingest.ts';
 import { parseInstant } from './time-arg.ts';
 import { renderTable } from './table.ts';
-import { traceAddress } from '../ledger/trace.ts';
+import { traceAddress, type Holder } from '../ledger/trace.ts';
 import { instanceHistory } from '../ledger/instance-history.ts';
 import type { LedgerDb } from '../ledger/db.ts';
 import { addCaptureCommands } from './capture-commands.ts';
@@ -134,17 +134,31 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
   const trace = program.command('trace').description('answer who held an address when, or what an instance did');
   trace
     .command('ip')
-    .description('who held ADDRESS at TIME (every holder, with its network)')
+    .description('who held ADDRESS at TIME, or at any time from T1 to T2 (every holder, with its network)')
     .argument('<address>', 'IPv4 or IPv6 address')
-    .requiredOption('--at <time>', 'ISO 8601 time with offset, e.g. 2026-05-01T18:13:16+02:00')
+    .option('--at <time>', 'ISO 8601 time with offset, e.g. 2026-05-01T18:13:16+02:00')
+    .option('--from <time>', 'start of a window (with --to): every holder during [from, to)')
+    .option('--to <time>', 'end of the window')
     .option('--cloud <name>', 'only this cloud')
     .addOption(output())
-    .action(async (address: string, opts: { at: string; cloud?: string; output: string }) => {
-      const when = parseInstant(opts.at, '--at');
+    .action(async (address: string, opts: { at?: string; from?: string; to?: string; cloud?: string; output: string }) => {
+      const window = opts.from !== undefined || opts.to !== undefined;
+      if (window === (opts.at !== undefined)) throw new UsageError('give either --at TIME or --from T1 --to T2');
+      if (window && (opts.from === undefined || opts.to === undefined)) throw new UsageError('a window needs both --from and --to');
       if (!/^[0-9a-fA-F:.]+$/.test(address)) throw new UsageError(`"${address}" is not an IP address`);
-      const result = await withLedger((l) => traceAddress(l.db, address, when, opts.cloud));
+      let result: { address: string; at?: string; from?: string; to?: string; holders: Holder[] };
+      if (window) {
+        const from = parseInstant(opts.from ?? '', '--from');
+        const to = parseInstant(opts.to ?? '', '--to');
+        if (to.getTime() <= from.getTime()) throw new UsageError('--to must be later than --from');
+        const { holdersDuring } = await import('../ledger/attribute.ts');
+        const holders = await withLedger((l) => holdersDuring(l.db, address, from, to, opts.cloud));
+        result = { address, from: from.toISOString(), to: to.toISOString(), holders };
+      } else {
+        result = await withLedger((l) => traceAddress(l.db, address, parseInstant(opts.at ?? '', '--at'), opts.cloud));
+      }
       if (opts.output === 'json') io.out(`${JSON.stringify(result, null, 2)}\n`);
-      else if (result.holders.length === 0) io.out(`nobody held ${address} at ${result.at}\n`);
+      else if (result.holders.length === 0) io.out(`nobody held ${address} ${result.at !== undefined ? `at ${result.at}` : `from ${result.from ?? ''} to ${result.to ?? ''}`}\n`);
       else io.out(renderTable(['CLOUD', 'KIND', 'INSTANCE', 'NAME', 'PROJECT', 'USER', 'HOST', 'NETWORK', 'PORT', 'FROM', 'TO', 'DELETED'],
         result.holders.map((h) => [h.cloud, h.kind, h.instance?.id, h.instance?.name, h.instance?.project ?? h.project, h.instance?.user, h.instance?.host, h.network, h.port, h.from, h.to ?? 'now', h.instance?.deletedAt])));
       if (result.holders.length === 0) status.code = EXIT.notFound;
