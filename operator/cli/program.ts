@@ -16,6 +16,7 @@ import { instanceHistory } from '../ledger/instance-history.ts';
 import type { LedgerDb } from '../ledger/db.ts';
 import { addCaptureCommands } from './capture-commands.ts';
 import { addTraceLogCommand } from './trace-log.ts';
+import { addCaseCommands } from './case-commands.ts';
 
 export interface Io {
   out: (s: string) => void;
@@ -187,6 +188,7 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
   addTraceLogCommand(trace, io, status, withLedger);
 
   addCaptureCommands(program, io, status, withLedger);
+  addCaseCommands(program, io, status, withLedger);
 
   return program;
 }

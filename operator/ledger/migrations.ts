@@ -217,10 +217,28 @@ function m0004(engine: Engine): Migration {
   };
 }
 
+/** Investigations: the log lines a case was opened from, kept so its report can be made again. */
+function m0010(): Migration {
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('cases')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('reason', 'text')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .addColumn('hold', 'text')
+        .addColumn('lines', 'text', (c) => c.notNull())
+        .addColumn('unreadable', 'text', (c) => c.notNull())
+        .execute();
+    },
+  };
+}
+
 export function migrationProvider(engine: Engine): MigrationProvider {
   return {
     async getMigrations() {
-      return { '0001_init': m0001(engine), '0002_quarantine': m0002(), '0003_trace_index': m0003(), '0004_trace_index_pg': m0004(engine) };
+      return { '0001_init': m0001(engine), '0002_quarantine': m0002(), '0003_trace_index': m0003(), '0004_trace_index_pg': m0004(engine), '0010_cases': m0010() };
     },
   };
 }

@@ -157,7 +157,20 @@ export interface AuditTable {
   hash: string;
 }
 
+/** An investigation opened from log lines (JSON arrays of the lines read and of the unreadable ones). */
+export interface CasesTable {
+  name: string;
+  reason: string | null;
+  created_at: number;
+  created_by: string;
+  /** The legal hold placed on the case's instances, if any matched. */
+  hold: string | null;
+  lines: string;
+  unreadable: string;
+}
+
 export interface LedgerSchema {
+  cases: CasesTable;
   quarantines: QuarantinesTable;
   holds: HoldsTable;
   audit: AuditTable;
