@@ -24,7 +24,7 @@ export function timelineSvg(r: CaseReport): string {
   const top = 30;
   const rows = r.timeline.addresses;
   const height = top + rows.length * rowH + 40;
-  const x = (t: number) => left + ((Math.min(Math.max(t, from), to) - from) / (to - from)) * (width - left - 20);
+  const x = (t: number) => left + ((Math.min(Math.max(t, from), to) - from) / (to - from)) * (width - left - 90);
   const colourOf = new Map<string, string>();
   r.instances.forEach((i, n) => colourOf.set(`${i.cloud}/${i.id}`, PALETTE[n % PALETTE.length] ?? '#777777'));
   const parts: string[] = [];
@@ -32,7 +32,7 @@ export function timelineSvg(r: CaseReport): string {
   for (let k = 0; k <= 4; k++) {
     const t = from + ((to - from) * k) / 4;
     parts.push(`<line x1="${x(t)}" y1="${top - 8}" x2="${x(t)}" y2="${height - 30}" stroke="#dddddd"/>`);
-    parts.push(`<text x="${x(t)}" y="${height - 12}" text-anchor="middle" class="tick">${esc(new Date(t).toISOString().replace('T', ' ').slice(0, 19))}Z</text>`);
+    parts.push(`<text x="${x(t)}" y="${height - 12}" text-anchor="${k === 4 ? 'end' : k === 0 ? 'start' : 'middle'}" class="tick">${esc(new Date(t).toISOString().replace('T', ' ').slice(0, 19))}Z</text>`);
   }
   rows.forEach((row, n) => {
     const y = top + n * rowH;
