@@ -17,6 +17,7 @@ import type { LedgerDb } from '../ledger/db.ts';
 import { addCaptureCommands } from './capture-commands.ts';
 import { addTraceLogCommand } from './trace-log.ts';
 import { addCaseCommands } from './case-commands.ts';
+import { addExportIntervalsCommand } from './export-intervals.ts';
 
 export interface Io {
   out: (s: string) => void;
@@ -189,6 +190,7 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
 
   addCaptureCommands(program, io, status, withLedger);
   addCaseCommands(program, io, status, withLedger);
+  addExportIntervalsCommand(program, io, withLedger);
 
   return program;
 }

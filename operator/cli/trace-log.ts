@@ -10,6 +10,7 @@ import { LOG_FORMATS, isLogFormat, readLog, type LogFormat, type LogLine, type U
 import { validZone } from '../logs/time.ts';
 import type { LogOptions } from '../logs/line.ts';
 import { summarizeOwners, type Attributed, type OwnerSummary } from '../logs/owners.ts';
+import { attributionEcs } from '../report/ecs.ts';
 import { renderTable } from './table.ts';
 import { EXIT, UsageError } from './errors.ts';
 import type { Io, Status } from './program.ts';
@@ -114,6 +115,8 @@ function render(io: Io, a: Attribution, output: string): void {
     for (const l of a.lines) io.out(`${JSON.stringify({ type: 'line', ...lineView(l) })}\n`);
     for (const u of a.unread) io.out(`${JSON.stringify({ type: 'unreadable', ...u })}\n`);
     for (const o of a.owners) io.out(`${JSON.stringify({ type: 'owner', ...o })}\n`);
+  } else if (output === 'ecs') {
+    for (const { l, h } of perHolder) io.out(`${JSON.stringify(attributionEcs(lineView(l), h))}\n`);
   } else if (output === 'csv') {
     const head = ['source', 'line', 'at', 'address', 'cloud', 'kind', 'instance', 'name', 'project', 'user', 'host', 'network', 'from', 'to'];
     io.out(`${head.join(',')}\n`);
@@ -141,7 +144,7 @@ export function addTraceLogCommand(trace: Command, io: Io, status: Status, withL
     .description('attribute every line of a log (abuse report, Zeek, nfdump, access log, syslog, ADDRESS,TIME) to its holder, with a summary per owner')
     .argument('[file...]', 'log files; - or none for stdin'))
     .option('--cloud <name>', 'only this cloud')
-    .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json', 'ndjson', 'csv']).default('table'))
+    .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json', 'ndjson', 'csv', 'ecs']).default('table'))
     .action(async (files: string[], o: LogInputOptions & { cloud?: string; output: string }) => {
       const reading = readLogFiles(files, o);
       const a = await withLedger((l) => attributeReading(l, reading, o.cloud));

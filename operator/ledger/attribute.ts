@@ -109,3 +109,22 @@ export async function holdersDuring(db: Kysely<LedgerSchema>, address: string, f
   const rows = await q.orderBy('a.valid_from').orderBy('a.cloud').orderBy('a.kind').execute();
   return rows.map((r) => toHolder({ ...r, name: r.name ?? null, instance_project: r.instance_project ?? null, user_id: r.user_id ?? null, host: r.host ?? null, deleted_at: r.deleted_at ?? null }));
 }
+
+/** Every interval overlapping [from, to), with its address, for export. */
+export async function intervalsDuring(db: Kysely<LedgerSchema>, from: Date, to: Date, cloud?: string): Promise<Array<{ address: string; holder: Holder }>> {
+  let q = db
+    .selectFrom('address_intervals as a')
+    .leftJoin('instances as i', (j) => j.onRef('i.cloud', '=', 'a.cloud').onRef('i.instance_id', '=', 'a.instance_id'))
+    .select([
+      sql<number>`0`.as('k'), 'a.address', 'a.cloud', 'a.kind', 'a.network', 'a.port', 'a.mac', 'a.project', 'a.valid_from', 'a.valid_to', 'a.instance_id',
+      'i.name', 'i.project as instance_project', 'i.user_id', 'i.host', 'i.deleted_at',
+    ])
+    .where('a.valid_from', '<', to.getTime())
+    .where((eb) => eb.or([eb('a.valid_to', 'is', null), eb('a.valid_to', '>', from.getTime())]));
+  if (cloud !== undefined) q = q.where('a.cloud', '=', cloud);
+  const rows = await q.orderBy('a.valid_from').orderBy('a.id').execute();
+  return rows.map((r) => ({
+    address: r.address,
+    holder: toHolder({ ...r, name: r.name ?? null, instance_project: r.instance_project ?? null, user_id: r.user_id ?? null, host: r.host ?? null, deleted_at: r.deleted_at ?? null }),
+  }));
+}
