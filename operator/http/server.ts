@@ -11,6 +11,7 @@ import { instanceHistory } from '../ledger/instance-history.ts';
 import { QuarantineStore, type CaptureState } from '../capture/quarantine-store.ts';
 import { holdsCovering } from '../capture/holds.ts';
 import type { Logger } from '../log.ts';
+import { investigationRoute } from './investigation-routes.ts';
 
 export interface HttpOptions {
   host: string;
@@ -75,13 +76,16 @@ export async function startHttp(o: HttpOptions): Promise<{ server: Server; url: 
       const rows = await store.list({ ...(state === null ? {} : { states: [state as CaptureState] }), ...(instance === null ? {} : { instanceId: instance }), ...(cloud === null ? {} : { cloud }) });
       return send(res, 200, rows.map((q) => ({ ...q, provenance: JSON.parse(q.provenance) as unknown })));
     }
+    const answer = await investigationRoute(o.db, req, parts, url);
+    if (answer !== null) return send(res, answer.status, answer.body);
     return send(res, 404, { error: 'no such route' });
   };
 
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const route = async () => {
-      if (req.method !== 'GET') return send(res, 405, { error: 'only GET' });
+      // POST only for bulk attribution, which carries the log lines in its body.
+      if (req.method !== 'GET' && !(req.method === 'POST' && url.pathname === '/api/v1/attribution')) return send(res, 405, { error: 'only GET' });
       if (url.pathname === '/healthz') return send(res, 200, 'ok\n', 'text/plain');
       if (url.pathname === '/readyz') {
         const r = await o.ready();

@@ -1,0 +1,122 @@
+// The investigator's routes of the query API, in the CLI's JSON shapes:
+// bulk attribution of posted log lines, holders over a window, cases and
+// their reports, holds, and the audit trail page by page.
+import type { IncomingMessage } from 'node:http';
+import type { Kysely } from 'kysely';
+import type { LedgerSchema } from '../ledger/schema.ts';
+import { attribute, holdersDuring } from '../ledger/attribute.ts';
+import { readLog, isLogFormat } from '../logs/read.ts';
+import { validZone } from '../logs/time.ts';
+import { summarizeOwners } from '../logs/owners.ts';
+import { listHolds } from '../capture/holds.ts';
+
+export interface RouteAnswer {
+  status: number;
+  body: unknown;
+}
+
+const OFFSET_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/;
+/** Posted logs larger than this are refused: attribute them in parts. */
+export const MAX_BODY_BYTES = 32 << 20;
+
+class BodyTooLarge extends Error {}
+
+async function readBody(req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    const b = Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk));
+    size += b.length;
+    if (size > MAX_BODY_BYTES) throw new BodyTooLarge();
+    chunks.push(b);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+const bad = (error: string): RouteAnswer => ({ status: 400, body: { error } });
+
+async function attributePosted(db: Kysely<LedgerSchema>, req: IncomingMessage, url: URL): Promise<RouteAnswer> {
+  const q = url.searchParams;
+  const format = q.get('format') ?? undefined;
+  if (format !== undefined && !isLogFormat(format)) return bad(`format ${format} is not known`);
+  const date = q.get('date') ?? undefined;
+  if (date !== undefined && !/^\d{4}-\d{2}-\d{2}$/.test(date)) return bad('date must be YYYY-MM-DD');
+  const tz = q.get('tz') ?? undefined;
+  if (tz !== undefined && !validZone(tz)) return bad(`tz ${tz} is not a zone`);
+  const columnText = q.get('column');
+  const column = columnText === null ? undefined : Number(columnText);
+  if (column !== undefined && (!Number.isInteger(column) || column < 1)) return bad('column must be 1, 2, …');
+  let text: string;
+  try {
+    text = await readBody(req);
+  } catch (err) {
+    if (err instanceof BodyTooLarge) return { status: 413, body: { error: `more than ${MAX_BODY_BYTES} bytes of log lines: post them in parts` } };
+    throw err;
+  }
+  const read = readLog(text, q.get('source') ?? 'request', { date, tz, field: q.get('field') ?? undefined, column }, format !== undefined && isLogFormat(format) ? format : undefined);
+  const holders = await attribute(db, read.lines, q.get('cloud') ?? undefined);
+  const lines = read.lines.map((line, i) => ({ line, holders: holders[i] ?? [] }));
+  return {
+    status: 200,
+    body: {
+      format: read.format,
+      counts: { lines: read.lines.length + read.unread.length, attributed: lines.filter((l) => l.holders.length > 0).length, unattributed: lines.filter((l) => l.holders.length === 0).length, unreadable: read.unread.length },
+      owners: summarizeOwners(lines),
+      lines: lines.map((l) => ({ source: l.line.source, line: l.line.lineNo, address: l.line.address, at: l.line.at.toISOString(), text: l.line.text, holders: l.holders })),
+      unreadable: read.unread,
+    },
+  };
+}
+
+/** Answers the routes it knows; null for any other path. */
+export async function investigationRoute(db: Kysely<LedgerSchema>, req: IncomingMessage, parts: readonly string[], url: URL): Promise<RouteAnswer | null> {
+  const method = req.method ?? 'GET';
+  const route = parts.slice(2).join('/');
+  if (route === 'attribution') {
+    if (method !== 'POST') return { status: 405, body: { error: 'POST the log lines' } };
+    return attributePosted(db, req, url);
+  }
+  if (method !== 'GET') return null;
+  // /api/v1/trace/window?address=&from=&to=: every holder during the window.
+  if (route === 'trace/window') {
+    const address = url.searchParams.get('address') ?? '';
+    const from = url.searchParams.get('from') ?? '';
+    const to = url.searchParams.get('to') ?? '';
+    if (!/^[0-9a-fA-F:.]+$/.test(address)) return bad('address must be an IP address');
+    if (!OFFSET_TIME.test(from) || !OFFSET_TIME.test(to)) return bad('from and to must be ISO 8601 times with an offset');
+    if (Date.parse(to) <= Date.parse(from)) return bad('to must be later than from');
+    const holders = await holdersDuring(db, address, new Date(from), new Date(to), url.searchParams.get('cloud') ?? undefined);
+    return { status: holders.length === 0 ? 404 : 200, body: { address, from: new Date(from).toISOString(), to: new Date(to).toISOString(), holders } };
+  }
+  if (route === 'holds') {
+    const holds = await listHolds(db, { includeReleased: url.searchParams.get('all') === 'true' });
+    return { status: 200, body: holds.map((h) => ({ name: h.name, caseId: h.caseId ?? null, reason: h.reason, selector: h.selector, until: h.until?.toISOString() ?? null, createdAt: h.createdAt.toISOString(), createdBy: h.createdBy, releasedAt: h.releasedAt?.toISOString() ?? null })) };
+  }
+  // /api/v1/audit?after=SEQ&limit=N[&subject=]: a page, and where the next one starts.
+  if (route === 'audit') {
+    const after = Number(url.searchParams.get('after') ?? '0');
+    const limit = Number(url.searchParams.get('limit') ?? '100');
+    if (!Number.isInteger(after) || after < 0 || !Number.isInteger(limit) || limit < 1 || limit > 1000) return bad('after must be a sequence number and limit 1..1000');
+    let q = db.selectFrom('audit').selectAll().where('seq', '>', after);
+    const subject = url.searchParams.get('subject');
+    if (subject !== null) q = q.where('subject', '=', subject);
+    const rows = await q.orderBy('seq').limit(limit + 1).execute();
+    const page = rows.slice(0, limit).map((a) => ({ seq: Number(a.seq), at: new Date(Number(a.at)).toISOString(), actor: a.actor, action: a.action, subject: a.subject, details: JSON.parse(a.details) as unknown, hash: a.hash }));
+    return { status: 200, body: { entries: page, next: rows.length > limit ? page[page.length - 1]?.seq ?? null : null } };
+  }
+  if (route === 'cases') {
+    const { listCases } = await import('../capture/cases.ts');
+    return { status: 200, body: (await listCases(db)).map((c) => ({ ...c, createdAt: c.createdAt.toISOString() })) };
+  }
+  if (parts[2] === 'cases' && parts.length === 5 && parts[4] === 'report') {
+    const { caseReport } = await import('../capture/case-report.ts');
+    const { CaseError } = await import('../capture/cases.ts');
+    try {
+      return { status: 200, body: await caseReport(db, decodeURIComponent(parts[3] ?? ''), new Date()) };
+    } catch (err) {
+      if (err instanceof CaseError) return { status: 404, body: { error: err.message } };
+      throw err;
+    }
+  }
+  return null;
+}
