@@ -4,5 +4,6 @@ import type { Scenario } from './scenario.ts';
 import { ingest } from './scenarios/ingest.ts';
 import { trace } from './scenarios/trace.ts';
 import { capture } from './scenarios/capture.ts';
+import { attributeScenario } from './scenarios/attribute.ts';
 
-export const scenarios: readonly Scenario[] = [ingest, trace, capture];
+export const scenarios: readonly Scenario[] = [ingest, trace, attributeScenario, capture];

@@ -23,7 +23,7 @@ import type { LedgerSchema } from '../../operator/ledger/schema.ts';
 
 type Engine = 'sqlite' | 'postgres';
 
-interface Built {
+export interface Built {
   stats: Omit<Generated, 'samples'>;
   samples: Generated['samples'];
   generationSeconds: number;
@@ -34,13 +34,13 @@ interface Built {
 const TARGET_MS = 5;
 const TARGET_SIZE = 10_000_000;
 
-function sizeLabel(n: number): string {
+export function sizeLabel(n: number): string {
   if (n >= 1_000_000 && n % 1_000_000 === 0) return `${n / 1_000_000}M`;
   if (n >= 1000 && n % 1000 === 0) return `${n / 1000}k`;
   return String(n);
 }
 
-function sizesOf(text: string, what: string): number[] {
+export function sizesOf(text: string, what: string): number[] {
   const out = text.split(',').map((s) => s.trim()).filter((s) => s !== '').map(Number);
   for (const n of out) if (!Number.isInteger(n) || n < 1000) throw new Error(`${what}: sizes are integers ≥ 1000, got "${text}"`);
   return out;
@@ -151,7 +151,7 @@ function prewarm(path: string): number {
   return (performance.now() - t0) / 1000;
 }
 
-async function sqliteLedger(size: number, ctx: Context, rebuild: boolean): Promise<{ ledger: LedgerDb; built: Built; cached: boolean; metaPath: string }> {
+export async function sqliteLedger(size: number, ctx: Context, rebuild: boolean): Promise<{ ledger: LedgerDb; built: Built; cached: boolean; metaPath: string }> {
   const path = join(ctx.outDir, `trace-v${GENERATOR_VERSION}-${size}.sqlite`);
   const metaPath = `${path}.json`;
   let built: Built | undefined;
@@ -202,7 +202,7 @@ class Columnar {
   }
 }
 
-async function buildPostgres(url: string, size: number, ctx: Context): Promise<{ ledger: LedgerDb; built: Built }> {
+export async function buildPostgres(url: string, size: number, ctx: Context): Promise<{ ledger: LedgerDb; built: Built }> {
   const ledger = openLedgerDb(url);
   await migrateToLatest(ledger);
   const client = new pg.Client({ connectionString: url });

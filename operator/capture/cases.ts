@@ -18,7 +18,8 @@ export class CaseError extends Error {
 
 export const caseHoldName = (name: string): string => `case-${name}`;
 export const caseSubject = (name: string): string => `case/${name}`;
-const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+// A CLI case is NAME; a QuarantineCase resource's is NAMESPACE/NAME.
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}(\/[A-Za-z0-9][A-Za-z0-9._-]{0,252})?$/;
 
 export interface CaseRecord {
   name: string;
@@ -45,7 +46,7 @@ export async function openCase(
   c: { name: string; reason?: string | undefined; lines: ReadonlyArray<Attributed<Holder>>; unreadable: readonly UnreadLine[]; actor: string },
   now: Date,
 ): Promise<CaseRecord> {
-  if (!NAME.test(c.name)) throw new CaseError(`case name "${c.name}" must be letters, digits, '.', '_' or '-' (at most 63)`);
+  if (!NAME.test(c.name)) throw new CaseError(`case name "${c.name}" must be letters, digits, '.', '_' or '-' (at most 63), optionally NAMESPACE/NAME`);
   if (await db.selectFrom('cases').select('name').where('name', '=', c.name).executeTakeFirst() !== undefined) {
     throw new CaseError(`case ${c.name} exists already`);
   }

@@ -60,7 +60,7 @@ export function addCaseCommands(program: Command, io: Io, status: Status, withLe
   cases.command('report')
     .description('write the case\'s report: report.md, report.json and a self-contained report.html with a timeline')
     .argument('<name>', 'case name')
-    .option('--dir <dir>', 'directory to write into (default ./case-NAME)')
+    .option('--dir <dir>', 'directory to write into (default ./case-NAME, a / in NAME as _)')
     .action(async (name: string, o: { dir?: string }) => {
       const { caseReport } = await import('../capture/case-report.ts');
       const { CaseError } = await import('../capture/cases.ts');
@@ -74,7 +74,7 @@ export function addCaseCommands(program: Command, io: Io, status: Status, withLe
           throw err;
         }
       });
-      const dir = resolve(o.dir ?? `case-${name}`);
+      const dir = resolve(o.dir ?? `case-${name.replace(/\//g, '_')}`);
       try {
         mkdirSync(dir, { recursive: true });
         writeFileSync(join(dir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);

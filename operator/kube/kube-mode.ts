@@ -17,6 +17,7 @@ import { policyFromResource } from './mapping.ts';
 import { cloudController } from './controllers/cloud.ts';
 import { policyController } from './controllers/policy.ts';
 import { holdController } from './controllers/hold.ts';
+import { caseController } from './controllers/case.ts';
 import { restoreController } from './controllers/restore.ts';
 import type { Logger } from '../log.ts';
 
@@ -95,7 +96,7 @@ export async function runKubernetes(o: KubernetesOptions): Promise<void> {
     const manager = new ControllerManager({
       kubeConfig: kc, namespace: o.namespace, identity: o.identity, leaseName: o.leaseName, log: logger,
       leaseDurationMs: o.leaseDurationMs, renewDeadlineMs: o.renewDeadlineMs, retryPeriodMs: o.retryPeriodMs,
-      controllers: [cloudController(operator, ledger.db), policyController(operator, ledger.db), holdController(ledger.db), restoreController(operator, ledger.db)] as never,
+      controllers: [cloudController(operator, ledger.db), policyController(operator, ledger.db), holdController(ledger.db), restoreController(operator, ledger.db), caseController(ledger.db)] as never,
       onStartedLeading: () => operator.becomeLeader(),
       onStoppedLeading: () => operator.stopLeading(),
     });

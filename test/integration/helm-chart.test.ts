@@ -152,7 +152,7 @@ describe('Helm chart charts/quarantine-operator', () => {
       ['replicaCount=1', 'serviceAccount.create=false', 'serviceAccount.name=existing', 'rbac.create=false'],
     ];
     const seenKinds = new Set<string>();
-    const crds = ['clouds', 'quarantinepolicies', 'quarantineholds', 'quarantinerestores'].map(
+    const crds = ['clouds', 'quarantinepolicies', 'quarantineholds', 'quarantinerestores', 'quarantinecases'].map(
       (p) => parseAllDocuments(readFileSync(join(chart, 'crds', `${p}.yaml`), 'utf8'))[0]?.toJS() as Record<string, any>,
     );
     for (const sets of variants) {
@@ -342,7 +342,7 @@ describe('Helm chart charts/quarantine-operator', () => {
       await rbac.readNamespacedRole({ namespace: releaseNamespace, name: fullname });
       await rbac.readNamespacedRoleBinding({ namespace: releaseNamespace, name: fullname });
       await admin.makeApiClient(k8s.PolicyV1Api).readNamespacedPodDisruptionBudget({ namespace: releaseNamespace, name: fullname });
-      for (const plural of ['clouds', 'quarantinepolicies', 'quarantineholds', 'quarantinerestores']) {
+      for (const plural of ['clouds', 'quarantinepolicies', 'quarantineholds', 'quarantinerestores', 'quarantinecases']) {
         const crd = await ext.readCustomResourceDefinition({ name: `${plural}.${GROUP}` });
         assert.equal(crd.status?.conditions?.find((c) => c.type === 'Established')?.status, 'True', plural);
       }

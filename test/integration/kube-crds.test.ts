@@ -87,7 +87,7 @@ describe('generated CRDs on a real kube-apiserver', () => {
     }
     if (core === undefined) return;
     // No controller-manager runs here to empty and finalize the namespace, so its objects go first.
-    for (const plural of ['quarantineholds', 'quarantinerestores']) {
+    for (const plural of ['quarantineholds', 'quarantinerestores', 'quarantinecases']) {
       const list = (await custom.listNamespacedCustomObject({ ...ns, plural })) as { items: Array<{ metadata: { name: string } }> };
       for (const item of list.items) await custom.deleteNamespacedCustomObject({ ...ns, plural, name: item.metadata.name });
     }
@@ -105,7 +105,7 @@ describe('generated CRDs on a real kube-apiserver', () => {
 
   test('every file in crds/ is accepted and becomes Established with its names', { timeout: 90_000 }, async () => {
     const files = readdirSync(join(root, 'crds')).filter((f) => f.endsWith('.yaml'));
-    assert.deepEqual(files.sort(), ['clouds.yaml', 'quarantineholds.yaml', 'quarantinepolicies.yaml', 'quarantinerestores.yaml']);
+    assert.deepEqual(files.sort(), ['clouds.yaml', 'quarantinecases.yaml', 'quarantineholds.yaml', 'quarantinepolicies.yaml', 'quarantinerestores.yaml']);
     const crds = files.map((f) => parse(readFileSync(join(root, 'crds', f), 'utf8')) as object);
     await applyCrds(admin, crds);
     const ext = admin.makeApiClient(k8s.ApiextensionsV1Api);
@@ -173,6 +173,17 @@ describe('generated CRDs on a real kube-apiserver', () => {
       body: { apiVersion, kind: 'QuarantineRestore', metadata: { name: 'restore-export' }, spec: { quarantineId: 'q-1', export: { path: '/exports/case-42.raw' }, reason: 'analysis', caseId: 'CERT-2026-0042' } },
     });
     assert.equal(exported.spec.export.format, 'raw');
+
+    const kase = await custom.createNamespacedCustomObject({
+      ...ns,
+      plural: 'quarantinecases',
+      body: { apiVersion, kind: 'QuarantineCase', metadata: { name: 'cert-2026-0042' }, spec: { reason: 'flood', logs: [{ name: 'batch.log', text: '18:13:16+02:00 x TCP 188.185.194.218:1 -> 192.0.2.1:80\n', date: '2026-05-01' }] } },
+    });
+    assert.equal(kase.spec.logs[0].date, '2026-05-01');
+    const kaseRejected = (spec: object) =>
+      custom.createNamespacedCustomObject({ ...ns, plural: 'quarantinecases', body: { apiVersion, kind: 'QuarantineCase', metadata: { name: 'bad-case' }, spec } });
+    await rejected(kaseRejected({ logs: [] }), /spec\.logs: Invalid value: \d+: spec\.logs in body should have at least 1 items|spec\.logs in body should have at least 1 items/);
+    await rejected(kaseRejected({ logs: [{ name: 'a', text: 'x', format: 'pcap' }] }), /spec\.logs\[0\]\.format: Unsupported value: "pcap"/);
   });
 
   test('invalid objects are refused by the schema with a message that says what is wrong', { timeout: 30_000 }, async () => {

@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { stringify } from 'yaml';
 import { Cloud, CloudSpec, CloudStatus } from './cloud.ts';
 import { QuarantineHold, QuarantineHoldSpec, QuarantineHoldStatus, parseQuarantineHold } from './hold.ts';
+import { QuarantineCase, QuarantineCaseSpec, QuarantineCaseStatus, parseQuarantineCase } from './case.ts';
 import { QuarantinePolicy, QuarantinePolicySpec, QuarantinePolicyStatus, parseQuarantinePolicy } from './policy.ts';
 import { QuarantineRestore, QuarantineRestoreSpec, QuarantineRestoreStatus, parseQuarantineRestore } from './restore.ts';
 import { parseResource } from './common.ts';
@@ -125,11 +126,31 @@ export const QuarantineRestoreResource: ResourceDef<QuarantineRestore> = {
   parse: parseQuarantineRestore,
 };
 
+export const QuarantineCaseResource: ResourceDef<QuarantineCase> = {
+  kind: 'QuarantineCase',
+  plural: 'quarantinecases',
+  singular: 'quarantinecase',
+  listKind: 'QuarantineCaseList',
+  shortNames: ['qcase'],
+  namespaced: true,
+  description: 'An investigation from an abuse report: its lines attributed, a legal hold on the matching instances\' quarantines, a report.',
+  spec: QuarantineCaseSpec,
+  status: QuarantineCaseStatus,
+  printerColumns: [
+    { name: 'Lines', type: 'integer', jsonPath: '.status.lines' },
+    { name: 'Attributed', type: 'integer', jsonPath: '.status.attributed' },
+    { name: 'Hold', type: 'string', jsonPath: '.status.hold' },
+    age,
+  ],
+  parse: parseQuarantineCase,
+};
+
 export const RESOURCES: readonly ResourceDef[] = [
   CloudResource,
   QuarantinePolicyResource,
   QuarantineHoldResource,
   QuarantineRestoreResource,
+  QuarantineCaseResource,
 ];
 
 export function crdName(def: ResourceDef): string {
