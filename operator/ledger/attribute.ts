@@ -85,8 +85,16 @@ export async function attribute(db: Kysely<LedgerSchema>, probes: readonly Probe
   });
   const found: Holder[][] = unique.map(() => []);
   if (unique.length > 0) {
-    const { rows } = await attributeQuery(db, unique, cloud).execute(db);
-    for (const r of rows) found[Number(r.k)]?.push(toHolder(r));
+    // In address-then-time order the lookups walk the trace index forwards, so the pages
+    // one probe reads are mostly the ones the previous probe just read.
+    const order = unique.map((_, i) => i).sort((a, b) => {
+      const pa = unique[a];
+      const pb = unique[b];
+      if (pa === undefined || pb === undefined) return 0;
+      return pa.address < pb.address ? -1 : pa.address > pb.address ? 1 : pa.at.getTime() - pb.at.getTime();
+    });
+    const { rows } = await attributeQuery(db, order.map((i) => unique[i]).filter((p): p is Probe => p !== undefined), cloud).execute(db);
+    for (const r of rows) found[order[Number(r.k)] ?? -1]?.push(toHolder(r));
   }
   return index.map((i) => found[i] ?? []);
 }
