@@ -60,9 +60,12 @@ export function attributeQuery(db: Kysely<LedgerSchema>, probes: readonly Probe[
       LEFT JOIN instances i ON i.cloud = a.cloud AND i.instance_id = a.instance_id
       ORDER BY q.k, a.cloud, a.kind, a.valid_from`;
   }
-  // CROSS JOIN makes SQLite loop over the probes and look each up in the trace index.
-  return sql<Row>`SELECT q.k, ${COLUMNS}
-    FROM (SELECT json_extract(value, '$.k') AS k, json_extract(value, '$.address') AS address, json_extract(value, '$.t') AS t FROM json_each(${json})) AS q
+  // Materialized, the probes are read from the JSON once rather than at every index entry compared;
+  // CROSS JOIN makes SQLite loop over them and look each up in the trace index.
+  return sql<Row>`WITH q AS MATERIALIZED (
+      SELECT json_extract(value, '$.k') AS k, json_extract(value, '$.address') AS address, json_extract(value, '$.t') AS t FROM json_each(${json}))
+    SELECT q.k, ${COLUMNS}
+    FROM q
     CROSS JOIN address_intervals a
     LEFT JOIN instances i ON i.cloud = a.cloud AND i.instance_id = a.instance_id
     WHERE a.address = q.address AND a.valid_from <= q.t AND (a.valid_to IS NULL OR a.valid_to > q.t)${onCloud}
