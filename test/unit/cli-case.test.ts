@@ -3,7 +3,7 @@
 // and after the case was opened, the audit trail, and the report's three files.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from '../../operator/cli/program.ts';
@@ -119,8 +119,21 @@ describe('quarantine case', () => {
     assert.equal(existsSync(join(dir, 'nope')), false);
   });
 
+  test('a case whose lines nobody held is recorded without a hold', async () => {
+    const lonely = join(dir, 'lonely.csv');
+    writeFileSync(lonely, '192.0.2.99,2026-05-01T16:10:00Z\n');
+    const r = await cli(['--db', dbUrl, 'case', 'open', 'CERT-EMPTY', '--from-log', lonely, '--actor', 'investigator']);
+    assert.equal(r.code, EXIT.ok, r.err);
+    assert.match(r.out, /case CERT-EMPTY opened: 1 lines read, 0 unreadable, 0 instances, hold none \(no instance matched\)/);
+    const audit = await ledger.db.selectFrom('audit').select(['action', 'details']).where('subject', '=', 'case/CERT-EMPTY').execute();
+    assert.deepEqual(audit.map((a) => [a.action, JSON.parse(a.details).hold]), [['case.open', null]]);
+    const bad = await cli(['--db', dbUrl, 'case', 'open', '../etc', '--from-log', lonely]);
+    assert.equal(bad.code, EXIT.usage);
+    assert.match(bad.err, /case name "\.\.\/etc" must be/);
+  });
+
   test('case ls lists the case with its hold', async () => {
     const r = await cli(['--db', dbUrl, 'case', 'ls', '-o', 'json']);
-    assert.deepEqual(JSON.parse(r.out).map((c: { name: string; hold: string }) => [c.name, c.hold]), [['CERT-2026-042', 'case-CERT-2026-042']]);
+    assert.deepEqual(JSON.parse(r.out).map((c: { name: string; hold: string | null }) => [c.name, c.hold]), [['CERT-2026-042', 'case-CERT-2026-042'], ['CERT-EMPTY', null]]);
   });
 });
