@@ -105,7 +105,10 @@ async function standing(db: Kysely<LedgerSchema>, by: { name?: string; caseId?: 
 
 /** Releases holds by name or by case id; the quarantines they covered become sweepable again. */
 export async function releaseHolds(db: Kysely<LedgerSchema>, by: { name?: string; caseId?: string }, actor: string, now: Date): Promise<string[]> {
-  const released = await releasedBy(db, { removed: await standing(db, by) }, now);
+  const names = await standing(db, by);
+  if (names.length === 0) return [];
+  // Named in each release entry: what the release gave back to retention.
+  const released = await releasedBy(db, { removed: names }, now);
   return db.transaction().execute(async (trx) => {
     const names = await standing(trx, by);
     for (const name of names) {
