@@ -8,6 +8,9 @@ import { Operator } from './operator.ts';
 import { UsageError } from './cli/errors.ts';
 import type { Logger } from './log.ts';
 import { startHttp } from './http/server.ts';
+import { useAuditKeys, type AuditKeyRing } from './ledger/audit.ts';
+import { AuditAnchorer, fileAnchorSink, logAnchorSink } from './ledger/audit-anchor.ts';
+import { HoldError } from './capture/holds.ts';
 
 export interface StandaloneOptions {
   dbUrl: string;
@@ -21,6 +24,11 @@ export interface StandaloneOptions {
   /** host:port for metrics, probes and the query API; none = no HTTP listener. */
   listen?: string | undefined;
   apiToken?: string | undefined;
+  /** Signs the audit trail; without it the trail stays unkeyed (a warning says so). */
+  auditKeys?: AuditKeyRing | undefined;
+  /** Append-only file the audit head is anchored to, besides the log. */
+  anchorFile?: string | undefined;
+  anchorIntervalMs?: number | undefined;
 }
 
 export async function runStandalone(opts: StandaloneOptions): Promise<void> {
@@ -37,13 +45,23 @@ export async function runStandalone(opts: StandaloneOptions): Promise<void> {
   for (const c of resources.clouds) await secrets.get(c.spec.amqp.urlSecretRef);
 
   const ledger = openLedgerDb(opts.dbUrl);
+  useAuditKeys(ledger.db, opts.auditKeys);
   const stops: Array<() => Promise<void>> = [];
+  let anchorer: AuditAnchorer | undefined;
   const operator = new Operator({ ledger, secrets, logger, ...(opts.orphanGraceMs === undefined ? {} : { orphanGraceMs: opts.orphanGraceMs }) });
   try {
     const applied = await migrateToLatest(ledger);
-    logger.info({ db: redactUrl(opts.dbUrl), migrationsApplied: applied }, 'ledger ready');
+    logger.info({ db: redactUrl(opts.dbUrl), migrationsApplied: applied, auditKey: opts.auditKeys?.current.id ?? null, auditAnchorFile: opts.anchorFile ?? null }, 'ledger ready');
+    if (opts.auditKeys === undefined) logger.warn('no audit key (QUARANTINE_AUDIT_KEY_FILE): the audit trail is not keyed, and whoever can write the database can rewrite it');
+    anchorer = new AuditAnchorer({
+      db: ledger.db, keys: opts.auditKeys, logger, intervalMs: opts.anchorIntervalMs,
+      sinks: [logAnchorSink(logger), ...(opts.anchorFile === undefined ? [] : [fileAnchorSink(opts.anchorFile)])],
+    });
+    anchorer.start();
     operator.setPolicies(resources.policies);
-    await operator.syncHolds(resources.holds);
+    await operator.syncHolds(resources.holds).catch((err: unknown) => {
+      throw err instanceof HoldError ? new UsageError(`${opts.manifests ?? ''}: ${err.message}`) : err;
+    });
     for (const c of resources.clouds) await operator.addCloud(c);
     // Standalone means one process: it is the leader.
     await operator.becomeLeader();
@@ -61,6 +79,8 @@ export async function runStandalone(opts: StandaloneOptions): Promise<void> {
   } finally {
     for (const stop of stops) await stop();
     await operator.stop();
+    // The last head, after everything this process wrote.
+    await anchorer?.stop();
     await ledger.close();
     logger.info('stopped');
   }

@@ -1,8 +1,11 @@
 // The quarantines table as the capture engine sees it: rows are planned
 // before any Ceph call, and every state change is a conditional update, so
 // two replicas (or a restarted one) never run the same step twice at once.
-import type { Kysely, Selectable, Updateable } from 'kysely';
+// Every change of a row's state, location, expiry or digest is written to the
+// audit trail in the same transaction, so the trail can vouch for the table.
+import type { Kysely, Selectable, Transaction, Updateable } from 'kysely';
 import type { LedgerSchema, QuarantinesTable } from '../ledger/schema.ts';
+import { appendAudit, auditKeysOf, canonical, quarantineSnapshot, rowDetails } from '../ledger/audit.ts';
 
 export const CAPTURE_STATES = ['planned', 'snapshotting', 'cloning', 'quarantined', 'flattening', 'expired', 'purged', 'failed'] as const;
 export type CaptureState = (typeof CAPTURE_STATES)[number];
@@ -17,21 +20,52 @@ export type NewQuarantine = Omit<QuarantineRow, 'state' | 'failure' | 'flattened
   anchor_trash_id?: string | null;
 };
 
+export const STORE_ACTOR = 'quarantine-operator';
+
 export class QuarantineStore {
   readonly db: Kysely<LedgerSchema>;
-  constructor(db: Kysely<LedgerSchema>) {
+  readonly #actor: string;
+  constructor(db: Kysely<LedgerSchema>, actor = STORE_ACTOR) {
     this.db = db;
+    this.#actor = actor;
   }
 
   /** Inserts a planned capture, or returns the existing one for the same source image: captures are idempotent per (cloud, image id). */
   async plan(q: NewQuarantine, now: Date): Promise<{ row: QuarantineRow; created: boolean }> {
-    const res = await this.db.insertInto('quarantines').values({
-      ...q, anchor_trash_id: q.anchor_trash_id ?? null, state: 'planned', failure: null, flattened: 0, captured_at: null, expires_at: null,
-      purged_at: null, digest: null, digest_at: null, bytes: null, updated_at: now.getTime(),
-    }).onConflict((oc) => oc.columns(['cloud', 'source_image_id']).doNothing()).executeTakeFirst();
-    const created = Number(res.numInsertedOrUpdatedRows ?? 0n) > 0;
-    const row = await this.db.selectFrom('quarantines').selectAll().where('cloud', '=', q.cloud).where('source_image_id', '=', q.source_image_id).executeTakeFirstOrThrow();
-    return { row, created };
+    return this.db.transaction().execute(async (trx) => {
+      const res = await trx.insertInto('quarantines').values({
+        ...q, anchor_trash_id: q.anchor_trash_id ?? null, state: 'planned', failure: null, flattened: 0, captured_at: null, expires_at: null,
+        purged_at: null, digest: null, digest_at: null, bytes: null, updated_at: now.getTime(),
+      }).onConflict((oc) => oc.columns(['cloud', 'source_image_id']).doNothing()).executeTakeFirst();
+      const created = Number(res.numInsertedOrUpdatedRows ?? 0n) > 0;
+      const row = await trx.selectFrom('quarantines').selectAll().where('cloud', '=', q.cloud).where('source_image_id', '=', q.source_image_id).executeTakeFirstOrThrow();
+      if (created) await this.#audit(trx, 'quarantine.planned', row, now, { cloud: row.cloud, instance: row.instance_id, disk: row.disk, mode: row.mode, policy: row.policy });
+      return { row, created };
+    });
+  }
+
+  async #audit(trx: Transaction<LedgerSchema>, action: string, row: QuarantineRow, now: Date, extra: Record<string, unknown>): Promise<void> {
+    await appendAudit(trx, { actor: this.#actor, action, subject: row.id, at: now, details: rowDetails('quarantines', quarantineSnapshot(row), extra) }, { keys: auditKeysOf(this.db) });
+  }
+
+  /** Applies an update and audits it when it changed what the trail vouches for. */
+  async #change(id: string, now: Date, fields: Updateable<QuarantinesTable>, from?: readonly CaptureState[]): Promise<boolean> {
+    return this.db.transaction().execute(async (trx) => {
+      const before = await trx.selectFrom('quarantines').selectAll().where('id', '=', id).executeTakeFirst();
+      if (before === undefined || (from !== undefined && !(from as readonly string[]).includes(before.state))) return false;
+      let q = trx.updateTable('quarantines').set({ ...fields, updated_at: now.getTime() }).where('id', '=', id);
+      if (from !== undefined) q = q.where('state', 'in', [...from]);
+      const r = await q.executeTakeFirst();
+      if (Number(r.numUpdatedRows) === 0) return false;
+      const after = await trx.selectFrom('quarantines').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+      const was = quarantineSnapshot(before);
+      const is = quarantineSnapshot(after);
+      if (canonical(was) !== canonical(is)) {
+        const changed = (Object.keys(is) as Array<keyof typeof is>).filter((k) => canonical(was[k]) !== canonical(is[k]));
+        await this.#audit(trx, 'quarantine.changed', after, now, { changed, from: Object.fromEntries(changed.map((k) => [k, was[k]])) });
+      }
+      return true;
+    });
   }
 
   async get(id: string): Promise<QuarantineRow | undefined> {
@@ -44,13 +78,11 @@ export class QuarantineStore {
 
   /** Moves a row on only if it is still in one of `from`; false means someone else moved it. */
   async transition(id: string, from: readonly CaptureState[], to: CaptureState, now: Date, fields: Updateable<QuarantinesTable> = {}): Promise<boolean> {
-    const r = await this.db.updateTable('quarantines').set({ ...fields, state: to, updated_at: now.getTime() })
-      .where('id', '=', id).where('state', 'in', [...from]).executeTakeFirst();
-    return Number(r.numUpdatedRows) > 0;
+    return this.#change(id, now, { ...fields, state: to }, from);
   }
 
   async update(id: string, now: Date, fields: Updateable<QuarantinesTable>): Promise<void> {
-    await this.db.updateTable('quarantines').set({ ...fields, updated_at: now.getTime() }).where('id', '=', id).execute();
+    await this.#change(id, now, fields);
   }
 
   async inState(states: readonly CaptureState[], cloud?: string): Promise<QuarantineRow[]> {

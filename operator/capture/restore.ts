@@ -60,15 +60,30 @@ async function readInto(ctx: InvestigatorContext, q: QuarantineRow, sink: Writab
   await Promise.all([pipeline(handle.stream, tap, sink), handle.done]);
   const sha256 = hash.digest('hex');
   const recorded = q.digest;
-  if (recorded === null) await new QuarantineStore(ctx.db).update(q.id, new Date(), { digest: sha256, digest_at: Date.now() });
+  if (recorded === null) await new QuarantineStore(ctx.db, ctx.actor).update(q.id, new Date(), { digest: sha256, digest_at: Date.now() });
   return { id: q.id, sha256, bytes, recorded, matches: recorded === null ? null : recorded === sha256 };
 }
 
+/**
+ * Exports a quarantine to `destination` (an absolute path, or `stdout`). An
+ * export that fails is audited too, with where it was going: a partial copy
+ * of evidence may exist there.
+ */
 export async function exportQuarantine(ctx: InvestigatorContext, id: string, sink: Writable, destination: string, details: { reason?: string; caseId?: string } = {}): Promise<TransferResult> {
-  const q = await usable(ctx, id);
-  const r = await readInto(ctx, q, sink);
+  let r: TransferResult;
+  try {
+    const q = await usable(ctx, id);
+    r = await readInto(ctx, q, sink);
+  } catch (err) {
+    await auditFailedExport(ctx, id, destination, err, details);
+    throw err;
+  }
   await appendAudit(ctx.db, { actor: ctx.actor, action: 'export', subject: id, details: { destination, sha256: r.sha256, bytes: r.bytes, recordedDigest: r.recorded, matches: r.matches, ...details } });
   return r;
+}
+
+export async function auditFailedExport(ctx: Pick<InvestigatorContext, 'db' | 'actor'>, id: string, destination: string, err: unknown, details: { reason?: string; caseId?: string } = {}): Promise<void> {
+  await appendAudit(ctx.db, { actor: ctx.actor, action: 'export.failed', subject: id, details: { destination, error: err instanceof Error ? err.message : String(err), ...details } });
 }
 
 export async function verifyQuarantine(ctx: InvestigatorContext, id: string): Promise<TransferResult> {

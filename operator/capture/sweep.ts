@@ -69,7 +69,7 @@ export async function destroyImage(blocks: BlockStore, image: ImageSpec): Promis
 export async function sweep(deps: SweepDeps, opts: SweepOptions): Promise<SweepReport> {
   const { db, logger } = deps;
   const actor = deps.actor ?? 'quarantine-operator/sweep';
-  const store = new QuarantineStore(db);
+  const store = new QuarantineStore(db, actor);
   const now = opts.now;
   const report: SweepReport = { dryRun: opts.dryRun, at: now.toISOString(), deleted: [], wouldDelete: [], held: [], failed: [] };
   let rows = await store.inState(['quarantined', 'expired']);

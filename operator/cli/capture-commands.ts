@@ -1,19 +1,19 @@
 // The quarantine commands of the CLI: for investigators (images, export,
-// restore, verify), the security team (holds, sweep), and auditors (audit verify).
+// restore, verify) and the security team (sweep); holds and the audit trail
+// have files of their own.
 import { createWriteStream, existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { Option, type Command } from 'commander';
 import type { LedgerDb } from '../ledger/db.ts';
 import { QuarantineStore, CAPTURE_STATES, type CaptureState, type QuarantineRow } from '../capture/quarantine-store.ts';
-import { holdsCovering, listHolds, releaseHolds, upsertHold } from '../capture/holds.ts';
-import { exportQuarantine, restoreQuarantine, verifyQuarantine } from '../capture/restore.ts';
+import { holdsCovering } from '../capture/holds.ts';
+import { auditFailedExport, exportQuarantine, restoreQuarantine, verifyQuarantine } from '../capture/restore.ts';
 import { sweep } from '../capture/sweep.ts';
-import { verifyAudit } from '../ledger/audit.ts';
 import { resourcesFromManifests } from '../kube/manifest-kinds.ts';
 import { cephAccess, type CephAccess } from '../clouds/ceph-access.ts';
 import { FileEnvSecretSource } from '../secrets.ts';
 import { parseImageSpec } from '../ceph/names.ts';
-import { parseInstant } from './time-arg.ts';
 import { renderTable } from './table.ts';
 import { EXIT, UsageError } from './errors.ts';
 import type { Io, Status } from './program.ts';
@@ -114,16 +114,23 @@ export function addCaptureCommands(program: Command, io: Io, status: Status, wit
     .requiredOption('--file <path>', 'destination file, or - for standard output')
     .option('--case <id>', 'case id for the audit trail').option('--reason <text>', 'why, for the audit trail')
     .action(async (id: string, o: { file: string; manifests?: string; secrets?: string; actor: string; case?: string; reason?: string }) => {
+      // The trail records where evidence went, wherever the command was run from.
+      const destination = o.file === '-' ? 'stdout' : resolve(o.file);
+      const why = { ...(o.case === undefined ? {} : { caseId: o.case }), ...(o.reason === undefined ? {} : { reason: o.reason }) };
       await withLedger(async (l) => {
         const q = await new QuarantineStore(l.db).get(id);
         if (q === undefined) throw new UsageError(`no quarantine ${id}`);
-        if (o.file !== '-' && existsSync(o.file)) throw new UsageError(`${o.file} exists already; export never overwrites`);
+        if (o.file !== '-' && existsSync(o.file)) {
+          const refusal = new UsageError(`${o.file} exists already; export never overwrites`);
+          await auditFailedExport({ db: l.db, actor: o.actor }, id, destination, refusal, why);
+          throw refusal;
+        }
         const ceph = await cephFor(q.cloud, o.manifests, o.secrets);
         try {
           const sink = o.file === '-' ? new Writable({ write: (c: Buffer, _e, done) => { process.stdout.write(c, done); } }) : createWriteStream(o.file, { flags: 'wx', mode: 0o640 });
-          const r = await exportQuarantine({ db: l.db, blocks: ceph.blocks, actor: o.actor, onProgress: progress(io, o.file !== '-' && process.stderr.isTTY === true) }, id, sink, o.file, { ...(o.case === undefined ? {} : { caseId: o.case }), ...(o.reason === undefined ? {} : { reason: o.reason }) });
+          const r = await exportQuarantine({ db: l.db, blocks: ceph.blocks, actor: o.actor, onProgress: progress(io, o.file !== '-' && process.stderr.isTTY === true) }, id, sink, destination, why);
           io.err(`${process.stderr.isTTY === true ? '\r' : ''}exported ${id}: ${r.bytes} bytes, sha256 ${r.sha256}${r.matches === false ? ` — DIFFERS from the recorded ${r.recorded}` : ''}\n`);
-          if (r.matches === false) status.code = EXIT.failure;
+          if (r.matches === false) status.code = EXIT.evidence;
         } finally {
           ceph.close();
         }
@@ -143,7 +150,7 @@ export function addCaptureCommands(program: Command, io: Io, status: Status, wit
           const r = await verifyQuarantine({ db: l.db, blocks: ceph.blocks, actor: o.actor }, id);
           if (o.output === 'json') io.out(`${JSON.stringify(r, null, 2)}\n`);
           else io.out(`${id}: sha256 ${r.sha256} (${r.bytes} bytes) ${r.matches === null ? 'recorded now (first read)' : r.matches ? 'matches the recorded digest' : `DIFFERS from the recorded ${r.recorded}`}\n`);
-          if (r.matches === false) status.code = EXIT.failure;
+          if (r.matches === false) status.code = EXIT.evidence;
         } finally {
           ceph.close();
         }
@@ -172,63 +179,6 @@ export function addCaptureCommands(program: Command, io: Io, status: Status, wit
         } finally {
           ceph.close();
         }
-      });
-    });
-
-  const hold = program.command('hold').description('legal holds: matching quarantines never expire while a hold stands');
-  hold.command('add')
-    .description('place a hold')
-    .argument('<name>')
-    .requiredOption('--case <id>', 'case or ticket id').requiredOption('--reason <text>')
-    .option('--instance <id...>').option('--project <id...>').option('--user <id...>').option('--quarantine <id...>').option('--cloud <name...>')
-    .option('--address <ip...>', 'instances that held this address (with --from/--to)')
-    .option('--from <time>').option('--to <time>').option('--until <time>', 'the hold lapses then')
-    .addOption(new Option('--actor <name>').default(os.user()))
-    .action(async (name: string, o: { case: string; reason: string; instance?: string[]; project?: string[]; user?: string[]; quarantine?: string[]; cloud?: string[]; address?: string[]; from?: string; to?: string; until?: string; actor: string }) => {
-      const from = o.from === undefined ? undefined : parseInstant(o.from, '--from').toISOString();
-      const to = o.to === undefined ? undefined : parseInstant(o.to, '--to').toISOString();
-      const until = o.until === undefined ? undefined : parseInstant(o.until, '--until');
-      if ((o.from !== undefined || o.to !== undefined) && o.address === undefined) throw new UsageError('--from/--to go with --address');
-      const selector = {
-        instances: o.instance, projects: o.project, users: o.user, quarantines: o.quarantine, clouds: o.cloud,
-        addresses: o.address?.map((address) => ({ address, from, to })),
-      };
-      await withLedger(async (l) => {
-        const h = await upsertHold(l.db, { name: `cli/${name}`, caseId: o.case, reason: o.reason, selector, until, actor: o.actor }, new Date()).catch((err: unknown) => {
-          throw new UsageError(err instanceof Error ? err.message : String(err));
-        });
-        const rows = await new QuarantineStore(l.db).list({ states: ['quarantined', 'flattening', 'expired'] });
-        const covered = [...(await holdsCovering(l.db, rows, new Date())).entries()].filter(([, names]) => names.includes(h.name)).length;
-        io.out(`hold ${h.name} (case ${o.case}) stands; it covers ${covered} quarantine(s) now and every matching capture to come\n`);
-      });
-    });
-  hold.command('rm')
-    .description('release a hold (by name) or every hold of a case (--case)')
-    .argument('[name]').option('--case <id>')
-    .addOption(new Option('--actor <name>').default(os.user()))
-    .action(async (name: string | undefined, o: { case?: string; actor: string }) => {
-      if ((name === undefined) === (o.case === undefined)) throw new UsageError('give a hold name or --case, not both');
-      await withLedger(async (l) => {
-        const released = await releaseHolds(l.db, name === undefined ? { caseId: o.case ?? '' } : { name: name.includes('/') ? name : `cli/${name}` }, o.actor, new Date());
-        if (released.length === 0) {
-          io.err(`quarantine: no standing hold ${name ?? `of case ${o.case ?? ''}`}\n`);
-          status.code = EXIT.notFound;
-        } else io.out(`released ${released.join(', ')}\n`);
-      });
-    });
-  hold.command('ls')
-    .description('list standing holds')
-    .option('--all', 'include released holds')
-    .addOption(output())
-    .action(async (o: { all?: boolean; output: string }) => {
-      await withLedger(async (l) => {
-        const holds = await listHolds(l.db, { includeReleased: o.all === true });
-        const rows = await new QuarantineStore(l.db).list({ states: ['quarantined', 'flattening', 'expired'] });
-        const covered = await holdsCovering(l.db, rows, new Date());
-        const count = (n: string) => [...covered.values()].filter((names) => names.includes(n)).length;
-        const views = holds.map((h) => ({ name: h.name, caseId: h.caseId ?? null, reason: h.reason, selector: h.selector, until: h.until?.toISOString() ?? null, createdAt: h.createdAt.toISOString(), createdBy: h.createdBy, releasedAt: h.releasedAt?.toISOString() ?? null, matched: count(h.name) }));
-        if (o.output === 'json') io.out(`${JSON.stringify(views, null, 2)}\n`);
-        else io.out(renderTable(['NAME', 'CASE', 'MATCHED', 'UNTIL', 'CREATED', 'BY', 'RELEASED'], views.map((v) => [v.name, v.caseId, v.matched, v.until, v.createdAt, v.createdBy, v.releasedAt])));
       });
     });
 
@@ -261,33 +211,5 @@ export function addCaptureCommands(program: Command, io: Io, status: Status, wit
       } finally {
         for (const a of access.values()) a.close();
       }
-    });
-
-  program.command('audit').description('the tamper-evident audit trail')
-    .command('verify')
-    .description('check the hash chain; a modified or deleted row is named')
-    .option('--expect-head <seq:hash>', 'also check the chain still ends where it ended when you noted its head')
-    .addOption(output())
-    .action(async (o: { expectHead?: string; output: string }) => {
-      await withLedger(async (l) => {
-        const v = await verifyAudit(l.db);
-        const head = await l.db.selectFrom('audit').select(['seq', 'hash']).orderBy('seq', 'desc').limit(1).executeTakeFirst();
-        const problems = [...v.problems];
-        if (o.expectHead !== undefined) {
-          const [seqText, hash] = o.expectHead.split(':');
-          const seq = Number(seqText);
-          if (!Number.isInteger(seq) || hash === undefined) throw new UsageError('--expect-head takes SEQ:HASH as printed by a previous verify');
-          const row = await l.db.selectFrom('audit').select(['seq', 'hash']).where('seq', '=', seq).executeTakeFirst();
-          if (row === undefined) problems.push({ seq, problem: 'missing-before', detail: `row ${seq}, the noted head, is gone (the tail was truncated)` });
-          else if (row.hash !== hash) problems.push({ seq, problem: 'modified', detail: `row ${seq} no longer has the noted hash` });
-        }
-        const result = { ok: problems.length === 0, rows: v.rows, head: head === undefined ? null : `${head.seq}:${head.hash}`, problems };
-        if (o.output === 'json') io.out(`${JSON.stringify(result, null, 2)}\n`);
-        else {
-          io.out(result.ok ? `audit trail intact: ${v.rows} rows, head ${result.head ?? '(empty)'}\n` : `audit trail BROKEN: ${problems.length} problem(s)\n`);
-          for (const p of problems) io.out(`  row ${p.seq}: ${p.problem}: ${p.detail}\n`);
-        }
-        if (!result.ok) status.code = EXIT.failure;
-      });
     });
 }

@@ -9,6 +9,8 @@ export const EXIT = {
   partial: 3,
   /** Anything unexpected. */
   failure: 4,
+  /** Evidence verification failed: the audit trail or a quarantine's digest does not check out. */
+  evidence: 5,
 } as const;
 
 /** An error the user can fix by changing the command line or configuration. */

@@ -18,6 +18,11 @@ import { addCaptureCommands } from './capture-commands.ts';
 import { addTraceLogCommand } from './trace-log.ts';
 import { addCaseCommands } from './case-commands.ts';
 import { addExportIntervalsCommand } from './export-intervals.ts';
+import { addHoldCommands } from './hold-commands.ts';
+import { addAuditCommands } from './audit-commands.ts';
+import { AuditKeyError, useAuditKeys } from '../ledger/audit.ts';
+import { anchorFileFor, anchorIntervalMs, loadAuditKeys } from '../ledger/audit-keys.ts';
+import { HoldError } from '../capture/holds.ts';
 
 export interface Io {
   out: (s: string) => void;
@@ -37,6 +42,7 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
     .version('0.1.0')
     .addOption(new Option('--db <url>', 'ledger database: sqlite:PATH or postgres://…').env('QUARANTINE_DB').default(env.QUARANTINE_DB))
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default(env.LOG_LEVEL))
+    .addOption(new Option('--audit-key-file <path>', 'the audit key(s) the trail is signed with, one per line, current first (or QUARANTINE_AUDIT_KEY)').env('QUARANTINE_AUDIT_KEY_FILE'))
     .showSuggestionAfterError()
     .exitOverride()
     .configureOutput({ writeOut: io.out, writeErr: io.err });
@@ -48,10 +54,15 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
     .addOption(new Option('--secrets <dir>', 'directory laid out like mounted Secrets: DIR/<secret>/<key> (or QUARANTINE_SECRET_<SECRET>_<KEY> variables)').env('QUARANTINE_SECRETS'))
     .addOption(new Option('--listen <host:port>', 'serve /metrics, /healthz, /readyz and the query API here').env('QUARANTINE_LISTEN'))
     .addOption(new Option('--api-token-file <path>', 'bearer token of the query API (or QUARANTINE_API_TOKEN)').env('QUARANTINE_API_TOKEN_FILE'))
+    .addOption(new Option('--audit-anchor-file <path>', 'append the audit head to this file at an interval (default in standalone mode: beside an SQLite ledger)').env('QUARANTINE_AUDIT_ANCHOR_FILE'))
     .option('--kubernetes', 'run as a Kubernetes controller: resources from the API server, leader election with a Lease')
     .addOption(new Option('--kubeconfig <path>', 'kubeconfig (default: in-cluster, then ~/.kube/config)').env('KUBECONFIG'))
-    .action(async (opts: { manifests?: string; secrets?: string; listen?: string; apiTokenFile?: string; kubernetes?: boolean; kubeconfig?: string }) => {
-      const global = program.opts<{ db: string; logLevel: string }>();
+    .action(async (opts: { manifests?: string; secrets?: string; listen?: string; apiTokenFile?: string; kubernetes?: boolean; kubeconfig?: string; auditAnchorFile?: string }) => {
+      const global = program.opts<{ db: string; logLevel: string; auditKeyFile?: string }>();
+      const audit = {
+        auditKeys: loadAuditKeys(io.env, global.auditKeyFile), anchorIntervalMs: anchorIntervalMs(io.env),
+        anchorFile: opts.kubernetes === true ? opts.auditAnchorFile : anchorFileFor(global.db, io.env, opts.auditAnchorFile),
+      };
       const logger = createLogger({ level: global.logLevel });
       const ac = new AbortController();
       const stop = () => ac.abort();
@@ -86,9 +97,10 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
             leaseDurationMs: seconds('QUARANTINE_LEADER_LEASE_DURATION_SECONDS', 15),
             renewDeadlineMs: seconds('QUARANTINE_LEADER_RENEW_DEADLINE_SECONDS', 10),
             retryPeriodMs: seconds('QUARANTINE_LEADER_RETRY_PERIOD_SECONDS', 2),
+            ...audit,
           });
         } else {
-          await runStandalone({ dbUrl: global.db, manifests: opts.manifests, secretsDir: opts.secrets, logger, signal: ac.signal, listen: opts.listen, apiToken: token });
+          await runStandalone({ dbUrl: global.db, manifests: opts.manifests, secretsDir: opts.secrets, logger, signal: ac.signal, listen: opts.listen, apiToken: token, ...audit });
         }
       } finally {
         process.off('SIGTERM', stop);
@@ -111,7 +123,10 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
     });
 
   const withLedger = async <T>(fn: (ledger: LedgerDb) => Promise<T>): Promise<T> => {
-    const ledger = openLedgerDb(program.opts<{ db: string }>().db);
+    const global = program.opts<{ db: string; auditKeyFile?: string }>();
+    const keys = loadAuditKeys(io.env, global.auditKeyFile);
+    const ledger = openLedgerDb(global.db);
+    useAuditKeys(ledger.db, keys);
     try {
       await migrateToLatest(ledger);
       return await fn(ledger);
@@ -191,6 +206,8 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
   addCaptureCommands(program, io, status, withLedger);
   addCaseCommands(program, io, status, withLedger);
   addExportIntervalsCommand(program, io, withLedger);
+  addHoldCommands(program, io, status, withLedger);
+  addAuditCommands(program, io, status, withLedger);
 
   return program;
 }
@@ -214,7 +231,7 @@ export async function runCli(argv: string[], io: Io): Promise<number> {
       if (err.exitCode === 0) return EXIT.ok;
       return EXIT.usage;
     }
-    if (err instanceof UsageError || err instanceof LedgerUrlError || err instanceof ManifestError || err instanceof SecretNotFoundError) {
+    if (err instanceof UsageError || err instanceof LedgerUrlError || err instanceof ManifestError || err instanceof SecretNotFoundError || err instanceof AuditKeyError || err instanceof HoldError) {
       io.err(`quarantine: ${err.message}\n`);
       return EXIT.usage;
     }

@@ -20,6 +20,10 @@ import { holdController } from './controllers/hold.ts';
 import { caseController } from './controllers/case.ts';
 import { restoreController } from './controllers/restore.ts';
 import type { Logger } from '../log.ts';
+import { useAuditKeys, type AuditKeyRing } from '../ledger/audit.ts';
+import { AuditAnchorer, fileAnchorSink, logAnchorSink, type AnchorSink } from '../ledger/audit-anchor.ts';
+import { EventRecorder } from './runtime/events.ts';
+import { coreEventSink } from './runtime/kube.ts';
 
 export interface KubernetesOptions {
   dbUrl: string;
@@ -34,6 +38,9 @@ export interface KubernetesOptions {
   apiToken: string | undefined;
   logger: Logger;
   signal: AbortSignal;
+  auditKeys?: AuditKeyRing | undefined;
+  anchorFile?: string | undefined;
+  anchorIntervalMs?: number | undefined;
   onReady?: (operator: Operator, manager: ControllerManager) => void;
 }
 
@@ -49,11 +56,23 @@ export async function runKubernetes(o: KubernetesOptions): Promise<void> {
   const { logger } = o;
   const kc = loadConfig(o.kubeconfig);
   const ledger = openLedgerDb(o.dbUrl);
+  useAuditKeys(ledger.db, o.auditKeys);
   const stops: Array<() => Promise<void> | void> = [];
+  let anchorer: AuditAnchorer | undefined;
   const operator = new Operator({ ledger, secrets: new KubeSecretSource(kc, o.namespace), logger });
   try {
     const applied = await migrateToLatest(ledger);
-    logger.info({ db: redactUrl(o.dbUrl), migrationsApplied: applied, identity: o.identity }, 'ledger ready');
+    logger.info({ db: redactUrl(o.dbUrl), migrationsApplied: applied, identity: o.identity, auditKey: o.auditKeys?.current.id ?? null }, 'ledger ready');
+    if (o.auditKeys === undefined) logger.warn('no audit key (secrets.auditKey in the chart): the audit trail is not keyed, and whoever can write the database can rewrite it');
+    // The head goes to the log and, as an AuditHead Event on the leader Lease, to the API server.
+    const events = new EventRecorder({ sink: coreEventSink(kc), clock: systemClock, log: logger, instance: o.identity });
+    const leaseRef = { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: o.leaseName, namespace: o.namespace } };
+    const eventSink: AnchorSink = (a) => events.record(leaseRef, 'Normal', 'AuditHead', `audit head ${a.seq}:${a.hash} at ${a.at}${a.mac === null ? '' : ` mac ${a.mac}`}`);
+    anchorer = new AuditAnchorer({
+      db: ledger.db, keys: o.auditKeys, logger, intervalMs: o.anchorIntervalMs,
+      sinks: [logAnchorSink(logger), eventSink, ...(o.anchorFile === undefined ? [] : [fileAnchorSink(o.anchorFile)])],
+    });
+    anchorer.start();
 
     // Clouds: every replica consumes, so every replica starts each cloud's intake.
     const specs = new Map<string, string>();
@@ -118,6 +137,7 @@ export async function runKubernetes(o: KubernetesOptions): Promise<void> {
   } finally {
     for (const stop of stops) await stop();
     await operator.stop();
+    await anchorer?.stop();
     await ledger.close();
   }
 }

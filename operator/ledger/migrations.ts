@@ -2,6 +2,8 @@
 // dialect is passed in rather than keeping two copies of every migration.
 import { sql, type Kysely } from 'kysely';
 import type { Migration, MigrationProvider } from 'kysely/migration';
+import type { LedgerSchema } from './schema.ts';
+import { recordBaseline } from './audit-baseline.ts';
 
 export type Engine = 'sqlite' | 'postgres';
 
@@ -217,6 +219,23 @@ function m0004(engine: Engine): Migration {
   };
 }
 
+/**
+ * Audit rows become keyed (HMAC), and the trail starts vouching for the
+ * quarantine and hold tables: every existing row gets a baseline entry with
+ * its current value, so `verify` can compare each row with the last value the
+ * trail recorded for it. The baseline rows are still unkeyed (the key is not
+ * known to a migration); the first keyed row names the head it follows.
+ */
+function m0007(): Migration {
+  return {
+    async up(raw: Kysely<unknown>) {
+      await raw.schema.alterTable('audit').addColumn('key_id', 'text').execute();
+      const db = raw.withTables<{ [T in keyof LedgerSchema]: LedgerSchema[T] }>();
+      await recordBaseline(db);
+    },
+  };
+}
+
 /** Investigations: the log lines a case was opened from, kept so its report can be made again. */
 function m0010(): Migration {
   return {
@@ -238,7 +257,7 @@ function m0010(): Migration {
 export function migrationProvider(engine: Engine): MigrationProvider {
   return {
     async getMigrations() {
-      return { '0001_init': m0001(engine), '0002_quarantine': m0002(), '0003_trace_index': m0003(), '0004_trace_index_pg': m0004(engine), '0010_cases': m0010() };
+      return { '0001_init': m0001(engine), '0002_quarantine': m0002(), '0003_trace_index': m0003(), '0004_trace_index_pg': m0004(engine), '0007_audit_keyed': m0007(), '0010_cases': m0010() };
     },
   };
 }

@@ -154,7 +154,10 @@ export interface AuditTable {
   subject: string | null;
   details: string;
   prev_hash: string;
+  /** SHA-256 of the row while key_id is null; HMAC-SHA256 with that audit key otherwise. */
   hash: string;
+  /** Fingerprint of the audit key that signed the row; null in the unkeyed era before migration 0007. */
+  key_id: string | null;
 }
 
 /** An investigation opened from log lines (JSON arrays of the lines read and of the unreadable ones). */

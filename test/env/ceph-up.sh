@@ -17,6 +17,9 @@ CLOUD_POOLS="vms images volumes"
 QUARANTINE_POOL=quarantine
 CLOUD_ID=nova
 OPERATOR_ID=quarantine-operator
+# The operator as a cloud that only ever captures by snapshot (softDelete, onDelete) should
+# configure it: the least-privilege caps of docs/cloud-operators.md, proven by test/integration/ceph-caps.test.ts.
+SNAPSHOT_OPERATOR_ID=quarantine-snapshot
 MARKER=.qop-ceph
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
@@ -248,6 +251,10 @@ caps_for() { local out="" p; for p in "$@"; do out+="${out:+, }profile rbd pool=
 cloud_caps=$(caps_for $CLOUD_POOLS)
 # shellcheck disable=SC2086
 operator_caps=$(caps_for $CLOUD_POOLS $QUARANTINE_POOL)
+# Read everything, write only image headers and object maps (snapshots, clone links) in the pools it
+# captures from; read-only on the Glance pool (parents, read when flattening); rbd on the quarantine pool.
+snapshot_caps() { local out="" p; for p in "$@"; do out+="${out:+, }allow r class-read pool=$p, allow rwx pool=$p object_prefix rbd_header., allow rwx pool=$p object_prefix rbd_object_map."; done; echo "$out"; }
+snapshot_operator_caps="$(snapshot_caps vms volumes), profile rbd-read-only pool=images, profile rbd pool=$QUARANTINE_POOL"
 
 # v2 clones: needed for clones across pools/namespaces and for removing a
 # parent snapshot that still has clones.
@@ -257,6 +264,8 @@ bg "client.$CLOUD_ID" ceph_t auth get-or-create "client.$CLOUD_ID" mon 'profile 
   mgr "$cloud_caps" -o "$DIR/ceph.client.$CLOUD_ID.keyring"
 bg "client.$OPERATOR_ID" ceph_t auth get-or-create "client.$OPERATOR_ID" mon 'profile rbd' osd "$operator_caps" \
   mgr "$operator_caps" -o "$DIR/ceph.client.$OPERATOR_ID.keyring"
+bg "client.$SNAPSHOT_OPERATOR_ID" ceph_t auth get-or-create "client.$SNAPSHOT_OPERATOR_ID" mon 'profile rbd' osd "$snapshot_operator_caps" \
+  mgr "profile rbd pool=$QUARANTINE_POOL" -o "$DIR/ceph.client.$SNAPSHOT_OPERATOR_ID.keyring"
 wait_all
 log "pools ready: $CLOUD_POOLS $QUARANTINE_POOL"
 log "users: client.$CLOUD_ID ($cloud_caps), client.$OPERATOR_ID ($operator_caps)"
@@ -276,6 +285,7 @@ export QTEST_CEPH_DIR='$DIR'
 export QTEST_CEPH_CONF='$CONF'
 export QTEST_CEPH_CLOUD_ID='$CLOUD_ID'
 export QTEST_CEPH_OPERATOR_ID='$OPERATOR_ID'
+export QTEST_CEPH_SNAPSHOT_OPERATOR_ID='$SNAPSHOT_OPERATOR_ID'
 export QTEST_CEPH_POOLS='$CLOUD_POOLS'
 export QTEST_CEPH_QUARANTINE_POOL='$QUARANTINE_POOL'
 export QTEST_CEPH_MON_PORT='$PORT'

@@ -9,6 +9,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import * as k8s from '@kubernetes/client-node';
 import { runKubernetes } from '../../operator/kube/kube-mode.ts';
+import { verifyAudit } from '../../operator/ledger/audit.ts';
+import { parseAnchorArg } from '../../operator/ledger/audit-anchor.ts';
 import type { Operator } from '../../operator/operator.ts';
 import type { ControllerManager } from '../../operator/kube/runtime/manager.ts';
 import { applyCrds } from '../../operator/kube/runtime/kube.ts';
@@ -67,7 +69,7 @@ describe('Kubernetes mode, two replicas', () => {
     const isReady = new Promise<{ operator: Operator; manager: ControllerManager }>((r) => { ready = r; });
     const run = runKubernetes({
       dbUrl: pg.url, kubeconfig: requireEnv('QTEST_KUBECONFIG'), namespace: NS, identity: name, leaseName: lease,
-      leaseDurationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 500, listen: undefined, apiToken: undefined,
+      leaseDurationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 500, listen: undefined, apiToken: undefined, anchorIntervalMs: 500,
       logger: silentLogger, signal: ac.signal, onReady: (operator, manager) => ready({ operator, manager }),
     });
     const { operator, manager } = await Promise.race([isReady, run.then(() => { throw new Error(`${name} exited early`); })]);
@@ -201,6 +203,19 @@ describe('Kubernetes mode, two replicas', () => {
     assert.ok(leader);
     const report = await leader.operator.scheduler.runNow(`p-${s}`);
     assert.deepEqual(report?.deleted.map((d) => d.id), [q.id], JSON.stringify(report));
+  });
+
+  test('the audit head is anchored as an AuditHead Event on the Lease, and the trail verifies against it', async () => {
+    const head = await ledger.db.selectFrom('audit').select(['seq', 'hash']).orderBy('seq', 'desc').limit(1).executeTakeFirstOrThrow();
+    const event = await until(async () => {
+      const list = await core.listNamespacedEvent({ namespace: NS, fieldSelector: `involvedObject.name=${lease},reason=AuditHead` });
+      return list.items.find((e) => (e.message ?? '').startsWith(`audit head ${head.seq}:${head.hash}`));
+    }, 'an AuditHead Event with the current head');
+    assert.equal(event.involvedObject.kind, 'Lease');
+    const anchor = parseAnchorArg(/audit head (\S+)/.exec(event.message ?? '')?.[1] ?? '');
+    assert.ok(anchor !== undefined);
+    const v = await verifyAudit(ledger.db, { anchors: [anchor] });
+    assert.deepEqual([v.ok, v.anchorsChecked, v.problems], [true, 1, []]);
   });
 
   test('stopping the leader hands over to the other replica within the lease duration', async () => {

@@ -50,7 +50,8 @@ describe('capture engine', () => {
     // Our own snapshot is gone from the source's user snapshots; the clone pins it in the trash namespace.
     assert.deepEqual((await blocks.listSnapshots({ pool: 'vms', image: `${VM}_disk` })).map((s) => s.name), []);
     const audit = await ledger.db.selectFrom('audit').select(['action', 'subject']).execute();
-    assert.deepEqual(audit, [{ action: 'capture', subject: row.id }]);
+    // Each step of the row is in the trail (planned, snapshotting, cloning, quarantined), then the capture itself.
+    assert.deepEqual(audit, [...['quarantine.planned', 'quarantine.changed', 'quarantine.changed', 'quarantine.changed', 'capture'].map((action) => ({ action, subject: row.id }))]);
     assert.equal((await verifyAudit(ledger.db)).ok, true);
     await ledger.close();
   });
@@ -103,7 +104,7 @@ describe('capture engine', () => {
     assert.equal(row.state, 'failed');
     assert.match(row.failure ?? '', /gone before it could be snapshotted/);
     const audit = await ledger.db.selectFrom('audit').select('action').execute();
-    assert.deepEqual(audit.map((a) => a.action), ['capture.failed']);
+    assert.deepEqual(audit.map((a) => a.action), ['quarantine.planned', 'quarantine.changed', 'quarantine.changed', 'capture.failed']);
     await ledger.close();
   });
 

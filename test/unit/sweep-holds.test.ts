@@ -76,8 +76,10 @@ describe('sweep and holds', () => {
     assert.deepEqual(await w.blocks.listImages({ pool: 'quarantine' }), []);
     assert.deepEqual(await w.blocks.listTrash({ pool: 'quarantine' }), []);
     assert.equal((await w.engine.store.get(id))?.state, 'purged');
-    const actions = (await w.ledger.db.selectFrom('audit').select(['action', 'subject']).orderBy('seq').execute()).map((a) => a.action);
+    const actions = (await w.ledger.db.selectFrom('audit').select(['action', 'subject']).orderBy('seq').execute()).map((a) => a.action).filter((a) => !a.startsWith('quarantine.'));
     assert.deepEqual(actions, ['capture', 'sweep.delete']);
+    const states = await w.ledger.db.selectFrom('audit').select(['actor', 'details']).where('action', '=', 'quarantine.changed').orderBy('seq', 'desc').limit(2).execute();
+    assert.deepEqual(states.map((a) => [a.actor, (JSON.parse(a.details) as { row: { state: string } }).row.state]), [['quarantine-operator/sweep', 'purged'], ['quarantine-operator/sweep', 'expired']]);
     await w.ledger.close();
   });
 
@@ -184,7 +186,7 @@ describe('investigator reads', () => {
     const v = await verifyQuarantine({ db: w.ledger.db, blocks: w.blocks, actor: 'bob@cert' }, id);
     assert.equal(v.matches, true);
     const audit = await w.ledger.db.selectFrom('audit').select(['action', 'actor']).orderBy('seq').execute();
-    assert.deepEqual(audit.slice(1), [{ action: 'export', actor: 'alice@cert' }, { action: 'verify', actor: 'bob@cert' }]);
+    assert.deepEqual(audit.slice(5), [{ action: 'quarantine.changed', actor: 'alice@cert' }, { action: 'export', actor: 'alice@cert' }, { action: 'verify', actor: 'bob@cert' }]);
     await w.ledger.close();
   });
 
@@ -203,7 +205,8 @@ describe('audit trail', () => {
   test('a modified or deleted row is detected and named', async () => {
     const w = await world();
     for (let i = 1; i <= 4; i++) await w.capture(vmId(i), `d${i}`);
-    assert.deepEqual(await verifyAudit(w.ledger.db), { ok: true, rows: 4, lastSeq: 4, problems: [] });
+    const intact = await verifyAudit(w.ledger.db);
+    assert.deepEqual([intact.ok, intact.rows, intact.lastSeq, intact.quarantinesChecked, intact.problems], [true, 20, 20, 4, []]);
     await w.ledger.db.updateTable('audit').set({ details: '{"forged":true}' }).where('seq', '=', 2).execute();
     let v = await verifyAudit(w.ledger.db);
     assert.deepEqual(v.problems.map((p) => [p.seq, p.problem]), [[2, 'modified']]);
