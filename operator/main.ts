@@ -2,6 +2,7 @@
 // operator. Nothing else in the program constructs adapters.
 import { once } from 'node:events';
 import { openLedgerDb, migrateToLatest, redactUrl } from './ledger/db.ts';
+import { waitForLedger } from './ledger/health.ts';
 import { resourcesFromManifests } from './kube/manifest-kinds.ts';
 import { FileEnvSecretSource } from './secrets.ts';
 import { Operator } from './operator.ts';
@@ -21,6 +22,8 @@ export interface StandaloneOptions {
   /** host:port for metrics, probes and the query API; none = no HTTP listener. */
   listen?: string | undefined;
   apiToken?: string | undefined;
+  /** Wait for an unreachable ledger database at start (default) rather than fail. */
+  waitForDb?: boolean;
 }
 
 export async function runStandalone(opts: StandaloneOptions): Promise<void> {
@@ -40,6 +43,7 @@ export async function runStandalone(opts: StandaloneOptions): Promise<void> {
   const stops: Array<() => Promise<void>> = [];
   const operator = new Operator({ ledger, secrets, logger, ...(opts.orphanGraceMs === undefined ? {} : { orphanGraceMs: opts.orphanGraceMs }) });
   try {
+    await waitForLedger(ledger.db, { wait: opts.waitForDb ?? true, logger, signal: opts.signal, where: redactUrl(opts.dbUrl) });
     const applied = await migrateToLatest(ledger);
     logger.info({ db: redactUrl(opts.dbUrl), migrationsApplied: applied }, 'ledger ready');
     operator.setPolicies(resources.policies);

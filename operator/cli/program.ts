@@ -4,6 +4,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { envConfig } from '../config.ts';
 import { createLogger } from '../log.ts';
 import { openLedgerDb, migrateToLatest, redactUrl, LedgerUrlError } from '../ledger/db.ts';
+import { LedgerUnavailableError } from '../ledger/health.ts';
 import { runStandalone } from '../main.ts';
 import { ManifestError } from '../kube/manifest-files.ts';
 import { SecretNotFoundError } from '../secrets.ts';
@@ -45,9 +46,10 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
     .addOption(new Option('--secrets <dir>', 'directory laid out like mounted Secrets: DIR/<secret>/<key> (or QUARANTINE_SECRET_<SECRET>_<KEY> variables)').env('QUARANTINE_SECRETS'))
     .addOption(new Option('--listen <host:port>', 'serve /metrics, /healthz, /readyz and the query API here').env('QUARANTINE_LISTEN'))
     .addOption(new Option('--api-token-file <path>', 'bearer token of the query API (or QUARANTINE_API_TOKEN)').env('QUARANTINE_API_TOKEN_FILE'))
+    .option('--no-wait-db', 'exit (code 2) at start when the ledger database does not answer, instead of waiting for it')
     .option('--kubernetes', 'run as a Kubernetes controller: resources from the API server, leader election with a Lease')
     .addOption(new Option('--kubeconfig <path>', 'kubeconfig (default: in-cluster, then ~/.kube/config)').env('KUBECONFIG'))
-    .action(async (opts: { manifests?: string; secrets?: string; listen?: string; apiTokenFile?: string; kubernetes?: boolean; kubeconfig?: string }) => {
+    .action(async (opts: { manifests?: string; secrets?: string; listen?: string; apiTokenFile?: string; kubernetes?: boolean; kubeconfig?: string; waitDb: boolean }) => {
       const global = program.opts<{ db: string; logLevel: string }>();
       const logger = createLogger({ level: global.logLevel });
       const ac = new AbortController();
@@ -77,7 +79,7 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
           };
           const { hostname } = await import('node:os');
           await runKubernetes({
-            dbUrl: global.db, kubeconfig: opts.kubeconfig, logger, signal: ac.signal, listen: opts.listen, apiToken: token,
+            dbUrl: global.db, kubeconfig: opts.kubeconfig, logger, signal: ac.signal, listen: opts.listen, apiToken: token, waitForDb: opts.waitDb,
             namespace: io.env['POD_NAMESPACE'] ?? 'quarantine-system', identity: io.env['POD_NAME'] ?? `${hostname()}-${process.pid}`,
             leaseName: io.env['QUARANTINE_LEADER_LEASE'] ?? 'quarantine-operator',
             leaseDurationMs: seconds('QUARANTINE_LEADER_LEASE_DURATION_SECONDS', 15),
@@ -85,7 +87,7 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
             retryPeriodMs: seconds('QUARANTINE_LEADER_RETRY_PERIOD_SECONDS', 2),
           });
         } else {
-          await runStandalone({ dbUrl: global.db, manifests: opts.manifests, secretsDir: opts.secrets, logger, signal: ac.signal, listen: opts.listen, apiToken: token });
+          await runStandalone({ dbUrl: global.db, manifests: opts.manifests, secretsDir: opts.secrets, logger, signal: ac.signal, listen: opts.listen, apiToken: token, waitForDb: opts.waitDb });
         }
       } finally {
         process.off('SIGTERM', stop);
@@ -193,7 +195,7 @@ export async function runCli(argv: string[], io: Io): Promise<number> {
       if (err.exitCode === 0) return EXIT.ok;
       return EXIT.usage;
     }
-    if (err instanceof UsageError || err instanceof LedgerUrlError || err instanceof ManifestError || err instanceof SecretNotFoundError) {
+    if (err instanceof UsageError || err instanceof LedgerUrlError || err instanceof LedgerUnavailableError || err instanceof ManifestError || err instanceof SecretNotFoundError) {
       io.err(`quarantine: ${err.message}\n`);
       return EXIT.usage;
     }

@@ -5,6 +5,7 @@
 import * as k8s from '@kubernetes/client-node';
 import { once } from 'node:events';
 import { openLedgerDb, migrateToLatest, redactUrl } from '../ledger/db.ts';
+import { waitForLedger } from '../ledger/health.ts';
 import { Operator } from '../operator.ts';
 import { startHttp } from '../http/server.ts';
 import { Informer, systemClock, type KubeObject } from './runtime/index.ts';
@@ -33,6 +34,8 @@ export interface KubernetesOptions {
   apiToken: string | undefined;
   logger: Logger;
   signal: AbortSignal;
+  /** Wait for an unreachable ledger database at start (default) rather than fail. */
+  waitForDb?: boolean;
   onReady?: (operator: Operator, manager: ControllerManager) => void;
 }
 
@@ -51,6 +54,7 @@ export async function runKubernetes(o: KubernetesOptions): Promise<void> {
   const stops: Array<() => Promise<void> | void> = [];
   const operator = new Operator({ ledger, secrets: new KubeSecretSource(kc, o.namespace), logger });
   try {
+    await waitForLedger(ledger.db, { wait: o.waitForDb ?? true, logger, signal: o.signal, where: redactUrl(o.dbUrl) });
     const applied = await migrateToLatest(ledger);
     logger.info({ db: redactUrl(o.dbUrl), migrationsApplied: applied, identity: o.identity }, 'ledger ready');
 
