@@ -2,9 +2,9 @@
 // into the program, and maps the outcome to an exit code (see errors.ts).
 import { Command, CommanderError, Option } from 'commander';
 import { envConfig } from '../config.ts';
-import { createLogger } from '../log.ts';
+import { createLogger, silentLogger } from '../log.ts';
 import { openLedgerDb, migrateToLatest, redactUrl, LedgerUrlError } from '../ledger/db.ts';
-import { LedgerUnavailableError } from '../ledger/health.ts';
+import { LedgerUnavailableError, waitForLedger } from '../ledger/health.ts';
 import { runStandalone } from '../main.ts';
 import { ManifestError } from '../kube/manifest-files.ts';
 import { SecretNotFoundError } from '../secrets.ts';
@@ -102,6 +102,7 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
       const global = program.opts<{ db: string }>();
       const ledger = openLedgerDb(global.db);
       try {
+        await waitForLedger(ledger.db, { wait: false, logger: silentLogger, where: redactUrl(global.db), hint: '' });
         const applied = await migrateToLatest(ledger);
         io.out(applied.length === 0 ? `ledger ${redactUrl(global.db)} is up to date\n` : `applied ${applied.join(', ')} to ${redactUrl(global.db)}\n`);
       } finally {
@@ -110,8 +111,11 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
     });
 
   const withLedger = async <T>(fn: (ledger: LedgerDb) => Promise<T>): Promise<T> => {
-    const ledger = openLedgerDb(program.opts<{ db: string }>().db);
+    const url = program.opts<{ db: string }>().db;
+    const ledger = openLedgerDb(url);
     try {
+      // A database that does not answer is one line, not a stack trace from the migrator.
+      await waitForLedger(ledger.db, { wait: false, logger: silentLogger, where: redactUrl(url), hint: '' });
       await migrateToLatest(ledger);
       return await fn(ledger);
     } finally {

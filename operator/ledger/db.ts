@@ -43,7 +43,14 @@ export interface LedgerDb {
 export function openLedgerDb(url: string, options: { poolSize?: number } = {}): LedgerDb {
   const target = parseDbUrl(url);
   if (target.engine === 'sqlite') {
-    const db = new Kysely<LedgerSchema>({ dialect: new SqliteDialect({ database: new NodeSqliteDatabase(target.path) }) });
+    let database: NodeSqliteDatabase;
+    try {
+      database = new NodeSqliteDatabase(target.path);
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      throw new LedgerUrlError(`cannot open the SQLite ledger "${target.path}": ${why} (sqlite:PATH names a file, not a directory)`);
+    }
+    const db = new Kysely<LedgerSchema>({ dialect: new SqliteDialect({ database }) });
     return { engine: 'sqlite', db, onConnectionError: () => undefined, close: () => db.destroy() };
   }
   const pool = new pg.Pool({

@@ -137,14 +137,14 @@ export class LedgerUnavailableError extends Error {
  * Start-up: waits (with backoff, logging each failure) until the database
  * answers, or with `wait: false` fails at once with one clear line.
  */
-export async function waitForLedger(db: Kysely<LedgerSchema>, o: { wait: boolean; logger: Logger; signal?: AbortSignal; where: string; maxDelayMs?: number }): Promise<void> {
+export async function waitForLedger(db: Kysely<LedgerSchema>, o: { wait: boolean; logger: Logger; signal?: AbortSignal; where: string; maxDelayMs?: number; hint?: string }): Promise<void> {
   let delay = 250;
   for (;;) {
     try {
       await sql`select 1`.execute(db);
       return;
     } catch (err) {
-      if (!o.wait) throw new LedgerUnavailableError(`ledger database ${o.where} is unreachable: ${errorText(err)} (without --no-wait-db the operator waits for it)`);
+      if (!o.wait) throw new LedgerUnavailableError(`ledger database ${o.where} is unreachable: ${errorText(err)}${o.hint ?? ' (without --no-wait-db the operator waits for it)'}`);
       o.logger.warn({ err: errorText(err), retryInMs: delay }, 'ledger database unreachable at start; waiting for it');
     }
     if (o.signal?.aborted) throw new LedgerUnavailableError(`stopped while waiting for the ledger database ${o.where}`);

@@ -41,6 +41,13 @@ export function cloudController(operator: Operator, db: Kysely<LedgerSchema>, ev
         message: `${amqpOk ? 'broker connected' : 'broker not connected'}; ${cephMessage}`,
       });
       conditions.push(trash);
+      const ledger = operator.ledgerHealth.state;
+      if (!ledger.up) {
+        // Intake is paused: the notifications wait in the broker, nothing is lost.
+        conditions.push({ type: 'Consuming', status: 'False', reason: 'LedgerUnreachable', message: `paused since ${ledger.since.toISOString()}: the ledger database does not answer (${ledger.error}); notifications wait in queue ${rt.intake.consumer.queue}` });
+        await ctx.status({ conditions, fields: {} });
+        return { requeueAfterMs: Math.min(everyMs, 5_000) };
+      }
       conditions.push({ type: 'Consuming', status: amqpOk ? 'True' : 'False', reason: amqpOk ? 'Consuming' : 'NotConsuming', message: amqpOk ? `queue ${rt.intake.consumer.queue}: ${depth} waiting` : 'not consuming' });
       const count = async (table: 'notifications' | 'instances' | 'quarantines') => Number((await db.selectFrom(table).select((eb) => eb.fn.countAll<number>().as('n')).where('cloud', '=', name).executeTakeFirstOrThrow()).n);
       const last = await db.selectFrom('notifications').select((eb) => eb.fn.max<number>('received_at').as('t')).where('cloud', '=', name).executeTakeFirst();
