@@ -18,6 +18,21 @@ export interface ConsumerTopology {
   deadLetterQueue: string;
   exchanges: ExchangeSpec[];
   bindingKeys: string[];
+  /**
+   * A durable exchange our queue is also bound to, named as `alternate-exchange`
+   * by a broker policy on the cloud's exchanges. The clouds' exchanges are
+   * non-durable by default: a broker restart drops them with our bindings, and
+   * what the cloud publishes before we have re-bound is unroutable. Through
+   * the policy it reaches this exchange, whose bindings are durable.
+   */
+  alternateExchange?: string;
+}
+
+/** Which cloud exchanges route what they cannot route to our alternate exchange. */
+export interface AlternateExchangeCheck {
+  checkedAt: Date;
+  /** Exchanges whose unroutable messages do not reach our alternate exchange (no policy, or another one). */
+  missing: string[];
 }
 
 export interface DeliveryInfo {
@@ -69,6 +84,7 @@ export interface AmqpConsumerOptions {
 export const REASON_HEADER = 'x-quarantine-reason';
 export const DETAIL_HEADER = 'x-quarantine-detail';
 export const ATTEMPTS_HEADER = 'x-quarantine-attempts';
+const PROBE_HEADER = 'x-quarantine-probe';
 export const LAST_ERROR_HEADER = 'x-quarantine-last-error';
 const ORIGINAL_EXCHANGE_HEADER = 'x-quarantine-original-exchange';
 const ORIGINAL_ROUTING_KEY_HEADER = 'x-quarantine-original-routing-key';
@@ -129,6 +145,7 @@ export class AmqpConsumer {
   #generation = 0;
   #stopping = false;
   #paused = false;
+  #alternate: AlternateExchangeCheck | undefined;
   readonly #inflight = new Set<Promise<void>>();
   #connects = 0;
 
@@ -153,6 +170,14 @@ export class AmqpConsumer {
       recovery: {
         initialDelay: 200,
         maxDelay: this.#opts.maxReconnectDelayMs ?? 10_000,
+        // The first attempt at once: a broker that restarted is often back by
+        // then, and every moment without our bindings is a moment in which a
+        // non-durable cloud exchange drops what it cannot route.
+        calculateDelay: (attempt: number) => {
+          if (attempt <= 1) return 0;
+          const base = Math.min(this.#opts.maxReconnectDelayMs ?? 10_000, 200 * 2 ** (attempt - 2));
+          return Math.round(base * (0.8 + Math.random() * 0.4));
+        },
         maxRetries: Infinity,
         initialMaxRetries: this.#opts.initialRetries ?? 5,
         setup: (model: ChannelModel) => this.#setup(model),
@@ -178,6 +203,11 @@ export class AmqpConsumer {
     });
     await ch.assertQueue(topology.deadLetterQueue, { durable: true });
     await ch.assertQueue(topology.queue, { durable: true });
+    const ae = topology.alternateExchange;
+    if (ae !== undefined) {
+      await ch.assertExchange(ae, 'topic', { durable: true, autoDelete: false });
+      for (const key of [...topology.bindingKeys, this.#probeKey]) await ch.bindQueue(topology.queue, ae, key);
+    }
     for (const ex of topology.exchanges) {
       for (const key of topology.bindingKeys) await ch.bindQueue(topology.queue, ex.name, key);
     }
@@ -187,6 +217,48 @@ export class AmqpConsumer {
     this.#connects += 1;
     this.#consumerTag = undefined;
     await this.#consume();
+    if (ae !== undefined) {
+      this.#alternate = await this.#checkAlternate(model, ae).catch((err: unknown) => {
+        logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'cannot check the alternate-exchange policy');
+        return undefined;
+      });
+    }
+  }
+
+  get #probeKey(): string {
+    return `quarantine-operator.probe.${this.#opts.topology.queue}`;
+  }
+
+  /**
+   * Publishes a probe to each cloud exchange with a routing key only our
+   * alternate exchange binds, as mandatory: the broker returns it exactly when
+   * the exchange has no alternate exchange routing it to us. The probe is
+   * acknowledged and dropped by our consumer; nobody else binds its key.
+   */
+  async #checkAlternate(model: ChannelModel, ae: string): Promise<AlternateExchangeCheck> {
+    const ch = await model.createConfirmChannel();
+    ch.on('error', () => undefined);
+    const returned = new Set<string>();
+    ch.on('return', (msg: ConsumeMessage) => returned.add(msg.fields.exchange));
+    try {
+      for (const ex of this.#opts.topology.exchanges) {
+        ch.publish(ex.name, this.#probeKey, Buffer.from('probe'), { mandatory: true, persistent: false, headers: { [PROBE_HEADER]: ae } });
+      }
+      await ch.waitForConfirms();
+    } finally {
+      await ch.close().catch(() => undefined);
+    }
+    const missing = this.#opts.topology.exchanges.map((e) => e.name).filter((n) => returned.has(n));
+    const log = this.#opts.logger;
+    if (missing.length > 0) {
+      log.warn({ exchanges: missing, alternateExchange: ae }, 'no alternate-exchange policy routes these exchanges\' unroutable messages to us: notifications published while we are disconnected after a broker restart are lost (see docs/cloud-operators.md)');
+    } else log.info({ alternateExchange: ae }, 'alternate-exchange policy in place');
+    return { checkedAt: new Date(), missing };
+  }
+
+  /** The latest alternate-exchange check (after each connection); undefined when none is configured or it could not run. */
+  get alternateExchange(): AlternateExchangeCheck | undefined {
+    return this.#alternate;
   }
 
   async #consume(): Promise<void> {
@@ -232,6 +304,11 @@ export class AmqpConsumer {
     }
     const props = msg.properties;
     const ts: unknown = props.timestamp;
+    if (msg.fields.routingKey === this.#probeKey && plainHeaders(props.headers)[PROBE_HEADER] !== undefined) {
+      // Our own alternate-exchange probe: nothing to record.
+      if (this.#current(ch, generation)) ch.ack(msg);
+      return;
+    }
     const headers = plainHeaders(props.headers);
     // A copy we put back for another attempt came through the default
     // exchange; the decoders need where the cloud published it.

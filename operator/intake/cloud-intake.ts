@@ -26,6 +26,7 @@ export async function startCloudIntake(cloud: Cloud, amqpUrl: string, db: Kysely
       deadLetterQueue: `${queue}.dead-letter`,
       exchanges: (cloud.spec.amqp.exchanges ?? defaultExchanges(cloud.spec.type)).map((e) => ({ ...e, type: 'topic' as const })),
       bindingKeys: cloud.spec.amqp.topics.map((t) => `${t}.*`),
+      ...(cloud.spec.amqp.alternateExchange === '' ? {} : { alternateExchange: cloud.spec.amqp.alternateExchange }),
     },
     handler: deliveryHandler(name, applier, log, observer, {
       limits: { maxBodyBytes: cloud.spec.amqp.maxBodyBytes },
