@@ -190,9 +190,11 @@ describe('message id and event time fallbacks', () => {
     assert.deepEqual(n.warnings, []);
   });
 
-  it('an invalid AMQP timestamp is refused', () => {
+  it('an invalid AMQP timestamp is refused when it would be the event time, and irrelevant when the message has its own', () => {
     const r = decodeNotification(JSON.stringify(flatMessage({ timestamp: undefined })), meta({ timestamp: new Date(Number.NaN) }));
     assert.equal(r.ok ? 'decoded' : r.error.reason, 'implausible-time');
+    const own = decoded(JSON.stringify(flatMessage()), meta({ timestamp: new Date(0) }));
+    assert.equal(own.occurredAtSource, 'message');
   });
 
   it('a timestamp without fraction (microseconds exactly 0) is still the message time', () => {

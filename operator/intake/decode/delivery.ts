@@ -58,22 +58,17 @@ const SOURCE_NAME: Readonly<Record<OccurredAtSource, string>> = {
   received: 'the receive time',
 };
 
-function validDate(date: Date | undefined): date is Date {
-  return date !== undefined && !Number.isNaN(date.getTime());
-}
-
 export function occurred(
   candidates: { date: Date | undefined; source: OccurredAtSource }[],
   meta: DeliveryMeta,
 ): { occurredAt: Date; occurredAtSource: OccurredAtSource } {
   const limits = limitsOf(meta.limits);
-  // Every time the message states must be plausible, not only the one chosen:
-  // a garbled one is a sign of a garbled message, and is never papered over.
+  // The best time given is the event time, and it must be plausible: an
+  // implausible one is refused, never quietly replaced by the next best.
   for (const { date, source } of candidates) {
-    if (date !== undefined) checkEventTime(date, meta.receivedAt, limits, SOURCE_NAME[source]);
-  }
-  for (const { date, source } of candidates) {
-    if (validDate(date)) return { occurredAt: date, occurredAtSource: source };
+    if (date === undefined) continue;
+    checkEventTime(date, meta.receivedAt, limits, SOURCE_NAME[source]);
+    return { occurredAt: date, occurredAtSource: source };
   }
   return { occurredAt: meta.receivedAt, occurredAtSource: 'received' };
 }
