@@ -10,6 +10,7 @@ import { ManifestError } from '../kube/manifest-files.ts';
 import { SecretNotFoundError } from '../secrets.ts';
 import { EXIT, UsageError } from './errors.ts';
 import { ingestFiles } from './ingest.ts';
+import { DEFAULT_LIMITS } from '../intake/decode/index.ts';
 import { parseInstant } from './time-arg.ts';
 import { renderTable } from './table.ts';
 import { traceAddress } from '../ledger/trace.ts';
@@ -128,9 +129,12 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
     .command('ingest')
     .description('feed raw notification bodies from files through the consumer\'s decode-and-apply path (.jsonl: one body per line)')
     .option('--cloud <name>', 'the cloud these notifications come from', 'default')
+    .option('--max-body-bytes <n>', 'larger bodies are rejected unread, as by the consumer (its Cloud\'s spec.amqp.maxBodyBytes)', String(DEFAULT_LIMITS.maxBodyBytes))
     .argument('<file...>', 'files holding one body each (JSON or OpenNebula XML), or .jsonl files')
-    .action(async (files: string[], opts: { cloud: string }) => {
-      const { counts, rejections } = await withLedger((l) => ingestFiles(l.db, opts.cloud, files));
+    .action(async (files: string[], opts: { cloud: string; maxBodyBytes: string }) => {
+      const maxBodyBytes = Number(opts.maxBodyBytes);
+      if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 1) throw new UsageError(`--max-body-bytes "${opts.maxBodyBytes}" is not a positive whole number`);
+      const { counts, rejections } = await withLedger((l) => ingestFiles(l.db, opts.cloud, files, () => new Date(), { maxBodyBytes }));
       for (const r of rejections) io.err(`${r.where}: rejected (${r.reason}): ${r.message}\n`);
       io.out(`applied ${counts.applied}, duplicate ${counts.duplicate}, ignored ${counts.ignored}, rejected ${counts.rejected}\n`);
       if (counts.rejected > 0) status.code = EXIT.partial;

@@ -56,6 +56,19 @@ describe('quarantine ingest verdicts', () => {
     assert.doesNotMatch(r.err, /\n\s+at /);
   });
 
+  test('--max-body-bytes raises the size limit as spec.amqp.maxBodyBytes does for the consumer', async () => {
+    const db = `sqlite:${join(dir, 'e.db')}`;
+    const file = join(dir, 'padded.json');
+    writeFileSync(file, good(20) + ' '.repeat(2048));
+    const refused = await cli(['--db', db, 'ingest', '--cloud', 'c1', '--max-body-bytes', '1024', file]);
+    assert.equal(refused.code, EXIT.partial);
+    assert.match(refused.err, /rejected \(too-large\)/);
+    const taken = await cli(['--db', db, 'ingest', '--cloud', 'c1', '--max-body-bytes', '65536', file]);
+    assert.equal(taken.code, EXIT.ok, taken.err);
+    const bad = await cli(['--db', db, 'ingest', '--max-body-bytes', 'lots', file]);
+    assert.equal(bad.code, EXIT.usage);
+  });
+
   test('invalid UTF-8 is rejected exactly as the consumer rejects it, never stored with replacement characters', async () => {
     const db = `sqlite:${join(dir, 'b.db')}`;
     const bytes = Buffer.concat([Buffer.from(good(7).slice(0, 40)), Buffer.from([0xc3, 0x28]), Buffer.from(good(7).slice(40))]);
