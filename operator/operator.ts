@@ -189,7 +189,7 @@ export class Operator {
     await rt.engine.resumeFlattens();
     await rt.coordinator.resumeWarnings().catch((err: unknown) => log.error({ err: String(err) }, 'cannot resume captures for earlier delete warnings'));
     rt.coordinator.startTrashScans();
-    void rt.coordinator.scanTrash();
+    void rt.coordinator.scanTrash().catch((err: unknown) => log.error({ err: String(err) }, 'trash scan failed'));
   }
 
   async becomeLeader(): Promise<void> {
