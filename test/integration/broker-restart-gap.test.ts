@@ -127,11 +127,11 @@ test('broker restart while Nova publishes with default oslo flags: 0 lost with t
   rabbit.stop();
   await sleep(1_000);
   await rabbit.start();
-  await until(() => (consumer()?.connects ?? 0) > connectsBefore, 'the operator to reconnect');
+  await until(() => (consumer()?.connects ?? 0) > connectsBefore, 'the operator to reconnect', 120_000);
   const { confirmed, retries } = await publishing;
   assert.ok(retries > 0, 'the publisher never saw the broker go away');
   assert.equal(confirmed.size, TOTAL);
-  await until(async () => (await count()) >= TOTAL, `all ${TOTAL} confirmed notifications in the ledger`, 60_000);
+  await until(async () => (await count()) >= TOTAL, `all ${TOTAL} confirmed notifications in the ledger`, 180_000);
   await sleep(500);
   const rows = await ledger.db.selectFrom('notifications').select(['message_id']).where('cloud', '=', cloud).execute();
   assert.equal(rows.length, TOTAL);
