@@ -2,6 +2,7 @@
 // operator. Nothing else in the program constructs adapters.
 import { once } from 'node:events';
 import { openLedgerDb, migrateToLatest, redactUrl } from './ledger/db.ts';
+import { waitForLedger } from './ledger/health.ts';
 import { resourcesFromManifests } from './kube/manifest-kinds.ts';
 import { FileEnvSecretSource } from './secrets.ts';
 import { Operator } from './operator.ts';
@@ -29,6 +30,8 @@ export interface StandaloneOptions {
   /** Append-only file the audit head is anchored to, besides the log. */
   anchorFile?: string | undefined;
   anchorIntervalMs?: number | undefined;
+  /** Wait for an unreachable ledger database at start (default) rather than fail. */
+  waitForDb?: boolean;
 }
 
 export async function runStandalone(opts: StandaloneOptions): Promise<void> {
@@ -50,6 +53,7 @@ export async function runStandalone(opts: StandaloneOptions): Promise<void> {
   let anchorer: AuditAnchorer | undefined;
   const operator = new Operator({ ledger, secrets, logger, ...(opts.orphanGraceMs === undefined ? {} : { orphanGraceMs: opts.orphanGraceMs }) });
   try {
+    await waitForLedger(ledger.db, { wait: opts.waitForDb ?? true, logger, signal: opts.signal, where: redactUrl(opts.dbUrl) });
     const applied = await migrateToLatest(ledger);
     logger.info({ db: redactUrl(opts.dbUrl), migrationsApplied: applied, auditKey: opts.auditKeys?.current.id ?? null, auditAnchorFile: opts.anchorFile ?? null }, 'ledger ready');
     if (opts.auditKeys === undefined) logger.warn('no audit key (QUARANTINE_AUDIT_KEY_FILE): the audit trail is not keyed, and whoever can write the database can rewrite it');

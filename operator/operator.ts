@@ -16,6 +16,7 @@ import type { SecretSource } from './secrets.ts';
 import type { BlockStore } from './ceph/block-store.ts';
 import type { Logger } from './log.ts';
 import { createMetrics, type Metrics } from './http/metrics.ts';
+import { LedgerHealth } from './ledger/health.ts';
 
 export interface CloudRuntime {
   cloud: Cloud;
@@ -43,9 +44,18 @@ export class Operator {
   readonly scheduler: SweepScheduler;
   readonly metrics: Metrics;
   #leader = false;
+  readonly ledgerHealth: LedgerHealth;
 
   constructor(o: OperatorOptions) {
     this.#o = o;
+    this.ledgerHealth = new LedgerHealth({ db: o.ledger.db, logger: o.logger });
+    o.ledger.onConnectionError = (err) => this.ledgerHealth.reportConnectionError(err);
+    // A ledger outage pauses every cloud's intake: what is queued stays in the broker.
+    this.ledgerHealth.onChange((state) => {
+      for (const rt of this.clouds.values()) {
+        void (state.up ? rt.intake.consumer.resume() : rt.intake.consumer.pause());
+      }
+    });
     this.metrics = createMetrics(o.ledger.db, async () => {
       const out: Array<{ cloud: string; queue: string; messages: number }> = [];
       for (const [cloud, rt] of this.clouds) {
@@ -141,7 +151,8 @@ export class Operator {
     const intake = await startCloudIntake(cloud, url, ledger.db, log, {
       onApplied: (n) => co?.onNotification(n),
       onOutcome: (c, source, outcome) => this.metrics.notifications.inc({ cloud: c, source, outcome }),
-    });
+    }, this.ledgerHealth);
+    if (!this.ledgerHealth.up) await intake.consumer.pause();
     const rt: CloudRuntime = { cloud, intake, ceph, engine, coordinator };
     this.clouds.set(name, rt);
     if (this.#leader) await this.#lead(rt);
@@ -178,7 +189,7 @@ export class Operator {
     await rt.engine.resumeFlattens();
     await rt.coordinator.resumeWarnings().catch((err: unknown) => log.error({ err: String(err) }, 'cannot resume captures for earlier delete warnings'));
     rt.coordinator.startTrashScans();
-    void rt.coordinator.scanTrash();
+    void rt.coordinator.scanTrash().catch((err: unknown) => log.error({ err: String(err) }, 'trash scan failed'));
   }
 
   async becomeLeader(): Promise<void> {
@@ -196,14 +207,17 @@ export class Operator {
     for (const rt of this.clouds.values()) await rt.coordinator?.stop();
   }
 
-  /** Ready when every cloud's intake has a live broker connection. */
+  /** Ready when the ledger answers and every cloud's intake has a live broker connection. */
   async readiness(): Promise<{ ready: boolean; reasons: string[] }> {
     const reasons: string[] = [];
+    const ledger = this.ledgerHealth.state;
+    if (!ledger.up) reasons.push(`ledger database unreachable since ${ledger.since.toISOString()} (${ledger.error}); intake paused`);
     for (const [name, rt] of this.clouds) if ((await rt.intake.consumer.queueDepth().catch(() => undefined)) === undefined) reasons.push(`cloud ${name}: not connected to its broker`);
     return { ready: reasons.length === 0, reasons };
   }
 
   async stop(): Promise<void> {
+    this.ledgerHealth.stop();
     await this.scheduler.stop();
     for (const rt of this.clouds.values()) {
       await rt.intake.stop();

@@ -182,7 +182,8 @@ export class CaptureCoordinator {
   #later(ms: number, fn: () => unknown): void {
     const t = setTimeout(() => {
       this.#timers.delete(t);
-      if (!this.#stopped) void fn();
+      // A ledger or Ceph outage must not become an unhandled rejection (the end of the process).
+      if (!this.#stopped) void Promise.resolve().then(fn).catch((err: unknown) => this.#log.error({ err: err instanceof Error ? err.message : String(err) }, 'deferred capture work failed; retried at the next scan'));
     }, ms);
     this.#timers.add(t);
   }

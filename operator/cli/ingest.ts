@@ -1,11 +1,13 @@
 // `quarantine ingest`: raw notification bodies from files, through the same
-// decode-and-apply path as the AMQP consumer.
+// decode-and-apply path as the AMQP consumer: the same bytes (never re-encoded
+// text), the same limits, the same verdicts. A bad file is reported and the
+// rest are still applied.
 import { readFileSync, statSync } from 'node:fs';
 import type { Kysely } from 'kysely';
 import type { LedgerSchema } from '../ledger/schema.ts';
 import { applyBatch, type Recorded } from '../ledger/apply.ts';
 import { prepare, emptyCounts, type IngestCounts } from '../intake/pipeline.ts';
-import { UsageError } from './errors.ts';
+import { DEFAULT_LIMITS, type DecodeLimits } from '../intake/decode/index.ts';
 
 export interface Rejection {
   where: string;
@@ -15,40 +17,82 @@ export interface Rejection {
 
 interface Body {
   where: string;
-  text: string;
+  bytes: Uint8Array;
 }
 
-function bodiesOf(file: string): Body[] {
-  let text: string;
+const NEWLINE = 0x0a;
+
+/** The bodies in one file, or the reason it cannot be read. */
+function bodiesOf(file: string, limits: DecodeLimits): Body[] | Rejection {
+  let bytes: Buffer;
   try {
-    if (!statSync(file).isFile()) throw new UsageError(`${file} is not a file`);
-    text = readFileSync(file, 'utf8');
+    const st = statSync(file);
+    if (!st.isFile()) return { where: file, reason: 'unreadable', message: 'not a file' };
+    // A single-body file larger than a body may be is refused unread, as the consumer does.
+    if (!file.endsWith('.jsonl') && st.size > limits.maxBodyBytes) {
+      return { where: file, reason: 'too-large', message: `body of ${st.size} bytes exceeds the limit of ${limits.maxBodyBytes} bytes; not read` };
+    }
+    bytes = readFileSync(file);
   } catch (err) {
-    if (err instanceof UsageError) throw err;
-    throw new UsageError(`cannot read ${file}: ${err instanceof Error ? err.message : String(err)}`);
+    return { where: file, reason: 'unreadable', message: err instanceof Error ? err.message : String(err) };
   }
-  if (!file.endsWith('.jsonl')) return [{ where: file, text }];
-  return text.split('\n').flatMap((line, i) => (line.trim() === '' ? [] : [{ where: `${file}:${i + 1}`, text: line }]));
+  if (!file.endsWith('.jsonl')) return [{ where: file, bytes }];
+  // Splitting on the newline byte is safe in UTF-8 (it never occurs inside a character),
+  // so each line's bytes reach the decoder untouched.
+  const out: Body[] = [];
+  let start = 0;
+  for (let line = 1; start <= bytes.length; line++) {
+    let end = bytes.indexOf(NEWLINE, start);
+    if (end === -1) end = bytes.length;
+    const slice = bytes.subarray(start, end);
+    if (slice.toString('latin1').trim() !== '') out.push({ where: `${file}:${line}`, bytes: slice });
+    start = end + 1;
+  }
+  return out;
 }
 
-export async function ingestFiles(db: Kysely<LedgerSchema>, cloud: string, files: string[], now: () => Date = () => new Date()): Promise<{ counts: IngestCounts; rejections: Rejection[] }> {
+export async function ingestFiles(
+  db: Kysely<LedgerSchema>, cloud: string, files: string[], now: () => Date = () => new Date(), limits: Partial<DecodeLimits> = {},
+): Promise<{ counts: IngestCounts; rejections: Rejection[] }> {
+  const effective = { ...DEFAULT_LIMITS, ...limits };
   const counts = emptyCounts();
   const rejections: Rejection[] = [];
-  let batch: Recorded[] = [];
+  const reject = (r: Rejection) => {
+    counts.rejected += 1;
+    rejections.push(r);
+  };
+  let batch: Array<{ where: string; recorded: Recorded }> = [];
   const flush = async () => {
     if (batch.length === 0) return;
-    for (const outcome of await applyBatch(db, batch)) counts[outcome] += 1;
+    const pending = batch;
     batch = [];
+    try {
+      for (const outcome of await applyBatch(db, pending.map((p) => p.recorded))) counts[outcome] += 1;
+    } catch {
+      // One body that makes apply fail must not take the others with it:
+      // each gets its own transaction and its own verdict.
+      for (const p of pending) {
+        try {
+          for (const outcome of await applyBatch(db, [p.recorded])) counts[outcome] += 1;
+        } catch (err) {
+          reject({ where: p.where, reason: 'apply-failed', message: err instanceof Error ? err.message : String(err) });
+        }
+      }
+    }
   };
   for (const file of files) {
-    for (const b of bodiesOf(file)) {
-      const p = prepare(b.text, { cloud, receivedAt: now() });
+    const bodies = bodiesOf(file, effective);
+    if (!Array.isArray(bodies)) {
+      reject(bodies);
+      continue;
+    }
+    for (const b of bodies) {
+      const p = prepare(b.bytes, { cloud, receivedAt: now(), limits: effective });
       if (!p.ok) {
-        counts.rejected += 1;
-        rejections.push({ where: b.where, reason: p.error.reason, message: p.error.message });
+        reject({ where: b.where, reason: p.error.reason, message: p.error.message });
         continue;
       }
-      batch.push(p.recorded);
+      batch.push({ where: b.where, recorded: p.recorded });
       if (batch.length >= 500) await flush();
     }
   }

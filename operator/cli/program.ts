@@ -2,13 +2,15 @@
 // into the program, and maps the outcome to an exit code (see errors.ts).
 import { Command, CommanderError, Option } from 'commander';
 import { envConfig } from '../config.ts';
-import { createLogger } from '../log.ts';
+import { createLogger, silentLogger } from '../log.ts';
 import { openLedgerDb, migrateToLatest, redactUrl, LedgerUrlError } from '../ledger/db.ts';
+import { LedgerUnavailableError, waitForLedger } from '../ledger/health.ts';
 import { runStandalone } from '../main.ts';
 import { ManifestError } from '../kube/manifest-files.ts';
 import { SecretNotFoundError } from '../secrets.ts';
 import { EXIT, UsageError } from './errors.ts';
 import { ingestFiles } from './ingest.ts';
+import { DEFAULT_LIMITS } from '../intake/decode/index.ts';
 import { parseInstant } from './time-arg.ts';
 import { renderTable } from './table.ts';
 import { traceAddress, type Holder } from '../ledger/trace.ts';
@@ -55,9 +57,10 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
     .addOption(new Option('--listen <host:port>', 'serve /metrics, /healthz, /readyz and the query API here').env('QUARANTINE_LISTEN'))
     .addOption(new Option('--api-token-file <path>', 'bearer token of the query API (or QUARANTINE_API_TOKEN)').env('QUARANTINE_API_TOKEN_FILE'))
     .addOption(new Option('--audit-anchor-file <path>', 'append the audit head to this file at an interval (default in standalone mode: beside an SQLite ledger)').env('QUARANTINE_AUDIT_ANCHOR_FILE'))
+    .option('--no-wait-db', 'exit (code 2) at start when the ledger database does not answer, instead of waiting for it')
     .option('--kubernetes', 'run as a Kubernetes controller: resources from the API server, leader election with a Lease')
     .addOption(new Option('--kubeconfig <path>', 'kubeconfig (default: in-cluster, then ~/.kube/config)').env('KUBECONFIG'))
-    .action(async (opts: { manifests?: string; secrets?: string; listen?: string; apiTokenFile?: string; kubernetes?: boolean; kubeconfig?: string; auditAnchorFile?: string }) => {
+    .action(async (opts: { manifests?: string; secrets?: string; listen?: string; apiTokenFile?: string; kubernetes?: boolean; kubeconfig?: string; auditAnchorFile?: string; waitDb: boolean }) => {
       const global = program.opts<{ db: string; logLevel: string; auditKeyFile?: string }>();
       const audit = {
         auditKeys: loadAuditKeys(io.env, global.auditKeyFile), anchorIntervalMs: anchorIntervalMs(io.env),
@@ -91,7 +94,7 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
           };
           const { hostname } = await import('node:os');
           await runKubernetes({
-            dbUrl: global.db, kubeconfig: opts.kubeconfig, logger, signal: ac.signal, listen: opts.listen, apiToken: token,
+            dbUrl: global.db, kubeconfig: opts.kubeconfig, logger, signal: ac.signal, listen: opts.listen, apiToken: token, waitForDb: opts.waitDb,
             namespace: io.env['POD_NAMESPACE'] ?? 'quarantine-system', identity: io.env['POD_NAME'] ?? `${hostname()}-${process.pid}`,
             leaseName: io.env['QUARANTINE_LEADER_LEASE'] ?? 'quarantine-operator',
             leaseDurationMs: seconds('QUARANTINE_LEADER_LEASE_DURATION_SECONDS', 15),
@@ -100,7 +103,7 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
             ...audit,
           });
         } else {
-          await runStandalone({ dbUrl: global.db, manifests: opts.manifests, secretsDir: opts.secrets, logger, signal: ac.signal, listen: opts.listen, apiToken: token, ...audit });
+          await runStandalone({ dbUrl: global.db, manifests: opts.manifests, secretsDir: opts.secrets, logger, signal: ac.signal, listen: opts.listen, apiToken: token, ...audit, waitForDb: opts.waitDb });
         }
       } finally {
         process.off('SIGTERM', stop);
@@ -115,6 +118,7 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
       const global = program.opts<{ db: string }>();
       const ledger = openLedgerDb(global.db);
       try {
+        await waitForLedger(ledger.db, { wait: false, logger: silentLogger, where: redactUrl(global.db), hint: '' });
         const applied = await migrateToLatest(ledger);
         io.out(applied.length === 0 ? `ledger ${redactUrl(global.db)} is up to date\n` : `applied ${applied.join(', ')} to ${redactUrl(global.db)}\n`);
       } finally {
@@ -124,10 +128,13 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
 
   const withLedger = async <T>(fn: (ledger: LedgerDb) => Promise<T>): Promise<T> => {
     const global = program.opts<{ db: string; auditKeyFile?: string }>();
+    const url = global.db;
     const keys = loadAuditKeys(io.env, global.auditKeyFile);
-    const ledger = openLedgerDb(global.db);
+    const ledger = openLedgerDb(url);
     useAuditKeys(ledger.db, keys);
     try {
+      // A database that does not answer is one line, not a stack trace from the migrator.
+      await waitForLedger(ledger.db, { wait: false, logger: silentLogger, where: redactUrl(url), hint: '' });
       await migrateToLatest(ledger);
       return await fn(ledger);
     } finally {
@@ -140,9 +147,12 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
     .command('ingest')
     .description('feed raw notification bodies from files through the consumer\'s decode-and-apply path (.jsonl: one body per line)')
     .option('--cloud <name>', 'the cloud these notifications come from', 'default')
+    .option('--max-body-bytes <n>', 'larger bodies are rejected unread, as by the consumer (its Cloud\'s spec.amqp.maxBodyBytes)', String(DEFAULT_LIMITS.maxBodyBytes))
     .argument('<file...>', 'files holding one body each (JSON or OpenNebula XML), or .jsonl files')
-    .action(async (files: string[], opts: { cloud: string }) => {
-      const { counts, rejections } = await withLedger((l) => ingestFiles(l.db, opts.cloud, files));
+    .action(async (files: string[], opts: { cloud: string; maxBodyBytes: string }) => {
+      const maxBodyBytes = Number(opts.maxBodyBytes);
+      if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 1) throw new UsageError(`--max-body-bytes "${opts.maxBodyBytes}" is not a positive whole number`);
+      const { counts, rejections } = await withLedger((l) => ingestFiles(l.db, opts.cloud, files, () => new Date(), { maxBodyBytes }));
       for (const r of rejections) io.err(`${r.where}: rejected (${r.reason}): ${r.message}\n`);
       io.out(`applied ${counts.applied}, duplicate ${counts.duplicate}, ignored ${counts.ignored}, rejected ${counts.rejected}\n`);
       if (counts.rejected > 0) status.code = EXIT.partial;
@@ -231,7 +241,7 @@ export async function runCli(argv: string[], io: Io): Promise<number> {
       if (err.exitCode === 0) return EXIT.ok;
       return EXIT.usage;
     }
-    if (err instanceof UsageError || err instanceof LedgerUrlError || err instanceof ManifestError || err instanceof SecretNotFoundError || err instanceof AuditKeyError || err instanceof HoldError) {
+    if (err instanceof UsageError || err instanceof LedgerUrlError || err instanceof LedgerUnavailableError || err instanceof ManifestError || err instanceof SecretNotFoundError || err instanceof AuditKeyError || err instanceof HoldError) {
       io.err(`quarantine: ${err.message}\n`);
       return EXIT.usage;
     }

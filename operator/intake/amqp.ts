@@ -18,6 +18,21 @@ export interface ConsumerTopology {
   deadLetterQueue: string;
   exchanges: ExchangeSpec[];
   bindingKeys: string[];
+  /**
+   * A durable exchange our queue is also bound to, named as `alternate-exchange`
+   * by a broker policy on the cloud's exchanges. The clouds' exchanges are
+   * non-durable by default: a broker restart drops them with our bindings, and
+   * what the cloud publishes before we have re-bound is unroutable. Through
+   * the policy it reaches this exchange, whose bindings are durable.
+   */
+  alternateExchange?: string;
+}
+
+/** Which cloud exchanges route what they cannot route to our alternate exchange. */
+export interface AlternateExchangeCheck {
+  checkedAt: Date;
+  /** Exchanges whose unroutable messages do not reach our alternate exchange (no policy, or another one). */
+  missing: string[];
 }
 
 export interface DeliveryInfo {
@@ -30,6 +45,8 @@ export interface DeliveryInfo {
   contentType: string | undefined;
   redelivered: boolean;
   receivedAt: Date;
+  /** Failed attempts to apply this message so far (our counted retry header; 0 on first delivery). */
+  attempts: number;
 }
 
 export interface Delivery {
@@ -41,6 +58,12 @@ export interface Delivery {
   requeue(): boolean;
   /** Park in the dead-letter queue with the reason in a header, then acknowledge. */
   deadLetter(reason: string, detail: string): Promise<boolean>;
+  /**
+   * Put a copy at the back of our queue with the attempt counter raised and
+   * the error in a header, then acknowledge this one: a message that keeps
+   * failing is counted, and dead-lettered by the handler at its limit.
+   */
+  retry(error: string): Promise<boolean>;
 }
 
 export type DeliveryHandler = (delivery: Delivery) => Promise<void>;
@@ -60,6 +83,22 @@ export interface AmqpConsumerOptions {
 
 export const REASON_HEADER = 'x-quarantine-reason';
 export const DETAIL_HEADER = 'x-quarantine-detail';
+export const ATTEMPTS_HEADER = 'x-quarantine-attempts';
+const PROBE_HEADER = 'x-quarantine-probe';
+export const LAST_ERROR_HEADER = 'x-quarantine-last-error';
+const ORIGINAL_EXCHANGE_HEADER = 'x-quarantine-original-exchange';
+const ORIGINAL_ROUTING_KEY_HEADER = 'x-quarantine-original-routing-key';
+
+function attemptsOf(headers: Record<string, unknown>): number {
+  const v = headers[ATTEMPTS_HEADER];
+  const n = typeof v === 'number' ? v : typeof v === 'string' ? Number(v) : 0;
+  return Number.isInteger(n) && n > 0 ? n : 0;
+}
+
+function headerString(headers: Record<string, unknown>, name: string): string | undefined {
+  const v = headers[name];
+  return typeof v === 'string' ? v : v instanceof Uint8Array ? Buffer.from(v).toString('utf8') : undefined;
+}
 
 function isNotFound(err: unknown): boolean {
   return typeof err === 'object' && err !== null && 'code' in err && (err as { code: unknown }).code === 404;
@@ -105,6 +144,8 @@ export class AmqpConsumer {
   #consumerTag: string | undefined;
   #generation = 0;
   #stopping = false;
+  #paused = false;
+  #alternate: AlternateExchangeCheck | undefined;
   readonly #inflight = new Set<Promise<void>>();
   #connects = 0;
 
@@ -129,6 +170,14 @@ export class AmqpConsumer {
       recovery: {
         initialDelay: 200,
         maxDelay: this.#opts.maxReconnectDelayMs ?? 10_000,
+        // The first attempt at once: a broker that restarted is often back by
+        // then, and every moment without our bindings is a moment in which a
+        // non-durable cloud exchange drops what it cannot route.
+        calculateDelay: (attempt: number) => {
+          if (attempt <= 1) return 0;
+          const base = Math.min(this.#opts.maxReconnectDelayMs ?? 10_000, 200 * 2 ** (attempt - 2));
+          return Math.round(base * (0.8 + Math.random() * 0.4));
+        },
         maxRetries: Infinity,
         initialMaxRetries: this.#opts.initialRetries ?? 5,
         setup: (model: ChannelModel) => this.#setup(model),
@@ -154,6 +203,11 @@ export class AmqpConsumer {
     });
     await ch.assertQueue(topology.deadLetterQueue, { durable: true });
     await ch.assertQueue(topology.queue, { durable: true });
+    const ae = topology.alternateExchange;
+    if (ae !== undefined) {
+      await ch.assertExchange(ae, 'topic', { durable: true, autoDelete: false });
+      for (const key of [...topology.bindingKeys, this.#probeKey]) await ch.bindQueue(topology.queue, ae, key);
+    }
     for (const ex of topology.exchanges) {
       for (const key of topology.bindingKeys) await ch.bindQueue(topology.queue, ex.name, key);
     }
@@ -161,10 +215,82 @@ export class AmqpConsumer {
     const generation = ++this.#generation;
     this.#channel = ch;
     this.#connects += 1;
-    if (this.#stopping) return;
+    this.#consumerTag = undefined;
+    await this.#consume();
+    if (ae !== undefined) {
+      this.#alternate = await this.#checkAlternate(model, ae).catch((err: unknown) => {
+        logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'cannot check the alternate-exchange policy');
+        return undefined;
+      });
+    }
+  }
+
+  get #probeKey(): string {
+    return `quarantine-operator.probe.${this.#opts.topology.queue}`;
+  }
+
+  /**
+   * Publishes a probe to each cloud exchange with a routing key only our
+   * alternate exchange binds, as mandatory: the broker returns it exactly when
+   * the exchange has no alternate exchange routing it to us. The probe is
+   * acknowledged and dropped by our consumer; nobody else binds its key.
+   */
+  async #checkAlternate(model: ChannelModel, ae: string): Promise<AlternateExchangeCheck> {
+    const ch = await model.createConfirmChannel();
+    ch.on('error', () => undefined);
+    const returned = new Set<string>();
+    ch.on('return', (msg: ConsumeMessage) => returned.add(msg.fields.exchange));
+    try {
+      for (const ex of this.#opts.topology.exchanges) {
+        ch.publish(ex.name, this.#probeKey, Buffer.from('probe'), { mandatory: true, persistent: false, headers: { [PROBE_HEADER]: ae } });
+      }
+      await ch.waitForConfirms();
+    } finally {
+      await ch.close().catch(() => undefined);
+    }
+    const missing = this.#opts.topology.exchanges.map((e) => e.name).filter((n) => returned.has(n));
+    const log = this.#opts.logger;
+    if (missing.length > 0) {
+      log.warn({ exchanges: missing, alternateExchange: ae }, 'no alternate-exchange policy routes these exchanges\' unroutable messages to us: notifications published while we are disconnected after a broker restart are lost (see docs/cloud-operators.md)');
+    } else log.info({ alternateExchange: ae }, 'alternate-exchange policy in place');
+    return { checkedAt: new Date(), missing };
+  }
+
+  /** The latest alternate-exchange check (after each connection); undefined when none is configured or it could not run. */
+  get alternateExchange(): AlternateExchangeCheck | undefined {
+    return this.#alternate;
+  }
+
+  async #consume(): Promise<void> {
+    const ch = this.#channel;
+    if (ch === undefined || this.#stopping || this.#paused || this.#consumerTag !== undefined) return;
+    const generation = this.#generation;
+    const { topology, prefetch, logger } = this.#opts;
     const { consumerTag } = await ch.consume(topology.queue, (msg) => this.#onMessage(ch, generation, msg), { noAck: false });
     this.#consumerTag = consumerTag;
     logger.info({ queue: topology.queue, exchanges: topology.exchanges.map((e) => e.name), prefetch }, 'consuming');
+  }
+
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  /** Stops taking new messages (what is queued stays in the broker) until resume(); the connection stays up. */
+  async pause(): Promise<void> {
+    if (this.#paused) return;
+    this.#paused = true;
+    const ch = this.#channel;
+    const tag = this.#consumerTag;
+    this.#consumerTag = undefined;
+    if (ch !== undefined && tag !== undefined) await ch.cancel(tag).catch(() => undefined);
+    this.#opts.logger.warn({ queue: this.#opts.topology.queue }, 'consumption paused');
+  }
+
+  async resume(): Promise<void> {
+    if (!this.#paused) return;
+    this.#paused = false;
+    // Without a channel now, the next connection's setup starts consuming.
+    await this.#consume().catch((err: unknown) => this.#opts.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'cannot resume consuming yet; the reconnect will'));
   }
 
   #current(ch: ConfirmChannel, generation: number): boolean {
@@ -178,15 +304,25 @@ export class AmqpConsumer {
     }
     const props = msg.properties;
     const ts: unknown = props.timestamp;
+    if (msg.fields.routingKey === this.#probeKey && plainHeaders(props.headers)[PROBE_HEADER] !== undefined) {
+      // Our own alternate-exchange probe: nothing to record.
+      if (this.#current(ch, generation)) ch.ack(msg);
+      return;
+    }
+    const headers = plainHeaders(props.headers);
+    // A copy we put back for another attempt came through the default
+    // exchange; the decoders need where the cloud published it.
+    const requeued = msg.fields.exchange === '' && headerString(headers, ORIGINAL_EXCHANGE_HEADER) !== undefined;
     const info: DeliveryInfo = {
-      exchange: msg.fields.exchange,
-      routingKey: msg.fields.routingKey,
+      exchange: requeued ? (headerString(headers, ORIGINAL_EXCHANGE_HEADER) ?? '') : msg.fields.exchange,
+      routingKey: requeued ? (headerString(headers, ORIGINAL_ROUTING_KEY_HEADER) ?? msg.fields.routingKey) : msg.fields.routingKey,
       messageId: typeof props.messageId === 'string' ? props.messageId : undefined,
       timestamp: typeof ts === 'number' ? new Date(ts * 1000) : undefined,
-      headers: plainHeaders(props.headers),
+      headers,
       contentType: typeof props.contentType === 'string' ? props.contentType : undefined,
       redelivered: msg.fields.redelivered,
       receivedAt: new Date(),
+      attempts: attemptsOf(headers),
     };
     let settled = false;
     // An ack on a channel that died with its connection would throw; the
@@ -206,29 +342,38 @@ export class AmqpConsumer {
       info,
       ack: () => settle(() => ch.ack(msg)),
       requeue: () => settle(() => ch.nack(msg, false, true)),
-      deadLetter: async (reason, detail) => {
-        if (settled || !this.#current(ch, generation)) return false;
-        ch.sendToQueue(this.#opts.topology.deadLetterQueue, msg.content, {
-          persistent: true,
-          contentType: info.contentType,
-          messageId: info.messageId,
-          timestamp: typeof ts === 'number' ? ts : undefined,
-          headers: {
-            ...info.headers,
-            [REASON_HEADER]: reason,
-            [DETAIL_HEADER]: detail.slice(0, 2000),
-            'x-quarantine-original-exchange': info.exchange,
-            'x-quarantine-original-routing-key': info.routingKey,
-            'x-quarantine-rejected-at': new Date().toISOString(),
-          },
-        });
-        try {
-          await ch.waitForConfirms();
-        } catch {
-          return false;
-        }
-        return settle(() => ch.ack(msg));
-      },
+      deadLetter: (reason, detail) => copyThenAck(this.#opts.topology.deadLetterQueue, {
+        [REASON_HEADER]: reason,
+        [DETAIL_HEADER]: detail.slice(0, 2000),
+        'x-quarantine-rejected-at': new Date().toISOString(),
+      }),
+      retry: (error) => copyThenAck(this.#opts.topology.queue, {
+        [ATTEMPTS_HEADER]: info.attempts + 1,
+        [LAST_ERROR_HEADER]: error.slice(0, 2000),
+      }),
+    };
+    // The copy is confirmed by the broker before the original is acknowledged:
+    // a crash in between leaves two copies (apply is idempotent), never none.
+    const copyThenAck = async (queue: string, extra: Record<string, unknown>): Promise<boolean> => {
+      if (settled || !this.#current(ch, generation)) return false;
+      ch.sendToQueue(queue, msg.content, {
+        persistent: true,
+        contentType: info.contentType,
+        messageId: info.messageId,
+        timestamp: typeof ts === 'number' ? ts : undefined,
+        headers: {
+          ...info.headers,
+          [ORIGINAL_EXCHANGE_HEADER]: info.exchange,
+          [ORIGINAL_ROUTING_KEY_HEADER]: info.routingKey,
+          ...extra,
+        },
+      });
+      try {
+        await ch.waitForConfirms();
+      } catch {
+        return false;
+      }
+      return settle(() => ch.ack(msg));
     };
     const work = this.#opts
       .handler(delivery)

@@ -3,7 +3,7 @@
 import type { Kysely } from 'kysely';
 import type { LedgerSchema } from '../ledger/schema.ts';
 import { AmqpConsumer } from './amqp.ts';
-import { BatchingApplier, deliveryHandler, type PipelineObserver } from './pipeline.ts';
+import { BatchingApplier, deliveryHandler, type LedgerAvailability, type PipelineObserver } from './pipeline.ts';
 import { defaultExchanges, queueName, type Cloud } from '../kube/resources/cloud.ts';
 import type { Logger } from '../log.ts';
 
@@ -12,7 +12,7 @@ export interface CloudIntake {
   stop(): Promise<void>;
 }
 
-export async function startCloudIntake(cloud: Cloud, amqpUrl: string, db: Kysely<LedgerSchema>, logger: Logger, observer: PipelineObserver = {}): Promise<CloudIntake> {
+export async function startCloudIntake(cloud: Cloud, amqpUrl: string, db: Kysely<LedgerSchema>, logger: Logger, observer: PipelineObserver = {}, ledger?: LedgerAvailability): Promise<CloudIntake> {
   const name = cloud.metadata.name;
   const log = logger.child({ cloud: name });
   const queue = queueName(cloud);
@@ -26,8 +26,13 @@ export async function startCloudIntake(cloud: Cloud, amqpUrl: string, db: Kysely
       deadLetterQueue: `${queue}.dead-letter`,
       exchanges: (cloud.spec.amqp.exchanges ?? defaultExchanges(cloud.spec.type)).map((e) => ({ ...e, type: 'topic' as const })),
       bindingKeys: cloud.spec.amqp.topics.map((t) => `${t}.*`),
+      ...(cloud.spec.amqp.alternateExchange === '' ? {} : { alternateExchange: cloud.spec.amqp.alternateExchange }),
     },
-    handler: deliveryHandler(name, applier, log, observer),
+    handler: deliveryHandler(name, applier, log, observer, {
+      limits: { maxBodyBytes: cloud.spec.amqp.maxBodyBytes },
+      maxAttempts: cloud.spec.amqp.maxApplyAttempts,
+      ...(ledger === undefined ? {} : { ledger }),
+    }),
   });
   await consumer.start();
   return {

@@ -3,7 +3,7 @@
 import type { Kysely } from 'kysely';
 import type { LedgerSchema } from '../ledger/schema.ts';
 import { applyBatch, type ApplyOutcome, type Recorded } from '../ledger/apply.ts';
-import { decodeNotification, type DeliveryMeta } from './decode/index.ts';
+import { decodeNotification, type DecodeLimits, type DeliveryMeta } from './decode/index.ts';
 import type { DecodeError } from './decode/errors.ts';
 import type { DecodedNotification } from '../domain/events.ts';
 import type { Delivery } from './amqp.ts';
@@ -88,7 +88,13 @@ export class BatchingApplier {
       const outcomes = await applyBatch(this.#db, batch.map((p) => p.recorded));
       batch.forEach((p, i) => p.resolve(outcomes[i] ?? 'applied'));
     } catch (err) {
-      for (const p of batch) p.reject(err);
+      if (batch.length === 1) {
+        batch[0]?.reject(err);
+        return;
+      }
+      // One message that makes apply throw must not fail the others it shared
+      // a transaction with: each gets its own transaction and its own verdict.
+      for (const p of batch) await this.#commit([p]);
     }
   }
 
@@ -103,22 +109,74 @@ export class BatchingApplier {
   }
 }
 
-/** The consumer's handler: decode, apply (batched), then ack; undecodable → dead-letter. */
-export function deliveryHandler(cloud: string, applier: BatchingApplier, logger: Logger, observer: PipelineObserver = {}) {
+/** What the handler needs to know about the ledger: whether a failure was an outage rather than the message's fault. */
+export interface LedgerAvailability {
+  readonly up: boolean;
+  isOutage(err: unknown): Promise<boolean>;
+}
+
+export interface HandlerOptions {
+  limits?: Partial<DecodeLimits>;
+  /** A message whose apply failed this many times (the ledger answering) is dead-lettered. */
+  maxAttempts?: number;
+  ledger?: LedgerAvailability;
+}
+
+export const DEFAULT_MAX_ATTEMPTS = 5;
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+}
+
+/**
+ * The consumer's handler: decode, apply (batched), then ack. Every message
+ * ends: undecodable → dead-letter; apply failing while the ledger is down →
+ * back to the broker uncounted (intake pauses); apply failing with the
+ * ledger up → retried with a counted header, dead-lettered at the limit.
+ */
+export function deliveryHandler(cloud: string, applier: Pick<BatchingApplier, 'apply'>, logger: Logger, observer: PipelineObserver = {}, options: HandlerOptions = {}) {
+  const maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
   return async (d: Delivery): Promise<void> => {
+    if (options.ledger !== undefined && !options.ledger.up) {
+      // Arrived before the pause took effect: leave it to the broker.
+      d.requeue();
+      return;
+    }
     const meta: DeliveryMeta = {
       cloud, exchange: d.info.exchange, routingKey: d.info.routingKey, receivedAt: d.info.receivedAt, headers: d.info.headers,
       ...(d.info.messageId === undefined ? {} : { messageId: d.info.messageId }),
       ...(d.info.timestamp === undefined ? {} : { timestamp: d.info.timestamp }),
+      ...(options.limits === undefined ? {} : { limits: options.limits }),
     };
     const prepared = prepare(d.body, meta);
     if (!prepared.ok) {
-      logger.warn({ cloud, reason: prepared.error.reason, detail: prepared.error.message, exchange: d.info.exchange }, 'undecodable notification dead-lettered');
+      const fields = { cloud, reason: prepared.error.reason, detail: prepared.error.message.slice(0, 500), exchange: d.info.exchange };
+      if (prepared.error.reason === 'decoder-failure') logger.error(fields, 'the decoder failed; notification dead-lettered');
+      else logger.warn(fields, 'undecodable notification dead-lettered');
       await d.deadLetter(prepared.error.reason, prepared.error.message);
       observer.onOutcome?.(cloud, 'unknown', 'rejected');
       return;
     }
-    const outcome = await applier.apply(prepared.recorded);
+    let outcome: ApplyOutcome;
+    try {
+      outcome = await applier.apply(prepared.recorded);
+    } catch (err) {
+      if (options.ledger !== undefined && (await options.ledger.isOutage(err))) {
+        d.requeue();
+        return;
+      }
+      const attempts = d.info.attempts + 1;
+      const detail = errorText(err);
+      if (attempts >= maxAttempts) {
+        logger.error({ cloud, attempts, err: detail, messageId: prepared.recorded.notification.messageId }, 'notification failed to apply; dead-lettered');
+        await d.deadLetter('apply-failed', `apply failed ${attempts} times; last error: ${detail}`);
+        observer.onOutcome?.(cloud, prepared.recorded.notification.source, 'rejected');
+      } else {
+        logger.warn({ cloud, attempts, maxAttempts, err: detail, messageId: prepared.recorded.notification.messageId }, 'notification failed to apply; retrying');
+        await d.retry(detail);
+      }
+      return;
+    }
     d.ack();
     observer.onOutcome?.(cloud, prepared.recorded.notification.source, outcome);
     if (outcome === 'applied') observer.onApplied?.(prepared.recorded.notification);

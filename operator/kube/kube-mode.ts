@@ -5,6 +5,7 @@
 import * as k8s from '@kubernetes/client-node';
 import { once } from 'node:events';
 import { openLedgerDb, migrateToLatest, redactUrl } from '../ledger/db.ts';
+import { waitForLedger } from '../ledger/health.ts';
 import { Operator } from '../operator.ts';
 import { startHttp } from '../http/server.ts';
 import { Informer, systemClock, type KubeObject } from './runtime/index.ts';
@@ -41,6 +42,8 @@ export interface KubernetesOptions {
   auditKeys?: AuditKeyRing | undefined;
   anchorFile?: string | undefined;
   anchorIntervalMs?: number | undefined;
+  /** Wait for an unreachable ledger database at start (default) rather than fail. */
+  waitForDb?: boolean;
   onReady?: (operator: Operator, manager: ControllerManager) => void;
 }
 
@@ -61,6 +64,7 @@ export async function runKubernetes(o: KubernetesOptions): Promise<void> {
   let anchorer: AuditAnchorer | undefined;
   const operator = new Operator({ ledger, secrets: new KubeSecretSource(kc, o.namespace), logger });
   try {
+    await waitForLedger(ledger.db, { wait: o.waitForDb ?? true, logger, signal: o.signal, where: redactUrl(o.dbUrl) });
     const applied = await migrateToLatest(ledger);
     logger.info({ db: redactUrl(o.dbUrl), migrationsApplied: applied, identity: o.identity, auditKey: o.auditKeys?.current.id ?? null }, 'ledger ready');
     if (o.auditKeys === undefined) logger.warn('no audit key (secrets.auditKey in the chart): the audit trail is not keyed, and whoever can write the database can rewrite it');

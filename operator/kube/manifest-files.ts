@@ -45,10 +45,22 @@ function yamlFiles(dir: string): string[] {
 export function readManifests(dir: string): ManifestObject[] {
   const out: ManifestObject[] = [];
   for (const file of yamlFiles(dir)) {
-    const docs = parseAllDocuments(readFileSync(file, 'utf8'));
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ManifestError(`cannot read ${file}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    const docs = parseAllDocuments(text);
     for (const [i, doc] of docs.entries()) {
       if (doc.errors.length > 0) throw new ManifestError(`${file}: document ${i + 1}: ${doc.errors[0]?.message ?? 'invalid YAML'}`);
-      const value: unknown = doc.toJS();
+      let value: unknown;
+      try {
+        // The yaml library refuses alias expansion beyond a bound (an alias bomb) by throwing.
+        value = doc.toJS({ maxAliasCount: 100 });
+      } catch (err) {
+        throw new ManifestError(`${file}: document ${i + 1}: ${err instanceof Error ? err.message : String(err)}`);
+      }
       if (value === null || value === undefined) continue;
       const header = ObjectHeader.safeParse(value);
       if (!header.success) {

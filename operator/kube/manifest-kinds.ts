@@ -1,6 +1,7 @@
 // Validates standalone manifests with the same schemas as the custom resources.
 import type { z } from 'zod';
 import { ManifestError, readManifests, type ManifestObject } from './manifest-files.ts';
+import { unknownFieldPaths } from './resources/unknown-fields.ts';
 import { Cloud } from './resources/cloud.ts';
 import { QuarantinePolicy } from './resources/policy.ts';
 import { QuarantineHold } from './resources/hold.ts';
@@ -11,7 +12,14 @@ import type { Hold } from '../domain/holds.ts';
 
 function validate<S extends z.ZodType>(schema: S, obj: ManifestObject): z.infer<S> {
   const r = schema.safeParse(obj.body);
-  if (r.success) return r.data;
+  if (r.success) {
+    // Metadata may carry labels, annotations and the like; what we act on is the spec.
+    const unknown = unknownFieldPaths(obj.body['spec'], (r.data as { spec?: unknown }).spec, 'spec');
+    if (unknown.length > 0) {
+      throw new ManifestError(`${obj.file}: ${obj.kind} ${obj.name}: unknown field${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')}`);
+    }
+    return r.data;
+  }
   const issue = r.error.issues[0];
   const where = issue === undefined || issue.path.length === 0 ? '(root)' : issue.path.join('.');
   throw new ManifestError(`${obj.file}: ${obj.kind} ${obj.name}: ${where}: ${issue?.message ?? 'invalid'}`);

@@ -35,14 +35,23 @@ const PG_INT8 = 20;
 export interface LedgerDb {
   readonly engine: Engine;
   readonly db: Kysely<LedgerSchema>;
+  /** Where connection errors outside any query go (a restart or failover of the server); logged-and-dropped until set. */
+  onConnectionError: (err: Error) => void;
   close(): Promise<void>;
 }
 
 export function openLedgerDb(url: string, options: { poolSize?: number } = {}): LedgerDb {
   const target = parseDbUrl(url);
   if (target.engine === 'sqlite') {
-    const db = new Kysely<LedgerSchema>({ dialect: new SqliteDialect({ database: new NodeSqliteDatabase(target.path) }) });
-    return { engine: 'sqlite', db, close: () => db.destroy() };
+    let database: NodeSqliteDatabase;
+    try {
+      database = new NodeSqliteDatabase(target.path);
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      throw new LedgerUrlError(`cannot open the SQLite ledger "${target.path}": ${why} (sqlite:PATH names a file, not a directory)`);
+    }
+    const db = new Kysely<LedgerSchema>({ dialect: new SqliteDialect({ database }) });
+    return { engine: 'sqlite', db, onConnectionError: () => undefined, close: () => db.destroy() };
   }
   const pool = new pg.Pool({
     connectionString: target.url,
@@ -54,8 +63,21 @@ export function openLedgerDb(url: string, options: { poolSize?: number } = {}): 
         oid === PG_INT8 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
     },
   });
-  const db = new Kysely<LedgerSchema>({ dialect: new PostgresDialect({ pool }) });
-  return { engine: 'postgres', db, close: () => db.destroy() };
+  const ledger: LedgerDb = {
+    engine: 'postgres',
+    db: new Kysely<LedgerSchema>({ dialect: new PostgresDialect({ pool }) }),
+    onConnectionError: () => undefined,
+    close: () => ledger.db.destroy(),
+  };
+  // Without these listeners a server restart or failover is an unhandled
+  // 'error' event that ends the process: idle clients report through the
+  // pool, a client checked out between two queries of a transaction reports
+  // on itself (the pool removes its own listener on checkout).
+  pool.on('error', (err) => ledger.onConnectionError(err));
+  pool.on('connect', (client) => {
+    client.on('error', (err) => ledger.onConnectionError(err));
+  });
+  return ledger;
 }
 
 export class MigrationFailedError extends Error {

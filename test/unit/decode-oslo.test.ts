@@ -162,12 +162,25 @@ describe('message id and event time fallbacks', () => {
     assert.notEqual(other.messageId, a.messageId);
   });
 
-  it('a malformed timestamp falls back to the AMQP timestamp, with a warning', () => {
+  it('a malformed timestamp is refused, never replaced by the AMQP or receive time', () => {
     const sent = new Date('2016-06-14T19:47:00Z');
-    const n = decoded(JSON.stringify(flatMessage({ timestamp: 'tuesday' })), meta({ timestamp: sent }));
-    assert.deepEqual(n.occurredAt, sent);
-    assert.equal(n.occurredAtSource, 'delivery');
-    assert.match(n.warnings.join(), /timestamp: unrecognised timestamp "tuesday"/);
+    for (const timestamp of ['tuesday', '0000-01-01 00:00:00', '99999-01-01 00:00:00', 'NaN', '2016-02-30 00:00:00']) {
+      const r = decodeNotification(JSON.stringify(flatMessage({ timestamp })), meta({ timestamp: sent }));
+      assert.equal(r.ok ? 'decoded' : r.error.reason, 'implausible-time', timestamp);
+    }
+  });
+
+  it('a well-formed time outside the window around the receive time is refused', () => {
+    const received = new Date('2026-01-01T00:00:00Z');
+    const at = (timestamp: string, limits = {}) =>
+      decodeNotification(JSON.stringify(flatMessage({ timestamp })), meta({ receivedAt: received, limits }));
+    const reason = (r: ReturnType<typeof at>) => (r.ok ? 'decoded' : r.error.reason);
+    assert.equal(reason(at('1970-01-01 00:00:00')), 'implausible-time');
+    assert.equal(reason(at('2026-01-03 00:00:00')), 'implausible-time');
+    assert.equal(reason(at('2025-12-31 23:00:00')), 'decoded');
+    assert.equal(reason(at('2026-01-01 06:00:00')), 'decoded');
+    // The window is configurable.
+    assert.equal(reason(at('2025-12-01 00:00:00', { maxEventAgeMs: 86_400_000 })), 'implausible-time');
   });
 
   it('no timestamp at all falls back to the receive time, silently', () => {
@@ -177,9 +190,11 @@ describe('message id and event time fallbacks', () => {
     assert.deepEqual(n.warnings, []);
   });
 
-  it('an invalid AMQP timestamp is skipped', () => {
-    const n = decoded(JSON.stringify(flatMessage({ timestamp: undefined })), meta({ timestamp: new Date(Number.NaN) }));
-    assert.equal(n.occurredAtSource, 'received');
+  it('an invalid AMQP timestamp is refused when it would be the event time, and irrelevant when the message has its own', () => {
+    const r = decodeNotification(JSON.stringify(flatMessage({ timestamp: undefined })), meta({ timestamp: new Date(Number.NaN) }));
+    assert.equal(r.ok ? 'decoded' : r.error.reason, 'implausible-time');
+    const own = decoded(JSON.stringify(flatMessage()), meta({ timestamp: new Date(0) }));
+    assert.equal(own.occurredAtSource, 'message');
   });
 
   it('a timestamp without fraction (microseconds exactly 0) is still the message time', () => {

@@ -3,6 +3,7 @@
 // publish time, and which time to trust for the event.
 import type { OccurredAtSource } from '../../domain/events.ts';
 import { parseEpochSeconds, parseTimestamp } from './time.ts';
+import { checkEventTime, limitsOf, type DecodeLimits } from './limits.ts';
 
 /** What the broker says about a delivery (AMQP properties), plus our own facts. */
 export interface DeliveryMeta {
@@ -16,6 +17,8 @@ export interface DeliveryMeta {
   receivedAt: Date;
   /** Name of the Cloud this delivery belongs to. */
   cloud: string;
+  /** Size, field length and event-time bounds; defaults apply where not given. */
+  limits?: Partial<DecodeLimits>;
 }
 
 export const OPENNEBULA_EXCHANGE = 'opennebula';
@@ -48,16 +51,24 @@ export function publishedAt(meta: DeliveryMeta, warnings: string[]): Date | unde
   return undefined;
 }
 
-function validDate(date: Date | undefined): date is Date {
-  return date !== undefined && !Number.isNaN(date.getTime());
-}
+const SOURCE_NAME: Readonly<Record<OccurredAtSource, string>> = {
+  message: 'the message timestamp',
+  delivery: 'the delivery timestamp',
+  history: 'the VM history time',
+  received: 'the receive time',
+};
 
 export function occurred(
   candidates: { date: Date | undefined; source: OccurredAtSource }[],
   meta: DeliveryMeta,
 ): { occurredAt: Date; occurredAtSource: OccurredAtSource } {
+  const limits = limitsOf(meta.limits);
+  // The best time given is the event time, and it must be plausible: an
+  // implausible one is refused, never quietly replaced by the next best.
   for (const { date, source } of candidates) {
-    if (validDate(date)) return { occurredAt: date, occurredAtSource: source };
+    if (date === undefined) continue;
+    checkEventTime(date, meta.receivedAt, limits, SOURCE_NAME[source]);
+    return { occurredAt: date, occurredAtSource: source };
   }
   return { occurredAt: meta.receivedAt, occurredAtSource: 'received' };
 }

@@ -11,6 +11,13 @@
  * - `bad-base64`: an OpenNebula body that is neither XML nor strict base64.
  * - `bad-xml`: XML that is not well-formed (truncated, mismatched tags, bad entities).
  * - `unknown-shape`: well-formed, but not any message shape we know.
+ * - `too-large`: the body exceeds the size limit; it was not read.
+ * - `field-too-long`: a decoded field exceeds the length limit.
+ * - `implausible-time`: the message's own time is malformed (year 0000, 99999,
+ *   NaN) or lies outside the accepted window around the receive time; it is
+ *   never silently replaced by another time.
+ * - `decoder-failure`: the decoder itself failed (a defect); the message is
+ *   parked like any other undecodable one rather than retried for ever.
  */
 export type DecodeErrorReason =
   | 'empty-body'
@@ -20,7 +27,11 @@ export type DecodeErrorReason =
   | 'bad-payload'
   | 'bad-base64'
   | 'bad-xml'
-  | 'unknown-shape';
+  | 'unknown-shape'
+  | 'too-large'
+  | 'field-too-long'
+  | 'implausible-time'
+  | 'decoder-failure';
 
 export class DecodeError extends Error {
   override readonly name = 'DecodeError';

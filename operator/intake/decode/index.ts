@@ -10,9 +10,11 @@ import { readOsloMessage } from './oslo.ts';
 import { route } from './route.ts';
 import { parseTimestamp } from './time.ts';
 import { compact } from './values.ts';
+import { checkBodySize, checkFieldLengths, limitsOf } from './limits.ts';
 
 export { OPENNEBULA_EXCHANGE, OPENNEBULA_HEADER, type DeliveryMeta } from './delivery.ts';
 export { DecodeError, type DecodeErrorReason } from './errors.ts';
+export { DEFAULT_LIMITS, type DecodeLimits } from './limits.ts';
 
 export type DecodeResult = { ok: true; notification: DecodedNotification } | { ok: false; error: DecodeError };
 
@@ -82,7 +84,7 @@ function fromOslo(text: string, meta: DeliveryMeta): DecodedNotification {
   if (message.timestamp !== undefined) {
     const parsed = parseTimestamp(message.timestamp);
     if (parsed.ok) sent = parsed.date;
-    else warnings.push(`timestamp: ${parsed.reason}; falling back to the delivery or receive time`);
+    else throw new DecodeError('implausible-time', `timestamp: ${parsed.reason}`);
   }
   const givenId = message.messageId ?? (meta.messageId !== '' ? meta.messageId : undefined);
   return compact({
@@ -109,8 +111,16 @@ function fromOslo(text: string, meta: DeliveryMeta): DecodedNotification {
   });
 }
 
-/** Decodes or throws DecodeError (any other exception is a bug). */
+/** Decodes or throws DecodeError (any other exception is a bug), within the size, field and time limits. */
 export function decodeNotificationOrThrow(body: Uint8Array | string, meta: DeliveryMeta): DecodedNotification {
+  const limits = limitsOf(meta.limits);
+  checkBodySize(typeof body === 'string' ? Buffer.byteLength(body, 'utf8') : body.byteLength, limits);
+  const notification = decodeWithinLimits(body, meta);
+  checkFieldLengths(notification, limits);
+  return notification;
+}
+
+function decodeWithinLimits(body: Uint8Array | string, meta: DeliveryMeta): DecodedNotification {
   const text = bodyText(body);
   const trimmed = text.trim();
   if (trimmed === '') throw new DecodeError('empty-body', 'body is empty');
@@ -133,6 +143,9 @@ export function decodeNotification(body: Uint8Array | string, meta: DeliveryMeta
     return { ok: true, notification: decodeNotificationOrThrow(body, meta) };
   } catch (err) {
     if (err instanceof DecodeError) return { ok: false, error: err };
-    throw err;
+    // Whatever else was thrown (a stack overflow, a defect in a decoder) ends
+    // the message too: retrying cannot make a pure function succeed.
+    const detail = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+    return { ok: false, error: new DecodeError('decoder-failure', `the decoder failed: ${detail}`, { cause: err }) };
   }
 }

@@ -41,6 +41,21 @@ export function cloudController(operator: Operator, db: Kysely<LedgerSchema>, ev
         message: `${amqpOk ? 'broker connected' : 'broker not connected'}; ${cephMessage}`,
       });
       conditions.push(trash);
+      const ae = rt.intake.consumer.alternateExchange;
+      if (rt.cloud.spec.amqp.alternateExchange !== '') {
+        conditions.push(ae === undefined
+          ? { type: 'UnroutableCaptured', status: 'Unknown', reason: 'NotChecked', message: 'the alternate-exchange policy has not been checked yet' }
+          : ae.missing.length === 0
+            ? { type: 'UnroutableCaptured', status: 'True', reason: 'PolicyInPlace', message: `unroutable notifications reach ${rt.cloud.spec.amqp.alternateExchange}` }
+            : { type: 'UnroutableCaptured', status: 'False', reason: 'PolicyMissing', message: `no alternate-exchange policy sends unroutable messages of ${ae.missing.join(', ')} to ${rt.cloud.spec.amqp.alternateExchange}: what the cloud publishes while our bindings are gone after a broker restart is lost (see docs/cloud-operators.md)` });
+      }
+      const ledger = operator.ledgerHealth.state;
+      if (!ledger.up) {
+        // Intake is paused: the notifications wait in the broker, nothing is lost.
+        conditions.push({ type: 'Consuming', status: 'False', reason: 'LedgerUnreachable', message: `paused since ${ledger.since.toISOString()}: the ledger database does not answer (${ledger.error}); notifications wait in queue ${rt.intake.consumer.queue}` });
+        await ctx.status({ conditions, fields: {} });
+        return { requeueAfterMs: Math.min(everyMs, 5_000) };
+      }
       conditions.push({ type: 'Consuming', status: amqpOk ? 'True' : 'False', reason: amqpOk ? 'Consuming' : 'NotConsuming', message: amqpOk ? `queue ${rt.intake.consumer.queue}: ${depth} waiting` : 'not consuming' });
       const count = async (table: 'notifications' | 'instances' | 'quarantines') => Number((await db.selectFrom(table).select((eb) => eb.fn.countAll<number>().as('n')).where('cloud', '=', name).executeTakeFirstOrThrow()).n);
       const last = await db.selectFrom('notifications').select((eb) => eb.fn.max<number>('received_at').as('t')).where('cloud', '=', name).executeTakeFirst();

@@ -16,6 +16,9 @@ export const AmqpSpec = z.object({
   topics: z.array(z.string().min(1).max(255)).min(1).max(16).default(['notifications', 'versioned_notifications']),
   queue: z.string().min(1).max(255).optional().describe("Our own durable queue; never the cloud's `notifications.info`, which Ceilometer reads."),
   prefetch: z.number().int().min(1).max(10_000).default(200),
+  maxBodyBytes: z.number().int().min(1024).max(512 * 1024 * 1024).default(4 * 1024 * 1024).describe('Larger notification bodies are dead-lettered (reason too-large) without being read.'),
+  alternateExchange: z.string().max(255).default('quarantine-operator.unroutable').describe("Durable exchange our queue is bound to, for a broker policy to name as `alternate-exchange` of the cloud's exchanges, so that nothing published while our bindings are gone (a broker restart) is lost; '' = none. See docs/cloud-operators.md."),
+  maxApplyAttempts: z.number().int().min(1).max(1000).default(5).describe('A notification whose apply fails this many times while the ledger answers is dead-lettered (reason apply-failed).'),
 });
 
 const PoolName = z.string().min(1).max(128).regex(/^[A-Za-z0-9_.][A-Za-z0-9_.-]*$/, 'must be a pool name');
