@@ -96,7 +96,8 @@ describe('quarantine case', () => {
       [vmC.id, null, `quarantine/${vmC.id}_disk`, ['case-CERT-2026-042']],
     ]);
     assert.deepEqual(j.holds.map((h: { name: string }) => h.name), ['case-CERT-2026-042']);
-    assert.deepEqual(j.audit.map((a: { action: string }) => a.action), ['hold.add', 'case.open']);
+    // The case's own entries, and the audited lifecycle of the quarantines it holds.
+    assert.deepEqual(j.audit.map((a: { action: string }) => a.action), ['quarantine.planned', 'quarantine.changed', 'hold.add', 'case.open', 'quarantine.planned', 'quarantine.changed']);
     assert.deepEqual(j.timeline.addresses.map((a: { address: string; holders: Array<{ instance: { name: string } }> }) => [a.address, a.holders.map((h) => h.instance.name)]),
       [[FIP1, ['batch-17', 'web-2']], [FIP2, ['batch-18']]]);
     const md = readFileSync(join(out, 'report.md'), 'utf8');
