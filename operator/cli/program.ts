@@ -5,10 +5,7 @@
 // second (BENCHMARKS.md, "CLI start-up").
 import { Command, CommanderError, Option } from 'commander';
 import type { LogFormat } from '../log.ts';
-import { silentLogger } from '../log.ts';
-import { redactUrl } from '../ledger/db.ts';
-import { waitForLedger } from '../ledger/health.ts';
-import { DEFAULT_LIMITS } from '../intake/decode/index.ts';
+import { DEFAULT_LIMITS } from '../intake/decode/limits.ts';
 import type { LedgerDb } from '../ledger/db.ts';
 import { EXIT, NotFoundError, UsageError, exitCodeOf } from './errors.ts';
 import { parseInstant } from './time-arg.ts';
@@ -143,6 +140,8 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
     .action(async () => {
       const global = program.opts<{ db: string }>();
       const { openLedgerDb, migrateToLatest, redactUrl } = await import('../ledger/db.ts');
+      const { waitForLedger } = await import('../ledger/health.ts');
+      const { silentLogger } = await import('../log.ts');
       const ledger = openLedgerDb(global.db);
       try {
         await waitForLedger(ledger.db, { wait: false, logger: silentLogger, where: redactUrl(global.db), hint: '' });
@@ -156,7 +155,9 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
   const withLedger = async <T>(fn: (ledger: LedgerDb) => Promise<T>): Promise<T> => {
     const global = program.opts<{ db: string; auditKeyFile?: string }>();
     const url = global.db;
-    const { openLedgerDb, migrateToLatest } = await import('../ledger/db.ts');
+    const { openLedgerDb, migrateToLatest, redactUrl } = await import('../ledger/db.ts');
+    const { waitForLedger } = await import('../ledger/health.ts');
+    const { silentLogger } = await import('../log.ts');
     const { useAuditKeys } = await import('../ledger/audit.ts');
     const { loadAuditKeys } = await import('../ledger/audit-keys.ts');
     const keys = loadAuditKeys(io.env, global.auditKeyFile);
