@@ -5,5 +5,6 @@ import { ingest } from './scenarios/ingest.ts';
 import { trace } from './scenarios/trace.ts';
 import { capture } from './scenarios/capture.ts';
 import { attributeScenario } from './scenarios/attribute.ts';
+import { cli } from './scenarios/cli.ts';
 
-export const scenarios: readonly Scenario[] = [ingest, trace, attributeScenario, capture];
+export const scenarios: readonly Scenario[] = [ingest, trace, attributeScenario, capture, cli];

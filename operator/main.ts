@@ -32,6 +32,8 @@ export interface StandaloneOptions {
   anchorIntervalMs?: number | undefined;
   /** Wait for an unreachable ledger database at start (default) rather than fail. */
   waitForDb?: boolean;
+  /** PEM certificate and key: HTTPS instead of HTTP on `listen`. */
+  tls?: { cert: string; key: string } | undefined;
 }
 
 export async function runStandalone(opts: StandaloneOptions): Promise<void> {
@@ -72,9 +74,10 @@ export async function runStandalone(opts: StandaloneOptions): Promise<void> {
     if (opts.listen !== undefined) {
       const m = /^(.*):(\d+)$/.exec(opts.listen);
       if (m === null) throw new UsageError(`--listen "${opts.listen}" is not HOST:PORT`);
-      const http = await startHttp({ host: (m[1] ?? '').replace(/^\[|\]$/g, ''), port: Number(m[2]), db: ledger.db, metrics: operator.metrics, apiToken: opts.apiToken, ready: () => operator.readiness(), logger });
+      const http = await startHttp({ host: (m[1] ?? '').replace(/^\[|\]$/g, ''), port: Number(m[2]), db: ledger.db, metrics: operator.metrics, apiToken: opts.apiToken, ready: () => operator.readiness(), logger, tls: opts.tls });
       stops.push(() => http.close());
-      logger.info({ url: http.url, api: opts.apiToken === undefined ? 'disabled (no token)' : 'enabled' }, 'http listening');
+      // Not `url`: that key is redacted (it usually holds credentials).
+      logger.info({ listen: http.url, api: opts.apiToken === undefined ? 'disabled (no token)' : 'enabled' }, 'http listening');
     }
     logger.info({ clouds: resources.clouds.map((c) => c.metadata.name), policies: resources.policies.map((p) => p.name), holds: resources.holds.length }, 'operator running');
     opts.onReady?.(operator);

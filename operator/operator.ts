@@ -15,8 +15,9 @@ import type { Hold } from './domain/holds.ts';
 import type { SecretSource } from './secrets.ts';
 import type { BlockStore } from './ceph/block-store.ts';
 import type { Logger } from './log.ts';
-import { createMetrics, type Metrics } from './http/metrics.ts';
+import { createMetrics, type Metrics, type QueueDepth } from './http/metrics.ts';
 import { LedgerHealth } from './ledger/health.ts';
+import { verifyAudit } from './ledger/audit.ts';
 
 export interface CloudRuntime {
   cloud: Cloud;
@@ -33,6 +34,8 @@ export interface OperatorOptions {
   clock?: () => Date;
   /** Seconds the cloud may keep retrying a delete before its disk counts as orphaned. */
   orphanGraceMs?: number;
+  /** How often the leader verifies the audit chain (default hourly). */
+  auditCheckIntervalMs?: number;
 }
 
 export const MANIFEST_ACTOR = 'manifests';
@@ -45,6 +48,7 @@ export class Operator {
   readonly metrics: Metrics;
   #leader = false;
   readonly ledgerHealth: LedgerHealth;
+  #auditTimer: NodeJS.Timeout | undefined;
 
   constructor(o: OperatorOptions) {
     this.#o = o;
@@ -56,18 +60,25 @@ export class Operator {
         void (state.up ? rt.intake.consumer.resume() : rt.intake.consumer.pause());
       }
     });
-    this.metrics = createMetrics(o.ledger.db, async () => {
-      const out: Array<{ cloud: string; queue: string; messages: number }> = [];
-      for (const [cloud, rt] of this.clouds) {
-        const n = await rt.intake.consumer.queueDepth().catch(() => undefined);
-        if (n !== undefined) out.push({ cloud, queue: rt.intake.consumer.queue, messages: n });
-      }
-      return out;
+    this.metrics = createMetrics(o.ledger.db, {
+      isLeader: () => this.#leader,
+      queueDepth: async () => {
+        const out: QueueDepth[] = [];
+        for (const [cloud, rt] of this.clouds) {
+          const c = rt.intake.consumer;
+          out.push({
+            cloud, queue: c.queue, messages: await c.queueDepth().catch(() => undefined),
+            deadLetterQueue: c.deadLetterQueue, deadLetters: await c.deadLetterDepth().catch(() => undefined),
+          });
+        }
+        return out;
+      },
     });
     this.scheduler = new SweepScheduler(
       { db: o.ledger.db, blocksFor: (c) => this.blocksFor(c), logger: o.logger },
       () => this.#policies,
       o.clock,
+      (policy, report, at) => this.metrics.sweepDone(policy, report, at),
     );
   }
 
@@ -98,6 +109,7 @@ export class Operator {
     const { logger, secrets, ledger } = this.#o;
     const name = cloud.metadata.name;
     const log = logger.child({ cloud: name });
+    this.metrics.knownCloud(name, cloud.spec.type === 'opennebula' ? ['opennebula', 'unknown'] : ['nova', 'neutron', 'unknown']);
     const ceph = await cephAccess(cloud, secrets);
     let engine: CaptureEngine | undefined;
     let coordinator: CaptureCoordinator | undefined;
@@ -182,6 +194,7 @@ export class Operator {
       return [];
     });
     for (const a of arming) {
+      this.metrics.trashArmed.set({ cloud: rt.cloud.metadata.name, pool: a.pool }, a.moveToTrashOnRemove ? 1 : 0);
       if (!a.moveToTrashOnRemove) log.warn({ pool: a.pool }, 'rbd_move_to_trash_on_remove is off: deletions in this pool skip the trash, so trash-mode capture cannot see them');
     }
     const resumed = await rt.engine.resume();
@@ -197,12 +210,35 @@ export class Operator {
     this.#leader = true;
     for (const rt of this.clouds.values()) await this.#lead(rt);
     this.scheduler.sync();
+    this.#startAuditChecks();
     this.#o.logger.info('leading: trash scans and sweeps run here');
+  }
+
+  /**
+   * The leader re-verifies the audit chain now and then, so that a modified or
+   * deleted row raises an alert (quarantine_audit_verification_ok) without
+   * anyone running `quarantine audit verify`.
+   */
+  #startAuditChecks(): void {
+    const check = async () => {
+      try {
+        const v = await verifyAudit(this.#o.ledger.db);
+        this.metrics.auditVerificationOk.set(v.ok ? 1 : 0);
+        this.metrics.auditVerificationTime.set((this.#o.clock ?? (() => new Date()))().getTime() / 1000);
+        if (!v.ok) this.#o.logger.error({ problems: v.problems.length, firstSeq: v.problems[0]?.seq }, 'the audit chain does not verify');
+      } catch (err) {
+        this.#o.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'cannot verify the audit chain');
+      }
+    };
+    this.#auditTimer = setInterval(() => void check(), this.#o.auditCheckIntervalMs ?? 3_600_000);
+    this.#auditTimer.unref();
+    void check();
   }
 
   async stopLeading(): Promise<void> {
     if (!this.#leader) return;
     this.#leader = false;
+    clearInterval(this.#auditTimer);
     await this.scheduler.stop();
     for (const rt of this.clouds.values()) await rt.coordinator?.stop();
   }
@@ -218,6 +254,7 @@ export class Operator {
 
   async stop(): Promise<void> {
     this.ledgerHealth.stop();
+    clearInterval(this.#auditTimer);
     await this.scheduler.stop();
     for (const rt of this.clouds.values()) {
       await rt.intake.stop();

@@ -21,8 +21,11 @@ export class SweepScheduler {
   readonly #status = new Map<string, SweepStatus>();
   #running: Promise<unknown> = Promise.resolve();
 
-  constructor(deps: SweepDeps, policies: () => readonly Policy[], clock: () => Date = () => new Date()) {
+  readonly #onSweep: ((policy: string, report: SweepReport, at: Date) => void) | undefined;
+
+  constructor(deps: SweepDeps, policies: () => readonly Policy[], clock: () => Date = () => new Date(), onSweep?: (policy: string, report: SweepReport, at: Date) => void) {
     this.#deps = deps;
+    this.#onSweep = onSweep;
     this.#policies = policies;
     this.#log = deps.logger;
     this.#clock = clock;
@@ -65,7 +68,9 @@ export class SweepScheduler {
       const p = this.#policies().find((x) => x.name === policyName);
       if (p === undefined) return undefined;
       const report = await sweep(this.#deps, { now: this.#clock(), dryRun: dryRun ?? p.sweep.dryRun, policies: [p], onlyPolicies: [p.name] });
-      this.#status.set(p.name, { policy: p.name, lastSweep: this.#clock(), lastReport: report, nextSweep: undefined });
+      const at = this.#clock();
+      this.#status.set(p.name, { policy: p.name, lastSweep: at, lastReport: report, nextSweep: undefined });
+      this.#onSweep?.(p.name, report, at);
       this.#log.info({ policy: p.name, deleted: report.deleted.length, wouldDelete: report.wouldDelete.length, held: report.held.length, failed: report.failed.length, dryRun: report.dryRun }, 'sweep done');
       return report;
     });

@@ -1,23 +1,22 @@
 // The quarantine commands of the CLI: for investigators (images, export,
 // restore, verify) and the security team (sweep); holds and the audit trail
 // have files of their own.
-import { createWriteStream, existsSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { Writable } from 'node:stream';
+// Modules beyond commander load inside the actions (see program.ts).
+import { existsSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import type { LedgerDb } from '../ledger/db.ts';
-import { QuarantineStore, CAPTURE_STATES, type CaptureState, type QuarantineRow } from '../capture/quarantine-store.ts';
-import { holdsCovering } from '../capture/holds.ts';
-import { auditFailedExport, exportQuarantine, restoreQuarantine, verifyQuarantine } from '../capture/restore.ts';
-import { sweep } from '../capture/sweep.ts';
-import { resourcesFromManifests } from '../kube/manifest-kinds.ts';
-import { cephAccess, type CephAccess } from '../clouds/ceph-access.ts';
-import { FileEnvSecretSource } from '../secrets.ts';
-import { parseImageSpec } from '../ceph/names.ts';
-import { renderTable } from './table.ts';
-import { EXIT, UsageError } from './errors.ts';
+import type { CaptureState, QuarantineRow } from '../capture/quarantine-store.ts';
+import type { CephAccess } from '../clouds/ceph-access.ts';
+import { parseInstant } from './time-arg.ts';
+import { EXIT, NotFoundError, UsageError, VerificationError } from './errors.ts';
+import { emitList, emitRecord, emitStructured, withOutput, type Column, type OutputOptions } from './output.ts';
 import type { Io, Status } from './program.ts';
 import { os } from './os-user.ts';
+
+// Kept equal to quarantine-store.ts's CAPTURE_STATES by a test (that module loads only when a command runs).
+const CAPTURE_STATES = ['planned', 'snapshotting', 'cloning', 'quarantined', 'flattening', 'expired', 'purged', 'failed'] as const;
+export const CLI_CAPTURE_STATES: readonly string[] = CAPTURE_STATES;
 
 type WithLedger = <T>(fn: (l: LedgerDb) => Promise<T>) => Promise<T>;
 
@@ -44,6 +43,9 @@ function view(q: QuarantineRow, holds: string[] | undefined) {
 /** Ceph access for the cloud a quarantine belongs to, from the same manifests `run` uses. */
 async function cephFor(cloud: string, manifests: string | undefined, secretsDir: string | undefined): Promise<CephAccess> {
   if (manifests === undefined) throw new UsageError(`reading quarantines needs the Cloud ${cloud}'s ceph settings: pass --manifests DIR (or set QUARANTINE_MANIFESTS)`);
+  const { resourcesFromManifests } = await import('../kube/manifest-kinds.ts');
+  const { cephAccess } = await import('../clouds/ceph-access.ts');
+  const { FileEnvSecretSource } = await import('../secrets.ts');
   const c = resourcesFromManifests(manifests).clouds.find((x) => x.metadata.name === cloud);
   if (c === undefined) throw new UsageError(`${manifests} has no Cloud named ${cloud}`);
   const access = await cephAccess(c, new FileEnvSecretSource(secretsDir));
@@ -60,51 +62,78 @@ function progress(io: Io, enabled: boolean) {
   };
 }
 
+/** The quarantine, or NotFoundError (exit 1). */
+async function quarantineOrNotFound(l: LedgerDb, id: string): Promise<QuarantineRow> {
+  const { QuarantineStore } = await import('../capture/quarantine-store.ts');
+  const q = await new QuarantineStore(l.db).get(id);
+  if (q === undefined) throw new NotFoundError(`no quarantine ${id}`);
+  return q;
+}
+
+type View = ReturnType<typeof view>;
+const imageColumns: Array<Column<View>> = [
+  { header: 'ID', value: (v) => v.id },
+  { header: 'CLOUD', value: (v) => v.cloud, max: 12 },
+  { header: 'INSTANCE', value: (v) => v.instance, max: 36 },
+  { header: 'DISK', value: (v) => v.disk, max: 10 },
+  { header: 'MODE', value: (v) => v.mode },
+  { header: 'POLICY', value: (v) => v.policy, wide: true },
+  { header: 'STATE', value: (v) => v.state },
+  { header: 'SIZE', value: (v) => human(v.bytes) },
+  { header: 'SOURCE', value: (v) => v.source, wide: true },
+  { header: 'LOCATION', value: (v) => v.location, wide: true },
+  { header: 'CAPTURED', value: (v) => v.capturedAt?.replace(/\.\d{3}Z$/, 'Z') },
+  { header: 'EXPIRES', value: (v) => v.expiresAt?.replace(/\.\d{3}Z$/, 'Z') },
+  { header: 'HELD', value: (v) => v.heldBy.join(',') },
+  { header: 'SHA256', value: (v) => v.sha256, wide: true },
+];
+
 export function addCaptureCommands(program: Command, io: Io, status: Status, withLedger: WithLedger): void {
-  const output = () => new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table');
   const cephOpts = (c: Command) => c
     .addOption(new Option('--manifests <dir>', 'the Cloud resources (for their ceph settings)').env('QUARANTINE_MANIFESTS'))
     .addOption(new Option('--secrets <dir>', 'secrets directory (DIR/<secret>/<key>)').env('QUARANTINE_SECRETS'))
     .addOption(new Option('--actor <name>', 'who is doing this, for the audit trail').default(os.user()));
 
   const images = program.command('images').description('the quarantined disks');
-  images.command('ls')
+  withOutput(images.command('ls')
     .description('list quarantines')
     .option('--cloud <name>').option('--instance <id>')
     .addOption(new Option('--state <state>', 'only this state').choices([...CAPTURE_STATES]))
-    .option('--all', 'include purged and failed')
-    .addOption(output())
-    .action(async (o: { cloud?: string; instance?: string; state?: CaptureState; all?: boolean; output: string }) => {
+    .option('--all', 'include purged and failed'))
+    .action(async (o: OutputOptions & { cloud?: string; instance?: string; state?: CaptureState; all?: boolean }) => {
       await withLedger(async (l) => {
+        const { QuarantineStore } = await import('../capture/quarantine-store.ts');
+        const { holdsCovering } = await import('../capture/holds.ts');
         const store = new QuarantineStore(l.db);
         const states = o.state !== undefined ? [o.state] : o.all === true ? undefined : (['planned', 'snapshotting', 'cloning', 'quarantined', 'flattening', 'expired'] as CaptureState[]);
         const rows = await store.list({ ...(o.cloud === undefined ? {} : { cloud: o.cloud }), ...(o.instance === undefined ? {} : { instanceId: o.instance }), ...(states === undefined ? {} : { states }) });
+        // A cloud or instance the ledger has never seen is "nothing found", not an empty success.
+        if (rows.length === 0 && (o.cloud !== undefined || o.instance !== undefined)) {
+          let q = l.db.selectFrom('instances').select('instance_id');
+          if (o.cloud !== undefined) q = q.where('cloud', '=', o.cloud);
+          if (o.instance !== undefined) q = q.where('instance_id', '=', o.instance);
+          const known = (await q.limit(1).executeTakeFirst()) !== undefined || (await store.list({ ...(o.cloud === undefined ? {} : { cloud: o.cloud }), ...(o.instance === undefined ? {} : { instanceId: o.instance }) })).length > 0;
+          if (!known) {
+            if (!(await emitStructured(io, o, []))) io.err(`quarantine: no ${o.cloud !== undefined ? `cloud ${o.cloud}` : ''}${o.cloud !== undefined && o.instance !== undefined ? ' with ' : ''}${o.instance !== undefined ? `instance ${o.instance}` : ''} in the ledger\n`);
+            status.code = EXIT.notFound;
+            return;
+          }
+        }
         const held = await holdsCovering(l.db, rows, new Date());
-        const views = rows.map((r) => view(r, held.get(r.id)));
-        if (o.output === 'json') io.out(`${JSON.stringify(views, null, 2)}\n`);
-        else io.out(renderTable(['ID', 'CLOUD', 'INSTANCE', 'DISK', 'MODE', 'STATE', 'SIZE', 'CAPTURED', 'EXPIRES', 'HELD'],
-          views.map((v) => [v.id, v.cloud, v.instance, v.disk, v.mode, v.state, human(v.bytes), v.capturedAt, v.expiresAt, v.heldBy.join(',')])));
+        await emitList(io, o, imageColumns, rows.map((r) => view(r, held.get(r.id))));
       });
     });
-  images.command('show')
+  withOutput(images.command('show')
     .description('one quarantine with its provenance')
-    .argument('<id>')
-    .addOption(output())
-    .action(async (id: string, o: { output: string }) => {
+    .argument('<id>'))
+    .action(async (id: string, o: OutputOptions) => {
       await withLedger(async (l) => {
-        const q = await new QuarantineStore(l.db).get(id);
-        if (q === undefined) {
-          io.err(`quarantine: no quarantine ${id}\n`);
-          status.code = EXIT.notFound;
-          return;
-        }
+        const q = await quarantineOrNotFound(l, id);
+        const { holdsCovering } = await import('../capture/holds.ts');
         const v = view(q, (await holdsCovering(l.db, [q], new Date())).get(q.id));
-        if (o.output === 'json') io.out(`${JSON.stringify(v, null, 2)}\n`);
-        else {
-          const { provenance, ...flat } = v;
-          io.out(renderTable(['FIELD', 'VALUE'], Object.entries(flat).map(([k, val]) => [k, Array.isArray(val) ? val.join(',') : val === null ? null : String(val)])));
-          io.out(`\nprovenance:\n${JSON.stringify(provenance, null, 2)}\n`);
-        }
+        const { provenance, ...flat } = v;
+        await emitRecord(io, o, Object.entries(flat).map(([k, val]) => [k, Array.isArray(val) ? val.join(',') : val === null ? null : String(val)]), v);
+        if (o.output === 'table' || o.output === 'wide') io.out(`\nprovenance:\n${JSON.stringify(provenance, null, 2)}\n`);
       });
     });
 
@@ -118,19 +147,26 @@ export function addCaptureCommands(program: Command, io: Io, status: Status, wit
       const destination = o.file === '-' ? 'stdout' : resolve(o.file);
       const why = { ...(o.case === undefined ? {} : { caseId: o.case }), ...(o.reason === undefined ? {} : { reason: o.reason }) };
       await withLedger(async (l) => {
-        const q = await new QuarantineStore(l.db).get(id);
-        if (q === undefined) throw new UsageError(`no quarantine ${id}`);
-        if (o.file !== '-' && existsSync(o.file)) {
-          const refusal = new UsageError(`${o.file} exists already; export never overwrites`);
-          await auditFailedExport({ db: l.db, actor: o.actor }, id, destination, refusal, why);
-          throw refusal;
+        const q = await quarantineOrNotFound(l, id);
+        if (o.file !== '-') {
+          const dir = dirname(o.file);
+          const refusal = existsSync(o.file) ? new UsageError(`${o.file} exists already; export never overwrites`)
+            : !existsSync(dir) || !statSync(dir).isDirectory() ? new UsageError(`--file ${o.file}: the directory ${dir} does not exist`) : undefined;
+          if (refusal !== undefined) {
+            const { auditFailedExport } = await import('../capture/restore.ts');
+            await auditFailedExport({ db: l.db, actor: o.actor }, id, destination, refusal, why);
+            throw refusal;
+          }
         }
         const ceph = await cephFor(q.cloud, o.manifests, o.secrets);
+        const { createWriteStream } = await import('node:fs');
+        const { Writable } = await import('node:stream');
+        const { exportQuarantine } = await import('../capture/restore.ts');
         try {
           const sink = o.file === '-' ? new Writable({ write: (c: Buffer, _e, done) => { process.stdout.write(c, done); } }) : createWriteStream(o.file, { flags: 'wx', mode: 0o640 });
           const r = await exportQuarantine({ db: l.db, blocks: ceph.blocks, actor: o.actor, onProgress: progress(io, o.file !== '-' && process.stderr.isTTY === true) }, id, sink, destination, why);
           io.err(`${process.stderr.isTTY === true ? '\r' : ''}exported ${id}: ${r.bytes} bytes, sha256 ${r.sha256}${r.matches === false ? ` — DIFFERS from the recorded ${r.recorded}` : ''}\n`);
-          if (r.matches === false) status.code = EXIT.evidence;
+          if (r.matches === false) throw new VerificationError(`${id}: the exported data's sha256 ${r.sha256} differs from the recorded ${r.recorded ?? '-'}`);
         } finally {
           ceph.close();
         }
@@ -140,17 +176,18 @@ export function addCaptureCommands(program: Command, io: Io, status: Status, wit
   cephOpts(program.command('verify'))
     .description('re-read a quarantine and compare its SHA-256 with the recorded one')
     .argument('<id>')
-    .addOption(output())
-    .action(async (id: string, o: { manifests?: string; secrets?: string; actor: string; output: string }) => {
+    .addOption(new Option('-o, --output <format>', 'text, json or yaml').choices(['table', 'json', 'yaml']).default('table'))
+    .action(async (id: string, o: { manifests?: string; secrets?: string; actor: string; output: 'table' | 'json' | 'yaml' }) => {
       await withLedger(async (l) => {
-        const q = await new QuarantineStore(l.db).get(id);
-        if (q === undefined) throw new UsageError(`no quarantine ${id}`);
+        const q = await quarantineOrNotFound(l, id);
         const ceph = await cephFor(q.cloud, o.manifests, o.secrets);
+        const { verifyQuarantine } = await import('../capture/restore.ts');
         try {
           const r = await verifyQuarantine({ db: l.db, blocks: ceph.blocks, actor: o.actor }, id);
-          if (o.output === 'json') io.out(`${JSON.stringify(r, null, 2)}\n`);
-          else io.out(`${id}: sha256 ${r.sha256} (${r.bytes} bytes) ${r.matches === null ? 'recorded now (first read)' : r.matches ? 'matches the recorded digest' : `DIFFERS from the recorded ${r.recorded}`}\n`);
-          if (r.matches === false) status.code = EXIT.evidence;
+          if (!(await emitStructured(io, { output: o.output, headers: true }, r))) {
+            io.out(`${id}: sha256 ${r.sha256} (${r.bytes} bytes) ${r.matches === null ? 'recorded now (first read)' : r.matches ? 'matches the recorded digest' : `DIFFERS from the recorded ${r.recorded}`}\n`);
+          }
+          if (r.matches === false) status.code = EXIT.verificationFailed;
         } finally {
           ceph.close();
         }
@@ -163,6 +200,7 @@ export function addCaptureCommands(program: Command, io: Io, status: Status, wit
     .requiredOption('--to <pool/image>', 'the new image, e.g. forensics/case-42-disk (pool/[namespace/]image)')
     .option('--case <id>').option('--reason <text>')
     .action(async (id: string, o: { to: string; manifests?: string; secrets?: string; actor: string; case?: string; reason?: string }) => {
+      const { parseImageSpec } = await import('../ceph/names.ts');
       let target;
       try {
         target = parseImageSpec(o.to);
@@ -170,9 +208,9 @@ export function addCaptureCommands(program: Command, io: Io, status: Status, wit
         throw new UsageError(`--to ${err instanceof Error ? err.message : String(err)}`);
       }
       await withLedger(async (l) => {
-        const q = await new QuarantineStore(l.db).get(id);
-        if (q === undefined) throw new UsageError(`no quarantine ${id}`);
+        const q = await quarantineOrNotFound(l, id);
         const ceph = await cephFor(q.cloud, o.manifests, o.secrets);
+        const { restoreQuarantine } = await import('../capture/restore.ts');
         try {
           const r = await restoreQuarantine({ db: l.db, blocks: ceph.blocks, actor: o.actor, onProgress: progress(io, process.stderr.isTTY === true) }, id, target, { ...(o.case === undefined ? {} : { caseId: o.case }), ...(o.reason === undefined ? {} : { reason: o.reason }) });
           io.out(`restored ${id} to ${r.image}: ${r.bytes} bytes, sha256 ${r.sha256}\n`);
@@ -185,9 +223,13 @@ export function addCaptureCommands(program: Command, io: Io, status: Status, wit
   cephOpts(program.command('sweep'))
     .description('delete expired, unheld quarantines now (and enforce capacity), as the scheduled sweep does')
     .option('--dry-run', 'report what would be deleted, delete nothing')
-    .addOption(output())
-    .action(async (o: { dryRun?: boolean; manifests?: string; secrets?: string; actor: string; output: string }) => {
+    .addOption(new Option('-o, --output <format>', 'text, json or yaml').choices(['table', 'json', 'yaml']).default('table'))
+    .action(async (o: { dryRun?: boolean; manifests?: string; secrets?: string; actor: string; output: 'table' | 'json' | 'yaml' }) => {
       if (o.manifests === undefined) throw new UsageError('sweep needs the Cloud and QuarantinePolicy resources: pass --manifests DIR (or set QUARANTINE_MANIFESTS)');
+      const { resourcesFromManifests } = await import('../kube/manifest-kinds.ts');
+      const { cephAccess } = await import('../clouds/ceph-access.ts');
+      const { FileEnvSecretSource } = await import('../secrets.ts');
+      const { sweep } = await import('../capture/sweep.ts');
       const res = resourcesFromManifests(o.manifests);
       const secrets = new FileEnvSecretSource(o.secrets);
       const access = new Map<string, CephAccess>();
@@ -200,8 +242,7 @@ export function addCaptureCommands(program: Command, io: Io, status: Status, wit
           const { createLogger } = await import('../log.ts');
           const r = await sweep({ db: l.db, blocksFor: (c) => access.get(c)?.blocks, logger: createLogger({ level: 'warn' }), actor: `${o.actor} (quarantine sweep)` },
             { now: new Date(), dryRun: o.dryRun === true, policies: res.policies, clouds: [...access.keys()] });
-          if (o.output === 'json') io.out(`${JSON.stringify(r, null, 2)}\n`);
-          else {
+          if (!(await emitStructured(io, { output: o.output, headers: true }, r))) {
             const list = r.dryRun ? r.wouldDelete : r.deleted;
             io.out(`${r.dryRun ? 'would delete' : 'deleted'} ${list.length} quarantine(s)${list.length > 0 ? `: ${list.map((d) => `${d.id} (${d.reason})`).join(', ')}` : ''}; kept ${r.held.length} held; ${r.failed.length} failed\n`);
             for (const f of r.failed) io.err(`${f.id}: ${f.error}\n`);

@@ -1,5 +1,10 @@
-import { runCli } from './program.ts';
+// The `quarantine` executable. Node's compile cache keeps the compiled code
+// of the program's modules between runs (in the system's temporary directory,
+// or NODE_COMPILE_CACHE), which roughly halves the time to load them.
+import module from 'node:module';
 
+module.enableCompileCache?.();
+const { runCli } = await import('./program.ts');
 const code = await runCli(process.argv.slice(2), {
   out: (s) => process.stdout.write(s),
   err: (s) => process.stderr.write(s),

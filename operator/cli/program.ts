@@ -1,21 +1,16 @@
 // The `quarantine` command line. Each subcommand parses its arguments, calls
 // into the program, and maps the outcome to an exit code (see errors.ts).
+// Only commander and these small CLI modules load at start: every action
+// imports what it needs, so `--help` and a trace start in a fraction of a
+// second (BENCHMARKS.md, "CLI start-up").
 import { Command, CommanderError, Option } from 'commander';
-import { envConfig } from '../config.ts';
-import { createLogger, silentLogger } from '../log.ts';
-import { openLedgerDb, migrateToLatest, redactUrl, LedgerUrlError } from '../ledger/db.ts';
-import { LedgerUnavailableError, waitForLedger } from '../ledger/health.ts';
-import { runStandalone } from '../main.ts';
-import { ManifestError } from '../kube/manifest-files.ts';
-import { SecretNotFoundError } from '../secrets.ts';
-import { EXIT, UsageError } from './errors.ts';
-import { ingestFiles } from './ingest.ts';
-import { DEFAULT_LIMITS } from '../intake/decode/index.ts';
-import { parseInstant } from './time-arg.ts';
-import { renderTable } from './table.ts';
-import { traceAddress, type Holder } from '../ledger/trace.ts';
-import { instanceHistory } from '../ledger/instance-history.ts';
+import type { LogFormat } from '../log.ts';
+import { DEFAULT_LIMITS } from '../intake/decode/limits.ts';
 import type { LedgerDb } from '../ledger/db.ts';
+import { EXIT, NotFoundError, UsageError, exitCodeOf } from './errors.ts';
+import { parseInstant } from './time-arg.ts';
+import { emitList, emitStructured, withOutput, type Column, type OutputOptions } from './output.ts';
+import { renderTable } from './table.ts';
 import { addCaptureCommands } from './capture-commands.ts';
 import { addTraceLogCommand } from './trace-log.ts';
 import { addCaseCommands } from './case-commands.ts';
@@ -25,6 +20,16 @@ import { addAuditCommands } from './audit-commands.ts';
 import { AuditKeyError, useAuditKeys } from '../ledger/audit.ts';
 import { anchorFileFor, anchorIntervalMs, loadAuditKeys } from '../ledger/audit-keys.ts';
 import { HoldError } from '../capture/holds.ts';
+import { addCompletionCommand } from './completion.ts';
+
+/** sqlite:./quarantine.db; kept equal to ledger/db.ts's DEFAULT_DB_URL by a test, without loading that module here. */
+export const DEFAULT_DB_URL = 'sqlite:./quarantine.db';
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** An ISO time without milliseconds when they are zero: 2026-05-01T16:10:00Z. */
+export function shortTime(t: string | null | undefined): string | undefined {
+  return t === null || t === undefined ? undefined : t.replace(/\.000Z$/, 'Z');
+}
 
 export interface Io {
   out: (s: string) => void;
@@ -38,12 +43,12 @@ export interface Status {
 }
 
 export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Command {
-  const env = envConfig(io.env);
   const program = new Command('quarantine')
     .description('Keeps the evidence when a cloud VM is deleted: preserved disks, address history, audit trail.')
     .version('0.1.0')
-    .addOption(new Option('--db <url>', 'ledger database: sqlite:PATH or postgres://…').env('QUARANTINE_DB').default(env.QUARANTINE_DB))
-    .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default(env.LOG_LEVEL))
+    .addOption(new Option('--db <url>', 'ledger database: sqlite:PATH or postgres://…').env('QUARANTINE_DB').default(DEFAULT_DB_URL))
+    .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).env('LOG_LEVEL').default('info'))
+    .addOption(new Option('--log-format <format>', 'log lines as JSON (for collectors) or text (for reading)').choices(['json', 'text']).env('QUARANTINE_LOG_FORMAT').default('json'))
     .addOption(new Option('--audit-key-file <path>', 'the audit key(s) the trail is signed with, one per line, current first (or QUARANTINE_AUDIT_KEY)').env('QUARANTINE_AUDIT_KEY_FILE'))
     .showSuggestionAfterError()
     .exitOverride()
@@ -56,17 +61,21 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
     .addOption(new Option('--secrets <dir>', 'directory laid out like mounted Secrets: DIR/<secret>/<key> (or QUARANTINE_SECRET_<SECRET>_<KEY> variables)').env('QUARANTINE_SECRETS'))
     .addOption(new Option('--listen <host:port>', 'serve /metrics, /healthz, /readyz and the query API here').env('QUARANTINE_LISTEN'))
     .addOption(new Option('--api-token-file <path>', 'bearer token of the query API (or QUARANTINE_API_TOKEN)').env('QUARANTINE_API_TOKEN_FILE'))
+    .addOption(new Option('--tls-cert <path>', 'PEM certificate (chain): serve HTTPS on --listen').env('QUARANTINE_TLS_CERT_FILE'))
+    .addOption(new Option('--tls-key <path>', 'PEM private key of --tls-cert').env('QUARANTINE_TLS_KEY_FILE'))
     .addOption(new Option('--audit-anchor-file <path>', 'append the audit head to this file at an interval (default in standalone mode: beside an SQLite ledger)').env('QUARANTINE_AUDIT_ANCHOR_FILE'))
     .option('--no-wait-db', 'exit (code 2) at start when the ledger database does not answer, instead of waiting for it')
     .option('--kubernetes', 'run as a Kubernetes controller: resources from the API server, leader election with a Lease')
     .addOption(new Option('--kubeconfig <path>', 'kubeconfig (default: in-cluster, then ~/.kube/config)').env('KUBECONFIG'))
-    .action(async (opts: { manifests?: string; secrets?: string; listen?: string; apiTokenFile?: string; kubernetes?: boolean; kubeconfig?: string; auditAnchorFile?: string; waitDb: boolean }) => {
-      const global = program.opts<{ db: string; logLevel: string; auditKeyFile?: string }>();
+    .action(async (opts: { manifests?: string; secrets?: string; listen?: string; apiTokenFile?: string; tlsCert?: string; tlsKey?: string; kubernetes?: boolean; kubeconfig?: string; auditAnchorFile?: string; waitDb: boolean }) => {
+      const global = program.opts<{ db: string; logLevel: string; logFormat: LogFormat; auditKeyFile?: string }>();
+      const { anchorFileFor, anchorIntervalMs, loadAuditKeys } = await import('../ledger/audit-keys.ts');
       const audit = {
         auditKeys: loadAuditKeys(io.env, global.auditKeyFile), anchorIntervalMs: anchorIntervalMs(io.env),
         anchorFile: opts.kubernetes === true ? opts.auditAnchorFile : anchorFileFor(global.db, io.env, opts.auditAnchorFile),
       };
-      const logger = createLogger({ level: global.logLevel });
+      const { createLogger } = await import('../log.ts');
+      const logger = createLogger({ level: global.logLevel, format: global.logFormat });
       const ac = new AbortController();
       const stop = () => ac.abort();
       process.once('SIGTERM', stop);
@@ -82,6 +91,19 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
           }
         }
         const token = apiToken === '' ? undefined : apiToken;
+        if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
+        let tls: { cert: string; key: string } | undefined;
+        if (opts.tlsCert !== undefined && opts.tlsKey !== undefined) {
+          const { readFileSync } = await import('node:fs');
+          const read = (path: string, flag: string) => {
+            try {
+              return readFileSync(path, 'utf8');
+            } catch (err) {
+              throw new UsageError(`cannot read ${flag} ${path}: ${err instanceof Error ? err.message : String(err)}`);
+            }
+          };
+          tls = { cert: read(opts.tlsCert, '--tls-cert'), key: read(opts.tlsKey, '--tls-key') };
+        }
         if (opts.kubernetes === true) {
           if (opts.manifests !== undefined) throw new UsageError('--manifests is for standalone mode; with --kubernetes the resources come from the API server');
           const { runKubernetes } = await import('../kube/kube-mode.ts');
@@ -94,7 +116,7 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
           };
           const { hostname } = await import('node:os');
           await runKubernetes({
-            dbUrl: global.db, kubeconfig: opts.kubeconfig, logger, signal: ac.signal, listen: opts.listen, apiToken: token, waitForDb: opts.waitDb,
+            dbUrl: global.db, kubeconfig: opts.kubeconfig, logger, signal: ac.signal, listen: opts.listen, apiToken: token, waitForDb: opts.waitDb, tls,
             namespace: io.env['POD_NAMESPACE'] ?? 'quarantine-system', identity: io.env['POD_NAME'] ?? `${hostname()}-${process.pid}`,
             leaseName: io.env['QUARANTINE_LEADER_LEASE'] ?? 'quarantine-operator',
             leaseDurationMs: seconds('QUARANTINE_LEADER_LEASE_DURATION_SECONDS', 15),
@@ -103,7 +125,8 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
             ...audit,
           });
         } else {
-          await runStandalone({ dbUrl: global.db, manifests: opts.manifests, secretsDir: opts.secrets, logger, signal: ac.signal, listen: opts.listen, apiToken: token, ...audit, waitForDb: opts.waitDb });
+          const { runStandalone } = await import('../main.ts');
+          await runStandalone({ dbUrl: global.db, manifests: opts.manifests, secretsDir: opts.secrets, logger, signal: ac.signal, listen: opts.listen, apiToken: token, ...audit, waitForDb: opts.waitDb, tls });
         }
       } finally {
         process.off('SIGTERM', stop);
@@ -116,6 +139,9 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
     .description('bring the ledger schema up to date (run also does this at start)')
     .action(async () => {
       const global = program.opts<{ db: string }>();
+      const { openLedgerDb, migrateToLatest, redactUrl } = await import('../ledger/db.ts');
+      const { waitForLedger } = await import('../ledger/health.ts');
+      const { silentLogger } = await import('../log.ts');
       const ledger = openLedgerDb(global.db);
       try {
         await waitForLedger(ledger.db, { wait: false, logger: silentLogger, where: redactUrl(global.db), hint: '' });
@@ -129,6 +155,11 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
   const withLedger = async <T>(fn: (ledger: LedgerDb) => Promise<T>): Promise<T> => {
     const global = program.opts<{ db: string; auditKeyFile?: string }>();
     const url = global.db;
+    const { openLedgerDb, migrateToLatest, redactUrl } = await import('../ledger/db.ts');
+    const { waitForLedger } = await import('../ledger/health.ts');
+    const { silentLogger } = await import('../log.ts');
+    const { useAuditKeys } = await import('../ledger/audit.ts');
+    const { loadAuditKeys } = await import('../ledger/audit-keys.ts');
     const keys = loadAuditKeys(io.env, global.auditKeyFile);
     const ledger = openLedgerDb(url);
     useAuditKeys(ledger.db, keys);
@@ -141,7 +172,6 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
       await ledger.close();
     }
   };
-  const output = () => new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table');
 
   program
     .command('ingest')
@@ -152,6 +182,7 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
     .action(async (files: string[], opts: { cloud: string; maxBodyBytes: string }) => {
       const maxBodyBytes = Number(opts.maxBodyBytes);
       if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 1) throw new UsageError(`--max-body-bytes "${opts.maxBodyBytes}" is not a positive whole number`);
+      const { ingestFiles } = await import('./ingest.ts');
       const { counts, rejections } = await withLedger((l) => ingestFiles(l.db, opts.cloud, files, () => new Date(), { maxBodyBytes }));
       for (const r of rejections) io.err(`${r.where}: rejected (${r.reason}): ${r.message}\n`);
       io.out(`applied ${counts.applied}, duplicate ${counts.duplicate}, ignored ${counts.ignored}, rejected ${counts.rejected}\n`);
@@ -159,16 +190,31 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
     });
 
   const trace = program.command('trace').description('answer who held an address when, or what an instance did');
-  trace
+  type Holder = Awaited<ReturnType<typeof import('../ledger/trace.ts').traceAddress>>['holders'][number];
+  // The default table fits 120 columns; -o wide adds the rest.
+  const holderColumns: Array<Column<Holder>> = [
+    { header: 'CLOUD', value: (h) => h.cloud, max: 12 },
+    { header: 'KIND', value: (h) => h.kind, wide: true },
+    { header: 'INSTANCE', value: (h) => h.instance?.id, max: 36 },
+    { header: 'NAME', value: (h) => h.instance?.name, max: 16 },
+    { header: 'PROJECT', value: (h) => h.instance?.project ?? h.project, wide: true },
+    { header: 'USER', value: (h) => h.instance?.user, max: 12 },
+    { header: 'HOST', value: (h) => h.instance?.host, wide: true },
+    { header: 'NETWORK', value: (h) => h.network, wide: true },
+    { header: 'PORT', value: (h) => h.port, wide: true },
+    { header: 'FROM', value: (h) => shortTime(h.from) },
+    { header: 'TO', value: (h) => shortTime(h.to) ?? 'now' },
+    { header: 'DELETED', value: (h) => shortTime(h.instance?.deletedAt), wide: true },
+  ];
+  withOutput(trace
     .command('ip')
     .description('who held ADDRESS at TIME, or at any time from T1 to T2 (every holder, with its network)')
     .argument('<address>', 'IPv4 or IPv6 address')
     .option('--at <time>', 'ISO 8601 time with offset, e.g. 2026-05-01T18:13:16+02:00')
     .option('--from <time>', 'start of a window (with --to): every holder during [from, to)')
     .option('--to <time>', 'end of the window')
-    .option('--cloud <name>', 'only this cloud')
-    .addOption(output())
-    .action(async (address: string, opts: { at?: string; from?: string; to?: string; cloud?: string; output: string }) => {
+    .option('--cloud <name>', 'only this cloud'))
+    .action(async (address: string, opts: OutputOptions & { at?: string; from?: string; to?: string; cloud?: string }) => {
       const window = opts.from !== undefined || opts.to !== undefined;
       if (window === (opts.at !== undefined)) throw new UsageError('give either --at TIME or --from T1 --to T2');
       if (window && (opts.from === undefined || opts.to === undefined)) throw new UsageError('a window needs both --from and --to');
@@ -182,33 +228,33 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
         const holders = await withLedger((l) => holdersDuring(l.db, address, from, to, opts.cloud));
         result = { address, from: from.toISOString(), to: to.toISOString(), holders };
       } else {
-        result = await withLedger((l) => traceAddress(l.db, address, parseInstant(opts.at ?? '', '--at'), opts.cloud));
+        const at = parseInstant(opts.at ?? '', '--at');
+        const { traceAddress } = await import('../ledger/trace.ts');
+        result = await withLedger((l) => traceAddress(l.db, address, at, opts.cloud));
       }
-      if (opts.output === 'json') io.out(`${JSON.stringify(result, null, 2)}\n`);
-      else if (result.holders.length === 0) io.out(`nobody held ${address} ${result.at !== undefined ? `at ${result.at}` : `from ${result.from ?? ''} to ${result.to ?? ''}`}\n`);
-      else io.out(renderTable(['CLOUD', 'KIND', 'INSTANCE', 'NAME', 'PROJECT', 'USER', 'HOST', 'NETWORK', 'PORT', 'FROM', 'TO', 'DELETED'],
-        result.holders.map((h) => [h.cloud, h.kind, h.instance?.id, h.instance?.name, h.instance?.project ?? h.project, h.instance?.user, h.instance?.host, h.network, h.port, h.from, h.to ?? 'now', h.instance?.deletedAt])));
+      if (result.holders.length === 0 && !(await emitStructured(io, opts, result))) io.out(`nobody held ${address} ${result.at !== undefined ? `at ${result.at}` : `from ${result.from ?? ''} to ${result.to ?? ''}`}\n`);
+      else if (result.holders.length > 0) await emitList(io, opts, holderColumns, result.holders, result);
       if (result.holders.length === 0) status.code = EXIT.notFound;
     });
-  trace
+  withOutput(trace
     .command('instance')
     .description('an instance\'s life: owner, host, addresses over time, notifications')
     .argument('<id>', 'instance UUID (OpenStack) or VM id (OpenNebula)')
-    .option('--cloud <name>', 'only this cloud')
-    .addOption(output())
-    .action(async (id: string, opts: { cloud?: string; output: string }) => {
+    .option('--cloud <name>', 'only this cloud'))
+    .action(async (id: string, opts: OutputOptions & { cloud?: string }) => {
+      const { instanceHistory } = await import('../ledger/instance-history.ts');
       const found = await withLedger((l) => instanceHistory(l.db, id, opts.cloud));
-      if (opts.output === 'json') io.out(`${JSON.stringify(found.length === 1 ? found[0] : found, null, 2)}\n`);
-      else if (found.length === 0) io.out(`no instance ${id} in the ledger\n`);
-      else {
-        for (const h of found) {
-          io.out(renderTable(['FIELD', 'VALUE'], [['cloud', h.cloud], ['id', h.id], ['name', h.name], ['project', h.project], ['user', h.user], ['host', h.host],
-            ['image', h.image], ['flavor', h.flavor], ['state', h.state], ['created', h.createdAt], ['deleted', h.deletedAt], ['deleted by', h.deletedBy]]));
-          io.out('\n' + renderTable(['ADDRESS', 'KIND', 'NETWORK', 'PORT', 'FROM', 'TO'], h.addresses.map((a) => [a.address, a.kind, a.network, a.port, a.from, a.to ?? 'now'])));
-          io.out('\n' + renderTable(['AT', 'EVENT', 'PUBLISHER', 'MESSAGE'], h.events.map((e) => [e.at, e.eventType, e.publisher, e.messageId])));
-        }
-      }
+      // JSON and YAML answer "nothing" with an empty list; all formats exit 1.
+      if (found.length === 0 && !(await emitStructured(io, opts, []))) throw new NotFoundError(`no instance ${id} in the ledger${opts.cloud === undefined ? '' : ` of cloud ${opts.cloud}`}`);
       if (found.length === 0) status.code = EXIT.notFound;
+      if (found.length === 0 || (await emitStructured(io, opts, found.length === 1 ? found[0] : found))) return;
+      const t = { headers: opts.headers };
+      for (const x of found) {
+        io.out(renderTable(['FIELD', 'VALUE'], [['cloud', x.cloud], ['id', x.id], ['name', x.name], ['project', x.project], ['user', x.user], ['host', x.host],
+          ['image', x.image], ['flavor', x.flavor], ['state', x.state], ['created', x.createdAt], ['deleted', x.deletedAt], ['deleted by', x.deletedBy]], t));
+        io.out('\n' + renderTable(['ADDRESS', 'KIND', 'NETWORK', 'PORT', 'FROM', 'TO'], x.addresses.map((a) => [a.address, a.kind, a.network, a.port, shortTime(a.from), shortTime(a.to) ?? 'now']), t));
+        io.out('\n' + renderTable(['AT', 'EVENT', 'PUBLISHER', 'MESSAGE'], x.events.map((e) => [shortTime(e.at), e.eventType, e.publisher, e.messageId]), t));
+      }
     });
 
   addTraceLogCommand(trace, io, status, withLedger);
@@ -218,6 +264,7 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
   addExportIntervalsCommand(program, io, withLedger);
   addHoldCommands(program, io, status, withLedger);
   addAuditCommands(program, io, status, withLedger);
+  addCompletionCommand(program, io);
 
   return program;
 }
@@ -241,11 +288,10 @@ export async function runCli(argv: string[], io: Io): Promise<number> {
       if (err.exitCode === 0) return EXIT.ok;
       return EXIT.usage;
     }
-    if (err instanceof UsageError || err instanceof LedgerUrlError || err instanceof LedgerUnavailableError || err instanceof ManifestError || err instanceof SecretNotFoundError || err instanceof AuditKeyError || err instanceof HoldError) {
-      io.err(`quarantine: ${err.message}\n`);
-      return EXIT.usage;
-    }
-    io.err(`quarantine: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
-    return EXIT.failure;
+    const code = exitCodeOf(err);
+    // A user's mistake or a finding is one line; only a bug shows its stack.
+    if (code !== EXIT.failure) io.err(`quarantine: ${err instanceof Error ? err.message : String(err)}\n`);
+    else io.err(`quarantine: unexpected failure (please report it): ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+    return code;
   }
 }

@@ -1,8 +1,32 @@
 // Prometheus metrics. Counters are bumped where things happen; ledger-derived
 // gauges are computed at scrape time, so they are right on every replica.
+// Labelled series of known label values start at zero (knownCloud), so that
+// rate() and increase() see the first event instead of a series appearing.
+import { readFileSync } from 'node:fs';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Kysely } from 'kysely';
 import type { LedgerSchema } from '../ledger/schema.ts';
+import type { SweepReport } from '../capture/sweep.ts';
+import { CAPTURE_STATES } from '../capture/quarantine-store.ts';
+
+export const CAPTURE_MODES = ['trash', 'softDelete', 'onDelete'] as const;
+export const CAPTURE_RESULTS = ['quarantined', 'failed', 'refused'] as const;
+export const RACE_RESULTS = ['won', 'lost'] as const;
+export const INGEST_OUTCOMES = ['applied', 'duplicate', 'ignored', 'rejected'] as const;
+export const SWEEP_REASONS = ['expired', 'capacity'] as const;
+
+export interface QueueDepth {
+  cloud: string;
+  queue: string;
+  messages: number | undefined;
+  deadLetterQueue: string;
+  deadLetters: number | undefined;
+}
+
+export interface MetricSources {
+  queueDepth: () => Promise<QueueDepth[]>;
+  isLeader: () => boolean;
+}
 
 export interface Metrics {
   registry: Registry;
@@ -12,12 +36,39 @@ export interface Metrics {
   races: Counter<'cloud' | 'mode' | 'result'>;
   sweepDeletions: Counter<'reason'>;
   sweepFailures: Counter;
-  queueMessages: Gauge<'cloud' | 'queue'>;
+  sweepLastSuccess: Gauge<'policy'>;
+  trashArmed: Gauge<'cloud' | 'pool'>;
+  auditVerificationOk: Gauge;
+  auditVerificationTime: Gauge;
+  /** Starts the labelled series of a cloud at zero. */
+  knownCloud(cloud: string, sources: readonly string[]): void;
+  /** Where quarantine_reconcile_failing reads from (Kubernetes mode: the controllers of the leader). */
+  observeReconciles(source: () => Array<{ kind: string; failing: number }>): void;
+  /** Counts a finished sweep (dry runs delete nothing and count only as a success). */
+  sweepDone(policy: string, report: SweepReport, at: Date): void;
 }
 
-export function createMetrics(db: Kysely<LedgerSchema>, queueDepth: () => Promise<Array<{ cloud: string; queue: string; messages: number }>>): Metrics {
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+    return typeof pkg.version === 'string' ? pkg.version : 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+export function createMetrics(db: Kysely<LedgerSchema>, sources: MetricSources): Metrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'quarantine_process_' });
+  // The defaults already start with process_ / nodejs_: the prefix makes quarantine_process_cpu_seconds_total.
+  collectDefaultMetrics({ register: registry, prefix: 'quarantine_' });
+  new Gauge({ name: 'quarantine_build_info', help: 'Always 1; the labels say which version runs on which Node.js.', labelNames: ['version', 'nodejs'] as const, registers: [registry] })
+    .set({ version: packageVersion(), nodejs: process.versions.node }, 1);
+  new Gauge({
+    name: 'quarantine_leader', help: '1 on the replica that leads (trash scans, resumed captures, sweeps), 0 on the others.', registers: [registry],
+    collect() {
+      this.set(sources.isLeader() ? 1 : 0);
+    },
+  });
   const notifications = new Counter({ name: 'quarantine_notifications_total', help: 'Notifications consumed, by cloud, source and outcome (applied, duplicate, ignored, rejected).', labelNames: ['cloud', 'source', 'outcome'] as const, registers: [registry] });
   const captureSeconds = new Histogram({
     name: 'quarantine_capture_latency_seconds', help: 'From the deletion event (notification or trash entry) to the quarantine being durable.', labelNames: ['cloud', 'mode'] as const,
@@ -27,25 +78,66 @@ export function createMetrics(db: Kysely<LedgerSchema>, queueDepth: () => Promis
   const races = new Counter({ name: 'quarantine_capture_races_total', help: 'Live captures started on a delete warning (onDelete, or softDelete when the cloud hard-deletes): won when the snapshot came before the cloud removed the disk. The win rate is won / (won + lost).', labelNames: ['cloud', 'mode', 'result'] as const, registers: [registry] });
   const sweepDeletions = new Counter({ name: 'quarantine_sweep_deletions_total', help: 'Quarantines deleted by the sweep, by reason (expired, capacity).', labelNames: ['reason'] as const, registers: [registry] });
   const sweepFailures = new Counter({ name: 'quarantine_sweep_failures_total', help: 'Quarantines the sweep failed to delete (retried at the next sweep).', registers: [registry] });
-  const queueMessages = new Gauge({
+  const sweepLastSuccess = new Gauge({ name: 'quarantine_sweep_last_success_timestamp_seconds', help: 'When a policy\'s last sweep completed without a failed deletion (Unix seconds).', labelNames: ['policy'] as const, registers: [registry] });
+  const trashArmed = new Gauge({ name: 'quarantine_trash_armed', help: '1 when rbd_move_to_trash_on_remove is on for a watched pool, 0 when deletions there skip the trash.', labelNames: ['cloud', 'pool'] as const, registers: [registry] });
+  const auditVerificationOk = new Gauge({ name: 'quarantine_audit_verification_ok', help: '1 when the last verification of the audit chain found every row intact, 0 when it found a modified or missing row.', registers: [registry] });
+  const auditVerificationTime = new Gauge({ name: 'quarantine_audit_verification_timestamp_seconds', help: 'When the audit chain was last verified (Unix seconds).', registers: [registry] });
+  const depths = async () => sources.queueDepth().catch((): QueueDepth[] => []);
+  new Gauge({
     name: 'quarantine_queue_messages', help: 'Messages waiting in our queue on the broker (consumer lag).', labelNames: ['cloud', 'queue'] as const, registers: [registry],
     async collect() {
-      for (const q of await queueDepth().catch(() => [])) this.set({ cloud: q.cloud, queue: q.queue }, q.messages);
+      this.reset();
+      for (const q of await depths()) if (q.messages !== undefined) this.set({ cloud: q.cloud, queue: q.queue }, q.messages);
+    },
+  });
+  new Gauge({
+    name: 'quarantine_dead_letter_messages', help: 'Messages in our dead-letter queue: notifications the operator rejected and nobody has looked at yet.', labelNames: ['cloud', 'queue'] as const, registers: [registry],
+    async collect() {
+      this.reset();
+      for (const q of await depths()) if (q.deadLetters !== undefined) this.set({ cloud: q.cloud, queue: q.deadLetterQueue }, q.deadLetters);
     },
   });
   new Gauge({
     name: 'quarantine_quarantines', help: 'Quarantines in the ledger by state.', labelNames: ['state'] as const, registers: [registry],
     async collect() {
-      this.reset();
+      for (const state of CAPTURE_STATES) this.set({ state }, 0);
       for (const r of await db.selectFrom('quarantines').select(['state', (eb) => eb.fn.countAll<number>().as('n')]).groupBy('state').execute()) this.set({ state: r.state }, Number(r.n));
     },
   });
   new Gauge({
     name: 'quarantine_quarantine_bytes', help: 'Provisioned bytes of quarantines by state.', labelNames: ['state'] as const, registers: [registry],
     async collect() {
-      this.reset();
+      for (const state of CAPTURE_STATES) this.set({ state }, 0);
       for (const r of await db.selectFrom('quarantines').select(['state', (eb) => eb.fn.sum<number>('bytes').as('b')]).groupBy('state').execute()) this.set({ state: r.state }, Number(r.b ?? 0));
     },
   });
-  return { registry, notifications, captureSeconds, captures, races, sweepDeletions, sweepFailures, queueMessages };
+  let reconciles: () => Array<{ kind: string; failing: number }> = () => [];
+  new Gauge({
+    name: 'quarantine_reconcile_failing', help: 'Resources whose last reconciliation failed, by kind (on the leader): what they ask is not what is in force.', labelNames: ['kind'] as const, registers: [registry],
+    collect() {
+      this.reset();
+      for (const r of reconciles()) this.set({ kind: r.kind }, r.failing);
+    },
+  });
+  for (const reason of SWEEP_REASONS) sweepDeletions.inc({ reason }, 0);
+  sweepFailures.inc(0);
+  return {
+    registry, notifications, captureSeconds, captures, races, sweepDeletions, sweepFailures, sweepLastSuccess, trashArmed, auditVerificationOk, auditVerificationTime,
+    knownCloud(cloud, sourceNames) {
+      for (const source of sourceNames) for (const outcome of INGEST_OUTCOMES) notifications.inc({ cloud, source, outcome }, 0);
+      for (const mode of CAPTURE_MODES) {
+        for (const result of CAPTURE_RESULTS) captures.inc({ cloud, mode, result }, 0);
+        for (const result of RACE_RESULTS) races.inc({ cloud, mode, result }, 0);
+        captureSeconds.zero({ cloud, mode });
+      }
+    },
+    observeReconciles(source) {
+      reconciles = source;
+    },
+    sweepDone(policy, report, at) {
+      if (!report.dryRun) for (const d of report.deleted) sweepDeletions.inc({ reason: d.reason });
+      if (report.failed.length > 0) sweepFailures.inc(report.failed.length);
+      else sweepLastSuccess.set({ policy }, at.getTime() / 1000);
+    },
+  };
 }

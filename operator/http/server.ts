@@ -1,6 +1,7 @@
 // The operator's HTTP face: Prometheus metrics, probes, and a small read-only
 // JSON API for investigators, behind a bearer token.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { Kysely } from 'kysely';
@@ -22,6 +23,8 @@ export interface HttpOptions {
   apiToken: string | undefined;
   ready: () => Promise<{ ready: boolean; reasons: string[] }>;
   logger: Logger;
+  /** PEM certificate chain and key: serve HTTPS instead of HTTP. */
+  tls?: { cert: string | Buffer; key: string | Buffer } | undefined;
 }
 
 function send(res: ServerResponse, status: number, body: unknown, type = 'application/json'): void {
@@ -81,7 +84,7 @@ export async function startHttp(o: HttpOptions): Promise<{ server: Server; url: 
     return send(res, 404, { error: 'no such route' });
   };
 
-  const server = createServer((req, res) => {
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const route = async () => {
       // POST only for bulk attribution, which carries the log lines in its body.
@@ -99,7 +102,8 @@ export async function startHttp(o: HttpOptions): Promise<{ server: Server; url: 
       o.logger.error({ err: err instanceof Error ? err.message : String(err), path: url.pathname }, 'http handler failed');
       if (!res.headersSent) send(res, 500, { error: 'internal error' });
     });
-  });
+  };
+  const server: Server = o.tls === undefined ? createServer(handler) : createTlsServer({ cert: o.tls.cert, key: o.tls.key }, handler);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(o.port, o.host, () => resolve());
@@ -107,7 +111,7 @@ export async function startHttp(o: HttpOptions): Promise<{ server: Server; url: 
   const addr = server.address() as AddressInfo;
   return {
     server,
-    url: `http://${o.host.includes(':') ? `[${o.host}]` : o.host}:${addr.port}`,
+    url: `${o.tls === undefined ? 'http' : 'https'}://${o.host.includes(':') ? `[${o.host}]` : o.host}:${addr.port}`,
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
 }

@@ -387,15 +387,28 @@ export class AmqpConsumer {
 
   /** Messages waiting in our queue (consumer lag), asked of the broker on a short-lived channel. */
   async queueDepth(): Promise<number | undefined> {
+    return this.#depthOf(this.#opts.topology.queue);
+  }
+
+  /** Messages in our dead-letter queue (rejected notifications nobody has handled). */
+  async deadLetterDepth(): Promise<number | undefined> {
+    return this.#depthOf(this.#opts.topology.deadLetterQueue);
+  }
+
+  async #depthOf(queue: string): Promise<number | undefined> {
     const conn = this.#conn;
     if (conn === undefined || this.#stopping) return undefined;
     const ch = await conn.createChannel();
     ch.on('error', () => undefined);
     try {
-      return (await ch.checkQueue(this.#opts.topology.queue)).messageCount;
+      return (await ch.checkQueue(queue)).messageCount;
     } finally {
       await ch.close().catch(() => undefined);
     }
+  }
+
+  get deadLetterQueue(): string {
+    return this.#opts.topology.deadLetterQueue;
   }
 
   get queue(): string {

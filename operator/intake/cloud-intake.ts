@@ -5,7 +5,7 @@ import type { LedgerSchema } from '../ledger/schema.ts';
 import { AmqpConsumer } from './amqp.ts';
 import { BatchingApplier, deliveryHandler, type LedgerAvailability, type PipelineObserver } from './pipeline.ts';
 import { defaultExchanges, queueName, type Cloud } from '../kube/resources/cloud.ts';
-import type { Logger } from '../log.ts';
+import { childLogger, type Logger } from '../log.ts';
 
 export interface CloudIntake {
   readonly consumer: AmqpConsumer;
@@ -14,7 +14,7 @@ export interface CloudIntake {
 
 export async function startCloudIntake(cloud: Cloud, amqpUrl: string, db: Kysely<LedgerSchema>, logger: Logger, observer: PipelineObserver = {}, ledger?: LedgerAvailability): Promise<CloudIntake> {
   const name = cloud.metadata.name;
-  const log = logger.child({ cloud: name });
+  const log = childLogger(logger, { cloud: name });
   const queue = queueName(cloud);
   const applier = new BatchingApplier(db, { maxBatch: Math.max(1, cloud.spec.amqp.prefetch) });
   const consumer = new AmqpConsumer({

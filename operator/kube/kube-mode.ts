@@ -37,6 +37,8 @@ export interface KubernetesOptions {
   retryPeriodMs: number;
   listen: string | undefined;
   apiToken: string | undefined;
+  /** PEM certificate and key: HTTPS instead of HTTP on `listen`. */
+  tls?: { cert: string; key: string } | undefined;
   logger: Logger;
   signal: AbortSignal;
   auditKeys?: AuditKeyRing | undefined;
@@ -123,14 +125,18 @@ export async function runKubernetes(o: KubernetesOptions): Promise<void> {
       onStartedLeading: () => operator.becomeLeader(),
       onStoppedLeading: () => operator.stopLeading(),
     });
+    // Every kind reports, at zero on a follower (its controllers run only while it leads).
+    const kinds = ['Cloud', 'QuarantinePolicy', 'QuarantineHold', 'QuarantineRestore', 'QuarantineCase'];
+    operator.metrics.observeReconciles(() => kinds.map((kind) => ({ kind, failing: manager.runners.filter((r) => r.kind === kind).reduce((n, r) => n + r.failing, 0) })));
     manager.start();
     stops.unshift(() => manager.stop());
 
     if (o.listen !== undefined) {
       const m = /^(.*):(\d+)$/.exec(o.listen);
       if (m !== null) {
-        const http = await startHttp({ host: (m[1] ?? '').replace(/^\[|\]$/g, ''), port: Number(m[2]), db: ledger.db, metrics: operator.metrics, apiToken: o.apiToken, ready: () => operator.readiness(), logger });
+        const http = await startHttp({ host: (m[1] ?? '').replace(/^\[|\]$/g, ''), port: Number(m[2]), db: ledger.db, metrics: operator.metrics, apiToken: o.apiToken, ready: () => operator.readiness(), logger, tls: o.tls });
         stops.push(() => http.close());
+        logger.info({ listen: http.url, api: o.apiToken === undefined ? 'disabled (no token)' : 'enabled' }, 'http listening');
       }
     }
     await cloudWork;

@@ -2,7 +2,8 @@
 // default) or `postgres://…` (production, shared by every replica).
 import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
 import { Migrator } from 'kysely/migration';
-import pg from 'pg';
+import { createRequire } from 'node:module';
+import type PgModule from 'pg';
 import { NodeSqliteDatabase } from './sqlite-driver.ts';
 import { migrationProvider, type Engine } from './migrations.ts';
 import type { LedgerSchema } from './schema.ts';
@@ -32,6 +33,9 @@ export function redactUrl(url: string): string {
 
 const PG_INT8 = 20;
 
+// pg (CommonJS) is loaded only for a PostgreSQL ledger: a SQLite CLI call never pays for it.
+const requirePg = (): typeof PgModule => createRequire(import.meta.url)('pg') as typeof PgModule;
+
 export interface LedgerDb {
   readonly engine: Engine;
   readonly db: Kysely<LedgerSchema>;
@@ -53,6 +57,7 @@ export function openLedgerDb(url: string, options: { poolSize?: number } = {}): 
     const db = new Kysely<LedgerSchema>({ dialect: new SqliteDialect({ database }) });
     return { engine: 'sqlite', db, onConnectionError: () => undefined, close: () => db.destroy() };
   }
+  const pg = requirePg();
   const pool = new pg.Pool({
     connectionString: target.url,
     max: options.poolSize ?? 10,

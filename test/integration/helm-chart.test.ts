@@ -6,7 +6,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +19,21 @@ import { requireEnv, uniqueSuffix } from '../support/env.ts';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const chart = join(root, 'charts', 'quarantine-operator');
 const ciValues = join(chart, 'ci', 'test-values.yaml');
+const PLURALS = ['clouds', 'quarantinepolicies', 'quarantineholds', 'quarantinerestores', 'quarantinecases'];
+const EVERY_OPTION = [
+  'metrics.serviceMonitor.enabled=true', 'metrics.prometheusRule.enabled=true', 'metrics.dashboard.enabled=true', 'networkPolicy.enabled=true',
+  'networkPolicy.ingressFrom[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=monitoring',
+  'tls.enabled=true', 'tls.secretName=quarantine-tls', 'secrets.apiToken.name=quarantine-api', `image.digest=sha256:${'ab'.repeat(32)}`, 'logFormat=text',
+];
+
+/** The `--set` values of the `helm install` command in docs/cloud-operators.md, the command a new user copies. */
+function documentedSets(): string[] {
+  const doc = readFileSync(join(root, 'docs', 'cloud-operators.md'), 'utf8');
+  const block = /```sh\n([^`]*helm install quarantine charts\/quarantine-operator[^`]*)```/.exec(doc)?.[1];
+  if (block === undefined) throw new Error('docs/cloud-operators.md has no `helm install` block');
+  const command = block.replace(/\\\n/g, ' ').split('\n').find((l) => l.startsWith('helm install')) ?? '';
+  return [...command.matchAll(/--set (\S+)/g)].map((m) => m[1] ?? '');
+}
 
 // The identity test/env/kube gives QTEST_KUBECONFIG_OPERATOR.
 const releaseNamespace = 'quarantine-system';
@@ -149,21 +164,22 @@ describe('Helm chart charts/quarantine-operator', () => {
     const variants = [
       [],
       ['metrics.serviceMonitor.enabled=true', 'podAntiAffinity=hard', 'secrets.rabbitmq.name=amqp', 'secrets.cephKeyring.name=ceph', 'secrets.extra={ca}'],
-      ['replicaCount=1', 'serviceAccount.create=false', 'serviceAccount.name=existing', 'rbac.create=false'],
+      ['replicaCount=1', 'serviceAccount.create=false', 'serviceAccount.name=existing', 'rbac.create=false', 'crds.enabled=false'],
+      EVERY_OPTION,
+      documentedSets(),
     ];
     const seenKinds = new Set<string>();
-    const crds = ['clouds', 'quarantinepolicies', 'quarantineholds', 'quarantinerestores', 'quarantinecases'].map(
-      (p) => parseAllDocuments(readFileSync(join(chart, 'crds', `${p}.yaml`), 'utf8'))[0]?.toJS() as Record<string, any>,
-    );
     for (const sets of variants) {
-      const objects = [...(await render(...sets)), ...crds];
+      const objects = await render(...sets);
+      assert.equal(objects.filter((o) => o['kind'] === 'CustomResourceDefinition').length, sets.includes('crds.enabled=false') ? 0 : PLURALS.length, sets.join(','));
       for (const obj of objects) {
         const where = `${obj['kind']} ${obj['metadata']?.name} (${sets.join(',') || 'defaults'})`;
         if (obj['apiVersion'] === 'monitoring.coreos.com/v1') {
-          // No model of the Prometheus Operator's kinds ships with kubernetes-models.
-          assert.equal(obj['kind'], 'ServiceMonitor', where);
-          assert.equal(obj['spec']?.endpoints?.[0]?.port, 'http', where);
-          seenKinds.add('ServiceMonitor');
+          // No model of the Prometheus Operator's kinds ships with kubernetes-models (promtool checks the rules below).
+          assert.ok(['ServiceMonitor', 'PrometheusRule'].includes(obj['kind']), where);
+          if (obj['kind'] === 'ServiceMonitor') assert.equal(obj['spec']?.endpoints?.[0]?.port, 'http', where);
+          else assert.ok(obj['spec']?.groups?.[0]?.rules?.length >= 7, where);
+          seenKinds.add(obj['kind']);
           continue;
         }
         const [group, version] = String(obj['apiVersion']).includes('/') ? String(obj['apiVersion']).split('/') : ['', obj['apiVersion']];
@@ -175,9 +191,83 @@ describe('Helm chart charts/quarantine-operator', () => {
       }
     }
     assert.deepEqual([...seenKinds].sort(), [
-      'ClusterRole', 'ClusterRoleBinding', 'CustomResourceDefinition', 'Deployment', 'Pod', 'PodDisruptionBudget',
-      'Role', 'RoleBinding', 'Service', 'ServiceAccount', 'ServiceMonitor',
+      'ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'CustomResourceDefinition', 'Deployment', 'NetworkPolicy', 'Pod', 'PodDisruptionBudget',
+      'PrometheusRule', 'Role', 'RoleBinding', 'Service', 'ServiceAccount', 'ServiceMonitor',
     ]);
+  });
+
+  test('the documented Helm command passes the values schema and lint', { timeout: 120_000 }, async () => {
+    const sets = documentedSets();
+    assert.ok(sets.includes('secrets.database.name=quarantine-db') && sets.includes('secrets.apiToken.name=quarantine-api'), sets.join(' '));
+    await ok(['lint', '--strict', chart, ...sets.flatMap((s) => ['--set', s])]);
+    const d = (await ok(['template', 'quarantine', chart, ...sets.flatMap((s) => ['--set', s])]));
+    assert.match(d, /name: QUARANTINE_API_TOKEN\n\s+valueFrom:\n\s+secretKeyRef:\n\s+name: "quarantine-api"/);
+  });
+
+  test('the alert rules pass `promtool check rules`', { timeout: 120_000 }, async () => {
+    const rule = (await render('metrics.prometheusRule.enabled=true')).find((o) => o['kind'] === 'PrometheusRule');
+    assert.ok(rule);
+    const alerts = (rule['spec'].groups[0].rules as Array<{ alert: string }>).map((r) => r.alert);
+    assert.deepEqual(alerts, [
+      'QuarantineDeadLettersGrowing', 'QuarantineCapturesFailing', 'QuarantineTrashNotArmed', 'QuarantineConsumerLag',
+      'QuarantineSweepFailing', 'QuarantineNoLeader', 'QuarantineAuditVerificationFailing',
+    ]);
+    const dir = mkdtempSync(join(tmpdir(), 'qop-rules-'));
+    try {
+      const file = join(dir, 'rules.yaml');
+      writeFileSync(file, JSON.stringify(rule['spec']));
+      const r = await new Promise<RunResult>((resolve) => {
+        execFile('promtool', ['check', 'rules', file], (err, stdout, stderr) => resolve({ code: err === null ? 0 : 1, stdout, stderr }));
+      });
+      assert.equal(r.code, 0, `promtool (Debian package prometheus, installed by test/env/install.sh):\n${r.stderr}${r.stdout}`);
+      assert.match(r.stdout, /SUCCESS: 7 rules found/);
+      // The check is not vacuous: a broken expression fails it.
+      writeFileSync(file, JSON.stringify({ groups: [{ name: 'x', rules: [{ alert: 'X', expr: 'rate(quarantine_leader[5m' }] }] }));
+      const bad = await new Promise<number>((resolve) => execFile('promtool', ['check', 'rules', file], (err) => resolve(err === null ? 0 : 1)));
+      assert.equal(bad, 1);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('the dashboard ConfigMap carries the sidecar label and valid dashboard JSON', { timeout: 120_000 }, async () => {
+    const cm = (await render('metrics.dashboard.enabled=true')).find((o) => o['kind'] === 'ConfigMap');
+    assert.ok(cm);
+    assert.equal(cm['metadata'].labels['grafana_dashboard'], '1');
+    const dashboard = JSON.parse(cm['data']['quarantine-operator.json']) as { uid: string; panels: Array<{ title: string; targets: Array<{ expr: string }> }> };
+    assert.equal(dashboard.uid, 'quarantine-operator');
+    const titles = dashboard.panels.map((p) => p.title).join(' | ');
+    for (const want of [/Ingest rate/, /Capture latency by mode/, /Race win rate/, /Quarantined bytes/, /Dead-letter queue depth/]) assert.match(titles, want);
+  });
+
+  test('optional parts: TLS switches probes and scrapes to HTTPS; security contexts and the image come from values', { timeout: 120_000 }, async () => {
+    const objects = await render(...EVERY_OPTION, 'containerSecurityContext.runAsUser=null', 'podSecurityContext.runAsUser=null', 'podSecurityContext.fsGroup=null');
+    const d = objects.find((o) => o['kind'] === 'Deployment')!;
+    const pod = d['spec'].template.spec;
+    const c = pod.containers[0];
+    assert.equal(c.image, `quarantine-operator@sha256:${'ab'.repeat(32)}`);
+    assert.equal(c.readinessProbe.httpGet.scheme, 'HTTPS');
+    assert.deepEqual(pod.volumes.find((v: { name: string }) => v.name === 'tls').secret, { secretName: 'quarantine-tls' });
+    assert.ok(c.env.some((e: { name: string; value?: string }) => e.name === 'QUARANTINE_TLS_CERT_FILE' && e.value === '/etc/quarantine/tls/tls.crt'));
+    assert.ok(c.env.some((e: { name: string; value?: string }) => e.name === 'QUARANTINE_LOG_FORMAT' && e.value === 'text'));
+    // OpenShift: null removes a default and lets the SCC choose.
+    assert.equal(c.securityContext.runAsUser, undefined);
+    assert.equal(pod.securityContext.fsGroup, undefined);
+    assert.equal(pod.securityContext.runAsNonRoot, true);
+    const sm = objects.find((o) => o['kind'] === 'ServiceMonitor')!;
+    assert.equal(sm['spec'].endpoints[0].scheme, 'https');
+    const np = objects.find((o) => o['kind'] === 'NetworkPolicy')!;
+    assert.deepEqual(np['spec'].ingress[0].ports, [{ port: 'http', protocol: 'TCP' }]);
+    assert.deepEqual(np['spec'].ingress[0].from, [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }]);
+    assert.deepEqual(np['spec'].policyTypes, ['Ingress']);
+    const roles = objects.filter((o) => o['kind'] === 'ClusterRole');
+    const edit = roles.find((r) => r['metadata'].name.endsWith('-edit'))!;
+    assert.equal(edit['metadata'].labels['rbac.authorization.k8s.io/aggregate-to-edit'], 'true');
+    assert.deepEqual(edit['rules'][0].resources, ['quarantineholds', 'quarantinerestores', 'quarantinecases']);
+    const view = roles.find((r) => r['metadata'].name.endsWith('-view'))!;
+    assert.deepEqual(view['rules'][0].verbs, ['get', 'list', 'watch']);
+    const tlsMissing = await run(['template', 'qtest', chart, '-f', ciValues, '--set', 'tls.enabled=true']);
+    assert.match(tlsMissing.stderr, /tls\.secretName must name a kubernetes\.io\/tls Secret/);
   });
 
   test('the validation catches a broken object (the check is not vacuous)', async () => {
@@ -197,8 +287,9 @@ describe('Helm chart charts/quarantine-operator', () => {
     assert.equal(d['spec'].replicas, 2);
     assert.deepEqual(c.args, ['run', '--kubernetes']);
     assert.deepEqual(c.ports, [{ name: 'http', containerPort: 8080, protocol: 'TCP' }]);
-    assert.deepEqual(c.livenessProbe.httpGet, { path: '/healthz', port: 'http' });
-    assert.deepEqual(c.readinessProbe.httpGet, { path: '/readyz', port: 'http' });
+    assert.deepEqual(c.livenessProbe.httpGet, { path: '/healthz', port: 'http', scheme: 'HTTP' });
+    assert.deepEqual(c.readinessProbe.httpGet, { path: '/readyz', port: 'http', scheme: 'HTTP' });
+    assert.equal(c.env.find((e: { name: string }) => e.name === 'QUARANTINE_API_TOKEN'), undefined, 'no API token unless a Secret is named');
     assert.equal(pod.securityContext.runAsNonRoot, true);
     assert.equal(pod.securityContext.seccompProfile.type, 'RuntimeDefault');
     assert.equal(c.securityContext.readOnlyRootFilesystem, true);
@@ -319,9 +410,9 @@ describe('Helm chart charts/quarantine-operator', () => {
         '--set', `serviceAccount.name=${serviceAccount}`,
         '--set', `secrets.rabbitmq.name=amqp-${suffix}`,
         '--timeout', '2m',
-        // Helm applies crds/ server-side; other test files apply the same CRDs under their own field
-        // manager, and a long-lived test apiserver may hold an older copy: take them over.
-        '--force-conflicts',
+        // Other test files apply the same CRDs (outside any release) under their own field manager, and a
+        // long-lived test apiserver may hold an older copy: adopt them, as docs/cloud-operators.md says.
+        '--force-conflicts', '--take-ownership',
       ]);
       installed = true;
       assert.match(out, /STATUS: deployed/);
@@ -342,10 +433,14 @@ describe('Helm chart charts/quarantine-operator', () => {
       await rbac.readNamespacedRole({ namespace: releaseNamespace, name: fullname });
       await rbac.readNamespacedRoleBinding({ namespace: releaseNamespace, name: fullname });
       await admin.makeApiClient(k8s.PolicyV1Api).readNamespacedPodDisruptionBudget({ namespace: releaseNamespace, name: fullname });
-      for (const plural of ['clouds', 'quarantinepolicies', 'quarantineholds', 'quarantinerestores', 'quarantinecases']) {
+      for (const plural of PLURALS) {
         const crd = await ext.readCustomResourceDefinition({ name: `${plural}.${GROUP}` });
         assert.equal(crd.status?.conditions?.find((c) => c.type === 'Established')?.status, 'True', plural);
+        assert.equal(crd.metadata?.annotations?.['helm.sh/resource-policy'], 'keep', plural);
+        assert.equal(crd.metadata?.annotations?.['meta.helm.sh/release-name'], release, plural);
       }
+      await rbac.readClusterRole({ name: `${fullname}-view` });
+      await rbac.readClusterRole({ name: `${fullname}-edit` });
       const status = await ok(['status', release, '-n', releaseNamespace, '--kubeconfig', kubeconfig]);
       assert.match(status, /STATUS: deployed/);
     });
@@ -476,6 +571,58 @@ describe('Helm chart charts/quarantine-operator', () => {
       }), 403);
     });
 
+    test('every example in examples/kubernetes is accepted by the API server (every kind, schema and CEL rules)', { timeout: 120_000 }, async () => {
+      assert.ok(installed, 'needs the install');
+      const dir = join(root, 'examples', 'kubernetes');
+      const objects = readdirSync(dir).filter((f) => f.endsWith('.yaml')).sort()
+        .flatMap((f) => parseAllDocuments(readFileSync(join(dir, f), 'utf8')).map((d) => ({ file: f, obj: d.toJS() as k8s.KubernetesObject })));
+      assert.deepEqual([...new Set(objects.map((o) => o.obj.kind))].sort(), ['Cloud', 'QuarantineHold', 'QuarantinePolicy', 'QuarantineRestore']);
+      const api = k8s.KubernetesObjectApi.makeApiClient(admin);
+      for (const { file, obj } of objects) {
+        // A server-side dry run: admission and validation run in full, nothing is stored (the shared test
+        // apiserver may hold a Cloud "lab" of another test); namespaced examples go to a namespace of ours.
+        const body = obj.metadata?.namespace === undefined ? obj : { ...obj, metadata: { ...obj.metadata, namespace: otherNamespace } };
+        const created = await eventuallyAllowed(`create ${file}`, () => api.create(body, undefined, 'All'));
+        assert.equal(created.kind, obj.kind, file);
+      }
+      // The check is not vacuous: the same API call refuses an invalid example.
+      const broken = objects.find((o) => o.obj.kind === 'QuarantinePolicy')!.obj as k8s.KubernetesObject & { spec: Record<string, unknown> };
+      await assert.rejects(api.create({ ...broken, spec: { ...broken.spec, retention: { duration: 'forever' } } }, undefined, 'All'), (err: unknown) => statusCode(err) === 422);
+    });
+
+    test('helm upgrade changes a CRD, and upgrades with the documented values', { timeout: 240_000 }, async () => {
+      assert.ok(installed, 'needs the install');
+      const ext = admin.makeApiClient(k8s.ApiextensionsV1Api);
+      const name = `quarantinepolicies.${GROUP}`;
+      // A later chart version: one CRD gains a printer column.
+      const next = mkdtempSync(join(tmpdir(), 'qop-chart-'));
+      try {
+        cpSync(chart, next, { recursive: true });
+        const template = join(next, 'templates', 'crds', 'quarantinepolicies.yaml');
+        const text = readFileSync(template, 'utf8');
+        const marker = '      additionalPrinterColumns:\n';
+        assert.ok(text.includes(marker));
+        writeFileSync(template, text.replace(marker, `${marker}        - name: Upgraded${suffix}\n          type: string\n          jsonPath: .spec.retention.duration\n          priority: 1\n`));
+        const before = await ext.readCustomResourceDefinition({ name });
+        assert.ok(!JSON.stringify(before.spec.versions).includes(`Upgraded${suffix}`));
+        // Other test files re-apply the CRDs under their own field manager between runs: take the fields back, as the docs say.
+        await ok(['upgrade', release, next, '-n', releaseNamespace, '--kubeconfig', kubeconfig, '--reuse-values', '--timeout', '2m', '--force-conflicts']);
+        const after = await ext.readCustomResourceDefinition({ name });
+        assert.ok(after.spec.versions[0]?.additionalPrinterColumns?.some((c) => c.name === `Upgraded${suffix}`), 'helm upgrade applied the new CRD');
+      } finally {
+        rmSync(next, { recursive: true, force: true });
+      }
+      // Back to this version, now with the values docs/cloud-operators.md documents.
+      const out = await ok(['upgrade', release, chart, '-n', releaseNamespace, '--kubeconfig', kubeconfig, '--timeout', '2m', '--force-conflicts',
+        '--set', `serviceAccount.name=${serviceAccount}`, ...documentedSets().flatMap((s) => ['--set', s])]);
+      assert.match(out, /STATUS: deployed/);
+      const restored = await ext.readCustomResourceDefinition({ name });
+      assert.ok(!JSON.stringify(restored.spec.versions).includes(`Upgraded${suffix}`), 'and the next upgrade applied it again');
+      const deployment = await admin.makeApiClient(k8s.AppsV1Api).readNamespacedDeployment({ namespace: releaseNamespace, name: fullname });
+      const env = deployment.spec?.template.spec?.containers[0]?.env ?? [];
+      assert.equal(env.find((e) => e.name === 'QUARANTINE_API_TOKEN')?.valueFrom?.secretKeyRef?.name, 'quarantine-api');
+    });
+
     test('helm uninstall removes the release’s objects (and keeps the CRDs and their data)', { timeout: 120_000 }, async () => {
       assert.ok(installed, 'needs the install');
       await ok(['uninstall', release, '-n', releaseNamespace, '--kubeconfig', kubeconfig, '--timeout', '2m']);
@@ -485,7 +632,8 @@ describe('Helm chart charts/quarantine-operator', () => {
       await expectStatus('the Deployment', () => apps.readNamespacedDeployment({ namespace: releaseNamespace, name: fullname }), 404);
       await expectStatus('the ClusterRole', () => rbac.readClusterRole({ name: fullname }), 404);
       await expectStatus('the RoleBinding', () => rbac.readNamespacedRoleBinding({ namespace: releaseNamespace, name: fullname }), 404);
-      await admin.makeApiClient(k8s.ApiextensionsV1Api).readCustomResourceDefinition({ name: `quarantinepolicies.${GROUP}` });
+      await expectStatus('the aggregated edit role', () => rbac.readClusterRole({ name: `${fullname}-edit` }), 404);
+      for (const plural of PLURALS) await admin.makeApiClient(k8s.ApiextensionsV1Api).readCustomResourceDefinition({ name: `${plural}.${GROUP}` });
     });
   });
 });

@@ -27,7 +27,7 @@ describe('http: investigation routes', () => {
     await ingestFiles(ledger.db, 'cern', [report.notifications]);
     const a = await attributeReading(ledger, readLogFiles(report.files, { date: '2026-05-01' }));
     await openCase(ledger.db, { name: 'CERT-7', reason: 'flood', lines: a.lines, unreadable: a.unread, actor: 'inv' }, new Date('2026-05-02T09:00:00Z'));
-    http = await startHttp({ host: '127.0.0.1', port: 0, db: ledger.db, metrics: createMetrics(ledger.db, async () => []), apiToken: token, ready: async () => ({ ready: true, reasons: [] }), logger: silentLogger });
+    http = await startHttp({ host: '127.0.0.1', port: 0, db: ledger.db, metrics: createMetrics(ledger.db, { isLeader: () => false, queueDepth: async () => [] }), apiToken: token, ready: async () => ({ ready: true, reasons: [] }), logger: silentLogger });
   });
   after(async () => {
     await http.close();

@@ -17,7 +17,11 @@ describe('http', () => {
     ledger = openLedgerDb('sqlite::memory:');
     await migrateToLatest(ledger);
     await applyBatch(ledger.db, [{ notification: { ...notification([fipEvent('create.end', { id: 'f1', portId: 'port-a', instanceId: 'vm-a' })], at(0)), cloud: 'cern' }, body: '{}' }]);
-    const metrics = createMetrics(ledger.db, async () => [{ cloud: 'cern', queue: 'quarantine-operator.cern', messages: 7 }]);
+    const metrics = createMetrics(ledger.db, {
+      isLeader: () => true,
+      queueDepth: async () => [{ cloud: 'cern', queue: 'quarantine-operator.cern', messages: 7, deadLetterQueue: 'quarantine-operator.cern.dead-letter', deadLetters: 3 }],
+    });
+    metrics.knownCloud('cern', ['nova', 'neutron', 'unknown']);
     metrics.notifications.inc({ cloud: 'cern', source: 'neutron', outcome: 'applied' });
     http = await startHttp({ host: '127.0.0.1', port: 0, db: ledger.db, metrics, apiToken: token, ready: async () => ({ ready, reasons: ready ? [] : ['cloud cern: not connected to its broker'] }), logger: silentLogger });
   });
@@ -42,6 +46,18 @@ describe('http', () => {
     assert.match(text, /quarantine_queue_messages\{cloud="cern",queue="quarantine-operator\.cern"\} 7/);
     assert.match(text, /# TYPE quarantine_capture_latency_seconds histogram/);
     assert.match(text, /# HELP quarantine_quarantines /);
+    assert.match(text, /quarantine_dead_letter_messages\{cloud="cern",queue="quarantine-operator\.cern\.dead-letter"\} 3/);
+    assert.match(text, /^quarantine_leader 1$/m);
+    assert.match(text, /^quarantine_build_info\{version="\d+\.\d+\.\d+",nodejs="[^"]+"\} 1$/m);
+    assert.match(text, /^quarantine_process_cpu_seconds_total /m);
+    assert.doesNotMatch(text, /quarantine_process_process_|quarantine_process_nodejs_/);
+    // Known label values start at zero: the first failure is an increase, not a new series.
+    assert.match(text, /quarantine_captures_total\{cloud="cern",mode="onDelete",result="failed"\} 0/);
+    assert.match(text, /quarantine_capture_races_total\{cloud="cern",mode="onDelete",result="won"\} 0/);
+    assert.match(text, /quarantine_notifications_total\{cloud="cern",source="nova",outcome="rejected"\} 0/);
+    assert.match(text, /quarantine_capture_latency_seconds_count\{cloud="cern",mode="trash"\} 0/);
+    assert.match(text, /quarantine_sweep_deletions_total\{reason="expired"\} 0/);
+    assert.match(text, /^quarantine_sweep_failures_total 0$/m);
   });
 
   test('the API needs the bearer token', async () => {
@@ -59,4 +75,40 @@ describe('http', () => {
     assert.equal((await get('/api/v1/quarantines', token)).status, 200);
     assert.equal((await get('/api/v1/quarantines/qnope', token)).status, 404);
   });
+});
+
+test('with a certificate the same routes are served over HTTPS', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const { mkdtempSync, readFileSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const https = await import('node:https');
+  const dir = mkdtempSync(join(tmpdir(), 'qop-tls-'));
+  const ledger = openLedgerDb('sqlite::memory:');
+  try {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1',
+      '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'tls.key'), '-out', join(dir, 'tls.crt')], { stdio: 'ignore' });
+    const cert = readFileSync(join(dir, 'tls.crt'));
+    await migrateToLatest(ledger);
+    const metrics = createMetrics(ledger.db, { isLeader: () => false, queueDepth: async () => [] });
+    const server = await startHttp({ host: '127.0.0.1', port: 0, db: ledger.db, metrics, apiToken: undefined, ready: async () => ({ ready: true, reasons: [] }), logger: silentLogger, tls: { cert, key: readFileSync(join(dir, 'tls.key')) } });
+    try {
+      assert.match(server.url, /^https:\/\/127\.0\.0\.1:\d+$/);
+      const body = await new Promise<string>((resolve, reject) => {
+        https.get(`${server.url}/metrics`, { ca: cert }, (res) => {
+          let text = '';
+          res.on('data', (c: Buffer) => (text += c.toString()));
+          res.on('end', () => resolve(text));
+        }).on('error', reject);
+      });
+      assert.match(body, /^quarantine_leader 0$/m);
+      // Plain HTTP to the TLS port is refused rather than answered in clear text.
+      await assert.rejects(fetch(server.url.replace('https:', 'http:') + '/healthz'));
+    } finally {
+      await server.close();
+    }
+  } finally {
+    await ledger.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -107,6 +107,7 @@ test('a TemporaryError retries with exponential backoff, its delay as the floor,
   assert.equal(findCondition(afterFirst, RECONCILED)?.status, 'False');
   assert.equal(findCondition(afterFirst, RECONCILED)?.reason, 'CephBusy');
   assert.equal(findCondition(afterFirst, RECONCILED)?.message, 'ceph is busy');
+  assert.equal(runner.failing, 1, 'a retrying resource counts as drift');
 
   await clock.advance(2_999);
   assert.equal(runs.length, 1);
@@ -122,6 +123,7 @@ test('a TemporaryError retries with exponential backoff, its delay as the floor,
 
   const done = api.peek('cases/h1')!;
   assert.equal(findCondition(done, RECONCILED)?.status, 'True');
+  assert.equal(runner.failing, 0);
   const warnings = sink.list().filter((e) => e.type === 'Warning');
   assert.equal(warnings.length, 1, 'repeats of one warning are one Event');
   assert.equal(warnings[0]?.count, 3);
@@ -158,6 +160,7 @@ test('a PermanentError is not retried until the object changes', async () => {
   assert.equal(findCondition(obj, RECONCILED)?.reason, 'QuarantineNotFound');
   assert.equal(sink.list()[0]?.type, 'Warning');
   assert.equal(sink.list()[0]?.reason, 'QuarantineNotFound');
+  assert.equal(runner.failing, 1, 'a permanently failed resource stays counted until it changes');
 
   fail = false;
   api.updateSpec('cases/h1', { selector: { instances: ['vm-2'] }, reason: 'r', caseId: 'CASE-42' });
@@ -165,6 +168,7 @@ test('a PermanentError is not retried until the object changes', async () => {
   await runner.idle();
   assert.equal(runs.length, 2);
   assert.equal(findCondition(api.peek('cases/h1')!, RECONCILED)?.status, 'True');
+  assert.equal(runner.failing, 0);
   await runner.stop();
 });
 

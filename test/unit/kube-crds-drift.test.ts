@@ -7,11 +7,11 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
-import { type JsonSchema, RESOURCES, crdFor, openApiSchemaOf, renderCrdFiles, structuralProblems } from '../../operator/kube/resources/crd.ts';
+import { CHART_CRD_DIR, type JsonSchema, RESOURCES, crdFor, crdTemplateFor, openApiSchemaOf, renderCrdFiles, structuralProblems } from '../../operator/kube/resources/crd.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-test('crds/ and the chart’s crds/ are exactly what `npm run gen:crds` writes now', () => {
+test('crds/ and the chart’s CRD templates are exactly what `npm run gen:crds` writes now', () => {
   const expected = renderCrdFiles();
   const stale: string[] = [];
   for (const file of expected) {
@@ -24,7 +24,7 @@ test('crds/ and the chart’s crds/ are exactly what `npm run gen:crds` writes n
     if (current !== file.content) stale.push(file.path);
   }
   assert.deepEqual(stale, [], `generated CRDs are out of date: ${stale.join(', ')}; run \`npm run gen:crds\` and commit the result`);
-  for (const dir of ['crds', 'charts/quarantine-operator/crds']) {
+  for (const dir of ['crds', CHART_CRD_DIR]) {
     const extra = readdirSync(join(root, dir)).filter((f) => !expected.some((e) => e.path === `${dir}/${f}`));
     assert.deepEqual(extra, [], `${dir} holds files the generator does not write; remove them or run \`npm run gen:crds\``);
   }
@@ -88,5 +88,17 @@ test('every generated file parses back to its CRD, with a status subresource, sh
     assert.ok(onDisk.spec.names.shortNames.length > 0);
     assert.deepEqual(onDisk.spec.names.categories, ['quarantine']);
     assert.equal(onDisk.spec.scope, def.namespaced ? 'Namespaced' : 'Cluster');
+  }
+});
+
+test('the chart’s CRD templates are the CRDs behind crds.enabled, kept on uninstall', () => {
+  for (const def of RESOURCES) {
+    const text = crdTemplateFor(def);
+    const m = /^#[^\n]*\n\{\{- if \.Values\.crds\.enabled \}\}\n([\s\S]*)\{\{- end \}\}\n$/.exec(text);
+    assert.ok(m, `${def.kind}: not wrapped in crds.enabled`);
+    const crd = parse(m[1] ?? '') as { metadata: { annotations: Record<string, string> } };
+    assert.equal(crd.metadata.annotations['helm.sh/resource-policy'], 'keep');
+    const { annotations: _kept, ...metadata } = crd.metadata;
+    assert.deepEqual({ ...crd, metadata }, crdFor(def));
   }
 });

@@ -39,7 +39,15 @@ app.kubernetes.io/part-of: quarantine-operator
 {{- end -}}
 
 {{- define "quarantine-operator.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "quarantine-operator.scheme" -}}
+{{- if .Values.tls.enabled }}https{{ else }}http{{ end -}}
 {{- end -}}
 
 {{- define "quarantine-operator.leaseName" -}}
@@ -56,26 +64,11 @@ app.kubernetes.io/part-of: quarantine-operator
 {{- toJson (uniq $names) -}}
 {{- end -}}
 
-{{/* Pod and container security settings, shared by the operator and the test pod. */}}
+{{/* Pod and container security settings (values), shared by the operator and the test pod. */}}
 {{- define "quarantine-operator.podSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 10001
-runAsGroup: 10001
-fsGroup: 10001
-seccompProfile:
-  type: RuntimeDefault
+{{- toYaml .Values.podSecurityContext -}}
 {{- end -}}
 
 {{- define "quarantine-operator.containerSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 10001
-runAsGroup: 10001
-allowPrivilegeEscalation: false
-readOnlyRootFilesystem: true
-privileged: false
-capabilities:
-  drop:
-    - ALL
-seccompProfile:
-  type: RuntimeDefault
+{{- toYaml .Values.containerSecurityContext -}}
 {{- end -}}

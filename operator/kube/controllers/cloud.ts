@@ -24,6 +24,7 @@ export function cloudController(operator: Operator, db: Kysely<LedgerSchema>, ev
       if (rt.coordinator !== undefined) {
         try {
           const arming = await rt.coordinator.armTrash();
+          for (const a of arming) operator.metrics.trashArmed.set({ cloud: name, pool: a.pool }, a.moveToTrashOnRemove ? 1 : 0);
           const off = arming.filter((a) => !a.moveToTrashOnRemove).map((a) => a.pool);
           trash = off.length === 0
             ? { type: 'TrashArmed', status: 'True', reason: 'Armed', message: `rbd_move_to_trash_on_remove is on for ${arming.map((a) => a.pool).join(', ')}` }

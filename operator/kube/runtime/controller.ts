@@ -87,6 +87,7 @@ export class ControllerRunner<T = KubeObject> {
   readonly #resource: ResourceDef;
   readonly #queue: WorkQueue;
   readonly #failures = new Map<string, number>();
+  readonly #permanent = new Set<string>();
   readonly #last = new Map<string, KubeObject>();
   readonly #stop = new AbortController();
 
@@ -134,6 +135,15 @@ export class ControllerRunner<T = KubeObject> {
     return this.#queue.delayedKeys;
   }
 
+  get kind(): string {
+    return this.#controller.kind;
+  }
+
+  /** Resources whose last reconcile failed (retrying, or waiting for a change after a permanent failure): drift from what they ask. */
+  get failing(): number {
+    return new Set([...this.#failures.keys(), ...this.#permanent]).size;
+  }
+
   async #process(key: string): Promise<void> {
     // This run decides when the key is due next.
     this.#queue.cancelDelayed(key);
@@ -141,6 +151,7 @@ export class ControllerRunner<T = KubeObject> {
     const raw = this.informer.get(key);
     if (raw === undefined) {
       this.#failures.delete(key);
+      this.#permanent.delete(key);
       const last = this.#last.get(key);
       this.#last.delete(key);
       try {
@@ -181,6 +192,7 @@ export class ControllerRunner<T = KubeObject> {
       }
       const result = await this.#controller.reconcile(parsed, ctx);
       this.#failures.delete(key);
+      this.#permanent.delete(key);
       if (!isDeleting(latest)) {
         await this.#writeOutcome(ctx, { type: RECONCILED, status: 'True', reason: 'ReconcileSucceeded', message: '' });
       }
@@ -194,6 +206,7 @@ export class ControllerRunner<T = KubeObject> {
     const message = err instanceof Error ? err.message : String(err);
     if (err instanceof PermanentError) {
       this.#failures.delete(key);
+      this.#permanent.add(key);
       log.warn({ err }, 'reconcile failed permanently; waiting for the object to change');
       await this.#writeOutcome(ctx, { type: RECONCILED, status: 'False', reason: err.reason, message });
       await ctx.event('Warning', err.reason, message);
