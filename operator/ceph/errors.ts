@@ -1,6 +1,8 @@
 // Typed failures of the block store. The rbd CLI exits with the positive errno
 // of the failed librbd call, which is what the mapping below relies on.
 
+import { getSystemErrorMessage } from 'node:util';
+
 export interface RbdErrorDetails {
   /** argv as run, program first; never holds a secret (see redactArgv). */
   readonly command: readonly string[];
@@ -175,4 +177,28 @@ export function redactArgv(argv: readonly string[]): readonly string[] {
     out.push(word);
   }
   return Object.freeze(out);
+}
+
+/**
+ * The typed error for a librbd/librados call that returned `-errno`: the same
+ * class the rbd CLI's exit code (that same errno) maps to, so callers cannot
+ * tell the adapters apart by their failures.
+ */
+export function errorFromErrno(call: string, target: string, errno: number, timeoutMs?: number): RbdError {
+  const command = Object.freeze(['librbd', call, target]);
+  const name = errnoName(errno);
+  const code = name === undefined ? `errno ${errno}` : `errno ${errno} ${name}`;
+  const message = `${call} ${target} failed (${code}): ${describeErrno(errno)}`;
+  const details = { command, exitCode: errno, stderr: '' };
+  if (errno === 110 && timeoutMs !== undefined) return new RbdTimeoutError(message, { ...details, timeoutMs });
+  const ErrorClass = BY_EXIT_CODE.get(errno) ?? RbdCommandError;
+  return new ErrorClass(message, details);
+}
+
+function describeErrno(errno: number): string {
+  try {
+    return getSystemErrorMessage(-errno);
+  } catch {
+    return 'unknown error';
+  }
 }

@@ -41,6 +41,7 @@ import {
   RbdInvalidArgumentError,
   RbdNotFoundError,
   RbdPermissionDeniedError,
+  RbdTimeoutError,
 } from '../../operator/ceph/errors.ts';
 import type { RbdError, RbdErrorDetails } from '../../operator/ceph/errors.ts';
 import {
@@ -394,6 +395,23 @@ export class FakeBlockStore implements BlockStore {
   // --- transfers ----------------------------------------------------------------------------------------
 
   exportImage(source: ImageSpec | SnapshotSpec, options: TransferOptions = {}): ExportHandle {
+    // Like the real adapters, a store refusal arrives through the handle, not as a throw;
+    // only a bad name is refused before anything starts.
+    if (isSnapshotSpec(source)) formatSnapshotSpec(source);
+    else formatImageSpec(source);
+    try {
+      return this.#export(source, options);
+    } catch (error) {
+      const stream = new Readable({ read() {} });
+      stream.on('error', () => {});
+      stream.destroy(error as Error);
+      const done = Promise.reject(error as Error);
+      done.catch(() => {});
+      return { stream, done };
+    }
+  }
+
+  #export(source: ImageSpec | SnapshotSpec, options: TransferOptions): ExportHandle {
     this.#enter('exportImage', source);
     const image = this.#live(source, 'export');
     const snapshot = isSnapshotSpec(source) ? this.#userSnapshot(image, validateSnapshotName(source.snapshot), 'export') : undefined;
@@ -402,10 +420,16 @@ export class FakeBlockStore implements BlockStore {
     const signal = options.signal;
     const spec = isSnapshotSpec(source) ? formatSnapshotSpec(source) : formatImageSpec(source);
     const aborted = (): Error => this.#error(RbdAbortedError, 'export', spec, 'aborted');
+    const timeoutMs = options.timeoutMs;
+    const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
+    const timedOut = (): Error =>
+      new RbdTimeoutError(`rbd export ${spec} timed out after ${timeoutMs} ms`, { command: ['rbd', 'export', spec], exitCode: null, stderr: '', timeoutMs: timeoutMs ?? 0 });
     async function* chunks(): AsyncGenerator<Buffer> {
       const step = 1024 * 1024;
       for (let at = 0; at < size; at += step) {
         if (signal?.aborted === true) throw aborted();
+        // A real export of any size takes more than a millisecond.
+        if (Date.now() + 1 >= deadline) throw timedOut();
         const chunk = Buffer.alloc(Math.min(step, size - at));
         data.copy(chunk, 0, Math.min(at, data.length), Math.min(at + chunk.length, data.length));
         yield chunk;
