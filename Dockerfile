@@ -1,12 +1,14 @@
 # syntax=docker/dockerfile:1
 # The operator image: Node 24 runs the TypeScript sources directly (type
-# stripping), and ceph-common provides the `rbd` CLI that the Ceph adapter
-# calls. Build: docker build -t quarantine-operator:0.1.0 .
+# stripping). librbd1/librados2 are what the default Ceph driver loads
+# in-process (through koffi, whose prebuilt binary arrives as an optional npm
+# dependency, so --ignore-scripts is fine); ceph-common provides the `rbd` CLI
+# of the `cli` driver and the fallback. Build: docker build -t quarantine-operator:0.1.0 .
 FROM node:24-bookworm-slim
 
 # Debian bookworm's ceph-common is Pacific (16.2), the release the adapter is tested with.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ceph-common ca-certificates \
+ && apt-get install -y --no-install-recommends ceph-common librbd1 librados2 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
@@ -20,6 +22,9 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
 COPY LICENSE ./
 COPY operator ./operator
 COPY crds ./crds
+
+# The default driver must load in this image: fail the build, not the first capture.
+RUN node -e "const k=require('koffi');k.load('librados.so.2');k.load('librbd.so.1')"
 
 # A numeric user, so that the kubelet can verify runAsNonRoot; it owns nothing in /app.
 RUN groupadd --system --gid 10001 quarantine \

@@ -111,6 +111,8 @@ export class Operator {
     const log = logger.child({ cloud: name });
     this.metrics.knownCloud(name, cloud.spec.type === 'opennebula' ? ['opennebula', 'unknown'] : ['nova', 'neutron', 'unknown']);
     const ceph = await cephAccess(cloud, secrets);
+    if (ceph?.fallback !== undefined) log.warn({ driver: ceph.driver }, `Ceph driver: ${ceph.fallback}`);
+    else if (ceph !== undefined) log.info({ driver: ceph.driver }, 'Ceph driver');
     let engine: CaptureEngine | undefined;
     let coordinator: CaptureCoordinator | undefined;
     if (ceph !== undefined && cloud.spec.ceph !== undefined) {
@@ -177,7 +179,7 @@ export class Operator {
     this.clouds.delete(name);
     await rt.intake.stop();
     await rt.coordinator?.stop();
-    rt.ceph?.close();
+    await rt.ceph?.close();
     this.#o.logger.info({ cloud: name }, 'cloud removed: its consumer and capture stopped');
   }
 
@@ -259,7 +261,7 @@ export class Operator {
     for (const rt of this.clouds.values()) {
       await rt.intake.stop();
       await rt.coordinator?.stop();
-      rt.ceph?.close();
+      await rt.ceph?.close();
     }
   }
 }

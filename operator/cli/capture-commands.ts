@@ -168,7 +168,7 @@ export function addCaptureCommands(program: Command, io: Io, status: Status, wit
           io.err(`${process.stderr.isTTY === true ? '\r' : ''}exported ${id}: ${r.bytes} bytes, sha256 ${r.sha256}${r.matches === false ? ` — DIFFERS from the recorded ${r.recorded}` : ''}\n`);
           if (r.matches === false) throw new VerificationError(`${id}: the exported data's sha256 ${r.sha256} differs from the recorded ${r.recorded ?? '-'}`);
         } finally {
-          ceph.close();
+          await ceph.close();
         }
       });
     });
@@ -189,7 +189,7 @@ export function addCaptureCommands(program: Command, io: Io, status: Status, wit
           }
           if (r.matches === false) status.code = EXIT.verificationFailed;
         } finally {
-          ceph.close();
+          await ceph.close();
         }
       });
     });
@@ -215,7 +215,7 @@ export function addCaptureCommands(program: Command, io: Io, status: Status, wit
           const r = await restoreQuarantine({ db: l.db, blocks: ceph.blocks, actor: o.actor, onProgress: progress(io, process.stderr.isTTY === true) }, id, target, { ...(o.case === undefined ? {} : { caseId: o.case }), ...(o.reason === undefined ? {} : { reason: o.reason }) });
           io.out(`restored ${id} to ${r.image}: ${r.bytes} bytes, sha256 ${r.sha256}\n`);
         } finally {
-          ceph.close();
+          await ceph.close();
         }
       });
     });
@@ -250,7 +250,7 @@ export function addCaptureCommands(program: Command, io: Io, status: Status, wit
           if (r.failed.length > 0) status.code = EXIT.partial;
         });
       } finally {
-        for (const a of access.values()) a.close();
+        for (const a of access.values()) await a.close();
       }
     });
 }

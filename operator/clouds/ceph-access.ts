@@ -1,19 +1,36 @@
 // The operator's own access to a cloud's Ceph cluster, from the Cloud's ceph
-// section: its cephx user, and its key from a Secret written to a private file
-// (the rbd CLI reads keys only from files).
+// section: its cephx user, its key from a Secret written to a private file
+// (both librados and the rbd CLI read keys from a keyring file), and the
+// driver. librbd is the default; when it cannot be loaded the CLI is used and
+// `fallback` says why, so that the Cloud can report it.
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { BlockStore } from '../ceph/block-store.ts';
 import { RbdCli } from '../ceph/rbd-cli.ts';
+import { LibrbdStore } from '../ceph/librbd.ts';
+import { LibrbdUnavailableError } from '../ceph/librbd-ffi.ts';
 import type { Cloud } from '../kube/resources/cloud.ts';
 import type { SecretSource } from '../secrets.ts';
 
+export type CephDriver = 'librbd' | 'cli';
+
 export interface CephAccess {
-  blocks: RbdCli;
-  close(): void;
+  blocks: BlockStore;
+  /** The driver in use. */
+  driver: CephDriver;
+  /** Why librbd was asked for and the CLI is used instead. */
+  fallback?: string | undefined;
+  /** Closes the cluster connection (librbd) and removes the keyring file. */
+  close(): Promise<void>;
 }
 
-export async function cephAccess(cloud: Cloud, secrets: SecretSource): Promise<CephAccess | undefined> {
+export interface CephAccessOptions {
+  /** For tests: stands in for the librbd adapter's constructor. */
+  readonly librbd?: ((options: ConstructorParameters<typeof LibrbdStore>[0]) => BlockStore & { close(): Promise<void> }) | undefined;
+}
+
+export async function cephAccess(cloud: Cloud, secrets: SecretSource, options: CephAccessOptions = {}): Promise<CephAccess | undefined> {
   const ceph = cloud.spec.ceph;
   if (ceph === undefined) return undefined;
   let dir: string | undefined;
@@ -26,14 +43,42 @@ export async function cephAccess(cloud: Cloud, secrets: SecretSource): Promise<C
     const body = key.includes('[client.') ? key : `[client.${ceph.user}]\n\tkey = ${key}\n`;
     writeFileSync(keyring, body, { mode: 0o600 });
   }
-  const blocks = new RbdCli({
+  const connection = {
     cephConf: ceph.configFile, id: ceph.user, keyring,
     monHost: ceph.monitors === undefined ? undefined : ceph.monitors.join(','),
-  });
+  };
+  const removeKeyring = (): void => {
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  };
+  let fallback: string | undefined;
+  if (ceph.driver === 'librbd') {
+    try {
+      const blocks = (options.librbd ?? ((o) => new LibrbdStore(o)))(connection);
+      return {
+        blocks,
+        driver: 'librbd',
+        async close() {
+          try {
+            await blocks.close();
+          } finally {
+            removeKeyring();
+          }
+        },
+      };
+    } catch (error) {
+      if (!(error instanceof LibrbdUnavailableError)) {
+        removeKeyring();
+        throw error;
+      }
+      fallback = `${error.message}; using the rbd CLI instead`;
+    }
+  }
   return {
-    blocks,
-    close() {
-      if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+    blocks: new RbdCli(connection),
+    driver: 'cli',
+    fallback,
+    async close() {
+      removeKeyring();
     },
   };
 }

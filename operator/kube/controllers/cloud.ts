@@ -50,6 +50,11 @@ export function cloudController(operator: Operator, db: Kysely<LedgerSchema>, ev
             ? { type: 'UnroutableCaptured', status: 'True', reason: 'PolicyInPlace', message: `unroutable notifications reach ${rt.cloud.spec.amqp.alternateExchange}` }
             : { type: 'UnroutableCaptured', status: 'False', reason: 'PolicyMissing', message: `no alternate-exchange policy sends unroutable messages of ${ae.missing.join(', ')} to ${rt.cloud.spec.amqp.alternateExchange}: what the cloud publishes while our bindings are gone after a broker restart is lost (see docs/cloud-operators.md)` });
       }
+      if (rt.ceph !== undefined) {
+        conditions.push(rt.ceph.fallback === undefined
+          ? { type: 'CephDriver', status: 'True', reason: rt.ceph.driver === 'librbd' ? 'Librbd' : 'Cli', message: rt.ceph.driver === 'librbd' ? 'librbd in-process, one open connection' : 'rbd CLI, one process per call (spec.ceph.driver: cli)' }
+          : { type: 'CephDriver', status: 'False', reason: 'LibrbdUnavailable', message: rt.ceph.fallback });
+      }
       const ledger = operator.ledgerHealth.state;
       if (!ledger.up) {
         // Intake is paused: the notifications wait in the broker, nothing is lost.

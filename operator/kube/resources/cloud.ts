@@ -26,6 +26,7 @@ const PoolName = z.string().min(1).max(128).regex(/^[A-Za-z0-9_.][A-Za-z0-9_.-]*
 export const CephSpec = z.object({
   monitors: z.array(z.string().min(1).max(255)).min(1).max(16).optional().describe('`mon_host` entries; alternatively `configFile` (standalone, or a mounted ceph.conf).'),
   configFile: z.string().min(1).max(4096).optional(),
+  driver: z.enum(['librbd', 'cli']).default('librbd').describe('How the operator reaches Ceph: `librbd` in-process on one open connection (needs librbd1 on the host or in the image), or the `rbd` CLI, one process per call. When librbd cannot be loaded the CephDriver condition says so and the CLI is used.'),
   user: z.string().min(1).max(128).default('quarantine-operator').describe('cephx id of the operator (client.<user>).'),
   keyringSecretRef: SecretKeyRef.optional().describe('The cephx key of that user; without it the keyring named by configFile is used.'),
   watchedPools: z.array(PoolName).min(1).max(32).default(['vms', 'volumes']).describe("The cloud's pools whose deleted disks are captured (Nova `images_rbd_pool`, Cinder `rbd_pool`, OpenNebula `POOL_NAME`)."),
@@ -57,7 +58,7 @@ export const CloudSpec = z.object({
 /** Written by the operator only (the status subresource); standalone manifests leave it out. */
 export const CloudStatus = z.object({
   observedGeneration: z.number().int().min(0).optional(),
-  conditions: Conditions.optional().describe('Connected (AMQP and Ceph reachable), TrashArmed (rbd_move_to_trash_on_remove on every watched pool), Consuming.'),
+  conditions: Conditions.optional().describe('Connected (AMQP and Ceph reachable), TrashArmed (rbd_move_to_trash_on_remove on every watched pool), Consuming, CephDriver (False when librbd was asked for and the rbd CLI is used instead).'),
   lastEventAt: Timestamp.optional().describe('When the last notification from this cloud arrived.'),
   counts: z.object({
     notifications: Count.optional(),

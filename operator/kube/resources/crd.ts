@@ -60,6 +60,7 @@ export const CloudResource: ResourceDef<Cloud> = {
     condition('Connected'),
     condition('Consuming'),
     { ...condition('TrashArmed'), priority: 1 },
+    { ...condition('CephDriver'), priority: 1 },
     { name: 'Last Event', type: 'date', jsonPath: '.status.lastEventAt', priority: 1 },
     age,
   ],
