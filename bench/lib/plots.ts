@@ -70,13 +70,14 @@ function captureLatency(figures: readonly StoredFigure[]): Plot | undefined {
     }
   }
   if (series.length === 0) return undefined;
-  const bare = byId.get('capture.bare.p50');
+  // The default driver's ceiling: librbd when the run measured it.
+  const bare = byId.get('capture.bare.librbd.p50') ?? byId.get('capture.bare.p50');
   const bareSamples = numbers(bare?.samples);
   if (bare !== undefined && bareSamples.length > 0) {
-    series.push({ label: 'bare rbd snap create + clone (ceiling)', points: ecdf(bareSamples), step: true, color: CEILING_GREY, dash: 'dashed' });
+    series.push({ label: 'bare snap create + clone (ceiling)', points: ecdf(bareSamples), step: true, color: CEILING_GREY, dash: 'dashed' });
   }
   if (bare !== undefined) used.push(bare);
-  const bareBurst = byId.get('capture.bare.burst.p50');
+  const bareBurst = byId.get('capture.bare.librbd.burst.p50') ?? byId.get('capture.bare.burst.p50');
   const bareBurstSamples = numbers(bareBurst?.samples);
   if (bareBurst !== undefined && bareBurstSamples.length > 0) {
     series.push({ label: `bare, ${bareBurstSamples.length} at once (burst ceiling)`, points: ecdf(bareBurstSamples), step: true, color: CEILING_GREY, dash: 'dotted' });

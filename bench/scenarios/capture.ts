@@ -36,6 +36,8 @@ export const capture: Scenario = {
     { name: 'capture-burst', description: 'deletions at once in the burst (each mode)', default: '60' },
     { name: 'capture-gaps', description: 'Nova delete gaps (ms) for the onDelete race', default: '0,100,250,500,1000' },
     { name: 'capture-race-vms', description: 'VMs deleted per gap', default: '10' },
+    { name: 'capture-drivers', description: 'Ceph drivers to measure captures with (spec.ceph.driver), the first is the default', default: 'librbd,cli' },
+    { name: 'capture-rss-ops', description: 'librbd operations on one open connection for the RSS (handle leak) check', default: '10000' },
   ],
   async run(ctx) {
     const figures: Figure[] = [];
@@ -45,6 +47,7 @@ export const capture: Scenario = {
     Object.assign(process.env, ceph, { QTEST_AMQP_URL: amqpUrl });
     const { startOperator, until, sleep } = await import('../../test/e2e/harness.ts');
     const { RbdCli } = await import('../../operator/ceph/rbd-cli.ts');
+    const { LibrbdStore } = await import('../../operator/ceph/librbd.ts');
     const { SimBus } = await import('../../test/sim/bus.ts');
     const { NeutronSim } = await import('../../test/sim/neutron.ts');
     const { NovaSim } = await import('../../test/sim/nova.ts');
@@ -53,92 +56,105 @@ export const capture: Scenario = {
     const cloudUser = new RbdCli({ cephConf: conf, id: ceph['QTEST_CEPH_CLOUD_ID'] });
     const opUser = new RbdCli({ cephConf: conf, id: ceph['QTEST_CEPH_OPERATOR_ID'] });
     const qpool = ceph['QTEST_CEPH_QUARANTINE_POOL'] ?? 'quarantine';
+    const lib = new LibrbdStore({ cephConf: conf, id: ceph['QTEST_CEPH_OPERATOR_ID'] });
+    ctx.defer(() => lib.close());
+    await lib.connect();
+    const drivers = ctx.param('capture-drivers').split(',').filter((d): d is 'librbd' | 'cli' => d === 'librbd' || d === 'cli');
     const steady = Number(ctx.param('capture-steady'));
     const burst = Number(ctx.param('capture-burst'));
 
-    // The ceiling: what the two rbd calls a capture rests on cost by themselves.
-    const bare: number[] = [];
-    const bareSnap: number[] = [];
-    for (let i = 0; i < 30; i++) {
-      ctx.progress.update(`capture: bare rbd snap create + clone ${i + 1}/30`);
-      const image = `${randomUUID()}_disk`;
-      await cloudUser.createImage({ pool: 'vms', image }, MiB);
-      const t = performance.now();
-      await opUser.createSnapshot({ pool: 'vms', image, snapshot: 's' });
-      bareSnap.push(performance.now() - t);
-      await opUser.clone({ pool: 'vms', image, snapshot: 's' }, { pool: qpool, image: `bare.${i}` });
-      bare.push(performance.now() - t);
-      await opUser.removeImage({ pool: qpool, image: `bare.${i}` });
-      await opUser.purgeSnapshots({ pool: 'vms', image });
-      await opUser.removeImage({ pool: 'vms', image });
-    }
-    const bareS = summarize([...bare].sort((a, b) => a - b));
-    figures.push({ figure: 'capture.bare.p50', label: 'bare rbd snap create + clone, p50', value: ms(bareS.p50), unit: 'ms', ceiling: ms(bareS.p50), params: { n: 30 }, samples: bare.map(ms), notes: 'this is the ceiling of the capture latencies below (bare rbd calls, no operator)' });
-    figures.push({ figure: 'capture.bare.p99', label: 'bare rbd snap create + clone, p99', value: ms(bareS.p99), unit: 'ms', ceiling: ms(bareS.p99), params: { n: 30 }, notes: 'this is the ceiling of the capture latencies below (bare rbd calls, no operator)' });
-
-    // The burst's ceiling: the same two calls for as many images at once, each timed from the common start.
-    const burstImages0 = Array.from({ length: burst }, () => `${randomUUID()}_disk`);
-    for (const [i, image] of burstImages0.entries()) {
-      ctx.progress.update(`capture: bare burst, creating ${i + 1}/${burst}`);
-      await cloudUser.createImage({ pool: 'vms', image }, MiB);
-    }
-    ctx.progress.update(`capture: bare rbd snap create + clone, ${burst} at once`);
-    const t0 = performance.now();
-    const bareBurst = await Promise.all(burstImages0.map(async (image, i) => {
-      await opUser.createSnapshot({ pool: 'vms', image, snapshot: 's' });
-      await opUser.clone({ pool: 'vms', image, snapshot: 's' }, { pool: qpool, image: `bare.burst.${i}` });
-      return performance.now() - t0;
-    }));
-    for (const [i, image] of burstImages0.entries()) {
-      await opUser.removeImage({ pool: qpool, image: `bare.burst.${i}` });
-      await opUser.purgeSnapshots({ pool: 'vms', image });
-      await opUser.removeImage({ pool: 'vms', image });
-    }
-    const bareBurstS = summarize([...bareBurst].sort((a, b) => a - b));
-    figures.push({ figure: 'capture.bare.burst.p50', label: `bare rbd snap create + clone, ${burst} at once, p50`, value: ms(bareBurstS.p50), unit: 'ms', ceiling: ms(bareBurstS.p50), params: { n: burst }, samples: bareBurst.map(ms), notes: 'this is the ceiling of the burst capture latencies below (bare rbd calls, all started together)' });
-    figures.push({ figure: 'capture.bare.burst.p99', label: `bare rbd snap create + clone, ${burst} at once, p99`, value: ms(bareBurstS.p99), unit: 'ms', ceiling: ms(bareBurstS.p99), params: { n: burst }, notes: 'this is the ceiling of the burst capture latencies below (bare rbd calls, all started together)' });
-
-    const latencyFigures = (mode: string, kind: 'steady' | 'burst', lat: number[], n: number) => {
-      const ceil = kind === 'burst' ? bareBurstS : bareS;
-      const s = summarize([...lat].sort((a, b) => a - b));
-      const params = { deletions: n, captured: lat.length };
-      const notes = `${lat.length} of ${n} deletions captured`;
-      figures.push({ figure: `capture.${mode}.${kind}.p50`, label: `capture latency ${mode}, ${kind}, p50`, value: ms(s.p50), unit: 'ms', ceiling: ms(ceil.p50), params, notes, samples: lat.map(ms) });
-      figures.push({ figure: `capture.${mode}.${kind}.p99`, label: `capture latency ${mode}, ${kind}, p99`, value: ms(s.p99), unit: 'ms', ceiling: ms(ceil.p99), params, notes });
+    // The ceilings: what the two calls a capture rests on cost by themselves,
+    // through each driver (librbd on the connection opened above).
+    type Store = InstanceType<typeof RbdCli> | InstanceType<typeof LibrbdStore>;
+    const bareCeiling = async (driver: 'librbd' | 'cli', store: Store) => {
+      const bare: number[] = [];
+      const bareSnap: number[] = [];
+      for (let i = 0; i < 30; i++) {
+        ctx.progress.update(`capture: bare ${driver} snap create + clone ${i + 1}/30`);
+        const image = `${randomUUID()}_disk`;
+        await cloudUser.createImage({ pool: 'vms', image }, MiB);
+        const t = performance.now();
+        await store.createSnapshot({ pool: 'vms', image, snapshot: 's' });
+        bareSnap.push(performance.now() - t);
+        await store.clone({ pool: 'vms', image, snapshot: 's' }, { pool: qpool, image: `bare.${i}` });
+        bare.push(performance.now() - t);
+        await opUser.removeImage({ pool: qpool, image: `bare.${i}` });
+        await opUser.purgeSnapshots({ pool: 'vms', image });
+        await opUser.removeImage({ pool: 'vms', image });
+      }
+      // The burst's ceiling: the same two calls for as many images at once, each timed from the common start.
+      const images = Array.from({ length: burst }, () => `${randomUUID()}_disk`);
+      for (const [i, image] of images.entries()) {
+        ctx.progress.update(`capture: bare ${driver} burst, creating ${i + 1}/${burst}`);
+        await cloudUser.createImage({ pool: 'vms', image }, MiB);
+      }
+      ctx.progress.update(`capture: bare ${driver} snap create + clone, ${burst} at once`);
+      const t0 = performance.now();
+      const bareBurst = await Promise.all(images.map(async (image, i) => {
+        await store.createSnapshot({ pool: 'vms', image, snapshot: 's' });
+        await store.clone({ pool: 'vms', image, snapshot: 's' }, { pool: qpool, image: `bare.burst.${i}` });
+        return performance.now() - t0;
+      }));
+      for (const [i, image] of images.entries()) {
+        await opUser.removeImage({ pool: qpool, image: `bare.burst.${i}` });
+        await opUser.purgeSnapshots({ pool: 'vms', image });
+        await opUser.removeImage({ pool: 'vms', image });
+      }
+      const one = summarize([...bare].sort((a, b) => a - b));
+      const all = summarize([...bareBurst].sort((a, b) => a - b));
+      const id = driver === 'cli' ? 'capture.bare' : 'capture.bare.librbd';
+      const what = driver === 'cli' ? 'bare rbd snap create + clone (CLI)' : 'bare librbd snap create + clone (open connection)';
+      figures.push({ figure: `${id}.p50`, label: `${what}, p50`, value: ms(one.p50), unit: 'ms', ceiling: ms(one.p50), params: { n: 30 }, samples: bare.map(ms), notes: `the ceiling of the ${driver} capture latencies below (bare calls, no operator)` });
+      figures.push({ figure: `${id}.p99`, label: `${what}, p99`, value: ms(one.p99), unit: 'ms', ceiling: ms(one.p99), params: { n: 30 }, notes: `the ceiling of the ${driver} capture latencies below (bare calls, no operator)` });
+      figures.push({ figure: `${id}.burst.p50`, label: `${what}, ${burst} at once, p50`, value: ms(all.p50), unit: 'ms', ceiling: ms(all.p50), params: { n: burst }, samples: bareBurst.map(ms), notes: `the ceiling of the ${driver} burst capture latencies below (bare calls, all started together)` });
+      figures.push({ figure: `${id}.burst.p99`, label: `${what}, ${burst} at once, p99`, value: ms(all.p99), unit: 'ms', ceiling: ms(all.p99), params: { n: burst }, notes: `the ceiling of the ${driver} burst capture latencies below (bare calls, all started together)` });
+      return { one, all, bareSnap };
+    };
+    const ceilings = {
+      librbd: await bareCeiling('librbd', lib),
+      cli: await bareCeiling('cli', opUser),
     };
 
-    // trash mode: the cloud's user removes disks from an armed pool.
+    // RSS on one open connection over many operations, half of them failing
+    // (a missing image): a leaked image handle or I/O context shows as growth.
     {
-      const op = await startOperator({ type: 'openstack', exchanges: [`nova-bench-${randomUUID().slice(0, 6)}`], mode: 'trash', armTrash: true, trashScanSeconds: 1 });
-      try {
-        const measure = async (images: string[], removedAt: Map<string, number>) => {
-          await until(async () => Number((await op.ledger.db.selectFrom('quarantines').select((eb) => eb.fn.countAll<number>().as('n')).where('state', '=', 'quarantined').where('source_image', 'in', images).executeTakeFirstOrThrow()).n) >= images.length, 'trash captures', 600_000);
-          const rows = await op.ledger.db.selectFrom('quarantines').select(['source_image', 'captured_at']).where('source_image', 'in', images).execute();
-          return rows.map((r) => (r.captured_at ?? 0) - (removedAt.get(r.source_image) ?? 0));
-        };
-        const steadyImages: string[] = [];
-        const removed = new Map<string, number>();
-        for (let i = 0; i < steady; i++) {
-          ctx.progress.update(`capture: trash steady ${i + 1}/${steady}`);
-          const image = `${randomUUID()}_disk`;
-          await cloudUser.createImage({ pool: 'vms', image }, MiB);
-          await cloudUser.removeImage({ pool: 'vms', image });
-          removed.set(image, Date.now());
-          steadyImages.push(image);
-          await sleep(1000);
-        }
-        latencyFigures('trash', 'steady', await measure(steadyImages, removed), steady);
-        ctx.progress.update(`capture: trash burst of ${burst}`);
-        const burstImages = Array.from({ length: burst }, () => `${randomUUID()}_disk`);
-        for (const image of burstImages) await cloudUser.createImage({ pool: 'vms', image }, MiB);
-        await Promise.all(burstImages.map(async (image) => { await cloudUser.removeImage({ pool: 'vms', image }); removed.set(image, Date.now()); }));
-        latencyFigures('trash', 'burst', await measure(burstImages, removed), burst);
-      } finally {
-        await op.halt();
-        await opUser.removePoolConfig('vms', 'rbd_move_to_trash_on_remove').catch(() => undefined);
-        await op.stop();
+      const ops = Number(ctx.param('capture-rss-ops'));
+      const image = `${randomUUID()}_disk`;
+      await cloudUser.createImage({ pool: 'vms', image }, MiB);
+      await lib.createSnapshot({ pool: 'vms', image, snapshot: 's' });
+      let peak = 0;
+      const warmup = Math.min(1000, Math.floor(ops / 10));
+      let base = 0;
+      for (let i = 0; i < ops; i++) {
+        if (i % 500 === 0) ctx.progress.update(`capture: librbd RSS check, ${i}/${ops} operations`);
+        if (i % 4 === 0) await lib.info({ pool: 'vms', image });
+        else if (i % 4 === 1) await lib.listSnapshots({ pool: 'vms', image });
+        else if (i % 4 === 2) await lib.getMeta({ pool: 'vms', image }, 'nope').catch(() => undefined);
+        else await lib.info({ pool: 'vms', image: `missing-${i}` }).catch(() => undefined);
+        if (i === warmup) base = process.memoryUsage.rss();
+        if (i % 100 === 0) peak = Math.max(peak, process.memoryUsage.rss());
       }
+      const end = process.memoryUsage.rss();
+      await opUser.purgeSnapshots({ pool: 'vms', image });
+      await opUser.removeImage({ pool: 'vms', image });
+      const growth = (100 * (end - base)) / base;
+      figures.push({
+        figure: 'capture.librbd.rss.growth', label: `RSS growth over ${ops.toLocaleString('en')} librbd operations on one connection`, value: round(growth, 1), unit: '%',
+        target: { op: '<=', value: 10 }, params: { ops, warmup },
+        notes: `${round(base / MiB, 0)} MiB after ${warmup} operations, ${round(end / MiB, 0)} MiB after ${ops}, peak ${round(peak / MiB, 0)} MiB (info, snap ls, a missing meta key, a missing image, in turn)`,
+      });
     }
+
+    // The default driver's figures keep the plain ids (capture.<mode>.<kind>); the others are capture.<driver>.<mode>.<kind>.
+    const latencyFigures = (driver: 'librbd' | 'cli', mode: string, kind: 'steady' | 'burst', lat: number[], n: number) => {
+      const ceil = kind === 'burst' ? ceilings[driver].all : ceilings[driver].one;
+      const s = summarize([...lat].sort((a, b) => a - b));
+      const params = { deletions: n, captured: lat.length, driver };
+      const notes = `${lat.length} of ${n} deletions captured`;
+      const id = driver === drivers[0] ? `capture.${mode}.${kind}` : `capture.${driver}.${mode}.${kind}`;
+      figures.push({ figure: `${id}.p50`, label: `capture latency ${mode}, ${kind}, ${driver}, p50`, value: ms(s.p50), unit: 'ms', ceiling: ms(ceil.p50), params, notes, samples: lat.map(ms) });
+      figures.push({ figure: `${id}.p99`, label: `capture latency ${mode}, ${kind}, ${driver}, p99`, value: ms(s.p99), unit: 'ms', ceiling: ms(ceil.p99), params, notes });
+    };
 
     // onDelete and softDelete: Nova's own sequences from the simulator.
     const { rbd, rbdTool } = cloudRbd({ cephConf: conf, id: ceph['QTEST_CEPH_CLOUD_ID'] ?? 'nova' });
@@ -152,74 +168,110 @@ export const capture: Scenario = {
       await n.ensureImage(imageId, MiB).catch(() => undefined);
       return n;
     };
-    for (const mode of ['onDelete', 'softDelete'] as const) {
-      const op = await startOperator({ type: 'openstack', exchanges: [`nova-${s}`, `neutron-${s}`], mode, orphanGraceMs: 60_000 });
-      const nova = await novaFor(mode === 'softDelete' ? { reclaimInstanceIntervalMs: 3_600_000, deleteGapMs: 1000 } : { deleteGapMs: 1000 });
-      try {
-        const lat: number[] = [];
-        for (let i = 0; i < steady; i++) {
-          ctx.progress.update(`capture: ${mode} steady ${i + 1}/${steady}`);
-          const server = await nova.boot({ image: imageId });
-          const t = Date.now();
-          const del = await nova.delete(server.uuid);
-          const q = await op.waitForQuarantine(server.uuid, 60_000).catch(() => undefined);
-          if (q?.state === 'quarantined') lat.push((q.captured_at ?? 0) - t);
-          if (mode === 'onDelete') await del.done;
-          await sleep(1000);
+    for (const driver of drivers) {
+      // trash mode: the cloud's user removes disks from an armed pool.
+      {
+        const op = await startOperator({ type: 'openstack', exchanges: [`nova-bench-${randomUUID().slice(0, 6)}`], mode: 'trash', armTrash: true, trashScanSeconds: 1, driver });
+        try {
+          const measure = async (images: string[], removedAt: Map<string, number>) => {
+            await until(async () => Number((await op.ledger.db.selectFrom('quarantines').select((eb) => eb.fn.countAll<number>().as('n')).where('state', '=', 'quarantined').where('source_image', 'in', images).executeTakeFirstOrThrow()).n) >= images.length, 'trash captures', 600_000);
+            const rows = await op.ledger.db.selectFrom('quarantines').select(['source_image', 'captured_at']).where('source_image', 'in', images).execute();
+            return rows.map((r) => (r.captured_at ?? 0) - (removedAt.get(r.source_image) ?? 0));
+          };
+          const steadyImages: string[] = [];
+          const removed = new Map<string, number>();
+          for (let i = 0; i < steady; i++) {
+            ctx.progress.update(`capture: ${driver} trash steady ${i + 1}/${steady}`);
+            const image = `${randomUUID()}_disk`;
+            await cloudUser.createImage({ pool: 'vms', image }, MiB);
+            await cloudUser.removeImage({ pool: 'vms', image });
+            removed.set(image, Date.now());
+            steadyImages.push(image);
+            await sleep(1000);
+          }
+          latencyFigures(driver, 'trash', 'steady', await measure(steadyImages, removed), steady);
+          ctx.progress.update(`capture: ${driver} trash burst of ${burst}`);
+          const burstImages = Array.from({ length: burst }, () => `${randomUUID()}_disk`);
+          for (const image of burstImages) await cloudUser.createImage({ pool: 'vms', image }, MiB);
+          await Promise.all(burstImages.map(async (image) => { await cloudUser.removeImage({ pool: 'vms', image }); removed.set(image, Date.now()); }));
+          latencyFigures(driver, 'trash', 'burst', await measure(burstImages, removed), burst);
+        } finally {
+          await op.halt();
+          await opUser.removePoolConfig('vms', 'rbd_move_to_trash_on_remove').catch(() => undefined);
+          await op.stop();
         }
-        latencyFigures(mode, 'steady', lat, steady);
-
-        // The burst: every VM deleted at once, as a batch user's script does.
-        const servers = [];
-        for (let i = 0; i < burst; i++) {
-          ctx.progress.update(`capture: ${mode} burst, booting ${i + 1}/${burst}`);
-          servers.push(await nova.boot({ image: imageId }));
-        }
-        ctx.progress.update(`capture: ${mode} burst of ${burst}`);
-        const asked = new Map<string, number>();
-        const deletions = await Promise.all(servers.map(async (server) => {
-          asked.set(server.uuid, Date.now());
-          return nova.delete(server.uuid);
-        }));
-        await Promise.all(deletions.map((d) => d.done));
-        const burstLat: number[] = [];
-        for (const server of servers) {
-          const q = mode === 'softDelete'
-            ? await op.waitForQuarantine(server.uuid, 120_000).catch(() => undefined)
-            // onDelete: Nova has finished deleting, so whatever was won is in the ledger by now or soon.
-            : await until(async () => (await op.quarantinesOf(server.uuid)).find((r) => r.state === 'quarantined' || r.state === 'failed'), 'the race outcome', 5_000).catch(() => undefined);
-          if (q?.state === 'quarantined') burstLat.push((q.captured_at ?? 0) - (asked.get(server.uuid) ?? 0));
-        }
-        latencyFigures(mode, 'burst', burstLat, burst);
-      } finally {
-        await nova.stop();
-        await op.stop();
       }
-    }
 
-    // The onDelete race, by Nova's gap between delete.start and the disk removal.
-    const perGap = Number(ctx.param('capture-race-vms'));
-    for (const gap of ctx.param('capture-gaps').split(',').filter((g) => g !== '').map(Number)) {
-      const op = await startOperator({ type: 'openstack', exchanges: [`nova-${s}`, `neutron-${s}`], mode: 'onDelete', orphanGraceMs: 60_000 });
-      const nova = await novaFor({ deleteGapMs: gap });
-      let won = 0;
-      try {
-        for (let i = 0; i < perGap; i++) {
-          ctx.progress.update(`capture: onDelete race, gap ${gap} ms, ${i + 1}/${perGap}`);
-          const server = await nova.boot({ image: imageId });
-          const del = await nova.delete(server.uuid);
-          await del.done;
-          await sleep(300);
-          const rows = await op.quarantinesOf(server.uuid);
-          if (rows.some((r) => r.state === 'quarantined')) won += 1;
+      for (const mode of ['onDelete', 'softDelete'] as const) {
+        const op = await startOperator({ type: 'openstack', exchanges: [`nova-${s}`, `neutron-${s}`], mode, orphanGraceMs: 60_000, driver });
+        const nova = await novaFor(mode === 'softDelete' ? { reclaimInstanceIntervalMs: 3_600_000, deleteGapMs: 1000 } : { deleteGapMs: 1000 });
+        try {
+          const lat: number[] = [];
+          for (let i = 0; i < steady; i++) {
+            ctx.progress.update(`capture: ${driver} ${mode} steady ${i + 1}/${steady}`);
+            const server = await nova.boot({ image: imageId });
+            const t = Date.now();
+            const del = await nova.delete(server.uuid);
+            const q = await op.waitForQuarantine(server.uuid, 60_000).catch(() => undefined);
+            if (q?.state === 'quarantined') lat.push((q.captured_at ?? 0) - t);
+            if (mode === 'onDelete') await del.done;
+            await sleep(1000);
+          }
+          latencyFigures(driver, mode, 'steady', lat, steady);
+
+          // The burst: every VM deleted at once, as a batch user's script does.
+          const servers = [];
+          for (let i = 0; i < burst; i++) {
+            ctx.progress.update(`capture: ${driver} ${mode} burst, booting ${i + 1}/${burst}`);
+            servers.push(await nova.boot({ image: imageId }));
+          }
+          ctx.progress.update(`capture: ${driver} ${mode} burst of ${burst}`);
+          const asked = new Map<string, number>();
+          const deletions = await Promise.all(servers.map(async (server) => {
+            asked.set(server.uuid, Date.now());
+            return nova.delete(server.uuid);
+          }));
+          await Promise.all(deletions.map((d) => d.done));
+          const burstLat: number[] = [];
+          for (const server of servers) {
+            const q = mode === 'softDelete'
+              ? await op.waitForQuarantine(server.uuid, 120_000).catch(() => undefined)
+              // onDelete: Nova has finished deleting, so whatever was won is in the ledger by now or soon.
+              : await until(async () => (await op.quarantinesOf(server.uuid)).find((r) => r.state === 'quarantined' || r.state === 'failed'), 'the race outcome', 5_000).catch(() => undefined);
+            if (q?.state === 'quarantined') burstLat.push((q.captured_at ?? 0) - (asked.get(server.uuid) ?? 0));
+          }
+          latencyFigures(driver, mode, 'burst', burstLat, burst);
+        } finally {
+          await nova.stop();
+          await op.stop();
         }
-      } finally {
-        await nova.stop();
-        await op.stop();
       }
-      // The ceiling: a bare `rbd snap create` issued the instant delete.start is published wins when it takes less than the gap.
-      const bareWins = bareSnap.filter((t) => t < gap).length / bareSnap.length;
-      figures.push({ figure: `capture.onDelete.winrate.gap${gap}`, label: `onDelete win rate, Nova delete gap ${gap} ms`, value: round((100 * won) / perGap, 0), unit: '%', ceiling: round(100 * bareWins, 0), params: { gap, vms: perGap }, notes: `${won} of ${perGap} VMs` });
+
+      // The onDelete race, by Nova's gap between delete.start and the disk removal.
+      const perGap = Number(ctx.param('capture-race-vms'));
+      for (const gap of ctx.param('capture-gaps').split(',').filter((g) => g !== '').map(Number)) {
+        const op = await startOperator({ type: 'openstack', exchanges: [`nova-${s}`, `neutron-${s}`], mode: 'onDelete', orphanGraceMs: 60_000, driver });
+        const nova = await novaFor({ deleteGapMs: gap });
+        let won = 0;
+        try {
+          for (let i = 0; i < perGap; i++) {
+            ctx.progress.update(`capture: ${driver} onDelete race, gap ${gap} ms, ${i + 1}/${perGap}`);
+            const server = await nova.boot({ image: imageId });
+            const del = await nova.delete(server.uuid);
+            await del.done;
+            await sleep(300);
+            const rows = await op.quarantinesOf(server.uuid);
+            if (rows.some((r) => r.state === 'quarantined')) won += 1;
+          }
+        } finally {
+          await nova.stop();
+          await op.stop();
+        }
+        // The ceiling: a bare `rbd snap create` issued the instant delete.start is published wins when it takes less than the gap.
+        const { bareSnap } = ceilings[driver];
+        const bareWins = bareSnap.filter((t) => t < gap).length / bareSnap.length;
+        figures.push({ figure: driver === drivers[0] ? `capture.onDelete.winrate.gap${gap}` : `capture.${driver}.onDelete.winrate.gap${gap}`, label: `onDelete win rate, ${driver}, Nova delete gap ${gap} ms`, value: round((100 * won) / perGap, 0), unit: '%', ceiling: round(100 * bareWins, 0), params: { gap, vms: perGap, driver }, notes: `${won} of ${perGap} VMs` });
+      }
     }
     await neutron.stop();
     ctx.note('Latency is measured from the deletion (the cloud user\'s rbd rm returning, or Nova accepting the delete request, which publishes delete.start / soft_delete at once) to the quarantine\'s captured_at in the ledger. The ceiling column is the bare `rbd snap create` + `rbd clone` in the same cluster (one at a time for the steady figures; for the burst figures, as many images as the burst, all started together): a capture does several more rbd calls (restore, metadata, snapshot removal, trash move) and, in trash mode, waits for the next trash scan (1 s).');

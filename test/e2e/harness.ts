@@ -46,6 +46,8 @@ export interface OperatorSetup {
   api?: { authUrl: string; id: string; secret: string };
   orphanGraceMs?: number;
   trashScanSeconds?: number;
+  /** The Cloud's spec.ceph.driver; absent = the schema's default (librbd). */
+  driver?: 'librbd' | 'cli';
 }
 
 export interface RunningOperator {
@@ -96,6 +98,7 @@ export function writeSetup(o: OperatorSetup): Setup {
     ceph: {
       configFile: env.cephConf, user: env.operatorId, watchedPools: o.watchedPools ?? ['vms'], quarantine: { pool: env.quarantinePool },
       trash: { arm: o.armTrash ?? false, expireSeconds: 3600, scanIntervalSeconds: o.trashScanSeconds ?? 1 },
+      ...(o.driver === undefined ? {} : { driver: o.driver }),
     },
   };
   if (o.api !== undefined) {

@@ -129,7 +129,7 @@ describe('plots', () => {
     const [ingest, trace, capture, winrate] = plots.map((p) => legend(p.svg));
     assert.deepEqual(ingest, ['sqlite', 'sqlite: bare consumer (ceiling)', 'postgres']);
     assert.deepEqual(trace, ['sqlite p50', 'postgres p99', 'sqlite p99, candidate index', 'sqlite p50: full scan (ceiling)', 'postgres p99: full scan (ceiling)']);
-    assert.deepEqual(capture, ['trash steady (3 of 4 captured)', 'onDelete steady (n=3)', 'bare rbd snap create + clone (ceiling)', 'ceiling: bare p50, 170 ms']);
+    assert.deepEqual(capture, ['trash steady (3 of 4 captured)', 'onDelete steady (n=3)', 'bare snap create + clone (ceiling)', 'ceiling: bare p50, 170 ms']);
     assert.deepEqual(winrate, ['onDelete win rate'], 'no ceiling series without ceilings');
   });
 
