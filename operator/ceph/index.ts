@@ -5,3 +5,6 @@ export * from './names.ts';
 export { RbdCli, DEFAULT_TIMEOUT_MS, DEFAULT_TRANSFER_TIMEOUT_MS, MIN_TRASH_EXPIRY_LEAD_MS } from './rbd-cli.ts';
 export type { RbdCliOptions } from './rbd-cli.ts';
 export type { RunFn, RunOptions, RunResult, SpawnFn, SpawnOptions } from './process.ts';
+export { LibrbdStore, TRANSFER_CHUNK_BYTES } from './librbd.ts';
+export type { LibrbdStoreOptions } from './librbd.ts';
+export { LibrbdUnavailableError, loadLibrbd } from './librbd-ffi.ts';

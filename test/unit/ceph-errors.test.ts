@@ -12,6 +12,8 @@ import {
   RbdPermissionDeniedError,
   describeCommand,
   errorClassForExit,
+  errorFromErrno,
+  RbdTimeoutError,
   errorFromExit,
   redactArgv,
   summarizeStderr,
@@ -59,6 +61,28 @@ describe('exit code → error class', () => {
       assert.deepEqual(error.command, ['rbd', 'info', 'vms/x']);
     });
   }
+});
+
+describe('-errno of a librbd call → the same class as that errno as rbd exit code', () => {
+  it('every errno from 1 to 255 (rbd exits with the errno of its failed librbd call)', () => {
+    for (let errno = 1; errno < 256; errno++) {
+      const error = errorFromErrno('rbd_snap_create', 'vms/x@s', errno);
+      assert.equal(error.constructor, errorClassForExit(errno, ''), `errno ${errno}`);
+      assert.equal(error.exitCode, errno);
+      assert.deepEqual(error.command, ['librbd', 'rbd_snap_create', 'vms/x@s']);
+    }
+  });
+
+  it('says what failed and why, in one line', () => {
+    const error = errorFromErrno('rbd_open', 'vms/x', 2);
+    assert.equal(error.message, 'rbd_open vms/x failed (errno 2 ENOENT): no such file or directory');
+  });
+
+  it('ETIMEDOUT under an op timeout is a timeout', () => {
+    const error = errorFromErrno('rbd_snap_create', 'vms/x@s', 110, 30_000);
+    assert.ok(error instanceof RbdTimeoutError);
+    assert.equal(error.timeoutMs, 30_000);
+  });
 });
 
 describe('captured rbd failures', () => {
