@@ -158,6 +158,25 @@ export class LibrbdUnavailableError extends Error {
   }
 }
 
+/**
+ * koffi throws once more than max_async_calls (256) calls are running or
+ * queued in the process; a burst of captures must wait in line instead.
+ */
+export const MAX_ASYNC_CALLS = 128;
+let running = 0;
+const waiting: (() => void)[] = [];
+
+async function limit<T>(body: () => Promise<T>): Promise<T> {
+  if (running >= MAX_ASYNC_CALLS) await new Promise<void>((resolve) => waiting.push(resolve));
+  running++;
+  try {
+    return await body();
+  } finally {
+    running--;
+    waiting.shift()?.();
+  }
+}
+
 let loaded: Librbd | undefined;
 let failure: LibrbdUnavailableError | undefined;
 
@@ -236,12 +255,15 @@ function bind(libradosPath: string, librbdPath: string): Librbd {
     noProgress,
     fn,
     call: (name, ...args) =>
-      new Promise((resolve, reject) => {
-        fn(name).async(...args, (error: unknown, result: unknown) => {
-          if (error !== null && error !== undefined) reject(error instanceof Error ? error : new Error(String(error)));
-          else resolve(result);
-        });
-      }),
+      limit(
+        () =>
+          new Promise((resolve, reject) => {
+            fn(name).async(...args, (error: unknown, result: unknown) => {
+              if (error !== null && error !== undefined) reject(error instanceof Error ? error : new Error(String(error)));
+              else resolve(result);
+            });
+          }),
+      ),
     diffCallback(handler) {
       const pointer = koffi.register(
         (offset: bigint | number, length: bigint | number, exists: number): number => handler(BigInt(offset), Number(length), exists),

@@ -153,6 +153,8 @@ export class LibrbdStore implements BlockStore {
   readonly #now: () => Date;
   #cluster: Promise<Handle> | undefined;
   readonly #ioctxs = new Map<string, Promise<Handle>>();
+  /** Namespaces seen to exist; forgotten when this store removes one. */
+  readonly #namespaces = new Set<string>();
   #inFlight = 0;
   #idle: (() => void) | undefined;
   #closed = false;
@@ -265,11 +267,12 @@ export class LibrbdStore implements BlockStore {
   /** A namespace that does not exist reads as empty to librados; rbd calls it missing. */
   async #existingNamespace(where: PoolRef): Promise<Handle> {
     const io = await this.#ioctx(where);
-    if (where.namespace !== undefined) {
+    if (where.namespace !== undefined && !this.#namespaces.has(formatPoolSpec(where))) {
       const root = await this.#ioctx({ pool: where.pool });
       const exists = [false];
       this.#check('rbd_namespace_exists', formatPoolSpec(where), await this.#lib.call('rbd_namespace_exists', root, where.namespace, exists));
       if (exists[0] !== true) throw errorFromErrno('rbd_namespace_exists', formatPoolSpec(where), ENOENT);
+      this.#namespaces.add(formatPoolSpec(where));
     }
     return io;
   }
@@ -845,6 +848,7 @@ export class LibrbdStore implements BlockStore {
       await this.#c('rbd_namespace_remove', `${p}/${ns}`, await this.#ioctx({ pool: p }), ns);
     });
     // The cached I/O context would address a namespace that is gone.
+    this.#namespaces.delete(formatPoolSpec({ pool: p, namespace: ns }));
     await this.#forget({ pool: p, namespace: ns });
   }
 
