@@ -232,6 +232,8 @@ export class LibrbdStore implements BlockStore {
         // v2 whatever the cluster's min-compat-client: v1 cannot cross
         // namespaces and needs a protected parent snapshot.
         ['rbd_default_clone_format', '2'],
+        // No admin socket: /var/run/ceph is absent or read-only in the operator's container.
+        ['admin_socket', ''],
       ];
       for (const [key, value] of settings) {
         if (value !== undefined) this.#check('rados_conf_set', key, Number(this.#lib.fn('rados_conf_set')(cluster, key, value)));
