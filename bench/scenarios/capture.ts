@@ -30,7 +30,7 @@ const ms = (v: number) => round(v, 1);
 
 export const capture: Scenario = {
   name: 'capture',
-  description: 'capture latency (deletion → quarantine durable in the ledger) per mode on a throwaway Ceph cluster with the cloud simulator, beside bare rbd snap create + clone; onDelete win rate by Nova delete gap',
+  description: 'capture latency (deletion → quarantine durable in the ledger) per mode and Ceph driver on a throwaway Ceph cluster with the cloud simulator, beside bare snap create + clone through each driver; onDelete win rate by Nova delete gap; RSS over 10,000 librbd operations',
   params: [
     { name: 'capture-steady', description: 'deletions per mode at the steady rate (one a second)', default: '15' },
     { name: 'capture-burst', description: 'deletions at once in the burst (each mode)', default: '60' },
@@ -274,9 +274,9 @@ export const capture: Scenario = {
       }
     }
     await neutron.stop();
-    ctx.note('Latency is measured from the deletion (the cloud user\'s rbd rm returning, or Nova accepting the delete request, which publishes delete.start / soft_delete at once) to the quarantine\'s captured_at in the ledger. The ceiling column is the bare `rbd snap create` + `rbd clone` in the same cluster (one at a time for the steady figures; for the burst figures, as many images as the burst, all started together): a capture does several more rbd calls (restore, metadata, snapshot removal, trash move) and, in trash mode, waits for the next trash scan (1 s).');
+    ctx.note('Latency is measured from the deletion (the cloud user\'s rbd rm returning, or Nova accepting the delete request, which publishes delete.start / soft_delete at once) to the quarantine\'s captured_at in the ledger. The ceiling column is the bare snap create + clone in the same cluster through the same driver: librbd calls on an already open connection for the librbd figures, `rbd snap create` + `rbd clone` processes for the CLI figures (one at a time for the steady figures; for the burst figures, as many images as the burst, all started together): a capture does several more calls (restore, metadata, snapshot removal, trash move) and, in trash mode, waits for the next trash scan (1 s). Figures without a driver in their id are the default driver\'s (librbd); `capture.cli.*` are the CLI\'s.');
     ctx.note('Bursts: the trash burst removes N images at once with the cloud\'s rbd user; the onDelete and softDelete bursts boot N servers, then send N delete requests at once to the simulated Nova (1 s delete gap for onDelete, soft delete with a 1 h reclaim for softDelete); latency counts from each delete request. An onDelete capture that loses the race to Nova is not a latency sample: the table\'s notes say how many of the N were captured.');
-    ctx.note('The win-rate ceiling is the share of the bare `rbd snap create` calls of this run (timed alone, 30 samples) that finished within the gap: what a snapshot issued the instant delete.start was published would achieve.');
+    ctx.note('The win-rate ceiling is the share of the bare snap create calls through the same driver in this run (timed alone, 30 samples) that finished within the gap: what a snapshot issued the instant delete.start was published would achieve.');
     ctx.note('The onDelete race: Nova removes every `<uuid>*` image `deleteGap` after delete.start; the operator wins when its snapshot exists first (Nova then gives up silently and the orphan is adopted). 1 MiB disks, versioned notifications, each VM deleted alone.');
     return figures;
   },
