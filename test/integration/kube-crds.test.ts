@@ -290,6 +290,6 @@ describe('generated CRDs on a real kube-apiserver', () => {
     const holds = await table(admin, `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/quarantineholds`);
     assert.deepEqual(holds.columnDefinitions.map((c) => c.name), ['Name', 'Case', 'Matched', 'Until', 'Age']);
     const clouds = await table(admin, `/apis/${GROUP}/${VERSION}/clouds`);
-    assert.deepEqual(clouds.columnDefinitions.map((c) => c.name), ['Name', 'Type', 'Connected', 'Consuming', 'TrashArmed', 'Last Event', 'Age']);
+    assert.deepEqual(clouds.columnDefinitions.map((c) => c.name), ['Name', 'Type', 'Connected', 'Consuming', 'TrashArmed', 'CephDriver', 'Last Event', 'Age']);
   });
 });
