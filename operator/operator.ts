@@ -42,6 +42,8 @@ export interface OperatorOptions {
   runtimeClock?: Clock;
   /** How often the capture reconcilers list open intents again. */
   relistMs?: number;
+  /** This replica's name when it claims a capture step (default: the host name); stable across restarts of one pod. */
+  identity?: string;
 }
 
 export const MANIFEST_ACTOR = 'manifests';
@@ -140,6 +142,7 @@ export class Operator {
         ...(this.#o.clock === undefined ? {} : { clock: this.#o.clock }),
         ...(beforeStep === undefined ? {} : { beforeStep }),
         onConflict: (_id, step) => this.metrics.stepConflicts.inc({ cloud: name, step }),
+        ...(this.#o.identity === undefined ? {} : { owner: this.#o.identity }),
       });
       let api: OpenStackClient | undefined;
       if (cloud.spec.api !== undefined) {

@@ -1,7 +1,9 @@
 // The operator in Kubernetes: every replica watches Clouds and
 // QuarantinePolicies and consumes (competing consumers, idempotent apply on
 // the shared ledger); the replica holding the Lease also runs the
-// controllers, the trash scans and the sweep.
+// controllers, the capture reconcilers and the sweep.
+import { UsageError } from '../cli/errors.ts';
+import { parseListen } from './../http/listen.ts';
 import * as k8s from '@kubernetes/client-node';
 import { once } from 'node:events';
 import { openLedgerDb, migrateToLatest, redactUrl } from '../ledger/db.ts';
@@ -64,7 +66,7 @@ export async function runKubernetes(o: KubernetesOptions): Promise<void> {
   useAuditKeys(ledger.db, o.auditKeys);
   const stops: Array<() => Promise<void> | void> = [];
   let anchorer: AuditAnchorer | undefined;
-  const operator = new Operator({ ledger, secrets: new KubeSecretSource(kc, o.namespace), logger });
+  const operator = new Operator({ ledger, secrets: new KubeSecretSource(kc, o.namespace), logger, identity: o.identity });
   try {
     await waitForLedger(ledger.db, { wait: o.waitForDb ?? true, logger, signal: o.signal, where: redactUrl(o.dbUrl) });
     const applied = await migrateToLatest(ledger);
@@ -132,12 +134,11 @@ export async function runKubernetes(o: KubernetesOptions): Promise<void> {
     stops.unshift(() => manager.stop());
 
     if (o.listen !== undefined) {
-      const m = /^(.*):(\d+)$/.exec(o.listen);
-      if (m !== null) {
-        const http = await startHttp({ host: (m[1] ?? '').replace(/^\[|\]$/g, ''), port: Number(m[2]), db: ledger.db, metrics: operator.metrics, apiToken: o.apiToken, ready: () => operator.readiness(), logger, tls: o.tls });
-        stops.push(() => http.close());
-        logger.info({ listen: http.url, api: o.apiToken === undefined ? 'disabled (no token)' : 'enabled' }, 'http listening');
-      }
+      const listen = parseListen(o.listen);
+      if (typeof listen === 'string') throw new UsageError(listen);
+      const http = await startHttp({ host: listen.host, port: listen.port, db: ledger.db, metrics: operator.metrics, apiToken: o.apiToken, ready: () => operator.readiness(), logger, tls: o.tls });
+      stops.push(() => http.close());
+      logger.info({ listen: http.url, api: o.apiToken === undefined ? 'disabled (no token)' : 'enabled' }, 'http listening');
     }
     await cloudWork;
     logger.info({ identity: o.identity, lease: `${o.namespace}/${o.leaseName}` }, 'operator running in Kubernetes');
