@@ -174,6 +174,7 @@ export class Operator {
       onOutcome: (c, source, outcome) => this.metrics.notifications.inc({ cloud: c, source, outcome }),
     }, this.ledgerHealth, co === undefined ? undefined : (trx, n) => recordCaptureIntents(trx, n, { cloud: name, policies: () => this.#policies }));
     if (!this.ledgerHealth.up) await intake.consumer.pause();
+    capture?.follow();
     const rt: CloudRuntime = { cloud, intake, ceph, engine, capture };
     this.clouds.set(name, rt);
     if (this.#leader) await this.#lead(rt);
@@ -185,7 +186,7 @@ export class Operator {
     if (rt === undefined) return;
     this.clouds.delete(name);
     await rt.intake.stop();
-    await rt.capture?.stop();
+    await rt.capture?.close();
     rt.ceph?.close();
     this.#o.logger.info({ cloud: name }, 'cloud removed: its consumer and capture stopped');
   }
@@ -262,7 +263,7 @@ export class Operator {
     await this.scheduler.stop();
     for (const rt of this.clouds.values()) {
       await rt.intake.stop();
-      await rt.capture?.stop();
+      await rt.capture?.close();
       rt.ceph?.close();
     }
   }

@@ -55,16 +55,24 @@ const RELIST = 'relist';
 const SCAN = 'scan';
 const RESUME = 'resume';
 const INSTANCE = 'i:';
+const ORPHAN = 'o:';
+
+interface Leading {
+  work: WorkQueue;
+  adopt: WorkQueue;
+}
 
 export class CloudCapture {
   readonly stats: CaptureStats = emptyStats();
   readonly #d: CloudCaptureDeps;
   readonly #ctx: CaptureContext;
-  readonly #live: LiveCapture;
+  readonly #liveCapture: LiveCapture;
   readonly #orphans: OrphanAdoption;
   #trash: TrashAdoption;
-  #work: WorkQueue | undefined;
-  #adopt: WorkQueue | undefined;
+  /** Live captures of the warnings this replica applied: on every replica, so the race with the cloud's delete never waits for a relist. */
+  #live: WorkQueue | undefined;
+  /** Relist, resume, orphan and trash adoption: on the leader only. */
+  #leading: Leading | undefined;
   #firstRelist = true;
 
   constructor(deps: CloudCaptureDeps) {
@@ -73,7 +81,7 @@ export class CloudCapture {
       config: deps.config, db: deps.db, blocks: deps.blocks, engine: deps.engine, intents: new IntentStore(deps.db), policies: deps.policies,
       logger: deps.logger, clock: deps.clock, stats: this.stats, onRace: deps.onRace, onCapture: deps.onCapture,
     };
-    this.#live = new LiveCapture(this.#ctx, { api: deps.api, beforeWarning: deps.beforeWarning });
+    this.#liveCapture = new LiveCapture(this.#ctx, { api: deps.api, beforeWarning: deps.beforeWarning });
     this.#orphans = new OrphanAdoption(this.#ctx, { graceMs: deps.orphanGraceMs ?? 90_000 });
     this.#trash = new TrashAdoption(this.#ctx);
   }
@@ -82,13 +90,24 @@ export class CloudCapture {
     return this.#d.logger;
   }
 
-  get running(): boolean {
-    return this.#work !== undefined;
+  get leading(): boolean {
+    return this.#leading !== undefined;
   }
 
-  /** Starts the reconcilers (on becoming leader): resumes, relists open intents and scans the trash at once. */
+  /**
+   * Acts on the warnings this replica applies (every replica, leader or not):
+   * two replicas on one intent are kept apart by the engine's step claims.
+   */
+  follow(): void {
+    if (this.#live !== undefined) return;
+    this.#live = new WorkQueue({ clock: this.#d.clock, concurrency: this.#d.captureConcurrency ?? 16, process: (key) => this.#process(key) });
+    this.#live.start();
+  }
+
+  /** Starts the leader's reconcilers: resumes, relists open intents and scans the trash at once. */
   start(): void {
-    if (this.#work !== undefined) return;
+    this.follow();
+    if (this.#leading !== undefined) return;
     this.#firstRelist = true;
     this.#trash = new TrashAdoption(this.#ctx);
     const work = new WorkQueue({ clock: this.#d.clock, concurrency: this.#d.captureConcurrency ?? 16, process: (key) => this.#process(key) });
@@ -96,8 +115,7 @@ export class CloudCapture {
       clock: this.#d.clock, concurrency: Math.max(1, this.#d.adoptConcurrency ?? 4),
       process: (id) => this.#trash.reconcile(id).catch((err: unknown) => this.#log.error({ intent: id, err: errorText(err) }, 'trash adoption failed; retried at the next relist')),
     });
-    this.#work = work;
-    this.#adopt = adopt;
+    this.#leading = { work, adopt };
     work.start();
     adopt.start();
     work.add(RESUME);
@@ -105,37 +123,40 @@ export class CloudCapture {
     work.add(SCAN);
   }
 
-  /** Stops the reconcilers (on losing leadership, or shutdown) and waits for the running keys. */
+  /** Stops the leader's reconcilers (on losing leadership) and waits for their running keys; a later start is a fresh run. */
   async stop(): Promise<void> {
-    const work = this.#work;
-    const adopt = this.#adopt;
-    this.#work = undefined;
-    this.#adopt = undefined;
-    await Promise.all([work?.stop(), adopt?.stop()]);
+    const l = this.#leading;
+    this.#leading = undefined;
+    await Promise.all([l?.work.stop(), l?.adopt.stop()]);
+  }
+
+  /** Stops everything (the cloud is removed, or the process stops). */
+  async close(): Promise<void> {
+    const live = this.#live;
+    this.#live = undefined;
+    await Promise.all([this.stop(), live?.stop()]);
   }
 
   /** Called after a notification's effects (and its intents) are committed: only enqueues keys. */
   onNotification(n: DecodedNotification): void {
-    const work = this.#work;
-    if (work === undefined || n.cloud !== this.#d.config.cloud) return;
+    if (n.cloud !== this.#d.config.cloud) return;
+    const l = this.#leading;
     for (const s of signalsOf(n)) {
-      work.add(`${INSTANCE}${s.instanceId}`);
+      if (s.kind === 'gone') l?.work.add(`${ORPHAN}${s.instanceId}`);
+      else this.#live?.add(`${INSTANCE}${s.instanceId}`);
       // A trash-mode deletion (and any completed one) shows up in the trash soon.
-      if (s.kind === 'warning' || s.kind === 'gone') work.addAfter(SCAN, 50);
+      if (s.kind === 'warning' || s.kind === 'gone') l?.work.addAfter(SCAN, 50);
     }
   }
 
   /** Waits until nothing is queued or running (delayed keys, such as the next relist, do not count). */
   async idle(): Promise<void> {
     for (;;) {
-      const work = this.#work;
-      const adopt = this.#adopt;
-      if (work === undefined || adopt === undefined) return;
-      await work.idle();
-      await adopt.idle();
-      if (work.waiting === 0 && adopt.waiting === 0) {
-        await work.idle();
-        return;
+      const queues = [this.#live, this.#leading?.work, this.#leading?.adopt].filter((q): q is WorkQueue => q !== undefined);
+      for (const q of queues) await q.idle();
+      if (queues.every((q) => q.waiting === 0)) {
+        await Promise.all(queues.map((q) => q.idle()));
+        if (queues.every((q) => q.waiting === 0)) return;
       }
     }
   }
@@ -143,12 +164,12 @@ export class CloudCapture {
   /** Lists open intents and enqueues them; returns how many. */
   async relist(): Promise<number> {
     const open = await this.#ctx.intents.open(this.#d.config.cloud);
-    const instances = new Set<string>();
+    const l = this.#leading;
     for (const i of open) {
-      if (i.kind === 'trash') this.#adopt?.add(i.id);
-      else instances.add(i.instance_id);
+      if (i.kind === 'trash') l?.adopt.add(i.id);
+      else if (i.kind === 'orphan') l?.work.add(`${ORPHAN}${i.instance_id}`);
+      else this.#live?.add(`${INSTANCE}${i.instance_id}`);
     }
-    for (const id of instances) this.#work?.add(`${INSTANCE}${id}`);
     if (this.#firstRelist) {
       this.#firstRelist = false;
       const warnings = open.filter((i) => i.kind === 'live' || i.kind === 'soft').length;
@@ -158,7 +179,7 @@ export class CloudCapture {
   }
 
   async #process(key: string): Promise<void> {
-    const work = this.#work;
+    const l = this.#leading;
     try {
       if (key === RESUME) {
         const resumed = await this.#d.engine.resume(this.#d.config.cloud);
@@ -167,19 +188,19 @@ export class CloudCapture {
       } else if (key === RELIST) {
         await this.relist();
       } else if (key === SCAN) {
-        for (const id of await this.#trash.scan()) this.#adopt?.add(id);
+        for (const id of await this.#trash.scan()) l?.adopt.add(id);
       } else if (key.startsWith(INSTANCE)) {
-        const instanceId = key.slice(INSTANCE.length);
-        await this.#live.reconcile(instanceId);
-        const orphan = await this.#orphans.reconcile(instanceId);
-        if (!orphan.done) work?.addAfter(key, orphan.dueInMs);
+        await this.#liveCapture.reconcile(key.slice(INSTANCE.length));
+      } else if (key.startsWith(ORPHAN)) {
+        const orphan = await this.#orphans.reconcile(key.slice(ORPHAN.length));
+        if (!orphan.done) l?.work.addAfter(key, orphan.dueInMs);
       }
     } catch (err) {
       this.#log.error({ key, err: errorText(err) }, 'capture reconcile failed; retried at the next relist');
     } finally {
       // Level-triggered: the relist and the trash scan come round again by themselves.
-      if (key === RELIST) work?.addAfter(RELIST, this.#d.relistMs ?? 30_000);
-      if (key === SCAN) work?.addAfter(SCAN, this.#d.config.trash.scanIntervalSeconds * 1000);
+      if (key === RELIST) l?.work.addAfter(RELIST, this.#d.relistMs ?? 30_000);
+      if (key === SCAN) l?.work.addAfter(SCAN, this.#d.config.trash.scanIntervalSeconds * 1000);
     }
   }
 

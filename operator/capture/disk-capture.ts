@@ -62,17 +62,21 @@ export interface DiskToCapture {
   since: Date;
 }
 
-/** Captures one disk as the intent's decision says; false when it was not wanted, refused or failed. */
-export async function captureDisk(ctx: CaptureContext, d: DiskToCapture): Promise<boolean> {
+/**
+ * Captures one disk as the intent's decision says: `captured`, `not` (not
+ * wanted, refused or failed), or `elsewhere` (another worker holds its step
+ * and will finish it).
+ */
+export async function captureDisk(ctx: CaptureContext, d: DiskToCapture): Promise<'captured' | 'not' | 'elsewhere'> {
   const { decision: p } = d;
-  if (!roleWanted(d.role, p.disks)) return false;
+  if (!roleWanted(d.role, p.disks)) return 'not';
   const report = (result: 'quarantined' | 'failed' | 'refused') => ctx.onCapture?.(p.mode, result, Math.max(0, (ctx.clock.now().getTime() - d.since.getTime()) / 1000));
   if (p.capacity === 'full' || !admits(p.limits, await holdingOf(ctx.db, p.policy))) {
     ctx.stats.refusedFull += 1;
     report('refused');
     await appendAudit(ctx.db, { actor: 'quarantine-operator', action: 'capture.refused', subject: `${ctx.config.cloud}/${d.instanceId}`, details: { disk: d.disk, policy: p.policy, reason: 'capacity full (onFull: refuse)' } });
     ctx.logger.warn({ instance: d.instanceId, disk: d.disk, policy: p.policy }, 'capture refused: the policy is at capacity');
-    return false;
+    return 'not';
   }
   const provenance = await provenanceOf(ctx.db, ctx.config.cloud, d.instanceId, d.messageId);
   const row = await ctx.engine.capture({
@@ -82,13 +86,13 @@ export async function captureDisk(ctx: CaptureContext, d: DiskToCapture): Promis
   if (row.state === 'failed') {
     ctx.stats.failed += 1;
     report('failed');
-    return false;
+    return 'not';
   }
-  if (row.state !== 'quarantined') return false;
+  if (row.state !== 'quarantined') return 'elsewhere';
   ctx.stats.captures += 1;
   report('quarantined');
   if (p.flatten) void ctx.engine.flatten(row.id).catch((err: unknown) => ctx.logger.error({ quarantine: row.id, err: String(err) }, 'flatten failed; retried at the next start'));
-  return true;
+  return 'captured';
 }
 
 export function errorText(err: unknown): string {

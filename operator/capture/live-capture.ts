@@ -31,12 +31,14 @@ export class LiveCapture {
       await this.#d.beforeWarning?.(instanceId);
       const decision = parseDecision(intent.decision);
       const outcome = await this.#act(intent, decision);
-      await this.#ctx.intents.close(intent.id, 'done', outcome, this.#ctx.clock.now());
+      // Undefined: another worker holds a disk's capture; the next relist looks again.
+      if (outcome !== undefined) await this.#ctx.intents.close(intent.id, 'done', outcome, this.#ctx.clock.now());
     }
   }
 
-  async #act(intent: IntentRow, decision: Decision): Promise<string> {
-    const { ok, retry } = await this.captureLive(intent, decision);
+  async #act(intent: IntentRow, decision: Decision): Promise<string | undefined> {
+    const { ok, retry, elsewhere } = await this.captureLive(intent, decision);
+    if (elsewhere) return undefined;
     // A Ceph error (not a lost race): the intent stays open and the next relist tries again.
     if (retry) throw new Error(`capture of instance ${intent.instance_id} did not complete; the intent stays open`);
     if (intent.kind !== 'soft' || !ok) return ok ? 'captured' : 'not all disks captured';
@@ -48,7 +50,7 @@ export class LiveCapture {
   }
 
   /** Snapshots every wanted disk the instance still has: whether all went well, and whether a disk hit an error worth retrying. */
-  async captureLive(intent: IntentRow, decision: Decision): Promise<{ ok: boolean; retry: boolean }> {
+  async captureLive(intent: IntentRow, decision: Decision): Promise<{ ok: boolean; retry: boolean; elsewhere: boolean }> {
     const { config, engine, blocks, logger } = this.#ctx;
     const { cloud, cloudType, watchedPools } = config;
     const instanceId = intent.instance_id;
@@ -58,6 +60,7 @@ export class LiveCapture {
       .filter((q) => q.state !== 'failed' && q.state !== 'purged').map((q) => `${q.source_pool}/${q.source_image}`));
     let all = true;
     let retry = false;
+    let elsewhere = false;
     let found = 0;
     for (const pool of watchedPools) {
       const names = imagesOfInstance(await blocks.listImages({ pool }), cloudType, instanceId);
@@ -67,9 +70,14 @@ export class LiveCapture {
         found += 1;
         if (captured.has(`${pool}/${image}`)) continue;
         try {
-          const ok = await captureDisk(this.#ctx, {
+          const result = await captureDisk(this.#ctx, {
             intentId: intent.id, instanceId, disk: owner.disk, role: owner.role, decision, source: { kind: 'live', image: { pool, image } }, messageId: intent.message_id, since,
           });
+          if (result === 'elsewhere') {
+            elsewhere = true;
+            continue;
+          }
+          const ok = result === 'captured';
           if (decision.racing && roleWanted(owner.role, decision.disks)) this.#race(decision, ok);
           all &&= ok || !roleWanted(owner.role, decision.disks);
         } catch (err) {
@@ -83,7 +91,7 @@ export class LiveCapture {
       this.#race(decision, false);
       logger.warn({ instance: instanceId }, 'no disk left to capture: the cloud deleted them before the snapshot');
     }
-    return { ok: all && (found > 0 || captured.size > 0), retry };
+    return { ok: all && (found > 0 || captured.size > 0), retry, elsewhere };
   }
 
   #race(decision: Decision, won: boolean): void {

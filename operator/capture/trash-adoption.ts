@@ -67,10 +67,12 @@ export class TrashAdoption {
       return;
     }
     const entry: TrashEntry = { ...e, deletedAt: new Date(e.deletedAt), expiresAt: new Date(e.expiresAt) };
-    const ok = await captureDisk(this.#ctx, {
+    const result = await captureDisk(this.#ctx, {
       intentId: id, instanceId: intent.instance_id, disk: owner.disk, role: owner.role, decision, source: { kind: 'trash', entry }, messageId: null, since: entry.deletedAt,
     });
-    await this.#ctx.intents.close(id, 'done', ok ? 'captured' : 'not captured', this.#ctx.clock.now());
+    // Another worker holds the capture: the intent stays open until the next relist finds it finished.
+    if (result === 'elsewhere') return;
+    await this.#ctx.intents.close(id, 'done', result === 'captured' ? 'captured' : 'not captured', this.#ctx.clock.now());
   }
 }
 

@@ -94,6 +94,23 @@ describe('capture reconcilers', () => {
     await ledger.close();
   });
 
+  test('a replica that does not lead captures the warnings it applies at once; orphan adoption stays with the leader', async () => {
+    const { ledger, blocks, clock, capture, deliver } = await setup();
+    capture.follow();
+    await deliver(warning());
+    await capture.idle();
+    assert.equal((await quarantined(ledger)).length, 1, 'no relist needed: the race with the delete does not wait');
+    await deliver(warning(VM, 'delete.end', clock.now()));
+    await clock.advance(120_000);
+    await capture.idle();
+    assert.equal((await blocks.listImages({ pool: 'vms' })).includes(`${VM}_disk`), true, 'not adopted by a follower');
+    capture.start();
+    await capture.idle();
+    assert.equal((await blocks.listImages({ pool: 'vms' })).includes(`${VM}_disk`), false, 'adopted once it leads');
+    await capture.close();
+    await ledger.close();
+  });
+
   test('a warning applied while no replica leads is captured when one starts leading', async () => {
     const { ledger, capture, deliver } = await setup();
     await deliver(warning());
