@@ -71,7 +71,7 @@ export async function captureDisk(ctx: CaptureContext, d: DiskToCapture): Promis
   const { decision: p } = d;
   if (!roleWanted(d.role, p.disks)) return 'not';
   const report = (result: 'quarantined' | 'failed' | 'refused') => ctx.onCapture?.(p.mode, result, Math.max(0, (ctx.clock.now().getTime() - d.since.getTime()) / 1000));
-  if (p.capacity === 'full' || !admits(p.limits, await holdingOf(ctx.db, p.policy))) {
+  if (p.capacity === 'full' || (p.limits !== undefined && !admits(p.limits, await holdingOf(ctx.db, p.policy)))) {
     ctx.stats.refusedFull += 1;
     report('refused');
     await appendAudit(ctx.db, { actor: 'quarantine-operator', action: 'capture.refused', subject: `${ctx.config.cloud}/${d.instanceId}`, details: { disk: d.disk, policy: p.policy, reason: 'capacity full (onFull: refuse)' } });
