@@ -188,7 +188,9 @@ export class CloudCapture {
       } else if (key === RELIST) {
         await this.relist();
       } else if (key === SCAN) {
-        for (const id of await this.#trash.scan()) l?.adopt.add(id);
+        // While a burst is still being adopted, listing the trash again finds
+        // nothing new worth the rbd call; the next scan comes round anyway.
+        if (l !== undefined && l.adopt.waiting === 0) for (const id of await this.#trash.scan()) l.adopt.add(id);
       } else if (key.startsWith(INSTANCE)) {
         await this.#liveCapture.reconcile(key.slice(INSTANCE.length));
       } else if (key.startsWith(ORPHAN)) {
