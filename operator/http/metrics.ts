@@ -49,6 +49,9 @@ export interface Metrics {
   sweepDone(policy: string, report: SweepReport, at: Date): void;
 }
 
+/** The capture steps a replica claims (see capture/engine.ts). */
+const CLAIMED_STEPS = ['planned', 'snapshotting', 'cloning'] as const;
+
 function packageVersion(): string {
   try {
     const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
@@ -132,6 +135,7 @@ export function createMetrics(db: Kysely<LedgerSchema>, sources: MetricSources):
         for (const result of RACE_RESULTS) races.inc({ cloud, mode, result }, 0);
         captureSeconds.zero({ cloud, mode });
       }
+      for (const step of CLAIMED_STEPS) stepConflicts.inc({ cloud, step }, 0);
     },
     observeReconciles(source) {
       reconciles = source;
