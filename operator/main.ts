@@ -1,5 +1,6 @@
 // Composition root: builds the adapters from configuration and runs the
 // operator. Nothing else in the program constructs adapters.
+import { parseListen } from './http/listen.ts';
 import { once } from 'node:events';
 import { openLedgerDb, migrateToLatest, redactUrl } from './ledger/db.ts';
 import { waitForLedger } from './ledger/health.ts';
@@ -72,9 +73,9 @@ export async function runStandalone(opts: StandaloneOptions): Promise<void> {
     // Standalone means one process: it is the leader.
     await operator.becomeLeader();
     if (opts.listen !== undefined) {
-      const m = /^(.*):(\d+)$/.exec(opts.listen);
-      if (m === null) throw new UsageError(`--listen "${opts.listen}" is not HOST:PORT`);
-      const http = await startHttp({ host: (m[1] ?? '').replace(/^\[|\]$/g, ''), port: Number(m[2]), db: ledger.db, metrics: operator.metrics, apiToken: opts.apiToken, ready: () => operator.readiness(), logger, tls: opts.tls });
+      const listen = parseListen(opts.listen);
+      if (typeof listen === 'string') throw new UsageError(listen);
+      const http = await startHttp({ host: listen.host, port: listen.port, db: ledger.db, metrics: operator.metrics, apiToken: opts.apiToken, ready: () => operator.readiness(), logger, tls: opts.tls });
       stops.push(() => http.close());
       // Not `url`: that key is redacted (it usually holds credentials).
       logger.info({ listen: http.url, api: opts.apiToken === undefined ? 'disabled (no token)' : 'enabled' }, 'http listening');

@@ -4,7 +4,9 @@
 import type { LedgerDb } from './ledger/db.ts';
 import { startCloudIntake, type CloudIntake } from './intake/cloud-intake.ts';
 import { CaptureEngine } from './capture/engine.ts';
-import { CaptureCoordinator } from './capture/coordinator.ts';
+import { CloudCapture } from './capture/cloud-capture.ts';
+import { recordCaptureIntents } from './capture/intents.ts';
+import { systemClock, type Clock } from './kube/runtime/clock.ts';
 import { SweepScheduler } from './capture/sweep-schedule.ts';
 import { upsertHold, releaseHolds, listHolds } from './capture/holds.ts';
 import { cephAccess, type CephAccess } from './clouds/ceph-access.ts';
@@ -24,7 +26,7 @@ export interface CloudRuntime {
   intake: CloudIntake;
   ceph: CephAccess | undefined;
   engine: CaptureEngine | undefined;
-  coordinator: CaptureCoordinator | undefined;
+  capture: CloudCapture | undefined;
 }
 
 export interface OperatorOptions {
@@ -36,6 +38,12 @@ export interface OperatorOptions {
   orphanGraceMs?: number;
   /** How often the leader verifies the audit chain (default hourly). */
   auditCheckIntervalMs?: number;
+  /** The runtime's clock, for the capture reconcilers' queues and relists (default: the system clock). */
+  runtimeClock?: Clock;
+  /** How often the capture reconcilers list open intents again. */
+  relistMs?: number;
+  /** This replica's name when it claims a capture step (default: the host name); stable across restarts of one pod. */
+  identity?: string;
 }
 
 export const MANIFEST_ACTOR = 'manifests';
@@ -114,7 +122,7 @@ export class Operator {
     if (ceph?.fallback !== undefined) log.warn({ driver: ceph.driver }, `Ceph driver: ${ceph.fallback}`);
     else if (ceph !== undefined) log.info({ driver: ceph.driver }, 'Ceph driver');
     let engine: CaptureEngine | undefined;
-    let coordinator: CaptureCoordinator | undefined;
+    let capture: CloudCapture | undefined;
     if (ceph !== undefined && cloud.spec.ceph !== undefined) {
       const c = cloud.spec.ceph;
       // Fault injection for crash tests: the process kills itself, for real,
@@ -135,6 +143,8 @@ export class Operator {
         db: ledger.db, blocks: ceph.blocks, quarantine: c.quarantine, logger: log,
         ...(this.#o.clock === undefined ? {} : { clock: this.#o.clock }),
         ...(beforeStep === undefined ? {} : { beforeStep }),
+        onConflict: (_id, step) => this.metrics.stepConflicts.inc({ cloud: name, step }),
+        ...(this.#o.identity === undefined ? {} : { owner: this.#o.identity }),
       });
       let api: OpenStackClient | undefined;
       if (cloud.spec.api !== undefined) {
@@ -145,12 +155,11 @@ export class Operator {
           applicationCredentialSecret: await secrets.get(a.applicationCredentialSecretRef),
         });
       }
-      coordinator = new CaptureCoordinator({
+      const clock = this.#o.runtimeClock ?? (this.#o.clock === undefined ? systemClock : { ...systemClock, now: this.#o.clock });
+      capture = new CloudCapture({
         config: { cloud: name, cloudType: cloud.spec.type, watchedPools: c.watchedPools, trash: c.trash },
-        db: ledger.db, blocks: ceph.blocks, engine, policies: () => this.#policies, logger: log, api,
-        ...(this.#o.clock === undefined ? {} : { clock: this.#o.clock }),
-        ...(this.#o.orphanGraceMs === undefined ? {} : { orphanGraceMs: this.#o.orphanGraceMs }),
-        ...(beforeWarning === undefined ? {} : { beforeWarning }),
+        db: ledger.db, blocks: ceph.blocks, engine, policies: () => this.#policies, logger: log, api, clock,
+        orphanGraceMs: this.#o.orphanGraceMs, relistMs: this.#o.relistMs, beforeWarning,
         onRace: (mode, result) => this.metrics.races.inc({ cloud: name, mode, result }),
         onCapture: (mode, result, seconds) => {
           this.metrics.captures.inc({ cloud: name, mode, result });
@@ -161,13 +170,14 @@ export class Operator {
       log.warn('no ceph section: this cloud is traced but its disks are not captured');
     }
     const url = await secrets.get(cloud.spec.amqp.urlSecretRef);
-    const co = coordinator;
+    const co = capture;
     const intake = await startCloudIntake(cloud, url, ledger.db, log, {
       onApplied: (n) => co?.onNotification(n),
       onOutcome: (c, source, outcome) => this.metrics.notifications.inc({ cloud: c, source, outcome }),
-    }, this.ledgerHealth);
+    }, this.ledgerHealth, co === undefined ? undefined : (trx, n) => recordCaptureIntents(trx, n, { cloud: name, policies: () => this.#policies }));
     if (!this.ledgerHealth.up) await intake.consumer.pause();
-    const rt: CloudRuntime = { cloud, intake, ceph, engine, coordinator };
+    capture?.follow();
+    const rt: CloudRuntime = { cloud, intake, ceph, engine, capture };
     this.clouds.set(name, rt);
     if (this.#leader) await this.#lead(rt);
     return rt;
@@ -178,7 +188,7 @@ export class Operator {
     if (rt === undefined) return;
     this.clouds.delete(name);
     await rt.intake.stop();
-    await rt.coordinator?.stop();
+    await rt.capture?.close();
     await rt.ceph?.close();
     this.#o.logger.info({ cloud: name }, 'cloud removed: its consumer and capture stopped');
   }
@@ -187,11 +197,11 @@ export class Operator {
     return this.#leader;
   }
 
-  /** Work that must run on one replica only: resuming captures, trash scans, the sweep. */
+  /** Work that must run on one replica only: the capture reconcilers and the sweep. */
   async #lead(rt: CloudRuntime): Promise<void> {
-    if (rt.engine === undefined || rt.coordinator === undefined) return;
+    if (rt.capture === undefined) return;
     const log = this.#o.logger.child({ cloud: rt.cloud.metadata.name });
-    const arming = await rt.coordinator.armTrash().catch((err: unknown) => {
+    const arming = await rt.capture.armTrash().catch((err: unknown) => {
       log.error({ err: String(err) }, 'cannot read the watched pools\' trash settings');
       return [];
     });
@@ -199,12 +209,7 @@ export class Operator {
       this.metrics.trashArmed.set({ cloud: rt.cloud.metadata.name, pool: a.pool }, a.moveToTrashOnRemove ? 1 : 0);
       if (!a.moveToTrashOnRemove) log.warn({ pool: a.pool }, 'rbd_move_to_trash_on_remove is off: deletions in this pool skip the trash, so trash-mode capture cannot see them');
     }
-    const resumed = await rt.engine.resume();
-    if (resumed.length > 0) log.info({ resumed: resumed.length }, 'resumed interrupted captures');
-    await rt.engine.resumeFlattens();
-    await rt.coordinator.resumeWarnings().catch((err: unknown) => log.error({ err: String(err) }, 'cannot resume captures for earlier delete warnings'));
-    rt.coordinator.startTrashScans();
-    void rt.coordinator.scanTrash().catch((err: unknown) => log.error({ err: String(err) }, 'trash scan failed'));
+    if (this.#leader) rt.capture.start();
   }
 
   async becomeLeader(): Promise<void> {
@@ -213,7 +218,7 @@ export class Operator {
     for (const rt of this.clouds.values()) await this.#lead(rt);
     this.scheduler.sync();
     this.#startAuditChecks();
-    this.#o.logger.info('leading: trash scans and sweeps run here');
+    this.#o.logger.info('leading: captures, trash scans and sweeps run here');
   }
 
   /**
@@ -242,7 +247,7 @@ export class Operator {
     this.#leader = false;
     clearInterval(this.#auditTimer);
     await this.scheduler.stop();
-    for (const rt of this.clouds.values()) await rt.coordinator?.stop();
+    for (const rt of this.clouds.values()) await rt.capture?.stop();
   }
 
   /** Ready when the ledger answers and every cloud's intake has a live broker connection. */
@@ -260,7 +265,7 @@ export class Operator {
     await this.scheduler.stop();
     for (const rt of this.clouds.values()) {
       await rt.intake.stop();
-      await rt.coordinator?.stop();
+      await rt.capture?.close();
       await rt.ceph?.close();
     }
   }

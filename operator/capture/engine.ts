@@ -11,13 +11,14 @@
 // (rbd answers "image has snapshots with linked clones"), and a trashed source
 // is adopted by restoring it under a name no cloud delete logic matches.
 import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import type { Kysely } from 'kysely';
 import type { LedgerSchema } from '../ledger/schema.ts';
 import type { BlockStore, ImageSpec, TrashEntry } from '../ceph/block-store.ts';
 import { RbdExistsError, RbdNotFoundError } from '../ceph/errors.ts';
 import { appendAudit } from '../ledger/audit.ts';
 import { expiryOf, type CaptureMode } from '../domain/policy.ts';
-import { QuarantineStore, type CaptureState, type QuarantineRow } from './quarantine-store.ts';
+import { IN_PROGRESS, QuarantineStore, type CaptureState, type QuarantineRow } from './quarantine-store.ts';
 import type { Logger } from '../log.ts';
 
 export interface Provenance {
@@ -43,6 +44,8 @@ export interface CaptureRequest {
   policy: { name: string; retentionMs: number; flatten: boolean } | undefined;
   source: CaptureSource;
   provenance: Omit<Provenance, 'source' | 'disk' | 'mode' | 'policy'>;
+  /** The capture intent this disk is captured for. */
+  intentId?: string | undefined;
 }
 
 export interface QuarantineLocation {
@@ -61,8 +64,14 @@ export interface CaptureEngineDeps {
   clock?: () => Date;
   actor?: string;
   beforeStep?: StepHook;
-  /** Default retention when no policy says (e.g. a capture adopted before policies load). */
+  /** Retention of rows planned before capture intents existed (they carry none); every newer row carries its own. */
   defaultRetentionMs?: number;
+  /** Who this engine is when it claims a step: stable across restarts of one replica (default: the host name, a pod's name). */
+  owner?: string;
+  /** How long a claimed step stays ours without progress, so a crashed replica's step passes to another. */
+  claimMs?: number;
+  /** Told when a step was claimed by someone else (this worker stopped there). */
+  onConflict?: (id: string, step: CaptureState) => void;
 }
 
 export class CaptureFailedError extends Error {
@@ -84,6 +93,9 @@ export class CaptureEngine {
   readonly #actor: string;
   readonly #beforeStep: StepHook;
   readonly #defaultRetentionMs: number;
+  readonly #owner: string;
+  readonly #claimMs: number;
+  readonly #onConflict: (id: string, step: CaptureState) => void;
   /** Per-quarantine serialization within this process. */
   readonly #running = new Map<string, Promise<QuarantineRow>>();
 
@@ -96,6 +108,9 @@ export class CaptureEngine {
     this.#actor = deps.actor ?? 'quarantine-operator';
     this.#beforeStep = deps.beforeStep ?? (async () => undefined);
     this.#defaultRetentionMs = deps.defaultRetentionMs ?? 30 * 86_400_000;
+    this.#owner = deps.owner ?? hostname();
+    this.#claimMs = deps.claimMs ?? 120_000;
+    this.#onConflict = deps.onConflict ?? (() => undefined);
   }
 
   /** Plans (or finds) the capture of one disk and drives it to `quarantined`. */
@@ -128,6 +143,7 @@ export class CaptureEngine {
       anchor_image: anchorImage, snapshot: `qop-${id}`,
       location_pool: this.#where.pool, location_namespace: this.#where.namespace ?? null, location_image: `qop.${id}`,
       planned_at: now.getTime(), provenance: JSON.stringify(provenance),
+      retention_ms: req.policy?.retentionMs ?? null, intent_id: req.intentId ?? null,
     }, now);
     if (created) this.#log.info({ quarantine: row.id, cloud: req.cloud, instance: req.instanceId, disk: req.disk, mode: req.mode }, 'capture planned');
     return this.advance(row, req.policy);
@@ -163,30 +179,38 @@ export class CaptureEngine {
 
   async #fail(row: QuarantineRow, reason: string): Promise<QuarantineRow> {
     const now = this.#clock();
-    await this.store.transition(row.id, ['planned', 'snapshotting', 'cloning'], 'failed', now, { failure: reason });
+    await this.store.transition(row.id, ['planned', 'snapshotting', 'cloning'], 'failed', now, { failure: reason, owner: null, claimed_until: null });
     await appendAudit(this.store.db, { actor: this.#actor, action: 'capture.failed', subject: row.id, details: { reason, cloud: row.cloud, instance: row.instance_id, disk: row.disk }, at: now });
     this.#log.warn({ quarantine: row.id, reason }, 'capture failed');
     return (await this.store.get(row.id)) ?? row;
+  }
+
+  #conflict(row: QuarantineRow, step: CaptureState): QuarantineRow {
+    this.#log.warn({ quarantine: row.id, step, owner: this.#owner }, 'another worker holds this capture step; this one stops');
+    this.#onConflict(row.id, step);
+    return row;
   }
 
   async #advance(start: QuarantineRow, policy?: CaptureRequest['policy']): Promise<QuarantineRow> {
     let row = start;
     for (;;) {
       const state = row.state as CaptureState;
+      if (!IN_PROGRESS.includes(state)) return row;
+      // Every step is claimed first: of two workers on one row, one goes on
+      // and the other stops here, before any Ceph call.
+      if (!(await this.store.claim(row.id, state, this.#owner, this.#clock(), this.#claimMs))) return this.#conflict((await this.store.get(row.id)) ?? row, state);
       if (state === 'planned') {
-        await this.store.transition(row.id, ['planned'], 'snapshotting', this.#clock());
+        if (!(await this.store.transitionOwned(row.id, 'planned', 'snapshotting', this.#owner, this.#clock()))) return this.#conflict(row, state);
       } else if (state === 'snapshotting') {
         await this.#beforeStep(row.id, 'snapshotting');
         const outcome = await this.#snapshot(row);
         if (outcome !== 'ok') return this.#fail(row, outcome);
-        await this.store.transition(row.id, ['snapshotting'], 'cloning', this.#clock());
-      } else if (state === 'cloning') {
+        if (!(await this.store.transitionOwned(row.id, 'snapshotting', 'cloning', this.#owner, this.#clock()))) return this.#conflict(row, state);
+      } else {
         await this.#beforeStep(row.id, 'cloning');
         const outcome = await this.#clone(row);
         if (outcome !== 'ok') return this.#fail(row, outcome);
-        await this.#finish(row, policy);
-      } else {
-        return row;
+        if (!(await this.#finish(row, policy))) return this.#conflict(row, state);
       }
       row = (await this.store.get(row.id)) ?? row;
     }
@@ -275,22 +299,26 @@ export class CaptureEngine {
     return 'ok';
   }
 
-  async #finish(start: QuarantineRow, policy?: CaptureRequest['policy']): Promise<void> {
+  async #finish(start: QuarantineRow, policy?: CaptureRequest['policy']): Promise<boolean> {
     const row = (await this.store.get(start.id)) ?? start;
     const now = this.#clock();
     const info = await this.#blocks.info(this.#image(row, 'location'));
-    const retention = policy?.retentionMs ?? this.#defaultRetentionMs;
+    // The retention decided when the capture was planned, carried by the row,
+    // so a capture resumed after a crash keeps its policy's retention.
+    const retention = policy?.retentionMs ?? row.retention_ms ?? this.#defaultRetentionMs;
     const expires = expiryOf(now, retention);
-    const moved = await this.store.transition(row.id, ['cloning'], 'quarantined', now, {
+    const moved = await this.store.transitionOwned(row.id, 'cloning', 'quarantined', this.#owner, now, {
       captured_at: now.getTime(), expires_at: expires.getTime(), bytes: info.sizeBytes,
       anchor_trash_id: row.anchor_image !== null ? row.source_image_id : row.anchor_trash_id,
+      owner: null, claimed_until: null,
     });
-    if (!moved) return;
+    if (!moved) return false;
     await appendAudit(this.store.db, {
       actor: this.#actor, action: 'capture', subject: row.id, at: now,
       details: { cloud: row.cloud, instance: row.instance_id, disk: row.disk, mode: row.mode, policy: row.policy, source: `${row.source_pool}/${row.source_image}`, sourceImageId: row.source_image_id, location: `${row.location_pool}/${row.location_namespace === null ? '' : `${row.location_namespace}/`}${row.location_image}`, bytes: info.sizeBytes, expiresAt: expires.toISOString() },
     });
     this.#log.info({ quarantine: row.id, cloud: row.cloud, instance: row.instance_id, disk: row.disk, bytes: info.sizeBytes, expiresAt: expires.toISOString() }, 'quarantined');
+    return true;
   }
 
   async #exists(image: ImageSpec): Promise<boolean> {

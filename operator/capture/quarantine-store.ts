@@ -16,8 +16,10 @@ export const IN_PROGRESS: readonly CaptureState[] = ['planned', 'snapshotting', 
 export const HOLDING: readonly CaptureState[] = ['quarantined', 'flattening', 'expired'];
 
 export type QuarantineRow = Selectable<QuarantinesTable>;
-export type NewQuarantine = Omit<QuarantineRow, 'state' | 'failure' | 'flattened' | 'captured_at' | 'expires_at' | 'purged_at' | 'digest' | 'digest_at' | 'bytes' | 'updated_at' | 'anchor_trash_id'> & {
+export type NewQuarantine = Omit<QuarantineRow, 'state' | 'failure' | 'flattened' | 'captured_at' | 'expires_at' | 'purged_at' | 'digest' | 'digest_at' | 'bytes' | 'updated_at' | 'anchor_trash_id' | 'retention_ms' | 'intent_id' | 'owner' | 'claimed_until'> & {
   anchor_trash_id?: string | null;
+  retention_ms?: number | null;
+  intent_id?: string | null;
 };
 
 export const STORE_ACTOR = 'quarantine-operator';
@@ -34,7 +36,7 @@ export class QuarantineStore {
   async plan(q: NewQuarantine, now: Date): Promise<{ row: QuarantineRow; created: boolean }> {
     return this.db.transaction().execute(async (trx) => {
       const res = await trx.insertInto('quarantines').values({
-        ...q, anchor_trash_id: q.anchor_trash_id ?? null, state: 'planned', failure: null, flattened: 0, captured_at: null, expires_at: null,
+        ...q, anchor_trash_id: q.anchor_trash_id ?? null, retention_ms: q.retention_ms ?? null, intent_id: q.intent_id ?? null, owner: null, claimed_until: null, state: 'planned', failure: null, flattened: 0, captured_at: null, expires_at: null,
         purged_at: null, digest: null, digest_at: null, bytes: null, updated_at: now.getTime(),
       }).onConflict((oc) => oc.columns(['cloud', 'source_image_id']).doNothing()).executeTakeFirst();
       const created = Number(res.numInsertedOrUpdatedRows ?? 0n) > 0;
@@ -49,12 +51,14 @@ export class QuarantineStore {
   }
 
   /** Applies an update and audits it when it changed what the trail vouches for. */
-  async #change(id: string, now: Date, fields: Updateable<QuarantinesTable>, from?: readonly CaptureState[]): Promise<boolean> {
+  async #change(id: string, now: Date, fields: Updateable<QuarantinesTable>, from?: readonly CaptureState[], owner?: string): Promise<boolean> {
     return this.db.transaction().execute(async (trx) => {
       const before = await trx.selectFrom('quarantines').selectAll().where('id', '=', id).executeTakeFirst();
       if (before === undefined || (from !== undefined && !(from as readonly string[]).includes(before.state))) return false;
+      if (owner !== undefined && before.owner !== owner) return false;
       let q = trx.updateTable('quarantines').set({ ...fields, updated_at: now.getTime() }).where('id', '=', id);
       if (from !== undefined) q = q.where('state', 'in', [...from]);
+      if (owner !== undefined) q = q.where('owner', '=', owner);
       const r = await q.executeTakeFirst();
       if (Number(r.numUpdatedRows) === 0) return false;
       const after = await trx.selectFrom('quarantines').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
@@ -79,6 +83,26 @@ export class QuarantineStore {
   /** Moves a row on only if it is still in one of `from`; false means someone else moved it. */
   async transition(id: string, from: readonly CaptureState[], to: CaptureState, now: Date, fields: Updateable<QuarantinesTable> = {}): Promise<boolean> {
     return this.#change(id, now, { ...fields, state: to }, from);
+  }
+
+  /**
+   * Takes the current step of a capture for `owner`: only while the row is
+   * still in `state` and nobody else holds an unexpired claim on it. A crashed
+   * owner's claim lapses at claimed_until; the same owner (a restarted
+   * process with the same identity) may take it back at once.
+   */
+  // Not audited: who holds a step, and until when, is bookkeeping, not evidence.
+  async claim(id: string, state: CaptureState, owner: string, now: Date, leaseMs: number): Promise<boolean> {
+    const r = await this.db.updateTable('quarantines').set({ owner, claimed_until: now.getTime() + leaseMs, updated_at: now.getTime() })
+      .where('id', '=', id).where('state', '=', state)
+      .where((eb) => eb.or([eb('owner', 'is', null), eb('owner', '=', owner), eb('claimed_until', '<', now.getTime())]))
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) > 0;
+  }
+
+  /** A transition by the owner of the current step only: false means the step was taken over. */
+  async transitionOwned(id: string, from: CaptureState, to: CaptureState, owner: string, now: Date, fields: Updateable<QuarantinesTable> = {}): Promise<boolean> {
+    return this.#change(id, now, { ...fields, state: to }, [from], owner);
   }
 
   async update(id: string, now: Date, fields: Updateable<QuarantinesTable>): Promise<void> {

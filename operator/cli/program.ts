@@ -3,6 +3,7 @@
 // Only commander and these small CLI modules load at start: every action
 // imports what it needs, so `--help` and a trace start in a fraction of a
 // second (BENCHMARKS.md, "CLI start-up").
+import { parseListen } from '../http/listen.ts';
 import { Command, CommanderError, Option } from 'commander';
 import type { LogFormat } from '../log.ts';
 import { DEFAULT_LIMITS } from '../intake/decode/limits.ts';
@@ -103,6 +104,11 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
             }
           };
           tls = { cert: read(opts.tlsCert, '--tls-cert'), key: read(opts.tlsKey, '--tls-key') };
+        }
+        // Checked here so that both modes refuse a bad address before starting anything.
+        if (opts.listen !== undefined) {
+          const listen = parseListen(opts.listen);
+          if (typeof listen === 'string') throw new UsageError(listen);
         }
         if (opts.kubernetes === true) {
           if (opts.manifests !== undefined) throw new UsageError('--manifests is for standalone mode; with --kubernetes the resources come from the API server');

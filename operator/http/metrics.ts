@@ -34,6 +34,7 @@ export interface Metrics {
   captureSeconds: Histogram<'cloud' | 'mode'>;
   captures: Counter<'cloud' | 'mode' | 'result'>;
   races: Counter<'cloud' | 'mode' | 'result'>;
+  stepConflicts: Counter<'cloud' | 'step'>;
   sweepDeletions: Counter<'reason'>;
   sweepFailures: Counter;
   sweepLastSuccess: Gauge<'policy'>;
@@ -47,6 +48,9 @@ export interface Metrics {
   /** Counts a finished sweep (dry runs delete nothing and count only as a success). */
   sweepDone(policy: string, report: SweepReport, at: Date): void;
 }
+
+/** The capture steps a replica claims (see capture/engine.ts). */
+const CLAIMED_STEPS = ['planned', 'snapshotting', 'cloning'] as const;
 
 function packageVersion(): string {
   try {
@@ -76,6 +80,7 @@ export function createMetrics(db: Kysely<LedgerSchema>, sources: MetricSources):
   });
   const captures = new Counter({ name: 'quarantine_captures_total', help: 'Capture attempts by mode and result (quarantined, failed, refused).', labelNames: ['cloud', 'mode', 'result'] as const, registers: [registry] });
   const races = new Counter({ name: 'quarantine_capture_races_total', help: 'Live captures started on a delete warning (onDelete, or softDelete when the cloud hard-deletes): won when the snapshot came before the cloud removed the disk. The win rate is won / (won + lost).', labelNames: ['cloud', 'mode', 'result'] as const, registers: [registry] });
+  const stepConflicts = new Counter({ name: 'quarantine_capture_step_conflicts_total', help: 'Capture steps this replica found claimed by another worker (it stopped there instead of running the step twice).', labelNames: ['cloud', 'step'] as const, registers: [registry] });
   const sweepDeletions = new Counter({ name: 'quarantine_sweep_deletions_total', help: 'Quarantines deleted by the sweep, by reason (expired, capacity).', labelNames: ['reason'] as const, registers: [registry] });
   const sweepFailures = new Counter({ name: 'quarantine_sweep_failures_total', help: 'Quarantines the sweep failed to delete (retried at the next sweep).', registers: [registry] });
   const sweepLastSuccess = new Gauge({ name: 'quarantine_sweep_last_success_timestamp_seconds', help: 'When a policy\'s last sweep completed without a failed deletion (Unix seconds).', labelNames: ['policy'] as const, registers: [registry] });
@@ -122,7 +127,7 @@ export function createMetrics(db: Kysely<LedgerSchema>, sources: MetricSources):
   for (const reason of SWEEP_REASONS) sweepDeletions.inc({ reason }, 0);
   sweepFailures.inc(0);
   return {
-    registry, notifications, captureSeconds, captures, races, sweepDeletions, sweepFailures, sweepLastSuccess, trashArmed, auditVerificationOk, auditVerificationTime,
+    registry, notifications, captureSeconds, captures, races, stepConflicts, sweepDeletions, sweepFailures, sweepLastSuccess, trashArmed, auditVerificationOk, auditVerificationTime,
     knownCloud(cloud, sourceNames) {
       for (const source of sourceNames) for (const outcome of INGEST_OUTCOMES) notifications.inc({ cloud, source, outcome }, 0);
       for (const mode of CAPTURE_MODES) {
@@ -130,6 +135,7 @@ export function createMetrics(db: Kysely<LedgerSchema>, sources: MetricSources):
         for (const result of RACE_RESULTS) races.inc({ cloud, mode, result }, 0);
         captureSeconds.zero({ cloud, mode });
       }
+      for (const step of CLAIMED_STEPS) stepConflicts.inc({ cloud, step }, 0);
     },
     observeReconciles(source) {
       reconciles = source;

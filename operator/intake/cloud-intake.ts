@@ -2,6 +2,7 @@
 // applied to the ledger in batches, acknowledged after commit.
 import type { Kysely } from 'kysely';
 import type { LedgerSchema } from '../ledger/schema.ts';
+import type { InTransaction } from '../ledger/apply.ts';
 import { AmqpConsumer } from './amqp.ts';
 import { BatchingApplier, deliveryHandler, type LedgerAvailability, type PipelineObserver } from './pipeline.ts';
 import { defaultExchanges, queueName, type Cloud } from '../kube/resources/cloud.ts';
@@ -12,11 +13,11 @@ export interface CloudIntake {
   stop(): Promise<void>;
 }
 
-export async function startCloudIntake(cloud: Cloud, amqpUrl: string, db: Kysely<LedgerSchema>, logger: Logger, observer: PipelineObserver = {}, ledger?: LedgerAvailability): Promise<CloudIntake> {
+export async function startCloudIntake(cloud: Cloud, amqpUrl: string, db: Kysely<LedgerSchema>, logger: Logger, observer: PipelineObserver = {}, ledger?: LedgerAvailability, inTransaction?: InTransaction): Promise<CloudIntake> {
   const name = cloud.metadata.name;
   const log = childLogger(logger, { cloud: name });
   const queue = queueName(cloud);
-  const applier = new BatchingApplier(db, { maxBatch: Math.max(1, cloud.spec.amqp.prefetch) });
+  const applier = new BatchingApplier(db, { maxBatch: Math.max(1, cloud.spec.amqp.prefetch), inTransaction });
   const consumer = new AmqpConsumer({
     url: amqpUrl,
     prefetch: cloud.spec.amqp.prefetch,

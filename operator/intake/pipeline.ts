@@ -2,7 +2,7 @@
 // that a file fed by hand takes exactly the path a delivery takes.
 import type { Kysely } from 'kysely';
 import type { LedgerSchema } from '../ledger/schema.ts';
-import { applyBatch, type ApplyOutcome, type Recorded } from '../ledger/apply.ts';
+import { applyBatch, type ApplyOutcome, type InTransaction, type Recorded } from '../ledger/apply.ts';
 import { decodeNotification, type DecodeLimits, type DeliveryMeta } from './decode/index.ts';
 import type { DecodeError } from './decode/errors.ts';
 import type { DecodedNotification } from '../domain/events.ts';
@@ -52,9 +52,11 @@ export class BatchingApplier {
   #pending: Pending[] = [];
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> = Promise.resolve();
+  readonly #inTransaction: InTransaction | undefined;
 
-  constructor(db: Kysely<LedgerSchema>, options: { maxBatch?: number; lingerMs?: number } = {}) {
+  constructor(db: Kysely<LedgerSchema>, options: { maxBatch?: number; lingerMs?: number; inTransaction?: InTransaction | undefined } = {}) {
     this.#db = db;
+    this.#inTransaction = options.inTransaction;
     this.#maxBatch = options.maxBatch ?? 200;
     this.#lingerMs = options.lingerMs ?? 5;
   }
@@ -85,7 +87,7 @@ export class BatchingApplier {
 
   async #commit(batch: Pending[]): Promise<void> {
     try {
-      const outcomes = await applyBatch(this.#db, batch.map((p) => p.recorded));
+      const outcomes = await applyBatch(this.#db, batch.map((p) => p.recorded), this.#inTransaction);
       batch.forEach((p, i) => p.resolve(outcomes[i] ?? 'applied'));
     } catch (err) {
       if (batch.length === 1) {

@@ -1,14 +1,17 @@
 // The operator in Kubernetes: every replica watches Clouds and
 // QuarantinePolicies and consumes (competing consumers, idempotent apply on
 // the shared ledger); the replica holding the Lease also runs the
-// controllers, the trash scans and the sweep.
+// controllers, the capture reconcilers and the sweep.
+import { UsageError } from '../cli/errors.ts';
+import { CloudStarter } from './cloud-starter.ts';
+import { parseListen } from './../http/listen.ts';
 import * as k8s from '@kubernetes/client-node';
 import { once } from 'node:events';
 import { openLedgerDb, migrateToLatest, redactUrl } from '../ledger/db.ts';
 import { waitForLedger } from '../ledger/health.ts';
 import { Operator } from '../operator.ts';
 import { startHttp } from '../http/server.ts';
-import { Informer, systemClock, type KubeObject } from './runtime/index.ts';
+import { Informer, systemClock } from './runtime/index.ts';
 import { customObjectClient, KubeSecretSource } from './runtime/kube.ts';
 import { ControllerManager } from './runtime/manager.ts';
 import { resourceForKind } from './runtime/controller.ts';
@@ -64,7 +67,7 @@ export async function runKubernetes(o: KubernetesOptions): Promise<void> {
   useAuditKeys(ledger.db, o.auditKeys);
   const stops: Array<() => Promise<void> | void> = [];
   let anchorer: AuditAnchorer | undefined;
-  const operator = new Operator({ ledger, secrets: new KubeSecretSource(kc, o.namespace), logger });
+  const operator = new Operator({ ledger, secrets: new KubeSecretSource(kc, o.namespace), logger, identity: o.identity });
   try {
     await waitForLedger(ledger.db, { wait: o.waitForDb ?? true, logger, signal: o.signal, where: redactUrl(o.dbUrl) });
     const applied = await migrateToLatest(ledger);
@@ -81,29 +84,17 @@ export async function runKubernetes(o: KubernetesOptions): Promise<void> {
     anchorer.start();
 
     // Clouds: every replica consumes, so every replica starts each cloud's intake.
-    const specs = new Map<string, string>();
-    let cloudWork: Promise<void> = Promise.resolve();
-    const onCloud = (key: string, obj: KubeObject | undefined) => {
-      cloudWork = cloudWork.then(async () => {
-        const parsed = obj === undefined ? undefined : Cloud.safeParse(obj);
-        const name = key.split('/').pop() ?? key;
-        if (parsed === undefined || !parsed.success) {
-          if (parsed !== undefined) logger.warn({ cloud: name, err: parsed.error.issues[0]?.message }, 'invalid Cloud ignored');
-          specs.delete(name);
-          await operator.removeCloud(name);
-          return;
-        }
-        const spec = JSON.stringify(parsed.data.spec);
-        if (specs.get(name) === spec) return;
-        await operator.removeCloud(name);
-        specs.set(name, spec);
-        await operator.addCloud(parsed.data).catch((err: unknown) => {
-          specs.delete(name);
-          logger.error({ cloud: name, err: err instanceof Error ? err.message : String(err) }, 'cannot start the cloud; retried at the next resync');
-        });
-      }).catch(() => undefined);
-    };
-    const clouds = new Informer({ source: customObjectClient(kc, resourceForKind('Cloud')), clock: systemClock, log: logger.child({ informer: 'Cloud' }), resyncMs: 60_000, onChange: (key, _kind, obj) => onCloud(key, obj) });
+    const starter = new CloudStarter({
+      host: operator, clock: systemClock, logger,
+      desired: (name) => {
+        const obj = clouds.list().find((c) => c.metadata.name === name);
+        if (obj === undefined) return undefined;
+        const parsed = Cloud.safeParse(obj);
+        return parsed.success ? { valid: true, cloud: parsed.data } : { valid: false, reason: parsed.error.issues[0]?.message ?? 'invalid' };
+      },
+    });
+    starter.start();
+    const clouds = new Informer({ source: customObjectClient(kc, resourceForKind('Cloud')), clock: systemClock, log: logger.child({ informer: 'Cloud' }), resyncMs: 60_000, onChange: (key) => starter.enqueue(key.split('/').pop() ?? key) });
     const policies = new Informer({
       source: customObjectClient(kc, resourceForKind('QuarantinePolicy')), clock: systemClock, log: logger.child({ informer: 'QuarantinePolicy' }), resyncMs: 60_000,
       onChange: () => {
@@ -116,7 +107,7 @@ export async function runKubernetes(o: KubernetesOptions): Promise<void> {
     });
     await policies.start();
     await clouds.start();
-    stops.push(() => clouds.stop(), () => policies.stop());
+    stops.push(() => clouds.stop(), () => policies.stop(), () => starter.stop());
 
     const manager = new ControllerManager({
       kubeConfig: kc, namespace: o.namespace, identity: o.identity, leaseName: o.leaseName, log: logger,
@@ -132,14 +123,13 @@ export async function runKubernetes(o: KubernetesOptions): Promise<void> {
     stops.unshift(() => manager.stop());
 
     if (o.listen !== undefined) {
-      const m = /^(.*):(\d+)$/.exec(o.listen);
-      if (m !== null) {
-        const http = await startHttp({ host: (m[1] ?? '').replace(/^\[|\]$/g, ''), port: Number(m[2]), db: ledger.db, metrics: operator.metrics, apiToken: o.apiToken, ready: () => operator.readiness(), logger, tls: o.tls });
-        stops.push(() => http.close());
-        logger.info({ listen: http.url, api: o.apiToken === undefined ? 'disabled (no token)' : 'enabled' }, 'http listening');
-      }
+      const listen = parseListen(o.listen);
+      if (typeof listen === 'string') throw new UsageError(listen);
+      const http = await startHttp({ host: listen.host, port: listen.port, db: ledger.db, metrics: operator.metrics, apiToken: o.apiToken, ready: () => operator.readiness(), logger, tls: o.tls });
+      stops.push(() => http.close());
+      logger.info({ listen: http.url, api: o.apiToken === undefined ? 'disabled (no token)' : 'enabled' }, 'http listening');
     }
-    await cloudWork;
+    await starter.idle();
     logger.info({ identity: o.identity, lease: `${o.namespace}/${o.leaseName}` }, 'operator running in Kubernetes');
     o.onReady?.(operator, manager);
     if (!o.signal.aborted) await once(o.signal, 'abort');

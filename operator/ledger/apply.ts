@@ -18,11 +18,22 @@ export interface Recorded {
   body: string;
 }
 
+/**
+ * Runs inside the transaction that applies a notification, after its effects:
+ * whatever it writes commits (or not) together with them. The capture side
+ * records its intents here.
+ */
+export type InTransaction = (trx: Kysely<LedgerSchema>, n: DecodedNotification) => Promise<unknown>;
+
 /** Applies a batch in one transaction; outcomes are in input order. */
-export async function applyBatch(db: Kysely<LedgerSchema>, batch: readonly Recorded[]): Promise<ApplyOutcome[]> {
+export async function applyBatch(db: Kysely<LedgerSchema>, batch: readonly Recorded[], inTransaction?: InTransaction): Promise<ApplyOutcome[]> {
   return db.transaction().execute(async (trx) => {
     const out: ApplyOutcome[] = [];
-    for (const r of batch) out.push(await applyOne(trx, r));
+    for (const r of batch) {
+      const outcome = await applyOne(trx, r);
+      if (outcome === 'applied' && inTransaction !== undefined) await inTransaction(trx, r.notification);
+      out.push(outcome);
+    }
     return out;
   });
 }

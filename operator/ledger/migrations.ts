@@ -254,10 +254,46 @@ function m0010(): Migration {
   };
 }
 
+/**
+ * Capture v2: a delete warning, a trash entry or an orphan is first a capture
+ * intent in the ledger, written with the notification that caused it and
+ * carrying the policy's decision, so reconcilers act on persisted state only.
+ * A quarantine keeps the retention it was planned with (a resumed capture no
+ * longer falls back to a default), and the owner of its current step, so two
+ * replicas never run one step at once.
+ */
+function m0008(): Migration {
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('capture_intents')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('cloud', 'text', (c) => c.notNull())
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('subject', 'text', (c) => c.notNull())
+        .addColumn('instance_id', 'text', (c) => c.notNull())
+        .addColumn('message_id', 'text')
+        .addColumn('announced_at', 'bigint', (c) => c.notNull())
+        .addColumn('decision', 'text', (c) => c.notNull())
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('outcome', 'text')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .addUniqueConstraint('capture_intents_subject', ['cloud', 'kind', 'subject'])
+        .execute();
+      await db.schema.createIndex('capture_intents_open').on('capture_intents').columns(['state', 'cloud', 'kind']).execute();
+      await db.schema.alterTable('quarantines').addColumn('retention_ms', 'bigint').execute();
+      await db.schema.alterTable('quarantines').addColumn('intent_id', 'text').execute();
+      await db.schema.alterTable('quarantines').addColumn('owner', 'text').execute();
+      await db.schema.alterTable('quarantines').addColumn('claimed_until', 'bigint').execute();
+    },
+  };
+}
+
 export function migrationProvider(engine: Engine): MigrationProvider {
   return {
     async getMigrations() {
-      return { '0001_init': m0001(engine), '0002_quarantine': m0002(), '0003_trace_index': m0003(), '0004_trace_index_pg': m0004(engine), '0007_audit_keyed': m0007(), '0010_cases': m0010() };
+      return { '0001_init': m0001(engine), '0002_quarantine': m0002(), '0003_trace_index': m0003(), '0004_trace_index_pg': m0004(engine), '0007_audit_keyed': m0007(), '0008_capture_intents': m0008(), '0010_cases': m0010() };
     },
   };
 }

@@ -130,6 +130,35 @@ export interface QuarantinesTable {
   digest_at: number | null;
   provenance: string;
   updated_at: number;
+  /** The retention decided when the capture was planned; null only for rows older than capture intents. */
+  retention_ms: number | null;
+  intent_id: string | null;
+  /** Who runs the current step, and until when that claim holds (a crashed owner's claim lapses). */
+  owner: string | null;
+  claimed_until: number | null;
+}
+
+/**
+ * Work the capture side owes: recorded in the same transaction as what caused
+ * it (a delete warning, a trash entry, an instance gone), with the policy's
+ * decision at that moment. open → done | cancelled.
+ */
+export interface CaptureIntentsTable {
+  id: string;
+  cloud: string;
+  /** live (delete warning), soft (soft delete), trash (trash entry), orphan (instance gone). */
+  kind: string;
+  /** Unique per (cloud, kind): the instance id, or pool/trash id for a trash entry. */
+  subject: string;
+  instance_id: string;
+  message_id: string | null;
+  announced_at: number;
+  /** JSON of the policy decision (see capture/lifecycle.ts). */
+  decision: string;
+  state: string;
+  outcome: string | null;
+  created_at: number;
+  updated_at: number;
 }
 
 /** A legal hold: matching quarantines never expire while it stands. */
@@ -183,4 +212,5 @@ export interface LedgerSchema {
   address_changes: AddressChangesTable;
   ports: PortsTable;
   instance_events: InstanceEventsTable;
+  capture_intents: CaptureIntentsTable;
 }

@@ -143,7 +143,7 @@ describe('OpenStack end to end', { concurrency: false }, () => {
       const inst = await op.ledger.db.selectFrom('instances').selectAll().where('instance_id', '=', server.uuid).executeTakeFirstOrThrow();
       assert.equal(inst.deleted_by, 'mallory', 'who deleted it is recorded');
       await checkQuarantine(op, q, { sha256: digest, instance: server.uuid, user: 'carol', project: 'proj-hep', host: 'compute-1', address: server.ports[0]?.address ?? '?' });
-      assert.ok((op.operator.clouds.get(op.cloud)?.coordinator?.stats.racesWon ?? 0) >= 1, "the race is counted as won");
+      assert.ok((op.operator.clouds.get(op.cloud)?.capture?.stats.racesWon ?? 0) >= 1, "the race is counted as won");
       const exposed = await op.operator.metrics.registry.getSingleMetricAsString('quarantine_capture_races_total');
       assert.match(exposed, new RegExp(`quarantine_capture_races_total\\{cloud="${op.cloud}",mode="onDelete",result="won"\\} 1`), exposed);
     } finally {

@@ -20,6 +20,7 @@ import { cloudRbd } from '../sim/rbd-tool.ts';
 import { purgeImage } from '../sim/disks.ts';
 import { env, sha256Of, until, writeSetup, type Setup } from './harness.ts';
 
+const YEAR = 365 * 86_400_000;
 const bin = join(import.meta.dirname, '..', '..', 'bin', 'quarantine');
 const cloudBlocks = new RbdCli({ cephConf: env.cephConf, id: env.cloudId });
 const operatorBlocks = new RbdCli({ cephConf: env.cephConf, id: env.operatorId });
@@ -50,7 +51,7 @@ after(async () => {
 describe('killing the operator at each capture step', { concurrency: false }, () => {
   for (const step of ['snapshotting', 'cloning'] as const) {
     test(`SIGKILL at ${step}, then a restart: exactly one quarantine with the disk's content`, { timeout: 120_000 }, async () => {
-      const setup = writeSetup({ type: 'openstack', exchanges: [`nova-crash-${randomUUID().slice(0, 8)}`], mode: 'trash', armTrash: true, trashScanSeconds: 1 });
+      const setup = writeSetup({ type: 'openstack', exchanges: [`nova-crash-${randomUUID().slice(0, 8)}`], mode: 'trash', armTrash: true, trashScanSeconds: 1, retention: '365d' });
       setups.push(setup);
       const first = start(setup, step);
       await until(async () => first.output().includes('operator running'), 'the operator to start', 30_000);
@@ -70,6 +71,7 @@ describe('killing the operator at each capture step', { concurrency: false }, ()
           const q = await until(async () => (await ledger.db.selectFrom('quarantines').selectAll().where('source_image', '=', image).where('state', '=', 'quarantined').executeTakeFirst()), 'the resumed capture', 60_000);
           const rows = await ledger.db.selectFrom('quarantines').selectAll().where('source_image', '=', image).execute();
           assert.equal(rows.length, 1, 'exactly one quarantine');
+          assert.equal((q.expires_at ?? 0) - (q.captured_at ?? 0), YEAR, 'the policy\'s one-year retention survives the crash');
           const copies = (await operatorBlocks.listImages({ pool: env.quarantinePool })).filter((i) => i === q.location_image);
           assert.equal(copies.length, 1, 'exactly one image in the quarantine pool');
           assert.equal(await sha256Of(operatorBlocks, { pool: env.quarantinePool, image: q.location_image }), createHash('sha256').update(data).digest('hex'));
@@ -118,7 +120,7 @@ describe('killing the operator between a delete warning and its capture', { conc
       const nova = await NovaSim.start({ bus, exchange: novaExchange, format: 'versioned', rbd, rbdTool, neutron, ...c.nova });
       novas.push(nova);
       await nova.ensureImage(imageId, 2 * 1024 * 1024).catch(() => undefined);
-      const setup = writeSetup({ type: 'openstack', exchanges: [novaExchange, neutronExchange], mode: c.mode });
+      const setup = writeSetup({ type: 'openstack', exchanges: [novaExchange, neutronExchange], mode: c.mode, retention: '365d' });
       setups.push(setup);
       const first = start(setup, 'warned');
       const exited = once(first.child, 'exit') as Promise<[number | null, string | null]>;
@@ -148,6 +150,7 @@ describe('killing the operator between a delete warning and its capture', { conc
           const q = await until(async () => (await ledger.db.selectFrom('quarantines').selectAll().where('instance_id', '=', server.uuid).where('state', '=', 'quarantined').executeTakeFirst()), 'the capture resumed from the warning', 60_000);
           assert.match(second.output(), /resuming captures for delete warnings/);
           assert.equal((await ledger.db.selectFrom('quarantines').select('id').where('instance_id', '=', server.uuid).execute()).length, 1, 'exactly one quarantine');
+          assert.equal((q.expires_at ?? 0) - (q.captured_at ?? 0), YEAR, 'the policy\'s one-year retention survives the crash');
           assert.equal(await sha256Of(operatorBlocks, { pool: q.location_pool, image: q.location_image }), digest, 'the quarantine holds the disk as it was');
           const prov = JSON.parse(q.provenance) as { instance: { user: string; project: string; host: string } };
           assert.deepEqual([prov.instance.user, prov.instance.project, prov.instance.host], ['erin', 'proj-crash', 'compute-1']);

@@ -129,10 +129,12 @@ describe('capture engine', () => {
         const [stuck] = await engine.store.list();
         assert.equal(stuck?.state, crashAt);
         // A new engine, as after a restart, on the same ledger and store.
-        const restarted = new CaptureEngine({ db: ledger.db, blocks, quarantine: { pool: 'quarantine' }, logger: silentLogger });
+        // Its default retention differs from the request's: the planned row's must win.
+        const restarted = new CaptureEngine({ db: ledger.db, blocks, quarantine: { pool: 'quarantine' }, logger: silentLogger, defaultRetentionMs: 30 * 86_400_000 });
         const resumed = await restarted.resume();
         assert.equal(resumed.length, 1);
         assert.equal(resumed[0]?.state, 'quarantined');
+        assert.equal(resumed[0]?.expires_at, (resumed[0]?.captured_at ?? 0) + 7 * 86_400_000, 'resumed with the retention it was planned with');
         const rows = await restarted.store.list();
         assert.equal(rows.length, 1);
         assert.deepEqual(await blocks.listImages({ pool: 'quarantine' }), [rows[0]?.location_image]);

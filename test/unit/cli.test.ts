@@ -43,6 +43,17 @@ describe('quarantine CLI', () => {
     });
   }
 
+  for (const mode of [[], ['--kubernetes']]) {
+    for (const listen of ['9090', 'localhost:99999']) {
+      test(`run${mode.map((m) => ` ${m}`).join('')} --listen ${listen} is a usage error (exit 2) before anything starts`, async () => {
+        const r = await cli(['--db', db, 'run', ...mode, '--listen', listen]);
+        assert.equal(r.code, EXIT.usage);
+        assert.match(r.err, /--listen "[^"]+"/);
+        assert.equal(r.err.trim().split('\n').length, 1);
+      });
+    }
+  }
+
   test('run without any cloud configured says so and exits 2', async () => {
     const r = await cli(['--db', db, 'run']);
     assert.equal(r.code, EXIT.usage);

@@ -21,9 +21,10 @@ export function cloudController(operator: Operator, db: Kysely<LedgerSchema>, ev
       let cephOk = true;
       let cephMessage = 'no ceph section: addresses are traced, disks are not captured';
       let trash: ConditionUpdate = { type: 'TrashArmed', status: 'Unknown', reason: 'NoCeph', message: cephMessage };
-      if (rt.coordinator !== undefined) {
+      if (rt.capture !== undefined) {
         try {
-          const arming = await rt.coordinator.armTrash();
+          // Read only: the pools are armed once, by the leader, not at every status refresh.
+          const arming = await rt.capture.trashSettings();
           for (const a of arming) operator.metrics.trashArmed.set({ cloud: name, pool: a.pool }, a.moveToTrashOnRemove ? 1 : 0);
           const off = arming.filter((a) => !a.moveToTrashOnRemove).map((a) => a.pool);
           trash = off.length === 0
