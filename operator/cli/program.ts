@@ -18,9 +18,6 @@ import { addCaseCommands } from './case-commands.ts';
 import { addExportIntervalsCommand } from './export-intervals.ts';
 import { addHoldCommands } from './hold-commands.ts';
 import { addAuditCommands } from './audit-commands.ts';
-import { AuditKeyError, useAuditKeys } from '../ledger/audit.ts';
-import { anchorFileFor, anchorIntervalMs, loadAuditKeys } from '../ledger/audit-keys.ts';
-import { HoldError } from '../capture/holds.ts';
 import { addCompletionCommand } from './completion.ts';
 
 /** sqlite:./quarantine.db; kept equal to ledger/db.ts's DEFAULT_DB_URL by a test, without loading that module here. */
