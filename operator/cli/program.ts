@@ -22,6 +22,8 @@ import { addCompletionCommand } from './completion.ts';
 
 /** sqlite:./quarantine.db; kept equal to ledger/db.ts's DEFAULT_DB_URL by a test, without loading that module here. */
 export const DEFAULT_DB_URL = 'sqlite:./quarantine.db';
+// A ledger check that does not wait never logs: no need to load the logger (pino) for it.
+const noWaitLogger = { warn: () => {} };
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /** An ISO time without milliseconds when they are zero: 2026-05-01T16:10:00Z. */
@@ -144,10 +146,9 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
       const global = program.opts<{ db: string }>();
       const { openLedgerDb, migrateToLatest, redactUrl } = await import('../ledger/db.ts');
       const { waitForLedger } = await import('../ledger/health.ts');
-      const { silentLogger } = await import('../log.ts');
       const ledger = openLedgerDb(global.db);
       try {
-        await waitForLedger(ledger.db, { wait: false, logger: silentLogger, where: redactUrl(global.db), hint: '' });
+        await waitForLedger(ledger.db, { wait: false, logger: noWaitLogger, where: redactUrl(global.db), hint: '' });
         const applied = await migrateToLatest(ledger);
         io.out(applied.length === 0 ? `ledger ${redactUrl(global.db)} is up to date\n` : `applied ${applied.join(', ')} to ${redactUrl(global.db)}\n`);
       } finally {
@@ -160,7 +161,6 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
     const url = global.db;
     const { openLedgerDb, migrateToLatest, redactUrl } = await import('../ledger/db.ts');
     const { waitForLedger } = await import('../ledger/health.ts');
-    const { silentLogger } = await import('../log.ts');
     const { useAuditKeys } = await import('../ledger/audit.ts');
     const { loadAuditKeys } = await import('../ledger/audit-keys.ts');
     const keys = loadAuditKeys(io.env, global.auditKeyFile);
@@ -168,7 +168,7 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
     useAuditKeys(ledger.db, keys);
     try {
       // A database that does not answer is one line, not a stack trace from the migrator.
-      await waitForLedger(ledger.db, { wait: false, logger: silentLogger, where: redactUrl(url), hint: '' });
+      await waitForLedger(ledger.db, { wait: false, logger: noWaitLogger, where: redactUrl(url), hint: '' });
       await migrateToLatest(ledger);
       return await fn(ledger);
     } finally {

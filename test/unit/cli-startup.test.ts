@@ -51,9 +51,11 @@ test('help of every command, and a usage error, load commander and the CLI modul
   assert.deepEqual(results.map((r) => r.code), [...argvs.slice(0, -1).map(() => 0), 2]);
 });
 
-test('the recording child sees a heavy module when an action loads one (the test can fail)', () => {
-  const [r] = loadedBy([['--db', 'sqlite::memory:', 'audit', 'ls']]);
+test('trace ip loads the ledger (kysely, the SQLite driver is node:sqlite) and nothing else: no logger, no zod', () => {
+  const [r] = loadedBy([['--db', 'sqlite::memory:', 'trace', 'ip', '10.0.0.5', '--at', '2026-05-01T16:10:00Z']]);
   assert.ok(r !== undefined);
-  const packages = new Set(r.urls.map(packageOf));
-  assert.ok(packages.has('kysely'), `audit ls loaded only ${[...packages].join(', ')}`);
+  // Exit 1: nobody held the address in an empty ledger, so the query ran.
+  assert.equal(r.code, 1);
+  const packages = new Set(r.urls.map(packageOf).filter((p): p is string => p !== undefined));
+  assert.deepEqual([...packages].sort(), ['commander', 'kysely']);
 });
