@@ -3,7 +3,6 @@
 // Only commander and these small CLI modules load at start: every action
 // imports what it needs, so `--help` and a trace start in a fraction of a
 // second (BENCHMARKS.md, "CLI start-up").
-import { parseListen } from '../http/listen.ts';
 import { Command, CommanderError, Option } from 'commander';
 import type { LogFormat } from '../log.ts';
 import { DEFAULT_LIMITS } from '../intake/decode/limits.ts';
@@ -106,6 +105,7 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
         }
         // Checked here so that both modes refuse a bad address before starting anything.
         if (opts.listen !== undefined) {
+          const { parseListen } = await import('../http/listen.ts');
           const listen = parseListen(opts.listen);
           if (typeof listen === 'string') throw new UsageError(listen);
         }
