@@ -1,16 +1,16 @@
 // `quarantine audit`: reading and checking the audit trail. A trail that does
-// not verify exits 5 (evidence verification failed), never 4.
+// not verify exits 5 (evidence verification failed), never 4. The ledger's
+// audit modules load inside the actions (see program.ts).
 import { createWriteStream, existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { once } from 'node:events';
 import { Option, type Command } from 'commander';
 import type { LedgerDb } from '../ledger/db.ts';
-import { appendAudit, verifyAudit, type AuditAnchor } from '../ledger/audit.ts';
-import { parseAnchorArg, readAnchorFile } from '../ledger/audit-anchor.ts';
-import { anchorFileFor } from '../ledger/audit-keys.ts';
+import type { AuditAnchor } from '../ledger/audit.ts';
 import { parseInstant } from './time-arg.ts';
 import { renderTable } from './table.ts';
 import { EXIT, UsageError } from './errors.ts';
+import { emitList, withOutput, type Column, type OutputOptions } from './output.ts';
 import type { Io, Status } from './program.ts';
 import { os } from './os-user.ts';
 
@@ -20,6 +20,18 @@ const rowView = (r: { seq: number; at: number; actor: string; action: string; su
   seq: r.seq, at: new Date(r.at).toISOString(), actor: r.actor, action: r.action, subject: r.subject,
   details: JSON.parse(r.details) as unknown, prevHash: r.prev_hash, hash: r.hash, keyId: r.key_id,
 });
+
+type RowView = ReturnType<typeof rowView>;
+
+const rowColumns: Array<Column<RowView>> = [
+  { header: 'SEQ', value: (r) => r.seq },
+  { header: 'AT', value: (r) => r.at },
+  { header: 'ACTOR', value: (r) => r.actor },
+  { header: 'ACTION', value: (r) => r.action },
+  { header: 'SUBJECT', value: (r) => r.subject },
+  { header: 'KEY', value: (r) => r.keyId, wide: true },
+  { header: 'HASH', value: (r) => r.hash, wide: true },
+];
 
 export function addAuditCommands(program: Command, io: Io, status: Status, withLedger: WithLedger): void {
   const output = () => new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table');
@@ -33,6 +45,9 @@ export function addAuditCommands(program: Command, io: Io, status: Status, withL
     .addOption(output())
     .action(async (o: { anchors?: string[]; anchor?: string[]; expectHead?: string; output: string }) => {
       const db = program.opts<{ db: string }>().db;
+      const { parseAnchorArg, readAnchorFile } = await import('../ledger/audit-anchor.ts');
+      const { anchorFileFor } = await import('../ledger/audit-keys.ts');
+      const { verifyAudit } = await import('../ledger/audit.ts');
       const anchors: AuditAnchor[] = [];
       const files = o.anchors ?? [anchorFileFor(db, io.env)].filter((f): f is string => f !== undefined && existsSync(f));
       for (const f of files) {
@@ -61,14 +76,13 @@ export function addAuditCommands(program: Command, io: Io, status: Status, withL
       });
     });
 
-  audit.command('ls')
+  withOutput(audit.command('ls')
     .description('list audit entries, newest last')
     .option('--subject <id>', 'only entries about this quarantine, hold or instance')
     .option('--action <name>', 'only this action (e.g. export, hold.release, sweep.delete)')
     .option('--since <time>').option('--until <time>')
-    .option('--limit <n>', 'at most this many (the newest)', '100')
-    .addOption(output())
-    .action(async (o: { subject?: string; action?: string; since?: string; until?: string; limit: string; output: string }) => {
+    .option('--limit <n>', 'at most this many (the newest)', '100'))
+    .action(async (o: OutputOptions & { subject?: string; action?: string; since?: string; until?: string; limit: string }) => {
       const limit = Number(o.limit);
       if (!Number.isInteger(limit) || limit <= 0) throw new UsageError(`--limit "${o.limit}" is not a positive integer`);
       const since = o.since === undefined ? undefined : parseInstant(o.since, '--since');
@@ -80,8 +94,7 @@ export function addAuditCommands(program: Command, io: Io, status: Status, withL
         if (since !== undefined) q = q.where('at', '>=', since.getTime());
         if (until !== undefined) q = q.where('at', '<', until.getTime());
         const rows = (await q.orderBy('seq', 'desc').limit(limit).execute()).reverse().map(rowView);
-        if (o.output === 'json') io.out(`${JSON.stringify(rows, null, 2)}\n`);
-        else io.out(renderTable(['SEQ', 'AT', 'ACTOR', 'ACTION', 'SUBJECT'], rows.map((r) => [r.seq, r.at, r.actor, r.action, r.subject])));
+        await emitList(io, o, rowColumns, rows);
         if (rows.length === 0) status.code = EXIT.notFound;
       });
     });
@@ -118,6 +131,7 @@ export function addAuditCommands(program: Command, io: Io, status: Status, withL
     .action(async (o: { file: string; case?: string; reason?: string; actor: string }) => {
       const destination = o.file === '-' ? 'stdout' : resolve(o.file);
       const extra = { ...(o.case === undefined ? {} : { caseId: o.case }), ...(o.reason === undefined ? {} : { reason: o.reason }) };
+      const { appendAudit } = await import('../ledger/audit.ts');
       await withLedger(async (l) => {
         let rows = 0;
         let head: string | null = null;

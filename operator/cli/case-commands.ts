@@ -24,7 +24,7 @@ export function addCaseCommands(program: Command, io: Io, status: Status, withLe
     .addOption(new Option('--actor <name>', 'who is doing this, for the audit trail').default(os.user()))
     .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
     .action(async (name: string, o: LogInputOptions & { fromLog: string[]; reason?: string; cloud?: string; actor: string; output: string }) => {
-      const reading = readLogFiles(o.fromLog, o);
+      const reading = await readLogFiles(o.fromLog, o);
       const { openCase, CaseError } = await import('../capture/cases.ts');
       const { opened, owners } = await withLedger(async (l) => {
         const a = await attributeReading(l, reading, o.cloud);

@@ -2,8 +2,6 @@
 // plain or as Elastic Common Schema documents for an ELK stack.
 import { Option, type Command } from 'commander';
 import type { LedgerDb } from '../ledger/db.ts';
-import { intervalsDuring } from '../ledger/attribute.ts';
-import { intervalEcs } from '../report/ecs.ts';
 import { parseInstant } from './time-arg.ts';
 import { UsageError } from './errors.ts';
 import type { Io } from './program.ts';
@@ -22,6 +20,8 @@ export function addExportIntervalsCommand(program: Command, io: Io, withLedger: 
       const from = parseInstant(o.from, '--from');
       const to = parseInstant(o.to, '--to');
       if (to.getTime() <= from.getTime()) throw new UsageError('--to must be later than --from');
+      const { intervalsDuring } = await import('../ledger/attribute.ts');
+      const { intervalEcs } = await import('../report/ecs.ts');
       const rows = await withLedger((l) => intervalsDuring(l.db, from, to, o.cloud));
       for (const r of rows) io.out(`${JSON.stringify(o.output === 'ecs' ? intervalEcs(r.address, r.holder) : { address: r.address, ...r.holder })}\n`);
     });

@@ -1,13 +1,14 @@
 // `quarantine hold`: legal holds for the security team. A hold cannot be lost
 // by a typo: adding over a standing hold needs --replace, and whatever a
 // removal or a narrowing gives back to retention is named first and needs --yes.
+// The ledger loads inside the actions; a HoldError maps to exit 2 by its name
+// (errors.ts), so nothing here needs its class.
 import { Option, type Command } from 'commander';
 import type { LedgerDb } from '../ledger/db.ts';
-import { QuarantineStore, HOLDING } from '../capture/quarantine-store.ts';
-import { getHold, holdsCovering, HoldError, listHolds, releaseHolds, releasedBy, upsertHold, validateHold, type HoldInput } from '../capture/holds.ts';
+import type { HoldInput } from '../capture/holds.ts';
 import { parseInstant } from './time-arg.ts';
-import { renderTable } from './table.ts';
 import { EXIT, UsageError } from './errors.ts';
+import { emitList, withOutput, type Column, type OutputOptions } from './output.ts';
 import type { Io, Status } from './program.ts';
 import { os } from './os-user.ts';
 
@@ -19,8 +20,30 @@ function listed(ids: readonly string[]): string {
   return ids.length === 0 ? 'no quarantine' : `${ids.length} quarantine(s): ${ids.join(', ')}`;
 }
 
+interface HoldView {
+  name: string;
+  caseId: string | null;
+  reason: string | null;
+  selector: unknown;
+  until: string | null;
+  createdAt: string;
+  createdBy: string | null;
+  releasedAt: string | null;
+  matched: number;
+}
+
+const holdColumns: Array<Column<HoldView>> = [
+  { header: 'NAME', value: (v) => v.name },
+  { header: 'CASE', value: (v) => v.caseId },
+  { header: 'MATCHED', value: (v) => v.matched },
+  { header: 'UNTIL', value: (v) => v.until },
+  { header: 'CREATED', value: (v) => v.createdAt },
+  { header: 'BY', value: (v) => v.createdBy },
+  { header: 'RELEASED', value: (v) => v.releasedAt },
+  { header: 'REASON', value: (v) => v.reason, wide: true },
+];
+
 export function addHoldCommands(program: Command, io: Io, status: Status, withLedger: WithLedger): void {
-  const output = () => new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table');
   const hold = program.command('hold').description('legal holds: matching quarantines never expire while a hold stands');
   hold.command('add')
     .description('place a hold (an existing standing hold is changed only with --replace)')
@@ -43,16 +66,13 @@ export function addHoldCommands(program: Command, io: Io, status: Status, withLe
         addresses: o.address?.map((address) => ({ address, from, to })),
       };
       const input: HoldInput = { name: qualified(name), caseId: o.case, reason: o.reason, selector, until, actor: o.actor };
+      const { getHold, holdsCovering, releasedBy, upsertHold, validateHold } = await import('../capture/holds.ts');
+      const { QuarantineStore, HOLDING } = await import('../capture/quarantine-store.ts');
       await withLedger(async (l) => {
         const now = new Date();
         const existing = await getHold(l.db, input.name);
         const standing = existing !== undefined && existing.releasedAt === null ? existing : undefined;
-        try {
-          validateHold(input, existing, now);
-        } catch (err) {
-          if (err instanceof HoldError) throw new UsageError(err.message);
-          throw err;
-        }
+        validateHold(input, existing, now);
         if (standing !== undefined && o.replace !== true) {
           throw new UsageError(`hold ${input.name} exists already (case ${standing.caseId ?? '-'}); give --replace to change it`);
         }
@@ -64,9 +84,7 @@ export function addHoldCommands(program: Command, io: Io, status: Status, withLe
         if (released.length > 0 && o.yes !== true) {
           throw new UsageError(`replacing hold ${input.name} would stop holding ${listed(released)}; give --yes to confirm`);
         }
-        const h = await upsertHold(l.db, input, now, { ifExists: o.replace === true ? 'replace' : 'refuse' }).catch((err: unknown) => {
-          throw err instanceof HoldError ? new UsageError(err.message) : err;
-        });
+        const h = await upsertHold(l.db, input, now, { ifExists: o.replace === true ? 'replace' : 'refuse' });
         const rows = await new QuarantineStore(l.db).list({ states: HOLDING });
         const covered = [...(await holdsCovering(l.db, rows, now)).entries()].filter(([, names]) => names.includes(h.name)).length;
         io.out(`hold ${h.name} (case ${o.case}) stands; it covers ${covered} quarantine(s) now and every matching capture to come${released.length > 0 ? `; no longer held: ${released.join(', ')}` : ''}\n`);
@@ -82,6 +100,7 @@ export function addHoldCommands(program: Command, io: Io, status: Status, withLe
       if ((name === undefined) === (o.case === undefined)) throw new UsageError('give a hold name or --case, not both');
       const by = name === undefined ? { caseId: o.case ?? '' } : { name: qualified(name) };
       const what = name === undefined ? `the holds of case ${o.case ?? ''}` : `hold ${by.name ?? ''}`;
+      const { listHolds, releaseHolds, releasedBy } = await import('../capture/holds.ts');
       await withLedger(async (l) => {
         const now = new Date();
         const names = (await listHolds(l.db)).filter((h) => (by.name !== undefined ? h.name === by.name : h.caseId === by.caseId)).map((h) => h.name);
@@ -100,19 +119,19 @@ export function addHoldCommands(program: Command, io: Io, status: Status, withLe
         io.out(`released ${done.join(', ')}; retention applies again to ${listed(released)}\n`);
       });
     });
-  hold.command('ls')
+  withOutput(hold.command('ls')
     .description('list standing holds')
-    .option('--all', 'include released holds')
-    .addOption(output())
-    .action(async (o: { all?: boolean; output: string }) => {
+    .option('--all', 'include released holds'))
+    .action(async (o: OutputOptions & { all?: boolean }) => {
+      const { holdsCovering, listHolds } = await import('../capture/holds.ts');
+      const { QuarantineStore, HOLDING } = await import('../capture/quarantine-store.ts');
       await withLedger(async (l) => {
         const holds = await listHolds(l.db, { includeReleased: o.all === true });
         const rows = await new QuarantineStore(l.db).list({ states: HOLDING });
         const covered = await holdsCovering(l.db, rows, new Date());
         const count = (n: string) => [...covered.values()].filter((names) => names.includes(n)).length;
-        const views = holds.map((h) => ({ name: h.name, caseId: h.caseId ?? null, reason: h.reason, selector: h.selector, until: h.until?.toISOString() ?? null, createdAt: h.createdAt.toISOString(), createdBy: h.createdBy, releasedAt: h.releasedAt?.toISOString() ?? null, matched: count(h.name) }));
-        if (o.output === 'json') io.out(`${JSON.stringify(views, null, 2)}\n`);
-        else io.out(renderTable(['NAME', 'CASE', 'MATCHED', 'UNTIL', 'CREATED', 'BY', 'RELEASED'], views.map((v) => [v.name, v.caseId, v.matched, v.until, v.createdAt, v.createdBy, v.releasedAt])));
+        const views = holds.map((h): HoldView => ({ name: h.name, caseId: h.caseId ?? null, reason: h.reason, selector: h.selector, until: h.until?.toISOString() ?? null, createdAt: h.createdAt.toISOString(), createdBy: h.createdBy, releasedAt: h.releasedAt?.toISOString() ?? null, matched: count(h.name) }));
+        await emitList(io, o, holdColumns, views);
       });
     });
 }

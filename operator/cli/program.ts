@@ -3,7 +3,6 @@
 // Only commander and these small CLI modules load at start: every action
 // imports what it needs, so `--help` and a trace start in a fraction of a
 // second (BENCHMARKS.md, "CLI start-up").
-import { parseListen } from '../http/listen.ts';
 import { Command, CommanderError, Option } from 'commander';
 import type { LogFormat } from '../log.ts';
 import { DEFAULT_LIMITS } from '../intake/decode/limits.ts';
@@ -18,13 +17,12 @@ import { addCaseCommands } from './case-commands.ts';
 import { addExportIntervalsCommand } from './export-intervals.ts';
 import { addHoldCommands } from './hold-commands.ts';
 import { addAuditCommands } from './audit-commands.ts';
-import { AuditKeyError, useAuditKeys } from '../ledger/audit.ts';
-import { anchorFileFor, anchorIntervalMs, loadAuditKeys } from '../ledger/audit-keys.ts';
-import { HoldError } from '../capture/holds.ts';
 import { addCompletionCommand } from './completion.ts';
 
 /** sqlite:./quarantine.db; kept equal to ledger/db.ts's DEFAULT_DB_URL by a test, without loading that module here. */
 export const DEFAULT_DB_URL = 'sqlite:./quarantine.db';
+// A ledger check that does not wait never logs: no need to load the logger (pino) for it.
+const noWaitLogger = { warn: () => {} };
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /** An ISO time without milliseconds when they are zero: 2026-05-01T16:10:00Z. */
@@ -107,6 +105,7 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
         }
         // Checked here so that both modes refuse a bad address before starting anything.
         if (opts.listen !== undefined) {
+          const { parseListen } = await import('../http/listen.ts');
           const listen = parseListen(opts.listen);
           if (typeof listen === 'string') throw new UsageError(listen);
         }
@@ -147,10 +146,9 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
       const global = program.opts<{ db: string }>();
       const { openLedgerDb, migrateToLatest, redactUrl } = await import('../ledger/db.ts');
       const { waitForLedger } = await import('../ledger/health.ts');
-      const { silentLogger } = await import('../log.ts');
       const ledger = openLedgerDb(global.db);
       try {
-        await waitForLedger(ledger.db, { wait: false, logger: silentLogger, where: redactUrl(global.db), hint: '' });
+        await waitForLedger(ledger.db, { wait: false, logger: noWaitLogger, where: redactUrl(global.db), hint: '' });
         const applied = await migrateToLatest(ledger);
         io.out(applied.length === 0 ? `ledger ${redactUrl(global.db)} is up to date\n` : `applied ${applied.join(', ')} to ${redactUrl(global.db)}\n`);
       } finally {
@@ -163,7 +161,6 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
     const url = global.db;
     const { openLedgerDb, migrateToLatest, redactUrl } = await import('../ledger/db.ts');
     const { waitForLedger } = await import('../ledger/health.ts');
-    const { silentLogger } = await import('../log.ts');
     const { useAuditKeys } = await import('../ledger/audit.ts');
     const { loadAuditKeys } = await import('../ledger/audit-keys.ts');
     const keys = loadAuditKeys(io.env, global.auditKeyFile);
@@ -171,7 +168,7 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
     useAuditKeys(ledger.db, keys);
     try {
       // A database that does not answer is one line, not a stack trace from the migrator.
-      await waitForLedger(ledger.db, { wait: false, logger: silentLogger, where: redactUrl(url), hint: '' });
+      await waitForLedger(ledger.db, { wait: false, logger: noWaitLogger, where: redactUrl(url), hint: '' });
       await migrateToLatest(ledger);
       return await fn(ledger);
     } finally {

@@ -1,12 +1,13 @@
 // `quarantine trace log`: an abuse report's log lines, each attributed to the
 // instance that held its source address then, in one query, with a summary
 // per owner. Unreadable lines are listed with the reason and exit 3.
+// The parsers and the ledger load inside the action (see program.ts).
 import { readFileSync, statSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import type { LedgerDb } from '../ledger/db.ts';
-import { attribute } from '../ledger/attribute.ts';
 import type { Holder } from '../ledger/trace.ts';
-import { LOG_FORMATS, isLogFormat, readLog, type LogFormat, type LogLine, type UnreadLine } from '../logs/read.ts';
+import type { LogLine, UnreadLine } from '../logs/read.ts';
+import { LOG_FORMAT_NAMES, isLogFormat, type LogFormat } from '../logs/formats.ts';
 import { validZone } from '../logs/time.ts';
 import type { LogOptions } from '../logs/line.ts';
 import { summarizeOwners, type Attributed, type OwnerSummary } from '../logs/owners.ts';
@@ -34,7 +35,7 @@ export interface LogReading {
 /** The options every command that reads log lines shares. */
 export function logInputOptions(c: Command): Command {
   return c
-    .addOption(new Option('--format <format>', 'log format (default: recognised from the first lines)').choices(Object.keys(LOG_FORMATS)))
+    .addOption(new Option('--format <format>', 'log format (default: recognised from the first lines)').choices(LOG_FORMAT_NAMES))
     .option('--date <YYYY-MM-DD>', 'the day of logs that carry only a time of day')
     .option('--tz <zone>', 'zone of times written without one: UTC, +02:00 or a name like Europe/Zurich')
     .option('--field <name>', 'the field holding the address (Zeek field, CSV column name, syslog KEY=, or src/dst)')
@@ -49,7 +50,7 @@ function parseLogOptions(o: LogInputOptions): { opts: LogOptions; format: LogFor
     column = Number(o.column);
     if (!Number.isInteger(column) || column < 1) throw new UsageError(`--column "${o.column}" is not a column number (1, 2, …)`);
   }
-  if (o.format !== undefined && !isLogFormat(o.format)) throw new UsageError(`--format ${o.format} is not one of ${Object.keys(LOG_FORMATS).join(', ')}`);
+  if (o.format !== undefined && !isLogFormat(o.format)) throw new UsageError(`--format ${o.format} is not one of ${LOG_FORMAT_NAMES.join(', ')}`);
   return { opts: { date: o.date, tz: o.tz, field: o.field, column }, format: o.format !== undefined && isLogFormat(o.format) ? o.format : undefined };
 }
 
@@ -65,8 +66,9 @@ function readInput(file: string): string {
 }
 
 /** Reads every file (or stdin for `-` / none), each with its own format unless --format. */
-export function readLogFiles(files: readonly string[], o: LogInputOptions): LogReading {
+export async function readLogFiles(files: readonly string[], o: LogInputOptions): Promise<LogReading> {
   const { opts, format } = parseLogOptions(o);
+  const { readLog } = await import('../logs/read.ts');
   const out: LogReading = { lines: [], unread: [], formats: {} };
   for (const file of files.length === 0 ? ['-'] : files) {
     const r = readLog(readInput(file), file === '-' ? 'stdin' : file, opts, format);
@@ -85,6 +87,7 @@ export interface Attribution {
 }
 
 export async function attributeReading(l: LedgerDb, reading: LogReading, cloud?: string): Promise<Attribution> {
+  const { attribute } = await import('../ledger/attribute.ts');
   const holders = await attribute(l.db, reading.lines, cloud);
   const lines = reading.lines.map((line, i) => ({ line, holders: holders[i] ?? [] }));
   return { lines, owners: summarizeOwners(lines), unread: reading.unread, formats: reading.formats };
@@ -146,7 +149,7 @@ export function addTraceLogCommand(trace: Command, io: Io, status: Status, withL
     .option('--cloud <name>', 'only this cloud')
     .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json', 'ndjson', 'csv', 'ecs']).default('table'))
     .action(async (files: string[], o: LogInputOptions & { cloud?: string; output: string }) => {
-      const reading = readLogFiles(files, o);
+      const reading = await readLogFiles(files, o);
       const a = await withLedger((l) => attributeReading(l, reading, o.cloud));
       render(io, a, o.output);
       reportUnread(io, a.unread);

@@ -137,7 +137,7 @@ export class LedgerUnavailableError extends Error {
  * Start-up: waits (with backoff, logging each failure) until the database
  * answers, or with `wait: false` fails at once with one clear line.
  */
-export async function waitForLedger(db: Kysely<LedgerSchema>, o: { wait: boolean; logger: Logger; signal?: AbortSignal; where: string; maxDelayMs?: number; hint?: string }): Promise<void> {
+export async function waitForLedger(db: Kysely<LedgerSchema>, o: { wait: boolean; logger: Pick<Logger, 'warn'>; signal?: AbortSignal; where: string; maxDelayMs?: number; hint?: string }): Promise<void> {
   let delay = 250;
   for (;;) {
     try {

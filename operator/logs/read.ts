@@ -5,6 +5,9 @@ import { batchSite } from './batch-site.ts';
 import { zeekJson, zeekTsv } from './zeek.ts';
 import { nfdumpCsv, plainCsv } from './csv.ts';
 import { combined, syslog } from './text-logs.ts';
+import { isLogFormat, type LogFormat } from './formats.ts';
+
+export { isLogFormat, type LogFormat };
 
 /** In the order detection prefers them: the more specific first. */
 export const LOG_FORMATS = {
@@ -15,10 +18,7 @@ export const LOG_FORMATS = {
   batch: batchSite,
   syslog,
   csv: plainCsv,
-} satisfies Record<string, ParserFactory>;
-
-export type LogFormat = keyof typeof LOG_FORMATS;
-export const isLogFormat = (s: string): s is LogFormat => Object.hasOwn(LOG_FORMATS, s);
+} satisfies Record<LogFormat, ParserFactory>;
 
 export interface LogLine {
   source: string;

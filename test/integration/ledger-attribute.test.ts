@@ -43,7 +43,7 @@ for (const engine of engines) {
     });
 
     test('the abuse report: every line to its instance, owners summarised', async () => {
-      const a = await attributeReading(ledger, readLogFiles(report.files, { date: '2026-05-01' }));
+      const a = await attributeReading(ledger, await readLogFiles(report.files, { date: '2026-05-01' }));
       assert.deepEqual(Object.fromEntries(a.lines.map((l) => [`${basename(l.line.source)}:${l.line.lineNo}`, l.holders[0]?.instance?.id ?? null])), EXPECTED);
       assert.deepEqual(a.unread.map((u) => `${basename(u.source)}:${u.lineNo}`), UNREADABLE);
       assert.deepEqual(a.owners.map((o) => [o.project, o.user, o.lines, o.instances.map((i) => i.id), o.hosts]), [

@@ -91,6 +91,8 @@ describe('the CLI contract', () => {
       ['trace', 'instance', vm.id],
       ['images', 'ls'],
       ['images', 'show', quarantineId],
+      ['hold', 'ls', '--all'],
+      ['audit', 'ls'],
     ];
     for (const args of reads) {
       const json = await cli(['--db', db, ...args, '-o', 'json']);

@@ -25,7 +25,7 @@ describe('http: investigation routes', () => {
     ledger = openLedgerDb('sqlite::memory:');
     await migrateToLatest(ledger);
     await ingestFiles(ledger.db, 'cern', [report.notifications]);
-    const a = await attributeReading(ledger, readLogFiles(report.files, { date: '2026-05-01' }));
+    const a = await attributeReading(ledger, await readLogFiles(report.files, { date: '2026-05-01' }));
     await openCase(ledger.db, { name: 'CERT-7', reason: 'flood', lines: a.lines, unreadable: a.unread, actor: 'inv' }, new Date('2026-05-02T09:00:00Z'));
     http = await startHttp({ host: '127.0.0.1', port: 0, db: ledger.db, metrics: createMetrics(ledger.db, { isLeader: () => false, queueDepth: async () => [] }), apiToken: token, ready: async () => ({ ready: true, reasons: [] }), logger: silentLogger });
   });

@@ -6,6 +6,7 @@ import { randomInt } from 'node:crypto';
 import { LOG_FORMATS, detectFormat, readLog, type LogFormat } from '../../operator/logs/read.ts';
 import { addressesIn, normalAddress, type LogOptions } from '../../operator/logs/line.ts';
 import { parseTime, wallToInstant } from '../../operator/logs/time.ts';
+import { LOG_FORMAT_NAMES } from '../../operator/logs/formats.ts';
 
 const one = (format: LogFormat, lines: string[], opts: LogOptions = {}) => {
   const r = readLog(lines.join('\n'), 'f', opts, format);
@@ -17,6 +18,10 @@ const ZEEK_HEADER = [
   '#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\tservice\tduration',
   '#types\ttime\tstring\taddr\tport\taddr\tport\tenum\tstring\tinterval',
 ];
+
+test('the format names the CLI offers are the parsers, in detection order', () => {
+  assert.deepEqual(Object.keys(LOG_FORMATS), [...LOG_FORMAT_NAMES]);
+});
 
 describe('log line parsers', () => {
   const cases: Array<{ name: string; format: LogFormat; opts?: LogOptions; lines: string[]; ok: string[][]; bad?: RegExp[] }> = [
