@@ -193,7 +193,7 @@ for (const target of targets) {
           prev = hash;
         }
         await ledger.db.insertInto('holds').values({ id: 'h1', name: 'old-hold', case_id: 'C-1', reason: null, selector: '{"projects":["hep"]}', created_at: T0, until: null, released_at: null, created_by: 'sec' }).execute();
-        assert.deepEqual(await migrateToLatest(ledger), ['0007_audit_keyed']);
+        assert.ok((await migrateToLatest(ledger)).includes('0007_audit_keyed'));
         const legacy = await verifyAudit(ledger.db);
         assert.deepEqual([legacy.ok, legacy.rows, legacy.keyedFrom, legacy.holdsChecked], [true, 3, null, 1]);
         const head = legacy.head;
