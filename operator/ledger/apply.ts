@@ -1,12 +1,15 @@
 // Applies decoded notifications to the ledger. Idempotent per (cloud, message
-// id): a notification already recorded changes nothing. Event time decides
-// everything, so late and out-of-order deliveries land where they belong.
+// id): a notification already recorded changes nothing. Each notification's
+// facts are recorded as they are; at the end of the batch every slot they touch
+// is re-derived from all facts known so far (derive.ts), so the ledger is the
+// same whatever order, batching and duplication the facts arrived in.
 import type { Kysely, Transaction } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
 import type {
   DecodedNotification, FloatingIpEvent, InstanceEvent, InstanceSnapshot, OneVmEvent, PortEvent, RouterInterfaceEvent,
 } from '../domain/events.ts';
-import { bindIsRedundant, deriveIntervals, type ChangeOp, type ChangePoint, type HolderAttrs } from '../domain/intervals.ts';
+import type { ChangeOp, HolderAttrs } from '../domain/intervals.ts';
+import { rederive, releaseOf, touched, type Touched } from './derive.ts';
 
 export type ApplyOutcome = 'applied' | 'duplicate' | 'ignored';
 
@@ -29,16 +32,30 @@ export type InTransaction = (trx: Kysely<LedgerSchema>, n: DecodedNotification) 
 export async function applyBatch(db: Kysely<LedgerSchema>, batch: readonly Recorded[], inTransaction?: InTransaction): Promise<ApplyOutcome[]> {
   return db.transaction().execute(async (trx) => {
     const out: ApplyOutcome[] = [];
+    const byCloud = new Map<string, Touched>();
+    const applied: Recorded[] = [];
     for (const r of batch) {
-      const outcome = await applyOne(trx, r);
-      if (outcome === 'applied' && inTransaction !== undefined) await inTransaction(trx, r.notification);
+      let t = byCloud.get(r.notification.cloud);
+      if (t === undefined) { t = touched(); byCloud.set(r.notification.cloud, t); }
+      const outcome = await applyOne({ trx, t }, r);
+      if (outcome === 'applied') applied.push(r);
       out.push(outcome);
     }
+    for (const [cloud, t] of byCloud) await rederive(trx, cloud, t);
+    // After the batch's effects, derived intervals included.
+    if (inTransaction !== undefined) for (const r of applied) await inTransaction(trx, r.notification);
     return out;
   });
 }
 
-async function applyOne(trx: Tx, { notification: n, body }: Recorded): Promise<ApplyOutcome> {
+/** The transaction and what the batch touched in the notification's cloud. */
+interface Ctx {
+  trx: Tx;
+  t: Touched;
+}
+
+async function applyOne(ctx: Ctx, { notification: n, body }: Recorded): Promise<ApplyOutcome> {
+  const { trx } = ctx;
   const inserted = await trx
     .insertInto('notifications')
     .values({
@@ -52,18 +69,18 @@ async function applyOne(trx: Tx, { notification: n, body }: Recorded): Promise<A
   if (n.ignored) return 'ignored';
   for (const e of n.events) {
     switch (e.type) {
-      case 'instance': await applyInstance(trx, n, e); break;
-      case 'port': await applyPort(trx, n, e); break;
-      case 'floatingip': await applyFloatingIp(trx, n, e); break;
-      case 'router_interface': await applyRouterInterface(trx, n, e); break;
-      case 'one_vm': await applyOneVm(trx, n, e); break;
+      case 'instance': await applyInstance(ctx, n, e); break;
+      case 'port': await applyPort(ctx, n, e); break;
+      case 'floatingip': await applyFloatingIp(ctx, n, e); break;
+      case 'router_interface': await applyRouterInterface(ctx, n, e); break;
+      case 'one_vm': await applyOneVm(ctx, n, e); break;
     }
   }
   return 'applied';
 }
 
 // ---------------------------------------------------------------------------
-// Address slots
+// Facts
 
 interface Change {
   op: ChangeOp;
@@ -71,44 +88,18 @@ interface Change {
   holder: HolderAttrs;
 }
 
-async function addChange(trx: Tx, cloud: string, slot: string, at: number, change: Change): Promise<void> {
-  const rows = await trx.selectFrom('address_changes').selectAll().where('cloud', '=', cloud).where('slot', '=', slot).orderBy('at').orderBy('id').execute();
-  const points: ChangePoint[] = rows.map((r) => ({
-    at: r.at, seq: r.id, op: r.op as ChangeOp, holderKey: r.holder_key,
-    holder: {
-      address: r.address, kind: r.kind as HolderAttrs['kind'], instanceId: r.instance_id, port: r.port, mac: r.mac,
-      network: r.network, project: r.project, messageId: r.message_id,
-    },
-  }));
-  if (change.op === 'bind' && bindIsRedundant(points, change.holderKey, at)) return;
+async function addChange(ctx: Ctx, cloud: string, slot: string, at: number, change: Change): Promise<void> {
   const h = change.holder;
-  const { insertId } = await trx.insertInto('address_changes').values({
+  await ctx.trx.insertInto('address_changes').values({
     cloud, slot, at, op: change.op, holder_key: change.holderKey, address: h.address, kind: h.kind, instance_id: h.instanceId,
     port: h.port, mac: h.mac, network: h.network, project: h.project, message_id: h.messageId,
-  }).executeTakeFirst();
-  points.push({ at, seq: insertId === undefined ? Number.MAX_SAFE_INTEGER : Number(insertId), op: change.op, holderKey: change.holderKey, holder: h });
-  await trx.deleteFrom('address_intervals').where('cloud', '=', cloud).where('slot', '=', slot).execute();
-  const derived = deriveIntervals(points);
-  if (derived.length > 0) {
-    await trx.insertInto('address_intervals').values(derived.map((d) => ({
-      cloud, slot, address: d.address, kind: d.kind, network: d.network, port: d.port, mac: d.mac, instance_id: d.instanceId,
-      project: d.project, valid_from: d.from, valid_to: d.to, opened_by: d.openedBy, closed_by: d.closedBy,
-    }))).execute();
-  }
+  }).execute();
+  ctx.t.slots.add(slot);
 }
 
-function releaseOf(address: string, kind: HolderAttrs['kind'], messageId: string): HolderAttrs {
-  return { address, kind, instanceId: null, port: null, mac: null, network: null, project: null, messageId };
-}
-
-/** Slots whose holder at `at` matches, e.g. the fixed addresses an instance holds. */
-async function openSlots(trx: Tx, cloud: string, at: number, where: { instanceId?: string; port?: string; kinds: string[] }) {
-  let q = trx.selectFrom('address_intervals').select(['slot', 'address', 'kind', 'port'])
-    .where('cloud', '=', cloud).where('kind', 'in', where.kinds).where('valid_from', '<=', at)
-    .where((eb) => eb.or([eb('valid_to', 'is', null), eb('valid_to', '>', at)]));
-  if (where.instanceId !== undefined) q = q.where('instance_id', '=', where.instanceId);
-  if (where.port !== undefined) q = q.where('port', '=', where.port);
-  return q.execute();
+/** A complete list reported by an owner (see slot_snapshots). */
+async function addSnapshot(ctx: Ctx, cloud: string, owner: string, at: number, messageId: string, members: readonly string[]): Promise<void> {
+  await ctx.trx.insertInto('slot_snapshots').values({ cloud, owner, at, message_id: messageId, members: JSON.stringify([...new Set(members)].sort()) }).execute();
 }
 
 // ---------------------------------------------------------------------------
@@ -126,6 +117,8 @@ interface InstanceFields {
   /** `null` clears (a restore after soft delete); undefined leaves as is. */
   deletedAt?: Date | null | undefined;
   deletedBy?: string | undefined;
+  /** End of life reported now; the earliest one reported wins. */
+  endedAt?: number | undefined;
 }
 
 async function upsertInstance(trx: Tx, cloud: string, id: string, at: number, f: InstanceFields): Promise<void> {
@@ -136,7 +129,7 @@ async function upsertInstance(trx: Tx, cloud: string, id: string, at: number, f:
       cloud, instance_id: id, name: f.name ?? null, project: f.project ?? null, user_id: f.user ?? null, host: f.host ?? null,
       image: f.image ?? null, flavor: f.flavor ?? null, state: f.state ?? null, created_at: ms(f.createdAt) ?? null,
       deleted_at: f.deletedAt === null ? null : ms(f.deletedAt) ?? null, deleted_by: f.deletedBy ?? null,
-      first_seen_at: at, last_event_at: at,
+      first_seen_at: at, last_event_at: at, ended_at: f.endedAt ?? null,
     }).execute();
     return;
   }
@@ -153,6 +146,7 @@ async function upsertInstance(trx: Tx, cloud: string, id: string, at: number, f:
     // The first deleter named wins: a reclaim's periodic context names nobody.
     deleted_by: row.deleted_by ?? f.deletedBy ?? null,
     first_seen_at: Math.min(row.first_seen_at, at), last_event_at: Math.max(row.last_event_at, at),
+    ended_at: f.endedAt === undefined ? row.ended_at : Math.min(row.ended_at ?? f.endedAt, f.endedAt),
   }).where('cloud', '=', cloud).where('instance_id', '=', id).execute();
 }
 
@@ -187,32 +181,26 @@ async function linkEvent(trx: Tx, n: DecodedNotification, instanceId: string, ac
     .onConflict((oc) => oc.columns(['cloud', 'instance_id', 'message_id']).doNothing()).execute();
 }
 
-async function applyInstance(trx: Tx, n: DecodedNotification, e: InstanceEvent): Promise<void> {
+async function applyInstance(ctx: Ctx, n: DecodedNotification, e: InstanceEvent): Promise<void> {
+  const { trx } = ctx;
   const at = n.occurredAt.getTime();
   const id = e.instance.id;
-  await upsertInstance(trx, n.cloud, id, at, instanceFields(e, n));
+  const gone = GONE.has(e.action) || e.instance.state === 'deleted';
+  await upsertInstance(trx, n.cloud, id, at, { ...instanceFields(e, n), endedAt: gone ? at : undefined });
   await linkEvent(trx, n, id, e.action);
-  const kinds = ['fixed', 'floating'];
-  const current = new Set<string>();
   for (const a of e.addresses ?? []) {
     let slot: string;
     let port: string | null = null;
     if (a.kind === 'fixed') ({ slot, port } = await fixedSlot(trx, n.cloud, id, a));
     else slot = `nova-floating:${id}|${a.address}`;
-    current.add(slot);
-    await addChange(trx, n.cloud, slot, at, {
+    await addChange(ctx, n.cloud, slot, at, {
       op: 'bind', holderKey: id,
       holder: { address: a.address, kind: a.kind, instanceId: id, port, mac: a.mac ?? null, network: a.network ?? null, project: e.instance.project ?? null, messageId: n.messageId },
     });
   }
-  const gone = GONE.has(e.action) || e.instance.state === 'deleted';
-  if (e.addressesAuthoritative || gone) {
-    for (const held of await openSlots(trx, n.cloud, at, { instanceId: id, kinds })) {
-      // Floating IPs from Neutron belong to the port, not the instance: port events close them.
-      if (held.slot.startsWith('fip:') || current.has(held.slot)) continue;
-      await addChange(trx, n.cloud, held.slot, at, { op: 'release', holderKey: id, holder: releaseOf(held.address, held.kind as HolderAttrs['kind'], n.messageId) });
-    }
-  }
+  // Floating IPs from Neutron belong to the port, not the instance: the full list bounds only Nova's own slots.
+  if (e.addressesAuthoritative && !gone) await addSnapshot(ctx, n.cloud, `instance:${id}`, at, n.messageId, (e.addresses ?? []).map((a) => `${a.kind}|${a.address}`));
+  if (gone || e.addressesAuthoritative) ctx.t.instances.add(id);
 }
 
 // ---------------------------------------------------------------------------
@@ -237,71 +225,73 @@ async function upsertPort(trx: Tx, cloud: string, at: number, p: { id: string; d
   }).where('cloud', '=', cloud).where('port_id', '=', p.id).execute();
 }
 
-async function applyPort(trx: Tx, n: DecodedNotification, e: PortEvent): Promise<void> {
+async function applyPort(ctx: Ctx, n: DecodedNotification, e: PortEvent): Promise<void> {
+  const { trx } = ctx;
   const at = n.occurredAt.getTime();
   const p = e.port;
   const deleted = e.action === 'delete.end';
   await upsertPort(trx, n.cloud, at, p, deleted);
+  ctx.t.ports.add(p.id);
   if (p.deviceOwner?.startsWith('compute:') === true && p.deviceId !== undefined) await linkEvent(trx, n, p.deviceId, `port.${e.action}`);
-  if (deleted) {
-    // Neutron disassociates a deleted port's floating IPs without any
-    // floatingip notification: this event is the only trace of it.
-    for (const held of await openSlots(trx, n.cloud, at, { port: p.id, kinds: ['fixed', 'floating'] })) {
-      const change: Change = held.slot.startsWith('fip:')
-        ? { op: 'release', holderKey: p.id, holder: releaseOf(held.address, 'floating', n.messageId) }
-        : { op: 'release_any', holderKey: '', holder: releaseOf(held.address, 'fixed', n.messageId) };
-      await addChange(trx, n.cloud, held.slot, at, change);
-    }
-    for (const ip of p.fixedIps) {
-      await addChange(trx, n.cloud, `port:${p.id}|${ip.address}`, at, { op: 'release_any', holderKey: '', holder: releaseOf(ip.address, 'fixed', n.messageId) });
-    }
-    return;
-  }
+  if (p.mac !== undefined) await adoptMacSlots(ctx, n.cloud, p.id, p.mac);
+  // A deletion ends every address of the port and every floating IP association
+  // with it (Neutron sends no floatingip notification for that): the port's
+  // deleted_at bounds them when they are derived.
+  if (deleted) return;
   const onInstance = p.deviceOwner?.startsWith('compute:') === true && p.deviceId !== undefined;
   const holderKey = onInstance ? (p.deviceId as string) : `device:${p.deviceId ?? ''}`;
-  const current = new Set<string>();
   for (const ip of p.fixedIps) {
-    const slot = `port:${p.id}|${ip.address}`;
-    current.add(slot);
-    await addChange(trx, n.cloud, slot, at, {
+    await addChange(ctx, n.cloud, `port:${p.id}|${ip.address}`, at, {
       op: 'bind', holderKey,
       holder: { address: ip.address, kind: 'fixed', instanceId: onInstance ? (p.deviceId ?? null) : null, port: p.id, mac: p.mac ?? null, network: p.networkId ?? null, project: p.project ?? null, messageId: n.messageId },
     });
   }
-  if (e.idOnly) return;
-  for (const held of await openSlots(trx, n.cloud, at, { port: p.id, kinds: ['fixed'] })) {
-    if (!current.has(held.slot) && held.slot.startsWith(`port:${p.id}|`)) {
-      await addChange(trx, n.cloud, held.slot, at, { op: 'release_any', holderKey: '', holder: releaseOf(held.address, 'fixed', n.messageId) });
-    }
+  if (!e.idOnly) await addSnapshot(ctx, n.cloud, `port:${p.id}`, at, n.messageId, p.fixedIps.map((ip) => ip.address));
+}
+
+/**
+ * Nova's legacy payloads name a port only by its MAC: facts recorded under
+ * `mac:MAC|ADDR` before the port was known move to the port's own slots, so
+ * the result does not depend on which arrived first.
+ */
+async function adoptMacSlots(ctx: Ctx, cloud: string, portId: string, mac: string): Promise<void> {
+  const rows = await ctx.trx.selectFrom('address_changes').select(['slot', 'address']).distinct().where('cloud', '=', cloud)
+    .where('slot', '>=', `mac:${mac}|`).where('slot', '<', `mac:${mac}}`).execute();
+  for (const r of rows) {
+    await ctx.trx.updateTable('address_changes').set({ slot: `port:${portId}|${r.address}`, port: portId }).where('cloud', '=', cloud).where('slot', '=', r.slot).execute();
+    ctx.t.slots.add(r.slot);
+    ctx.t.slots.add(`port:${portId}|${r.address}`);
   }
 }
 
-async function applyFloatingIp(trx: Tx, n: DecodedNotification, e: FloatingIpEvent): Promise<void> {
+async function applyFloatingIp(ctx: Ctx, n: DecodedNotification, e: FloatingIpEvent): Promise<void> {
   if (e.action === 'update.start') return;
   const at = n.occurredAt.getTime();
   const f = e.floatingIp;
   const slot = `fip:${f.id}`;
   const address = f.address ?? '';
   if (e.action === 'delete.end' || f.portId === null) {
-    await addChange(trx, n.cloud, slot, at, { op: 'release_any', holderKey: '', holder: releaseOf(address, 'floating', n.messageId) });
+    await addChange(ctx, n.cloud, slot, at, { op: 'release_any', holderKey: '', holder: releaseOf(address, 'floating', n.messageId) });
     return;
   }
   if (f.portId === undefined || f.address === undefined) return;
-  const port = await trx.selectFrom('ports').selectAll().where('cloud', '=', n.cloud).where('port_id', '=', f.portId).executeTakeFirst();
-  const instanceId = f.instanceId ?? (port?.device_owner?.startsWith('compute:') === true ? port.device_id : null) ?? null;
-  await addChange(trx, n.cloud, slot, at, {
+  await addChange(ctx, n.cloud, slot, at, {
     op: 'bind', holderKey: f.portId,
-    holder: { address: f.address, kind: 'floating', instanceId, port: f.portId, mac: port?.mac ?? null, network: f.networkId ?? null, project: f.project ?? null, messageId: n.messageId },
+    holder: { address: f.address, kind: 'floating', instanceId: f.instanceId ?? null, port: f.portId, mac: null, network: f.networkId ?? null, project: f.project ?? null, messageId: n.messageId },
   });
-  // The port may already be known as deleted (its delete.end arrived first): the association ended then.
-  if (port?.deleted_at !== null && port?.deleted_at !== undefined && port.deleted_at > at) {
-    await addChange(trx, n.cloud, slot, port.deleted_at, { op: 'release', holderKey: f.portId, holder: releaseOf(f.address, 'floating', n.messageId) });
+  // port_details says which instance had the port then: a fact about the port's fixed address too.
+  if (f.instanceId !== undefined && typeof f.fixedAddress === 'string') {
+    await addChange(ctx, n.cloud, `port:${f.portId}|${f.fixedAddress}`, at, {
+      op: 'bind', holderKey: f.instanceId,
+      holder: { address: f.fixedAddress, kind: 'fixed', instanceId: f.instanceId, port: f.portId, mac: null, network: null, project: null, messageId: n.messageId },
+    });
   }
 }
 
-async function applyRouterInterface(trx: Tx, n: DecodedNotification, e: RouterInterfaceEvent): Promise<void> {
+async function applyRouterInterface(ctx: Ctx, n: DecodedNotification, e: RouterInterfaceEvent): Promise<void> {
   const at = n.occurredAt.getTime();
-  await upsertPort(trx, n.cloud, at, { id: e.portId, deviceId: e.routerId, deviceOwner: 'network:router_interface', networkId: e.networkId, project: e.project }, e.action === 'delete');
+  await upsertPort(ctx.trx, n.cloud, at, { id: e.portId, deviceId: e.routerId, deviceOwner: 'network:router_interface', networkId: e.networkId, project: e.project }, e.action === 'delete');
+  ctx.t.ports.add(e.portId);
 }
 
 // ---------------------------------------------------------------------------
@@ -309,7 +299,8 @@ async function applyRouterInterface(trx: Tx, n: DecodedNotification, e: RouterIn
 
 const ONE_DONE = 6;
 
-async function applyOneVm(trx: Tx, n: DecodedNotification, e: OneVmEvent): Promise<void> {
+async function applyOneVm(ctx: Ctx, n: DecodedNotification, e: OneVmEvent): Promise<void> {
+  const { trx } = ctx;
   const at = n.occurredAt.getTime();
   const vm = e.vm;
   const id = String(vm.id);
@@ -321,24 +312,21 @@ async function applyOneVm(trx: Tx, n: DecodedNotification, e: OneVmEvent): Promi
     name: vm.name, project: vm.gname, user: vm.uname, host: vm.host, state: stateName, createdAt: vm.stime,
     deletedAt: done ? (vm.etime ?? n.occurredAt) : undefined,
     deletedBy: done && actor !== undefined ? String(actor) : undefined,
+    endedAt: done ? at : undefined,
   });
-  const current = new Set<string>();
-  if (!done) {
-    for (const nic of vm.nics) {
-      for (const address of [nic.ip, nic.ip6, nic.ip6Global, nic.ip6Ula]) {
-        if (address === undefined) continue;
-        const slot = `one-nic:${id}/${nic.nicId}|${address}`;
-        current.add(slot);
-        await addChange(trx, n.cloud, slot, at, {
-          op: 'bind', holderKey: id,
-          holder: { address, kind: 'nic', instanceId: id, port: nic.target ?? null, mac: nic.mac ?? null, network: nic.network ?? (nic.networkId === undefined ? null : String(nic.networkId)), project: vm.gname, messageId: n.messageId },
-        });
-      }
+  ctx.t.instances.add(id);
+  if (done) return;
+  // Every state event lists all NICs: a NIC missing from a later one was detached.
+  const members: string[] = [];
+  for (const nic of vm.nics) {
+    for (const address of [nic.ip, nic.ip6, nic.ip6Global, nic.ip6Ula]) {
+      if (address === undefined) continue;
+      members.push(`nic|${address}`);
+      await addChange(ctx, n.cloud, `one-nic:${id}/${nic.nicId}|${address}`, at, {
+        op: 'bind', holderKey: id,
+        holder: { address, kind: 'nic', instanceId: id, port: nic.target ?? null, mac: nic.mac ?? null, network: nic.network ?? (nic.networkId === undefined ? null : String(nic.networkId)), project: vm.gname, messageId: n.messageId },
+      });
     }
   }
-  // Every state event lists all NICs, so one missing now was detached; DONE releases all.
-  for (const held of await openSlots(trx, n.cloud, at, { instanceId: id, kinds: ['nic'] })) {
-    if (current.has(held.slot)) continue;
-    await addChange(trx, n.cloud, held.slot, at, { op: 'release', holderKey: id, holder: releaseOf(held.address, 'nic', n.messageId) });
-  }
+  await addSnapshot(ctx, n.cloud, `instance:${id}`, at, n.messageId, members);
 }

@@ -35,6 +35,24 @@ export interface InstancesTable {
   first_seen_at: number;
   /** Event time of the newest event applied, so a late event cannot roll fields back. */
   last_event_at: number;
+  /** Earliest reported end of life (delete.end, force_delete.end, state deleted, OpenNebula DONE): it holds nothing after. */
+  ended_at: Generated<number | null>;
+}
+
+/**
+ * A complete list reported at one time: an instance's addresses (owner
+ * `instance:ID`, members `kind|address`) or a port's fixed IPs (owner
+ * `port:ID`, members addresses). A slot of that owner whose member is missing
+ * was released then.
+ */
+export interface SlotSnapshotsTable {
+  id: Generated<number>;
+  cloud: string;
+  owner: string;
+  at: number;
+  message_id: string;
+  /** JSON array of strings. */
+  members: string;
 }
 
 /** Who held an address over [valid_from, valid_to); valid_to null = still held. */
@@ -213,4 +231,5 @@ export interface LedgerSchema {
   ports: PortsTable;
   instance_events: InstanceEventsTable;
   capture_intents: CaptureIntentsTable;
+  slot_snapshots: SlotSnapshotsTable;
 }
