@@ -189,6 +189,7 @@ async function applyInstance(ctx: Ctx, n: DecodedNotification, e: InstanceEvent)
   await upsertInstance(trx, n.cloud, id, at, { ...instanceFields(e, n), endedAt: gone ? at : undefined });
   await linkEvent(trx, n, id, e.action);
   for (const a of e.addresses ?? []) {
+    if (a.portId !== undefined && a.mac !== undefined) await recordPortMac(ctx, n.cloud, a.portId, a.mac);
     let slot: string;
     let port: string | null = null;
     if (a.kind === 'fixed') ({ slot, port } = await fixedSlot(trx, n.cloud, id, a));
@@ -262,6 +263,16 @@ async function adoptMacSlots(ctx: Ctx, cloud: string, portId: string, mac: strin
     ctx.t.slots.add(r.slot);
     ctx.t.slots.add(`port:${portId}|${r.address}`);
   }
+}
+
+/** Nova's versioned payload names a port and its MAC: enough to place legacy reports of the same port even when Neutron's events were lost. */
+async function recordPortMac(ctx: Ctx, cloud: string, portId: string, mac: string): Promise<void> {
+  const row = await ctx.trx.selectFrom('ports').select('mac').where('cloud', '=', cloud).where('port_id', '=', portId).executeTakeFirst();
+  if (row?.mac === mac) return;
+  // Event time 0: any Neutron event about the port is newer and overrides.
+  if (row === undefined) await ctx.trx.insertInto('ports').values({ cloud, port_id: portId, device_id: null, device_owner: null, network: null, mac, project: null, deleted_at: null, last_event_at: 0 }).execute();
+  else if (row.mac === null) await ctx.trx.updateTable('ports').set({ mac }).where('cloud', '=', cloud).where('port_id', '=', portId).execute();
+  await adoptMacSlots(ctx, cloud, portId, mac);
 }
 
 async function applyFloatingIp(ctx: Ctx, n: DecodedNotification, e: FloatingIpEvent): Promise<void> {
