@@ -12,6 +12,7 @@ import { EXIT, NotFoundError, UsageError, exitCodeOf } from './errors.ts';
 import { parseInstant } from './time-arg.ts';
 import { emitList, emitStructured, withOutput, type Column, type OutputOptions } from './output.ts';
 import { renderTable } from './table.ts';
+import { canonicalIp } from '../domain/ip.ts';
 import { addCaptureCommands } from './capture-commands.ts';
 import { addTraceLogCommand } from './trace-log.ts';
 import { addCaseCommands } from './case-commands.ts';
@@ -224,21 +225,22 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
       const window = opts.from !== undefined || opts.to !== undefined;
       if (window === (opts.at !== undefined)) throw new UsageError('give either --at TIME or --from T1 --to T2');
       if (window && (opts.from === undefined || opts.to === undefined)) throw new UsageError('a window needs both --from and --to');
-      if (!/^[0-9a-fA-F:.]+$/.test(address)) throw new UsageError(`"${address}" is not an IP address`);
+      const canonical = canonicalIp(address);
+      if (canonical === undefined) throw new UsageError(`"${address}" is not an IP address (IPv4 dotted quad or IPv6)`);
       let result: { address: string; at?: string; from?: string; to?: string; holders: Holder[] };
       if (window) {
         const from = parseInstant(opts.from ?? '', '--from');
         const to = parseInstant(opts.to ?? '', '--to');
         if (to.getTime() <= from.getTime()) throw new UsageError('--to must be later than --from');
         const { holdersDuring } = await import('../ledger/attribute.ts');
-        const holders = await withLedger((l) => holdersDuring(l.db, address, from, to, opts.cloud));
-        result = { address, from: from.toISOString(), to: to.toISOString(), holders };
+        const holders = await withLedger((l) => holdersDuring(l.db, canonical, from, to, opts.cloud));
+        result = { address: canonical, from: from.toISOString(), to: to.toISOString(), holders };
       } else {
         const at = parseInstant(opts.at ?? '', '--at');
         const { traceAddress } = await import('../ledger/trace.ts');
-        result = await withLedger((l) => traceAddress(l.db, address, at, opts.cloud));
+        result = await withLedger((l) => traceAddress(l.db, canonical, at, opts.cloud));
       }
-      if (result.holders.length === 0 && !(await emitStructured(io, opts, result))) io.out(`nobody held ${address} ${result.at !== undefined ? `at ${result.at}` : `from ${result.from ?? ''} to ${result.to ?? ''}`}\n`);
+      if (result.holders.length === 0 && !(await emitStructured(io, opts, result))) io.out(`nobody held ${canonical} ${result.at !== undefined ? `at ${result.at}` : `from ${result.from ?? ''} to ${result.to ?? ''}`}\n`);
       else if (result.holders.length > 0) await emitList(io, opts, holderColumns, result.holders, result);
       if (result.holders.length === 0) status.code = EXIT.notFound;
     });

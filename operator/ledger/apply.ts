@@ -9,6 +9,7 @@ import type {
   DecodedNotification, FloatingIpEvent, InstanceEvent, InstanceSnapshot, OneVmEvent, PortEvent, RouterInterfaceEvent,
 } from '../domain/events.ts';
 import type { ChangeOp, HolderAttrs } from '../domain/intervals.ts';
+import { storedIp } from '../domain/ip.ts';
 import { rederive, releaseOf, touched, type Touched } from './derive.ts';
 
 export type ApplyOutcome = 'applied' | 'duplicate' | 'ignored';
@@ -188,7 +189,8 @@ async function applyInstance(ctx: Ctx, n: DecodedNotification, e: InstanceEvent)
   const gone = GONE.has(e.action) || e.instance.state === 'deleted';
   await upsertInstance(trx, n.cloud, id, at, { ...instanceFields(e, n), endedAt: gone ? at : undefined });
   await linkEvent(trx, n, id, e.action);
-  for (const a of e.addresses ?? []) {
+  const addresses = (e.addresses ?? []).map((a) => ({ ...a, address: storedIp(a.address) }));
+  for (const a of addresses) {
     if (a.portId !== undefined && a.mac !== undefined) await recordPortMac(ctx, n.cloud, a.portId, a.mac);
     let slot: string;
     let port: string | null = null;
@@ -200,7 +202,7 @@ async function applyInstance(ctx: Ctx, n: DecodedNotification, e: InstanceEvent)
     });
   }
   // Floating IPs from Neutron belong to the port, not the instance: the full list bounds only Nova's own slots.
-  if (e.addressesAuthoritative && !gone) await addSnapshot(ctx, n.cloud, `instance:${id}`, at, n.messageId, (e.addresses ?? []).map((a) => `${a.kind}|${a.address}`));
+  if (e.addressesAuthoritative && !gone) await addSnapshot(ctx, n.cloud, `instance:${id}`, at, n.messageId, addresses.map((a) => `${a.kind}|${a.address}`));
   if (gone || e.addressesAuthoritative) ctx.t.instances.add(id);
 }
 
@@ -239,15 +241,16 @@ async function applyPort(ctx: Ctx, n: DecodedNotification, e: PortEvent): Promis
   // with it (Neutron sends no floatingip notification for that): the port's
   // deleted_at bounds them when they are derived.
   if (deleted) return;
+  const fixedIps = p.fixedIps.map((ip) => storedIp(ip.address));
   const onInstance = p.deviceOwner?.startsWith('compute:') === true && p.deviceId !== undefined;
   const holderKey = onInstance ? (p.deviceId as string) : `device:${p.deviceId ?? ''}`;
-  for (const ip of p.fixedIps) {
-    await addChange(ctx, n.cloud, `port:${p.id}|${ip.address}`, at, {
+  for (const address of fixedIps) {
+    await addChange(ctx, n.cloud, `port:${p.id}|${address}`, at, {
       op: 'bind', holderKey,
-      holder: { address: ip.address, kind: 'fixed', instanceId: onInstance ? (p.deviceId ?? null) : null, port: p.id, mac: p.mac ?? null, network: p.networkId ?? null, project: p.project ?? null, messageId: n.messageId },
+      holder: { address, kind: 'fixed', instanceId: onInstance ? (p.deviceId ?? null) : null, port: p.id, mac: p.mac ?? null, network: p.networkId ?? null, project: p.project ?? null, messageId: n.messageId },
     });
   }
-  if (!e.idOnly) await addSnapshot(ctx, n.cloud, `port:${p.id}`, at, n.messageId, p.fixedIps.map((ip) => ip.address));
+  if (!e.idOnly) await addSnapshot(ctx, n.cloud, `port:${p.id}`, at, n.messageId, fixedIps);
 }
 
 /**
@@ -280,7 +283,7 @@ async function applyFloatingIp(ctx: Ctx, n: DecodedNotification, e: FloatingIpEv
   const at = n.occurredAt.getTime();
   const f = e.floatingIp;
   const slot = `fip:${f.id}`;
-  const address = f.address ?? '';
+  const address = f.address === undefined ? '' : storedIp(f.address);
   if (e.action === 'delete.end' || f.portId === null) {
     await addChange(ctx, n.cloud, slot, at, { op: 'release_any', holderKey: '', holder: releaseOf(address, 'floating', n.messageId) });
     return;
@@ -288,13 +291,14 @@ async function applyFloatingIp(ctx: Ctx, n: DecodedNotification, e: FloatingIpEv
   if (f.portId === undefined || f.address === undefined) return;
   await addChange(ctx, n.cloud, slot, at, {
     op: 'bind', holderKey: f.portId,
-    holder: { address: f.address, kind: 'floating', instanceId: f.instanceId ?? null, port: f.portId, mac: null, network: f.networkId ?? null, project: f.project ?? null, messageId: n.messageId },
+    holder: { address, kind: 'floating', instanceId: f.instanceId ?? null, port: f.portId, mac: null, network: f.networkId ?? null, project: f.project ?? null, messageId: n.messageId },
   });
   // port_details says which instance had the port then: a fact about the port's fixed address too.
   if (f.instanceId !== undefined && typeof f.fixedAddress === 'string') {
-    await addChange(ctx, n.cloud, `port:${f.portId}|${f.fixedAddress}`, at, {
+    const fixedAddress = storedIp(f.fixedAddress);
+    await addChange(ctx, n.cloud, `port:${f.portId}|${fixedAddress}`, at, {
       op: 'bind', holderKey: f.instanceId,
-      holder: { address: f.fixedAddress, kind: 'fixed', instanceId: f.instanceId, port: f.portId, mac: null, network: null, project: null, messageId: n.messageId },
+      holder: { address: fixedAddress, kind: 'fixed', instanceId: f.instanceId, port: f.portId, mac: null, network: null, project: null, messageId: n.messageId },
     });
   }
 }
@@ -330,8 +334,9 @@ async function applyOneVm(ctx: Ctx, n: DecodedNotification, e: OneVmEvent): Prom
   // Every state event lists all NICs: a NIC missing from a later one was detached.
   const members: string[] = [];
   for (const nic of vm.nics) {
-    for (const address of [nic.ip, nic.ip6, nic.ip6Global, nic.ip6Ula]) {
-      if (address === undefined) continue;
+    for (const given of [nic.ip, nic.ip6, nic.ip6Global, nic.ip6Ula]) {
+      if (given === undefined) continue;
+      const address = storedIp(given);
       members.push(`nic|${address}`);
       await addChange(ctx, n.cloud, `one-nic:${id}/${nic.nicId}|${address}`, at, {
         op: 'bind', holderKey: id,

@@ -4,6 +4,7 @@ import { sql, type Kysely } from 'kysely';
 import type { Migration, MigrationProvider } from 'kysely/migration';
 import type { LedgerSchema } from './schema.ts';
 import { recordBaseline } from './audit-baseline.ts';
+import { storedIp } from '../domain/ip.ts';
 
 export type Engine = 'sqlite' | 'postgres';
 
@@ -249,6 +250,29 @@ function m0005(engine: Engine): Migration {
 }
 
 /**
+ * Addresses are stored in one canonical form (operator/domain/ip.ts) so that a
+ * lookup matches however the cloud or the investigator spelt the address;
+ * rows written before that are rewritten, slot keys included (`port:P|ADDR`).
+ * Only non-canonical spellings (mostly IPv6 with upper case or zeros) change.
+ */
+function m0006(): Migration {
+  return {
+    async up(db: Kysely<unknown>) {
+      for (const table of ['address_intervals', 'address_changes'] as const) {
+        const rows = await sql<{ address: string }>`SELECT DISTINCT address FROM ${sql.table(table)}`.execute(db);
+        for (const { address } of rows.rows) {
+          const canonical = storedIp(address);
+          if (canonical === address) continue;
+          await sql`UPDATE ${sql.table(table)} SET address = ${canonical},
+            slot = CASE WHEN slot LIKE 'fip:%' THEN slot ELSE substr(slot, 1, length(slot) - ${address.length}) || ${canonical} END
+            WHERE address = ${address}`.execute(db);
+        }
+      }
+    },
+  };
+}
+
+/**
  * Audit rows become keyed (HMAC), and the trail starts vouching for the
  * quarantine and hold tables: every existing row gets a baseline entry with
  * its current value, so `verify` can compare each row with the last value the
@@ -322,7 +346,7 @@ function m0008(): Migration {
 export function migrationProvider(engine: Engine): MigrationProvider {
   return {
     async getMigrations() {
-      return { '0001_init': m0001(engine), '0002_quarantine': m0002(), '0003_trace_index': m0003(), '0004_trace_index_pg': m0004(engine), '0005_ledger_facts': m0005(engine), '0007_audit_keyed': m0007(), '0008_capture_intents': m0008(), '0010_cases': m0010() };
+      return { '0001_init': m0001(engine), '0002_quarantine': m0002(), '0003_trace_index': m0003(), '0004_trace_index_pg': m0004(engine), '0005_ledger_facts': m0005(engine), '0006_canonical_addresses': m0006(), '0007_audit_keyed': m0007(), '0008_capture_intents': m0008(), '0010_cases': m0010() };
     },
   };
 }

@@ -4,6 +4,7 @@
 import { PostgresAdapter, sql, type Kysely } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
 import { OPEN_END } from './migrations.ts';
+import { storedIp } from '../domain/ip.ts';
 
 export interface Holder {
   cloud: string;
@@ -52,7 +53,9 @@ export function traceQuery(db: Kysely<LedgerSchema>, address: string, at: Date, 
   return q.orderBy('a.cloud').orderBy('a.kind').orderBy('a.valid_from');
 }
 
-export async function traceAddress(db: Kysely<LedgerSchema>, address: string, at: Date, cloud?: string): Promise<AddressTrace> {
+/** `address` is looked up in its canonical form (callers validate it first: see canonicalIp). */
+export async function traceAddress(db: Kysely<LedgerSchema>, given: string, at: Date, cloud?: string): Promise<AddressTrace> {
+  const address = storedIp(given);
   const rows = await traceQuery(db, address, at, cloud).execute();
   return {
     address,

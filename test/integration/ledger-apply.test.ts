@@ -282,5 +282,13 @@ for (const engine of engines) {
         assert.deepEqual(await spans('10.1.0.9'), [['vm-a', 'port-b', '16:00', '16:05']]);
       });
     });
+
+    test('an IPv6 address is one address however it is spelt', async () => {
+      fresh();
+      await apply(notification([portEvent('create.end', { id: 'port-6', deviceId: 'vm-6', deviceOwner: 'compute:nova', fixedIps: [{ address: '2001:DB8:0:0::5' }] })], at(0)));
+      for (const spelling of ['2001:db8::5', '2001:DB8:0:0:0:0:0:5', '2001:0db8::0005']) assert.deepEqual(await holders(spelling, at(1)), ['fixed:vm-6@port-6']);
+      const t = await traceAddress(ledger.db, '2001:DB8::5', at(1), cloud);
+      assert.equal(t.address, '2001:db8::5');
+    });
   });
 }
