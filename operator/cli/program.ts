@@ -202,8 +202,8 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
   const holderColumns: Array<Column<Holder>> = [
     { header: 'CLOUD', value: (h) => h.cloud, max: 12 },
     { header: 'KIND', value: (h) => h.kind, wide: true },
-    { header: 'INSTANCE', value: (h) => h.instance?.id, max: 36 },
-    { header: 'NAME', value: (h) => h.instance?.name, max: 16 },
+    { header: 'INSTANCE', value: (h) => h.instance?.id ?? (h.router === undefined ? undefined : `router ${h.router.id}`), max: 36 },
+    { header: 'NAME', value: (h) => h.instance?.name ?? h.router?.name, max: 16 },
     { header: 'PROJECT', value: (h) => h.instance?.project ?? h.project, wide: true },
     { header: 'USER', value: (h) => h.instance?.user, max: 12 },
     { header: 'HOST', value: (h) => h.instance?.host, wide: true },

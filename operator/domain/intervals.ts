@@ -19,7 +19,7 @@ export interface ChangePoint {
 
 export interface HolderAttrs {
   address: string;
-  kind: 'fixed' | 'floating' | 'nic';
+  kind: 'fixed' | 'floating' | 'nic' | 'router-gateway';
   instanceId: string | null;
   port: string | null;
   mac: string | null;

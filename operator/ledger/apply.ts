@@ -6,7 +6,7 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
 import type {
-  DecodedNotification, FloatingIpEvent, InstanceEvent, InstanceSnapshot, OneVmEvent, PortEvent, RouterInterfaceEvent,
+  DecodedNotification, FloatingIpEvent, InstanceEvent, InstanceSnapshot, OneVmEvent, PortEvent, RouterEvent, RouterInterfaceEvent,
 } from '../domain/events.ts';
 import type { ChangeOp, HolderAttrs } from '../domain/intervals.ts';
 import { storedIp } from '../domain/ip.ts';
@@ -74,6 +74,7 @@ async function applyOne(ctx: Ctx, { notification: n, body }: Recorded): Promise<
       case 'port': await applyPort(ctx, n, e); break;
       case 'floatingip': await applyFloatingIp(ctx, n, e); break;
       case 'router_interface': await applyRouterInterface(ctx, n, e); break;
+      case 'router': await applyRouter(ctx, n, e); break;
       case 'one_vm': await applyOneVm(ctx, n, e); break;
     }
   }
@@ -307,6 +308,42 @@ async function applyRouterInterface(ctx: Ctx, n: DecodedNotification, e: RouterI
   const at = n.occurredAt.getTime();
   await upsertPort(ctx.trx, n.cloud, at, { id: e.portId, deviceId: e.routerId, deviceOwner: 'network:router_interface', networkId: e.networkId, project: e.project }, e.action === 'delete');
   ctx.t.ports.add(e.portId);
+}
+
+/**
+ * A router's gateway addresses are held by the router (kind `router-gateway`,
+ * the router's project): the SNAT address of every instance behind it.
+ */
+async function applyRouter(ctx: Ctx, n: DecodedNotification, e: RouterEvent): Promise<void> {
+  const { trx } = ctx;
+  const at = n.occurredAt.getTime();
+  const r = e.router;
+  const deleted = e.action === 'delete.end';
+  const row = await trx.selectFrom('routers').selectAll().where('cloud', '=', n.cloud).where('router_id', '=', r.id).executeTakeFirst();
+  if (row === undefined) {
+    await trx.insertInto('routers').values({ cloud: n.cloud, router_id: r.id, name: r.name ?? null, project: r.project ?? null, deleted_at: deleted ? at : null, last_event_at: at }).execute();
+  } else {
+    const newer = at >= row.last_event_at;
+    await trx.updateTable('routers').set({
+      name: r.name !== undefined && (newer || row.name === null) ? r.name : row.name,
+      project: row.project ?? r.project ?? null,
+      deleted_at: deleted ? Math.min(row.deleted_at ?? at, at) : row.deleted_at,
+      last_event_at: Math.max(row.last_event_at, at),
+    }).where('cloud', '=', n.cloud).where('router_id', '=', r.id).execute();
+  }
+  const ips = deleted ? [] : r.gatewayIps === null ? [] : r.gatewayIps?.map(storedIp);
+  if (ips === undefined) return;
+  for (const address of ips) {
+    await addChange(ctx, n.cloud, `router-gw:${r.id}|${address}`, at, {
+      op: 'bind', holderKey: r.id,
+      holder: { address, kind: 'router-gateway', instanceId: null, port: null, mac: null, network: r.gatewayNetworkId ?? null, project: r.project ?? null, messageId: n.messageId },
+    });
+  }
+  await addSnapshot(ctx, n.cloud, `router:${r.id}`, at, n.messageId, ips);
+  // The list bounds every gateway address the router ever had, including ones recorded later.
+  const held = await trx.selectFrom('address_changes').select('slot').distinct().where('cloud', '=', n.cloud)
+    .where('slot', '>=', `router-gw:${r.id}|`).where('slot', '<', `router-gw:${r.id}}`).execute();
+  for (const h of held) ctx.t.slots.add(h.slot);
 }
 
 // ---------------------------------------------------------------------------

@@ -30,7 +30,7 @@ function chunks<T>(xs: readonly T[]): T[][] {
   return out;
 }
 
-/** Slots are `fip:ID`, `port:ID|ADDR`, `mac:MAC|ADDR`, `instance:ID|ADDR`, `nova-floating:ID|ADDR`, `one-nic:ID/NIC|ADDR`. */
+/** Slots are `fip:ID`, `port:ID|ADDR`, `mac:MAC|ADDR`, `instance:ID|ADDR`, `nova-floating:ID|ADDR`, `one-nic:ID/NIC|ADDR`, `router-gw:ID|ADDR`. */
 export const portSlotRange = (portId: string): [string, string] => [`port:${portId}|`, `port:${portId}}`];
 const FIP_RANGE: [string, string] = ['fip:', 'fip;'];
 const isFip = (slot: string) => slot.startsWith('fip:');
@@ -113,6 +113,12 @@ async function rederiveSlot(trx: Tx, cloud: string, slot: string): Promise<void>
     // A full address list of a holder that omits this address released it then.
     for (const s of await snapshots(trx, cloud, holders.map((h) => `instance:${h}`))) {
       if (!s.members.has(`${kind}|${address}`)) points.push({ at: s.at, seq: 0, op: 'release', holderKey: s.owner.slice('instance:'.length), holder: releaseOf(address, kind, s.messageId) });
+    }
+    // A router's full gateway list (a deletion is an empty one) that omits this address released it.
+    if (slot.startsWith('router-gw:')) {
+      for (const s of await snapshots(trx, cloud, [`router:${slot.slice('router-gw:'.length, slot.lastIndexOf('|'))}`])) {
+        if (!s.members.has(address)) points.push({ at: s.at, seq: 0, op: 'release_any', holderKey: '', holder: releaseOf(address, kind, s.messageId) });
+      }
     }
     const port = portOfSlot(slot);
     let portDeleted: number | undefined;

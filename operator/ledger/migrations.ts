@@ -243,6 +243,16 @@ function m0005(engine: Engine): Migration {
       await db.schema.createIndex('address_changes_holder').on('address_changes').columns(['cloud', 'holder_key']).execute();
       await db.schema.createIndex('address_changes_instance').on('address_changes').columns(['cloud', 'instance_id']).execute();
       await db.schema.createIndex('ports_mac').on('ports').columns(['cloud', 'mac']).execute();
+      await db.schema
+        .createTable('routers')
+        .addColumn('cloud', 'text', (c) => c.notNull())
+        .addColumn('router_id', 'text', (c) => c.notNull())
+        .addColumn('name', 'text')
+        .addColumn('project', 'text')
+        .addColumn('deleted_at', 'bigint')
+        .addColumn('last_event_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('routers_pk', ['cloud', 'router_id'])
+        .execute();
       // Ends already recorded by the v1 model: a deleted instance's end is its last known deletion.
       await sql`UPDATE instances SET ended_at = deleted_at WHERE deleted_at IS NOT NULL AND state IN ('deleted', 'DONE')`.execute(db);
     },

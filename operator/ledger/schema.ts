@@ -41,8 +41,9 @@ export interface InstancesTable {
 
 /**
  * A complete list reported at one time: an instance's addresses (owner
- * `instance:ID`, members `kind|address`) or a port's fixed IPs (owner
- * `port:ID`, members addresses). A slot of that owner whose member is missing
+ * `instance:ID`, members `kind|address`), a port's fixed IPs (owner
+ * `port:ID`, members addresses) or a router's gateway addresses (owner
+ * `router:ID`, members addresses; a deletion is an empty list). A slot of that owner whose member is missing
  * was released then.
  */
 export interface SlotSnapshotsTable {
@@ -110,6 +111,16 @@ export interface PortsTable {
   device_owner: string | null;
   network: string | null;
   mac: string | null;
+  project: string | null;
+  deleted_at: number | null;
+  last_event_at: number;
+}
+
+/** Neutron routers as last seen: whose SNAT (gateway) addresses are whose. */
+export interface RoutersTable {
+  cloud: string;
+  router_id: string;
+  name: string | null;
   project: string | null;
   deleted_at: number | null;
   last_event_at: number;
@@ -232,4 +243,5 @@ export interface LedgerSchema {
   instance_events: InstanceEventsTable;
   capture_intents: CaptureIntentsTable;
   slot_snapshots: SlotSnapshotsTable;
+  routers: RoutersTable;
 }

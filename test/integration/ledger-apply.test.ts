@@ -290,5 +290,18 @@ for (const engine of engines) {
       const t = await traceAddress(ledger.db, '2001:DB8::5', at(1), cloud);
       assert.equal(t.address, '2001:db8::5');
     });
+
+    test('a router gateway address (SNAT) is held by the router, with the instances behind it', async () => {
+      const gw = notification([{ type: 'router', action: 'update.end', idOnly: false, router: { id: 'r1', name: 'edge', project: 'proj-r', gatewayNetworkId: 'ext-net', gatewayIps: ['172.25.0.3'] } }], at(0));
+      const iface = notification([{ type: 'router_interface', action: 'create', routerId: 'r1', portId: 'port-r', networkId: 'net-1', project: 'proj-r' }], at(1));
+      const vm = notification([portEvent('create.end', { id: 'port-a', deviceId: 'vm-a', deviceOwner: 'compute:nova', networkId: 'net-1', fixedIps: [{ address: '10.0.0.5' }] })], at(2));
+      const cleared = notification([{ type: 'router', action: 'update.end', idOnly: false, router: { id: 'r1', gatewayIps: null } }], at(30));
+      await everyOrder([cleared, vm, iface, gw], async () => {
+        const t = await traceAddress(ledger.db, '172.25.0.3', at(10), cloud);
+        assert.deepEqual(t.holders.map((h) => [h.kind, h.project, h.network, h.instance]), [['router-gateway', 'proj-r', 'ext-net', null]]);
+        assert.deepEqual(t.holders[0]?.router, { id: 'r1', name: 'edge', behind: [{ instanceId: 'vm-a', address: '10.0.0.5', network: 'net-1' }] });
+        assert.deepEqual(await holders('172.25.0.3', at(31)), []);
+      });
+    });
   });
 }
