@@ -87,7 +87,7 @@ export interface DecodedNotification {
   events: DomainEvent[];
   /**
    * True for a well-formed notification of a type nobody handles (e.g.
-   * `router.update.end`, `instance.pause.start`); `events` is then empty. The
+   * `router.update.start`, `instance.pause.start`); `events` is then empty. The
    * caller keeps the raw body and acknowledges.
    */
   ignored: boolean;

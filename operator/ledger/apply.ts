@@ -119,6 +119,8 @@ interface InstanceFields {
   /** `null` clears (a restore after soft delete); undefined leaves as is. */
   deletedAt?: Date | null | undefined;
   deletedBy?: string | undefined;
+  userName?: string | undefined;
+  projectName?: string | undefined;
   /** End of life reported now; the earliest one reported wins. */
   endedAt?: number | undefined;
 }
@@ -131,7 +133,7 @@ async function upsertInstance(trx: Tx, cloud: string, id: string, at: number, f:
       cloud, instance_id: id, name: f.name ?? null, project: f.project ?? null, user_id: f.user ?? null, host: f.host ?? null,
       image: f.image ?? null, flavor: f.flavor ?? null, state: f.state ?? null, created_at: ms(f.createdAt) ?? null,
       deleted_at: f.deletedAt === null ? null : ms(f.deletedAt) ?? null, deleted_by: f.deletedBy ?? null,
-      first_seen_at: at, last_event_at: at, ended_at: f.endedAt ?? null,
+      first_seen_at: at, last_event_at: at, ended_at: f.endedAt ?? null, user_name: f.userName ?? null, project_name: f.projectName ?? null,
     }).execute();
     return;
   }
@@ -149,6 +151,7 @@ async function upsertInstance(trx: Tx, cloud: string, id: string, at: number, f:
     deleted_by: row.deleted_by ?? f.deletedBy ?? null,
     first_seen_at: Math.min(row.first_seen_at, at), last_event_at: Math.max(row.last_event_at, at),
     ended_at: f.endedAt === undefined ? row.ended_at : Math.min(row.ended_at ?? f.endedAt, f.endedAt),
+    user_name: pick(f.userName, row.user_name), project_name: pick(f.projectName, row.project_name),
   }).where('cloud', '=', cloud).where('instance_id', '=', id).execute();
 }
 
@@ -188,7 +191,13 @@ async function applyInstance(ctx: Ctx, n: DecodedNotification, e: InstanceEvent)
   const at = n.occurredAt.getTime();
   const id = e.instance.id;
   const gone = GONE.has(e.action) || e.instance.state === 'deleted';
-  await upsertInstance(trx, n.cloud, id, at, { ...instanceFields(e, n), endedAt: gone ? at : undefined });
+  // The request context names its user and project; they are the owner's only when the owner made the request.
+  const ownRequest = (ctxId: string | undefined, owner: string | undefined) => ctxId !== undefined && ctxId === owner;
+  await upsertInstance(trx, n.cloud, id, at, {
+    ...instanceFields(e, n), endedAt: gone ? at : undefined,
+    userName: ownRequest(n.context.userId, e.instance.user) ? n.context.userName : undefined,
+    projectName: ownRequest(n.context.projectId, e.instance.project) ? n.context.projectName : undefined,
+  });
   await linkEvent(trx, n, id, e.action);
   const addresses = (e.addresses ?? []).map((a) => ({ ...a, address: storedIp(a.address) }));
   for (const a of addresses) {
@@ -361,7 +370,7 @@ async function applyOneVm(ctx: Ctx, n: DecodedNotification, e: OneVmEvent): Prom
   const actor = vm.historyAction?.uid;
   await linkEvent(trx, n, id, stateName);
   await upsertInstance(trx, n.cloud, id, at, {
-    name: vm.name, project: vm.gname, user: vm.uname, host: vm.host, state: stateName, createdAt: vm.stime,
+    name: vm.name, project: vm.gname, user: vm.uname, userName: vm.uname, projectName: vm.gname, host: vm.host, state: stateName, createdAt: vm.stime,
     deletedAt: done ? (vm.etime ?? n.occurredAt) : undefined,
     deletedBy: done && actor !== undefined ? String(actor) : undefined,
     endedAt: done ? at : undefined,

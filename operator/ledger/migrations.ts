@@ -230,6 +230,9 @@ function m0005(engine: Engine): Migration {
   return {
     async up(db: Kysely<unknown>) {
       await db.schema.alterTable('instances').addColumn('ended_at', 'bigint').execute();
+      // Owner names where the cloud gives them (OpenNebula UNAME/GNAME, the owner's own request context).
+      await db.schema.alterTable('instances').addColumn('user_name', 'text').execute();
+      await db.schema.alterTable('instances').addColumn('project_name', 'text').execute();
       await db.schema
         .createTable('slot_snapshots')
         .addColumn('id', idColumn(engine))

@@ -37,6 +37,9 @@ export interface InstancesTable {
   last_event_at: number;
   /** Earliest reported end of life (delete.end, force_delete.end, state deleted, OpenNebula DONE): it holds nothing after. */
   ended_at: Generated<number | null>;
+  /** The owner's names beside the ids, where the cloud gives them. */
+  user_name: Generated<string | null>;
+  project_name: Generated<string | null>;
 }
 
 /**

@@ -20,6 +20,9 @@ export interface Holder {
     name: string | null;
     project: string | null;
     user: string | null;
+    /** Names beside the ids, present only where the cloud gave them. */
+    userName?: string;
+    projectName?: string;
     host: string | null;
     deletedAt: string | null;
   } | null;
@@ -47,7 +50,7 @@ export function traceQuery(db: Kysely<LedgerSchema>, address: string, at: Date, 
     .leftJoin('instances as i', (j) => j.onRef('i.cloud', '=', 'a.cloud').onRef('i.instance_id', '=', 'a.instance_id'))
     .select([
       'a.cloud', 'a.slot', 'a.kind', 'a.network', 'a.port', 'a.mac', 'a.project', 'a.valid_from', 'a.valid_to', 'a.instance_id',
-      'i.name', 'i.project as instance_project', 'i.user_id', 'i.host', 'i.deleted_at',
+      'i.name', 'i.project as instance_project', 'i.user_id', 'i.host', 'i.deleted_at', 'i.user_name', 'i.project_name',
     ])
     .where('a.address', '=', address)
     .where('a.valid_from', '<=', t)
@@ -87,6 +90,8 @@ export async function traceAddress(db: Kysely<LedgerSchema>, given: string, at: 
         name: r.name ?? null,
         project: r.instance_project ?? r.project,
         user: r.user_id ?? null,
+        ...(r.user_name === null || r.user_name === undefined ? {} : { userName: r.user_name }),
+        ...(r.project_name === null || r.project_name === undefined ? {} : { projectName: r.project_name }),
         host: r.host ?? null,
         deletedAt: iso(r.deleted_at ?? null),
       },

@@ -303,5 +303,23 @@ for (const engine of engines) {
         assert.deepEqual(await holders('172.25.0.3', at(31)), []);
       });
     });
+
+    test('owner names beside ids: from the owner\'s own request context, never from someone else\'s', async () => {
+      fresh();
+      await apply(
+        notification([instanceEvent('create.end', { id: 'vm-n', user: 'u-1', project: 'p-1' }, [fixed('10.0.0.40', 'port-n')], { format: 'legacy' })], at(0),
+          { context: { userId: 'u-1', projectId: 'p-1', userName: 'alice', projectName: 'hep' } }),
+        // An admin deletes it: the admin's names are not the owner's.
+        notification([instanceEvent('delete.start', { id: 'vm-n', user: 'u-1', project: 'p-1' }, undefined, { format: 'legacy' })], at(5),
+          { context: { userId: 'admin-id', projectId: 'admin-p', userName: 'admin', projectName: 'admin' } }),
+      );
+      const t = await traceAddress(ledger.db, '10.0.0.40', at(1), cloud);
+      assert.deepEqual([t.holders[0]?.instance?.userName, t.holders[0]?.instance?.projectName], ['alice', 'hep']);
+      const [h] = await instanceHistory(ledger.db, 'vm-n', cloud);
+      assert.deepEqual([h?.user, h?.userName, h?.project, h?.projectName], ['u-1', 'alice', 'p-1', 'hep']);
+      await apply(notification([oneVmEvent({ id: 77, nics: [nic(0, '198.51.100.77')] }, [3, 'ACTIVE'], [3, 'RUNNING'])], at(0), { source: 'opennebula' }));
+      const one = await traceAddress(ledger.db, '198.51.100.77', at(1), cloud);
+      assert.deepEqual([one.holders[0]?.instance?.userName, one.holders[0]?.instance?.projectName], ['bob', 'physics']);
+    });
   });
 }
