@@ -9,8 +9,8 @@ import { createTestDatabase } from '../support/pg.ts';
 import { checkSeed, describeMismatches } from '../support/ledger-property.ts';
 
 const engines: Array<{ name: string; histories: number; open: () => Promise<{ url: string; cleanup: () => Promise<void> }> }> = [
-  { name: 'sqlite', histories: 60, open: async () => ({ url: 'sqlite::memory:', cleanup: async () => undefined }) },
-  { name: 'postgres', histories: 15, open: async () => { const t = await createTestDatabase(); return { url: t.url, cleanup: () => t.drop() }; } },
+  { name: 'sqlite', histories: 40, open: async () => ({ url: 'sqlite::memory:', cleanup: async () => undefined }) },
+  { name: 'postgres', histories: 10, open: async () => { const t = await createTestDatabase(); return { url: t.url, cleanup: () => t.drop() }; } },
 ];
 
 for (const engine of engines) {

@@ -1,7 +1,7 @@
 // Random cloud histories for the ledger's order-independence property. A
 // seeded generator plays a small mixed fleet (Nova VMs in two tenant networks
 // drawing from one private range, their Neutron ports and floating IPs,
-// OpenNebula VMs with NICs) and emits the decoded notifications the intake
+// OpenNebula VMs with NICs, routers with gateway addresses) and emits the decoded notifications the intake
 // would produce from the shared fixtures' shapes: versioned, legacy, or both
 // formats for one Nova event; full or id-only Neutron deletes; lost port
 // create events. It keeps its own ground truth of who held which address when,
@@ -44,6 +44,7 @@ type Format = 'versioned' | 'legacy' | 'both';
 interface NovaPort { id: string; mac: string; address: string; network: string; since: number; truth: TruthInterval; createLost: boolean }
 interface NovaVm { id: string; format: Format; ports: NovaPort[]; project: string }
 interface Fip { id: string; address: string; port: NovaPort | undefined; vm: NovaVm | undefined; truth: TruthInterval | undefined }
+interface Router { id: string; gateway: { address: string; truth: TruthInterval } | undefined }
 interface OneVmState { id: number; nics: Array<{ nicId: number; address: string; truth: TruthInterval }>; nextNic: number }
 
 export function generateHistory(seed: number, steps = 40): History {
@@ -85,6 +86,27 @@ export function generateHistory(seed: number, steps = 40): History {
   const vms: NovaVm[] = [];
   const fips: Fip[] = [];
   const ones: OneVmState[] = [];
+  const routers: Router[] = [];
+  const gatewayPool = Array.from({ length: 4 }, (_, i) => `172.25.0.${i + 3}`);
+  const usedGateway = new Set<string>();
+  const routerEvent = (r: Router, action: 'create.end' | 'update.end', at: number) => {
+    emit('neutron', [{
+      type: 'router', action, idOnly: false,
+      router: { id: r.id, name: `edge-${r.id}`, project: 'p1', ...(r.gateway === undefined ? { gatewayIps: null } : { gatewayNetworkId: 'ext-net', gatewayIps: [r.gateway.address] }) },
+    }], at, `router.${action}`);
+  };
+  const setGateway = (r: Router, at: number) => {
+    const address = free(gatewayPool, usedGateway);
+    if (address === undefined) return;
+    usedGateway.add(address);
+    r.gateway = { address, truth: open(address, 'router-gateway:-', at) };
+  };
+  const clearGateway = (r: Router, at: number) => {
+    if (r.gateway === undefined) return;
+    close(r.gateway.truth, at);
+    usedGateway.delete(r.gateway.address);
+    r.gateway = undefined;
+  };
 
   const novaAddress = (p: NovaPort, legacy: boolean): InstanceAddress => ({
     address: p.address, version: 4, mac: p.mac, network: 'private', kind: 'fixed', ...(legacy ? {} : { portId: p.id }),
@@ -235,6 +257,34 @@ export function generateHistory(seed: number, steps = 40): History {
       emit('neutron', [{ type: 'floatingip', action: 'delete.end', idOnly, floatingIp: idOnly ? { id: fip.id } : { id: fip.id, address: fip.address, portId: fip.port?.id ?? null } }], at, 'floatingip.delete.end');
       fips.splice(fips.indexOf(fip), 1);
       usedPublic.delete(fip.address);
+    },
+    // A router, with its gateway (SNAT) address set at creation or later.
+    () => {
+      serial += 1;
+      const r: Router = { id: `router-${seed}-${serial}`, gateway: undefined };
+      const at = tick();
+      if (chance(0.7)) setGateway(r, at);
+      routerEvent(r, 'create.end', at);
+      routers.push(r);
+    },
+    // Gateway cleared, set, or moved to another address in one update.
+    () => {
+      if (routers.length === 0) return;
+      const r = pick(routers);
+      const at = tick();
+      clearGateway(r, at);
+      if (chance(0.6)) setGateway(r, at);
+      routerEvent(r, 'update.end', at);
+    },
+    // A router deleted: its gateway address goes with it.
+    () => {
+      if (routers.length === 0) return;
+      const r = pick(routers);
+      const at = tick();
+      clearGateway(r, at);
+      const idOnly = chance(0.4);
+      emit('neutron', [{ type: 'router', action: 'delete.end', idOnly, router: idOnly ? { id: r.id } : { id: r.id, project: 'p1', gatewayIps: [] } }], at, 'router.delete.end');
+      routers.splice(routers.indexOf(r), 1);
     },
     // OpenNebula: a VM comes up with one or two NICs.
     () => {
