@@ -3,7 +3,7 @@
 // facts are recorded as they are; at the end of the batch every slot they touch
 // is re-derived from all facts known so far (derive.ts), so the ledger is the
 // same whatever order, batching and duplication the facts arrived in.
-import type { Kysely, Transaction } from 'kysely';
+import type { Insertable, Kysely, Transaction } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
 import type {
   DecodedNotification, FloatingIpEvent, InstanceEvent, InstanceSnapshot, OneVmEvent, PortEvent, RouterEvent, RouterInterfaceEvent,
@@ -32,16 +32,24 @@ export type InTransaction = (trx: Kysely<LedgerSchema>, n: DecodedNotification) 
 /** Applies a batch in one transaction; outcomes are in input order. */
 export async function applyBatch(db: Kysely<LedgerSchema>, batch: readonly Recorded[], inTransaction?: InTransaction): Promise<ApplyOutcome[]> {
   return db.transaction().execute(async (trx) => {
+    const fresh = await recordNotifications(trx, batch);
     const out: ApplyOutcome[] = [];
     const byCloud = new Map<string, Touched>();
     const applied: Recorded[] = [];
-    for (const r of batch) {
-      let t = byCloud.get(r.notification.cloud);
-      if (t === undefined) { t = touched(); byCloud.set(r.notification.cloud, t); }
-      const outcome = await applyOne({ trx, t }, r);
-      if (outcome === 'applied') applied.push(r);
-      out.push(outcome);
+    const buf: Buffered = { changes: [], snapshots: [], links: [], macs: [] };
+    for (const [i, r] of batch.entries()) {
+      const n = r.notification;
+      if (!fresh.has(i)) { out.push('duplicate'); continue; }
+      if (n.ignored) { out.push('ignored'); continue; }
+      let t = byCloud.get(n.cloud);
+      if (t === undefined) { t = touched(); byCloud.set(n.cloud, t); }
+      await applyEvents({ trx, t, buf }, n);
+      applied.push(r);
+      out.push('applied');
     }
+    await flush(trx, buf);
+    // Legacy reports placed by MAC join their port's slots once both are recorded.
+    for (const m of buf.macs) await adoptMacSlots(trx, m.cloud, m.portId, m.mac, byCloud.get(m.cloud) as Touched);
     for (const [cloud, t] of byCloud) await rederive(trx, cloud, t);
     // After the batch's effects, derived intervals included.
     if (inTransaction !== undefined) for (const r of applied) await inTransaction(trx, r.notification);
@@ -49,25 +57,54 @@ export async function applyBatch(db: Kysely<LedgerSchema>, batch: readonly Recor
   });
 }
 
-/** The transaction and what the batch touched in the notification's cloud. */
-interface Ctx {
-  trx: Tx;
-  t: Touched;
-}
+const CHUNK = 400;
 
-async function applyOne(ctx: Ctx, { notification: n, body }: Recorded): Promise<ApplyOutcome> {
-  const { trx } = ctx;
-  const inserted = await trx
-    .insertInto('notifications')
-    .values({
+/** Inserts the batch's notifications in a few statements; returns the indexes that were new (the first of in-batch duplicates). */
+async function recordNotifications(trx: Tx, batch: readonly Recorded[]): Promise<Set<number>> {
+  const inserted = new Set<string>();
+  for (let i = 0; i < batch.length; i += CHUNK) {
+    const rows = batch.slice(i, i + CHUNK).map(({ notification: n, body }) => ({
       cloud: n.cloud, source: n.source, message_id: n.messageId, id_kind: n.idKind, event_type: n.eventType,
       publisher: n.publisher ?? null, occurred_at: n.occurredAt.getTime(), received_at: n.receivedAt.getTime(),
       outcome: n.ignored ? 'ignored' : 'applied', body,
-    })
-    .onConflict((oc) => oc.columns(['cloud', 'message_id']).doNothing())
-    .executeTakeFirst();
-  if (Number(inserted.numInsertedOrUpdatedRows ?? 0n) === 0) return 'duplicate';
-  if (n.ignored) return 'ignored';
+    }));
+    const got = await trx.insertInto('notifications').values(rows)
+      .onConflict((oc) => oc.columns(['cloud', 'message_id']).doNothing()).returning(['cloud', 'message_id']).execute();
+    for (const g of got) inserted.add(`${g.cloud}\u0000${g.message_id}`);
+  }
+  const fresh = new Set<number>();
+  for (const [i, { notification: n }] of batch.entries()) {
+    const key = `${n.cloud}\u0000${n.messageId}`;
+    if (inserted.delete(key)) fresh.add(i);
+  }
+  return fresh;
+}
+
+/** Fact rows collected while applying a batch and written together before deriving. */
+interface Buffered {
+  changes: Array<Insertable<LedgerSchema['address_changes']>>;
+  snapshots: Array<Insertable<LedgerSchema['slot_snapshots']>>;
+  links: Array<Insertable<LedgerSchema['instance_events']>>;
+  macs: Array<{ cloud: string; portId: string; mac: string }>;
+}
+
+async function flush(trx: Tx, buf: Buffered): Promise<void> {
+  for (let i = 0; i < buf.changes.length; i += CHUNK) await trx.insertInto('address_changes').values(buf.changes.slice(i, i + CHUNK)).execute();
+  for (let i = 0; i < buf.snapshots.length; i += CHUNK) await trx.insertInto('slot_snapshots').values(buf.snapshots.slice(i, i + CHUNK)).execute();
+  for (let i = 0; i < buf.links.length; i += CHUNK) {
+    await trx.insertInto('instance_events').values(buf.links.slice(i, i + CHUNK))
+      .onConflict((oc) => oc.columns(['cloud', 'instance_id', 'message_id']).doNothing()).execute();
+  }
+}
+
+/** The transaction, what the batch touched in the notification's cloud, and the facts not yet written. */
+interface Ctx {
+  trx: Tx;
+  t: Touched;
+  buf: Buffered;
+}
+
+async function applyEvents(ctx: Ctx, n: DecodedNotification): Promise<void> {
   for (const e of n.events) {
     switch (e.type) {
       case 'instance': await applyInstance(ctx, n, e); break;
@@ -78,7 +115,6 @@ async function applyOne(ctx: Ctx, { notification: n, body }: Recorded): Promise<
       case 'one_vm': await applyOneVm(ctx, n, e); break;
     }
   }
-  return 'applied';
 }
 
 // ---------------------------------------------------------------------------
@@ -92,16 +128,16 @@ interface Change {
 
 async function addChange(ctx: Ctx, cloud: string, slot: string, at: number, change: Change): Promise<void> {
   const h = change.holder;
-  await ctx.trx.insertInto('address_changes').values({
+  ctx.buf.changes.push({
     cloud, slot, at, op: change.op, holder_key: change.holderKey, address: h.address, kind: h.kind, instance_id: h.instanceId,
     port: h.port, mac: h.mac, network: h.network, project: h.project, message_id: h.messageId,
-  }).execute();
+  });
   ctx.t.slots.add(slot);
 }
 
 /** A complete list reported by an owner (see slot_snapshots). */
 async function addSnapshot(ctx: Ctx, cloud: string, owner: string, at: number, messageId: string, members: readonly string[]): Promise<void> {
-  await ctx.trx.insertInto('slot_snapshots').values({ cloud, owner, at, message_id: messageId, members: JSON.stringify([...new Set(members)].sort()) }).execute();
+  ctx.buf.snapshots.push({ cloud, owner, at, message_id: messageId, members: JSON.stringify([...new Set(members)].sort()) });
 }
 
 // ---------------------------------------------------------------------------
@@ -181,9 +217,8 @@ async function fixedSlot(trx: Tx, cloud: string, instanceId: string, a: { addres
   return { slot: `instance:${instanceId}|${a.address}`, port: null };
 }
 
-async function linkEvent(trx: Tx, n: DecodedNotification, instanceId: string, action: string): Promise<void> {
-  await trx.insertInto('instance_events').values({ cloud: n.cloud, instance_id: instanceId, message_id: n.messageId, at: n.occurredAt.getTime(), event_type: n.eventType, action })
-    .onConflict((oc) => oc.columns(['cloud', 'instance_id', 'message_id']).doNothing()).execute();
+function linkEvent(ctx: Ctx, n: DecodedNotification, instanceId: string, action: string): void {
+  ctx.buf.links.push({ cloud: n.cloud, instance_id: instanceId, message_id: n.messageId, at: n.occurredAt.getTime(), event_type: n.eventType, action });
 }
 
 async function applyInstance(ctx: Ctx, n: DecodedNotification, e: InstanceEvent): Promise<void> {
@@ -198,7 +233,7 @@ async function applyInstance(ctx: Ctx, n: DecodedNotification, e: InstanceEvent)
     userName: ownRequest(n.context.userId, e.instance.user) ? n.context.userName : undefined,
     projectName: ownRequest(n.context.projectId, e.instance.project) ? n.context.projectName : undefined,
   });
-  await linkEvent(trx, n, id, e.action);
+  linkEvent(ctx, n, id, e.action);
   const addresses = (e.addresses ?? []).map((a) => ({ ...a, address: storedIp(a.address) }));
   for (const a of addresses) {
     if (a.portId !== undefined && a.mac !== undefined) await recordPortMac(ctx, n.cloud, a.portId, a.mac);
@@ -245,8 +280,8 @@ async function applyPort(ctx: Ctx, n: DecodedNotification, e: PortEvent): Promis
   const deleted = e.action === 'delete.end';
   await upsertPort(trx, n.cloud, at, p, deleted);
   ctx.t.ports.add(p.id);
-  if (p.deviceOwner?.startsWith('compute:') === true && p.deviceId !== undefined) await linkEvent(trx, n, p.deviceId, `port.${e.action}`);
-  if (p.mac !== undefined) await adoptMacSlots(ctx, n.cloud, p.id, p.mac);
+  if (p.deviceOwner?.startsWith('compute:') === true && p.deviceId !== undefined) linkEvent(ctx, n, p.deviceId, `port.${e.action}`);
+  if (p.mac !== undefined) ctx.buf.macs.push({ cloud: n.cloud, portId: p.id, mac: p.mac });
   // A deletion ends every address of the port and every floating IP association
   // with it (Neutron sends no floatingip notification for that): the port's
   // deleted_at bounds them when they are derived.
@@ -268,13 +303,13 @@ async function applyPort(ctx: Ctx, n: DecodedNotification, e: PortEvent): Promis
  * `mac:MAC|ADDR` before the port was known move to the port's own slots, so
  * the result does not depend on which arrived first.
  */
-async function adoptMacSlots(ctx: Ctx, cloud: string, portId: string, mac: string): Promise<void> {
-  const rows = await ctx.trx.selectFrom('address_changes').select(['slot', 'address']).distinct().where('cloud', '=', cloud)
+async function adoptMacSlots(trx: Tx, cloud: string, portId: string, mac: string, t: Touched): Promise<void> {
+  const rows = await trx.selectFrom('address_changes').select(['slot', 'address']).distinct().where('cloud', '=', cloud)
     .where('slot', '>=', `mac:${mac}|`).where('slot', '<', `mac:${mac}}`).execute();
   for (const r of rows) {
-    await ctx.trx.updateTable('address_changes').set({ slot: `port:${portId}|${r.address}`, port: portId }).where('cloud', '=', cloud).where('slot', '=', r.slot).execute();
-    ctx.t.slots.add(r.slot);
-    ctx.t.slots.add(`port:${portId}|${r.address}`);
+    await trx.updateTable('address_changes').set({ slot: `port:${portId}|${r.address}`, port: portId }).where('cloud', '=', cloud).where('slot', '=', r.slot).execute();
+    t.slots.add(r.slot);
+    t.slots.add(`port:${portId}|${r.address}`);
   }
 }
 
@@ -285,7 +320,7 @@ async function recordPortMac(ctx: Ctx, cloud: string, portId: string, mac: strin
   // Event time 0: any Neutron event about the port is newer and overrides.
   if (row === undefined) await ctx.trx.insertInto('ports').values({ cloud, port_id: portId, device_id: null, device_owner: null, network: null, mac, project: null, deleted_at: null, last_event_at: 0 }).execute();
   else if (row.mac === null) await ctx.trx.updateTable('ports').set({ mac }).where('cloud', '=', cloud).where('port_id', '=', portId).execute();
-  await adoptMacSlots(ctx, cloud, portId, mac);
+  ctx.buf.macs.push({ cloud, portId, mac });
 }
 
 async function applyFloatingIp(ctx: Ctx, n: DecodedNotification, e: FloatingIpEvent): Promise<void> {
@@ -350,9 +385,7 @@ async function applyRouter(ctx: Ctx, n: DecodedNotification, e: RouterEvent): Pr
   }
   await addSnapshot(ctx, n.cloud, `router:${r.id}`, at, n.messageId, ips);
   // The list bounds every gateway address the router ever had, including ones recorded later.
-  const held = await trx.selectFrom('address_changes').select('slot').distinct().where('cloud', '=', n.cloud)
-    .where('slot', '>=', `router-gw:${r.id}|`).where('slot', '<', `router-gw:${r.id}}`).execute();
-  for (const h of held) ctx.t.slots.add(h.slot);
+  ctx.t.routers.add(r.id);
 }
 
 // ---------------------------------------------------------------------------
@@ -368,7 +401,7 @@ async function applyOneVm(ctx: Ctx, n: DecodedNotification, e: OneVmEvent): Prom
   const done = vm.state.code === ONE_DONE;
   const stateName = vm.state.name === 'ACTIVE' ? `ACTIVE/${vm.lcmState.name ?? vm.lcmState.code}` : vm.state.name ?? String(vm.state.code);
   const actor = vm.historyAction?.uid;
-  await linkEvent(trx, n, id, stateName);
+  linkEvent(ctx, n, id, stateName);
   await upsertInstance(trx, n.cloud, id, at, {
     name: vm.name, project: vm.gname, user: vm.uname, userName: vm.uname, projectName: vm.gname, host: vm.host, state: stateName, createdAt: vm.stime,
     deletedAt: done ? (vm.etime ?? n.occurredAt) : undefined,

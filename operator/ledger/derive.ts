@@ -17,10 +17,11 @@ export interface Touched {
   slots: Set<string>;
   instances: Set<string>;
   ports: Set<string>;
+  routers: Set<string>;
 }
 
 export function touched(): Touched {
-  return { slots: new Set(), instances: new Set(), ports: new Set() };
+  return { slots: new Set(), instances: new Set(), ports: new Set(), routers: new Set() };
 }
 
 const CHUNK = 500;
@@ -56,6 +57,11 @@ export async function rederive(trx: Tx, cloud: string, t: Touched): Promise<void
     const [lo, hi] = portSlotRange(p);
     const rows = await trx.selectFrom('address_changes').select('slot').distinct().where('cloud', '=', cloud).where('slot', '>=', lo).where('slot', '<', hi).execute();
     for (const r of rows) slots.add(r.slot);
+  }
+  for (const r of t.routers) {
+    const rows = await trx.selectFrom('address_changes').select('slot').distinct().where('cloud', '=', cloud)
+      .where('slot', '>=', `router-gw:${r}|`).where('slot', '<', `router-gw:${r}}`).execute();
+    for (const row of rows) slots.add(row.slot);
   }
   // Port slots first: floating IPs take their instance from them.
   const fipSlots = new Set<string>();
