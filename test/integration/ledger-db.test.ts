@@ -83,6 +83,21 @@ for (const target of targets) {
       }
     });
 
+    test('a ledger that already has later migrations still takes 0005 and 0006', async () => {
+      const t = await target.open();
+      const l = openLedgerDb(t.url);
+      try {
+        const all = await migrationProvider(l.engine).getMigrations();
+        const without = Object.fromEntries(Object.entries(all).filter(([name]) => !name.startsWith('0005') && !name.startsWith('0006')));
+        const { error } = await new Migrator({ db: l.db, provider: { getMigrations: async () => without } }).migrateToLatest();
+        assert.equal(error, undefined);
+        assert.deepEqual(await migrateToLatest(l), ['0005_ledger_facts', '0006_canonical_addresses']);
+      } finally {
+        await l.close();
+        await t.cleanup();
+      }
+    });
+
     test('a notification is unique per cloud and message id', async () => {
       const row = {
         cloud: 'c1', source: 'nova', message_id: 'm-1', id_kind: 'message-id', event_type: 'instance.create.end',
