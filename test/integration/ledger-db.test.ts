@@ -70,7 +70,7 @@ for (const target of targets) {
           cloud: 'c1', slot: 'port:p1|2001:DB8:0:0::5', at: 1000, op: 'bind', holder_key: 'vm-a', address: '2001:DB8:0:0::5', kind: 'fixed',
           instance_id: 'vm-a', port: 'p1', mac: null, network: 'n', project: 'p', message_id: 'm1',
         }).execute();
-        assert.deepEqual(await migrateToLatest(old), ['0006_canonical_addresses']);
+        assert.ok((await migrateToLatest(old)).includes('0006_canonical_addresses'));
         const rows = await old.db.selectFrom('address_intervals').select(['slot', 'address']).orderBy('slot').execute();
         assert.deepEqual(rows, [{ slot: 'fip:f1', address: '2001:db8::7' }, { slot: 'port:p1|10.0.0.5', address: '10.0.0.5' }, { slot: 'port:p1|2001:db8::5', address: '2001:db8::5' }]);
         const changes = await old.db.selectFrom('address_changes').select(['slot', 'address']).execute();
