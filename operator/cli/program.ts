@@ -11,6 +11,7 @@ import { EXIT, NotFoundError, UsageError, exitCodeOf } from './errors.ts';
 import { parseInstant } from './time-arg.ts';
 import { emitList, emitStructured, withOutput, type Column, type OutputOptions } from './output.ts';
 import { renderTable } from './table.ts';
+import { canonicalIp } from '../domain/ip.ts';
 import { addCaptureCommands } from './capture-commands.ts';
 import { addTraceLogCommand } from './trace-log.ts';
 import { addCaseCommands } from './case-commands.ts';
@@ -198,10 +199,10 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
   const holderColumns: Array<Column<Holder>> = [
     { header: 'CLOUD', value: (h) => h.cloud, max: 12 },
     { header: 'KIND', value: (h) => h.kind, wide: true },
-    { header: 'INSTANCE', value: (h) => h.instance?.id, max: 36 },
-    { header: 'NAME', value: (h) => h.instance?.name, max: 16 },
-    { header: 'PROJECT', value: (h) => h.instance?.project ?? h.project, wide: true },
-    { header: 'USER', value: (h) => h.instance?.user, max: 12 },
+    { header: 'INSTANCE', value: (h) => h.instance?.id ?? (h.router === undefined ? undefined : `router ${h.router.id}`), max: 36 },
+    { header: 'NAME', value: (h) => h.instance?.name ?? h.router?.name, max: 16 },
+    { header: 'PROJECT', value: (h) => (h.instance === null ? h.project : named(h.instance.project, h.instance.projectName ?? null)), wide: true },
+    { header: 'USER', value: (h) => (h.instance === null ? undefined : named(h.instance.user, h.instance.userName ?? null)), max: 12 },
     { header: 'HOST', value: (h) => h.instance?.host, wide: true },
     { header: 'NETWORK', value: (h) => h.network, wide: true },
     { header: 'PORT', value: (h) => h.port, wide: true },
@@ -221,21 +222,22 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
       const window = opts.from !== undefined || opts.to !== undefined;
       if (window === (opts.at !== undefined)) throw new UsageError('give either --at TIME or --from T1 --to T2');
       if (window && (opts.from === undefined || opts.to === undefined)) throw new UsageError('a window needs both --from and --to');
-      if (!/^[0-9a-fA-F:.]+$/.test(address)) throw new UsageError(`"${address}" is not an IP address`);
+      const canonical = canonicalIp(address);
+      if (canonical === undefined) throw new UsageError(`"${address}" is not an IP address (IPv4 dotted quad or IPv6)`);
       let result: { address: string; at?: string; from?: string; to?: string; holders: Holder[] };
       if (window) {
         const from = parseInstant(opts.from ?? '', '--from');
         const to = parseInstant(opts.to ?? '', '--to');
         if (to.getTime() <= from.getTime()) throw new UsageError('--to must be later than --from');
         const { holdersDuring } = await import('../ledger/attribute.ts');
-        const holders = await withLedger((l) => holdersDuring(l.db, address, from, to, opts.cloud));
-        result = { address, from: from.toISOString(), to: to.toISOString(), holders };
+        const holders = await withLedger((l) => holdersDuring(l.db, canonical, from, to, opts.cloud));
+        result = { address: canonical, from: from.toISOString(), to: to.toISOString(), holders };
       } else {
         const at = parseInstant(opts.at ?? '', '--at');
         const { traceAddress } = await import('../ledger/trace.ts');
-        result = await withLedger((l) => traceAddress(l.db, address, at, opts.cloud));
+        result = await withLedger((l) => traceAddress(l.db, canonical, at, opts.cloud));
       }
-      if (result.holders.length === 0 && !(await emitStructured(io, opts, result))) io.out(`nobody held ${address} ${result.at !== undefined ? `at ${result.at}` : `from ${result.from ?? ''} to ${result.to ?? ''}`}\n`);
+      if (result.holders.length === 0 && !(await emitStructured(io, opts, result))) io.out(`nobody held ${canonical} ${result.at !== undefined ? `at ${result.at}` : `from ${result.from ?? ''} to ${result.to ?? ''}`}\n`);
       else if (result.holders.length > 0) await emitList(io, opts, holderColumns, result.holders, result);
       if (result.holders.length === 0) status.code = EXIT.notFound;
     });
@@ -253,7 +255,7 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
       if (found.length === 0 || (await emitStructured(io, opts, found.length === 1 ? found[0] : found))) return;
       const t = { headers: opts.headers };
       for (const x of found) {
-        io.out(renderTable(['FIELD', 'VALUE'], [['cloud', x.cloud], ['id', x.id], ['name', x.name], ['project', x.project], ['user', x.user], ['host', x.host],
+        io.out(renderTable(['FIELD', 'VALUE'], [['cloud', x.cloud], ['id', x.id], ['name', x.name], ['project', named(x.project, x.projectName ?? null)], ['user', named(x.user, x.userName ?? null)], ['host', x.host],
           ['image', x.image], ['flavor', x.flavor], ['state', x.state], ['created', x.createdAt], ['deleted', x.deletedAt], ['deleted by', x.deletedBy]], t));
         io.out('\n' + renderTable(['ADDRESS', 'KIND', 'NETWORK', 'PORT', 'FROM', 'TO'], x.addresses.map((a) => [a.address, a.kind, a.network, a.port, shortTime(a.from), shortTime(a.to) ?? 'now']), t));
         io.out('\n' + renderTable(['AT', 'EVENT', 'PUBLISHER', 'MESSAGE'], x.events.map((e) => [shortTime(e.at), e.eventType, e.publisher, e.messageId]), t));
@@ -273,6 +275,12 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
 }
 
 /** Runs the CLI and returns the exit code; never calls process.exit itself. */
+/** An owner id with its name beside it when the cloud gave one that differs. */
+function named(id: string | null, name: string | null): string | null {
+  if (name === null || name === id) return id;
+  return id === null ? name : `${id} (${name})`;
+}
+
 export async function runCli(argv: string[], io: Io): Promise<number> {
   let program: Command;
   const status: Status = { code: EXIT.ok };

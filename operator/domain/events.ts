@@ -87,7 +87,7 @@ export interface DecodedNotification {
   events: DomainEvent[];
   /**
    * True for a well-formed notification of a type nobody handles (e.g.
-   * `router.update.end`, `instance.pause.start`); `events` is then empty. The
+   * `router.update.start`, `instance.pause.start`); `events` is then empty. The
    * caller keeps the raw body and acknowledges.
    */
   ignored: boolean;
@@ -95,7 +95,7 @@ export interface DecodedNotification {
   warnings: string[];
 }
 
-export type DomainEvent = InstanceEvent | PortEvent | FloatingIpEvent | RouterInterfaceEvent | OneVmEvent;
+export type DomainEvent = InstanceEvent | PortEvent | FloatingIpEvent | RouterInterfaceEvent | RouterEvent | OneVmEvent;
 
 // ---------------------------------------------------------------------------
 // Nova instances (versioned `instance.*` and legacy `compute.instance.*`)
@@ -332,6 +332,33 @@ export interface RouterInterfaceEvent {
   subnetId?: string;
   networkId?: string;
   project?: string;
+}
+
+// ---------------------------------------------------------------------------
+// Neutron routers (their gateway addresses are the SNAT addresses of every
+// instance behind them that has no floating IP)
+
+export interface RouterSnapshot {
+  id: string;
+  name?: string;
+  /** Owning project. */
+  project?: string;
+  /** External network of the gateway. */
+  gatewayNetworkId?: string;
+  /**
+   * `external_gateway_info.external_fixed_ips` addresses. An array: the
+   * gateway holds exactly these now. `null`: the payload says there is no
+   * gateway. `undefined`: the payload does not say (id-only delete.end).
+   */
+  gatewayIps?: string[] | null;
+}
+
+export interface RouterEvent {
+  type: 'router';
+  /** A delete ends every gateway address of the router. */
+  action: 'create.end' | 'update.end' | 'delete.end';
+  router: RouterSnapshot;
+  idOnly: boolean;
 }
 
 // ---------------------------------------------------------------------------

@@ -19,7 +19,7 @@ export interface ChangePoint {
 
 export interface HolderAttrs {
   address: string;
-  kind: 'fixed' | 'floating' | 'nic';
+  kind: 'fixed' | 'floating' | 'nic' | 'router-gateway';
   instanceId: string | null;
   port: string | null;
   mac: string | null;
@@ -49,8 +49,16 @@ function merge(a: HolderAttrs, b: HolderAttrs): HolderAttrs {
   };
 }
 
+const OP_RANK: Record<ChangeOp, number> = { release_any: 0, release: 1, bind: 2 };
+const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+/**
+ * Event time first; equal times are ordered by the facts themselves (releases
+ * before binds, then holder and message), never by arrival, so the same set
+ * of facts derives the same intervals whatever order it arrived in.
+ */
 export function compareChanges(a: ChangePoint, b: ChangePoint): number {
-  return a.at - b.at || a.seq - b.seq;
+  return a.at - b.at || OP_RANK[a.op] - OP_RANK[b.op] || cmp(a.holderKey, b.holderKey) || cmp(a.holder.messageId ?? '', b.holder.messageId ?? '') || a.seq - b.seq;
 }
 
 /**
@@ -91,8 +99,50 @@ export function deriveIntervals(points: readonly ChangePoint[]): DerivedInterval
   return out;
 }
 
-/** Whether adding a bind at `at` would change the derived intervals: not when the same holder already holds from an earlier point on. */
-export function bindIsRedundant(points: readonly ChangePoint[], holderKey: string, at: number): boolean {
-  const last = [...points].sort(compareChanges).at(-1);
-  return last !== undefined && last.op === 'bind' && last.holderKey === holderKey && last.at <= at;
+/**
+ * Cuts intervals at a terminal fact: after `end(interval)` the holder holds
+ * nothing, whatever later reports say (an instance's deletion, a port's
+ * deletion). Intervals starting at or after their end are dropped.
+ */
+export function clipIntervals(intervals: readonly DerivedInterval[], end: (i: DerivedInterval) => number | undefined, closedBy: (i: DerivedInterval) => string | null): DerivedInterval[] {
+  const out: DerivedInterval[] = [];
+  for (const i of intervals) {
+    const e = end(i);
+    if (e === undefined || (i.to !== null && i.to <= e)) { out.push(i); continue; }
+    if (e > i.from) out.push({ ...i, to: e, closedBy: closedBy(i) });
+  }
+  return out;
+}
+
+/** Who a port belonged to over a span of time. */
+export interface OwnerSpan {
+  from: number;
+  to: number | null;
+  instanceId: string;
+}
+
+/**
+ * Splits an interval held through a port (a floating IP) at the changes of
+ * the port's owner, so each piece names the instance that had the port then;
+ * pieces where no owner is known name the `fallback` owner (what the floating
+ * IP's own payload said), or none.
+ */
+export function splitByOwner(interval: DerivedInterval, owners: readonly OwnerSpan[], fallback: readonly OwnerSpan[] = []): DerivedInterval[] {
+  const end = (t: number | null) => (t === null ? Number.POSITIVE_INFINITY : t);
+  const cuts = new Set<number>([interval.from]);
+  for (const o of [...owners, ...fallback]) {
+    if (o.from > interval.from && o.from < end(interval.to)) cuts.add(o.from);
+    if (o.to !== null && o.to > interval.from && o.to < end(interval.to)) cuts.add(o.to);
+  }
+  const points = [...cuts].sort((a, b) => a - b);
+  const pieces: DerivedInterval[] = [];
+  points.forEach((from, k) => {
+    const to = k + 1 < points.length ? (points[k + 1] as number) : interval.to;
+    const at = (spans: readonly OwnerSpan[]) => spans.filter((o) => o.from <= from && end(o.to) > from).map((o) => o.instanceId).sort()[0];
+    const owner = at(owners) ?? at(fallback) ?? null;
+    const last = pieces.at(-1);
+    if (last !== undefined && last.instanceId === owner) { last.to = to; last.closedBy = to === interval.to ? interval.closedBy : null; return; }
+    pieces.push({ ...interval, from, to, instanceId: owner, openedBy: k === 0 ? interval.openedBy : null, closedBy: to === interval.to ? interval.closedBy : null });
+  });
+  return pieces;
 }

@@ -8,6 +8,8 @@ import type { Kysely } from 'kysely';
 import type { LedgerSchema } from '../ledger/schema.ts';
 import type { Metrics } from './metrics.ts';
 import { traceAddress } from '../ledger/trace.ts';
+import { canonicalIp } from '../domain/ip.ts';
+import { parseOffsetTime } from '../domain/instant.ts';
 import { instanceHistory } from '../ledger/instance-history.ts';
 import { QuarantineStore, type CaptureState } from '../capture/quarantine-store.ts';
 import { holdsCovering } from '../capture/holds.ts';
@@ -40,8 +42,6 @@ function tokenMatches(given: string, expected: string): boolean {
   return timingSafeEqual(a, b);
 }
 
-const OFFSET_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/;
-
 export async function startHttp(o: HttpOptions): Promise<{ server: Server; url: string; close(): Promise<void> }> {
   const api = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
     if (o.apiToken === undefined) return send(res, 503, { error: 'the query API is disabled: no API token configured' });
@@ -55,10 +55,12 @@ export async function startHttp(o: HttpOptions): Promise<{ server: Server; url: 
     if (parts[2] === 'trace' && parts[3] === 'ip' && parts.length === 4) {
       const address = url.searchParams.get('address') ?? '';
       const at = url.searchParams.get('at') ?? '';
-      if (!/^[0-9a-fA-F:.]+$/.test(address)) return send(res, 400, { error: 'address must be an IP address' });
-      if (!OFFSET_TIME.test(at)) return send(res, 400, { error: 'at must be an ISO 8601 time with an offset' });
+      const canonical = canonicalIp(address);
+      if (canonical === undefined) return send(res, 400, { error: 'address must be an IPv4 or IPv6 address' });
+      const when = parseOffsetTime(at);
+      if (when === undefined) return send(res, 400, { error: 'at must be a valid ISO 8601 time with an offset' });
       const cloud = url.searchParams.get('cloud') ?? undefined;
-      const t = await traceAddress(o.db, address, new Date(at), cloud);
+      const t = await traceAddress(o.db, canonical, when, cloud);
       return send(res, t.holders.length === 0 ? 404 : 200, t);
     }
     if (parts[2] === 'trace' && parts[3] === 'instance' && parts.length === 5) {

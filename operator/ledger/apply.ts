@@ -1,12 +1,16 @@
 // Applies decoded notifications to the ledger. Idempotent per (cloud, message
-// id): a notification already recorded changes nothing. Event time decides
-// everything, so late and out-of-order deliveries land where they belong.
-import type { Kysely, Transaction } from 'kysely';
+// id): a notification already recorded changes nothing. Each notification's
+// facts are recorded as they are; at the end of the batch every slot they touch
+// is re-derived from all facts known so far (derive.ts), so the ledger is the
+// same whatever order, batching and duplication the facts arrived in.
+import type { Insertable, Kysely, Transaction } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
 import type {
-  DecodedNotification, FloatingIpEvent, InstanceEvent, InstanceSnapshot, OneVmEvent, PortEvent, RouterInterfaceEvent,
+  DecodedNotification, FloatingIpEvent, InstanceEvent, InstanceSnapshot, OneVmEvent, PortEvent, RouterEvent, RouterInterfaceEvent,
 } from '../domain/events.ts';
-import { bindIsRedundant, deriveIntervals, type ChangeOp, type ChangePoint, type HolderAttrs } from '../domain/intervals.ts';
+import type { ChangeOp, HolderAttrs } from '../domain/intervals.ts';
+import { storedIp } from '../domain/ip.ts';
+import { rederive, releaseOf, touched, type Touched } from './derive.ts';
 
 export type ApplyOutcome = 'applied' | 'duplicate' | 'ignored';
 
@@ -28,42 +32,93 @@ export type InTransaction = (trx: Kysely<LedgerSchema>, n: DecodedNotification) 
 /** Applies a batch in one transaction; outcomes are in input order. */
 export async function applyBatch(db: Kysely<LedgerSchema>, batch: readonly Recorded[], inTransaction?: InTransaction): Promise<ApplyOutcome[]> {
   return db.transaction().execute(async (trx) => {
+    const fresh = await recordNotifications(trx, batch);
     const out: ApplyOutcome[] = [];
-    for (const r of batch) {
-      const outcome = await applyOne(trx, r);
-      if (outcome === 'applied' && inTransaction !== undefined) await inTransaction(trx, r.notification);
-      out.push(outcome);
+    const byCloud = new Map<string, Touched>();
+    const applied: Recorded[] = [];
+    const buf: Buffered = { changes: [], snapshots: [], links: [], macs: [] };
+    for (const [i, r] of batch.entries()) {
+      const n = r.notification;
+      if (!fresh.has(i)) { out.push('duplicate'); continue; }
+      if (n.ignored) { out.push('ignored'); continue; }
+      let t = byCloud.get(n.cloud);
+      if (t === undefined) { t = touched(); byCloud.set(n.cloud, t); }
+      await applyEvents({ trx, t, buf }, n);
+      applied.push(r);
+      out.push('applied');
     }
+    await flush(trx, buf);
+    // Legacy reports placed by MAC join their port's slots once both are recorded.
+    for (const m of buf.macs) await adoptMacSlots(trx, m.cloud, m.portId, m.mac, byCloud.get(m.cloud) as Touched);
+    for (const [cloud, t] of byCloud) await rederive(trx, cloud, t);
+    // After the batch's effects, derived intervals included.
+    if (inTransaction !== undefined) for (const r of applied) await inTransaction(trx, r.notification);
     return out;
   });
 }
 
-async function applyOne(trx: Tx, { notification: n, body }: Recorded): Promise<ApplyOutcome> {
-  const inserted = await trx
-    .insertInto('notifications')
-    .values({
+const CHUNK = 400;
+
+/** Inserts the batch's notifications in a few statements; returns the indexes that were new (the first of in-batch duplicates). */
+async function recordNotifications(trx: Tx, batch: readonly Recorded[]): Promise<Set<number>> {
+  const inserted = new Set<string>();
+  for (let i = 0; i < batch.length; i += CHUNK) {
+    const rows = batch.slice(i, i + CHUNK).map(({ notification: n, body }) => ({
       cloud: n.cloud, source: n.source, message_id: n.messageId, id_kind: n.idKind, event_type: n.eventType,
       publisher: n.publisher ?? null, occurred_at: n.occurredAt.getTime(), received_at: n.receivedAt.getTime(),
       outcome: n.ignored ? 'ignored' : 'applied', body,
-    })
-    .onConflict((oc) => oc.columns(['cloud', 'message_id']).doNothing())
-    .executeTakeFirst();
-  if (Number(inserted.numInsertedOrUpdatedRows ?? 0n) === 0) return 'duplicate';
-  if (n.ignored) return 'ignored';
+    }));
+    const got = await trx.insertInto('notifications').values(rows)
+      .onConflict((oc) => oc.columns(['cloud', 'message_id']).doNothing()).returning(['cloud', 'message_id']).execute();
+    for (const g of got) inserted.add(`${g.cloud}\u0000${g.message_id}`);
+  }
+  const fresh = new Set<number>();
+  for (const [i, { notification: n }] of batch.entries()) {
+    const key = `${n.cloud}\u0000${n.messageId}`;
+    if (inserted.delete(key)) fresh.add(i);
+  }
+  return fresh;
+}
+
+/** Fact rows collected while applying a batch and written together before deriving. */
+interface Buffered {
+  changes: Array<Insertable<LedgerSchema['address_changes']>>;
+  snapshots: Array<Insertable<LedgerSchema['slot_snapshots']>>;
+  links: Array<Insertable<LedgerSchema['instance_events']>>;
+  macs: Array<{ cloud: string; portId: string; mac: string }>;
+}
+
+async function flush(trx: Tx, buf: Buffered): Promise<void> {
+  for (let i = 0; i < buf.changes.length; i += CHUNK) await trx.insertInto('address_changes').values(buf.changes.slice(i, i + CHUNK)).execute();
+  for (let i = 0; i < buf.snapshots.length; i += CHUNK) await trx.insertInto('slot_snapshots').values(buf.snapshots.slice(i, i + CHUNK)).execute();
+  for (let i = 0; i < buf.links.length; i += CHUNK) {
+    await trx.insertInto('instance_events').values(buf.links.slice(i, i + CHUNK))
+      .onConflict((oc) => oc.columns(['cloud', 'instance_id', 'message_id']).doNothing()).execute();
+  }
+}
+
+/** The transaction, what the batch touched in the notification's cloud, and the facts not yet written. */
+interface Ctx {
+  trx: Tx;
+  t: Touched;
+  buf: Buffered;
+}
+
+async function applyEvents(ctx: Ctx, n: DecodedNotification): Promise<void> {
   for (const e of n.events) {
     switch (e.type) {
-      case 'instance': await applyInstance(trx, n, e); break;
-      case 'port': await applyPort(trx, n, e); break;
-      case 'floatingip': await applyFloatingIp(trx, n, e); break;
-      case 'router_interface': await applyRouterInterface(trx, n, e); break;
-      case 'one_vm': await applyOneVm(trx, n, e); break;
+      case 'instance': await applyInstance(ctx, n, e); break;
+      case 'port': await applyPort(ctx, n, e); break;
+      case 'floatingip': await applyFloatingIp(ctx, n, e); break;
+      case 'router_interface': await applyRouterInterface(ctx, n, e); break;
+      case 'router': await applyRouter(ctx, n, e); break;
+      case 'one_vm': await applyOneVm(ctx, n, e); break;
     }
   }
-  return 'applied';
 }
 
 // ---------------------------------------------------------------------------
-// Address slots
+// Facts
 
 interface Change {
   op: ChangeOp;
@@ -71,44 +126,18 @@ interface Change {
   holder: HolderAttrs;
 }
 
-async function addChange(trx: Tx, cloud: string, slot: string, at: number, change: Change): Promise<void> {
-  const rows = await trx.selectFrom('address_changes').selectAll().where('cloud', '=', cloud).where('slot', '=', slot).orderBy('at').orderBy('id').execute();
-  const points: ChangePoint[] = rows.map((r) => ({
-    at: r.at, seq: r.id, op: r.op as ChangeOp, holderKey: r.holder_key,
-    holder: {
-      address: r.address, kind: r.kind as HolderAttrs['kind'], instanceId: r.instance_id, port: r.port, mac: r.mac,
-      network: r.network, project: r.project, messageId: r.message_id,
-    },
-  }));
-  if (change.op === 'bind' && bindIsRedundant(points, change.holderKey, at)) return;
+async function addChange(ctx: Ctx, cloud: string, slot: string, at: number, change: Change): Promise<void> {
   const h = change.holder;
-  const { insertId } = await trx.insertInto('address_changes').values({
+  ctx.buf.changes.push({
     cloud, slot, at, op: change.op, holder_key: change.holderKey, address: h.address, kind: h.kind, instance_id: h.instanceId,
     port: h.port, mac: h.mac, network: h.network, project: h.project, message_id: h.messageId,
-  }).executeTakeFirst();
-  points.push({ at, seq: insertId === undefined ? Number.MAX_SAFE_INTEGER : Number(insertId), op: change.op, holderKey: change.holderKey, holder: h });
-  await trx.deleteFrom('address_intervals').where('cloud', '=', cloud).where('slot', '=', slot).execute();
-  const derived = deriveIntervals(points);
-  if (derived.length > 0) {
-    await trx.insertInto('address_intervals').values(derived.map((d) => ({
-      cloud, slot, address: d.address, kind: d.kind, network: d.network, port: d.port, mac: d.mac, instance_id: d.instanceId,
-      project: d.project, valid_from: d.from, valid_to: d.to, opened_by: d.openedBy, closed_by: d.closedBy,
-    }))).execute();
-  }
+  });
+  ctx.t.slots.add(slot);
 }
 
-function releaseOf(address: string, kind: HolderAttrs['kind'], messageId: string): HolderAttrs {
-  return { address, kind, instanceId: null, port: null, mac: null, network: null, project: null, messageId };
-}
-
-/** Slots whose holder at `at` matches, e.g. the fixed addresses an instance holds. */
-async function openSlots(trx: Tx, cloud: string, at: number, where: { instanceId?: string; port?: string; kinds: string[] }) {
-  let q = trx.selectFrom('address_intervals').select(['slot', 'address', 'kind', 'port'])
-    .where('cloud', '=', cloud).where('kind', 'in', where.kinds).where('valid_from', '<=', at)
-    .where((eb) => eb.or([eb('valid_to', 'is', null), eb('valid_to', '>', at)]));
-  if (where.instanceId !== undefined) q = q.where('instance_id', '=', where.instanceId);
-  if (where.port !== undefined) q = q.where('port', '=', where.port);
-  return q.execute();
+/** A complete list reported by an owner (see slot_snapshots). */
+async function addSnapshot(ctx: Ctx, cloud: string, owner: string, at: number, messageId: string, members: readonly string[]): Promise<void> {
+  ctx.buf.snapshots.push({ cloud, owner, at, message_id: messageId, members: JSON.stringify([...new Set(members)].sort()) });
 }
 
 // ---------------------------------------------------------------------------
@@ -126,6 +155,10 @@ interface InstanceFields {
   /** `null` clears (a restore after soft delete); undefined leaves as is. */
   deletedAt?: Date | null | undefined;
   deletedBy?: string | undefined;
+  userName?: string | undefined;
+  projectName?: string | undefined;
+  /** End of life reported now; the earliest one reported wins. */
+  endedAt?: number | undefined;
 }
 
 async function upsertInstance(trx: Tx, cloud: string, id: string, at: number, f: InstanceFields): Promise<void> {
@@ -136,7 +169,7 @@ async function upsertInstance(trx: Tx, cloud: string, id: string, at: number, f:
       cloud, instance_id: id, name: f.name ?? null, project: f.project ?? null, user_id: f.user ?? null, host: f.host ?? null,
       image: f.image ?? null, flavor: f.flavor ?? null, state: f.state ?? null, created_at: ms(f.createdAt) ?? null,
       deleted_at: f.deletedAt === null ? null : ms(f.deletedAt) ?? null, deleted_by: f.deletedBy ?? null,
-      first_seen_at: at, last_event_at: at,
+      first_seen_at: at, last_event_at: at, ended_at: f.endedAt ?? null, user_name: f.userName ?? null, project_name: f.projectName ?? null,
     }).execute();
     return;
   }
@@ -153,6 +186,8 @@ async function upsertInstance(trx: Tx, cloud: string, id: string, at: number, f:
     // The first deleter named wins: a reclaim's periodic context names nobody.
     deleted_by: row.deleted_by ?? f.deletedBy ?? null,
     first_seen_at: Math.min(row.first_seen_at, at), last_event_at: Math.max(row.last_event_at, at),
+    ended_at: f.endedAt === undefined ? row.ended_at : Math.min(row.ended_at ?? f.endedAt, f.endedAt),
+    user_name: pick(f.userName, row.user_name), project_name: pick(f.projectName, row.project_name),
   }).where('cloud', '=', cloud).where('instance_id', '=', id).execute();
 }
 
@@ -182,37 +217,38 @@ async function fixedSlot(trx: Tx, cloud: string, instanceId: string, a: { addres
   return { slot: `instance:${instanceId}|${a.address}`, port: null };
 }
 
-async function linkEvent(trx: Tx, n: DecodedNotification, instanceId: string, action: string): Promise<void> {
-  await trx.insertInto('instance_events').values({ cloud: n.cloud, instance_id: instanceId, message_id: n.messageId, at: n.occurredAt.getTime(), event_type: n.eventType, action })
-    .onConflict((oc) => oc.columns(['cloud', 'instance_id', 'message_id']).doNothing()).execute();
+function linkEvent(ctx: Ctx, n: DecodedNotification, instanceId: string, action: string): void {
+  ctx.buf.links.push({ cloud: n.cloud, instance_id: instanceId, message_id: n.messageId, at: n.occurredAt.getTime(), event_type: n.eventType, action });
 }
 
-async function applyInstance(trx: Tx, n: DecodedNotification, e: InstanceEvent): Promise<void> {
+async function applyInstance(ctx: Ctx, n: DecodedNotification, e: InstanceEvent): Promise<void> {
+  const { trx } = ctx;
   const at = n.occurredAt.getTime();
   const id = e.instance.id;
-  await upsertInstance(trx, n.cloud, id, at, instanceFields(e, n));
-  await linkEvent(trx, n, id, e.action);
-  const kinds = ['fixed', 'floating'];
-  const current = new Set<string>();
-  for (const a of e.addresses ?? []) {
+  const gone = GONE.has(e.action) || e.instance.state === 'deleted';
+  // The request context names its user and project; they are the owner's only when the owner made the request.
+  const ownRequest = (ctxId: string | undefined, owner: string | undefined) => ctxId !== undefined && ctxId === owner;
+  await upsertInstance(trx, n.cloud, id, at, {
+    ...instanceFields(e, n), endedAt: gone ? at : undefined,
+    userName: ownRequest(n.context.userId, e.instance.user) ? n.context.userName : undefined,
+    projectName: ownRequest(n.context.projectId, e.instance.project) ? n.context.projectName : undefined,
+  });
+  linkEvent(ctx, n, id, e.action);
+  const addresses = (e.addresses ?? []).map((a) => ({ ...a, address: storedIp(a.address) }));
+  for (const a of addresses) {
+    if (a.portId !== undefined && a.mac !== undefined) await recordPortMac(ctx, n.cloud, a.portId, a.mac);
     let slot: string;
     let port: string | null = null;
     if (a.kind === 'fixed') ({ slot, port } = await fixedSlot(trx, n.cloud, id, a));
     else slot = `nova-floating:${id}|${a.address}`;
-    current.add(slot);
-    await addChange(trx, n.cloud, slot, at, {
+    await addChange(ctx, n.cloud, slot, at, {
       op: 'bind', holderKey: id,
       holder: { address: a.address, kind: a.kind, instanceId: id, port, mac: a.mac ?? null, network: a.network ?? null, project: e.instance.project ?? null, messageId: n.messageId },
     });
   }
-  const gone = GONE.has(e.action) || e.instance.state === 'deleted';
-  if (e.addressesAuthoritative || gone) {
-    for (const held of await openSlots(trx, n.cloud, at, { instanceId: id, kinds })) {
-      // Floating IPs from Neutron belong to the port, not the instance: port events close them.
-      if (held.slot.startsWith('fip:') || current.has(held.slot)) continue;
-      await addChange(trx, n.cloud, held.slot, at, { op: 'release', holderKey: id, holder: releaseOf(held.address, held.kind as HolderAttrs['kind'], n.messageId) });
-    }
-  }
+  // Floating IPs from Neutron belong to the port, not the instance: the full list bounds only Nova's own slots.
+  if (e.addressesAuthoritative && !gone) await addSnapshot(ctx, n.cloud, `instance:${id}`, at, n.messageId, addresses.map((a) => `${a.kind}|${a.address}`));
+  if (gone || e.addressesAuthoritative) ctx.t.instances.add(id);
 }
 
 // ---------------------------------------------------------------------------
@@ -237,71 +273,119 @@ async function upsertPort(trx: Tx, cloud: string, at: number, p: { id: string; d
   }).where('cloud', '=', cloud).where('port_id', '=', p.id).execute();
 }
 
-async function applyPort(trx: Tx, n: DecodedNotification, e: PortEvent): Promise<void> {
+async function applyPort(ctx: Ctx, n: DecodedNotification, e: PortEvent): Promise<void> {
+  const { trx } = ctx;
   const at = n.occurredAt.getTime();
   const p = e.port;
   const deleted = e.action === 'delete.end';
   await upsertPort(trx, n.cloud, at, p, deleted);
-  if (p.deviceOwner?.startsWith('compute:') === true && p.deviceId !== undefined) await linkEvent(trx, n, p.deviceId, `port.${e.action}`);
-  if (deleted) {
-    // Neutron disassociates a deleted port's floating IPs without any
-    // floatingip notification: this event is the only trace of it.
-    for (const held of await openSlots(trx, n.cloud, at, { port: p.id, kinds: ['fixed', 'floating'] })) {
-      const change: Change = held.slot.startsWith('fip:')
-        ? { op: 'release', holderKey: p.id, holder: releaseOf(held.address, 'floating', n.messageId) }
-        : { op: 'release_any', holderKey: '', holder: releaseOf(held.address, 'fixed', n.messageId) };
-      await addChange(trx, n.cloud, held.slot, at, change);
-    }
-    for (const ip of p.fixedIps) {
-      await addChange(trx, n.cloud, `port:${p.id}|${ip.address}`, at, { op: 'release_any', holderKey: '', holder: releaseOf(ip.address, 'fixed', n.messageId) });
-    }
-    return;
-  }
+  ctx.t.ports.add(p.id);
+  if (p.deviceOwner?.startsWith('compute:') === true && p.deviceId !== undefined) linkEvent(ctx, n, p.deviceId, `port.${e.action}`);
+  if (p.mac !== undefined) ctx.buf.macs.push({ cloud: n.cloud, portId: p.id, mac: p.mac });
+  // A deletion ends every address of the port and every floating IP association
+  // with it (Neutron sends no floatingip notification for that): the port's
+  // deleted_at bounds them when they are derived.
+  if (deleted) return;
+  const fixedIps = p.fixedIps.map((ip) => storedIp(ip.address));
   const onInstance = p.deviceOwner?.startsWith('compute:') === true && p.deviceId !== undefined;
   const holderKey = onInstance ? (p.deviceId as string) : `device:${p.deviceId ?? ''}`;
-  const current = new Set<string>();
-  for (const ip of p.fixedIps) {
-    const slot = `port:${p.id}|${ip.address}`;
-    current.add(slot);
-    await addChange(trx, n.cloud, slot, at, {
+  for (const address of fixedIps) {
+    await addChange(ctx, n.cloud, `port:${p.id}|${address}`, at, {
       op: 'bind', holderKey,
-      holder: { address: ip.address, kind: 'fixed', instanceId: onInstance ? (p.deviceId ?? null) : null, port: p.id, mac: p.mac ?? null, network: p.networkId ?? null, project: p.project ?? null, messageId: n.messageId },
+      holder: { address, kind: 'fixed', instanceId: onInstance ? (p.deviceId ?? null) : null, port: p.id, mac: p.mac ?? null, network: p.networkId ?? null, project: p.project ?? null, messageId: n.messageId },
     });
   }
-  if (e.idOnly) return;
-  for (const held of await openSlots(trx, n.cloud, at, { port: p.id, kinds: ['fixed'] })) {
-    if (!current.has(held.slot) && held.slot.startsWith(`port:${p.id}|`)) {
-      await addChange(trx, n.cloud, held.slot, at, { op: 'release_any', holderKey: '', holder: releaseOf(held.address, 'fixed', n.messageId) });
-    }
+  if (!e.idOnly) await addSnapshot(ctx, n.cloud, `port:${p.id}`, at, n.messageId, fixedIps);
+}
+
+/**
+ * Nova's legacy payloads name a port only by its MAC: facts recorded under
+ * `mac:MAC|ADDR` before the port was known move to the port's own slots, so
+ * the result does not depend on which arrived first.
+ */
+async function adoptMacSlots(trx: Tx, cloud: string, portId: string, mac: string, t: Touched): Promise<void> {
+  const rows = await trx.selectFrom('address_changes').select(['slot', 'address']).distinct().where('cloud', '=', cloud)
+    .where('slot', '>=', `mac:${mac}|`).where('slot', '<', `mac:${mac}}`).execute();
+  for (const r of rows) {
+    await trx.updateTable('address_changes').set({ slot: `port:${portId}|${r.address}`, port: portId }).where('cloud', '=', cloud).where('slot', '=', r.slot).execute();
+    t.slots.add(r.slot);
+    t.slots.add(`port:${portId}|${r.address}`);
   }
 }
 
-async function applyFloatingIp(trx: Tx, n: DecodedNotification, e: FloatingIpEvent): Promise<void> {
+/** Nova's versioned payload names a port and its MAC: enough to place legacy reports of the same port even when Neutron's events were lost. */
+async function recordPortMac(ctx: Ctx, cloud: string, portId: string, mac: string): Promise<void> {
+  const row = await ctx.trx.selectFrom('ports').select('mac').where('cloud', '=', cloud).where('port_id', '=', portId).executeTakeFirst();
+  if (row?.mac === mac) return;
+  // Event time 0: any Neutron event about the port is newer and overrides.
+  if (row === undefined) await ctx.trx.insertInto('ports').values({ cloud, port_id: portId, device_id: null, device_owner: null, network: null, mac, project: null, deleted_at: null, last_event_at: 0 }).execute();
+  else if (row.mac === null) await ctx.trx.updateTable('ports').set({ mac }).where('cloud', '=', cloud).where('port_id', '=', portId).execute();
+  ctx.buf.macs.push({ cloud, portId, mac });
+}
+
+async function applyFloatingIp(ctx: Ctx, n: DecodedNotification, e: FloatingIpEvent): Promise<void> {
   if (e.action === 'update.start') return;
   const at = n.occurredAt.getTime();
   const f = e.floatingIp;
   const slot = `fip:${f.id}`;
-  const address = f.address ?? '';
+  const address = f.address === undefined ? '' : storedIp(f.address);
   if (e.action === 'delete.end' || f.portId === null) {
-    await addChange(trx, n.cloud, slot, at, { op: 'release_any', holderKey: '', holder: releaseOf(address, 'floating', n.messageId) });
+    await addChange(ctx, n.cloud, slot, at, { op: 'release_any', holderKey: '', holder: releaseOf(address, 'floating', n.messageId) });
     return;
   }
   if (f.portId === undefined || f.address === undefined) return;
-  const port = await trx.selectFrom('ports').selectAll().where('cloud', '=', n.cloud).where('port_id', '=', f.portId).executeTakeFirst();
-  const instanceId = f.instanceId ?? (port?.device_owner?.startsWith('compute:') === true ? port.device_id : null) ?? null;
-  await addChange(trx, n.cloud, slot, at, {
+  await addChange(ctx, n.cloud, slot, at, {
     op: 'bind', holderKey: f.portId,
-    holder: { address: f.address, kind: 'floating', instanceId, port: f.portId, mac: port?.mac ?? null, network: f.networkId ?? null, project: f.project ?? null, messageId: n.messageId },
+    holder: { address, kind: 'floating', instanceId: f.instanceId ?? null, port: f.portId, mac: null, network: f.networkId ?? null, project: f.project ?? null, messageId: n.messageId },
   });
-  // The port may already be known as deleted (its delete.end arrived first): the association ended then.
-  if (port?.deleted_at !== null && port?.deleted_at !== undefined && port.deleted_at > at) {
-    await addChange(trx, n.cloud, slot, port.deleted_at, { op: 'release', holderKey: f.portId, holder: releaseOf(f.address, 'floating', n.messageId) });
+  // port_details says which instance had the port then: a fact about the port's fixed address too.
+  if (f.instanceId !== undefined && typeof f.fixedAddress === 'string') {
+    const fixedAddress = storedIp(f.fixedAddress);
+    await addChange(ctx, n.cloud, `port:${f.portId}|${fixedAddress}`, at, {
+      op: 'bind', holderKey: f.instanceId,
+      holder: { address: fixedAddress, kind: 'fixed', instanceId: f.instanceId, port: f.portId, mac: null, network: null, project: null, messageId: n.messageId },
+    });
   }
 }
 
-async function applyRouterInterface(trx: Tx, n: DecodedNotification, e: RouterInterfaceEvent): Promise<void> {
+async function applyRouterInterface(ctx: Ctx, n: DecodedNotification, e: RouterInterfaceEvent): Promise<void> {
   const at = n.occurredAt.getTime();
-  await upsertPort(trx, n.cloud, at, { id: e.portId, deviceId: e.routerId, deviceOwner: 'network:router_interface', networkId: e.networkId, project: e.project }, e.action === 'delete');
+  await upsertPort(ctx.trx, n.cloud, at, { id: e.portId, deviceId: e.routerId, deviceOwner: 'network:router_interface', networkId: e.networkId, project: e.project }, e.action === 'delete');
+  ctx.t.ports.add(e.portId);
+}
+
+/**
+ * A router's gateway addresses are held by the router (kind `router-gateway`,
+ * the router's project): the SNAT address of every instance behind it.
+ */
+async function applyRouter(ctx: Ctx, n: DecodedNotification, e: RouterEvent): Promise<void> {
+  const { trx } = ctx;
+  const at = n.occurredAt.getTime();
+  const r = e.router;
+  const deleted = e.action === 'delete.end';
+  const row = await trx.selectFrom('routers').selectAll().where('cloud', '=', n.cloud).where('router_id', '=', r.id).executeTakeFirst();
+  if (row === undefined) {
+    await trx.insertInto('routers').values({ cloud: n.cloud, router_id: r.id, name: r.name ?? null, project: r.project ?? null, deleted_at: deleted ? at : null, last_event_at: at }).execute();
+  } else {
+    const newer = at >= row.last_event_at;
+    await trx.updateTable('routers').set({
+      name: r.name !== undefined && (newer || row.name === null) ? r.name : row.name,
+      project: row.project ?? r.project ?? null,
+      deleted_at: deleted ? Math.min(row.deleted_at ?? at, at) : row.deleted_at,
+      last_event_at: Math.max(row.last_event_at, at),
+    }).where('cloud', '=', n.cloud).where('router_id', '=', r.id).execute();
+  }
+  const ips = deleted ? [] : r.gatewayIps === null ? [] : r.gatewayIps?.map(storedIp);
+  if (ips === undefined) return;
+  for (const address of ips) {
+    await addChange(ctx, n.cloud, `router-gw:${r.id}|${address}`, at, {
+      op: 'bind', holderKey: r.id,
+      holder: { address, kind: 'router-gateway', instanceId: null, port: null, mac: null, network: r.gatewayNetworkId ?? null, project: r.project ?? null, messageId: n.messageId },
+    });
+  }
+  await addSnapshot(ctx, n.cloud, `router:${r.id}`, at, n.messageId, ips);
+  // The list bounds every gateway address the router ever had, including ones recorded later.
+  ctx.t.routers.add(r.id);
 }
 
 // ---------------------------------------------------------------------------
@@ -309,36 +393,35 @@ async function applyRouterInterface(trx: Tx, n: DecodedNotification, e: RouterIn
 
 const ONE_DONE = 6;
 
-async function applyOneVm(trx: Tx, n: DecodedNotification, e: OneVmEvent): Promise<void> {
+async function applyOneVm(ctx: Ctx, n: DecodedNotification, e: OneVmEvent): Promise<void> {
+  const { trx } = ctx;
   const at = n.occurredAt.getTime();
   const vm = e.vm;
   const id = String(vm.id);
   const done = vm.state.code === ONE_DONE;
   const stateName = vm.state.name === 'ACTIVE' ? `ACTIVE/${vm.lcmState.name ?? vm.lcmState.code}` : vm.state.name ?? String(vm.state.code);
   const actor = vm.historyAction?.uid;
-  await linkEvent(trx, n, id, stateName);
+  linkEvent(ctx, n, id, stateName);
   await upsertInstance(trx, n.cloud, id, at, {
-    name: vm.name, project: vm.gname, user: vm.uname, host: vm.host, state: stateName, createdAt: vm.stime,
+    name: vm.name, project: vm.gname, user: vm.uname, userName: vm.uname, projectName: vm.gname, host: vm.host, state: stateName, createdAt: vm.stime,
     deletedAt: done ? (vm.etime ?? n.occurredAt) : undefined,
     deletedBy: done && actor !== undefined ? String(actor) : undefined,
+    endedAt: done ? at : undefined,
   });
-  const current = new Set<string>();
-  if (!done) {
-    for (const nic of vm.nics) {
-      for (const address of [nic.ip, nic.ip6, nic.ip6Global, nic.ip6Ula]) {
-        if (address === undefined) continue;
-        const slot = `one-nic:${id}/${nic.nicId}|${address}`;
-        current.add(slot);
-        await addChange(trx, n.cloud, slot, at, {
-          op: 'bind', holderKey: id,
-          holder: { address, kind: 'nic', instanceId: id, port: nic.target ?? null, mac: nic.mac ?? null, network: nic.network ?? (nic.networkId === undefined ? null : String(nic.networkId)), project: vm.gname, messageId: n.messageId },
-        });
-      }
+  ctx.t.instances.add(id);
+  if (done) return;
+  // Every state event lists all NICs: a NIC missing from a later one was detached.
+  const members: string[] = [];
+  for (const nic of vm.nics) {
+    for (const given of [nic.ip, nic.ip6, nic.ip6Global, nic.ip6Ula]) {
+      if (given === undefined) continue;
+      const address = storedIp(given);
+      members.push(`nic|${address}`);
+      await addChange(ctx, n.cloud, `one-nic:${id}/${nic.nicId}|${address}`, at, {
+        op: 'bind', holderKey: id,
+        holder: { address, kind: 'nic', instanceId: id, port: nic.target ?? null, mac: nic.mac ?? null, network: nic.network ?? (nic.networkId === undefined ? null : String(nic.networkId)), project: vm.gname, messageId: n.messageId },
+      });
     }
   }
-  // Every state event lists all NICs, so one missing now was detached; DONE releases all.
-  for (const held of await openSlots(trx, n.cloud, at, { instanceId: id, kinds: ['nic'] })) {
-    if (current.has(held.slot)) continue;
-    await addChange(trx, n.cloud, held.slot, at, { op: 'release', holderKey: id, holder: releaseOf(held.address, 'nic', n.messageId) });
-  }
+  await addSnapshot(ctx, n.cloud, `instance:${id}`, at, n.messageId, members);
 }

@@ -91,7 +91,9 @@ export class MigrationFailedError extends Error {
 
 /** Brings the schema to the newest migration; returns the names applied now. */
 export async function migrateToLatest(ledger: LedgerDb): Promise<string[]> {
-  const migrator = new Migrator({ db: ledger.db, provider: migrationProvider(ledger.engine) });
+  // Migrations are numbered when written, and independent pieces of work may
+  // land out of number order: a ledger that already has 0007 still takes 0005.
+  const migrator = new Migrator({ db: ledger.db, provider: migrationProvider(ledger.engine), allowUnorderedMigrations: true });
   const { error, results } = await migrator.migrateToLatest();
   if (error !== undefined) {
     const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';

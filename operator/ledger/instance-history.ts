@@ -10,6 +10,9 @@ export interface InstanceHistory {
   name: string | null;
   project: string | null;
   user: string | null;
+  /** Names beside the ids, present only where the cloud gave them. */
+  userName?: string;
+  projectName?: string;
   host: string | null;
   image: string | null;
   flavor: string | null;
@@ -34,7 +37,7 @@ export async function instanceHistory(db: Kysely<LedgerSchema>, id: string, clou
       .select(['e.at', 'e.event_type', 'e.action', 'e.message_id', 'n.publisher'])
       .where('e.cloud', '=', r.cloud).where('e.instance_id', '=', id).orderBy('e.at').execute();
     out.push({
-      cloud: r.cloud, id: r.instance_id, name: r.name, project: r.project, user: r.user_id, host: r.host, image: r.image, flavor: r.flavor,
+      cloud: r.cloud, id: r.instance_id, name: r.name, project: r.project, user: r.user_id, ...(r.user_name === null ? {} : { userName: r.user_name }), ...(r.project_name === null ? {} : { projectName: r.project_name }), host: r.host, image: r.image, flavor: r.flavor,
       state: r.state, createdAt: iso(r.created_at), deletedAt: iso(r.deleted_at), deletedBy: r.deleted_by, firstSeenAt: new Date(r.first_seen_at).toISOString(),
       addresses: addresses.map((a) => ({ address: a.address, kind: a.kind, network: a.network, port: a.port, mac: a.mac, from: new Date(a.valid_from).toISOString(), to: iso(a.valid_to) })),
       events: events.map((e) => ({ at: new Date(e.at).toISOString(), eventType: e.event_type, action: e.action, publisher: e.publisher ?? null, messageId: e.message_id })),

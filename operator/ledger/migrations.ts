@@ -4,6 +4,7 @@ import { sql, type Kysely } from 'kysely';
 import type { Migration, MigrationProvider } from 'kysely/migration';
 import type { LedgerSchema } from './schema.ts';
 import { recordBaseline } from './audit-baseline.ts';
+import { storedIp } from '../domain/ip.ts';
 
 export type Engine = 'sqlite' | 'postgres';
 
@@ -220,6 +221,71 @@ function m0004(engine: Engine): Migration {
 }
 
 /**
+ * Ledger v2: every fact is kept and intervals are re-derived from all facts
+ * known so far, so facts that bound or resolve other slots (an instance's end,
+ * a full address list, a port's full fixed-IP list) are stored on their own
+ * instead of being applied only to what happened to be open on arrival.
+ */
+function m0005(engine: Engine): Migration {
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema.alterTable('instances').addColumn('ended_at', 'bigint').execute();
+      // Owner names where the cloud gives them (OpenNebula UNAME/GNAME, the owner's own request context).
+      await db.schema.alterTable('instances').addColumn('user_name', 'text').execute();
+      await db.schema.alterTable('instances').addColumn('project_name', 'text').execute();
+      await db.schema
+        .createTable('slot_snapshots')
+        .addColumn('id', idColumn(engine))
+        .addColumn('cloud', 'text', (c) => c.notNull())
+        .addColumn('owner', 'text', (c) => c.notNull())
+        .addColumn('at', 'bigint', (c) => c.notNull())
+        .addColumn('message_id', 'text', (c) => c.notNull())
+        .addColumn('members', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('slot_snapshots_owner').on('slot_snapshots').columns(['cloud', 'owner', 'at']).execute();
+      await db.schema.createIndex('address_changes_holder').on('address_changes').columns(['cloud', 'holder_key']).execute();
+      await db.schema.createIndex('address_changes_instance').on('address_changes').columns(['cloud', 'instance_id']).execute();
+      await db.schema.createIndex('ports_mac').on('ports').columns(['cloud', 'mac']).execute();
+      await db.schema
+        .createTable('routers')
+        .addColumn('cloud', 'text', (c) => c.notNull())
+        .addColumn('router_id', 'text', (c) => c.notNull())
+        .addColumn('name', 'text')
+        .addColumn('project', 'text')
+        .addColumn('deleted_at', 'bigint')
+        .addColumn('last_event_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('routers_pk', ['cloud', 'router_id'])
+        .execute();
+      // Ends already recorded by the v1 model: a deleted instance's end is its last known deletion.
+      await sql`UPDATE instances SET ended_at = deleted_at WHERE deleted_at IS NOT NULL AND state IN ('deleted', 'DONE')`.execute(db);
+    },
+  };
+}
+
+/**
+ * Addresses are stored in one canonical form (operator/domain/ip.ts) so that a
+ * lookup matches however the cloud or the investigator spelt the address;
+ * rows written before that are rewritten, slot keys included (`port:P|ADDR`).
+ * Only non-canonical spellings (mostly IPv6 with upper case or zeros) change.
+ */
+function m0006(): Migration {
+  return {
+    async up(db: Kysely<unknown>) {
+      for (const table of ['address_intervals', 'address_changes'] as const) {
+        const rows = await sql<{ address: string }>`SELECT DISTINCT address FROM ${sql.table(table)}`.execute(db);
+        for (const { address } of rows.rows) {
+          const canonical = storedIp(address);
+          if (canonical === address) continue;
+          await sql`UPDATE ${sql.table(table)} SET address = ${canonical},
+            slot = CASE WHEN slot LIKE 'fip:%' THEN slot ELSE substr(slot, 1, length(slot) - ${address.length}) || ${canonical} END
+            WHERE address = ${address}`.execute(db);
+        }
+      }
+    },
+  };
+}
+
+/**
  * Audit rows become keyed (HMAC), and the trail starts vouching for the
  * quarantine and hold tables: every existing row gets a baseline entry with
  * its current value, so `verify` can compare each row with the last value the
@@ -293,7 +359,7 @@ function m0008(): Migration {
 export function migrationProvider(engine: Engine): MigrationProvider {
   return {
     async getMigrations() {
-      return { '0001_init': m0001(engine), '0002_quarantine': m0002(), '0003_trace_index': m0003(), '0004_trace_index_pg': m0004(engine), '0007_audit_keyed': m0007(), '0008_capture_intents': m0008(), '0010_cases': m0010() };
+      return { '0001_init': m0001(engine), '0002_quarantine': m0002(), '0003_trace_index': m0003(), '0004_trace_index_pg': m0004(engine), '0005_ledger_facts': m0005(engine), '0006_canonical_addresses': m0006(), '0007_audit_keyed': m0007(), '0008_capture_intents': m0008(), '0010_cases': m0010() };
     },
   };
 }

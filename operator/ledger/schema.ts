@@ -35,6 +35,28 @@ export interface InstancesTable {
   first_seen_at: number;
   /** Event time of the newest event applied, so a late event cannot roll fields back. */
   last_event_at: number;
+  /** Earliest reported end of life (delete.end, force_delete.end, state deleted, OpenNebula DONE): it holds nothing after. */
+  ended_at: Generated<number | null>;
+  /** The owner's names beside the ids, where the cloud gives them. */
+  user_name: Generated<string | null>;
+  project_name: Generated<string | null>;
+}
+
+/**
+ * A complete list reported at one time: an instance's addresses (owner
+ * `instance:ID`, members `kind|address`), a port's fixed IPs (owner
+ * `port:ID`, members addresses) or a router's gateway addresses (owner
+ * `router:ID`, members addresses; a deletion is an empty list). A slot of that owner whose member is missing
+ * was released then.
+ */
+export interface SlotSnapshotsTable {
+  id: Generated<number>;
+  cloud: string;
+  owner: string;
+  at: number;
+  message_id: string;
+  /** JSON array of strings. */
+  members: string;
 }
 
 /** Who held an address over [valid_from, valid_to); valid_to null = still held. */
@@ -92,6 +114,16 @@ export interface PortsTable {
   device_owner: string | null;
   network: string | null;
   mac: string | null;
+  project: string | null;
+  deleted_at: number | null;
+  last_event_at: number;
+}
+
+/** Neutron routers as last seen: whose SNAT (gateway) addresses are whose. */
+export interface RoutersTable {
+  cloud: string;
+  router_id: string;
+  name: string | null;
   project: string | null;
   deleted_at: number | null;
   last_event_at: number;
@@ -213,4 +245,6 @@ export interface LedgerSchema {
   ports: PortsTable;
   instance_events: InstanceEventsTable;
   capture_intents: CaptureIntentsTable;
+  slot_snapshots: SlotSnapshotsTable;
+  routers: RoutersTable;
 }

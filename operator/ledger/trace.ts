@@ -4,6 +4,7 @@
 import { PostgresAdapter, sql, type Kysely } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
 import { OPEN_END } from './migrations.ts';
+import { storedIp } from '../domain/ip.ts';
 
 export interface Holder {
   cloud: string;
@@ -19,9 +20,18 @@ export interface Holder {
     name: string | null;
     project: string | null;
     user: string | null;
+    /** Names beside the ids, present only where the cloud gave them. */
+    userName?: string;
+    projectName?: string;
     host: string | null;
     deletedAt: string | null;
   } | null;
+  /** For kind `router-gateway` (a SNAT address): the router, and the instances on the networks behind it at that time, as far as the ledger knows them. */
+  router?: {
+    id: string;
+    name: string | null;
+    behind: Array<{ instanceId: string; address: string; network: string | null }>;
+  };
 }
 
 export interface AddressTrace {
@@ -39,8 +49,8 @@ export function traceQuery(db: Kysely<LedgerSchema>, address: string, at: Date, 
     .selectFrom('address_intervals as a')
     .leftJoin('instances as i', (j) => j.onRef('i.cloud', '=', 'a.cloud').onRef('i.instance_id', '=', 'a.instance_id'))
     .select([
-      'a.cloud', 'a.kind', 'a.network', 'a.port', 'a.mac', 'a.project', 'a.valid_from', 'a.valid_to', 'a.instance_id',
-      'i.name', 'i.project as instance_project', 'i.user_id', 'i.host', 'i.deleted_at',
+      'a.cloud', 'a.slot', 'a.kind', 'a.network', 'a.port', 'a.mac', 'a.project', 'a.valid_from', 'a.valid_to', 'a.instance_id',
+      'i.name', 'i.project as instance_project', 'i.user_id', 'i.host', 'i.deleted_at', 'i.user_name', 'i.project_name',
     ])
     .where('a.address', '=', address)
     .where('a.valid_from', '<=', t)
@@ -52,12 +62,21 @@ export function traceQuery(db: Kysely<LedgerSchema>, address: string, at: Date, 
   return q.orderBy('a.cloud').orderBy('a.kind').orderBy('a.valid_from');
 }
 
-export async function traceAddress(db: Kysely<LedgerSchema>, address: string, at: Date, cloud?: string): Promise<AddressTrace> {
+/** `address` is looked up in its canonical form (callers validate it first: see canonicalIp). */
+export async function traceAddress(db: Kysely<LedgerSchema>, given: string, at: Date, cloud?: string): Promise<AddressTrace> {
+  const address = storedIp(given);
   const rows = await traceQuery(db, address, at, cloud).execute();
+  const routers = new Map<string, NonNullable<Holder['router']>>();
+  for (const r of rows) {
+    if (r.kind !== 'router-gateway') continue;
+    const id = r.slot.slice('router-gw:'.length, r.slot.lastIndexOf('|'));
+    routers.set(`${r.cloud}|${r.slot}`, await routerBehind(db, r.cloud, id, at.getTime()));
+  }
   return {
     address,
     at: at.toISOString(),
     holders: rows.map((r) => ({
+      ...(routers.has(`${r.cloud}|${r.slot}`) ? { router: routers.get(`${r.cloud}|${r.slot}`) } : {}),
       cloud: r.cloud,
       kind: r.kind,
       network: r.network,
@@ -71,9 +90,25 @@ export async function traceAddress(db: Kysely<LedgerSchema>, address: string, at
         name: r.name ?? null,
         project: r.instance_project ?? r.project,
         user: r.user_id ?? null,
+        ...(r.user_name === null || r.user_name === undefined ? {} : { userName: r.user_name }),
+        ...(r.project_name === null || r.project_name === undefined ? {} : { projectName: r.project_name }),
         host: r.host ?? null,
         deletedAt: iso(r.deleted_at ?? null),
       },
     })),
   };
+}
+
+/** The router and the instances whose fixed addresses were on a network with an interface of the router at `t`. */
+async function routerBehind(db: Kysely<LedgerSchema>, cloud: string, id: string, t: number): Promise<NonNullable<Holder['router']>> {
+  const router = await db.selectFrom('routers').select(['name']).where('cloud', '=', cloud).where('router_id', '=', id).executeTakeFirst();
+  const interfaces = await db.selectFrom('ports').select('network').where('cloud', '=', cloud).where('device_id', '=', id)
+    .where('device_owner', 'like', 'network:router_interface%')
+    .where((eb) => eb.or([eb('deleted_at', 'is', null), eb('deleted_at', '>', t)])).execute();
+  const networks = [...new Set(interfaces.map((i) => i.network).filter((n): n is string => n !== null))];
+  const behind = networks.length === 0 ? [] : await db.selectFrom('address_intervals').select(['instance_id', 'address', 'network'])
+    .where('cloud', '=', cloud).where('kind', '=', 'fixed').where('network', 'in', networks).where('instance_id', 'is not', null)
+    .where('valid_from', '<=', t).where((eb) => eb.or([eb('valid_to', 'is', null), eb('valid_to', '>', t)]))
+    .orderBy('instance_id').orderBy('address').execute();
+  return { id, name: router?.name ?? null, behind: behind.map((b) => ({ instanceId: b.instance_id as string, address: b.address, network: b.network })) };
 }

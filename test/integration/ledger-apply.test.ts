@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { openLedgerDb, migrateToLatest, type LedgerDb } from '../../operator/ledger/db.ts';
 import { applyBatch, type ApplyOutcome } from '../../operator/ledger/apply.ts';
 import { traceAddress } from '../../operator/ledger/trace.ts';
+import { instanceHistory } from '../../operator/ledger/instance-history.ts';
 import type { DecodedNotification } from '../../operator/domain/events.ts';
 import { createTestDatabase } from '../support/pg.ts';
 import { at, fipEvent, fixed, instanceEvent, nic, notification, oneVmEvent, portEvent } from '../support/events.ts';
@@ -204,6 +205,121 @@ for (const engine of engines) {
       await apply(notification([portEvent('delete.end', { id: 'port-a', deviceId: 'vm-a', deviceOwner: 'compute:nova' })], at(30)));
       await apply(notification([fipEvent('update.end', { id: 'f1', portId: 'port-a', instanceId: 'vm-a' })], at(5)));
       assert.deepEqual(await spans(FIP), [['vm-a', 'port-a', '16:05', '16:30']]);
+    });
+
+    // Facts that bound or resolve other slots hold in every arrival order.
+    const everyOrder = async (ns: DecodedNotification[], check: () => Promise<void>) => {
+      const orders = [ns, [...ns].reverse(), [ns[1], ns[0], ...ns.slice(2)].filter((x): x is DecodedNotification => x !== undefined)];
+      for (const order of orders) {
+        fresh();
+        for (const n of order) await apply(n);
+        await check();
+      }
+    };
+
+    test('a floating IP whose port arrived late names the instance', async () => {
+      const port = notification([portEvent('create.end', { id: 'port-a', deviceId: 'vm-a', deviceOwner: 'compute:nova', fixedIps: [{ address: '10.0.0.5' }] })], at(0));
+      const fip = notification([fipEvent('update.end', { id: 'f1', portId: 'port-a', fixedAddress: '10.0.0.5' })], at(1));
+      await everyOrder([fip, port], async () => {
+        assert.deepEqual(await holders(FIP, at(2)), ['floating:vm-a@port-a']);
+        // Only Neutron spoke (no instance row for trace instance): the intervals name the instance.
+        const rows = await ledger.db.selectFrom('address_intervals').select('address').where('cloud', '=', cloud).where('instance_id', '=', 'vm-a').orderBy('address').execute();
+        assert.deepEqual(rows.map((r) => r.address), ['10.0.0.5', FIP]);
+      });
+    });
+
+    test('a floating IP on a port known only from Nova\'s port_uuid names the instance; trace instance lists it', async () => {
+      const boot = notification([instanceEvent('create.end', { id: 'vm-a' }, [fixed('10.0.0.5', 'port-a')])], at(0));
+      const fip = notification([fipEvent('update.end', { id: 'f1', portId: 'port-a' })], at(1));
+      await everyOrder([fip, boot], async () => {
+        assert.deepEqual(await holders(FIP, at(2)), ['floating:vm-a@port-a']);
+        const [h] = await instanceHistory(ledger.db, 'vm-a', cloud);
+        assert.deepEqual(h?.addresses.map((a) => [a.address, a.kind]), [['10.0.0.5', 'fixed'], [FIP, 'floating']]);
+      });
+    });
+
+    test('an instance deleted before its creation was seen holds nothing after its deletion', async () => {
+      const create = notification([instanceEvent('create.end', { id: 'vm-a' }, [{ address: '10.0.0.7', version: 4, kind: 'fixed', network: 'private' }], { format: 'legacy' })], at(0));
+      const del = notification([instanceEvent('delete.end', { id: 'vm-a', state: 'deleted' }, undefined, { format: 'legacy' })], at(30));
+      await everyOrder([del, create], async () => {
+        assert.deepEqual(await holders('10.0.0.7', at(10)), ['fixed:vm-a@-']);
+        assert.deepEqual(await holders('10.0.0.7', at(31)), []);
+      });
+    });
+
+    test('an OpenNebula DONE before its RUNNING ends the NIC addresses at DONE', async () => {
+      const running = notification([oneVmEvent({ id: 7, nics: [nic(0, '198.51.100.9')] }, [3, 'ACTIVE'], [3, 'RUNNING'])], at(0), { source: 'opennebula' });
+      const done = notification([oneVmEvent({ id: 7, nics: [nic(0, '198.51.100.9')], etime: at(20) }, [6, 'DONE'], [0, 'LCM_INIT'])], at(20), { source: 'opennebula' });
+      await everyOrder([done, running], async () => {
+        assert.deepEqual(await holders('198.51.100.9', at(10)), ['nic:7@-']);
+        assert.deepEqual(await holders('198.51.100.9', at(21)), []);
+      });
+    });
+
+    test('a re-association that arrives before the disassociation between the two is kept', async () => {
+      const a = notification([fipEvent('update.end', { id: 'f1', portId: 'port-a', instanceId: 'vm-a' })], at(0));
+      const off = notification([fipEvent('update.end', { id: 'f1', portId: null })], at(10));
+      const again = notification([fipEvent('update.end', { id: 'f1', portId: 'port-a', instanceId: 'vm-a' })], at(20));
+      await everyOrder([a, again, off], async () => {
+        assert.deepEqual(await spans(FIP), [['vm-a', 'port-a', '16:00', '16:10'], ['vm-a', 'port-a', '16:20', null]]);
+      });
+    });
+
+    test('a move that arrives before an earlier move is not lost', async () => {
+      const a = notification([fipEvent('update.end', { id: 'f1', portId: 'port-a', instanceId: 'vm-a' })], at(0));
+      const b = notification([fipEvent('update.end', { id: 'f1', portId: 'port-b', instanceId: 'vm-b' })], at(10));
+      const c = notification([fipEvent('update.end', { id: 'f1', portId: 'port-c', instanceId: 'vm-c' })], at(20));
+      await everyOrder([c, b, a], async () => {
+        assert.deepEqual(await holders(FIP, at(15)), ['floating:vm-b@port-b']);
+        assert.deepEqual(await holders(FIP, at(25)), ['floating:vm-c@port-c']);
+      });
+    });
+
+    test('a full address list that arrives before a bind it omits still releases it', async () => {
+      const boot = notification([instanceEvent('create.end', { id: 'vm-a' }, [fixed('10.0.0.7', 'port-a'), fixed('10.1.0.9', 'port-b', 'second')])], at(0));
+      const detach = notification([instanceEvent('interface_detach.end', { id: 'vm-a' }, [fixed('10.0.0.7', 'port-a')])], at(5));
+      await everyOrder([detach, boot], async () => {
+        assert.deepEqual(await spans('10.1.0.9'), [['vm-a', 'port-b', '16:00', '16:05']]);
+      });
+    });
+
+    test('an IPv6 address is one address however it is spelt', async () => {
+      fresh();
+      await apply(notification([portEvent('create.end', { id: 'port-6', deviceId: 'vm-6', deviceOwner: 'compute:nova', fixedIps: [{ address: '2001:DB8:0:0::5' }] })], at(0)));
+      for (const spelling of ['2001:db8::5', '2001:DB8:0:0:0:0:0:5', '2001:0db8::0005']) assert.deepEqual(await holders(spelling, at(1)), ['fixed:vm-6@port-6']);
+      const t = await traceAddress(ledger.db, '2001:DB8::5', at(1), cloud);
+      assert.equal(t.address, '2001:db8::5');
+    });
+
+    test('a router gateway address (SNAT) is held by the router, with the instances behind it', async () => {
+      const gw = notification([{ type: 'router', action: 'update.end', idOnly: false, router: { id: 'r1', name: 'edge', project: 'proj-r', gatewayNetworkId: 'ext-net', gatewayIps: ['172.25.0.3'] } }], at(0));
+      const iface = notification([{ type: 'router_interface', action: 'create', routerId: 'r1', portId: 'port-r', networkId: 'net-1', project: 'proj-r' }], at(1));
+      const vm = notification([portEvent('create.end', { id: 'port-a', deviceId: 'vm-a', deviceOwner: 'compute:nova', networkId: 'net-1', fixedIps: [{ address: '10.0.0.5' }] })], at(2));
+      const cleared = notification([{ type: 'router', action: 'update.end', idOnly: false, router: { id: 'r1', gatewayIps: null } }], at(30));
+      await everyOrder([cleared, vm, iface, gw], async () => {
+        const t = await traceAddress(ledger.db, '172.25.0.3', at(10), cloud);
+        assert.deepEqual(t.holders.map((h) => [h.kind, h.project, h.network, h.instance]), [['router-gateway', 'proj-r', 'ext-net', null]]);
+        assert.deepEqual(t.holders[0]?.router, { id: 'r1', name: 'edge', behind: [{ instanceId: 'vm-a', address: '10.0.0.5', network: 'net-1' }] });
+        assert.deepEqual(await holders('172.25.0.3', at(31)), []);
+      });
+    });
+
+    test('owner names beside ids: from the owner\'s own request context, never from someone else\'s', async () => {
+      fresh();
+      await apply(
+        notification([instanceEvent('create.end', { id: 'vm-n', user: 'u-1', project: 'p-1' }, [fixed('10.0.0.40', 'port-n')], { format: 'legacy' })], at(0),
+          { context: { userId: 'u-1', projectId: 'p-1', userName: 'alice', projectName: 'hep' } }),
+        // An admin deletes it: the admin's names are not the owner's.
+        notification([instanceEvent('delete.start', { id: 'vm-n', user: 'u-1', project: 'p-1' }, undefined, { format: 'legacy' })], at(5),
+          { context: { userId: 'admin-id', projectId: 'admin-p', userName: 'admin', projectName: 'admin' } }),
+      );
+      const t = await traceAddress(ledger.db, '10.0.0.40', at(1), cloud);
+      assert.deepEqual([t.holders[0]?.instance?.userName, t.holders[0]?.instance?.projectName], ['alice', 'hep']);
+      const [h] = await instanceHistory(ledger.db, 'vm-n', cloud);
+      assert.deepEqual([h?.user, h?.userName, h?.project, h?.projectName], ['u-1', 'alice', 'p-1', 'hep']);
+      await apply(notification([oneVmEvent({ id: 77, nics: [nic(0, '198.51.100.77')] }, [3, 'ACTIVE'], [3, 'RUNNING'])], at(0), { source: 'opennebula' }));
+      const one = await traceAddress(ledger.db, '198.51.100.77', at(1), cloud);
+      assert.deepEqual([one.holders[0]?.instance?.userName, one.holders[0]?.instance?.projectName], ['bob', 'physics']);
     });
   });
 }

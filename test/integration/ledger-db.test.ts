@@ -6,6 +6,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CompiledQuery, sql } from 'kysely';
+import { Migrator } from 'kysely/migration';
+import { migrationProvider } from '../../operator/ledger/migrations.ts';
 import { openLedgerDb, migrateToLatest, type LedgerDb } from '../../operator/ledger/db.ts';
 import { traceAddress, traceQuery } from '../../operator/ledger/trace.ts';
 import { createTestDatabase, type TestDatabase } from '../support/pg.ts';
@@ -48,8 +50,52 @@ for (const target of targets) {
     });
 
     test('migrations apply once and a second run is a no-op', async () => {
-      assert.deepEqual(await migrateToLatest(ledger), ['0001_init', '0002_quarantine', '0003_trace_index', '0004_trace_index_pg', '0007_audit_keyed', '0008_capture_intents', '0010_cases']);
+      assert.deepEqual(await migrateToLatest(ledger), ['0001_init', '0002_quarantine', '0003_trace_index', '0004_trace_index_pg', '0005_ledger_facts', '0006_canonical_addresses', '0007_audit_keyed', '0008_capture_intents', '0010_cases']);
       assert.deepEqual(await migrateToLatest(ledger), []);
+    });
+
+    test('migration 0006 rewrites addresses and their slot keys in the canonical form', async () => {
+      const t = await target.open();
+      const old = openLedgerDb(t.url);
+      try {
+        const { error } = await new Migrator({ db: old.db, provider: migrationProvider(old.engine) }).migrateTo('0005_ledger_facts');
+        assert.equal(error, undefined);
+        const iv = { cloud: 'c1', kind: 'fixed', network: 'n', port: 'p1', mac: null, instance_id: 'vm-a', project: 'p', valid_from: 1000, valid_to: null, opened_by: null, closed_by: null };
+        await old.db.insertInto('address_intervals').values([
+          { ...iv, slot: 'port:p1|2001:DB8:0:0::5', address: '2001:DB8:0:0::5' },
+          { ...iv, slot: 'fip:f1', address: '2001:0db8::0:7', kind: 'floating' },
+          { ...iv, slot: 'port:p1|10.0.0.5', address: '10.0.0.5' },
+        ]).execute();
+        await old.db.insertInto('address_changes').values({
+          cloud: 'c1', slot: 'port:p1|2001:DB8:0:0::5', at: 1000, op: 'bind', holder_key: 'vm-a', address: '2001:DB8:0:0::5', kind: 'fixed',
+          instance_id: 'vm-a', port: 'p1', mac: null, network: 'n', project: 'p', message_id: 'm1',
+        }).execute();
+        assert.ok((await migrateToLatest(old)).includes('0006_canonical_addresses'));
+        const rows = await old.db.selectFrom('address_intervals').select(['slot', 'address']).orderBy('slot').execute();
+        assert.deepEqual(rows, [{ slot: 'fip:f1', address: '2001:db8::7' }, { slot: 'port:p1|10.0.0.5', address: '10.0.0.5' }, { slot: 'port:p1|2001:db8::5', address: '2001:db8::5' }]);
+        const changes = await old.db.selectFrom('address_changes').select(['slot', 'address']).execute();
+        assert.deepEqual(changes, [{ slot: 'port:p1|2001:db8::5', address: '2001:db8::5' }]);
+        // Both spellings now find it.
+        for (const spelling of ['2001:db8::5', '2001:DB8:0:0:0:0:0:5']) assert.equal((await traceAddress(old.db, spelling, new Date(1500))).holders.length, 1);
+      } finally {
+        await old.close();
+        await t.cleanup();
+      }
+    });
+
+    test('a ledger that already has later migrations still takes 0005 and 0006', async () => {
+      const t = await target.open();
+      const l = openLedgerDb(t.url);
+      try {
+        const all = await migrationProvider(l.engine).getMigrations();
+        const without = Object.fromEntries(Object.entries(all).filter(([name]) => !name.startsWith('0005') && !name.startsWith('0006')));
+        const { error } = await new Migrator({ db: l.db, provider: { getMigrations: async () => without } }).migrateToLatest();
+        assert.equal(error, undefined);
+        assert.deepEqual(await migrateToLatest(l), ['0005_ledger_facts', '0006_canonical_addresses']);
+      } finally {
+        await l.close();
+        await t.cleanup();
+      }
     });
 
     test('a notification is unique per cloud and message id', async () => {

@@ -17,9 +17,9 @@ export function notification(events: DomainEvent[], when: Date, over: Partial<De
   };
 }
 
-export function instanceEvent(action: InstanceAction, instance: Partial<InstanceSnapshot> & { id: string }, addresses?: InstanceAddress[], over: { authoritative?: boolean; actor?: { user?: string } } = {}): DomainEvent {
+export function instanceEvent(action: InstanceAction, instance: Partial<InstanceSnapshot> & { id: string }, addresses?: InstanceAddress[], over: { authoritative?: boolean; actor?: { user?: string }; format?: 'versioned' | 'legacy' } = {}): DomainEvent {
   return {
-    type: 'instance', action, format: 'versioned', instance: { project: 'proj-a', user: 'alice', host: 'cmp-1', name: `vm-${instance.id}`, ...instance },
+    type: 'instance', action, format: over.format ?? 'versioned', instance: { project: 'proj-a', user: 'alice', host: 'cmp-1', name: `vm-${instance.id}`, ...instance },
     addresses, addressesAuthoritative: over.authoritative ?? (addresses !== undefined), localDelete: false, notScheduled: false,
     ...(over.actor === undefined ? {} : { actor: over.actor }),
   };

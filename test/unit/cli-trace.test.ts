@@ -90,6 +90,23 @@ describe('quarantine ingest + trace', () => {
     assert.match(r.err, /not an ISO 8601 time with an offset/);
   });
 
+  test('an impossible date is refused with exit 2, not rolled over', async () => {
+    for (const when of ['2026-02-30T10:00:00Z', '2026-04-31T10:00:00+02:00', '2026-05-01T24:00:00Z', '2026-05-01T10:60:00Z']) {
+      const r = await cli(['--db', db, 'trace', 'ip', '188.185.194.218', '--at', when]);
+      assert.equal(r.code, EXIT.usage, when);
+      assert.match(r.err, /impossible date or time/);
+    }
+  });
+
+  test('a malformed address is a usage error (exit 2), not "nobody"', async () => {
+    for (const address of ['999.1.1.1', '1.2.3', '10.0.0.05', '2001:db8::5::1']) {
+      const r = await cli(['--db', db, 'trace', 'ip', address, '--at', '2026-05-01T16:10:00Z']);
+      assert.equal(r.code, EXIT.usage, address);
+      assert.match(r.err, /is not an IP address/);
+      assert.equal(r.out, '');
+    }
+  });
+
   test('trace instance shows owner, deletion, addresses over time and events', async () => {
     const r = await cli(['--db', db, 'trace', 'instance', vmA.id, '-o', 'json']);
     assert.equal(r.code, EXIT.ok);

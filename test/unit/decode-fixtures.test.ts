@@ -11,7 +11,7 @@ import type {
   InstanceEvent,
   OneVmEvent,
   PortEvent,
-  RouterInterfaceEvent,
+  RouterEvent, RouterInterfaceEvent,
 } from '../../operator/domain/events.ts';
 import { decodeNotification, type DecodeErrorReason, type DeliveryMeta } from '../../operator/intake/decode/index.ts';
 
@@ -106,7 +106,7 @@ const EXPECTED: Record<string, Expectation> = {
   'neutron/searchlight-port.delete.end.json': listener('port.delete.end', ['port:delete.end']),
   'neutron/searchlight-port.update.end-attach.json': listener('port.update.end', ['port:update.end']),
   'neutron/searchlight-router.interface.create.json': listener('router.interface.create', ['router_interface:create']),
-  'neutron/searchlight-router.update.end-gateway-set.json': { ...listener('router.update.end', []), ignored: true },
+  'neutron/searchlight-router.update.end-gateway-set.json': listener('router.update.end', ['router:update.end']),
   'nova-legacy/ceilometer-2012-compute.instance.create.end.json': v1('nova', 'compute.instance.create.end', ['instance:create.end']),
   'nova-legacy/ceilometer-2012-compute.instance.delete.start.json': v1('nova', 'compute.instance.delete.start', ['instance:delete.start']),
   'nova-legacy/ceilometer-2012-compute.instance.exists.json': v1('nova', 'compute.instance.exists', ['instance:exists']),
@@ -583,6 +583,19 @@ describe('Neutron samples', () => {
       subnetId: '4cd5c1d7-68ec-4e9a-bf16-9fd7571f8805',
       networkId: '60e80dca-302d-4460-8984-9b85dc782bca',
       project: FIP_PROJECT,
+    });
+  });
+});
+
+describe('Neutron router gateway', () => {
+  it('router.update.end with a gateway: its external addresses, network and the router\'s project', () => {
+    const e: RouterEvent = only(decodeFixture('neutron/searchlight-router.update.end-gateway-set.json'), 'router');
+    assert.deepEqual(e, {
+      type: 'router', action: 'update.end', idOnly: false,
+      router: {
+        id: '0b143748-44d2-4545-9230-864c3abbc786', name: 'renamed router', project: '5fe7c4e4e492490393c674089a178e19',
+        gatewayNetworkId: '8891323e-bf5b-48d7-a75e-669af0608538', gatewayIps: ['172.25.0.3', '2001:db8::3'],
+      },
     });
   });
 });

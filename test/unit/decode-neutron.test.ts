@@ -239,8 +239,19 @@ describe('router interfaces', () => {
   });
 });
 
+describe('routers', () => {
+  it('a cleared gateway is an empty list; an id-only delete says nothing', () => {
+    const cleared = decode(neutron('router.update.end', { router: { id: 'r1', name: 'edge', tenant_id: 'p1', external_gateway_info: null } }));
+    assert.deepEqual(cleared.events, [{ type: 'router', action: 'update.end', idOnly: false, router: { id: 'r1', name: 'edge', project: 'p1', gatewayIps: null } }]);
+    const unsaid = decode(neutron('router.update.end', { router: { id: 'r1', name: 'renamed' } }));
+    assert.deepEqual(unsaid.events, [{ type: 'router', action: 'update.end', idOnly: false, router: { id: 'r1', name: 'renamed' } }]);
+    const gone = decode(neutron('router.delete.end', { router_id: 'r1' }));
+    assert.deepEqual(gone.events, [{ type: 'router', action: 'delete.end', idOnly: true, router: { id: 'r1' } }]);
+  });
+});
+
 describe('unused Neutron event types are ignored', () => {
-  for (const eventType of ['port.create.start', 'port.delete.start', 'floatingip.delete.start', 'network.create.end', 'router.update.end']) {
+  for (const eventType of ['port.create.start', 'port.delete.start', 'floatingip.delete.start', 'network.create.end', 'router.update.start']) {
     it(eventType, () => {
       const n = decode(neutron(eventType, { anything: true }));
       assert.equal(n.ignored, true);

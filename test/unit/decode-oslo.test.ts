@@ -124,7 +124,7 @@ describe('the three oslo wire shapes of one message decode to the same facts', (
 
 describe('routing by event type', () => {
   const cases: [string, string, DecodedNotification['source']][] = [
-    ['router.update.end', 'network.net1', 'neutron'],
+    ['router.update.start', 'network.net1', 'neutron'],
     ['port.create.start', 'network.net1', 'neutron'],
     ['floatingip.delete.start', 'network.net1', 'neutron'],
     ['network.create.end', 'network.net1', 'neutron'],

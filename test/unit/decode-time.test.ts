@@ -32,6 +32,7 @@ describe('parseTimestamp reads every format the clouds send (naive = UTC)', () =
     ['the garbled 2014 ceilometer sample', '2014-05-3107: 19: 43.463101'],
     ['date only', '2016-03-21'],
     ['impossible day', '2015-02-29 00:00:00'],
+    ['day past the month', '2026-02-30T10:00:00Z'],
     ['month 13', '2016-13-01T00:00:00'],
     ['hour 24', '2016-01-01T24:00:00'],
     ['second 60', '2016-01-01T23:59:60'],

@@ -71,6 +71,8 @@ describe('http', () => {
     const body = (await r.json()) as { holders: Array<{ instance: { id: string } | null }> };
     assert.equal(body.holders[0]?.instance?.id, 'vm-a');
     assert.equal((await get('/api/v1/trace/ip?address=188.185.194.218&at=yesterday', token)).status, 400);
+    assert.equal((await get('/api/v1/trace/ip?address=188.185.194.218&at=2026-02-30T10:00:00Z', token)).status, 400);
+    for (const bad of ['999.1.1.1', '1.2.3']) assert.equal((await get(`/api/v1/trace/ip?address=${bad}&at=2026-05-01T16:10:00Z`, token)).status, 400);
     assert.equal((await get('/api/v1/trace/ip?address=188.185.194.218&at=2020-01-01T00:00:00Z', token)).status, 404);
     assert.equal((await get('/api/v1/quarantines', token)).status, 200);
     assert.equal((await get('/api/v1/quarantines/qnope', token)).status, 404);

@@ -1,7 +1,7 @@
 // Interval derivation from change points: the order of arrival never matters.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { deriveIntervals, bindIsRedundant, type ChangePoint, type ChangeOp } from '../../operator/domain/intervals.ts';
+import { deriveIntervals, clipIntervals, splitByOwner, type ChangePoint, type ChangeOp } from '../../operator/domain/intervals.ts';
 
 let seq = 0;
 function p(at: number, op: ChangeOp, holderKey: string, extra: Partial<ChangePoint['holder']> = {}): ChangePoint {
@@ -49,11 +49,25 @@ describe('deriveIntervals', () => {
     const d = deriveIntervals([p(10, 'bind', 'A', { network: null }), p(12, 'bind', 'A', { network: 'ext-net' })]);
     assert.equal(d[0]?.network, 'ext-net');
   });
-  test('bindIsRedundant only when the same holder holds already from earlier', () => {
-    const pts = [p(10, 'bind', 'A')];
-    assert.equal(bindIsRedundant(pts, 'A', 20), true);
-    assert.equal(bindIsRedundant(pts, 'A', 5), false);
-    assert.equal(bindIsRedundant(pts, 'B', 20), false);
-    assert.equal(bindIsRedundant([...pts, p(15, 'release_any', '')], 'A', 20), false);
+  test('equal times are ordered by the facts, not by arrival', () => {
+    const points = [p(10, 'bind', 'A'), p(20, 'bind', 'B'), p(20, 'release_any', ''), p(20, 'bind', 'C')];
+    const expected = spans(points);
+    for (const order of permutations(points)) assert.deepEqual(spans(order.map((q, i) => ({ ...q, seq: i }))), expected);
+  });
+  test('a late re-association to the same holder is not lost to an earlier one', () => {
+    // bind A, release, bind A again: the second bind is a new interval in every order.
+    const points = [p(10, 'bind', 'A'), p(20, 'release_any', ''), p(30, 'bind', 'A')];
+    for (const order of permutations(points)) assert.deepEqual(spans(order), [['A', 10, 20], ['A', 30, null]]);
+  });
+  test('clipIntervals ends intervals at a terminal fact and drops those after it', () => {
+    const d = deriveIntervals([p(10, 'bind', 'A'), p(20, 'release_any', ''), p(30, 'bind', 'A')]);
+    assert.deepEqual(clipIntervals(d, () => 15, () => 'end').map((i) => [i.from, i.to, i.closedBy]), [[10, 15, 'end']]);
+    assert.deepEqual(clipIntervals(d, () => undefined, () => null).map((i) => [i.from, i.to]), [[10, 20], [30, null]]);
+  });
+  test('splitByOwner names the port owner of each piece, falling back to the payload', () => {
+    const [i] = deriveIntervals([p(10, 'bind', 'A', { instanceId: null })]);
+    assert.ok(i !== undefined);
+    const pieces = splitByOwner(i, [{ from: 15, to: 25, instanceId: 'vm-x' }], [{ from: 0, to: 20, instanceId: 'vm-f' }]);
+    assert.deepEqual(pieces.map((q) => [q.from, q.to, q.instanceId]), [[10, 15, 'vm-f'], [15, 25, 'vm-x'], [25, null, null]]);
   });
 });

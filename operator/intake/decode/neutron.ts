@@ -2,7 +2,7 @@
 // Payloads are the API's response bodies (`{"port": {...}}`), request bodies
 // for *.start, and `{"<res>_id": id[, "<res>": {...}]}` for delete.end.
 import { z } from 'zod';
-import type { FloatingIpEvent, FloatingIpSnapshot, PortEvent, PortSnapshot, RouterInterfaceEvent } from '../../domain/events.ts';
+import type { FloatingIpEvent, FloatingIpSnapshot, PortEvent, PortSnapshot, RouterEvent, RouterInterfaceEvent } from '../../domain/events.ts';
 import { DecodeError } from './errors.ts';
 import type { OsloMessage } from './oslo.ts';
 import { parseWith } from './validate.ts';
@@ -48,6 +48,20 @@ const RouterInterface = z.looseObject({
   tenant_id: text,
   project_id: text,
 });
+
+const Router = z.looseObject({
+  id: z.string().min(1),
+  name: text,
+  tenant_id: text,
+  project_id: text,
+  // null: no gateway; absent: not said.
+  external_gateway_info: z.looseObject({
+    network_id: text,
+    external_fixed_ips: z.array(z.looseObject({ ip_address: z.string().min(1), subnet_id: text })).nullish(),
+  }).nullable().optional(),
+});
+const RouterBody = z.looseObject({ router: Router });
+const RouterDelete = z.looseObject({ router_id: z.string().min(1), router: Router.nullish() });
 
 const SinglePort = z.looseObject({ port: Port });
 const BulkPorts = z.looseObject({ ports: z.array(Port) });
@@ -154,7 +168,31 @@ function routerInterface(action: RouterInterfaceEvent['action'], message: OsloMe
   });
 }
 
-export type NeutronEvent = PortEvent | FloatingIpEvent | RouterInterfaceEvent;
+type RouterData = z.output<typeof Router>;
+
+function routerSnapshot(r: RouterData, id: string): RouterEvent['router'] {
+  const gw = r.external_gateway_info;
+  return compact({
+    id,
+    name: nonEmpty(r.name),
+    project: nonEmpty(r.tenant_id) ?? nonEmpty(r.project_id),
+    gatewayNetworkId: gw === null || gw === undefined ? undefined : nonEmpty(gw.network_id),
+    gatewayIps: gw === undefined ? undefined : gw === null ? null : (gw.external_fixed_ips ?? []).map((ip) => ip.ip_address),
+  });
+}
+
+function routerEvent(action: 'create.end' | 'update.end', message: OsloMessage): RouterEvent {
+  const { router } = parseWith(RouterBody, message.payload, 'bad-payload', 'payload', message.eventType);
+  return { type: 'router', action, router: routerSnapshot(router, router.id), idOnly: false };
+}
+
+function routerDeleted(message: OsloMessage): RouterEvent {
+  const p = parseWith(RouterDelete, message.payload, 'bad-payload', 'payload', message.eventType);
+  if (p.router === null || p.router === undefined) return { type: 'router', action: 'delete.end', router: { id: p.router_id }, idOnly: true };
+  return { type: 'router', action: 'delete.end', router: routerSnapshot(p.router, p.router_id), idOnly: false };
+}
+
+export type NeutronEvent = PortEvent | FloatingIpEvent | RouterInterfaceEvent | RouterEvent;
 
 /** Events of a Neutron notification, or undefined when its type is not one we use. */
 export function decodeNeutron(message: OsloMessage): NeutronEvent[] | undefined {
@@ -177,6 +215,12 @@ export function decodeNeutron(message: OsloMessage): NeutronEvent[] | undefined 
       return [floatingIpRequested(message)];
     case 'floatingip.delete.end':
       return [floatingIpDeleted(message)];
+    case 'router.create.end':
+      return [routerEvent('create.end', message)];
+    case 'router.update.end':
+      return [routerEvent('update.end', message)];
+    case 'router.delete.end':
+      return [routerDeleted(message)];
     case 'router.interface.create':
       return [routerInterface('create', message)];
     case 'router.interface.delete':

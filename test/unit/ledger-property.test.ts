@@ -1,0 +1,20 @@
+// A fast seeded slice of the ledger's order-independence property on the
+// embedded SQLite ledger (the full run on both engines is
+// test/integration/ledger-property.test.ts; longer runs: npm run soak:ledger).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { openLedgerDb, migrateToLatest } from '../../operator/ledger/db.ts';
+import { checkSeed, describeMismatches } from '../support/ledger-property.ts';
+
+test('every arrival order, split and duplication of 8 random histories gives the ground truth', async () => {
+  const ledger = openLedgerDb('sqlite::memory:');
+  try {
+    await migrateToLatest(ledger);
+    for (let seed = 1; seed <= 8; seed += 1) {
+      const ms = await checkSeed(ledger.db, seed);
+      assert.equal(ms.length, 0, describeMismatches(ms));
+    }
+  } finally {
+    await ledger.close();
+  }
+});
