@@ -2,6 +2,7 @@
 // query, the pairs passed as a single JSON parameter and joined against the
 // trace index, so ten thousand log lines cost one round trip instead of ten
 // thousand. Also the holders of one address over a window.
+import { storedIp } from '../domain/ip.ts';
 import { PostgresAdapter, sql, type Kysely } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
 import type { Holder } from './trace.ts';
@@ -73,7 +74,9 @@ export function attributeQuery(db: Kysely<LedgerSchema>, probes: readonly Probe[
 }
 
 /** For each probe (same index), every holder at its instant; repeated probes are asked once. */
-export async function attribute(db: Kysely<LedgerSchema>, probes: readonly Probe[], cloud?: string): Promise<Holder[][]> {
+export async function attribute(db: Kysely<LedgerSchema>, given: readonly Probe[], cloud?: string): Promise<Holder[][]> {
+  // The ledger holds one spelling per address (RFC 5952 for IPv6); a log line may use another.
+  const probes = given.map((p) => ({ ...p, address: storedIp(p.address) }));
   const unique: Probe[] = [];
   const slot = new Map<string, number>();
   const index = probes.map((p) => {
@@ -111,7 +114,7 @@ export async function holdersDuring(db: Kysely<LedgerSchema>, address: string, f
       sql<number>`0`.as('k'), 'a.cloud', 'a.kind', 'a.network', 'a.port', 'a.mac', 'a.project', 'a.valid_from', 'a.valid_to', 'a.instance_id',
       'i.name', 'i.project as instance_project', 'i.user_id', 'i.host', 'i.deleted_at',
     ])
-    .where('a.address', '=', address)
+    .where('a.address', '=', storedIp(address))
     .where('a.valid_from', '<', to.getTime())
     .where((eb) => isPostgres(db)
       ? sql<boolean>`coalesce(a.valid_to, ${sql.raw(OPEN_END.toString())}) > ${from.getTime()}`

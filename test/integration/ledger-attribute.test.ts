@@ -65,6 +65,19 @@ for (const engine of engines) {
       assert.deepEqual((await attribute(ledger.db, probes.slice(0, 5), 'no-such-cloud')).flat(), []);
     });
 
+    test('an IPv6 address written another way in a log line finds its holder', async () => {
+      const from = Date.parse('2026-05-01T10:00:00Z');
+      await ledger.db.insertInto('address_intervals').values({
+        cloud: 'cern', slot: 'test:v6', address: '2001:db8::5', kind: 'fixed', network: null, port: null, mac: null,
+        instance_id: vmA.id, project: 'proj-hep', valid_from: from, valid_to: from + 3_600_000, opened_by: null, closed_by: null,
+      }).execute();
+      const at = new Date(from + 60_000);
+      const [held] = await attribute(ledger.db, [{ address: '2001:DB8:0:0::5', at }]);
+      assert.deepEqual(held?.map((h) => h.instance?.id), [vmA.id]);
+      const during = await holdersDuring(ledger.db, '2001:0db8::0:5', new Date(from), new Date(from + 1000));
+      assert.deepEqual(during.map((h) => h.instance?.id), [vmA.id]);
+    });
+
     test('a window: every holder overlapping it, none that ended at its start', async () => {
       const h = await holdersDuring(ledger.db, FIP1, new Date('2026-05-01T16:19:00Z'), new Date('2026-05-01T16:21:00Z'));
       assert.deepEqual(h.map((x) => x.instance?.id), [vmA.id, vmB.id]);
