@@ -182,12 +182,20 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
     .description('feed raw notification bodies from files through the consumer\'s decode-and-apply path (.jsonl: one body per line)')
     .option('--cloud <name>', 'the cloud these notifications come from', 'default')
     .option('--max-body-bytes <n>', 'larger bodies are rejected unread, as by the consumer (its Cloud\'s spec.amqp.maxBodyBytes)', String(DEFAULT_LIMITS.maxBodyBytes))
+    .option('--max-event-age-days <n>', 'event times further before the receive time are implausible, as by the consumer (its Cloud\'s spec.amqp.maxEventAgeDays)', String(DEFAULT_LIMITS.maxEventAgeMs / 86_400_000))
+    .option('--max-event-lead-seconds <n>', 'event times further after the receive time are implausible (spec.amqp.maxEventLeadSeconds)', String(DEFAULT_LIMITS.maxEventLeadMs / 1000))
     .argument('<file...>', 'files holding one body each (JSON or OpenNebula XML), or .jsonl files')
-    .action(async (files: string[], opts: { cloud: string; maxBodyBytes: string }) => {
-      const maxBodyBytes = Number(opts.maxBodyBytes);
-      if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 1) throw new UsageError(`--max-body-bytes "${opts.maxBodyBytes}" is not a positive whole number`);
+    .action(async (files: string[], opts: { cloud: string; maxBodyBytes: string; maxEventAgeDays: string; maxEventLeadSeconds: string }) => {
+      const whole = (flag: string, text: string, min: number): number => {
+        const n = Number(text);
+        if (!Number.isInteger(n) || n < min) throw new UsageError(`${flag} "${text}" is not a whole number of at least ${min}`);
+        return n;
+      };
+      const maxBodyBytes = whole('--max-body-bytes', opts.maxBodyBytes, 1);
+      const maxEventAgeMs = whole('--max-event-age-days', opts.maxEventAgeDays, 1) * 86_400_000;
+      const maxEventLeadMs = whole('--max-event-lead-seconds', opts.maxEventLeadSeconds, 0) * 1000;
       const { ingestFiles } = await import('./ingest.ts');
-      const { counts, rejections } = await withLedger((l) => ingestFiles(l.db, opts.cloud, files, () => new Date(), { maxBodyBytes }));
+      const { counts, rejections } = await withLedger((l) => ingestFiles(l.db, opts.cloud, files, () => new Date(), { maxBodyBytes, maxEventAgeMs, maxEventLeadMs }));
       for (const r of rejections) io.err(`${r.where}: rejected (${r.reason}): ${r.message}\n`);
       io.out(`applied ${counts.applied}, duplicate ${counts.duplicate}, ignored ${counts.ignored}, rejected ${counts.rejected}\n`);
       if (counts.rejected > 0) status.code = EXIT.partial;

@@ -30,7 +30,11 @@ export async function startCloudIntake(cloud: Cloud, amqpUrl: string, db: Kysely
       ...(cloud.spec.amqp.alternateExchange === '' ? {} : { alternateExchange: cloud.spec.amqp.alternateExchange }),
     },
     handler: deliveryHandler(name, applier, log, observer, {
-      limits: { maxBodyBytes: cloud.spec.amqp.maxBodyBytes },
+      limits: {
+        maxBodyBytes: cloud.spec.amqp.maxBodyBytes,
+        maxEventAgeMs: cloud.spec.amqp.maxEventAgeDays * 86_400_000,
+        maxEventLeadMs: cloud.spec.amqp.maxEventLeadSeconds * 1000,
+      },
       maxAttempts: cloud.spec.amqp.maxApplyAttempts,
       ...(ledger === undefined ? {} : { ledger }),
     }),

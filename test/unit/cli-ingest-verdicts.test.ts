@@ -69,6 +69,26 @@ describe('quarantine ingest verdicts', () => {
     assert.equal(bad.code, EXIT.usage);
   });
 
+  test('--max-event-age-days widens the plausible window as spec.amqp.maxEventAgeDays does, for replaying an old archive', async () => {
+    const db = `sqlite:${join(dir, 'age.db')}`;
+    const file = join(dir, 'old.json');
+    const tenDaysAgo = new Date(Date.now() - 10 * 86_400_000);
+    writeFileSync(file, neutronFloatingIp({ id: 'fip-old', address: '192.0.2.99', network: 'ext', project: 'p' }, 'update.end', tenDaysAgo, { portId: 'port-old', fixedAddress: '10.0.0.99' }, 'old-1'));
+    const refused = await cli(['--db', db, 'ingest', '--cloud', 'c1', '--max-event-age-days', '5', file]);
+    assert.equal(refused.code, EXIT.partial);
+    assert.match(refused.err, /rejected \(implausible-time\)/);
+    const taken = await cli(['--db', db, 'ingest', '--cloud', 'c1', '--max-event-age-days', '30', file]);
+    assert.equal(taken.code, EXIT.ok, taken.err);
+    assert.match(taken.out, /applied 1,/);
+    const future = join(dir, 'future.json');
+    writeFileSync(future, neutronFloatingIp({ id: 'fip-new', address: '192.0.2.98', network: 'ext', project: 'p' }, 'update.end', new Date(Date.now() + 3_600_000), { portId: 'port-new', fixedAddress: '10.0.0.98' }, 'new-1'));
+    const ahead = await cli(['--db', db, 'ingest', '--cloud', 'c1', '--max-event-lead-seconds', '60', future]);
+    assert.equal(ahead.code, EXIT.partial);
+    assert.match(ahead.err, /rejected \(implausible-time\)/);
+    const bad = await cli(['--db', db, 'ingest', '--max-event-age-days', '0', file]);
+    assert.equal(bad.code, EXIT.usage);
+  });
+
   test('invalid UTF-8 is rejected exactly as the consumer rejects it, never stored with replacement characters', async () => {
     const db = `sqlite:${join(dir, 'b.db')}`;
     const bytes = Buffer.concat([Buffer.from(good(7).slice(0, 40)), Buffer.from([0xc3, 0x28]), Buffer.from(good(7).slice(40))]);

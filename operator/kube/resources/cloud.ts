@@ -18,6 +18,8 @@ export const AmqpSpec = z.object({
   prefetch: z.number().int().min(1).max(10_000).default(200),
   maxBodyBytes: z.number().int().min(1024).max(512 * 1024 * 1024).default(4 * 1024 * 1024).describe('Larger notification bodies are dead-lettered (reason too-large) without being read.'),
   alternateExchange: z.string().max(255).default('quarantine-operator.unroutable').describe("Durable exchange our queue is bound to, for a broker policy to name as `alternate-exchange` of the cloud's exchanges, so that nothing published while our bindings are gone (a broker restart) is lost; '' = none. See docs/cloud-operators.md."),
+  maxEventAgeDays: z.number().int().min(1).max(36_500).default(9125).describe('An event time more than this many days before the receive time is implausible (dead-lettered, reason implausible-time). Raise it to replay an older archive.'),
+  maxEventLeadSeconds: z.number().int().min(0).max(31_536_000).default(86_400).describe("An event time more than this many seconds after the receive time is implausible (the publisher's clock is wrong)."),
   maxApplyAttempts: z.number().int().min(1).max(1000).default(5).describe('A notification whose apply fails this many times while the ledger answers is dead-lettered (reason apply-failed).'),
 });
 
