@@ -103,6 +103,7 @@ export interface TrashEntry {
   readonly expiresAt: Date;
   /** As judged by the store at listing time. */
   readonly expired: boolean;
+  /** Only when listed `withParents` (an adapter that gets it for free may always give it). */
   readonly parent?: ParentInfo | undefined;
 }
 
@@ -135,6 +136,11 @@ export interface TrashMoveOptions {
 export interface TrashListOptions {
   /** Also entries not moved there by a user (mirroring, migration, in-progress removal). */
   readonly all?: boolean | undefined;
+  /**
+   * Also each trashed clone's parent. An adapter may need to open every entry for it, which makes a
+   * scan cost grow with the trash; capture does not need it.
+   */
+  readonly withParents?: boolean | undefined;
 }
 
 export interface TrashRestoreOptions {

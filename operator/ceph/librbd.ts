@@ -651,7 +651,7 @@ export class LibrbdStore implements BlockStore {
           deletedAt: new Date(e.deleted * 1000),
           expiresAt: new Date(e.expires * 1000),
           expired: e.expires * 1000 <= now,
-          parent: await this.#trashParent(io, target, e.id),
+          parent: options.withParents === true ? await this.#trashParent(io, target, e.id) : undefined,
         });
       }
       return entries;

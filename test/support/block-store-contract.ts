@@ -314,6 +314,21 @@ export function blockStoreContract(name: string, setup: () => Promise<ContractCo
       await operator.removeFromTrash(ref);
     });
 
+    it('trash: a trashed clone names its parent when listed withParents', async () => {
+      const base: ImageSpec = { pool: quarantinePool, namespace, image: `tparent-${run}` };
+      const child: ImageSpec = { pool: quarantinePool, namespace, image: `tchild-${run}` };
+      const where = { pool: quarantinePool, namespace };
+      await operator.createImage(base, 4 * 1024 * 1024);
+      cleanup.push(base);
+      await operator.createSnapshot({ ...base, snapshot: 'p' });
+      await operator.clone({ ...base, snapshot: 'p' }, child);
+      const id = await operator.moveToTrash(child);
+      const entry = (await operator.listTrash(where, { withParents: true })).find((e) => e.id === id);
+      assert.deepEqual([entry?.parent?.image, entry?.parent?.snapshot], [base.image, 'p']);
+      await operator.removeFromTrash({ ...where, imageId: id }, { force: true });
+      await operator.removeSnapshot({ ...base, snapshot: 'p' });
+    });
+
     it('pool config: rbd_move_to_trash_on_remove makes a plain rm go to the trash', async () => {
       const key = 'rbd_move_to_trash_on_remove';
       const expireKey = 'rbd_move_to_trash_on_remove_expire_seconds';
