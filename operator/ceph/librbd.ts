@@ -66,20 +66,9 @@ import {
   loadLibrbd,
 } from './librbd-ffi.ts';
 import type { FunctionName, Handle, Librbd } from './librbd-ffi.ts';
-import { DEFAULT_TIMEOUT_MS, DEFAULT_TRANSFER_TIMEOUT_MS, MIN_TRASH_EXPIRY_LEAD_MS } from './rbd-cli.ts';
+import { DEFAULT_TIMEOUT_MS, DEFAULT_TRANSFER_TIMEOUT_MS, MIN_TRASH_EXPIRY_LEAD_MS, type CephConnectionOptions } from './connection.ts';
 
-export interface LibrbdStoreOptions {
-  /** ceph.conf to read; without it librados searches $CEPH_CONF and /etc/ceph. */
-  readonly cephConf?: string | undefined;
-  /** cephx user without the `client.` prefix. Default `admin`. */
-  readonly id?: string | undefined;
-  readonly keyring?: string | undefined;
-  /** Monitor addresses, when there is no ceph.conf that names them. */
-  readonly monHost?: string | undefined;
-  /** Limit for one monitor or OSD operation (librados op timeouts). Default 30 s. */
-  readonly timeoutMs?: number | undefined;
-  /** Limit for export and import. Default 6 h. */
-  readonly transferTimeoutMs?: number | undefined;
+export interface LibrbdStoreOptions extends CephConnectionOptions {
   readonly now?: (() => Date) | undefined;
   /** For tests: an already loaded binding. */
   readonly library?: Librbd | undefined;

@@ -74,36 +74,16 @@ import {
   parseSnapshotList,
   parseTrashList,
 } from './rbd-json.ts';
+import { DEFAULT_TIMEOUT_MS, DEFAULT_TRANSFER_TIMEOUT_MS, MIN_TRASH_EXPIRY_LEAD_MS, type CephConnectionOptions } from './connection.ts';
 
-export interface RbdCliOptions {
-  /** ceph.conf to use; without it rbd follows $CEPH_CONF, then /etc/ceph/ceph.conf. */
-  readonly cephConf?: string | undefined;
-  /** cephx user without the `client.` prefix, e.g. `quarantine-operator`. */
-  readonly id?: string | undefined;
-  /** Keyring file; by default the conf's `keyring` setting. */
-  readonly keyring?: string | undefined;
-  /** Monitor addresses, when there is no ceph.conf that names them. */
-  readonly monHost?: string | undefined;
+export interface RbdCliOptions extends CephConnectionOptions {
   readonly rbdPath?: string | undefined;
-  /** Limit for ordinary calls. Default 30 s. */
-  readonly timeoutMs?: number | undefined;
-  /** Limit for export, import and flatten, which move whole images. Default 6 h. */
-  readonly transferTimeoutMs?: number | undefined;
   /** Environment for rbd; default process.env. TZ and LC_ALL are always overridden. */
   readonly env?: NodeJS.ProcessEnv | undefined;
   readonly now?: (() => Date) | undefined;
   readonly run?: RunFn | undefined;
   readonly spawn?: SpawnFn | undefined;
 }
-
-export const DEFAULT_TIMEOUT_MS = 30_000;
-export const DEFAULT_TRANSFER_TIMEOUT_MS = 6 * 3600_000;
-/**
- * How far in the future a trash expiry must lie. rbd reads `--expires-at`
- * after it has started, and a moment already past does not fail: it wraps to
- * the year 2106.
- */
-export const MIN_TRASH_EXPIRY_LEAD_MS = 5_000;
 
 const MAX_STDERR = 64 * 1024;
 // `rbd config pool get` of a key the pool does not set: exit 2 and this text.
