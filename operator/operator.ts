@@ -165,6 +165,8 @@ export class Operator {
           this.metrics.captures.inc({ cloud: name, mode, result });
           if (result === 'quarantined') this.metrics.captureSeconds.observe({ cloud: name, mode }, seconds);
         },
+        onIsolated: (seconds) => this.metrics.isolationSeconds.observe({ cloud: name }, seconds),
+        ...(beforeStep === undefined ? {} : { beforeIsolationStep: beforeStep }),
       });
     } else {
       log.warn('no ceph section: this cloud is traced but its disks are not captured');

@@ -10,6 +10,7 @@ import type { Holder } from '../ledger/trace.ts';
 import { instanceHistory, type InstanceHistory } from '../ledger/instance-history.ts';
 import { summarizeOwners, type OwnerSummary } from '../logs/owners.ts';
 import type { UnreadLine } from '../logs/read.ts';
+import { isolationLabel } from './isolation-label.ts';
 import { QuarantineStore } from './quarantine-store.ts';
 import { holdsCovering, listHolds } from './holds.ts';
 import { caseInstances, caseSubject, getCase, CaseError } from './cases.ts';
@@ -24,7 +25,7 @@ export interface CaseReport {
   instances: Array<Omit<InstanceHistory, 'events'>>;
   /** Per address of the lines: every holder over the report's time range (the timeline's bars). */
   timeline: { from: string; to: string; addresses: Array<{ address: string; holders: Holder[] }> };
-  quarantines: Array<{ id: string; cloud: string; instance: string; disk: string; state: string; bytes: number | null; sha256: string | null; location: string; capturedAt: string | null; expiresAt: string | null; heldBy: string[] }>;
+  quarantines: Array<{ id: string; cloud: string; instance: string; disk: string; state: string; bytes: number | null; sha256: string | null; digestAt: string | null; isolation: string; isolatedAt: string | null; location: string; capturedAt: string | null; expiresAt: string | null; heldBy: string[] }>;
   holds: Array<{ name: string; reason: string | null; selector: unknown; createdAt: string; createdBy: string | null; releasedAt: string | null }>;
   audit: Array<{ seq: number; at: string; actor: string; action: string; subject: string | null; details: unknown }>;
 }
@@ -65,6 +66,7 @@ export async function caseReport(db: Kysely<LedgerSchema>, name: string, now: Da
   const covering = await holdsCovering(db, rows, now);
   const quarantines = rows.map((q) => ({
     id: q.id, cloud: q.cloud, instance: q.instance_id, disk: q.disk, state: q.state, bytes: q.bytes === null ? null : Number(q.bytes), sha256: q.digest,
+    digestAt: iso(q.digest_at), isolation: isolationLabel(q), isolatedAt: iso(q.isolated_at),
     location: `${q.location_pool}/${q.location_namespace === null ? '' : `${q.location_namespace}/`}${q.location_image}`,
     capturedAt: iso(q.captured_at), expiresAt: iso(q.expires_at), heldBy: covering.get(q.id) ?? [],
   }));

@@ -20,6 +20,7 @@ import { emptyStats, errorText, type CaptureContext, type CaptureStats, type Clo
 import { LiveCapture } from './live-capture.ts';
 import { OrphanAdoption } from './orphan-adoption.ts';
 import { TrashAdoption } from './trash-adoption.ts';
+import { Isolation } from './isolation.ts';
 
 export type { CloudCaptureConfig, CaptureStats } from './disk-capture.ts';
 
@@ -43,6 +44,12 @@ export interface CloudCaptureDeps {
   beforeWarning?: ((instanceId: string) => Promise<void>) | undefined;
   onRace?: ((mode: string, result: 'won' | 'lost') => void) | undefined;
   onCapture?: ((mode: string, result: 'quarantined' | 'failed' | 'refused', seconds: number) => void) | undefined;
+  /** Quarantines digested and isolated at once (default 2): each isolation copies a whole disk. */
+  isolateConcurrency?: number | undefined;
+  /** Told when a quarantine is isolated: seconds from capture. */
+  onIsolated?: ((seconds: number) => void) | undefined;
+  /** A test seam: runs after an isolation step is claimed, before its Ceph calls. */
+  beforeIsolationStep?: ((id: string, step: string) => Promise<void>) | undefined;
 }
 
 export interface TrashArming {
@@ -71,6 +78,9 @@ export class CloudCapture {
   #trash: TrashAdoption;
   /** Live captures of the warnings this replica applied: on every replica, so the race with the cloud's delete never waits for a relist. */
   #live: WorkQueue | undefined;
+  /** Digest and isolation of new quarantines: on every replica too (step claims keep replicas apart); the leader's relist finds what was left. */
+  #isolate: WorkQueue | undefined;
+  readonly #isolation: Isolation;
   /** Relist, resume, orphan and trash adoption: on the leader only. */
   #leading: Leading | undefined;
   #firstRelist = true;
@@ -80,7 +90,9 @@ export class CloudCapture {
     this.#ctx = {
       config: deps.config, db: deps.db, blocks: deps.blocks, engine: deps.engine, intents: new IntentStore(deps.db), policies: deps.policies,
       logger: deps.logger, clock: deps.clock, stats: this.stats, onRace: deps.onRace, onCapture: deps.onCapture,
+      onCaptured: (id) => this.#isolate?.add(id),
     };
+    this.#isolation = new Isolation({ store: deps.engine.store, blocks: deps.blocks, clock: deps.clock, logger: deps.logger, owner: deps.engine.owner, onIsolated: deps.onIsolated, beforeStep: deps.beforeIsolationStep });
     this.#liveCapture = new LiveCapture(this.#ctx, { api: deps.api, beforeWarning: deps.beforeWarning });
     this.#orphans = new OrphanAdoption(this.#ctx, { graceMs: deps.orphanGraceMs ?? 90_000 });
     this.#trash = new TrashAdoption(this.#ctx);
@@ -102,6 +114,13 @@ export class CloudCapture {
     if (this.#live !== undefined) return;
     this.#live = new WorkQueue({ clock: this.#d.clock, concurrency: this.#d.captureConcurrency ?? 16, process: (key) => this.#process(key) });
     this.#live.start();
+    this.#isolate = new WorkQueue({
+      clock: this.#d.clock, concurrency: Math.max(1, this.#d.isolateConcurrency ?? 2),
+      process: async (id) => {
+        await this.#isolation.reconcile(id).catch((err: unknown) => this.#log.error({ quarantine: id, err: errorText(err) }, 'isolation failed; retried at the next relist'));
+      },
+    });
+    this.#isolate.start();
   }
 
   /** Starts the leader's reconcilers: resumes, relists open intents and scans the trash at once. */
@@ -133,8 +152,10 @@ export class CloudCapture {
   /** Stops everything (the cloud is removed, or the process stops). */
   async close(): Promise<void> {
     const live = this.#live;
+    const isolate = this.#isolate;
     this.#live = undefined;
-    await Promise.all([this.stop(), live?.stop()]);
+    this.#isolate = undefined;
+    await Promise.all([this.stop(), live?.stop(), isolate?.stop()]);
   }
 
   /** Called after a notification's effects (and its intents) are committed: only enqueues keys. */
@@ -152,7 +173,7 @@ export class CloudCapture {
   /** Waits until nothing is queued or running (delayed keys, such as the next relist, do not count). */
   async idle(): Promise<void> {
     for (;;) {
-      const queues = [this.#live, this.#leading?.work, this.#leading?.adopt].filter((q): q is WorkQueue => q !== undefined);
+      const queues = [this.#live, this.#leading?.work, this.#leading?.adopt, this.#isolate].filter((q): q is WorkQueue => q !== undefined);
       for (const q of queues) await q.idle();
       if (queues.every((q) => q.waiting === 0)) {
         await Promise.all(queues.map((q) => q.idle()));
@@ -170,6 +191,7 @@ export class CloudCapture {
       else if (i.kind === 'orphan') l?.work.add(`${ORPHAN}${i.instance_id}`);
       else this.#live?.add(`${INSTANCE}${i.instance_id}`);
     }
+    if (l !== undefined) for (const q of await this.#isolation.pending(this.#d.config.cloud)) this.#isolate?.add(q.id);
     if (this.#firstRelist) {
       this.#firstRelist = false;
       const warnings = open.filter((i) => i.kind === 'live' || i.kind === 'soft').length;

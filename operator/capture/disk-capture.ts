@@ -48,6 +48,8 @@ export interface CaptureContext {
   onRace?: ((mode: string, result: 'won' | 'lost') => void) | undefined;
   /** Told about every capture attempt: result and seconds since the deletion was announced. */
   onCapture?: ((mode: string, result: 'quarantined' | 'failed' | 'refused', seconds: number) => void) | undefined;
+  /** Told about every new quarantine: its digest and isolation are owed at once. */
+  onCaptured?: ((id: string) => void) | undefined;
 }
 
 export interface DiskToCapture {
@@ -81,7 +83,7 @@ export async function captureDisk(ctx: CaptureContext, d: DiskToCapture): Promis
   const provenance = await provenanceOf(ctx.db, ctx.config.cloud, d.instanceId, d.messageId);
   const row = await ctx.engine.capture({
     cloud: ctx.config.cloud, instanceId: d.instanceId, disk: d.disk, mode: p.mode, source: d.source, provenance, intentId: d.intentId,
-    policy: { name: p.policy, retentionMs: p.retentionMs, flatten: p.flatten },
+    policy: { name: p.policy, retentionMs: p.retentionMs, flatten: p.flatten, isolate: p.isolate },
   });
   if (row.state === 'failed') {
     ctx.stats.failed += 1;
@@ -91,7 +93,9 @@ export async function captureDisk(ctx: CaptureContext, d: DiskToCapture): Promis
   if (row.state !== 'quarantined') return 'elsewhere';
   ctx.stats.captures += 1;
   report('quarantined');
-  if (p.flatten) void ctx.engine.flatten(row.id).catch((err: unknown) => ctx.logger.error({ quarantine: row.id, err: String(err) }, 'flatten failed; retried at the next start'));
+  ctx.onCaptured?.(row.id);
+  // Isolation flattens already; a policy that opts out of it may still want the plain flatten.
+  if (p.flatten && !p.isolate) void ctx.engine.flatten(row.id).catch((err: unknown) => ctx.logger.error({ quarantine: row.id, err: String(err) }, 'flatten failed; retried at the next start'));
   return 'captured';
 }
 

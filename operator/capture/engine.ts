@@ -4,6 +4,7 @@
 //
 //   planned → snapshotting → cloning → quarantined → (flattening → quarantined)
 //   → expired → purged            or → failed (with the reason)
+// A quarantined row then carries its isolation steps (isolation.ts).
 //
 // The quarantine is a v2 clone in a pool the cloud's cephx users cannot write,
 // made from a snapshot of the source. The source then becomes the anchor that
@@ -41,7 +42,8 @@ export interface CaptureRequest {
   instanceId: string;
   disk: string;
   mode: CaptureMode;
-  policy: { name: string; retentionMs: number; flatten: boolean } | undefined;
+  /** `isolate` (default true): copy the quarantine out of the cloud's pool once captured. */
+  policy: { name: string; retentionMs: number; flatten: boolean; isolate?: boolean | undefined } | undefined;
   source: CaptureSource;
   provenance: Omit<Provenance, 'source' | 'disk' | 'mode' | 'policy'>;
   /** The capture intent this disk is captured for. */
@@ -113,6 +115,11 @@ export class CaptureEngine {
     this.#onConflict = deps.onConflict ?? (() => undefined);
   }
 
+  /** Who this engine is when it claims a step; isolation claims under the same name. */
+  get owner(): string {
+    return this.#owner;
+  }
+
   /** Plans (or finds) the capture of one disk and drives it to `quarantined`. */
   async capture(req: CaptureRequest): Promise<QuarantineRow> {
     const now = this.#clock();
@@ -143,7 +150,7 @@ export class CaptureEngine {
       anchor_image: anchorImage, snapshot: `qop-${id}`,
       location_pool: this.#where.pool, location_namespace: this.#where.namespace ?? null, location_image: `qop.${id}`,
       planned_at: now.getTime(), provenance: JSON.stringify(provenance),
-      retention_ms: req.policy?.retentionMs ?? null, intent_id: req.intentId ?? null,
+      retention_ms: req.policy?.retentionMs ?? null, intent_id: req.intentId ?? null, isolate: req.policy?.isolate ?? true,
     }, now);
     if (created) this.#log.info({ quarantine: row.id, cloud: req.cloud, instance: req.instanceId, disk: req.disk, mode: req.mode }, 'capture planned');
     return this.advance(row, req.policy);
@@ -311,6 +318,8 @@ export class CaptureEngine {
       captured_at: now.getTime(), expires_at: expires.getTime(), bytes: info.sizeBytes,
       anchor_trash_id: row.anchor_image !== null ? row.source_image_id : row.anchor_trash_id,
       owner: null, claimed_until: null,
+      // Its digest is owed at once, before anything else reads or copies it (see isolation.ts).
+      isolation: 'digesting',
     });
     if (!moved) return false;
     await appendAudit(this.store.db, {

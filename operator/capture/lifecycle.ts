@@ -5,8 +5,9 @@
 //
 // A capture intent is  open → done | cancelled. A quarantine it creates runs
 //   planned → snapshotting → cloning → quarantined
-// and further states (e.g. captured → isolating → isolated) are added as
-// further reconcilers over the quarantine rows, each claiming its step.
+// and, once quarantined, its isolation (isolation.ts) runs
+//   digesting → isolating → isolated   (or digesting → not-isolated)
+// each step claimed by one worker.
 import { z } from 'zod';
 import type { DecodedNotification } from '../domain/events.ts';
 import type { Policy } from '../domain/policy.ts';
@@ -57,6 +58,8 @@ export const decisionSchema = z.object({
   mode: z.enum(['trash', 'softDelete', 'onDelete']),
   retentionMs: z.number().int().positive(),
   flatten: z.boolean(),
+  /** Isolate once captured (absent in intents recorded before isolation existed: yes). */
+  isolate: z.boolean().default(true),
   disks: z.object({ root: z.boolean(), ephemeral: z.boolean(), volumes: z.boolean() }),
   releaseResources: z.boolean(),
   /** Capacity when the intent was recorded; admission is checked again per disk against `limits`. */
@@ -112,7 +115,7 @@ export function capacityLimited(p: Policy): boolean {
 
 function decisionOf(p: Policy, capacity: 'admitted' | 'full', racing: boolean): Decision {
   return {
-    policy: p.name, mode: p.capture.mode, retentionMs: p.retentionMs, flatten: p.capture.flatten, disks: { ...p.capture.disks },
+    policy: p.name, mode: p.capture.mode, retentionMs: p.retentionMs, flatten: p.capture.flatten, isolate: p.capture.isolate ?? true, disks: { ...p.capture.disks },
     releaseResources: p.capture.releaseResources, capacity, racing,
     ...(limitsOf(p) === undefined ? {} : { limits: limitsOf(p) }),
   };
@@ -153,4 +156,19 @@ export function planForTrashEntry(p: Policy | undefined, roleIsWanted: (disks: D
 /** An intent's key: unique per (cloud, kind, subject), so a second warning for one deletion adds nothing. */
 export function intentId(cloud: string, kind: IntentKind, subject: string): string {
   return `${cloud}/${kind}/${subject}`;
+}
+
+/** What a captured quarantine owes next on its way to isolation. */
+export type IsolationWork =
+  /** SHA-256 of the capture snapshot, before anything is copied. */
+  | { do: 'digest'; then: 'isolating' | 'not-isolated' }
+  /** Copy the bytes into the quarantine pool, then release the anchor in the cloud's pool. */
+  | { do: 'isolate' }
+  | { do: 'nothing' };
+
+export function isolationWork(row: { state: string; isolation: string | null; isolate: number }): IsolationWork {
+  if (row.state !== 'quarantined') return { do: 'nothing' };
+  if (row.isolation === 'digesting') return { do: 'digest', then: row.isolate === 1 ? 'isolating' : 'not-isolated' };
+  if (row.isolation === 'isolating') return { do: 'isolate' };
+  return { do: 'nothing' };
 }

@@ -16,8 +16,19 @@ export const IN_PROGRESS: readonly CaptureState[] = ['planned', 'snapshotting', 
 export const HOLDING: readonly CaptureState[] = ['quarantined', 'flattening', 'expired'];
 
 export type QuarantineRow = Selectable<QuarantinesTable>;
-export type NewQuarantine = Omit<QuarantineRow, 'state' | 'failure' | 'flattened' | 'captured_at' | 'expires_at' | 'purged_at' | 'digest' | 'digest_at' | 'bytes' | 'updated_at' | 'anchor_trash_id' | 'retention_ms' | 'intent_id' | 'owner' | 'claimed_until'> & {
+
+/**
+ * After capture: the digest of the capture snapshot is taken, then the bytes
+ * are copied out of the cloud's pool and the anchor there released.
+ *   digesting → isolating → isolated, or digesting → not-isolated (policy opt-out)
+ */
+export const ISOLATION_STEPS = ['digesting', 'isolating', 'isolated', 'not-isolated'] as const;
+export type IsolationStep = (typeof ISOLATION_STEPS)[number];
+export const ISOLATION_PENDING: readonly IsolationStep[] = ['digesting', 'isolating'];
+export type NewQuarantine = Omit<QuarantineRow, 'state' | 'failure' | 'flattened' | 'captured_at' | 'expires_at' | 'purged_at' | 'digest' | 'digest_at' | 'bytes' | 'updated_at' | 'anchor_trash_id' | 'retention_ms' | 'intent_id' | 'owner' | 'claimed_until' | 'isolate' | 'isolation' | 'isolated_at'> & {
   anchor_trash_id?: string | null;
+  /** Whether the quarantine is to be isolated once captured (default: yes). */
+  isolate?: boolean;
   retention_ms?: number | null;
   intent_id?: string | null;
 };
@@ -34,9 +45,10 @@ export class QuarantineStore {
 
   /** Inserts a planned capture, or returns the existing one for the same source image: captures are idempotent per (cloud, image id). */
   async plan(q: NewQuarantine, now: Date): Promise<{ row: QuarantineRow; created: boolean }> {
+    const { isolate, ...fields } = q;
     return this.db.transaction().execute(async (trx) => {
       const res = await trx.insertInto('quarantines').values({
-        ...q, anchor_trash_id: q.anchor_trash_id ?? null, retention_ms: q.retention_ms ?? null, intent_id: q.intent_id ?? null, owner: null, claimed_until: null, state: 'planned', failure: null, flattened: 0, captured_at: null, expires_at: null,
+        ...fields, isolate: isolate === false ? 0 : 1, isolation: null, isolated_at: null, anchor_trash_id: q.anchor_trash_id ?? null, retention_ms: q.retention_ms ?? null, intent_id: q.intent_id ?? null, owner: null, claimed_until: null, state: 'planned', failure: null, flattened: 0, captured_at: null, expires_at: null,
         purged_at: null, digest: null, digest_at: null, bytes: null, updated_at: now.getTime(),
       }).onConflict((oc) => oc.columns(['cloud', 'source_image_id']).doNothing()).executeTakeFirst();
       const created = Number(res.numInsertedOrUpdatedRows ?? 0n) > 0;
@@ -51,14 +63,16 @@ export class QuarantineStore {
   }
 
   /** Applies an update and audits it when it changed what the trail vouches for. */
-  async #change(id: string, now: Date, fields: Updateable<QuarantinesTable>, from?: readonly CaptureState[], owner?: string): Promise<boolean> {
+  async #change(id: string, now: Date, fields: Updateable<QuarantinesTable>, from?: readonly CaptureState[], owner?: string, step?: { isolation: IsolationStep; note: Record<string, unknown> }): Promise<boolean> {
     return this.db.transaction().execute(async (trx) => {
       const before = await trx.selectFrom('quarantines').selectAll().where('id', '=', id).executeTakeFirst();
       if (before === undefined || (from !== undefined && !(from as readonly string[]).includes(before.state))) return false;
       if (owner !== undefined && before.owner !== owner) return false;
+      if (step !== undefined && before.isolation !== step.isolation) return false;
       let q = trx.updateTable('quarantines').set({ ...fields, updated_at: now.getTime() }).where('id', '=', id);
       if (from !== undefined) q = q.where('state', 'in', [...from]);
       if (owner !== undefined) q = q.where('owner', '=', owner);
+      if (step !== undefined) q = q.where('isolation', '=', step.isolation);
       const r = await q.executeTakeFirst();
       if (Number(r.numUpdatedRows) === 0) return false;
       const after = await trx.selectFrom('quarantines').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
@@ -66,7 +80,7 @@ export class QuarantineStore {
       const is = quarantineSnapshot(after);
       if (canonical(was) !== canonical(is)) {
         const changed = (Object.keys(is) as Array<keyof typeof is>).filter((k) => canonical(was[k]) !== canonical(is[k]));
-        await this.#audit(trx, 'quarantine.changed', after, now, { changed, from: Object.fromEntries(changed.map((k) => [k, was[k]])) });
+        await this.#audit(trx, 'quarantine.changed', after, now, { changed, from: Object.fromEntries(changed.map((k) => [k, was[k]])), ...step?.note });
       }
       return true;
     });
@@ -103,6 +117,32 @@ export class QuarantineStore {
   /** A transition by the owner of the current step only: false means the step was taken over. */
   async transitionOwned(id: string, from: CaptureState, to: CaptureState, owner: string, now: Date, fields: Updateable<QuarantinesTable> = {}): Promise<boolean> {
     return this.#change(id, now, { ...fields, state: to }, [from], owner);
+  }
+
+  /**
+   * Takes an isolation step (digest or copy) of a captured quarantine for
+   * `owner`, on the same terms as `claim`: only while the row is still
+   * quarantined at that step and nobody else holds an unexpired claim.
+   */
+  // Not audited, like claim.
+  async claimIsolation(id: string, step: IsolationStep, owner: string, now: Date, leaseMs: number): Promise<boolean> {
+    const r = await this.db.updateTable('quarantines').set({ owner, claimed_until: now.getTime() + leaseMs, updated_at: now.getTime() })
+      .where('id', '=', id).where('state', '=', 'quarantined').where('isolation', '=', step)
+      .where((eb) => eb.or([eb('owner', 'is', null), eb('owner', '=', owner), eb('claimed_until', '<', now.getTime())]))
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) > 0;
+  }
+
+  /** Ends an isolation step by its owner (audited with `note`); false means the step was taken over or the row moved on. */
+  async isolationStepDone(id: string, step: IsolationStep, owner: string, now: Date, fields: Updateable<QuarantinesTable>, note: Record<string, unknown>): Promise<boolean> {
+    return this.#change(id, now, { ...fields, owner: null, claimed_until: null }, ['quarantined'], owner, { isolation: step, note });
+  }
+
+  /** Captured quarantines with isolation work left (digest or copy). */
+  async isolationPending(cloud?: string): Promise<QuarantineRow[]> {
+    let q = this.db.selectFrom('quarantines').selectAll().where('state', '=', 'quarantined').where('isolation', 'in', [...ISOLATION_PENDING]);
+    if (cloud !== undefined) q = q.where('cloud', '=', cloud);
+    return q.orderBy('captured_at').execute();
   }
 
   async update(id: string, now: Date, fields: Updateable<QuarantinesTable>): Promise<void> {

@@ -13,6 +13,7 @@ import { EXIT, NotFoundError, UsageError, VerificationError } from './errors.ts'
 import { emitList, emitRecord, emitStructured, withOutput, type Column, type OutputOptions } from './output.ts';
 import type { Io, Status } from './program.ts';
 import { os } from './os-user.ts';
+import { isolationLabel } from '../capture/isolation-label.ts';
 
 // Kept equal to quarantine-store.ts's CAPTURE_STATES by a test (that module loads only when a command runs).
 const CAPTURE_STATES = ['planned', 'snapshotting', 'cloning', 'quarantined', 'flattening', 'expired', 'purged', 'failed'] as const;
@@ -36,7 +37,8 @@ function view(q: QuarantineRow, holds: string[] | undefined) {
     source: `${q.source_pool}/${q.source_namespace === null ? '' : `${q.source_namespace}/`}${q.source_image}`, sourceImageId: q.source_image_id,
     location: `${q.location_pool}/${q.location_namespace === null ? '' : `${q.location_namespace}/`}${q.location_image}`,
     bytes: q.bytes, flattened: q.flattened === 1, capturedAt: iso(q.captured_at), expiresAt: iso(q.expires_at), purgedAt: iso(q.purged_at),
-    sha256: q.digest, heldBy: holds ?? [], provenance: JSON.parse(q.provenance) as unknown,
+    isolation: isolationLabel(q), isolatedAt: iso(q.isolated_at),
+    sha256: q.digest, digestAt: iso(q.digest_at), heldBy: holds ?? [], provenance: JSON.parse(q.provenance) as unknown,
   };
 }
 
@@ -79,6 +81,7 @@ const imageColumns: Array<Column<View>> = [
   { header: 'MODE', value: (v) => v.mode },
   { header: 'POLICY', value: (v) => v.policy, wide: true },
   { header: 'STATE', value: (v) => v.state },
+  { header: 'ISOLATION', value: (v) => v.isolation },
   { header: 'SIZE', value: (v) => human(v.bytes) },
   { header: 'SOURCE', value: (v) => v.source, wide: true },
   { header: 'LOCATION', value: (v) => v.location, wide: true },

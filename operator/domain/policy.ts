@@ -18,6 +18,8 @@ export interface Policy {
     disks: { root: boolean; ephemeral: boolean; volumes: boolean };
     flatten: boolean;
     releaseResources: boolean;
+    /** Copy each quarantine out of the cloud's pool once captured and release its anchor there; absent = yes. */
+    isolate?: boolean | undefined;
   };
   retentionMs: number;
   capacity: { maxBytes?: number | undefined; maxCount?: number | undefined; onFull: 'evictOldest' | 'refuse' };

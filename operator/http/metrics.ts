@@ -32,6 +32,7 @@ export interface Metrics {
   registry: Registry;
   notifications: Counter<'cloud' | 'source' | 'outcome'>;
   captureSeconds: Histogram<'cloud' | 'mode'>;
+  isolationSeconds: Histogram<'cloud'>;
   captures: Counter<'cloud' | 'mode' | 'result'>;
   races: Counter<'cloud' | 'mode' | 'result'>;
   stepConflicts: Counter<'cloud' | 'step'>;
@@ -77,6 +78,10 @@ export function createMetrics(db: Kysely<LedgerSchema>, sources: MetricSources):
   const captureSeconds = new Histogram({
     name: 'quarantine_capture_latency_seconds', help: 'From the deletion event (notification or trash entry) to the quarantine being durable.', labelNames: ['cloud', 'mode'] as const,
     buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300], registers: [registry],
+  });
+  const isolationSeconds = new Histogram({
+    name: 'quarantine_isolation_seconds', help: 'From capture to isolation: the capture digest read, the bytes copied out of the cloud\'s pool and the anchor there released.', labelNames: ['cloud'] as const,
+    buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 10800], registers: [registry],
   });
   const captures = new Counter({ name: 'quarantine_captures_total', help: 'Capture attempts by mode and result (quarantined, failed, refused).', labelNames: ['cloud', 'mode', 'result'] as const, registers: [registry] });
   const races = new Counter({ name: 'quarantine_capture_races_total', help: 'Live captures started on a delete warning (onDelete, or softDelete when the cloud hard-deletes): won when the snapshot came before the cloud removed the disk. The win rate is won / (won + lost).', labelNames: ['cloud', 'mode', 'result'] as const, registers: [registry] });
@@ -127,7 +132,7 @@ export function createMetrics(db: Kysely<LedgerSchema>, sources: MetricSources):
   for (const reason of SWEEP_REASONS) sweepDeletions.inc({ reason }, 0);
   sweepFailures.inc(0);
   return {
-    registry, notifications, captureSeconds, captures, races, stepConflicts, sweepDeletions, sweepFailures, sweepLastSuccess, trashArmed, auditVerificationOk, auditVerificationTime,
+    registry, notifications, captureSeconds, isolationSeconds, captures, races, stepConflicts, sweepDeletions, sweepFailures, sweepLastSuccess, trashArmed, auditVerificationOk, auditVerificationTime,
     knownCloud(cloud, sourceNames) {
       for (const source of sourceNames) for (const outcome of INGEST_OUTCOMES) notifications.inc({ cloud, source, outcome }, 0);
       for (const mode of CAPTURE_MODES) {
@@ -136,6 +141,7 @@ export function createMetrics(db: Kysely<LedgerSchema>, sources: MetricSources):
         captureSeconds.zero({ cloud, mode });
       }
       for (const step of CLAIMED_STEPS) stepConflicts.inc({ cloud, step }, 0);
+      isolationSeconds.zero({ cloud });
     },
     observeReconciles(source) {
       reconciles = source;

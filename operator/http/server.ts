@@ -1,5 +1,6 @@
 // The operator's HTTP face: Prometheus metrics, probes, and a small read-only
 // JSON API for investigators, behind a bearer token.
+import { isolationLabel } from '../capture/isolation-label.ts';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import { timingSafeEqual, createHash } from 'node:crypto';
@@ -73,13 +74,13 @@ export async function startHttp(o: HttpOptions): Promise<{ server: Server; url: 
         const q = await store.get(decodeURIComponent(parts[3] ?? ''));
         if (q === undefined) return send(res, 404, { error: 'no such quarantine' });
         const held = await holdsCovering(o.db, [q], new Date());
-        return send(res, 200, { ...q, provenance: JSON.parse(q.provenance) as unknown, heldBy: held.get(q.id) ?? [] });
+        return send(res, 200, { ...q, provenance: JSON.parse(q.provenance) as unknown, isolationState: isolationLabel(q), heldBy: held.get(q.id) ?? [] });
       }
       const state = url.searchParams.get('state');
       const instance = url.searchParams.get('instance');
       const cloud = url.searchParams.get('cloud');
       const rows = await store.list({ ...(state === null ? {} : { states: [state as CaptureState] }), ...(instance === null ? {} : { instanceId: instance }), ...(cloud === null ? {} : { cloud }) });
-      return send(res, 200, rows.map((q) => ({ ...q, provenance: JSON.parse(q.provenance) as unknown })));
+      return send(res, 200, rows.map((q) => ({ ...q, provenance: JSON.parse(q.provenance) as unknown, isolationState: isolationLabel(q) })));
     }
     const answer = await investigationRoute(o.db, req, parts, url);
     if (answer !== null) return send(res, answer.status, answer.body);

@@ -14,7 +14,7 @@ export function policyFromResource(p: QuarantinePolicy): Policy {
       users: s.selector.users, flavors: s.selector.flavors,
       minInstanceAgeMs: s.selector.minInstanceAgeSeconds === undefined ? undefined : s.selector.minInstanceAgeSeconds * 1000,
     },
-    capture: { mode: s.capture.mode, disks: s.capture.disks, flatten: s.capture.flatten, releaseResources: s.capture.releaseResources },
+    capture: { mode: s.capture.mode, disks: s.capture.disks, flatten: s.capture.flatten, releaseResources: s.capture.releaseResources, isolate: s.capture.isolate },
     retentionMs: parseDuration(s.retention.duration),
     capacity: { maxBytes: s.capacity?.maxBytes, maxCount: s.capacity?.maxCount, onFull: s.capacity?.onFull ?? 'refuse' },
     sweep: { schedule: s.sweep.schedule, timeZone: s.sweep.timeZone, dryRun: s.sweep.dryRun },

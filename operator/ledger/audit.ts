@@ -138,8 +138,12 @@ async function insertRow(trx: Executor, prev: { seq: number; hash: string } | un
 // ---- the tables the trail vouches for -------------------------------------
 
 /** What the trail records of a quarantine: its state, where its data is, when it expires, its digest. */
-export function quarantineSnapshot(r: { state: string; location_pool: string; location_namespace: string | null; location_image: string; expires_at: number | null; digest: string | null }) {
-  return { state: r.state, location: { pool: r.location_pool, namespace: r.location_namespace, image: r.location_image }, expiresAt: r.expires_at, digest: r.digest };
+export function quarantineSnapshot(r: { state: string; location_pool: string; location_namespace: string | null; location_image: string; expires_at: number | null; digest: string | null; isolation?: string | null | undefined }) {
+  return {
+    state: r.state, location: { pool: r.location_pool, namespace: r.location_namespace, image: r.location_image }, expiresAt: r.expires_at, digest: r.digest,
+    // Whether the data still depends on the cloud's pool; absent for rows older than isolation, whose entries never had it.
+    ...(r.isolation === null || r.isolation === undefined ? {} : { isolation: r.isolation }),
+  };
 }
 
 /** What the trail records of a hold: everything that decides what it protects and for how long. */
@@ -286,7 +290,7 @@ export async function verifyAudit(db: Kysely<LedgerSchema>, opts: { keys?: Audit
     if (audited === undefined) problems.push({ seq: 0, problem: 'table', detail: `${what} has no entry in the audit trail (inserted behind its back)` });
     else if (canonical(audited.row) !== canonical(actual)) problems.push({ seq: audited.seq, problem: 'table', detail: `${what}: ${describeDifference(audited.row, actual)} (row ${audited.seq})` });
   };
-  for (const q of await db.selectFrom('quarantines').select(['id', 'state', 'location_pool', 'location_namespace', 'location_image', 'expires_at', 'digest']).execute()) {
+  for (const q of await db.selectFrom('quarantines').select(['id', 'state', 'location_pool', 'location_namespace', 'location_image', 'expires_at', 'digest', 'isolation']).execute()) {
     quarantinesChecked += 1;
     compare('quarantines', q.id, quarantineSnapshot(q));
   }

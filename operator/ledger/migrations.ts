@@ -356,10 +356,27 @@ function m0008(): Migration {
   };
 }
 
+/**
+ * Isolation: after the copy-on-write capture a quarantine's bytes are copied
+ * out of the cloud's pool and its anchor there released. `isolate` is the
+ * policy's choice frozen at planning; `isolation` is where that work stands
+ * (null for quarantines captured before it existed).
+ */
+function m0009(): Migration {
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema.alterTable('quarantines').addColumn('isolate', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+      await db.schema.alterTable('quarantines').addColumn('isolation', 'text').execute();
+      await db.schema.alterTable('quarantines').addColumn('isolated_at', 'bigint').execute();
+      await db.schema.createIndex('quarantines_isolation').on('quarantines').columns(['isolation', 'state']).execute();
+    },
+  };
+}
+
 export function migrationProvider(engine: Engine): MigrationProvider {
   return {
     async getMigrations() {
-      return { '0001_init': m0001(engine), '0002_quarantine': m0002(), '0003_trace_index': m0003(), '0004_trace_index_pg': m0004(engine), '0005_ledger_facts': m0005(engine), '0006_canonical_addresses': m0006(), '0007_audit_keyed': m0007(), '0008_capture_intents': m0008(), '0010_cases': m0010() };
+      return { '0001_init': m0001(engine), '0002_quarantine': m0002(), '0003_trace_index': m0003(), '0004_trace_index_pg': m0004(engine), '0005_ledger_facts': m0005(engine), '0006_canonical_addresses': m0006(), '0007_audit_keyed': m0007(), '0008_capture_intents': m0008(), '0009_isolation': m0009(), '0010_cases': m0010() };
     },
   };
 }

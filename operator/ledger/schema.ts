@@ -168,6 +168,11 @@ export interface QuarantinesTable {
   /** Who runs the current step, and until when that claim holds (a crashed owner's claim lapses). */
   owner: string | null;
   claimed_until: number | null;
+  /** 1 when the policy wanted the quarantine isolated (copied out of the cloud's pool), frozen at planning. */
+  isolate: Generated<number>;
+  /** digesting → isolating → isolated, or digesting → not-isolated; null before capture (and for rows older than isolation). */
+  isolation: Generated<string | null>;
+  isolated_at: Generated<number | null>;
 }
 
 /**

@@ -77,7 +77,7 @@ ${table(['Cloud', 'Project', 'User', 'Lines', 'First line', 'Last line', 'Instan
 <h2>Instances</h2>
 ${table(['Cloud', 'Instance', 'Name', 'Project', 'User', 'Host', 'Created', 'Deleted', 'Deleted by', 'Addresses'], r.instances.map((i) => [i.cloud, i.id, i.name, i.project, i.user, i.host, i.createdAt, i.deletedAt, i.deletedBy, i.addresses.map((a) => `${a.address} (${a.kind}) ${a.from} – ${a.to ?? 'now'}`).join('; ')]))}
 <h2>Quarantined disks</h2>
-${table(['Quarantine', 'Instance', 'Disk', 'State', 'SHA-256', 'Location', 'Captured', 'Expires', 'Held by'], r.quarantines.map((q) => [q.id, q.instance, q.disk, q.state, q.sha256, q.location, q.capturedAt, q.expiresAt, q.heldBy.join(', ')]))}
+${table(['Quarantine', 'Instance', 'Disk', 'State', 'Isolation', 'SHA-256', 'Location', 'Captured', 'Expires', 'Held by'], r.quarantines.map((q) => [q.id, q.instance, q.disk, q.state, q.isolation, q.sha256, q.location, q.capturedAt, q.expiresAt, q.heldBy.join(', ')]))}
 <h2>Holds</h2>
 ${table(['Hold', 'Reason', 'Created', 'By', 'Released'], r.holds.map((h) => [h.name, h.reason, h.createdAt, h.createdBy, h.releasedAt]))}
 <h2>Log lines</h2>

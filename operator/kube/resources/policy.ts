@@ -87,7 +87,8 @@ export const CaptureSpec = z.object({
       volumes: z.boolean().default(false).describe('Attached Cinder volumes (or OpenNebula persistent images).'),
     })
     .prefault({}),
-  flatten: z.boolean().default(false).describe('Copy each quarantine in full, detaching it from its parent image, in the background.'),
+  flatten: z.boolean().default(false).describe('Copy each quarantine in full, detaching it from its parent image, in the background. Implied by isolate.'),
+  isolate: z.boolean().default(true).describe('Once captured, record the SHA-256 of the capture snapshot, copy the quarantine out of the cloud\'s pool and release its anchor there, so that no cloud user can change it. false keeps the copy-on-write clone (status: not isolated).'),
   releaseResources: z.boolean().default(false).describe('softDelete only: force-delete the server once its disks are captured.'),
 });
 
