@@ -13,7 +13,7 @@ import { EXIT, NotFoundError, UsageError, VerificationError } from './errors.ts'
 import { emitList, emitRecord, emitStructured, withOutput, type Column, type OutputOptions } from './output.ts';
 import type { Io, Status } from './program.ts';
 import { os } from './os-user.ts';
-import { isolationLabel } from '../capture/isolation-label.ts';
+import type { isolationLabel as IsolationLabelOf } from '../capture/isolation-label.ts';
 
 // Kept equal to quarantine-store.ts's CAPTURE_STATES by a test (that module loads only when a command runs).
 const CAPTURE_STATES = ['planned', 'snapshotting', 'cloning', 'quarantined', 'flattening', 'expired', 'purged', 'failed'] as const;
@@ -31,7 +31,7 @@ const human = (n: number | null): string => {
   return `${v.toFixed(i === 0 ? 0 : 1)} ${u[i]}`;
 };
 
-function view(q: QuarantineRow, holds: string[] | undefined) {
+function view(q: QuarantineRow, holds: string[] | undefined, isolationLabel: typeof IsolationLabelOf) {
   return {
     id: q.id, cloud: q.cloud, instance: q.instance_id, disk: q.disk, mode: q.mode, policy: q.policy, state: q.state, failure: q.failure,
     source: `${q.source_pool}/${q.source_namespace === null ? '' : `${q.source_namespace}/`}${q.source_image}`, sourceImageId: q.source_image_id,
@@ -123,7 +123,8 @@ export function addCaptureCommands(program: Command, io: Io, status: Status, wit
           }
         }
         const held = await holdsCovering(l.db, rows, new Date());
-        await emitList(io, o, imageColumns, rows.map((r) => view(r, held.get(r.id))));
+        const { isolationLabel } = await import('../capture/isolation-label.ts');
+        await emitList(io, o, imageColumns, rows.map((r) => view(r, held.get(r.id), isolationLabel)));
       });
     });
   withOutput(images.command('show')
@@ -133,7 +134,8 @@ export function addCaptureCommands(program: Command, io: Io, status: Status, wit
       await withLedger(async (l) => {
         const q = await quarantineOrNotFound(l, id);
         const { holdsCovering } = await import('../capture/holds.ts');
-        const v = view(q, (await holdsCovering(l.db, [q], new Date())).get(q.id));
+        const { isolationLabel } = await import('../capture/isolation-label.ts');
+        const v = view(q, (await holdsCovering(l.db, [q], new Date())).get(q.id), isolationLabel);
         const { provenance, ...flat } = v;
         await emitRecord(io, o, Object.entries(flat).map(([k, val]) => [k, Array.isArray(val) ? val.join(',') : val === null ? null : String(val)]), v);
         if (o.output === 'table' || o.output === 'wide') io.out(`\nprovenance:\n${JSON.stringify(provenance, null, 2)}\n`);

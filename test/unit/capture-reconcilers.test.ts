@@ -211,7 +211,8 @@ describe('capture reconcilers', () => {
   });
 
   test('orphan adoption waits for the grace after the instance is gone, then moves the pinned disk out of the cloud\'s listing', async () => {
-    const { ledger, blocks, clock, capture, deliver } = await setup();
+    // Not isolated: the clone keeps depending on the disk, which the cloud then cannot delete.
+    const { ledger, blocks, clock, capture, deliver } = await setup({ policies: [policy({ isolate: false })] });
     capture.start();
     await deliver(warning());
     await capture.idle();

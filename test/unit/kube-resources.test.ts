@@ -32,7 +32,7 @@ test('a minimal QuarantinePolicy gets every default', () => {
   const p = parseQuarantinePolicy(policy({ retention: { duration: '30d' } }));
   assert.deepEqual(p.spec, {
     selector: {},
-    capture: { mode: 'trash', disks: { root: true, ephemeral: true, volumes: false }, flatten: false, releaseResources: false },
+    capture: { mode: 'trash', disks: { root: true, ephemeral: true, volumes: false }, flatten: false, isolate: true, releaseResources: false },
     retention: { duration: '30d' },
     sweep: { schedule: '0 * * * *', timeZone: 'UTC', dryRun: false },
   });
