@@ -31,6 +31,8 @@ export class OrphanAdoption {
     if ((await this.#ctx.intents.open(cloud, { instanceId, kinds: ['live', 'soft'] })).length > 0) return { done: false, dueInMs: 1_000 };
     let adopted = 0;
     for (const q of await this.#ctx.engine.store.list({ cloud, instanceId, states: HOLDING })) {
+      // An isolated quarantine pins nothing: a disk the cloud left behind is the cloud's own leftover.
+      if (q.isolation === 'isolated') continue;
       if (await this.#ctx.engine.adoptOrphan(q.id)) adopted += 1;
     }
     this.#ctx.stats.adoptedOrphans += adopted;

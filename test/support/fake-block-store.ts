@@ -135,6 +135,27 @@ export class FakeBlockStore implements BlockStore {
     this.#failures.push({ op, error });
   }
 
+  /**
+   * A raw write (`rados put`, no snapshot context) into an image's data
+   * objects: the head and every snapshot of it see the new bytes, and so does
+   * every clone still reading through to one of those snapshots (a flattened
+   * clone has its own copy and does not).
+   */
+  rawWrite(ref: ImageRef, offset: number, bytes: Buffer): void {
+    const image = this.#resolve(ref, 'rawWrite');
+    const write = (data: Buffer): Buffer => {
+      const out = Buffer.alloc(Math.max(data.length, offset + bytes.length));
+      data.copy(out);
+      bytes.copy(out, offset);
+      return out;
+    };
+    image.data = write(image.data);
+    for (const snapshot of image.snapshots) {
+      snapshot.data = write(snapshot.data);
+      for (const child of this.#children(image, snapshot)) child.data = write(child.data);
+    }
+  }
+
   /** Data as the image (or one of its snapshots) would export it, without the zero tail. */
   peekData(spec: ImageSpec | SnapshotSpec): Buffer {
     const image = this.#live(spec, 'peek');

@@ -1,0 +1,252 @@
+// Isolation on the in-memory block store, SQLite ledger and a fake clock: the
+// capture digest is taken before anything is copied, the quarantine is then
+// copied out of the cloud's pool and its anchor there released, each step
+// claimed by one worker and resumed after a crash.
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { openLedgerDb, migrateToLatest, type LedgerDb } from '../../operator/ledger/db.ts';
+import { applyBatch } from '../../operator/ledger/apply.ts';
+import { verifyAudit } from '../../operator/ledger/audit.ts';
+import { CaptureEngine } from '../../operator/capture/engine.ts';
+import { CloudCapture } from '../../operator/capture/cloud-capture.ts';
+import { recordCaptureIntents } from '../../operator/capture/intents.ts';
+import { isolationWork } from '../../operator/capture/lifecycle.ts';
+import { isolationLabel } from '../../operator/capture/isolation-label.ts';
+import { verifyQuarantine } from '../../operator/capture/restore.ts';
+import type { QuarantineRow } from '../../operator/capture/quarantine-store.ts';
+import type { Policy } from '../../operator/domain/policy.ts';
+import type { DecodedNotification } from '../../operator/domain/events.ts';
+import { FakeClock } from '../../operator/kube/runtime/clock.ts';
+import { silentLogger } from '../../operator/log.ts';
+import { FakeBlockStore } from '../support/fake-block-store.ts';
+import { notification, instanceEvent } from '../support/events.ts';
+
+const VM = '6f1b7a52-3c1e-4d7b-9a57-0d9a5c1f2e11';
+const DAY = 86_400_000;
+const content = Buffer.from('evidence\n'.repeat(4096));
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+const source = { pool: 'vms', image: `${VM}_disk` };
+
+function policy(over: Partial<Policy['capture']> = {}): Policy {
+  return {
+    name: 'legal', selector: {}, capture: { mode: 'onDelete', disks: { root: true, ephemeral: true, volumes: true }, flatten: false, releaseResources: false, ...over },
+    retentionMs: 30 * DAY, capacity: { onFull: 'evictOldest' }, sweep: { schedule: '0 3 * * *', timeZone: 'UTC', dryRun: false },
+  };
+}
+
+interface World { ledger: LedgerDb; blocks: FakeBlockStore; clock: FakeClock; policies: Policy[] }
+
+async function world(policies = [policy()]): Promise<World> {
+  const ledger = openLedgerDb('sqlite::memory:');
+  await migrateToLatest(ledger);
+  const blocks = new FakeBlockStore();
+  await blocks.importImage({ stream: Readable.from([content]) }, source);
+  return { ledger, blocks, clock: new FakeClock('2026-05-01T16:30:00Z'), policies };
+}
+
+function replica(w: World, o: { owner?: string; beforeIsolationStep?: (id: string, step: string) => Promise<void> } = {}) {
+  const isolated: number[] = [];
+  const engine = new CaptureEngine({ db: w.ledger.db, blocks: w.blocks, quarantine: { pool: 'quarantine' }, logger: silentLogger, clock: () => w.clock.now(), owner: o.owner ?? 'pod-a' });
+  const capture = new CloudCapture({
+    config: { cloud: 'cern', cloudType: 'openstack', watchedPools: ['vms'], trash: { arm: false, expireSeconds: 0, scanIntervalSeconds: 600 } },
+    db: w.ledger.db, blocks: w.blocks, engine, policies: () => w.policies, logger: silentLogger, clock: w.clock, relistMs: 30_000,
+    onIsolated: (s) => isolated.push(s), beforeIsolationStep: o.beforeIsolationStep,
+  });
+  const deliver = async (n: DecodedNotification) => {
+    await applyBatch(w.ledger.db, [{ notification: n, body: '{}' }], (trx, m) => recordCaptureIntents(trx, m, { cloud: 'cern', policies: () => w.policies }));
+    capture.onNotification(n);
+  };
+  return { engine, capture, deliver, isolated };
+}
+
+const deleteStart = (when = new Date('2026-05-01T16:30:00Z')) => notification([instanceEvent('delete.start', { id: VM })], when);
+
+async function only(w: World): Promise<QuarantineRow> {
+  const rows = await w.ledger.db.selectFrom('quarantines').selectAll().execute();
+  assert.equal(rows.length, 1, 'one quarantine');
+  return rows[0] as QuarantineRow;
+}
+
+const locationOf = (q: QuarantineRow) => ({ pool: q.location_pool, image: q.location_image });
+
+async function auditSteps(w: World, id: string): Promise<string[]> {
+  const rows = await w.ledger.db.selectFrom('audit').select(['details']).where('subject', '=', id).orderBy('seq').execute();
+  return rows.map((r) => (JSON.parse(r.details) as { step?: string }).step).filter((s): s is string => s !== undefined);
+}
+
+/** A gate a step waits at until the test opens it. */
+function gate() {
+  let open!: () => void;
+  const opened = new Promise<void>((r) => { open = r; });
+  let reached!: () => void;
+  const arrived = new Promise<void>((r) => { reached = r; });
+  return { open, arrived, wait: async () => { reached(); await opened; } };
+}
+
+describe('isolation', () => {
+  test('a capture is digested from its capture snapshot, then isolated: flattened, its snapshot on the live disk released, and the cloud\'s delete goes through', async () => {
+    const w = await world();
+    const r = replica(w);
+    r.capture.start();
+    await r.deliver(deleteStart());
+    await r.capture.idle();
+    const q = await only(w);
+    assert.equal(q.state, 'quarantined');
+    assert.equal(q.isolation, 'isolated');
+    assert.equal(isolationLabel(q), 'isolated');
+    assert.equal(q.digest, sha(content), 'the digest is that of the disk at capture');
+    assert.ok(q.digest_at !== null && q.isolated_at !== null && q.captured_at !== null && q.captured_at <= q.digest_at && q.digest_at <= q.isolated_at);
+    assert.equal(q.flattened, 1);
+    assert.equal((await w.blocks.info(locationOf(q))).parent, undefined, 'no parent left in the cloud\'s pool');
+    assert.deepEqual(await w.blocks.listSnapshots(source, { includeTrash: true }), [], 'the capture snapshot is gone from the live disk');
+    await w.blocks.removeImage(source);
+    assert.deepEqual(await auditSteps(w, q.id), ['digest', 'isolated']);
+    assert.equal(r.isolated.length, 1);
+    const v = await verifyAudit(w.ledger.db);
+    assert.ok(v.ok, JSON.stringify(v.problems));
+    assert.equal((await verifyQuarantine({ db: w.ledger.db, blocks: w.blocks, actor: 'cert' }, q.id)).matches, true);
+    await r.capture.close();
+    await w.ledger.close();
+  });
+
+  test('a policy that opts out keeps the copy-on-write clone: digested, "not isolated", the disk still pinned', async () => {
+    const w = await world([policy({ isolate: false })]);
+    const r = replica(w);
+    r.capture.start();
+    await r.deliver(deleteStart());
+    await r.capture.idle();
+    const q = await only(w);
+    assert.equal(q.isolation, 'not-isolated');
+    assert.equal(isolationLabel(q), 'not isolated');
+    assert.equal(q.digest, sha(content));
+    assert.equal(q.isolated_at, null);
+    assert.notEqual((await w.blocks.info(locationOf(q))).parent, undefined);
+    await assert.rejects(w.blocks.removeImage(source), 'the clone still pins the disk');
+    assert.deepEqual(await auditSteps(w, q.id), ['digest']);
+    await r.capture.close();
+    await w.ledger.close();
+  });
+
+  test('trash mode: the adopted trash entry in the cloud\'s pool is removed once the quarantine is isolated', async () => {
+    const w = await world([policy({ mode: 'trash' })]);
+    const r = replica(w);
+    r.capture.start();
+    await r.capture.idle();
+    const id = await w.blocks.moveToTrash(source);
+    await r.deliver(deleteStart());
+    await w.clock.advance(100);
+    await r.capture.idle();
+    const q = await only(w);
+    assert.equal(q.source_image_id, id);
+    assert.equal(q.isolation, 'isolated');
+    assert.equal(q.anchor_trash_id, null);
+    assert.deepEqual(await w.blocks.listTrash({ pool: 'vms' }), [], 'no anchor left in the cloud\'s trash');
+    assert.equal(q.digest, sha(content));
+    assert.deepEqual(w.blocks.peekData(locationOf(q)).subarray(0, content.length), content);
+    const v = await verifyAudit(w.ledger.db);
+    assert.ok(v.ok, JSON.stringify(v.problems));
+    await r.capture.close();
+    await w.ledger.close();
+  });
+
+  test('a change to the cloud-side data before isolation completes is caught by verify against the capture digest; after isolation the cloud-side data no longer matters', async () => {
+    const w = await world();
+    const g = gate();
+    const r = replica(w, { beforeIsolationStep: async (_id, step) => { if (step === 'isolating') await g.wait(); } });
+    r.capture.start();
+    await r.deliver(deleteStart());
+    await g.arrived;
+    const q = await only(w);
+    assert.equal(q.isolation, 'isolating');
+    assert.equal(q.digest, sha(content), 'digested before the copy');
+    // The cloud's compute user writes into the live disk's data objects.
+    w.blocks.rawWrite(source, 0, Buffer.from('tampered'));
+    const before = await verifyQuarantine({ db: w.ledger.db, blocks: w.blocks, actor: 'cert' }, q.id);
+    assert.equal(before.matches, false, 'verify reports the change against the capture digest');
+    assert.equal(before.recorded, sha(content));
+    g.open();
+    await r.capture.idle();
+    assert.equal((await only(w)).isolation, 'isolated');
+    assert.equal((await verifyQuarantine({ db: w.ledger.db, blocks: w.blocks, actor: 'cert' }, q.id)).matches, false, 'the change copied in stays detected');
+    await r.capture.close();
+    await w.ledger.close();
+
+    const w2 = await world();
+    const r2 = replica(w2);
+    r2.capture.start();
+    await r2.deliver(deleteStart());
+    await r2.capture.idle();
+    const q2 = await only(w2);
+    assert.equal(q2.isolation, 'isolated');
+    w2.blocks.rawWrite(source, 0, Buffer.from('tampered'));
+    assert.equal((await verifyQuarantine({ db: w2.ledger.db, blocks: w2.blocks, actor: 'cert' }, q2.id)).matches, true, 'an isolated quarantine does not see the write');
+    await r2.capture.close();
+    await w2.ledger.close();
+  });
+
+  // A crash at either step, on a replica that never comes back: another one,
+  // after the lapsed claim, finishes the isolation exactly once with the same digest.
+  for (const step of ['digesting', 'isolating'] as const) {
+    test(`a crash at ${step} is resumed by another replica once the claim lapses, isolated once with the capture digest`, async () => {
+      const w = await world();
+      const a = replica(w, { owner: 'pod-a', beforeIsolationStep: async (_id, s) => { if (s === step) throw new Error('killed'); } });
+      a.capture.start();
+      await a.deliver(deleteStart());
+      await a.capture.idle();
+      const stuck = await only(w);
+      assert.equal(stuck.isolation, step);
+      assert.equal(stuck.owner, 'pod-a');
+      await a.capture.close();
+      const b = replica(w, { owner: 'pod-b' });
+      b.capture.start();
+      await b.capture.idle();
+      assert.equal((await only(w)).isolation, step, 'the crashed replica\'s claim still holds');
+      await w.clock.advance(150_000);
+      await b.capture.idle();
+      const q = await only(w);
+      assert.equal(q.isolation, 'isolated');
+      assert.equal(q.digest, sha(content));
+      assert.equal(q.owner, null);
+      assert.deepEqual(await auditSteps(w, q.id), ['digest', 'isolated']);
+      assert.equal(b.isolated.length, 1);
+      await b.capture.close();
+      await w.ledger.close();
+    });
+  }
+
+  test('two replicas on one quarantine: each step runs once', async () => {
+    const w = await world();
+    const a = replica(w, { owner: 'pod-a' });
+    const b = replica(w, { owner: 'pod-b' });
+    a.capture.start();
+    b.capture.follow();
+    await a.deliver(deleteStart());
+    await a.capture.idle();
+    const q = await only(w);
+    // The follower is told of the same row (as after its own capture) and finds nothing left, or the step claimed.
+    const flattens = () => w.blocks.calls.filter((c) => c.op === 'flatten').length;
+    assert.equal(flattens(), 1);
+    await Promise.all([a.capture.relist(), b.capture.relist()]);
+    await Promise.all([a.capture.idle(), b.capture.idle()]);
+    assert.equal(flattens(), 1);
+    assert.deepEqual(await auditSteps(w, q.id), ['digest', 'isolated']);
+    await a.capture.close();
+    await b.capture.close();
+    await w.ledger.close();
+  });
+});
+
+describe('isolationWork decides from the row alone', () => {
+  test('every (state, isolation, isolate) combination', () => {
+    const states = ['planned', 'snapshotting', 'cloning', 'quarantined', 'flattening', 'expired', 'purged', 'failed'];
+    const steps = [null, 'digesting', 'isolating', 'isolated', 'not-isolated'];
+    for (const state of states) for (const isolation of steps) for (const isolate of [0, 1]) {
+      const w = isolationWork({ state, isolation, isolate });
+      if (state !== 'quarantined' || isolation === null || isolation === 'isolated' || isolation === 'not-isolated') assert.deepEqual(w, { do: 'nothing' }, `${state}/${isolation}`);
+      else if (isolation === 'digesting') assert.deepEqual(w, { do: 'digest', then: isolate === 1 ? 'isolating' : 'not-isolated' });
+      else assert.deepEqual(w, { do: 'isolate' });
+    }
+  });
+});
