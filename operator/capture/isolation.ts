@@ -138,7 +138,8 @@ export class Isolation {
       if (err instanceof RbdNotFoundError) return 'gone';
       throw err;
     }
-    const released = await this.#releaseAnchor(row);
+    // Read again: orphan adoption may have moved the source into the trash meanwhile.
+    const released = await this.#releaseAnchor((await store.get(row.id)) ?? row);
     const now = clock.now();
     const seconds = row.captured_at === null ? 0 : Math.max(0, (now.getTime() - row.captured_at) / 1000);
     const note = { step: 'isolated', copy: 'flatten', copySeconds: (now.getTime() - started.getTime()) / 1000, secondsSinceCapture: seconds, anchorReleased: released };
