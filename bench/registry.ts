@@ -6,5 +6,6 @@ import { trace } from './scenarios/trace.ts';
 import { capture } from './scenarios/capture.ts';
 import { attributeScenario } from './scenarios/attribute.ts';
 import { cli } from './scenarios/cli.ts';
+import { isolation } from './scenarios/isolation.ts';
 
-export const scenarios: readonly Scenario[] = [ingest, trace, attributeScenario, capture, cli];
+export const scenarios: readonly Scenario[] = [ingest, trace, attributeScenario, capture, isolation, cli];
