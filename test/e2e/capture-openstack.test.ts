@@ -97,7 +97,12 @@ describe('OpenStack end to end', { concurrency: false }, () => {
       await del.done;
       assert.ok(!(await rbd.listImages({ pool: 'vms' })).some((i) => i.startsWith(server.uuid)), 'Nova believes the disk is gone');
       const q = await op.waitForQuarantine(server.uuid);
-      await checkQuarantine(op, q, { sha256: digest, instance: server.uuid, user: 'alice', project: 'proj-hep', host: 'compute-1', address: server.ports[0]?.address ?? '?' });
+      // Isolated by default: the capture digest taken, the data copied out, the anchor gone from the cloud's trash.
+      await until(async () => (await op.quarantinesOf(server.uuid))[0]?.isolation === 'isolated', 'the quarantine isolated', 30_000);
+      const isolated = (await op.quarantinesOf(server.uuid))[0] ?? q;
+      assert.equal(isolated.digest, digest, 'the capture digest is that of the disk');
+      assert.ok(!(await rbd.listTrash({ pool: 'vms' })).some((e) => e.id === q.source_image_id), 'the anchor is released');
+      await checkQuarantine(op, isolated, { sha256: digest, instance: server.uuid, user: 'alice', project: 'proj-hep', host: 'compute-1', address: server.ports[0]?.address ?? '?' });
     } finally {
       await op.operatorBlocks.removePoolConfig('vms', 'rbd_move_to_trash_on_remove').catch(() => undefined);
       await op.operatorBlocks.removePoolConfig('vms', 'rbd_move_to_trash_on_remove_expire_seconds').catch(() => undefined);
@@ -108,7 +113,7 @@ describe('OpenStack end to end', { concurrency: false }, () => {
   test('softDelete mode: captured on soft delete, then force-deleted through the Nova API; the disk Nova cannot remove is adopted', async () => {
     const n = await nova({ reclaimInstanceIntervalMs: 3_600_000 });
     const api = await NovaApi.start({ nova: n, credentials: [{ id: 'app-cred', secret: 'app-secret', userId: 'quarantine-operator', projectId: 'admin', roles: ['admin'] }] });
-    const op = await startOperator({ type: 'openstack', exchanges: [novaExchange, neutronExchange], mode: 'softDelete', releaseResources: true, retention: '2s', api: { authUrl: api.authUrl, id: 'app-cred', secret: 'app-secret' }, orphanGraceMs: 300 });
+    const op = await startOperator({ type: 'openstack', exchanges: [novaExchange, neutronExchange], mode: 'softDelete', releaseResources: true, retention: '2s', api: { authUrl: api.authUrl, id: 'app-cred', secret: 'app-secret' }, orphanGraceMs: 300, isolate: false });
     try {
       const server = await n.boot({ image: imageId, project: 'proj-astro', user: 'bob', host: 'compute-1' });
       const digest = await n.writeDisk(n.rootDisk(server.uuid), randomBytes(4 * MiB));
@@ -130,7 +135,7 @@ describe('OpenStack end to end', { concurrency: false }, () => {
 
   test('onDelete mode: the snapshot on delete.start wins the race, Nova gives up, the orphan is adopted', async () => {
     const n = await nova({ deleteGapMs: 1500 });
-    const op = await startOperator({ type: 'openstack', exchanges: [novaExchange, neutronExchange], mode: 'onDelete', retention: '2s', orphanGraceMs: 300 });
+    const op = await startOperator({ type: 'openstack', exchanges: [novaExchange, neutronExchange], mode: 'onDelete', retention: '2s', orphanGraceMs: 300, isolate: false });
     try {
       const server = await n.boot({ image: imageId, project: 'proj-hep', user: 'carol', host: 'compute-1' });
       const digest = await n.writeDisk(n.rootDisk(server.uuid), randomBytes(4 * MiB));

@@ -87,6 +87,44 @@ describe('killing the operator at each capture step', { concurrency: false }, ()
   }
 });
 
+describe('killing the operator at each isolation step', { concurrency: false }, () => {
+  for (const step of ['digesting', 'isolating'] as const) {
+    test(`SIGKILL at ${step}, then a restart: isolated once, with the capture digest, the anchor released`, { timeout: 120_000 }, async () => {
+      const setup = writeSetup({ type: 'openstack', exchanges: [`nova-crash-${randomUUID().slice(0, 8)}`], mode: 'trash', armTrash: true, trashScanSeconds: 1, retention: '365d' });
+      setups.push(setup);
+      const first = start(setup, step);
+      await until(async () => first.output().includes('operator running'), 'the operator to start', 30_000);
+      const image = `${randomUUID()}_disk`;
+      const data = randomBytes(2 * 1024 * 1024);
+      const sha = createHash('sha256').update(data).digest('hex');
+      await cloudBlocks.importImage({ stream: Readable.from([data]) }, { pool: 'vms', image });
+      await cloudBlocks.removeImage({ pool: 'vms', image });
+      const [, signal] = (await once(first.child, 'exit')) as [number | null, string | null];
+      assert.equal(signal, 'SIGKILL', first.output().slice(-2000));
+      const ledger = openLedgerDb(setup.dbUrl);
+      try {
+        const before = await ledger.db.selectFrom('quarantines').selectAll().where('source_image', '=', image).execute();
+        assert.deepEqual(before.map((q) => [q.state, q.isolation]), [['quarantined', step]], 'the step was recorded before the process died');
+        const second = start(setup);
+        try {
+          const q = await until(async () => (await ledger.db.selectFrom('quarantines').selectAll().where('source_image', '=', image).where('isolation', '=', 'isolated').executeTakeFirst()), 'the resumed isolation', 60_000);
+          assert.equal(q.digest, sha, 'the capture digest is the disk\'s');
+          assert.equal(await sha256Of(operatorBlocks, { pool: env.quarantinePool, image: q.location_image }), sha);
+          assert.equal((await operatorBlocks.info({ pool: env.quarantinePool, image: q.location_image })).parent, undefined);
+          assert.ok(!(await cloudBlocks.listTrash({ pool: 'vms' })).some((e) => e.id === q.source_image_id), 'the anchor is released');
+          const isolatedEntries = await ledger.db.selectFrom('audit').select('details').where('subject', '=', q.id).execute();
+          assert.equal(isolatedEntries.filter((a) => (JSON.parse(a.details) as { step?: string }).step === 'isolated').length, 1, 'isolated once');
+        } finally {
+          second.child.kill('SIGTERM');
+          await once(second.child, 'exit');
+        }
+      } finally {
+        await ledger.close();
+      }
+    });
+  }
+});
+
 // The notification is acknowledged once its effects are committed; a process
 // that dies between that commit and the capture must still capture after a
 // restart, from the warning in the ledger.

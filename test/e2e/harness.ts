@@ -46,6 +46,8 @@ export interface OperatorSetup {
   api?: { authUrl: string; id: string; secret: string };
   orphanGraceMs?: number;
   trashScanSeconds?: number;
+  /** The policy's capture.isolate; absent = the schema's default (isolate). */
+  isolate?: boolean;
   /** The Cloud's spec.ceph.driver; absent = the schema's default (librbd). */
   driver?: 'librbd' | 'cli';
 }
@@ -110,7 +112,7 @@ export function writeSetup(o: OperatorSetup): Setup {
   writeFileSync(join(dir, 'manifests', 'cloud.yaml'), stringify({ apiVersion: 'quarantine.forensics.dev/v1alpha1', kind: 'Cloud', metadata: { name: cloud }, spec }));
   writeFileSync(join(dir, 'manifests', 'policy.yaml'), stringify({
     apiVersion: 'quarantine.forensics.dev/v1alpha1', kind: 'QuarantinePolicy', metadata: { name: policy },
-    spec: { selector: { clouds: [cloud] }, capture: { mode: o.mode, releaseResources: o.releaseResources ?? false }, retention: { duration: o.retention ?? '1h' }, sweep: { schedule: '0 0 1 1 *' } },
+    spec: { selector: { clouds: [cloud] }, capture: { mode: o.mode, releaseResources: o.releaseResources ?? false, ...(o.isolate === undefined ? {} : { isolate: o.isolate }) }, retention: { duration: o.retention ?? '1h' }, sweep: { schedule: '0 0 1 1 *' } },
   }));
   return { cloud, policy, dir, dbUrl: `sqlite:${join(dir, 'ledger.db')}`, manifests: join(dir, 'manifests'), secrets: join(dir, 'secrets') };
 }
