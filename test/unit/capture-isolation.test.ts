@@ -250,3 +250,51 @@ describe('isolationWork decides from the row alone', () => {
     }
   });
 });
+
+describe('isolation in images ls / show', () => {
+  test('each quarantine says where its isolation stands, with the digest and isolation times', async () => {
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { runCli } = await import('../../operator/cli/program.ts');
+    const { Isolation } = await import('../../operator/capture/isolation.ts');
+    const dir = mkdtempSync(join(tmpdir(), 'qop-iso-cli-'));
+    const db = `sqlite:${join(dir, 'ledger.db')}`;
+    try {
+      const ledger = openLedgerDb(db);
+      await migrateToLatest(ledger);
+      const blocks = new FakeBlockStore();
+      const clock = new FakeClock('2026-05-01T16:30:00Z');
+      const engine = new CaptureEngine({ db: ledger.db, blocks, quarantine: { pool: 'quarantine' }, logger: silentLogger, clock: () => clock.now() });
+      const iso = new Isolation({ store: engine.store, blocks, clock, logger: silentLogger, owner: engine.owner });
+      const ids: string[] = [];
+      for (const [i, isolate] of [[1, true], [2, false], [3, true]] as const) {
+        const image = { pool: 'vms', image: `0000000${i}-0000-4000-8000-000000000000_disk` };
+        await blocks.importImage({ stream: Readable.from([content]) }, image);
+        const row = await engine.capture({
+          cloud: 'cern', instanceId: `vm${i}`, disk: 'disk', mode: 'softDelete', policy: { name: 'p', retentionMs: DAY, flatten: false, isolate }, source: { kind: 'live', image },
+          provenance: { cloud: 'cern', instance: { id: `vm${i}`, name: null, project: null, user: null, host: null, image: null, flavor: null, createdAt: null }, addresses: [], deletedAt: null, deletedBy: null, messageId: null },
+        });
+        ids.push(row.id);
+        // The third is left where a capture leaves it: its digest owed.
+        if (i !== 3) await iso.reconcile(row.id);
+      }
+      await ledger.close();
+      let out = '';
+      const code = await runCli(['--db', db, 'images', 'ls', '-o', 'json'], { out: (s) => { out += s; }, err: () => undefined, env: { LOG_LEVEL: 'silent' } });
+      assert.equal(code, 0);
+      const rows = JSON.parse(out) as Array<{ id: string; isolation: string; isolatedAt: string | null; sha256: string | null; digestAt: string | null }>;
+      assert.deepEqual(rows.map((r) => [r.id, r.isolation]), [[ids[0], 'isolated'], [ids[1], 'not isolated'], [ids[2], 'digesting']]);
+      assert.deepEqual(rows.map((r) => r.sha256), [sha(content), sha(content), null]);
+      assert.equal(rows[0]?.isolatedAt, '2026-05-01T16:30:00.000Z');
+      assert.equal(rows[1]?.isolatedAt, null);
+      assert.equal(rows[1]?.digestAt, '2026-05-01T16:30:00.000Z');
+      out = '';
+      await runCli(['--db', db, 'images', 'ls'], { out: (s) => { out += s; }, err: () => undefined, env: { LOG_LEVEL: 'silent' } });
+      assert.match(out, /STATE\s+ISOLATION/);
+      assert.match(out, /not isolated/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
