@@ -238,6 +238,27 @@ describe('isolation', () => {
   });
 });
 
+describe('the audit trail vouches for isolation', () => {
+  test('a quarantine made to look isolated (or not) behind the trail\'s back fails audit verify', async () => {
+    for (const [from, to] of [['not-isolated', 'isolated'], ['isolated', 'isolating']] as const) {
+      const w = await world([policy({ isolate: from === 'isolated' })]);
+      const r = replica(w);
+      r.capture.start();
+      await r.deliver(deleteStart());
+      await r.capture.idle();
+      const q = await only(w);
+      assert.equal(q.isolation, from);
+      assert.ok((await verifyAudit(w.ledger.db)).ok);
+      await w.ledger.db.updateTable('quarantines').set({ isolation: to }).where('id', '=', q.id).execute();
+      const v = await verifyAudit(w.ledger.db);
+      assert.equal(v.ok, false);
+      assert.ok(v.problems.some((p) => p.problem === 'table' && p.detail.includes(q.id)), JSON.stringify(v.problems));
+      await r.capture.close();
+      await w.ledger.close();
+    }
+  });
+});
+
 describe('isolationWork decides from the row alone', () => {
   test('every (state, isolation, isolate) combination', () => {
     const states = ['planned', 'snapshotting', 'cloning', 'quarantined', 'flattening', 'expired', 'purged', 'failed'];
