@@ -38,6 +38,7 @@ export const isolation: Scenario = {
     { name: 'isolation-written', description: 'MiB of data written into each disk, per size (4 MiB writes at random object-aligned offsets; the size itself = every object written)', default: '1024,1024' },
     { name: 'isolation-runs', description: 'quarantines isolated per size', default: '5,3' },
     { name: 'isolation-deepcp-max-gib', description: 'largest size for which the bare deep cp is also measured (a deep copy of a 10 GiB sparse clone filled a 4 GiB memstore OSD in a trial run)', default: '1' },
+    { name: 'isolation-driver', description: 'Ceph driver the operator isolates with (spec.ceph.driver): cli or librbd', default: 'cli' },
     { name: 'isolation-osd-mb', description: 'memstore OSD capacity of the throwaway cluster, MiB', default: '6144' },
   ],
   async run(ctx) {
@@ -56,7 +57,16 @@ export const isolation: Scenario = {
     const qpool = ceph['QTEST_CEPH_QUARANTINE_POOL'] ?? 'quarantine';
     const admin = new RbdCli({ cephConf: conf, id: 'admin' });
     // The operator as documented for clouds that capture by snapshot: the least-privilege caps.
-    const operator = new RbdCli({ cephConf: conf, id: ceph['QTEST_CEPH_SNAPSHOT_OPERATOR_ID'] ?? 'quarantine-snapshot' });
+    const operatorId = ceph['QTEST_CEPH_SNAPSHOT_OPERATOR_ID'] ?? 'quarantine-snapshot';
+    const driver = ctx.param('isolation-driver') === 'librbd' ? 'librbd' : 'cli';
+    let operator: import('../../operator/ceph/block-store.ts').BlockStore = new RbdCli({ cephConf: conf, id: operatorId });
+    if (driver === 'librbd') {
+      const { LibrbdStore } = await import('../../operator/ceph/librbd.ts');
+      const lib = new LibrbdStore({ cephConf: conf, id: operatorId });
+      ctx.defer(() => lib.close());
+      await lib.connect();
+      operator = lib;
+    }
     const rbd = (args: string[]) => run('rbd', [`--conf=${conf}`, '--id=admin', ...args], { maxBuffer: 16 * 1024 * 1024 });
     const ledger = openLedgerDb('sqlite::memory:');
     ctx.defer(() => ledger.close());
@@ -125,18 +135,18 @@ export const isolation: Scenario = {
       const b = summarize(bare.map((x) => x * 1000));
       const d = summarize(digest.map((x) => x * 1000));
       const c = summarize(copy.map((x) => x * 1000));
-      const params = { sizeGiB: gib, writtenMiB: mib, runs: n, driver: 'cli', caps: 'quarantine-snapshot' };
+      const params = { sizeGiB: gib, writtenMiB: mib, runs: n, driver, caps: 'quarantine-snapshot' };
       const shared = `${n} disks of ${gib} GiB, ${mib} MiB written; of the p50, digest ${seconds(d.p50 / 1000)} s + flatten and release ${seconds(c.p50 / 1000)} s`;
-      figures.push({ figure: `isolation.${gib}g.p50`, label: `time to isolation, ${gib} GiB disk, p50`, value: seconds(s.p50 / 1000), unit: 's', ceiling: seconds(b.p50 / 1000), params, notes: `ceiling = bare rbd clone + flatten of the same disk (p50); ${shared}`, samples: total });
-      figures.push({ figure: `isolation.${gib}g.p99`, label: `time to isolation, ${gib} GiB disk, p99`, value: seconds(s.p99 / 1000), unit: 's', ceiling: seconds(b.p99 / 1000), params, notes: `ceiling = bare clone + flatten (p99); with ${n} samples the p99 is the slowest`, samples: total });
-      figures.push({ figure: `isolation.${gib}g.copy.p50`, label: `isolation copy (flatten + release), ${gib} GiB disk, p50`, value: seconds(c.p50 / 1000), unit: 's', ceiling: seconds(b.p50 / 1000), params, notes: 'the copy alone, after the digest', samples: copy });
+      figures.push({ figure: `isolation${driver === 'cli' ? '' : `.${driver}`}.${gib}g.p50`, label: `time to isolation, ${gib} GiB disk, ${driver}, p50`, value: seconds(s.p50 / 1000), unit: 's', ceiling: seconds(b.p50 / 1000), params, notes: `ceiling = bare rbd clone + flatten of the same disk (p50); ${shared}`, samples: total });
+      figures.push({ figure: `isolation${driver === 'cli' ? '' : `.${driver}`}.${gib}g.p99`, label: `time to isolation, ${gib} GiB disk, ${driver}, p99`, value: seconds(s.p99 / 1000), unit: 's', ceiling: seconds(b.p99 / 1000), params, notes: `ceiling = bare clone + flatten (p99); with ${n} samples the p99 is the slowest`, samples: total });
+      figures.push({ figure: `isolation${driver === 'cli' ? '' : `.${driver}`}.${gib}g.copy.p50`, label: `isolation copy (flatten + release), ${gib} GiB disk, ${driver}, p50`, value: seconds(c.p50 / 1000), unit: 's', ceiling: seconds(b.p50 / 1000), params, notes: 'the copy alone, after the digest', samples: copy });
       if (deep.length > 0) {
         const e = summarize(deep.map((x) => x * 1000));
         figures.push({ figure: `isolation.${gib}g.deepcp.p50`, label: `bare rbd deep cp --flatten, ${gib} GiB disk, p50`, value: seconds(e.p50 / 1000), unit: 's', ceiling: seconds(b.p50 / 1000), params, notes: 'the alternative to flatten, against the bare flatten of the same disk', samples: deep });
       }
       ctx.progress.log(`isolation ${gib} GiB: p50 ${seconds(s.p50 / 1000)} s (digest ${seconds(d.p50 / 1000)} s, copy ${seconds(c.p50 / 1000)} s), bare clone+flatten p50 ${seconds(b.p50 / 1000)} s${deep.length > 0 ? `, deep cp p50 ${seconds(summarize(deep.map((x) => x * 1000)).p50 / 1000)} s` : ''}`);
     }
-    ctx.note(`Each disk is created by the admin user and written with \`rbd bench\` (4 MiB writes; sequential when the whole disk is written, at random object-aligned offsets otherwise, so a 10 GiB disk holds real data in about a tenth of its objects and the rest is sparse). The bare clone + flatten (the ceiling) and the bare \`rbd deep cp --flatten\` run on the same disk just before its capture. Time to isolation runs from the quarantine's captured_at to its isolated_at in the ledger: the SHA-256 of the capture snapshot (read through the clone with \`rbd export\`), then \`rbd flatten\` of the clone, then the release of the capture snapshot on the live disk. The operator uses the CLI driver and the least-privilege snapshot caps; one isolation at a time. The cluster is the throwaway single-OSD memstore cluster of test/env with ${osdMb} MiB of OSD memory.`);
+    ctx.note(`Each disk is created by the admin user and written with \`rbd bench\` (4 MiB writes; sequential when the whole disk is written, at random object-aligned offsets otherwise, so a 10 GiB disk holds real data in about a tenth of its objects and the rest is sparse). The bare clone + flatten (the ceiling) and the bare \`rbd deep cp --flatten\` run on the same disk just before its capture. Time to isolation runs from the quarantine's captured_at to its isolated_at in the ledger: the SHA-256 of the capture snapshot (read through the clone with \`rbd export\`), then \`rbd flatten\` of the clone, then the release of the capture snapshot on the live disk. The operator uses the ${driver} driver and the least-privilege snapshot caps; one isolation at a time. The cluster is the throwaway single-OSD memstore cluster of test/env with ${osdMb} MiB of OSD memory.`);
     return figures;
   },
 };
