@@ -95,7 +95,8 @@ describe('capture reconcilers', () => {
   });
 
   test('a replica that does not lead captures the warnings it applies at once; orphan adoption stays with the leader', async () => {
-    const { ledger, blocks, clock, capture, deliver } = await setup();
+    // Not isolated, so that the disk stays pinned and there is an orphan to adopt.
+    const { ledger, blocks, clock, capture, deliver } = await setup({ policies: [policy({ isolate: false })] });
     capture.follow();
     await deliver(warning());
     await capture.idle();
