@@ -272,6 +272,37 @@ describe('isolationWork decides from the row alone', () => {
   });
 });
 
+describe('isolation in the HTTP API and the metrics', () => {
+  test('a quarantine carries its isolation state; the time to isolation is a histogram', async () => {
+    const { createMetrics } = await import('../../operator/http/metrics.ts');
+    const { startHttp } = await import('../../operator/http/server.ts');
+    const w = await world();
+    const r = replica(w);
+    r.capture.start();
+    await r.deliver(deleteStart());
+    await r.capture.idle();
+    const q = await only(w);
+    const metrics = createMetrics(w.ledger.db, { isLeader: () => true, queueDepth: async () => [] });
+    metrics.knownCloud('cern', ['nova']);
+    for (const s of r.isolated) metrics.isolationSeconds.observe({ cloud: 'cern' }, s);
+    const http = await startHttp({ host: '127.0.0.1', port: 0, db: w.ledger.db, metrics, apiToken: 't', ready: async () => ({ ready: true, reasons: [] }), logger: silentLogger });
+    try {
+      const one = (await (await fetch(`${http.url}/api/v1/quarantines/${q.id}`, { headers: { authorization: 'Bearer t' } })).json()) as Record<string, unknown>;
+      assert.equal(one['isolationState'], 'isolated');
+      assert.equal(one['isolated_at'], q.isolated_at);
+      assert.equal(one['digest'], sha(content));
+      const list = (await (await fetch(`${http.url}/api/v1/quarantines`, { headers: { authorization: 'Bearer t' } })).json()) as Array<Record<string, unknown>>;
+      assert.deepEqual(list.map((x) => x['isolationState']), ['isolated']);
+      const text = await (await fetch(`${http.url}/metrics`)).text();
+      assert.match(text, /quarantine_isolation_seconds_count\{cloud="cern"\} 1/);
+    } finally {
+      await http.close();
+      await r.capture.close();
+      await w.ledger.close();
+    }
+  });
+});
+
 describe('isolation in images ls / show', () => {
   test('each quarantine says where its isolation stands, with the digest and isolation times', async () => {
     const { mkdtempSync, rmSync } = await import('node:fs');
