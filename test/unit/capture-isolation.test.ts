@@ -216,6 +216,43 @@ describe('isolation', () => {
     });
   }
 
+  // Generated histories: whether the policy isolates, where (if anywhere) each of
+  // up to three replicas dies, and how long the next one waits. Whatever the
+  // history, the quarantine ends digested with the capture's content, isolated
+  // exactly when its policy says so, each step audited once, the trail intact.
+  test('generated crash histories all end in one digest and one isolation', async () => {
+    let seed = 7;
+    const rnd = (n: number): number => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed % n; };
+    for (let h = 0; h < 24; h++) {
+      const isolate = rnd(3) !== 0;
+      const w = await world([policy({ isolate })]);
+      const deaths = Array.from({ length: rnd(3) }, () => (isolate ? (['digesting', 'isolating'] as const)[rnd(2)] : 'digesting'));
+      const history = `history ${h}: isolate=${isolate}, deaths at ${deaths.join(',') || 'none'}`;
+      let delivered = false;
+      for (const [i, step] of [...deaths, undefined].entries()) {
+        const r = replica(w, { owner: `pod-${i}`, ...(step === undefined ? {} : { beforeIsolationStep: async (_id: string, s: string) => { if (s === step) throw new Error('killed'); } }) });
+        r.capture.start();
+        if (!delivered) await r.deliver(deleteStart());
+        delivered = true;
+        await r.capture.idle();
+        await r.capture.close();
+        // The next replica comes up before or after the dead one's claim lapses.
+        await w.clock.advance(rnd(2) === 0 ? 1_000 : 150_000);
+      }
+      const last = replica(w, { owner: 'pod-last' });
+      last.capture.start();
+      await w.clock.advance(150_000);
+      await last.capture.idle();
+      const q = await only(w);
+      assert.equal(q.digest, sha(content), history);
+      assert.equal(q.isolation, isolate ? 'isolated' : 'not-isolated', history);
+      assert.deepEqual(await auditSteps(w, q.id), isolate ? ['digest', 'isolated'] : ['digest'], history);
+      assert.ok((await verifyAudit(w.ledger.db)).ok, history);
+      await last.capture.close();
+      await w.ledger.close();
+    }
+  });
+
   test('two replicas on one quarantine: each step runs once', async () => {
     const w = await world();
     const a = replica(w, { owner: 'pod-a' });
