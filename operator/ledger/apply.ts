@@ -3,8 +3,16 @@
 // facts are recorded as they are; at the end of the batch every slot they touch
 // is re-derived from all facts known so far (derive.ts), so the ledger is the
 // same whatever order, batching and duplication the facts arrived in.
+//
+// A batch is applied as a set: the instances, ports and routers it names are
+// read in one statement per table, changed in memory notification by
+// notification (so each sees the ones before it, as a row-by-row apply would),
+// and written back with one multi-row upsert per table; facts are written in
+// multi-row inserts. The statements per batch are bounded by the number of
+// tables, not the number of notifications.
 import type { Insertable, Kysely, Transaction } from 'kysely';
-import type { LedgerSchema } from './schema.ts';
+import { createHash } from 'node:crypto';
+import type { LedgerSchema, InstancesTable, PortsTable, RoutersTable } from './schema.ts';
 import type {
   DecodedNotification, FloatingIpEvent, InstanceEvent, InstanceSnapshot, OneVmEvent, PortEvent, RouterEvent, RouterInterfaceEvent,
 } from '../domain/events.ts';
@@ -36,20 +44,29 @@ export async function applyBatch(db: Kysely<LedgerSchema>, batch: readonly Recor
     const out: ApplyOutcome[] = [];
     const byCloud = new Map<string, Touched>();
     const applied: Recorded[] = [];
-    const buf: Buffered = { changes: [], snapshots: [], links: [], macs: [] };
     for (const [i, r] of batch.entries()) {
       const n = r.notification;
-      if (!fresh.has(i)) { out.push('duplicate'); continue; }
-      if (n.ignored) { out.push('ignored'); continue; }
-      let t = byCloud.get(n.cloud);
-      if (t === undefined) { t = touched(); byCloud.set(n.cloud, t); }
-      await applyEvents({ trx, t, buf }, n);
-      applied.push(r);
-      out.push('applied');
+      if (!fresh.has(i)) out.push('duplicate');
+      else if (n.ignored) out.push('ignored');
+      else {
+        applied.push(r);
+        out.push('applied');
+      }
     }
+    const rows = await Entities.load(trx, applied.map((r) => r.notification));
+    const buf: Buffered = { changes: [], snapshots: [], links: [], macs: [] };
+    for (const { notification: n } of applied) {
+      let t = byCloud.get(n.cloud);
+      if (t === undefined) {
+        t = touched();
+        byCloud.set(n.cloud, t);
+      }
+      applyEvents({ rows, t, buf }, n);
+    }
+    await rows.write(trx);
     await flush(trx, buf);
     // Legacy reports placed by MAC join their port's slots once both are recorded.
-    for (const m of buf.macs) await adoptMacSlots(trx, m.cloud, m.portId, m.mac, byCloud.get(m.cloud) as Touched);
+    await adoptMacSlots(trx, buf.macs, byCloud);
     for (const [cloud, t] of byCloud) await rederive(trx, cloud, t);
     // After the batch's effects, derived intervals included.
     if (inTransaction !== undefined) for (const r of applied) await inTransaction(trx, r.notification);
@@ -58,25 +75,43 @@ export async function applyBatch(db: Kysely<LedgerSchema>, batch: readonly Recor
 }
 
 const CHUNK = 400;
+function chunks<T>(xs: readonly T[], size = CHUNK): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < xs.length; i += size) out.push(xs.slice(i, i + size));
+  return out;
+}
 
-/** Inserts the batch's notifications in a few statements; returns the indexes that were new (the first of in-batch duplicates). */
+/** SHA-256 of the body as received: stays with the notification after the body itself has expired. */
+const digest = (body: string) => createHash('sha256').update(body).digest('hex');
+
+/**
+ * Inserts the batch's notifications, and the bodies of the new ones, in a few
+ * statements; returns the indexes that were new (the first of in-batch duplicates).
+ */
 async function recordNotifications(trx: Tx, batch: readonly Recorded[]): Promise<Set<number>> {
-  const inserted = new Set<string>();
-  for (let i = 0; i < batch.length; i += CHUNK) {
-    const rows = batch.slice(i, i + CHUNK).map(({ notification: n, body }) => ({
+  const inserted = new Map<string, number>();
+  for (const part of chunks(batch)) {
+    const rows = part.map(({ notification: n, body }) => ({
       cloud: n.cloud, source: n.source, message_id: n.messageId, id_kind: n.idKind, event_type: n.eventType,
       publisher: n.publisher ?? null, occurred_at: n.occurredAt.getTime(), received_at: n.receivedAt.getTime(),
-      outcome: n.ignored ? 'ignored' : 'applied', body,
+      outcome: n.ignored ? 'ignored' : 'applied', body_sha256: digest(body),
     }));
     const got = await trx.insertInto('notifications').values(rows)
-      .onConflict((oc) => oc.columns(['cloud', 'message_id']).doNothing()).returning(['cloud', 'message_id']).execute();
-    for (const g of got) inserted.add(`${g.cloud}\u0000${g.message_id}`);
+      .onConflict((oc) => oc.columns(['cloud', 'message_id']).doNothing()).returning(['id', 'cloud', 'message_id']).execute();
+    for (const g of got) inserted.set(`${g.cloud}\u0000${g.message_id}`, g.id);
   }
   const fresh = new Set<number>();
-  for (const [i, { notification: n }] of batch.entries()) {
+  const bodies: Array<Insertable<LedgerSchema['notification_bodies']>> = [];
+  for (const [i, { notification: n, body }] of batch.entries()) {
     const key = `${n.cloud}\u0000${n.messageId}`;
-    if (inserted.delete(key)) fresh.add(i);
+    const id = inserted.get(key);
+    if (id === undefined) continue;
+    inserted.delete(key);
+    fresh.add(i);
+    bodies.push({ notification_id: id, received_at: n.receivedAt.getTime(), body });
   }
+  // Bodies are large: fewer per statement keeps each statement's text and parameters small.
+  for (const part of chunks(bodies, 100)) await trx.insertInto('notification_bodies').values(part).execute();
   return fresh;
 }
 
@@ -89,30 +124,147 @@ interface Buffered {
 }
 
 async function flush(trx: Tx, buf: Buffered): Promise<void> {
-  for (let i = 0; i < buf.changes.length; i += CHUNK) await trx.insertInto('address_changes').values(buf.changes.slice(i, i + CHUNK)).execute();
-  for (let i = 0; i < buf.snapshots.length; i += CHUNK) await trx.insertInto('slot_snapshots').values(buf.snapshots.slice(i, i + CHUNK)).execute();
-  for (let i = 0; i < buf.links.length; i += CHUNK) {
-    await trx.insertInto('instance_events').values(buf.links.slice(i, i + CHUNK))
+  for (const part of chunks(buf.changes)) await trx.insertInto('address_changes').values(part).execute();
+  for (const part of chunks(buf.snapshots)) await trx.insertInto('slot_snapshots').values(part).execute();
+  for (const part of chunks(buf.links)) {
+    await trx.insertInto('instance_events').values(part)
       .onConflict((oc) => oc.columns(['cloud', 'instance_id', 'message_id']).doNothing()).execute();
   }
 }
 
-/** The transaction, what the batch touched in the notification's cloud, and the facts not yet written. */
+// ---------------------------------------------------------------------------
+// The batch's view of instances, ports and routers
+
+type InstanceRow = Insertable<InstancesTable> & { ended_at: number | null; user_name: string | null; project_name: string | null };
+type PortRow = Insertable<PortsTable> & { device_id: string | null; device_owner: string | null; network: string | null; mac: string | null; project: string | null; deleted_at: number | null };
+type RouterRow = Insertable<RoutersTable> & { name: string | null; project: string | null; deleted_at: number | null };
+
+const key = (cloud: string, id: string) => `${cloud}\u0000${id}`;
+
+/** Rows read once for the batch, changed in memory, written back once. */
+class Entities {
+  readonly instances = new Map<string, InstanceRow>();
+  readonly ports = new Map<string, PortRow>();
+  readonly routers = new Map<string, RouterRow>();
+  readonly #dirty = { instances: new Set<string>(), ports: new Set<string>(), routers: new Set<string>() };
+
+  /** Reads every row the batch's events may name: by id, and ports also by MAC (legacy reports name only that). */
+  static async load(trx: Tx, ns: readonly DecodedNotification[]): Promise<Entities> {
+    const want = new Map<string, { instances: Set<string>; ports: Set<string>; macs: Set<string>; routers: Set<string> }>();
+    for (const n of ns) {
+      let w = want.get(n.cloud);
+      if (w === undefined) want.set(n.cloud, (w = { instances: new Set(), ports: new Set(), macs: new Set(), routers: new Set() }));
+      for (const e of n.events) {
+        switch (e.type) {
+          case 'instance':
+            w.instances.add(e.instance.id);
+            for (const a of e.addresses ?? []) {
+              if (a.portId !== undefined) w.ports.add(a.portId);
+              else if (a.mac !== undefined) w.macs.add(a.mac);
+            }
+            break;
+          case 'port': w.ports.add(e.port.id); break;
+          case 'router_interface': w.ports.add(e.portId); break;
+          case 'router': w.routers.add(e.router.id); break;
+          case 'one_vm': w.instances.add(String(e.vm.id)); break;
+          case 'floatingip': break;
+        }
+      }
+    }
+    const rows = new Entities();
+    for (const [cloud, w] of want) {
+      for (const part of chunks([...w.instances])) {
+        for (const r of await trx.selectFrom('instances').selectAll().where('cloud', '=', cloud).where('instance_id', 'in', part).execute()) rows.instances.set(key(cloud, r.instance_id), r);
+      }
+      for (const part of chunks([...w.ports])) {
+        for (const r of await trx.selectFrom('ports').selectAll().where('cloud', '=', cloud).where('port_id', 'in', part).execute()) rows.ports.set(key(cloud, r.port_id), r);
+      }
+      for (const part of chunks([...w.macs])) {
+        for (const r of await trx.selectFrom('ports').selectAll().where('cloud', '=', cloud).where('mac', 'in', part).execute()) rows.ports.set(key(cloud, r.port_id), r);
+      }
+      for (const part of chunks([...w.routers])) {
+        for (const r of await trx.selectFrom('routers').selectAll().where('cloud', '=', cloud).where('router_id', 'in', part).execute()) rows.routers.set(key(cloud, r.router_id), r);
+      }
+    }
+    return rows;
+  }
+
+  instance(cloud: string, id: string): InstanceRow | undefined {
+    return this.instances.get(key(cloud, id));
+  }
+  setInstance(row: InstanceRow): void {
+    const k = key(row.cloud, row.instance_id);
+    this.instances.set(k, row);
+    this.#dirty.instances.add(k);
+  }
+  port(cloud: string, id: string): PortRow | undefined {
+    return this.ports.get(key(cloud, id));
+  }
+  setPort(row: PortRow): void {
+    const k = key(row.cloud, row.port_id);
+    this.ports.set(k, row);
+    this.#dirty.ports.add(k);
+  }
+  /** The port last seen with this MAC (every port the ledger has with it was read for the batch). */
+  portByMac(cloud: string, mac: string): PortRow | undefined {
+    let best: PortRow | undefined;
+    for (const p of this.ports.values()) {
+      if (p.cloud === cloud && p.mac === mac && (best === undefined || p.last_event_at > best.last_event_at)) best = p;
+    }
+    return best;
+  }
+  router(cloud: string, id: string): RouterRow | undefined {
+    return this.routers.get(key(cloud, id));
+  }
+  setRouter(row: RouterRow): void {
+    const k = key(row.cloud, row.router_id);
+    this.routers.set(k, row);
+    this.#dirty.routers.add(k);
+  }
+
+  async write(trx: Tx): Promise<void> {
+    const instances = [...this.#dirty.instances].map((k) => this.instances.get(k) as InstanceRow);
+    for (const part of chunks(instances, 200)) {
+      await trx.insertInto('instances').values(part).onConflict((oc) => oc.columns(['cloud', 'instance_id']).doUpdateSet((eb) => ({
+        name: eb.ref('excluded.name'), project: eb.ref('excluded.project'), user_id: eb.ref('excluded.user_id'), host: eb.ref('excluded.host'),
+        image: eb.ref('excluded.image'), flavor: eb.ref('excluded.flavor'), state: eb.ref('excluded.state'), created_at: eb.ref('excluded.created_at'),
+        deleted_at: eb.ref('excluded.deleted_at'), deleted_by: eb.ref('excluded.deleted_by'), first_seen_at: eb.ref('excluded.first_seen_at'),
+        last_event_at: eb.ref('excluded.last_event_at'), ended_at: eb.ref('excluded.ended_at'), user_name: eb.ref('excluded.user_name'),
+        project_name: eb.ref('excluded.project_name'),
+      }))).execute();
+    }
+    const ports = [...this.#dirty.ports].map((k) => this.ports.get(k) as PortRow);
+    for (const part of chunks(ports, 300)) {
+      await trx.insertInto('ports').values(part).onConflict((oc) => oc.columns(['cloud', 'port_id']).doUpdateSet((eb) => ({
+        device_id: eb.ref('excluded.device_id'), device_owner: eb.ref('excluded.device_owner'), network: eb.ref('excluded.network'),
+        mac: eb.ref('excluded.mac'), project: eb.ref('excluded.project'), deleted_at: eb.ref('excluded.deleted_at'), last_event_at: eb.ref('excluded.last_event_at'),
+      }))).execute();
+    }
+    const routers = [...this.#dirty.routers].map((k) => this.routers.get(k) as RouterRow);
+    for (const part of chunks(routers, 300)) {
+      await trx.insertInto('routers').values(part).onConflict((oc) => oc.columns(['cloud', 'router_id']).doUpdateSet((eb) => ({
+        name: eb.ref('excluded.name'), project: eb.ref('excluded.project'), deleted_at: eb.ref('excluded.deleted_at'), last_event_at: eb.ref('excluded.last_event_at'),
+      }))).execute();
+    }
+  }
+}
+
+/** The batch's rows, what the batch touched in the notification's cloud, and the facts not yet written. */
 interface Ctx {
-  trx: Tx;
+  rows: Entities;
   t: Touched;
   buf: Buffered;
 }
 
-async function applyEvents(ctx: Ctx, n: DecodedNotification): Promise<void> {
+function applyEvents(ctx: Ctx, n: DecodedNotification): void {
   for (const e of n.events) {
     switch (e.type) {
-      case 'instance': await applyInstance(ctx, n, e); break;
-      case 'port': await applyPort(ctx, n, e); break;
-      case 'floatingip': await applyFloatingIp(ctx, n, e); break;
-      case 'router_interface': await applyRouterInterface(ctx, n, e); break;
-      case 'router': await applyRouter(ctx, n, e); break;
-      case 'one_vm': await applyOneVm(ctx, n, e); break;
+      case 'instance': applyInstance(ctx, n, e); break;
+      case 'port': applyPort(ctx, n, e); break;
+      case 'floatingip': applyFloatingIp(ctx, n, e); break;
+      case 'router_interface': applyRouterInterface(ctx, n, e); break;
+      case 'router': applyRouter(ctx, n, e); break;
+      case 'one_vm': applyOneVm(ctx, n, e); break;
     }
   }
 }
@@ -126,7 +278,7 @@ interface Change {
   holder: HolderAttrs;
 }
 
-async function addChange(ctx: Ctx, cloud: string, slot: string, at: number, change: Change): Promise<void> {
+function addChange(ctx: Ctx, cloud: string, slot: string, at: number, change: Change): void {
   const h = change.holder;
   ctx.buf.changes.push({
     cloud, slot, at, op: change.op, holder_key: change.holderKey, address: h.address, kind: h.kind, instance_id: h.instanceId,
@@ -136,7 +288,7 @@ async function addChange(ctx: Ctx, cloud: string, slot: string, at: number, chan
 }
 
 /** A complete list reported by an owner (see slot_snapshots). */
-async function addSnapshot(ctx: Ctx, cloud: string, owner: string, at: number, messageId: string, members: readonly string[]): Promise<void> {
+function addSnapshot(ctx: Ctx, cloud: string, owner: string, at: number, messageId: string, members: readonly string[]): void {
   ctx.buf.snapshots.push({ cloud, owner, at, message_id: messageId, members: JSON.stringify([...new Set(members)].sort()) });
 }
 
@@ -161,25 +313,26 @@ interface InstanceFields {
   endedAt?: number | undefined;
 }
 
-async function upsertInstance(trx: Tx, cloud: string, id: string, at: number, f: InstanceFields): Promise<void> {
-  const row = await trx.selectFrom('instances').selectAll().where('cloud', '=', cloud).where('instance_id', '=', id).executeTakeFirst();
+function upsertInstance(rows: Entities, cloud: string, id: string, at: number, f: InstanceFields): void {
+  const row = rows.instance(cloud, id);
   const ms = (d: Date | undefined) => (d === undefined ? undefined : d.getTime());
   if (row === undefined) {
-    await trx.insertInto('instances').values({
+    rows.setInstance({
       cloud, instance_id: id, name: f.name ?? null, project: f.project ?? null, user_id: f.user ?? null, host: f.host ?? null,
       image: f.image ?? null, flavor: f.flavor ?? null, state: f.state ?? null, created_at: ms(f.createdAt) ?? null,
       deleted_at: f.deletedAt === null ? null : ms(f.deletedAt) ?? null, deleted_by: f.deletedBy ?? null,
       first_seen_at: at, last_event_at: at, ended_at: f.endedAt ?? null, user_name: f.userName ?? null, project_name: f.projectName ?? null,
-    }).execute();
+    });
     return;
   }
   // A newer event overwrites; an older one only fills what is still unknown.
   const newer = at >= row.last_event_at;
-  const pick = <T>(value: T | undefined, current: T | null): T | null => (value !== undefined && (newer || current === null) ? value : current);
-  let deletedAt = row.deleted_at;
+  const pick = <T>(value: T | undefined, current: T | null | undefined): T | null => (value !== undefined && (newer || current === null || current === undefined) ? value : current ?? null);
+  let deletedAt = row.deleted_at ?? null;
   if (f.deletedAt === null && newer) deletedAt = null;
   else if (f.deletedAt instanceof Date && (newer || deletedAt === null)) deletedAt = f.deletedAt.getTime();
-  await trx.updateTable('instances').set({
+  rows.setInstance({
+    cloud, instance_id: id,
     name: pick(f.name, row.name), project: pick(f.project, row.project), user_id: pick(f.user, row.user_id), host: pick(f.host, row.host),
     image: pick(f.image, row.image), flavor: pick(f.flavor, row.flavor), state: pick(f.state, row.state),
     created_at: pick(ms(f.createdAt), row.created_at), deleted_at: deletedAt,
@@ -188,7 +341,7 @@ async function upsertInstance(trx: Tx, cloud: string, id: string, at: number, f:
     first_seen_at: Math.min(row.first_seen_at, at), last_event_at: Math.max(row.last_event_at, at),
     ended_at: f.endedAt === undefined ? row.ended_at : Math.min(row.ended_at ?? f.endedAt, f.endedAt),
     user_name: pick(f.userName, row.user_name), project_name: pick(f.projectName, row.project_name),
-  }).where('cloud', '=', cloud).where('instance_id', '=', id).execute();
+  });
 }
 
 const DELETING = new Set(['delete.start', 'delete.end', 'soft_delete.start', 'soft_delete.end', 'force_delete.start', 'force_delete.end']);
@@ -207,10 +360,10 @@ function instanceFields(e: InstanceEvent, n: DecodedNotification): InstanceField
 }
 
 /** The slot of an instance's fixed address: its port when known, so Nova's and Neutron's reports of it coincide. */
-async function fixedSlot(trx: Tx, cloud: string, instanceId: string, a: { address: string; portId?: string | undefined; mac?: string | undefined }): Promise<{ slot: string; port: string | null }> {
+function fixedSlot(rows: Entities, cloud: string, instanceId: string, a: { address: string; portId?: string | undefined; mac?: string | undefined }): { slot: string; port: string | null } {
   if (a.portId !== undefined) return { slot: `port:${a.portId}|${a.address}`, port: a.portId };
   if (a.mac !== undefined) {
-    const p = await trx.selectFrom('ports').select('port_id').where('cloud', '=', cloud).where('mac', '=', a.mac).orderBy('last_event_at', 'desc').executeTakeFirst();
+    const p = rows.portByMac(cloud, a.mac);
     if (p !== undefined) return { slot: `port:${p.port_id}|${a.address}`, port: p.port_id };
     return { slot: `mac:${a.mac}|${a.address}`, port: null };
   }
@@ -221,14 +374,14 @@ function linkEvent(ctx: Ctx, n: DecodedNotification, instanceId: string, action:
   ctx.buf.links.push({ cloud: n.cloud, instance_id: instanceId, message_id: n.messageId, at: n.occurredAt.getTime(), event_type: n.eventType, action });
 }
 
-async function applyInstance(ctx: Ctx, n: DecodedNotification, e: InstanceEvent): Promise<void> {
-  const { trx } = ctx;
+function applyInstance(ctx: Ctx, n: DecodedNotification, e: InstanceEvent): void {
+  const { rows } = ctx;
   const at = n.occurredAt.getTime();
   const id = e.instance.id;
   const gone = GONE.has(e.action) || e.instance.state === 'deleted';
   // The request context names its user and project; they are the owner's only when the owner made the request.
   const ownRequest = (ctxId: string | undefined, owner: string | undefined) => ctxId !== undefined && ctxId === owner;
-  await upsertInstance(trx, n.cloud, id, at, {
+  upsertInstance(rows, n.cloud, id, at, {
     ...instanceFields(e, n), endedAt: gone ? at : undefined,
     userName: ownRequest(n.context.userId, e.instance.user) ? n.context.userName : undefined,
     projectName: ownRequest(n.context.projectId, e.instance.project) ? n.context.projectName : undefined,
@@ -236,49 +389,49 @@ async function applyInstance(ctx: Ctx, n: DecodedNotification, e: InstanceEvent)
   linkEvent(ctx, n, id, e.action);
   const addresses = (e.addresses ?? []).map((a) => ({ ...a, address: storedIp(a.address) }));
   for (const a of addresses) {
-    if (a.portId !== undefined && a.mac !== undefined) await recordPortMac(ctx, n.cloud, a.portId, a.mac);
+    if (a.portId !== undefined && a.mac !== undefined) recordPortMac(ctx, n.cloud, a.portId, a.mac);
     let slot: string;
     let port: string | null = null;
-    if (a.kind === 'fixed') ({ slot, port } = await fixedSlot(trx, n.cloud, id, a));
+    if (a.kind === 'fixed') ({ slot, port } = fixedSlot(rows, n.cloud, id, a));
     else slot = `nova-floating:${id}|${a.address}`;
-    await addChange(ctx, n.cloud, slot, at, {
+    addChange(ctx, n.cloud, slot, at, {
       op: 'bind', holderKey: id,
       holder: { address: a.address, kind: a.kind, instanceId: id, port, mac: a.mac ?? null, network: a.network ?? null, project: e.instance.project ?? null, messageId: n.messageId },
     });
   }
   // Floating IPs from Neutron belong to the port, not the instance: the full list bounds only Nova's own slots.
-  if (e.addressesAuthoritative && !gone) await addSnapshot(ctx, n.cloud, `instance:${id}`, at, n.messageId, addresses.map((a) => `${a.kind}|${a.address}`));
+  if (e.addressesAuthoritative && !gone) addSnapshot(ctx, n.cloud, `instance:${id}`, at, n.messageId, addresses.map((a) => `${a.kind}|${a.address}`));
   if (gone || e.addressesAuthoritative) ctx.t.instances.add(id);
 }
 
 // ---------------------------------------------------------------------------
 // Neutron
 
-async function upsertPort(trx: Tx, cloud: string, at: number, p: { id: string; deviceId?: string | undefined; deviceOwner?: string | undefined; networkId?: string | undefined; mac?: string | undefined; project?: string | undefined }, deleted: boolean): Promise<void> {
-  const row = await trx.selectFrom('ports').selectAll().where('cloud', '=', cloud).where('port_id', '=', p.id).executeTakeFirst();
+function upsertPort(rows: Entities, cloud: string, at: number, p: { id: string; deviceId?: string | undefined; deviceOwner?: string | undefined; networkId?: string | undefined; mac?: string | undefined; project?: string | undefined }, deleted: boolean): void {
+  const row = rows.port(cloud, p.id);
   if (row === undefined) {
-    await trx.insertInto('ports').values({
+    rows.setPort({
       cloud, port_id: p.id, device_id: p.deviceId ?? null, device_owner: p.deviceOwner ?? null, network: p.networkId ?? null,
       mac: p.mac ?? null, project: p.project ?? null, deleted_at: deleted ? at : null, last_event_at: at,
-    }).execute();
+    });
     return;
   }
   const newer = at >= row.last_event_at;
-  await trx.updateTable('ports').set({
+  rows.setPort({
+    cloud, port_id: p.id,
     device_id: newer && !deleted ? p.deviceId ?? null : row.device_id ?? p.deviceId ?? null,
     device_owner: newer && !deleted ? p.deviceOwner ?? null : row.device_owner ?? p.deviceOwner ?? null,
     network: row.network ?? p.networkId ?? null, mac: row.mac ?? p.mac ?? null, project: row.project ?? p.project ?? null,
     deleted_at: deleted ? Math.min(row.deleted_at ?? at, at) : row.deleted_at,
     last_event_at: Math.max(row.last_event_at, at),
-  }).where('cloud', '=', cloud).where('port_id', '=', p.id).execute();
+  });
 }
 
-async function applyPort(ctx: Ctx, n: DecodedNotification, e: PortEvent): Promise<void> {
-  const { trx } = ctx;
+function applyPort(ctx: Ctx, n: DecodedNotification, e: PortEvent): void {
   const at = n.occurredAt.getTime();
   const p = e.port;
   const deleted = e.action === 'delete.end';
-  await upsertPort(trx, n.cloud, at, p, deleted);
+  upsertPort(ctx.rows, n.cloud, at, p, deleted);
   ctx.t.ports.add(p.id);
   if (p.deviceOwner?.startsWith('compute:') === true && p.deviceId !== undefined) linkEvent(ctx, n, p.deviceId, `port.${e.action}`);
   if (p.mac !== undefined) ctx.buf.macs.push({ cloud: n.cloud, portId: p.id, mac: p.mac });
@@ -290,12 +443,12 @@ async function applyPort(ctx: Ctx, n: DecodedNotification, e: PortEvent): Promis
   const onInstance = p.deviceOwner?.startsWith('compute:') === true && p.deviceId !== undefined;
   const holderKey = onInstance ? (p.deviceId as string) : `device:${p.deviceId ?? ''}`;
   for (const address of fixedIps) {
-    await addChange(ctx, n.cloud, `port:${p.id}|${address}`, at, {
+    addChange(ctx, n.cloud, `port:${p.id}|${address}`, at, {
       op: 'bind', holderKey,
       holder: { address, kind: 'fixed', instanceId: onInstance ? (p.deviceId ?? null) : null, port: p.id, mac: p.mac ?? null, network: p.networkId ?? null, project: p.project ?? null, messageId: n.messageId },
     });
   }
-  if (!e.idOnly) await addSnapshot(ctx, n.cloud, `port:${p.id}`, at, n.messageId, fixedIps);
+  if (!e.idOnly) addSnapshot(ctx, n.cloud, `port:${p.id}`, at, n.messageId, fixedIps);
 }
 
 /**
@@ -303,54 +456,69 @@ async function applyPort(ctx: Ctx, n: DecodedNotification, e: PortEvent): Promis
  * `mac:MAC|ADDR` before the port was known move to the port's own slots, so
  * the result does not depend on which arrived first.
  */
-async function adoptMacSlots(trx: Tx, cloud: string, portId: string, mac: string, t: Touched): Promise<void> {
-  const rows = await trx.selectFrom('address_changes').select(['slot', 'address']).distinct().where('cloud', '=', cloud)
-    .where('slot', '>=', `mac:${mac}|`).where('slot', '<', `mac:${mac}}`).execute();
-  for (const r of rows) {
-    await trx.updateTable('address_changes').set({ slot: `port:${portId}|${r.address}`, port: portId }).where('cloud', '=', cloud).where('slot', '=', r.slot).execute();
-    t.slots.add(r.slot);
-    t.slots.add(`port:${portId}|${r.address}`);
+async function adoptMacSlots(trx: Tx, macs: Buffered['macs'], byCloud: ReadonlyMap<string, Touched>): Promise<void> {
+  const perCloud = new Map<string, Map<string, string>>();
+  for (const m of macs) {
+    let c = perCloud.get(m.cloud);
+    if (c === undefined) perCloud.set(m.cloud, (c = new Map()));
+    // The last port named with a MAC in the batch adopts, as when each was applied in turn.
+    c.set(m.mac, m.portId);
+  }
+  for (const [cloud, ports] of perCloud) {
+    const t = byCloud.get(cloud) ?? touched();
+    for (const part of chunks([...ports.keys()], 100)) {
+      const rows = await trx.selectFrom('address_changes').select(['slot', 'address']).distinct()
+        // The cloud in every branch lets SQLite answer each from the (cloud, slot) index.
+        .where((eb) => eb.or(part.map((mac) => eb.and([eb('cloud', '=', cloud), eb('slot', '>=', `mac:${mac}|`), eb('slot', '<', `mac:${mac}}`)])))).execute();
+      for (const r of rows) {
+        const mac = r.slot.slice('mac:'.length, r.slot.lastIndexOf('|'));
+        const portId = ports.get(mac) as string;
+        await trx.updateTable('address_changes').set({ slot: `port:${portId}|${r.address}`, port: portId }).where('cloud', '=', cloud).where('slot', '=', r.slot).execute();
+        t.slots.add(r.slot);
+        t.slots.add(`port:${portId}|${r.address}`);
+      }
+    }
   }
 }
 
 /** Nova's versioned payload names a port and its MAC: enough to place legacy reports of the same port even when Neutron's events were lost. */
-async function recordPortMac(ctx: Ctx, cloud: string, portId: string, mac: string): Promise<void> {
-  const row = await ctx.trx.selectFrom('ports').select('mac').where('cloud', '=', cloud).where('port_id', '=', portId).executeTakeFirst();
+function recordPortMac(ctx: Ctx, cloud: string, portId: string, mac: string): void {
+  const row = ctx.rows.port(cloud, portId);
   if (row?.mac === mac) return;
   // Event time 0: any Neutron event about the port is newer and overrides.
-  if (row === undefined) await ctx.trx.insertInto('ports').values({ cloud, port_id: portId, device_id: null, device_owner: null, network: null, mac, project: null, deleted_at: null, last_event_at: 0 }).execute();
-  else if (row.mac === null) await ctx.trx.updateTable('ports').set({ mac }).where('cloud', '=', cloud).where('port_id', '=', portId).execute();
+  if (row === undefined) ctx.rows.setPort({ cloud, port_id: portId, device_id: null, device_owner: null, network: null, mac, project: null, deleted_at: null, last_event_at: 0 });
+  else if (row.mac === null) ctx.rows.setPort({ ...row, mac });
   ctx.buf.macs.push({ cloud, portId, mac });
 }
 
-async function applyFloatingIp(ctx: Ctx, n: DecodedNotification, e: FloatingIpEvent): Promise<void> {
+function applyFloatingIp(ctx: Ctx, n: DecodedNotification, e: FloatingIpEvent): void {
   if (e.action === 'update.start') return;
   const at = n.occurredAt.getTime();
   const f = e.floatingIp;
   const slot = `fip:${f.id}`;
   const address = f.address === undefined ? '' : storedIp(f.address);
   if (e.action === 'delete.end' || f.portId === null) {
-    await addChange(ctx, n.cloud, slot, at, { op: 'release_any', holderKey: '', holder: releaseOf(address, 'floating', n.messageId) });
+    addChange(ctx, n.cloud, slot, at, { op: 'release_any', holderKey: '', holder: releaseOf(address, 'floating', n.messageId) });
     return;
   }
   if (f.portId === undefined || f.address === undefined) return;
-  await addChange(ctx, n.cloud, slot, at, {
+  addChange(ctx, n.cloud, slot, at, {
     op: 'bind', holderKey: f.portId,
     holder: { address, kind: 'floating', instanceId: f.instanceId ?? null, port: f.portId, mac: null, network: f.networkId ?? null, project: f.project ?? null, messageId: n.messageId },
   });
   // port_details says which instance had the port then: a fact about the port's fixed address too.
   if (f.instanceId !== undefined && typeof f.fixedAddress === 'string') {
     const fixedAddress = storedIp(f.fixedAddress);
-    await addChange(ctx, n.cloud, `port:${f.portId}|${fixedAddress}`, at, {
+    addChange(ctx, n.cloud, `port:${f.portId}|${fixedAddress}`, at, {
       op: 'bind', holderKey: f.instanceId,
       holder: { address: fixedAddress, kind: 'fixed', instanceId: f.instanceId, port: f.portId, mac: null, network: null, project: null, messageId: n.messageId },
     });
   }
 }
 
-async function applyRouterInterface(ctx: Ctx, n: DecodedNotification, e: RouterInterfaceEvent): Promise<void> {
+function applyRouterInterface(ctx: Ctx, n: DecodedNotification, e: RouterInterfaceEvent): void {
   const at = n.occurredAt.getTime();
-  await upsertPort(ctx.trx, n.cloud, at, { id: e.portId, deviceId: e.routerId, deviceOwner: 'network:router_interface', networkId: e.networkId, project: e.project }, e.action === 'delete');
+  upsertPort(ctx.rows, n.cloud, at, { id: e.portId, deviceId: e.routerId, deviceOwner: 'network:router_interface', networkId: e.networkId, project: e.project }, e.action === 'delete');
   ctx.t.ports.add(e.portId);
 }
 
@@ -358,32 +526,32 @@ async function applyRouterInterface(ctx: Ctx, n: DecodedNotification, e: RouterI
  * A router's gateway addresses are held by the router (kind `router-gateway`,
  * the router's project): the SNAT address of every instance behind it.
  */
-async function applyRouter(ctx: Ctx, n: DecodedNotification, e: RouterEvent): Promise<void> {
-  const { trx } = ctx;
+function applyRouter(ctx: Ctx, n: DecodedNotification, e: RouterEvent): void {
   const at = n.occurredAt.getTime();
   const r = e.router;
   const deleted = e.action === 'delete.end';
-  const row = await trx.selectFrom('routers').selectAll().where('cloud', '=', n.cloud).where('router_id', '=', r.id).executeTakeFirst();
+  const row = ctx.rows.router(n.cloud, r.id);
   if (row === undefined) {
-    await trx.insertInto('routers').values({ cloud: n.cloud, router_id: r.id, name: r.name ?? null, project: r.project ?? null, deleted_at: deleted ? at : null, last_event_at: at }).execute();
+    ctx.rows.setRouter({ cloud: n.cloud, router_id: r.id, name: r.name ?? null, project: r.project ?? null, deleted_at: deleted ? at : null, last_event_at: at });
   } else {
     const newer = at >= row.last_event_at;
-    await trx.updateTable('routers').set({
+    ctx.rows.setRouter({
+      cloud: n.cloud, router_id: r.id,
       name: r.name !== undefined && (newer || row.name === null) ? r.name : row.name,
       project: row.project ?? r.project ?? null,
       deleted_at: deleted ? Math.min(row.deleted_at ?? at, at) : row.deleted_at,
       last_event_at: Math.max(row.last_event_at, at),
-    }).where('cloud', '=', n.cloud).where('router_id', '=', r.id).execute();
+    });
   }
   const ips = deleted ? [] : r.gatewayIps === null ? [] : r.gatewayIps?.map(storedIp);
   if (ips === undefined) return;
   for (const address of ips) {
-    await addChange(ctx, n.cloud, `router-gw:${r.id}|${address}`, at, {
+    addChange(ctx, n.cloud, `router-gw:${r.id}|${address}`, at, {
       op: 'bind', holderKey: r.id,
       holder: { address, kind: 'router-gateway', instanceId: null, port: null, mac: null, network: r.gatewayNetworkId ?? null, project: r.project ?? null, messageId: n.messageId },
     });
   }
-  await addSnapshot(ctx, n.cloud, `router:${r.id}`, at, n.messageId, ips);
+  addSnapshot(ctx, n.cloud, `router:${r.id}`, at, n.messageId, ips);
   // The list bounds every gateway address the router ever had, including ones recorded later.
   ctx.t.routers.add(r.id);
 }
@@ -393,8 +561,7 @@ async function applyRouter(ctx: Ctx, n: DecodedNotification, e: RouterEvent): Pr
 
 const ONE_DONE = 6;
 
-async function applyOneVm(ctx: Ctx, n: DecodedNotification, e: OneVmEvent): Promise<void> {
-  const { trx } = ctx;
+function applyOneVm(ctx: Ctx, n: DecodedNotification, e: OneVmEvent): void {
   const at = n.occurredAt.getTime();
   const vm = e.vm;
   const id = String(vm.id);
@@ -402,7 +569,7 @@ async function applyOneVm(ctx: Ctx, n: DecodedNotification, e: OneVmEvent): Prom
   const stateName = vm.state.name === 'ACTIVE' ? `ACTIVE/${vm.lcmState.name ?? vm.lcmState.code}` : vm.state.name ?? String(vm.state.code);
   const actor = vm.historyAction?.uid;
   linkEvent(ctx, n, id, stateName);
-  await upsertInstance(trx, n.cloud, id, at, {
+  upsertInstance(ctx.rows, n.cloud, id, at, {
     name: vm.name, project: vm.gname, user: vm.uname, userName: vm.uname, projectName: vm.gname, host: vm.host, state: stateName, createdAt: vm.stime,
     deletedAt: done ? (vm.etime ?? n.occurredAt) : undefined,
     deletedBy: done && actor !== undefined ? String(actor) : undefined,
@@ -417,11 +584,11 @@ async function applyOneVm(ctx: Ctx, n: DecodedNotification, e: OneVmEvent): Prom
       if (given === undefined) continue;
       const address = storedIp(given);
       members.push(`nic|${address}`);
-      await addChange(ctx, n.cloud, `one-nic:${id}/${nic.nicId}|${address}`, at, {
+      addChange(ctx, n.cloud, `one-nic:${id}/${nic.nicId}|${address}`, at, {
         op: 'bind', holderKey: id,
         holder: { address, kind: 'nic', instanceId: id, port: nic.target ?? null, mac: nic.mac ?? null, network: nic.network ?? (nic.networkId === undefined ? null : String(nic.networkId)), project: vm.gname, messageId: n.messageId },
       });
     }
   }
-  await addSnapshot(ctx, n.cloud, `instance:${id}`, at, n.messageId, members);
+  addSnapshot(ctx, n.cloud, `instance:${id}`, at, n.messageId, members);
 }

@@ -5,6 +5,7 @@ import type { Migration, MigrationProvider } from 'kysely/migration';
 import type { LedgerSchema } from './schema.ts';
 import { recordBaseline } from './audit-baseline.ts';
 import { storedIp } from '../domain/ip.ts';
+import { ensureBodyPartitions } from './body-partitions.ts';
 
 export type Engine = 'sqlite' | 'postgres';
 
@@ -373,10 +374,45 @@ function m0009(): Migration {
   };
 }
 
+/**
+ * Notification bodies move to a table of their own (notification_bodies), so
+ * that they can expire on their own schedule while the notifications rows
+ * (ids, types, times, and now the body's SHA-256) and everything derived from
+ * them stay. On PostgreSQL the table is partitioned by month of receipt:
+ * expiring a month is dropping its partition, not deleting millions of rows.
+ * The dedupe key (cloud, message_id) stays on notifications, which is why they
+ * are not partitioned themselves (a unique key of a partitioned table must
+ * contain the partition key).
+ */
+function m0012(engine: Engine): Migration {
+  return {
+    async up(db: Kysely<unknown>) {
+      if (engine === 'sqlite') {
+        // notification_id is the rowid: no second index, and rows sit in id (= arrival) order.
+        await sql`CREATE TABLE notification_bodies (notification_id integer PRIMARY KEY, received_at bigint NOT NULL, body text NOT NULL)`.execute(db);
+      } else {
+        await sql`CREATE TABLE notification_bodies (notification_id bigint NOT NULL, received_at bigint NOT NULL, body text NOT NULL) PARTITION BY RANGE (received_at)`.execute(db);
+        // Rows outside every monthly partition (a clock far off, a month not yet created) land here rather than fail.
+        await sql`CREATE TABLE notification_bodies_default PARTITION OF notification_bodies DEFAULT`.execute(db);
+        await sql`CREATE INDEX notification_bodies_id ON notification_bodies (notification_id)`.execute(db);
+        const span = await sql<{ lo: number | string | null; hi: number | string | null }>`SELECT min(received_at) AS lo, max(received_at) AS hi FROM notifications`.execute(db);
+        const lo = span.rows[0]?.lo;
+        const hi = span.rows[0]?.hi;
+        await ensureBodyPartitions(db, lo === null || lo === undefined ? Date.now() : Number(lo), Math.max(Date.now(), Number(hi ?? 0)));
+      }
+      await sql`CREATE INDEX notification_bodies_received ON notification_bodies (received_at)`.execute(db);
+      await sql`INSERT INTO notification_bodies (notification_id, received_at, body) SELECT id, received_at, body FROM notifications`.execute(db);
+      await db.schema.alterTable('notifications').dropColumn('body').execute();
+      // Filled at ingest from now on; for older rows by the body retention before their body goes.
+      await db.schema.alterTable('notifications').addColumn('body_sha256', 'text').execute();
+    },
+  };
+}
+
 export function migrationProvider(engine: Engine): MigrationProvider {
   return {
     async getMigrations() {
-      return { '0001_init': m0001(engine), '0002_quarantine': m0002(), '0003_trace_index': m0003(), '0004_trace_index_pg': m0004(engine), '0005_ledger_facts': m0005(engine), '0006_canonical_addresses': m0006(), '0007_audit_keyed': m0007(), '0008_capture_intents': m0008(), '0009_isolation': m0009(), '0010_cases': m0010() };
+      return { '0001_init': m0001(engine), '0002_quarantine': m0002(), '0003_trace_index': m0003(), '0004_trace_index_pg': m0004(engine), '0005_ledger_facts': m0005(engine), '0006_canonical_addresses': m0006(), '0007_audit_keyed': m0007(), '0008_capture_intents': m0008(), '0009_isolation': m0009(), '0010_cases': m0010(), '0012_notification_bodies': m0012(engine) };
     },
   };
 }

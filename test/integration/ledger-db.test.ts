@@ -50,7 +50,7 @@ for (const target of targets) {
     });
 
     test('migrations apply once and a second run is a no-op', async () => {
-      assert.deepEqual(await migrateToLatest(ledger), ['0001_init', '0002_quarantine', '0003_trace_index', '0004_trace_index_pg', '0005_ledger_facts', '0006_canonical_addresses', '0007_audit_keyed', '0008_capture_intents', '0009_isolation', '0010_cases']);
+      assert.deepEqual(await migrateToLatest(ledger), ['0001_init', '0002_quarantine', '0003_trace_index', '0004_trace_index_pg', '0005_ledger_facts', '0006_canonical_addresses', '0007_audit_keyed', '0008_capture_intents', '0009_isolation', '0010_cases', '0012_notification_bodies']);
       assert.deepEqual(await migrateToLatest(ledger), []);
     });
 
@@ -101,7 +101,7 @@ for (const target of targets) {
     test('a notification is unique per cloud and message id', async () => {
       const row = {
         cloud: 'c1', source: 'nova', message_id: 'm-1', id_kind: 'message-id', event_type: 'instance.create.end',
-        publisher: 'nova-compute:h1', occurred_at: 1_700_000_000_000, received_at: 1_700_000_000_500, outcome: 'applied', body: '{}',
+        publisher: 'nova-compute:h1', occurred_at: 1_700_000_000_000, received_at: 1_700_000_000_500, outcome: 'applied', body_sha256: null,
       };
       await ledger.db.insertInto('notifications').values(row).execute();
       const again = await ledger.db.insertInto('notifications').values(row).onConflict((oc) => oc.columns(['cloud', 'message_id']).doNothing()).executeTakeFirst();

@@ -1,0 +1,208 @@
+// The ledger's apply path on its own: the ingest workload decoded once, then
+// applied with applyBatch in batches of the intake's size, in this process,
+// into SQLite (file) and PostgreSQL. Without the broker this is the most the
+// intake can reach; the statements counted per notification do not depend on
+// how loaded the machine is, the rates do.
+//
+// Ceiling: the same notifications written as evidence only (notifications
+// rows and bodies, multi-row statements per batch), which every apply must do
+// anyway. Storage: bytes per million notifications, bodies and the rest.
+import { rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { sql, type KyselyPlugin, type Kysely } from 'kysely';
+import type { Context, Figure, Scenario } from '../scenario.ts';
+import { buildWorkload } from './ingest-workload.ts';
+import { round } from '../lib/stats.ts';
+import { cpuMeter } from '../lib/cpu.ts';
+import { prepare } from '../../operator/intake/pipeline.ts';
+import { applyBatch, type Recorded } from '../../operator/ledger/apply.ts';
+import { migrateToLatest, openLedgerDb, type LedgerDb } from '../../operator/ledger/db.ts';
+import type { LedgerSchema } from '../../operator/ledger/schema.ts';
+
+type Engine = 'sqlite' | 'postgres';
+
+const TARGETS: Record<Engine, number> = { sqlite: 10_000, postgres: 5_000 };
+
+/** Counts the statements Kysely sends (transaction control excluded). */
+function statementCounter(): { plugin: KyselyPlugin; count: () => number } {
+  let n = 0;
+  return {
+    plugin: {
+      transformQuery(args) {
+        n += 1;
+        return args.node;
+      },
+      transformResult(args) {
+        return Promise.resolve(args.result);
+      },
+    },
+    count: () => n,
+  };
+}
+
+function decodeAll(n: number): { recorded: Recorded[]; decodeMs: number; bodyBytes: number } {
+  const { messages } = buildWorkload(n);
+  const t0 = performance.now();
+  const recorded: Recorded[] = [];
+  let bodyBytes = 0;
+  for (const [i, m] of messages.entries()) {
+    const p = prepare(m.body, { cloud: 'bench', exchange: m.exchange, routingKey: m.routingKey, receivedAt: new Date(Date.parse('2026-03-02T08:00:00Z') + i * 50) });
+    if (!p.ok) throw new Error(`workload message ${i} does not decode: ${p.error.message}`);
+    recorded.push(p.recorded);
+    bodyBytes += m.body.length;
+  }
+  return { recorded, decodeMs: performance.now() - t0, bodyBytes };
+}
+
+async function open(engine: Engine, ctx: Context, purpose: string): Promise<LedgerDb> {
+  let ledger: LedgerDb;
+  if (engine === 'sqlite') {
+    const path = join(ctx.outDir, `${purpose}.sqlite`);
+    const clear = () => {
+      for (const suffix of ['', '-wal', '-shm']) rmSync(`${path}${suffix}`, { force: true });
+    };
+    clear();
+    ledger = openLedgerDb(`sqlite:${path}`);
+    ctx.defer(clear);
+  } else {
+    ledger = openLedgerDb(await ctx.services.postgresUrl(purpose));
+  }
+  ctx.defer(() => ledger.close());
+  await migrateToLatest(ledger);
+  return ledger;
+}
+
+/** Bytes on disk for the ledger's tables: notification bodies apart from everything else. */
+async function storage(engine: Engine, ledger: LedgerDb, ctx: Context, purpose: string): Promise<{ total: number; bodies: number }> {
+  if (engine === 'sqlite') {
+    await sql`PRAGMA wal_checkpoint(TRUNCATE)`.execute(ledger.db);
+    const total = statSync(join(ctx.outDir, `${purpose}.sqlite`)).size;
+    // dbstat is not compiled into every SQLite; the bodies' share is then the sum of their lengths.
+    const r = await sql<{ b: number }>`SELECT coalesce(sum(length(body)), 0) AS b FROM notification_bodies`.execute(ledger.db);
+    return { total, bodies: Number(r.rows[0]?.b ?? 0) };
+  }
+  await sql`VACUUM ANALYZE`.execute(ledger.db);
+  const rows = await sql<{ name: string; bytes: string | number }>`
+    SELECT c.relname AS name, pg_total_relation_size(c.oid) AS bytes FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace
+    WHERE s.nspname = current_schema() AND c.relkind IN ('r', 'p') AND c.relispartition = false`.execute(ledger.db);
+  const parts = await sql<{ bytes: string | number }>`
+    SELECT coalesce(sum(pg_total_relation_size(i.inhrelid)), 0) AS bytes FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'notification_bodies'`.execute(ledger.db);
+  const bodies = Number(parts.rows[0]?.bytes ?? 0);
+  const total = rows.rows.reduce((s, r) => s + Number(r.bytes), 0) + bodies;
+  return { total, bodies };
+}
+
+async function applyAll(db: Kysely<LedgerSchema>, recorded: readonly Recorded[], batch: number, ctx: Context, label: string): Promise<{ seconds: number; peakRss: number }> {
+  let peakRss = process.memoryUsage.rss();
+  const t0 = performance.now();
+  for (let i = 0; i < recorded.length; i += batch) {
+    await applyBatch(db, recorded.slice(i, i + batch));
+    if ((i / batch) % 25 === 0) {
+      peakRss = Math.max(peakRss, process.memoryUsage.rss());
+      ctx.progress.update(`${label}: ${i + batch}/${recorded.length} (${Math.round((i + batch) / ((performance.now() - t0) / 1000))}/s)`);
+    }
+  }
+  return { seconds: (performance.now() - t0) / 1000, peakRss: Math.max(peakRss, process.memoryUsage.rss()) };
+}
+
+/** The evidence alone: notifications rows and their bodies, as applyBatch writes them. */
+async function recordOnly(db: Kysely<LedgerSchema>, recorded: readonly Recorded[], batch: number): Promise<number> {
+  const t0 = performance.now();
+  for (let i = 0; i < recorded.length; i += batch) {
+    const part = recorded.slice(i, i + batch);
+    await db.transaction().execute(async (trx) => {
+      const rows = part.map(({ notification: n }) => ({
+        cloud: n.cloud, source: n.source, message_id: n.messageId, id_kind: n.idKind, event_type: n.eventType,
+        publisher: n.publisher ?? null, occurred_at: n.occurredAt.getTime(), received_at: n.receivedAt.getTime(), outcome: 'applied', body_sha256: null,
+      }));
+      const ids = await trx.insertInto('notifications').values(rows).onConflict((oc) => oc.columns(['cloud', 'message_id']).doNothing()).returning('id').execute();
+      // A fresh ledger: every row is new and comes back in order; which body goes with which id does not matter here.
+      const bodies = ids.map((r, j) => ({ notification_id: r.id, received_at: rows[j]!.received_at, body: part[j]!.body }));
+      for (let j = 0; j < bodies.length; j += 100) await trx.insertInto('notification_bodies').values(bodies.slice(j, j + 100)).execute();
+    });
+  }
+  return (performance.now() - t0) / 1000;
+}
+
+async function runEngine(engine: Engine, ctx: Context, recorded: readonly Recorded[], batch: number): Promise<Figure[]> {
+  const n = recorded.length;
+  const ledger = await open(engine, ctx, `apply-${engine}`);
+  const counter = statementCounter();
+  const cpu = cpuMeter();
+  const run = await applyAll(ledger.db.withPlugin(counter.plugin), recorded, batch, ctx, `${engine}: apply`);
+  const usage = cpu();
+  const rate = n / run.seconds;
+  const perNotification = counter.count() / n;
+  ctx.progress.log(`${engine}: apply ${Math.round(rate)}/s, ${round(perNotification, 3)} statements per notification, peak RSS ${Math.round(run.peakRss / 2 ** 20)} MiB`);
+  const stored = await storage(engine, ledger, ctx, `apply-${engine}`);
+  const ceilingDb = await open(engine, ctx, `apply-${engine}-ceiling`);
+  const ceilingSeconds = await recordOnly(ceilingDb.db, recorded, batch);
+  const ceiling = n / ceilingSeconds;
+  const perMillion = (b: number) => Math.round((b * 1e6) / n);
+  const mib = (b: number) => round(b / 2 ** 20, 1);
+  ctx.note(`${engine}: ${n} notifications in ${round(run.seconds, 1)} s in batches of ${batch}; ${counter.count()} statements (${round(perNotification, 3)} per notification, ` +
+    `transaction control excluded); this process ${usage.processPct}% of a core, machine ${usage.machinePct ?? '?'}% of all cores; ` +
+    `ceiling (notifications and bodies only) ${Math.round(ceiling)}/s. On disk ${mib(stored.total)} MiB, of which bodies ${mib(stored.bodies)} MiB.`);
+  const engineName = engine === 'sqlite' ? 'SQLite (file)' : 'PostgreSQL';
+  return [
+    {
+      figure: `apply.${engine}.rate`,
+      label: `apply in process into ${engineName}, notifications/s`,
+      value: round(rate),
+      unit: '/s',
+      ceiling: round(ceiling),
+      target: { op: '>=', value: TARGETS[engine] },
+      params: {
+        notifications: n, batch, seconds: round(run.seconds, 2), statements: counter.count(), statementsPerNotification: round(perNotification, 3),
+        processCpuPct: usage.processPct, machineCpuPct: usage.machinePct, ceilingSeconds: round(ceilingSeconds, 2),
+      },
+      notes: `${n.toLocaleString('en-US')} decoded notifications, batches of ${batch}; ${round(perNotification, 3)} statements per notification; ` +
+        `ceiling = the notifications and their bodies alone; process ${usage.processPct}% of a core, machine ${usage.machinePct ?? '?'}%`,
+    },
+    {
+      figure: `apply.${engine}.rss`,
+      label: `peak RSS applying ${n.toLocaleString('en-US')} notifications into ${engineName}`,
+      value: mib(run.peakRss),
+      unit: 'MiB',
+      target: { op: '<=', value: 256 },
+      params: { notifications: n, batch },
+      notes: 'the whole bench process, the decoded workload held in memory included',
+    },
+    {
+      figure: `storage.${engine}.perMillion`,
+      label: `ledger bytes per million notifications, ${engineName}`,
+      value: mib(perMillion(stored.total)),
+      unit: 'MiB',
+      params: { notifications: n, totalBytes: stored.total, bodyBytes: stored.bodies, bodiesPerMillionMiB: mib(perMillion(stored.bodies)) },
+      notes: `of which raw bodies ${mib(perMillion(stored.bodies)).toLocaleString('en-US')} MiB (${engine === 'sqlite' ? 'sum of body lengths' : 'notification_bodies partitions, indexes and TOAST included'}); ` +
+        `derived rows, indexes and the rest ${mib(perMillion(stored.total - stored.bodies)).toLocaleString('en-US')} MiB; extrapolated from ${n.toLocaleString('en-US')}`,
+    },
+  ];
+}
+
+export const apply: Scenario = {
+  name: 'apply',
+  description:
+    'The ledger apply path alone (decoded notifications, applyBatch in batches of the intake size, in this process), into SQLite (file) and PostgreSQL: ' +
+    'notifications/s, statements per notification, peak RSS and bytes per million notifications. The ceiling is writing the notifications and their bodies alone.',
+  params: [
+    { name: 'apply-n', description: 'notifications per engine', default: '50000' },
+    { name: 'apply-engines', description: 'comma-separated: sqlite, postgres', default: 'sqlite,postgres' },
+    { name: 'apply-batch', description: 'notifications per applyBatch call (the Cloud prefetch default)', default: '200' },
+  ],
+  async run(ctx) {
+    const n = Number(ctx.param('apply-n'));
+    const batch = Number(ctx.param('apply-batch'));
+    if (!Number.isInteger(n) || n < 1) throw new Error('--apply-n must be a positive integer');
+    if (!Number.isInteger(batch) || batch < 1) throw new Error('--apply-batch must be a positive integer');
+    const engines = ctx.param('apply-engines').split(',').map((s) => s.trim()).filter((s) => s !== '');
+    for (const e of engines) if (e !== 'sqlite' && e !== 'postgres') throw new Error(`unknown engine ${e}`);
+    const { recorded, decodeMs, bodyBytes } = decodeAll(n);
+    ctx.note(`Workload: the ingest scenario's (bench/scenarios/ingest-workload.ts), ${n} notifications, mean body ${Math.round(bodyBytes / n)} B; ` +
+      `decoded once beforehand in ${Math.round(decodeMs)} ms (${Math.round(n / (decodeMs / 1000))}/s), not timed.`);
+    const figures: Figure[] = [];
+    for (const e of engines as Engine[]) figures.push(...(await runEngine(e, ctx, recorded, batch)));
+    return figures;
+  },
+};
