@@ -31,6 +31,8 @@ export interface StandaloneOptions {
   /** Append-only file the audit head is anchored to, besides the log. */
   anchorFile?: string | undefined;
   anchorIntervalMs?: number | undefined;
+  /** Notification bodies older than this expire (audited); undefined keeps them. */
+  bodyRetentionMs?: number | undefined;
   /** Wait for an unreachable ledger database at start (default) rather than fail. */
   waitForDb?: boolean;
   /** PEM certificate and key: HTTPS instead of HTTP on `listen`. */
@@ -54,7 +56,10 @@ export async function runStandalone(opts: StandaloneOptions): Promise<void> {
   useAuditKeys(ledger.db, opts.auditKeys);
   const stops: Array<() => Promise<void>> = [];
   let anchorer: AuditAnchorer | undefined;
-  const operator = new Operator({ ledger, secrets, logger, ...(opts.orphanGraceMs === undefined ? {} : { orphanGraceMs: opts.orphanGraceMs }) });
+  const operator = new Operator({
+    ledger, secrets, logger, ...(opts.orphanGraceMs === undefined ? {} : { orphanGraceMs: opts.orphanGraceMs }),
+    ...(opts.bodyRetentionMs === undefined ? {} : { bodyRetentionMs: opts.bodyRetentionMs }),
+  });
   try {
     await waitForLedger(ledger.db, { wait: opts.waitForDb ?? true, logger, signal: opts.signal, where: redactUrl(opts.dbUrl) });
     const applied = await migrateToLatest(ledger);

@@ -1,6 +1,7 @@
 // The running operator for a set of clouds: intake, capture, sweep. Both the
 // standalone mode (resources from YAML) and the Kubernetes mode (resources
 // from the API server) drive this one object.
+import { prepareBodyPartitions, pruneBodies } from './ledger/body-retention.ts';
 import type { LedgerDb } from './ledger/db.ts';
 import { startCloudIntake, type CloudIntake } from './intake/cloud-intake.ts';
 import { CaptureEngine } from './capture/engine.ts';
@@ -38,6 +39,10 @@ export interface OperatorOptions {
   orphanGraceMs?: number;
   /** How often the leader verifies the audit chain (default hourly). */
   auditCheckIntervalMs?: number;
+  /** Notification bodies older than this expire (ledger/body-retention.ts); undefined keeps them. */
+  bodyRetentionMs?: number;
+  /** How often the leader prepares body partitions and expires bodies (default daily). */
+  bodyMaintenanceIntervalMs?: number;
   /** The runtime's clock, for the capture reconcilers' queues and relists (default: the system clock). */
   runtimeClock?: Clock;
   /** How often the capture reconcilers list open intents again. */
@@ -57,6 +62,7 @@ export class Operator {
   #leader = false;
   readonly ledgerHealth: LedgerHealth;
   #auditTimer: NodeJS.Timeout | undefined;
+  #bodyTimer: NodeJS.Timeout | undefined;
 
   constructor(o: OperatorOptions) {
     this.#o = o;
@@ -220,6 +226,7 @@ export class Operator {
     for (const rt of this.clouds.values()) await this.#lead(rt);
     this.scheduler.sync();
     this.#startAuditChecks();
+    this.#startBodyMaintenance();
     this.#o.logger.info('leading: captures, trash scans and sweeps run here');
   }
 
@@ -244,10 +251,36 @@ export class Operator {
     void check();
   }
 
+  /**
+   * The leader keeps the monthly body partitions ready ahead of time
+   * (PostgreSQL) and, with a body retention, expires old bodies: an audited
+   * change of evidence, done by one replica only.
+   */
+  #startBodyMaintenance(): void {
+    const run = async () => {
+      const now = (this.#o.clock ?? (() => new Date()))();
+      try {
+        const created = await prepareBodyPartitions(this.#o.ledger.db, this.#o.ledger.engine, now);
+        if (created.length > 0) this.#o.logger.info({ partitions: created }, 'notification body partitions created');
+        if (this.#o.bodyRetentionMs === undefined) return;
+        const r = await pruneBodies(this.#o.ledger.db, this.#o.ledger.engine, { keepMs: this.#o.bodyRetentionMs, now, actor: 'quarantine-operator' });
+        if (r.removed > 0 || r.keptUnderHold > 0) {
+          this.#o.logger.info({ removed: r.removed, keptUnderHold: r.keptUnderHold, cutoff: r.cutoff.toISOString(), partitionsDropped: r.partitionsDropped }, 'notification bodies expired');
+        }
+      } catch (err) {
+        this.#o.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'notification body maintenance failed; retrying at the next interval');
+      }
+    };
+    this.#bodyTimer = setInterval(() => void run(), this.#o.bodyMaintenanceIntervalMs ?? 86_400_000);
+    this.#bodyTimer.unref();
+    void run();
+  }
+
   async stopLeading(): Promise<void> {
     if (!this.#leader) return;
     this.#leader = false;
     clearInterval(this.#auditTimer);
+    clearInterval(this.#bodyTimer);
     await this.scheduler.stop();
     for (const rt of this.clouds.values()) await rt.capture?.stop();
   }

@@ -18,6 +18,7 @@ import { addCaseCommands } from './case-commands.ts';
 import { addExportIntervalsCommand } from './export-intervals.ts';
 import { addHoldCommands } from './hold-commands.ts';
 import { addAuditCommands } from './audit-commands.ts';
+import { addLedgerCommands } from './ledger-commands.ts';
 import { addCompletionCommand } from './completion.ts';
 
 /** sqlite:./quarantine.db; kept equal to ledger/db.ts's DEFAULT_DB_URL by a test, without loading that module here. */
@@ -64,16 +65,27 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
     .addOption(new Option('--tls-cert <path>', 'PEM certificate (chain): serve HTTPS on --listen').env('QUARANTINE_TLS_CERT_FILE'))
     .addOption(new Option('--tls-key <path>', 'PEM private key of --tls-cert').env('QUARANTINE_TLS_KEY_FILE'))
     .addOption(new Option('--audit-anchor-file <path>', 'append the audit head to this file at an interval (default in standalone mode: beside an SQLite ledger)').env('QUARANTINE_AUDIT_ANCHOR_FILE'))
+    .addOption(new Option('--body-retention-days <days>', 'expire notification bodies received more than DAYS ago (audited; held ones are kept); default: keep them').env('QUARANTINE_BODY_RETENTION_DAYS'))
     .option('--no-wait-db', 'exit (code 2) at start when the ledger database does not answer, instead of waiting for it')
     .option('--kubernetes', 'run as a Kubernetes controller: resources from the API server, leader election with a Lease')
     .addOption(new Option('--kubeconfig <path>', 'kubeconfig (default: in-cluster, then ~/.kube/config)').env('KUBECONFIG'))
-    .action(async (opts: { manifests?: string; secrets?: string; listen?: string; apiTokenFile?: string; tlsCert?: string; tlsKey?: string; kubernetes?: boolean; kubeconfig?: string; auditAnchorFile?: string; waitDb: boolean }) => {
+    .action(async (opts: { manifests?: string; secrets?: string; listen?: string; apiTokenFile?: string; tlsCert?: string; tlsKey?: string; kubernetes?: boolean; kubeconfig?: string; auditAnchorFile?: string; bodyRetentionDays?: string; waitDb: boolean }) => {
       const global = program.opts<{ db: string; logLevel: string; logFormat: LogFormat; auditKeyFile?: string }>();
       const { anchorFileFor, anchorIntervalMs, loadAuditKeys } = await import('../ledger/audit-keys.ts');
       const audit = {
         auditKeys: loadAuditKeys(io.env, global.auditKeyFile), anchorIntervalMs: anchorIntervalMs(io.env),
         anchorFile: opts.kubernetes === true ? opts.auditAnchorFile : anchorFileFor(global.db, io.env, opts.auditAnchorFile),
       };
+      let bodyRetentionMs: number | undefined;
+      if (opts.bodyRetentionDays !== undefined && opts.bodyRetentionDays !== '') {
+        const { retentionFromDays, BodyRetentionError } = await import('../ledger/body-retention.ts');
+        try {
+          bodyRetentionMs = retentionFromDays(Number(opts.bodyRetentionDays));
+        } catch (err) {
+          throw err instanceof BodyRetentionError ? new UsageError(`--body-retention-days: ${err.message}`) : err;
+        }
+      }
+      const retention = bodyRetentionMs === undefined ? {} : { bodyRetentionMs };
       const { createLogger } = await import('../log.ts');
       const logger = createLogger({ level: global.logLevel, format: global.logFormat });
       const ac = new AbortController();
@@ -128,11 +140,11 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
             leaseDurationMs: seconds('QUARANTINE_LEADER_LEASE_DURATION_SECONDS', 15),
             renewDeadlineMs: seconds('QUARANTINE_LEADER_RENEW_DEADLINE_SECONDS', 10),
             retryPeriodMs: seconds('QUARANTINE_LEADER_RETRY_PERIOD_SECONDS', 2),
-            ...audit,
+            ...audit, ...retention,
           });
         } else {
           const { runStandalone } = await import('../main.ts');
-          await runStandalone({ dbUrl: global.db, manifests: opts.manifests, secretsDir: opts.secrets, logger, signal: ac.signal, listen: opts.listen, apiToken: token, ...audit, waitForDb: opts.waitDb, tls });
+          await runStandalone({ dbUrl: global.db, manifests: opts.manifests, secretsDir: opts.secrets, logger, signal: ac.signal, listen: opts.listen, apiToken: token, ...audit, ...retention, waitForDb: opts.waitDb, tls });
         }
       } finally {
         process.off('SIGTERM', stop);
@@ -277,6 +289,7 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
   addExportIntervalsCommand(program, io, withLedger);
   addHoldCommands(program, io, status, withLedger);
   addAuditCommands(program, io, status, withLedger);
+  addLedgerCommands(program, io, withLedger);
   addCompletionCommand(program, io);
 
   return program;

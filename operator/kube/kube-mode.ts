@@ -47,6 +47,8 @@ export interface KubernetesOptions {
   auditKeys?: AuditKeyRing | undefined;
   anchorFile?: string | undefined;
   anchorIntervalMs?: number | undefined;
+  /** Notification bodies older than this expire (audited); undefined keeps them. */
+  bodyRetentionMs?: number | undefined;
   /** Wait for an unreachable ledger database at start (default) rather than fail. */
   waitForDb?: boolean;
   onReady?: (operator: Operator, manager: ControllerManager) => void;
@@ -67,7 +69,10 @@ export async function runKubernetes(o: KubernetesOptions): Promise<void> {
   useAuditKeys(ledger.db, o.auditKeys);
   const stops: Array<() => Promise<void> | void> = [];
   let anchorer: AuditAnchorer | undefined;
-  const operator = new Operator({ ledger, secrets: new KubeSecretSource(kc, o.namespace), logger, identity: o.identity });
+  const operator = new Operator({
+    ledger, secrets: new KubeSecretSource(kc, o.namespace), logger, identity: o.identity,
+    ...(o.bodyRetentionMs === undefined ? {} : { bodyRetentionMs: o.bodyRetentionMs }),
+  });
   try {
     await waitForLedger(ledger.db, { wait: o.waitForDb ?? true, logger, signal: o.signal, where: redactUrl(o.dbUrl) });
     const applied = await migrateToLatest(ledger);
