@@ -76,13 +76,24 @@ export class BatchingApplier {
     }
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      const batch = this.#pending.splice(0, this.#maxBatch);
-      if (batch.length === 0) return;
       // One transaction at a time: SQLite has one writer, and ordering keeps
       // a redelivered message behind its first copy.
-      this.#running = this.#running.then(() => this.#commit(batch));
-      if (this.#pending.length > 0) this.#flushSoon(this.#lingerMs);
+      this.#running = this.#running.then(() => this.#next());
     }, delay);
+  }
+
+  /**
+   * The batch is taken when the writer is free, not when the timer fired:
+   * whatever arrived while the previous transaction committed goes into the
+   * next one (up to maxBatch), so a slow commit makes batches larger instead
+   * of queueing many small ones, and a batch costs about the same whatever
+   * its size (applyBatch is set-based).
+   */
+  async #next(): Promise<void> {
+    const batch = this.#pending.splice(0, this.#maxBatch);
+    if (batch.length === 0) return;
+    if (this.#pending.length > 0) this.#running = this.#running.then(() => this.#next());
+    await this.#commit(batch);
   }
 
   async #commit(batch: Pending[]): Promise<void> {
@@ -104,9 +115,10 @@ export class BatchingApplier {
     if (this.#timer !== undefined) {
       clearTimeout(this.#timer);
       this.#timer = undefined;
-      const batch = this.#pending.splice(0);
-      if (batch.length > 0) this.#running = this.#running.then(() => this.#commit(batch));
     }
+    this.#running = this.#running.then(async () => {
+      while (this.#pending.length > 0) await this.#commit(this.#pending.splice(0, this.#maxBatch));
+    });
     await this.#running;
   }
 }
