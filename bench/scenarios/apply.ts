@@ -185,7 +185,7 @@ export const apply: Scenario = {
   name: 'apply',
   description:
     'The ledger apply path alone (decoded notifications, applyBatch in batches of the intake size, in this process), into SQLite (file) and PostgreSQL: ' +
-    'notifications/s, statements per notification, peak RSS and bytes per million notifications. The ceiling is writing the notifications and their bodies alone.',
+    'notifications/s, statements per notification, the RSS it adds and bytes per million notifications. The ceiling is writing the notifications and their bodies alone.',
   params: [
     { name: 'apply-n', description: 'notifications per engine', default: '50000' },
     { name: 'apply-engines', description: 'comma-separated: sqlite, postgres', default: 'sqlite,postgres' },

@@ -26,7 +26,7 @@ import { silentLogger } from '../../operator/log.ts';
 
 type Engine = 'sqlite' | 'postgres';
 
-const TARGETS: Record<Engine, number> = { sqlite: 5_000, postgres: 2_000 };
+const TARGETS: Record<Engine, number> = { sqlite: 10_000, postgres: 5_000 };
 const STALL_MS = 60_000;
 
 interface Drain {
