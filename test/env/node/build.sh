@@ -79,7 +79,9 @@ start=$SECONDS
   cd "$here"
   go mod download
   go build -trimpath -ldflags "-s -w" -o "$staging/pause" ./pause
-  for cmd in kube-scheduler kube-controller-manager kubelet; do
+  # The kubelet first: it shares least with the API server, which may be
+  # building at the same time on a fresh machine.
+  for cmd in kubelet kube-controller-manager kube-scheduler; do
     log "go build $cmd"
     go build -trimpath -ldflags "$ldflags" -o "$staging/$cmd" "k8s.io/kubernetes/cmd/$cmd"
   done
