@@ -14,7 +14,7 @@ ours() { pgrep -f -- "qop-(ceph|kube|node)-$key" || true; }
 # What the node changes on the host while it runs (node/up.sh); the same after down as before up.
 host_state() {
   sysctl vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes
-  for p in /var/lib/kubelet /var/log/containers /var/log/pods /sys/fs/cgroup/*/kubepods; do if [ -e "$p" ]; then echo "exists: $p"; fi; done
+  for p in /var/lib/kubelet /var/log/containers /var/log/pods /run/containerd /sys/fs/cgroup/*/kubepods; do if [ -e "$p" ]; then echo "exists: $p"; fi; done
   grep -c "qop-node-$key" /proc/self/mountinfo || true
 }
 before=$(host_state)

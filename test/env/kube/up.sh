@@ -225,6 +225,8 @@ for attempt in 1 2 3; do
   # every few seconds; nothing here routes to that service anyway.
   # Privileged pods are allowed, as on the clusters the operator's chart
   # targets, so manifests are validated the same way here.
+  # The test node's kubelet (test/env/node) listens on loopback only; its
+  # Hostname address resolves there, so logs and exec go that way first.
   launch kube-apiserver \
     --etcd-servers="http://127.0.0.1:$etcd_port" \
     --bind-address=127.0.0.1 \
@@ -240,6 +242,7 @@ for attempt in 1 2 3; do
     --service-cluster-ip-range=10.0.0.0/24 \
     "${admission[@]}" \
     --endpoint-reconciler-type=none \
+    --kubelet-preferred-address-types=Hostname,InternalIP,ExternalIP \
     --allow-privileged=true \
     --profiling=false
   if wait_for kube-apiserver 120 readyz "$port" "$admin_token"; then break; fi

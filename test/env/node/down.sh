@@ -110,7 +110,7 @@ if [[ -s "$dir/sysctl.saved" ]]; then
 fi
 if [[ -s "$dir/host-paths.created" ]]; then
   while IFS= read -r p; do
-    [[ "$p" == /var/lib/kubelet || "$p" == /var/log/containers || "$p" == /var/log/pods ]] || continue
+    [[ "$p" == /var/lib/kubelet || "$p" == /var/log/containers || "$p" == /var/log/pods || "$p" == /run/containerd ]] || continue
     if awk -v d="$p" '$5 == d || index($5, d "/") == 1 { found = 1 } END { exit !found }' /proc/self/mountinfo; then
       log "$p still has mounts; leaving it"
       rc=1

@@ -16,7 +16,8 @@
 # What the kubelet changes on the host, and how it is undone (down.sh):
 #   - sysctls it sets unconditionally: saved in DIR/sysctl.saved, restored;
 #   - /var/lib/kubelet and /var/log/containers, which it creates whatever its
-#     --root-dir says: removed if they did not exist before;
+#     --root-dir says, and /run/containerd, where containerd's shims keep their
+#     sockets whatever its state dir is: removed if they did not exist before;
 #   - cgroups under /sys/fs/cgroup/*/kubepods: removed;
 #   - mounts under DIR (its root dir bind-mounted onto itself, volumes): unmounted.
 # The host has one set of those, so only one such node may run on a machine:
@@ -165,7 +166,7 @@ if [[ ! -s "$dir/sysctl.saved" ]]; then
   for s in "${sysctls[@]}"; do printf '%s=%s\n' "$s" "$(sysctl -n "$s")"; done >"$dir/sysctl.saved.tmp"
   mv "$dir/sysctl.saved.tmp" "$dir/sysctl.saved"
   : >"$dir/host-paths.created"
-  for p in /var/lib/kubelet /var/log/containers /var/log/pods; do
+  for p in /var/lib/kubelet /var/log/containers /var/log/pods /run/containerd; do
     [[ -e "$p" ]] || printf '%s\n' "$p" >>"$dir/host-paths.created"
   done
 fi
@@ -297,7 +298,7 @@ launch kube-controller-manager "$bin/kube-controller-manager" \
   --leader-elect=false \
   --bind-address=127.0.0.1 \
   --secure-port="$(pick_port)" \
-  --controllers='*,-csrsigning,-csrapproving,-csrcleaner,-nodeipam,-service-lb-controller,-cloud-node-lifecycle-controller' \
+  --controllers='*,-csrsigning' \
   --root-ca-file="$kube_dir/pki/ca.crt" \
   --service-account-private-key-file="$kube_dir/pki/sa.key" \
   --use-service-account-credentials=false \
