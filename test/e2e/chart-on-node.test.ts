@@ -284,7 +284,24 @@ describe('the chart on a real node', { concurrency: false }, () => {
       // ServiceAccount admission mounted the projected token the operator authenticates with.
       const token = pod.spec?.volumes?.find((v) => v.projected?.sources?.some((s) => s.serviceAccountToken !== undefined));
       assert.ok(token, `${name} mounts a service account token`);
-      assert.equal(pod.spec?.serviceAccountName, (await apps.listNamespacedDeployment({ namespace: ns, labelSelector: `app.kubernetes.io/instance=${release}` })).items[0]?.spec?.template.spec?.serviceAccountName);
+      const serviceAccount = pod.spec?.serviceAccountName ?? '';
+      assert.equal(serviceAccount, (await apps.listNamespacedDeployment({ namespace: ns, labelSelector: `app.kubernetes.io/instance=${release}` })).items[0]?.spec?.template.spec?.serviceAccountName);
+
+      // The very token the pod holds: it is the operator's service account, and the chart's RBAC is what it may do.
+      const mounted = `/proc/${pid}/root/var/run/secrets/kubernetes.io/serviceaccount`;
+      const podKc = new k8s.KubeConfig();
+      podKc.loadFromOptions({
+        clusters: [{ name: 'node', server: apiServer.toString().replace(/\/$/, ''), caData: Buffer.from(readFileSync(`${mounted}/ca.crt`)).toString('base64') }],
+        users: [{ name: 'pod', token: readFileSync(`${mounted}/token`, 'utf8').trim() }],
+        contexts: [{ name: 'pod', cluster: 'node', user: 'pod' }],
+        currentContext: 'pod',
+      });
+      const review = await podKc.makeApiClient(k8s.AuthenticationV1Api).createSelfSubjectReview({ body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' } });
+      assert.equal(review.status?.userInfo?.username, `system:serviceaccount:${ns}:${serviceAccount}`);
+      const podCore = podKc.makeApiClient(k8s.CoreV1Api);
+      await podCore.readNamespacedSecret({ namespace: ns, name: documented.secrets.rabbitmq });
+      await assert.rejects(podCore.listNamespacedSecret({ namespace: ns }), (e: unknown) => (e as { code?: number }).code === 403, 'it may not list Secrets');
+      await assert.rejects(podCore.listPodForAllNamespaces(), (e: unknown) => (e as { code?: number }).code === 403, 'it may not list pods');
     }
   });
 
