@@ -160,10 +160,11 @@ describe('the chart on a real node', { concurrency: false }, () => {
       `image.repository=${imageRef.repository}`, `image.tag=${imageRef.tag}`, 'image.pullPolicy=Never',
       'extraEnv[0].name=KUBERNETES_SERVICE_HOST', `extraEnv[0].value=${apiServer.hostname}`,
       'extraEnv[1].name=KUBERNETES_SERVICE_PORT', `extraEnv[1].value=${apiServer.port}`,
-      'leaderElection.leaseDurationSeconds=6', 'leaderElection.renewDeadlineSeconds=4', 'leaderElection.retryPeriodSeconds=1',
     ];
+    const numbers = ['leaderElection.leaseDurationSeconds=6', 'leaderElection.renewDeadlineSeconds=4', 'leaderElection.retryPeriodSeconds=1'];
     return [
       ...sets.flatMap((v) => ['--set-string', v]),
+      ...numbers.flatMap((v) => ['--set', v]),
       '--post-renderer', 'qtest-node', '--post-renderer-args', JSON.stringify({ ports }),
       // Other tests of this API server applied the CRDs before, outside any release.
       '--take-ownership', '--force-conflicts',
@@ -271,7 +272,8 @@ describe('the chart on a real node', { concurrency: false }, () => {
   });
 
   test('the pods run as the numeric non-root user on a read-only root, with their service account token as their only credential', async () => {
-    for (const pod of (await readyPods()) ?? []) {
+    const pods = await until(readyPods, 'two ready operator pods', 60_000);
+    for (const pod of pods) {
       const name = pod.metadata?.name ?? '';
       const pid = operatorProcess(name);
       assert.ok(pid !== undefined, `the operator process of ${name} runs on the node`);
@@ -358,7 +360,8 @@ describe('the chart on a real node', { concurrency: false }, () => {
     assert.ok(leader !== undefined && names.includes(leader));
     const other = names.find((n) => n !== leader);
     await core.deleteNamespacedPod({ namespace: ns, name: leader });
-    const next = await until(async () => { const h = await leaseHolder(); return h !== undefined && h !== leader ? h : undefined; }, 'a new leader', 60_000);
+    // A leader that stops releases the Lease (an empty holder) rather than let it run out.
+    const next = await until(async () => { const h = await leaseHolder(); return h !== undefined && h !== '' && h !== leader ? h : undefined; }, 'a new leader', 60_000);
     assert.equal(next, other, 'the surviving replica leads');
     // The Deployment replaces the deleted pod.
     const after = await until(async () => { const p = await readyPods(); return p?.every((x) => x.metadata?.name !== leader) ? p : undefined; }, 'a replacement pod', 180_000);
