@@ -288,6 +288,7 @@ launch kube-scheduler "$bin/kube-scheduler" \
   --leader-elect=false \
   --bind-address=127.0.0.1 \
   --secure-port="$(pick_port)" \
+  --cert-dir="$dir/kube-scheduler" \
   --v=1
 # The root CA is what every pod's kube-root-ca.crt ConfigMap carries, and so
 # what a pod's client verifies the API server with.
@@ -298,6 +299,7 @@ launch kube-controller-manager "$bin/kube-controller-manager" \
   --leader-elect=false \
   --bind-address=127.0.0.1 \
   --secure-port="$(pick_port)" \
+  --cert-dir="$dir/kube-controller-manager" \
   --controllers='*,-csrsigning' \
   --root-ca-file="$kube_dir/pki/ca.crt" \
   --service-account-private-key-file="$kube_dir/pki/sa.key" \
