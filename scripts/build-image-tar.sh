@@ -171,5 +171,10 @@ config="$(printf '{"User":"%s:%s","WorkingDir":"%s","Entrypoint":%s,"Cmd":%s,"En
   "$uid" "$gid" "$workdir" "$entrypoint" "$cmd" "$env")"
 bash test/env/node/image-tar.sh "$rootfs" "$config" "$ref" "$work/image.tar" >/dev/null
 mv "$work/image.tar" "$tar"
+# Each source change makes a new archive of a few hundred MB: keep the three
+# newest, and never one that a build or import holds locked.
+for old in $(ls -1dt "$cache"/*/ 2>/dev/null | grep -v '/node_modules-' | tail -n +4); do
+  ( flock -n 8 || exit 0; rm -rf "$old" ) 8>"$old/.lock"
+done
 log "built $ref in $((SECONDS - begin))s: $tar ($(du -m "$tar" | cut -f1) MB)"
 finish
