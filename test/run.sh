@@ -10,6 +10,8 @@ node --version | grep -q '^v24\.' || { echo "test: Node 24 is not on PATH; run s
 
 # In CI, first prove the environment comes up, goes down without leftovers, and comes up again.
 if [ "${CI:-}" = true ]; then bash test/env/cycle-check.sh; fi
+# A whole run includes the end-to-end test of the chart on a node, so the node comes up too.
+if [ $# -eq 0 ] && [ -z "${QTEST_SERVICES:-}" ]; then export QTEST_SERVICES="amqp postgres ceph kube node"; fi
 ENVFILE=$(bash test/env/up.sh)
 if [ "${QTEST_KEEP_ENV:-0}" != 1 ]; then
   # Quietly, so that the test runner's summary stays the last lines of output.

@@ -2,11 +2,11 @@
 # Installs the Debian/Ubuntu packages behind the real services the tests use
 # (and rsvg-convert, which renders the benchmark plots; promtool, from Debian's
 # prometheus package, which checks the chart's alert rules; chromium, which opens a case report
-# headless and takes its screenshot).
+# headless and takes its screenshot; containerd and runc, the test node's container runtime).
 # Only missing packages are installed, so a second run costs one dpkg query.
 set -euo pipefail
 
-want=(rabbitmq-server postgresql amqp-tools ceph-mon ceph-osd ceph-common openssl librsvg2-bin prometheus chromium)
+want=(rabbitmq-server postgresql amqp-tools ceph-mon ceph-osd ceph-common openssl librsvg2-bin prometheus chromium containerd runc)
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

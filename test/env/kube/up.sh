@@ -15,6 +15,10 @@
 #                        QTEST_KUBECONFIG_OPERATOR and QTEST_KUBE_DIR
 # Running it again on a DIR whose control plane is still up reuses it.
 # test/env/kube/down.sh DIR stops it and removes DIR.
+#
+# QTEST_KUBE_SERVICE_ACCOUNTS=1 turns ServiceAccount admission on, for a
+# control plane that gets a node and a controller-manager (test/env/node):
+# pods then mount their service account's token and use it.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -64,8 +68,9 @@ readyz() {
     -H "Authorization: Bearer $token" "https://127.0.0.1:$port/readyz" 2>/dev/null)" == ok ]]
 }
 
+service_accounts="${QTEST_KUBE_SERVICE_ACCOUNTS:-0}"
 if [[ -e "$dir/$marker" ]]; then
-  if ours "$dir/etcd.pid" etcd && ours "$dir/kube-apiserver.pid" kube-apiserver &&
+  if [[ "$(cat "$dir/service-accounts" 2>/dev/null)" == "$service_accounts" ]] && ours "$dir/etcd.pid" etcd && ours "$dir/kube-apiserver.pid" kube-apiserver &&
     [[ -s "$dir/apiserver.port" && -s "$dir/admin.token" && -s "$dir/env" ]] &&
     readyz "$(<"$dir/apiserver.port")" "$(<"$dir/admin.token")"; then
     log "reusing the running control plane in $dir"
@@ -78,6 +83,7 @@ if [[ -e "$dir/$marker" ]]; then
   mkdir -p "$dir"
 fi
 touch "$dir/$marker"
+printf '%s\n' "$service_accounts" >"$dir/service-accounts"
 
 started=()
 on_exit() {
@@ -207,15 +213,20 @@ done
 printf '%s\n' "$etcd_port" >"$dir/etcd.port"
 
 # --- kube-apiserver ---------------------------------------------------------
+admission=(--disable-admission-plugins=ServiceAccount)
+[[ "$service_accounts" == 1 ]] && admission=(--enable-admission-plugins=ServiceAccount)
 for attempt in 1 2 3; do
   port="$(pick_port)"
-  # ServiceAccount admission is off because it rejects pods whose service
-  # account does not exist, and with no controller-manager none ever will.
+  # ServiceAccount admission is off unless asked for: it rejects pods whose
+  # service account does not exist, and with no controller-manager none ever
+  # will.
   # The endpoint reconciler is off because it would publish the loopback
   # address as the kubernetes service's endpoint, which validation rejects
   # every few seconds; nothing here routes to that service anyway.
   # Privileged pods are allowed, as on the clusters the operator's chart
   # targets, so manifests are validated the same way here.
+  # The test node's kubelet (test/env/node) listens on loopback only; its
+  # Hostname address resolves there, so logs and exec go that way first.
   launch kube-apiserver \
     --etcd-servers="http://127.0.0.1:$etcd_port" \
     --bind-address=127.0.0.1 \
@@ -229,8 +240,9 @@ for attempt in 1 2 3; do
     --service-account-key-file="$dir/pki/sa.pub" \
     --service-account-signing-key-file="$dir/pki/sa.key" \
     --service-cluster-ip-range=10.0.0.0/24 \
-    --disable-admission-plugins=ServiceAccount \
+    "${admission[@]}" \
     --endpoint-reconciler-type=none \
+    --kubelet-preferred-address-types=Hostname,InternalIP,ExternalIP \
     --allow-privileged=true \
     --profiling=false
   if wait_for kube-apiserver 120 readyz "$port" "$admin_token"; then break; fi
