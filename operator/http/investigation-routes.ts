@@ -108,11 +108,15 @@ export async function investigationRoute(db: Kysely<LedgerSchema>, req: Incoming
     const { listCases } = await import('../capture/cases.ts');
     return { status: 200, body: (await listCases(db)).map((c) => ({ ...c, createdAt: c.createdAt.toISOString() })) };
   }
-  if (parts[2] === 'cases' && parts.length === 5 && parts[4] === 'report') {
+  // /api/v1/cases/NAME/report, and /misp: the same report as a MISP event.
+  if (parts[2] === 'cases' && parts.length === 5 && (parts[4] === 'report' || parts[4] === 'misp')) {
     const { caseReport } = await import('../capture/case-report.ts');
     const { CaseError } = await import('../capture/cases.ts');
     try {
-      return { status: 200, body: await caseReport(db, decodeURIComponent(parts[3] ?? ''), new Date()) };
+      const report = await caseReport(db, decodeURIComponent(parts[3] ?? ''), new Date());
+      if (parts[4] === 'report') return { status: 200, body: report };
+      const { caseMisp } = await import('../report/misp.ts');
+      return { status: 200, body: caseMisp(report) };
     } catch (err) {
       if (err instanceof CaseError) return { status: 404, body: { error: err.message } };
       throw err;
