@@ -130,7 +130,7 @@ export function caseMisp(r: CaseReport): MispEvent {
   const disks = new Map<string, string[]>();
   for (const q of r.quarantines) {
     const k = `${q.cloud}|${q.instance}`;
-    disks.set(k, [...(disks.get(k) ?? []), `${q.disk} at ${q.location} (${q.state}${q.sha256 === null ? '' : `, sha256 ${q.sha256}`})`]);
+    disks.set(k, [...(disks.get(k) ?? []), `${q.disk} at ${q.location} (${q.state}, isolation ${q.isolation}${q.sha256 === null ? '' : `, sha256 ${q.sha256}`})`]);
   }
   for (const i of r.instances) {
     const k = `${i.cloud}|${i.id}`;

@@ -63,7 +63,7 @@ function report(seed: number): CaseReport {
     generatedAt: iso(T0 + 90_000_000),
     counts: { lines: lines.length, attributed: lines.filter((l) => l.holders.length > 0).length, unattributed: lines.filter((l) => l.holders.length === 0).length, unreadable: 0, instances: instances.length, quarantines: 0 },
     owners: [], lines, unreadable: [], instances, timeline: { from: iso(T0), to: iso(T0 + 1), addresses: [] },
-    quarantines: instances.slice(0, 2).map((i) => ({ id: `q-${i.id}`, cloud: i.cloud, instance: i.id, disk: 'disk', state: 'quarantined', bytes: 1, sha256: r.next() < 0.5 ? 'b'.repeat(64) : null, location: 'quarantine/x', capturedAt: null, expiresAt: null, heldBy: [] })),
+    quarantines: instances.slice(0, 2).map((i) => ({ id: `q-${i.id}`, cloud: i.cloud, instance: i.id, disk: 'disk', state: 'quarantined', bytes: 1, sha256: r.next() < 0.5 ? 'b'.repeat(64) : null, digestAt: null, isolation: 'isolated', isolatedAt: null, location: 'quarantine/x', capturedAt: null, expiresAt: null, heldBy: [] })),
     holds: [], audit: [],
   };
 }
