@@ -8,7 +8,7 @@ import { Option, type Command } from 'commander';
 import type { LedgerDb } from '../ledger/db.ts';
 import type { CaptureState, QuarantineRow } from '../capture/quarantine-store.ts';
 import type { CephAccess } from '../clouds/ceph-access.ts';
-import { quarantineView as view } from '../capture/quarantine-view.ts';
+import type { QuarantineView as View } from '../capture/quarantine-view.ts';
 import { parseInstant } from './time-arg.ts';
 import { EXIT, NotFoundError, UsageError, VerificationError } from './errors.ts';
 import { emitList, emitRecord, emitStructured, withOutput, type Column, type OutputOptions } from './output.ts';
@@ -60,7 +60,6 @@ async function quarantineOrNotFound(l: LedgerDb, id: string): Promise<Quarantine
   return q;
 }
 
-type View = ReturnType<typeof view>;
 const imageColumns: Array<Column<View>> = [
   { header: 'ID', value: (v) => v.id },
   { header: 'CLOUD', value: (v) => v.cloud, max: 12 },
@@ -111,6 +110,7 @@ export function addCaptureCommands(program: Command, io: Io, status: Status, wit
           }
         }
         const held = await holdsCovering(l.db, rows, new Date());
+        const { quarantineView: view } = await import('../capture/quarantine-view.ts');
         await emitList(io, o, imageColumns, rows.map((r) => view(r, held.get(r.id))));
       });
     });
@@ -121,6 +121,7 @@ export function addCaptureCommands(program: Command, io: Io, status: Status, wit
       await withLedger(async (l) => {
         const q = await quarantineOrNotFound(l, id);
         const { holdsCovering } = await import('../capture/holds.ts');
+        const { quarantineView: view } = await import('../capture/quarantine-view.ts');
         const v = view(q, (await holdsCovering(l.db, [q], new Date())).get(q.id));
         const { provenance, ...flat } = v;
         await emitRecord(io, o, Object.entries(flat).map(([k, val]) => [k, Array.isArray(val) ? val.join(',') : val === null ? null : String(val)]), v);
