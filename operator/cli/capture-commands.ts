@@ -8,12 +8,12 @@ import { Option, type Command } from 'commander';
 import type { LedgerDb } from '../ledger/db.ts';
 import type { CaptureState, QuarantineRow } from '../capture/quarantine-store.ts';
 import type { CephAccess } from '../clouds/ceph-access.ts';
+import type { QuarantineView as View } from '../capture/quarantine-view.ts';
 import { parseInstant } from './time-arg.ts';
 import { EXIT, NotFoundError, UsageError, VerificationError } from './errors.ts';
 import { emitList, emitRecord, emitStructured, withOutput, type Column, type OutputOptions } from './output.ts';
 import type { Io, Status } from './program.ts';
 import { os } from './os-user.ts';
-import type { isolationLabel as IsolationLabelOf } from '../capture/isolation-label.ts';
 
 // Kept equal to quarantine-store.ts's CAPTURE_STATES by a test (that module loads only when a command runs).
 const CAPTURE_STATES = ['planned', 'snapshotting', 'cloning', 'quarantined', 'flattening', 'expired', 'purged', 'failed'] as const;
@@ -21,7 +21,6 @@ export const CLI_CAPTURE_STATES: readonly string[] = CAPTURE_STATES;
 
 type WithLedger = <T>(fn: (l: LedgerDb) => Promise<T>) => Promise<T>;
 
-const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 const human = (n: number | null): string => {
   if (n === null) return '-';
   const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -30,17 +29,6 @@ const human = (n: number | null): string => {
   while (v >= 1024 && i < u.length - 1) { v /= 1024; i++; }
   return `${v.toFixed(i === 0 ? 0 : 1)} ${u[i]}`;
 };
-
-function view(q: QuarantineRow, holds: string[] | undefined, isolationLabel: typeof IsolationLabelOf) {
-  return {
-    id: q.id, cloud: q.cloud, instance: q.instance_id, disk: q.disk, mode: q.mode, policy: q.policy, state: q.state, failure: q.failure,
-    source: `${q.source_pool}/${q.source_namespace === null ? '' : `${q.source_namespace}/`}${q.source_image}`, sourceImageId: q.source_image_id,
-    location: `${q.location_pool}/${q.location_namespace === null ? '' : `${q.location_namespace}/`}${q.location_image}`,
-    bytes: q.bytes, flattened: q.flattened === 1, capturedAt: iso(q.captured_at), expiresAt: iso(q.expires_at), purgedAt: iso(q.purged_at),
-    isolation: isolationLabel(q), isolatedAt: iso(q.isolated_at),
-    sha256: q.digest, digestAt: iso(q.digest_at), heldBy: holds ?? [], provenance: JSON.parse(q.provenance) as unknown,
-  };
-}
 
 /** Ceph access for the cloud a quarantine belongs to, from the same manifests `run` uses. */
 async function cephFor(cloud: string, manifests: string | undefined, secretsDir: string | undefined): Promise<CephAccess> {
@@ -72,7 +60,6 @@ async function quarantineOrNotFound(l: LedgerDb, id: string): Promise<Quarantine
   return q;
 }
 
-type View = ReturnType<typeof view>;
 const imageColumns: Array<Column<View>> = [
   { header: 'ID', value: (v) => v.id },
   { header: 'CLOUD', value: (v) => v.cloud, max: 12 },
@@ -123,8 +110,8 @@ export function addCaptureCommands(program: Command, io: Io, status: Status, wit
           }
         }
         const held = await holdsCovering(l.db, rows, new Date());
-        const { isolationLabel } = await import('../capture/isolation-label.ts');
-        await emitList(io, o, imageColumns, rows.map((r) => view(r, held.get(r.id), isolationLabel)));
+        const { quarantineView: view } = await import('../capture/quarantine-view.ts');
+        await emitList(io, o, imageColumns, rows.map((r) => view(r, held.get(r.id))));
       });
     });
   withOutput(images.command('show')
@@ -134,8 +121,8 @@ export function addCaptureCommands(program: Command, io: Io, status: Status, wit
       await withLedger(async (l) => {
         const q = await quarantineOrNotFound(l, id);
         const { holdsCovering } = await import('../capture/holds.ts');
-        const { isolationLabel } = await import('../capture/isolation-label.ts');
-        const v = view(q, (await holdsCovering(l.db, [q], new Date())).get(q.id), isolationLabel);
+        const { quarantineView: view } = await import('../capture/quarantine-view.ts');
+        const v = view(q, (await holdsCovering(l.db, [q], new Date())).get(q.id));
         const { provenance, ...flat } = v;
         await emitRecord(io, o, Object.entries(flat).map(([k, val]) => [k, Array.isArray(val) ? val.join(',') : val === null ? null : String(val)]), v);
         if (o.output === 'table' || o.output === 'wide') io.out(`\nprovenance:\n${JSON.stringify(provenance, null, 2)}\n`);

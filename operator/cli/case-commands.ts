@@ -61,7 +61,8 @@ export function addCaseCommands(program: Command, io: Io, status: Status, withLe
     .description('write the case\'s report: report.md, report.json and a self-contained report.html with a timeline')
     .argument('<name>', 'case name')
     .option('--dir <dir>', 'directory to write into (default ./case-NAME, a / in NAME as _)')
-    .action(async (name: string, o: { dir?: string }) => {
+    .option('--misp', 'also write misp-event.json: the case as a MISP event (core format) for sharing with a SOC')
+    .action(async (name: string, o: { dir?: string; misp?: boolean }) => {
       const { caseReport } = await import('../capture/case-report.ts');
       const { CaseError } = await import('../capture/cases.ts');
       const { caseMarkdown } = await import('../report/case-markdown.ts');
@@ -74,15 +75,17 @@ export function addCaseCommands(program: Command, io: Io, status: Status, withLe
           throw err;
         }
       });
+      const misp = o.misp === true ? (await import('../report/misp.ts')).caseMisp(report) : undefined;
       const dir = resolve(o.dir ?? `case-${name.replace(/\//g, '_')}`);
       try {
         mkdirSync(dir, { recursive: true });
         writeFileSync(join(dir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
         writeFileSync(join(dir, 'report.md'), caseMarkdown(report));
         writeFileSync(join(dir, 'report.html'), caseHtml(report));
+        if (misp !== undefined) writeFileSync(join(dir, 'misp-event.json'), `${JSON.stringify(misp, null, 2)}\n`);
       } catch (err) {
         throw new UsageError(`cannot write the report into ${dir}: ${err instanceof Error ? err.message : String(err)}`);
       }
-      io.out(`wrote ${join(dir, 'report.md')}, report.json, report.html (${report.counts.lines} lines, ${report.counts.instances} instances, ${report.counts.quarantines} quarantined disks)\n`);
+      io.out(`wrote ${join(dir, 'report.md')}, report.json, report.html${o.misp === true ? ', misp-event.json' : ''} (${report.counts.lines} lines, ${report.counts.instances} instances, ${report.counts.quarantines} quarantined disks)\n`);
     });
 }

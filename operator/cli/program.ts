@@ -254,8 +254,14 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
         result = { address: canonical, from: from.toISOString(), to: to.toISOString(), holders };
       } else {
         const at = parseInstant(opts.at ?? '', '--at');
-        const { traceAddress } = await import('../ledger/trace.ts');
-        result = await withLedger((l) => traceAddress(l.db, canonical, at, opts.cloud));
+        // Most calls are answered without loading the query builder; the rest take the full path.
+        const { traceDirect } = await import('../ledger/trace-direct.ts');
+        const direct = await traceDirect(program.opts<{ db: string }>().db, canonical, at, opts.cloud);
+        if (direct !== undefined) result = direct;
+        else {
+          const { traceAddress } = await import('../ledger/trace.ts');
+          result = await withLedger((l) => traceAddress(l.db, canonical, at, opts.cloud));
+        }
       }
       if (result.holders.length === 0 && !(await emitStructured(io, opts, result))) io.out(`nobody held ${canonical} ${result.at !== undefined ? `at ${result.at}` : `from ${result.from ?? ''} to ${result.to ?? ''}`}\n`);
       else if (result.holders.length > 0) await emitList(io, opts, holderColumns, result.holders, result);

@@ -8,7 +8,9 @@ import { attribute, holdersDuring } from '../ledger/attribute.ts';
 import { readLog, isLogFormat } from '../logs/read.ts';
 import { validZone } from '../logs/time.ts';
 import { summarizeOwners } from '../logs/owners.ts';
-import { listHolds } from '../capture/holds.ts';
+import { holdsCovering, listHolds } from '../capture/holds.ts';
+import { CAPTURE_STATES, QuarantineStore, type CaptureState } from '../capture/quarantine-store.ts';
+import { quarantineView } from '../capture/quarantine-view.ts';
 
 export interface RouteAnswer {
   status: number;
@@ -68,6 +70,27 @@ async function attributePosted(db: Kysely<LedgerSchema>, req: IncomingMessage, u
   };
 }
 
+// What `images ls` shows without --all: quarantines that still are, or are becoming, evidence.
+const LIVE_STATES: readonly CaptureState[] = ['planned', 'snapshotting', 'cloning', 'quarantined', 'flattening', 'expired'];
+const isCaptureState = (s: string): s is CaptureState => (CAPTURE_STATES as readonly string[]).includes(s);
+
+async function quarantinePage(db: Kysely<LedgerSchema>, q: URLSearchParams): Promise<RouteAnswer> {
+  const state = q.get('state');
+  if (state !== null && !isCaptureState(state)) return bad(`state must be one of ${CAPTURE_STATES.join(', ')}`);
+  const limit = Number(q.get('limit') ?? '100');
+  if (!Number.isInteger(limit) || limit < 1 || limit > 1000) return bad('limit must be 1..1000');
+  const instance = q.get('instance');
+  const cloud = q.get('cloud');
+  const states = state !== null ? [state] : q.get('all') === 'true' ? undefined : LIVE_STATES;
+  const rows = await new QuarantineStore(db).list({ ...(states === undefined ? {} : { states }), ...(instance === null ? {} : { instanceId: instance }), ...(cloud === null ? {} : { cloud }) });
+  const after = q.get('after');
+  const start = after === null ? 0 : rows.findIndex((r) => r.id === after) + 1;
+  if (after !== null && start === 0) return bad(`after: no quarantine ${after} in this listing`);
+  const page = rows.slice(start, start + limit);
+  const held = await holdsCovering(db, page, new Date());
+  return { status: 200, body: { entries: page.map((r) => quarantineView(r, held.get(r.id))), next: start + limit < rows.length ? page[page.length - 1]?.id ?? null : null } };
+}
+
 /** Answers the routes it knows; null for any other path. */
 export async function investigationRoute(db: Kysely<LedgerSchema>, req: IncomingMessage, parts: readonly string[], url: URL): Promise<RouteAnswer | null> {
   const method = req.method ?? 'GET';
@@ -87,6 +110,13 @@ export async function investigationRoute(db: Kysely<LedgerSchema>, req: Incoming
     if (Date.parse(to) <= Date.parse(from)) return bad('to must be later than from');
     const holders = await holdersDuring(db, address, new Date(from), new Date(to), url.searchParams.get('cloud') ?? undefined);
     return { status: holders.length === 0 ? 404 : 200, body: { address, from: new Date(from).toISOString(), to: new Date(to).toISOString(), holders } };
+  }
+  // /api/v1/quarantines[?state=&instance=&cloud=&all=true&after=ID&limit=N]: as `images ls -o json`, in pages.
+  if (route === 'quarantines') return quarantinePage(db, url.searchParams);
+  if (parts[2] === 'quarantines' && parts.length === 4) {
+    const q = await new QuarantineStore(db).get(decodeURIComponent(parts[3] ?? ''));
+    if (q === undefined) return { status: 404, body: { error: 'no such quarantine' } };
+    return { status: 200, body: quarantineView(q, (await holdsCovering(db, [q], new Date())).get(q.id)) };
   }
   if (route === 'holds') {
     const holds = await listHolds(db, { includeReleased: url.searchParams.get('all') === 'true' });
@@ -108,11 +138,15 @@ export async function investigationRoute(db: Kysely<LedgerSchema>, req: Incoming
     const { listCases } = await import('../capture/cases.ts');
     return { status: 200, body: (await listCases(db)).map((c) => ({ ...c, createdAt: c.createdAt.toISOString() })) };
   }
-  if (parts[2] === 'cases' && parts.length === 5 && parts[4] === 'report') {
+  // /api/v1/cases/NAME/report, and /misp: the same report as a MISP event.
+  if (parts[2] === 'cases' && parts.length === 5 && (parts[4] === 'report' || parts[4] === 'misp')) {
     const { caseReport } = await import('../capture/case-report.ts');
     const { CaseError } = await import('../capture/cases.ts');
     try {
-      return { status: 200, body: await caseReport(db, decodeURIComponent(parts[3] ?? ''), new Date()) };
+      const report = await caseReport(db, decodeURIComponent(parts[3] ?? ''), new Date());
+      if (parts[4] === 'report') return { status: 200, body: report };
+      const { caseMisp } = await import('../report/misp.ts');
+      return { status: 200, body: caseMisp(report) };
     } catch (err) {
       if (err instanceof CaseError) return { status: 404, body: { error: err.message } };
       throw err;

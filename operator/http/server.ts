@@ -1,6 +1,5 @@
 // The operator's HTTP face: Prometheus metrics, probes, and a small read-only
 // JSON API for investigators, behind a bearer token.
-import { isolationLabel } from '../capture/isolation-label.ts';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import { timingSafeEqual, createHash } from 'node:crypto';
@@ -12,8 +11,6 @@ import { traceAddress } from '../ledger/trace.ts';
 import { canonicalIp } from '../domain/ip.ts';
 import { parseOffsetTime } from '../domain/instant.ts';
 import { instanceHistory } from '../ledger/instance-history.ts';
-import { QuarantineStore, type CaptureState } from '../capture/quarantine-store.ts';
-import { holdsCovering } from '../capture/holds.ts';
 import type { Logger } from '../log.ts';
 import { investigationRoute } from './investigation-routes.ts';
 
@@ -67,20 +64,6 @@ export async function startHttp(o: HttpOptions): Promise<{ server: Server; url: 
     if (parts[2] === 'trace' && parts[3] === 'instance' && parts.length === 5) {
       const found = await instanceHistory(o.db, decodeURIComponent(parts[4] ?? ''), url.searchParams.get('cloud') ?? undefined);
       return send(res, found.length === 0 ? 404 : 200, found);
-    }
-    if (parts[2] === 'quarantines') {
-      const store = new QuarantineStore(o.db);
-      if (parts.length === 4) {
-        const q = await store.get(decodeURIComponent(parts[3] ?? ''));
-        if (q === undefined) return send(res, 404, { error: 'no such quarantine' });
-        const held = await holdsCovering(o.db, [q], new Date());
-        return send(res, 200, { ...q, provenance: JSON.parse(q.provenance) as unknown, isolationState: isolationLabel(q), heldBy: held.get(q.id) ?? [] });
-      }
-      const state = url.searchParams.get('state');
-      const instance = url.searchParams.get('instance');
-      const cloud = url.searchParams.get('cloud');
-      const rows = await store.list({ ...(state === null ? {} : { states: [state as CaptureState] }), ...(instance === null ? {} : { instanceId: instance }), ...(cloud === null ? {} : { cloud }) });
-      return send(res, 200, rows.map((q) => ({ ...q, provenance: JSON.parse(q.provenance) as unknown, isolationState: isolationLabel(q) })));
     }
     const answer = await investigationRoute(o.db, req, parts, url);
     if (answer !== null) return send(res, answer.status, answer.body);

@@ -11,6 +11,7 @@ import { sql } from 'kysely';
 import { openLedgerDb, migrateToLatest, type LedgerDb } from '../../operator/ledger/db.ts';
 import { attribute, attributeQuery, holdersDuring } from '../../operator/ledger/attribute.ts';
 import { traceAddress } from '../../operator/ledger/trace.ts';
+import { traceDirect } from '../../operator/ledger/trace-direct.ts';
 import { ingestFiles } from '../../operator/cli/ingest.ts';
 import { attributeReading, readLogFiles } from '../../operator/cli/trace-log.ts';
 import { createTestDatabase } from '../support/pg.ts';
@@ -29,9 +30,11 @@ for (const engine of engines) {
   describe(`bulk attribution on ${engine.name}`, () => {
     let ledger: LedgerDb;
     let cleanup: () => Promise<void>;
+    let url = '';
     before(async () => {
       const t = await engine.open();
       cleanup = t.cleanup;
+      url = t.url;
       ledger = openLedgerDb(t.url);
       await migrateToLatest(ledger);
       const { counts } = await ingestFiles(ledger.db, 'cern', [report.notifications]);
@@ -50,6 +53,18 @@ for (const engine of engines) {
         ['proj-hep', 'alice', 4, [vmA.id, vmC.id], ['cmp-04', 'cmp-05']],
         ['proj-astro', 'bob', 2, [vmB.id], ['cmp-07']],
       ]);
+    });
+
+    test('trace ip without the query builder answers as traceAddress (an in-memory SQLite ledger takes the full path)', async () => {
+      const start = Date.parse('2026-05-01T15:50:00Z');
+      for (const address of [FIP1, FIP2, '10.0.0.5', '10.0.0.9', '192.0.2.1']) {
+        for (let m = 0; m < 70; m += 7) {
+          const at = new Date(start + m * 60_000);
+          const direct = await traceDirect(url, address, at);
+          if (engine.name === 'sqlite') assert.equal(direct, undefined);
+          else assert.deepEqual(direct, await traceAddress(ledger.db, address, at), `${address} at ${at.toISOString()}`);
+        }
+      }
     });
 
     test('generated probes: the same holders as one traceAddress per probe', async () => {

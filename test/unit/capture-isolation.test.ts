@@ -325,11 +325,12 @@ describe('isolation in the HTTP API and the metrics', () => {
     const http = await startHttp({ host: '127.0.0.1', port: 0, db: w.ledger.db, metrics, apiToken: 't', ready: async () => ({ ready: true, reasons: [] }), logger: silentLogger });
     try {
       const one = (await (await fetch(`${http.url}/api/v1/quarantines/${q.id}`, { headers: { authorization: 'Bearer t' } })).json()) as Record<string, unknown>;
-      assert.equal(one['isolationState'], 'isolated');
-      assert.equal(one['isolated_at'], q.isolated_at);
-      assert.equal(one['digest'], sha(content));
-      const list = (await (await fetch(`${http.url}/api/v1/quarantines`, { headers: { authorization: 'Bearer t' } })).json()) as Array<Record<string, unknown>>;
-      assert.deepEqual(list.map((x) => x['isolationState']), ['isolated']);
+      // The API answers in the CLI's shape (images show -o json).
+      assert.equal(one['isolation'], 'isolated');
+      assert.equal(one['isolatedAt'], q.isolated_at === null ? null : new Date(q.isolated_at).toISOString());
+      assert.equal(one['sha256'], sha(content));
+      const list = (await (await fetch(`${http.url}/api/v1/quarantines`, { headers: { authorization: 'Bearer t' } })).json()) as { entries: Array<Record<string, unknown>> };
+      assert.deepEqual(list.entries.map((x) => x['isolation']), ['isolated']);
       const text = await (await fetch(`${http.url}/metrics`)).text();
       assert.match(text, /quarantine_isolation_seconds_count\{cloud="cern"\} 1/);
     } finally {

@@ -14,6 +14,7 @@ import { holdsCovering } from '../../operator/capture/holds.ts';
 import { verifyAudit } from '../../operator/ledger/audit.ts';
 import { PALETTE } from '../../operator/report/case-html.ts';
 import { FIP1, FIP2, vmA, vmB, vmC, writeAbuseReport } from '../support/abuse-report.ts';
+import { mispProblems } from '../support/misp.ts';
 
 async function cli(args: string[]) {
   let out = '';
@@ -111,6 +112,37 @@ describe('quarantine case', () => {
     for (const colour of PALETTE.slice(0, 3)) assert.match(html, new RegExp(`fill="${colour}"`));
     assert.equal((html.match(/<circle /g) ?? []).length, 7);
     assert.ok(existsSync(join(out, 'report.md')));
+  });
+
+  test('case report --misp: the case as a MISP event that MISP\'s format and object templates accept', async () => {
+    const out = join(dir, 'misp');
+    const r = await cli(['--db', dbUrl, 'case', 'report', 'CERT-2026-042', '--misp', '--dir', out]);
+    assert.equal(r.code, EXIT.ok, r.err);
+    assert.match(r.out, /misp-event\.json/);
+    const e = JSON.parse(readFileSync(join(out, 'misp-event.json'), 'utf8'));
+    assert.deepEqual(mispProblems(e), []);
+    // An ip-src attribute per address, the owner in its comment.
+    assert.deepEqual(e.Event.Attribute.map((a: { type: string; value: string }) => [a.type, a.value]), [['ip-src', FIP1], ['ip-src', FIP2]]);
+    assert.match(e.Event.Attribute[0].comment, /batch-17 .*proj-hep, user alice, host cmp-04/);
+    assert.match(e.Event.Attribute[0].comment, /web-2 .*proj-astro, user bob, host cmp-07/);
+    const objects = e.Event.Object as Array<{ uuid: string; name: string; Attribute: Array<{ object_relation: string; value: string }>; ObjectReference: Array<{ referenced_uuid: string }> }>;
+    const devices = objects.filter((o) => o.name === 'device');
+    assert.deepEqual(devices.map((d) => d.Attribute.find((a) => a.object_relation === 'alias')?.value), [vmA.id, vmB.id, vmC.id]);
+    const deviceA = devices[0]!;
+    assert.match(deviceA.Attribute.find((a) => a.object_relation === 'description')!.value, new RegExp(`sha256 ${'a'.repeat(64)}`));
+    // Each holder of an address is attributed to its instance; each line to the holder of its address then.
+    const holders = objects.filter((o) => o.name === 'ip-port');
+    assert.equal(holders.length, 3);
+    for (const h of holders) assert.equal(h.ObjectReference.length, 1);
+    const lines = objects.filter((o) => o.name === 'network-connection');
+    assert.equal(lines.length, 7);
+    assert.equal(lines.filter((l) => l.ObjectReference.length === 1).length, 6);
+    // Exporting again gives the same identities, so MISP updates the event instead of making a second one.
+    const again = await cli(['--db', dbUrl, 'case', 'report', 'CERT-2026-042', '--misp', '--dir', out]);
+    assert.equal(again.code, EXIT.ok);
+    const e2 = JSON.parse(readFileSync(join(out, 'misp-event.json'), 'utf8'));
+    assert.equal(e2.Event.uuid, e.Event.uuid);
+    assert.deepEqual(e2.Event.Object.map((o: { uuid: string }) => o.uuid), objects.map((o) => o.uuid));
   });
 
   test('case report of an unknown case: exit 2', async () => {

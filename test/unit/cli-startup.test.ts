@@ -7,6 +7,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const program = pathToFileURL(fileURLToPath(new URL('../../operator/cli/program.ts', import.meta.url))).href;
 
@@ -51,11 +54,31 @@ test('help of every command, and a usage error, load commander and the CLI modul
   assert.deepEqual(results.map((r) => r.code), [...argvs.slice(0, -1).map(() => 0), 2]);
 });
 
-test('trace ip loads the ledger (kysely, the SQLite driver is node:sqlite) and nothing else: no logger, no zod', () => {
+test('trace ip on a ledger that is not there yet loads the ledger (kysely, the SQLite driver is node:sqlite) to make it, and nothing else: no logger, no zod', () => {
   const [r] = loadedBy([['--db', 'sqlite::memory:', 'trace', 'ip', '10.0.0.5', '--at', '2026-05-01T16:10:00Z']]);
   assert.ok(r !== undefined);
   // Exit 1: nobody held the address in an empty ledger, so the query ran.
   assert.equal(r.code, 1);
   const packages = new Set(r.urls.map(packageOf).filter((p): p is string => p !== undefined));
   assert.deepEqual([...packages].sort(), ['commander', 'kysely']);
+});
+
+test('trace ip on an existing, migrated ledger loads no query builder: commander and node:sqlite only', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qop-startup-'));
+  try {
+    const db = `sqlite:${join(dir, 'ledger.db')}`;
+    const [made] = loadedBy([['--db', db, 'migrate']]);
+    assert.equal(made?.code, 0);
+    // In a process of its own, so that what `migrate` loaded does not count.
+    const [alone] = loadedBy([['--db', db, 'trace', 'ip', '10.0.0.5', '--at', '2026-05-01T16:10:00Z']]);
+    assert.ok(alone !== undefined);
+    assert.equal(alone.code, 1);
+    const packages = new Set(alone.urls.map(packageOf).filter((p): p is string => p !== undefined));
+    assert.deepEqual([...packages], ['commander']);
+    assert.ok(alone.urls.includes('node:sqlite'), alone.urls.join(', '));
+    const ledgerFiles = alone.urls.filter((u) => u.includes('/operator/ledger/'));
+    assert.deepEqual(ledgerFiles.map((u) => u.replace(/^.*\/operator\//, '')), ['ledger/trace-direct.ts']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

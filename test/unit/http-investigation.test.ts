@@ -14,6 +14,9 @@ import { ingestFiles } from '../../operator/cli/ingest.ts';
 import { attributeReading, readLogFiles } from '../../operator/cli/trace-log.ts';
 import { openCase } from '../../operator/capture/cases.ts';
 import { FIP1, vmA, vmB, vmC, writeAbuseReport } from '../support/abuse-report.ts';
+import { QuarantineStore } from '../../operator/capture/quarantine-store.ts';
+import { runCli } from '../../operator/cli/program.ts';
+import { mispProblems } from '../support/misp.ts';
 
 describe('http: investigation routes', () => {
   const dir = mkdtempSync(join(tmpdir(), 'qop-http-inv-'));
@@ -86,5 +89,59 @@ describe('http: investigation routes', () => {
     assert.equal(r.status, 200);
     assert.deepEqual(r.body['counts'], { lines: 9, attributed: 6, unattributed: 1, unreadable: 2, instances: 3, quarantines: 0 });
     assert.equal((await get('/api/v1/cases/NOPE/report')).status, 404);
+    const m = await get('/api/v1/cases/CERT-7/misp');
+    assert.equal(m.status, 200);
+    assert.deepEqual(mispProblems(m.body), []);
+    assert.equal((await get('/api/v1/cases/NOPE/misp')).status, 404);
+  });
+
+  test('GET /api/v1/quarantines answers as `images ls -o json`, in pages; one quarantine as `images show -o json`', async () => {
+    const store = new QuarantineStore(ledger.db);
+    for (const [n, instance] of [vmA.id, vmB.id, vmC.id].entries()) {
+      const { row } = await store.plan({
+        id: `q${n}`, cloud: 'cern', instance_id: instance, disk: 'disk', mode: 'onDelete', policy: 'default', source_pool: 'vms', source_namespace: null, source_image: `${instance}_disk`,
+        source_image_id: `img-${n}`, anchor_image: null, snapshot: 'quarantine', location_pool: 'quarantine', location_namespace: 'ns', location_image: `${instance}_disk`,
+        planned_at: Date.parse('2026-05-01T17:00:00Z') + n, provenance: '{"by":"test"}',
+      }, new Date());
+      await store.update(row.id, new Date(), { state: n === 2 ? 'purged' : 'quarantined', digest: 'c'.repeat(64), bytes: 1 << 20, captured_at: Date.parse('2026-05-01T17:01:00Z'), expires_at: Date.parse('2026-06-01T00:00:00Z') });
+    }
+    // The CLI on the same ledger file would need a path; its JSON shape is what matters, so compare field names and values.
+    const dbFile = join(dir, 'cli.db');
+    let cliOut = '';
+    const io = { out: (x: string) => { cliOut += x; }, err: () => {}, env: { LOG_LEVEL: 'silent' } };
+    await runCli(['--db', `sqlite:${dbFile}`, 'ingest', '--cloud', 'cern', report.notifications], io);
+    const cliLedger = openLedgerDb(`sqlite:${dbFile}`);
+    try {
+      const cliStore = new QuarantineStore(cliLedger.db);
+      for (const q of await store.list({})) {
+        await cliStore.plan({
+          id: q.id, cloud: q.cloud, instance_id: q.instance_id, disk: q.disk, mode: q.mode, policy: q.policy, source_pool: q.source_pool, source_namespace: q.source_namespace,
+          source_image: q.source_image, source_image_id: q.source_image_id, anchor_image: null, snapshot: 'quarantine', location_pool: q.location_pool,
+          location_namespace: q.location_namespace, location_image: q.location_image, planned_at: q.planned_at, provenance: q.provenance,
+        }, new Date());
+        await cliStore.update(q.id, new Date(), { state: q.state, digest: q.digest, bytes: q.bytes, captured_at: q.captured_at, expires_at: q.expires_at });
+      }
+    } finally {
+      await cliLedger.close();
+    }
+    cliOut = '';
+    await runCli(['--db', `sqlite:${dbFile}`, 'images', 'ls', '-o', 'json'], io);
+    // The CLI's ledger has no case, so nothing holds its quarantines; here the case CERT-7 holds them all.
+    const fromCli = (JSON.parse(cliOut) as Array<Record<string, unknown>>).map((q) => ({ ...q, heldBy: ['case-CERT-7'] }));
+
+    const all = await get('/api/v1/quarantines');
+    assert.equal(all.status, 200);
+    const entries = all.body['entries'] as Array<{ id: string }>;
+    assert.deepEqual(entries.map((q) => q.id), ['q0', 'q1']);
+    assert.deepEqual(entries, fromCli);
+    const first = await get('/api/v1/quarantines?all=true&limit=2');
+    assert.deepEqual([(first.body['entries'] as Array<{ id: string }>).map((q) => q.id), first.body['next']], [['q0', 'q1'], 'q1']);
+    const second = await get('/api/v1/quarantines?all=true&limit=2&after=q1');
+    assert.deepEqual([(second.body['entries'] as Array<{ id: string; state: string }>).map((q) => [q.id, q.state]), second.body['next']], [[['q2', 'purged']], null]);
+    const one = await get('/api/v1/quarantines/q0');
+    assert.equal(one.status, 200);
+    assert.equal(one.body['location'], `quarantine/ns/${vmA.id}_disk`);
+    assert.deepEqual(one.body, fromCli[0]);
+    for (const bad of ['state=lost', 'limit=0', 'after=nope']) assert.equal((await get(`/api/v1/quarantines?${bad}`)).status, 400, bad);
   });
 });

@@ -1,0 +1,121 @@
+// `trace ip --at` without the query builder: the same question as
+// traceAddress, written in each engine's SQL and run on node:sqlite or pg
+// directly, because loading kysely (some 250 modules) costs more than the
+// rest of the command together (BENCHMARKS.md, "cli"). It answers only when
+// that is safe — the ledger exists, has every migration applied, and no holder
+// is a router's SNAT address (which needs the routers and ports) — and returns
+// undefined otherwise, for the caller to take the full path, which also gives
+// the proper one-line errors. A test keeps it equal to traceAddress.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import type PgModule from 'pg';
+import { storedIp } from '../domain/ip.ts';
+import type { AddressTrace, Holder } from './trace.ts';
+
+/** Every migration of migrations.ts (kept equal by a test): a ledger missing one takes the full path, which applies it. */
+export const MIGRATION_NAMES: readonly string[] = [
+  '0001_init', '0002_quarantine', '0003_trace_index', '0004_trace_index_pg', '0005_ledger_facts', '0006_canonical_addresses', '0007_audit_keyed',
+  '0008_capture_intents', '0009_isolation', '0010_cases',
+];
+
+/** migrations.ts's OPEN_END: the end the PostgreSQL trace index gives an open interval. */
+export const OPEN_END_SQL = '9223372036854775807';
+
+interface Row {
+  cloud: string;
+  kind: string;
+  network: string | null;
+  port: string | null;
+  mac: string | null;
+  project: string | null;
+  valid_from: number | string;
+  valid_to: number | string | null;
+  instance_id: string | null;
+  name: string | null;
+  instance_project: string | null;
+  user_id: string | null;
+  host: string | null;
+  deleted_at: number | string | null;
+  user_name: string | null;
+  project_name: string | null;
+}
+
+function traceSql(engine: 'sqlite' | 'postgres', withCloud: boolean): string {
+  const p = (n: number) => (engine === 'sqlite' ? '?' : `$${n}`);
+  // Each engine in the form its trace index answers (migrations 0003, 0004), as traceQuery writes it.
+  const open = engine === 'sqlite' ? `(a.valid_to IS NULL OR a.valid_to > ${p(3)})` : `COALESCE(a.valid_to, ${OPEN_END_SQL}) > ${p(3)}`;
+  return `SELECT a.cloud, a.kind, a.network, a.port, a.mac, a.project, a.valid_from, a.valid_to, a.instance_id,
+      i.name, i.project AS instance_project, i.user_id, i.host, i.deleted_at, i.user_name, i.project_name
+    FROM address_intervals AS a LEFT JOIN instances AS i ON i.cloud = a.cloud AND i.instance_id = a.instance_id
+    WHERE a.address = ${p(1)} AND a.valid_from <= ${p(2)} AND ${open}${withCloud ? ` AND a.cloud = ${p(4)}` : ''}
+    ORDER BY a.cloud, a.kind, a.valid_from`;
+}
+
+const iso = (ms: number | string | null): string | null => (ms === null ? null : new Date(Number(ms)).toISOString());
+
+function holder(r: Row): Holder {
+  return {
+    cloud: r.cloud, kind: r.kind, network: r.network, port: r.port, mac: r.mac, project: r.project,
+    from: new Date(Number(r.valid_from)).toISOString(), to: iso(r.valid_to),
+    instance: r.instance_id === null ? null : {
+      id: r.instance_id, name: r.name, project: r.instance_project ?? r.project, user: r.user_id,
+      ...(r.user_name === null ? {} : { userName: r.user_name }), ...(r.project_name === null ? {} : { projectName: r.project_name }),
+      host: r.host, deletedAt: iso(r.deleted_at),
+    },
+  };
+}
+
+function answer(address: string, at: Date, rows: readonly Row[]): AddressTrace | undefined {
+  if (rows.some((r) => r.kind === 'router-gateway')) return undefined;
+  return { address, at: at.toISOString(), holders: rows.map(holder) };
+}
+
+const complete = (applied: readonly string[]) => MIGRATION_NAMES.every((m) => applied.includes(m));
+
+async function onSqlite(path: string, address: string, at: Date, cloud: string | undefined): Promise<AddressTrace | undefined> {
+  // A missing file would be created empty; the full path makes and migrates it.
+  if (path === ':memory:' || !existsSync(path)) return undefined;
+  const { DatabaseSync } = await import('node:sqlite');
+  const db = new DatabaseSync(path, { readOnly: true, timeout: 5000 });
+  try {
+    const applied = db.prepare('SELECT name FROM kysely_migration').all().map((r) => String(r['name']));
+    if (!complete(applied)) return undefined;
+    const t = at.getTime();
+    const rows = db.prepare(traceSql('sqlite', cloud !== undefined)).all(...(cloud === undefined ? [address, t, t] : [address, t, t, cloud])) as unknown as Row[];
+    return answer(address, at, rows);
+  } finally {
+    db.close();
+  }
+}
+
+async function onPostgres(url: string, address: string, at: Date, cloud: string | undefined): Promise<AddressTrace | undefined> {
+  const pg = createRequire(import.meta.url)('pg') as typeof PgModule;
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 });
+  // A connection that breaks after the answer must not end the process with an unhandled 'error'.
+  client.on('error', () => undefined);
+  await client.connect();
+  try {
+    const applied = await client.query<{ name: string }>('SELECT name FROM kysely_migration');
+    if (!complete(applied.rows.map((r) => r.name))) return undefined;
+    const t = at.getTime();
+    const rows = await client.query<Row>(traceSql('postgres', cloud !== undefined), cloud === undefined ? [address, t, t] : [address, t, t, cloud]);
+    return answer(address, at, rows.rows);
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * traceAddress's answer for a ledger URL, or undefined when only the full
+ * path can give it (or gives a better error: any failure here lands there).
+ */
+export async function traceDirect(url: string, given: string, at: Date, cloud?: string): Promise<AddressTrace | undefined> {
+  const address = storedIp(given);
+  try {
+    if (url.startsWith('sqlite:')) return await onSqlite(url.slice('sqlite:'.length).replace(/^\/\/(?=\/)/, ''), address, at, cloud);
+    if (/^postgres(ql)?:\/\//.test(url)) return await onPostgres(url, address, at, cloud);
+  } catch {
+    return undefined;
+  }
+  return undefined;
+}
