@@ -4,7 +4,7 @@ import { parseListen } from './http/listen.ts';
 import { once } from 'node:events';
 import { openLedgerDb, migrateToLatest, redactUrl } from './ledger/db.ts';
 import { waitForLedger } from './ledger/health.ts';
-import { resourcesFromManifests } from './kube/manifest-kinds.ts';
+import { resourcesFromManifests } from './resources/manifest-kinds.ts';
 import { FileEnvSecretSource } from './secrets.ts';
 import { Operator } from './operator.ts';
 import { UsageError } from './cli/errors.ts';

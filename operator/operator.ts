@@ -12,7 +12,7 @@ import { SweepScheduler } from './capture/sweep-schedule.ts';
 import { upsertHold, releaseHolds, listHolds } from './capture/holds.ts';
 import { cephAccess, type CephAccess } from './clouds/ceph-access.ts';
 import { OpenStackClient } from './clouds/openstack.ts';
-import type { Cloud } from './kube/resources/cloud.ts';
+import type { Cloud } from './resources/cloud.ts';
 import type { Policy } from './domain/policy.ts';
 import type { Hold } from './domain/holds.ts';
 import type { SecretSource } from './secrets.ts';

@@ -2,7 +2,7 @@
 // never copied into status, logs or errors.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { SecretKeyRef } from './kube/resources/common.ts';
+import type { SecretKeyRef } from './resources/common.ts';
 
 export interface SecretSource {
   get(ref: SecretKeyRef): Promise<string>;

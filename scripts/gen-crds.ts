@@ -1,10 +1,10 @@
 // Writes the CustomResourceDefinitions (crds/ and the chart's copy) from the
-// zod schemas in operator/kube/resources. `--check` only compares, and fails
+// zod schemas in operator/resources. `--check` only compares, and fails
 // with the list of files that differ (for CI and the drift test).
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { RESOURCES, openApiSchemaOf, renderCrdFiles, structuralProblems } from '../operator/kube/resources/crd.ts';
+import { RESOURCES, openApiSchemaOf, renderCrdFiles, structuralProblems } from '../operator/resources/crd.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const check = process.argv.includes('--check');

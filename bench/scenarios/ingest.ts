@@ -21,7 +21,7 @@ import { AmqpPublisher } from '../../operator/intake/amqp.ts';
 import { startCloudIntake } from '../../operator/intake/cloud-intake.ts';
 import type { IngestOutcome } from '../../operator/intake/pipeline.ts';
 import { migrateToLatest, openLedgerDb, type LedgerDb } from '../../operator/ledger/db.ts';
-import { Cloud, defaultExchanges, queueName } from '../../operator/kube/resources/cloud.ts';
+import { Cloud, defaultExchanges, queueName } from '../../operator/resources/cloud.ts';
 import { silentLogger } from '../../operator/log.ts';
 
 type Engine = 'sqlite' | 'postgres';

@@ -33,7 +33,7 @@ const human = (n: number | null): string => {
 /** Ceph access for the cloud a quarantine belongs to, from the same manifests `run` uses. */
 async function cephFor(cloud: string, manifests: string | undefined, secretsDir: string | undefined): Promise<CephAccess> {
   if (manifests === undefined) throw new UsageError(`reading quarantines needs the Cloud ${cloud}'s ceph settings: pass --manifests DIR (or set QUARANTINE_MANIFESTS)`);
-  const { resourcesFromManifests } = await import('../kube/manifest-kinds.ts');
+  const { resourcesFromManifests } = await import('../resources/manifest-kinds.ts');
   const { cephAccess } = await import('../clouds/ceph-access.ts');
   const { FileEnvSecretSource } = await import('../secrets.ts');
   const c = resourcesFromManifests(manifests).clouds.find((x) => x.metadata.name === cloud);
@@ -218,7 +218,7 @@ export function addCaptureCommands(program: Command, io: Io, status: Status, wit
     .addOption(new Option('-o, --output <format>', 'text, json or yaml').choices(['table', 'json', 'yaml']).default('table'))
     .action(async (o: { dryRun?: boolean; manifests?: string; secrets?: string; actor: string; output: 'table' | 'json' | 'yaml' }) => {
       if (o.manifests === undefined) throw new UsageError('sweep needs the Cloud and QuarantinePolicy resources: pass --manifests DIR (or set QUARANTINE_MANIFESTS)');
-      const { resourcesFromManifests } = await import('../kube/manifest-kinds.ts');
+      const { resourcesFromManifests } = await import('../resources/manifest-kinds.ts');
       const { cephAccess } = await import('../clouds/ceph-access.ts');
       const { FileEnvSecretSource } = await import('../secrets.ts');
       const { sweep } = await import('../capture/sweep.ts');

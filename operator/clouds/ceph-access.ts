@@ -10,7 +10,7 @@ import type { BlockStore } from '../ceph/block-store.ts';
 import { RbdCli } from '../ceph/rbd-cli.ts';
 import { LibrbdStore } from '../ceph/librbd.ts';
 import { LibrbdUnavailableError } from '../ceph/librbd-ffi.ts';
-import type { Cloud } from '../kube/resources/cloud.ts';
+import type { Cloud } from '../resources/cloud.ts';
 import type { SecretSource } from '../secrets.ts';
 
 export type CephDriver = 'librbd' | 'cli';

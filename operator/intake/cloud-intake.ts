@@ -5,7 +5,7 @@ import type { LedgerSchema } from '../ledger/schema.ts';
 import type { InTransaction } from '../ledger/apply.ts';
 import { AmqpConsumer } from './amqp.ts';
 import { BatchingApplier, deliveryHandler, type LedgerAvailability, type PipelineObserver } from './pipeline.ts';
-import { defaultExchanges, queueName, type Cloud } from '../kube/resources/cloud.ts';
+import { defaultExchanges, queueName, type Cloud } from '../resources/cloud.ts';
 import { childLogger, type Logger } from '../log.ts';
 
 export interface CloudIntake {

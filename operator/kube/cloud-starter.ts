@@ -3,7 +3,7 @@
 // Cloud's name, it makes what runs match what the API server holds now. A
 // failed start is logged and retried with backoff, never swallowed; a spec
 // change restarts the cloud; a removed or invalid Cloud stops it.
-import type { Cloud } from './resources/cloud.ts';
+import type { Cloud } from '../resources/cloud.ts';
 import { WorkQueue } from './runtime/queue.ts';
 import type { Clock } from './runtime/clock.ts';
 import type { Logger } from '../log.ts';

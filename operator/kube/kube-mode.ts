@@ -4,7 +4,7 @@
 // controllers, the capture reconcilers and the sweep.
 import { UsageError } from '../cli/errors.ts';
 import { CloudStarter } from './cloud-starter.ts';
-import { parseListen } from './../http/listen.ts';
+import { parseListen } from '../http/listen.ts';
 import * as k8s from '@kubernetes/client-node';
 import { once } from 'node:events';
 import { openLedgerDb, migrateToLatest, redactUrl } from '../ledger/db.ts';
@@ -15,9 +15,9 @@ import { Informer, systemClock } from './runtime/index.ts';
 import { customObjectClient, KubeSecretSource } from './runtime/kube.ts';
 import { ControllerManager } from './runtime/manager.ts';
 import { resourceForKind } from './runtime/controller.ts';
-import { Cloud } from './resources/cloud.ts';
-import { QuarantinePolicy } from './resources/policy.ts';
-import { policyFromResource } from './mapping.ts';
+import { Cloud } from '../resources/cloud.ts';
+import { QuarantinePolicy } from '../resources/policy.ts';
+import { policyFromResource } from '../resources/mapping.ts';
 import { cloudController } from './controllers/cloud.ts';
 import { policyController } from './controllers/policy.ts';
 import { holdController } from './controllers/hold.ts';

@@ -12,7 +12,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as k8s from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
-import { GROUP, VERSION } from '../../operator/kube/resources/crd.ts';
+import { GROUP, VERSION } from '../../operator/resources/crd.ts';
 import { requireEnv, uniqueSuffix } from '../support/env.ts';
 import { documentedHelmInstall, helmBinary } from '../support/helm.ts';
 

@@ -11,7 +11,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as k8s from '@kubernetes/client-node';
 import { parse } from 'yaml';
-import { GROUP, VERSION } from '../../operator/kube/resources/crd.ts';
+import { GROUP, VERSION } from '../../operator/resources/crd.ts';
 import { applyCrds } from '../../operator/kube/runtime/kube.ts';
 import { requireEnv, uniqueSuffix } from '../support/env.ts';
 

@@ -14,7 +14,7 @@ import { parseAnchorArg } from '../../operator/ledger/audit-anchor.ts';
 import type { Operator } from '../../operator/operator.ts';
 import type { ControllerManager } from '../../operator/kube/runtime/manager.ts';
 import { applyCrds } from '../../operator/kube/runtime/kube.ts';
-import { RESOURCES, crdFor } from '../../operator/kube/resources/crd.ts';
+import { RESOURCES, crdFor } from '../../operator/resources/crd.ts';
 import { openLedgerDb, migrateToLatest, type LedgerDb } from '../../operator/ledger/db.ts';
 import { CaptureEngine } from '../../operator/capture/engine.ts';
 import { RbdCli } from '../../operator/ceph/rbd-cli.ts';

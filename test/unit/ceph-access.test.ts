@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { cephAccess } from '../../operator/clouds/ceph-access.ts';
-import { Cloud } from '../../operator/kube/resources/cloud.ts';
+import { Cloud } from '../../operator/resources/cloud.ts';
 import { RbdCli } from '../../operator/ceph/rbd-cli.ts';
 import { LibrbdUnavailableError } from '../../operator/ceph/librbd-ffi.ts';
 import { FakeBlockStore } from '../support/fake-block-store.ts';

@@ -15,7 +15,7 @@ import { EXIT, exitCodeOf, NotFoundError, UsageError, VerificationError } from '
 import { DEFAULT_DB_URL as LEDGER_DEFAULT_DB_URL, LedgerUrlError, openLedgerDb, migrateToLatest } from '../../operator/ledger/db.ts';
 import { CAPTURE_STATES } from '../../operator/capture/quarantine-store.ts';
 import { CaptureEngine } from '../../operator/capture/engine.ts';
-import { ManifestError } from '../../operator/kube/manifest-files.ts';
+import { ManifestError } from '../../operator/resources/manifest-files.ts';
 import { SecretNotFoundError } from '../../operator/secrets.ts';
 import { QuarantineUnavailableError, RestoreTargetExistsError } from '../../operator/capture/restore.ts';
 import { HoldError } from '../../operator/capture/holds.ts';

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { resourcesFromManifests } from '../../operator/kube/manifest-kinds.ts';
+import { resourcesFromManifests } from '../../operator/resources/manifest-kinds.ts';
 
 const root = join(import.meta.dirname, '..', '..', 'examples');
 

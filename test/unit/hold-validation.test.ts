@@ -8,7 +8,7 @@ import { openLedgerDb, migrateToLatest } from '../../operator/ledger/db.ts';
 import { upsertHold, validateHold, HoldError, HoldExistsError, type HoldInput } from '../../operator/capture/holds.ts';
 import { holdController } from '../../operator/kube/controllers/hold.ts';
 import { PermanentError } from '../../operator/kube/runtime/index.ts';
-import { QuarantineHold } from '../../operator/kube/resources/hold.ts';
+import { QuarantineHold } from '../../operator/resources/hold.ts';
 import { verifyAudit } from '../../operator/ledger/audit.ts';
 import { silentLogger } from '../../operator/log.ts';
 import type { ReconcileContext } from '../../operator/kube/runtime/controller.ts';

@@ -8,7 +8,7 @@ import { deliveryHandler, type LedgerAvailability } from '../../operator/intake/
 import type { Delivery } from '../../operator/intake/amqp.ts';
 import type { Recorded, ApplyOutcome } from '../../operator/ledger/apply.ts';
 import { silentLogger } from '../../operator/log.ts';
-import { unknownFieldPaths } from '../../operator/kube/resources/unknown-fields.ts';
+import { unknownFieldPaths } from '../../operator/resources/unknown-fields.ts';
 import { neutronFloatingIp } from '../sim/openstack-messages.ts';
 
 type Verdict = { kind: 'ack' } | { kind: 'requeue' } | { kind: 'dead'; reason: string; detail: string } | { kind: 'retry'; error: string };

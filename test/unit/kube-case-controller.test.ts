@@ -13,7 +13,7 @@ import { EventRecorder } from '../../operator/kube/runtime/events.ts';
 import { MemoryEventSink, MemoryObjectClient } from '../../operator/kube/runtime/fakes.ts';
 import { findCondition } from '../../operator/kube/runtime/status.ts';
 import { caseController } from '../../operator/kube/controllers/case.ts';
-import { LOG_FORMAT_NAMES } from '../../operator/kube/resources/case.ts';
+import { LOG_FORMAT_NAMES } from '../../operator/resources/case.ts';
 import { LOG_FORMATS } from '../../operator/logs/read.ts';
 import { openLedgerDb, migrateToLatest, type LedgerDb } from '../../operator/ledger/db.ts';
 import { ingestFiles } from '../../operator/cli/ingest.ts';

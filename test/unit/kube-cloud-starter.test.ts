@@ -3,7 +3,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { CloudStarter, type DesiredCloud } from '../../operator/kube/cloud-starter.ts';
-import { Cloud } from '../../operator/kube/resources/cloud.ts';
+import { Cloud } from '../../operator/resources/cloud.ts';
 import { FakeClock } from '../../operator/kube/runtime/clock.ts';
 import { silentLogger } from '../../operator/log.ts';
 

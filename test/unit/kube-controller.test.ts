@@ -8,7 +8,7 @@ import { EventRecorder } from '../../operator/kube/runtime/events.ts';
 import { MemoryEventSink, MemoryObjectClient } from '../../operator/kube/runtime/fakes.ts';
 import type { KubeObject } from '../../operator/kube/runtime/informer.ts';
 import { findCondition } from '../../operator/kube/runtime/status.ts';
-import type { QuarantineHold } from '../../operator/kube/resources/hold.ts';
+import type { QuarantineHold } from '../../operator/resources/hold.ts';
 
 const FINALIZER = 'quarantine.forensics.dev/hold';
 

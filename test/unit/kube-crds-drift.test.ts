@@ -7,7 +7,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
-import { CHART_CRD_DIR, type JsonSchema, RESOURCES, crdFor, crdTemplateFor, openApiSchemaOf, renderCrdFiles, structuralProblems } from '../../operator/kube/resources/crd.ts';
+import { CHART_CRD_DIR, type JsonSchema, RESOURCES, crdFor, crdTemplateFor, openApiSchemaOf, renderCrdFiles, structuralProblems } from '../../operator/resources/crd.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 

@@ -1,11 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cloud } from '../../operator/kube/resources/cloud.ts';
-import { ResourceParseError } from '../../operator/kube/resources/common.ts';
-import { RESOURCES } from '../../operator/kube/resources/crd.ts';
-import { parseQuarantineHold } from '../../operator/kube/resources/hold.ts';
-import { parseDuration, parseQuarantinePolicy } from '../../operator/kube/resources/policy.ts';
-import { parseQuarantineRestore } from '../../operator/kube/resources/restore.ts';
+import { Cloud } from '../../operator/resources/cloud.ts';
+import { ResourceParseError } from '../../operator/resources/common.ts';
+import { RESOURCES } from '../../operator/resources/crd.ts';
+import { parseQuarantineHold } from '../../operator/resources/hold.ts';
+import { parseDuration, parseQuarantinePolicy } from '../../operator/resources/policy.ts';
+import { parseQuarantineRestore } from '../../operator/resources/restore.ts';
 
 const apiVersion = 'quarantine.forensics.dev/v1alpha1';
 

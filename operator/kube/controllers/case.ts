@@ -5,7 +5,7 @@
 // someone releases it on purpose (`quarantine hold rm --case NAMESPACE/NAME`).
 import type { Kysely } from 'kysely';
 import type { LedgerSchema } from '../../ledger/schema.ts';
-import type { QuarantineCase } from '../resources/case.ts';
+import type { QuarantineCase } from '../../resources/case.ts';
 import { attribute } from '../../ledger/attribute.ts';
 import { readLog, type LogLine, type UnreadLine } from '../../logs/read.ts';
 import { validZone } from '../../logs/time.ts';

@@ -5,7 +5,7 @@
 import type { Kysely } from 'kysely';
 import type { LedgerSchema } from '../../ledger/schema.ts';
 import type { Operator } from '../../operator.ts';
-import type { Cloud } from '../resources/cloud.ts';
+import type { Cloud } from '../../resources/cloud.ts';
 import { TemporaryError, type Controller } from '../runtime/index.ts';
 import type { ConditionUpdate } from '../runtime/status.ts';
 

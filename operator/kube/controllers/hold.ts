@@ -3,8 +3,8 @@
 // makes sure the release is not missed while the operator is down.
 import type { Kysely } from 'kysely';
 import type { LedgerSchema } from '../../ledger/schema.ts';
-import type { QuarantineHold } from '../resources/hold.ts';
-import { holdFromResource, holdName } from '../mapping.ts';
+import type { QuarantineHold } from '../../resources/hold.ts';
+import { holdFromResource, holdName } from '../../resources/mapping.ts';
 import { upsertHold, releaseHolds, holdsCovering } from '../../capture/holds.ts';
 import { QuarantineStore, HOLDING } from '../../capture/quarantine-store.ts';
 import { holdActive } from '../../domain/holds.ts';

@@ -2,7 +2,7 @@
 import type { Kysely } from 'kysely';
 import type { LedgerSchema } from '../../ledger/schema.ts';
 import type { Operator } from '../../operator.ts';
-import type { QuarantinePolicy } from '../resources/policy.ts';
+import type { QuarantinePolicy } from '../../resources/policy.ts';
 import type { Controller } from '../runtime/index.ts';
 import { HOLDING } from '../../capture/quarantine-store.ts';
 

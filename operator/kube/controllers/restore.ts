@@ -6,7 +6,7 @@ import { dirname } from 'node:path';
 import type { Kysely } from 'kysely';
 import type { LedgerSchema } from '../../ledger/schema.ts';
 import type { Operator } from '../../operator.ts';
-import type { QuarantineRestore } from '../resources/restore.ts';
+import type { QuarantineRestore } from '../../resources/restore.ts';
 import { QuarantineStore } from '../../capture/quarantine-store.ts';
 import { exportQuarantine, restoreQuarantine, QuarantineUnavailableError, RestoreTargetExistsError, type TransferResult } from '../../capture/restore.ts';
 import { PermanentError, TemporaryError, type Controller } from '../runtime/index.ts';

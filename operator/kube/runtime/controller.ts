@@ -5,7 +5,7 @@
 // the object changes. Every failure leaves a `Reconciled` condition and a
 // Warning Event on the object.
 import type { Logger } from '../../log.ts';
-import { type ResourceDef, RESOURCES } from '../resources/crd.ts';
+import { type ResourceDef, RESOURCES } from '../../resources/crd.ts';
 import type { ObjectClient } from './api.ts';
 import { type Clock, systemClock } from './clock.ts';
 import { PermanentError, TemporaryError, httpStatus } from './errors.ts';
@@ -35,7 +35,7 @@ export interface ReconcileContext {
 }
 
 export interface Controller<T = KubeObject> {
-  /** A kind of operator/kube/resources/crd.ts RESOURCES. */
+  /** A kind of operator/resources/crd.ts RESOURCES. */
   kind: string;
   /** Given the parsed object (defaults applied); an object that fails its schema never gets here. */
   reconcile(object: T, ctx: ReconcileContext): Promise<ReconcileResult | void>;

@@ -2,8 +2,8 @@
 // from the rest so that unit tests (and commands that never talk to a
 // cluster) do not pay for loading client-node.
 import * as k8s from '@kubernetes/client-node';
-import { GROUP, VERSION, type ResourceDef } from '../resources/crd.ts';
-import type { SecretKeyRef } from '../resources/common.ts';
+import { GROUP, VERSION, type ResourceDef } from '../../resources/crd.ts';
+import type { SecretKeyRef } from '../../resources/common.ts';
 import type { SecretSource } from '../../secrets.ts';
 import { SecretNotFoundError } from '../../secrets.ts';
 import type { CoreEvent, EventSink, Lease, LeaseRecord, LeaseStore, ObjectClient, ObjectRef } from './api.ts';

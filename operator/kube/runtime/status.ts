@@ -4,7 +4,7 @@
 // would change nothing is not sent (each write is a watch event, and a
 // reconcile that always writes would wake itself forever).
 import { isDeepStrictEqual } from 'node:util';
-import type { Condition, ConditionStatus } from '../resources/common.ts';
+import type { Condition, ConditionStatus } from '../../resources/common.ts';
 import type { ObjectClient } from './api.ts';
 import { httpStatus, TemporaryError } from './errors.ts';
 import type { KubeObject } from './informer.ts';

@@ -1,11 +1,11 @@
 // Validates standalone manifests with the same schemas as the custom resources.
 import type { z } from 'zod';
 import { ManifestError, readManifests, type ManifestObject } from './manifest-files.ts';
-import { unknownFieldPaths } from './resources/unknown-fields.ts';
-import { Cloud } from './resources/cloud.ts';
-import { QuarantinePolicy } from './resources/policy.ts';
-import { QuarantineHold } from './resources/hold.ts';
-import { QuarantineRestore } from './resources/restore.ts';
+import { unknownFieldPaths } from './unknown-fields.ts';
+import { Cloud } from './cloud.ts';
+import { QuarantinePolicy } from './policy.ts';
+import { QuarantineHold } from './hold.ts';
+import { QuarantineRestore } from './restore.ts';
 import { policyFromResource, holdFromResource } from './mapping.ts';
 import type { Policy } from '../domain/policy.ts';
 import type { Hold } from '../domain/holds.ts';

@@ -2,8 +2,8 @@
 // own types, which the capture engine and the sweep use.
 import type { Policy } from '../domain/policy.ts';
 import type { Hold } from '../domain/holds.ts';
-import { parseDuration, type QuarantinePolicy } from './resources/policy.ts';
-import type { QuarantineHold } from './resources/hold.ts';
+import { parseDuration, type QuarantinePolicy } from './policy.ts';
+import type { QuarantineHold } from './hold.ts';
 
 export function policyFromResource(p: QuarantinePolicy): Policy {
   const s = p.spec;
