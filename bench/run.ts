@@ -14,6 +14,10 @@ import { describeMachine, load, type Machine } from './lib/machine.ts';
 import { mergeResults, readCommentary, readResults, renderMarkdown, writeResults, type PlotRef, type Results, type ScenarioRun } from './lib/report.ts';
 import { buildPlots } from './lib/plots.ts';
 import { svgToPng } from './lib/png.ts';
+import { reserveWorkerThreads } from '../operator/ceph/worker-threads.ts';
+
+// The operator runs in this process in some scenarios: the same thread pool as `quarantine run`.
+reserveWorkerThreads();
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = dirname(here);

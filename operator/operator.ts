@@ -17,6 +17,7 @@ import type { Policy } from './domain/policy.ts';
 import type { Hold } from './domain/holds.ts';
 import type { SecretSource } from './secrets.ts';
 import type { BlockStore } from './ceph/block-store.ts';
+import { LIBRBD_ADOPT_CONCURRENCY, LIBRBD_CAPTURE_CONCURRENCY } from './ceph/worker-threads.ts';
 import type { Logger } from './log.ts';
 import { createMetrics, type Metrics, type QueueDepth } from './http/metrics.ts';
 import { LedgerHealth } from './ledger/health.ts';
@@ -166,6 +167,7 @@ export class Operator {
         config: { cloud: name, cloudType: cloud.spec.type, watchedPools: c.watchedPools, trash: c.trash },
         db: ledger.db, blocks: ceph.blocks, engine, policies: () => this.#policies, logger: log, api, clock,
         orphanGraceMs: this.#o.orphanGraceMs, relistMs: this.#o.relistMs, beforeWarning,
+        ...(ceph.driver === 'librbd' ? { captureConcurrency: LIBRBD_CAPTURE_CONCURRENCY, adoptConcurrency: LIBRBD_ADOPT_CONCURRENCY } : {}),
         onRace: (mode, result) => this.metrics.races.inc({ cloud: name, mode, result }),
         onCapture: (mode, result, seconds) => {
           this.metrics.captures.inc({ cloud: name, mode, result });

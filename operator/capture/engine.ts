@@ -134,7 +134,7 @@ export class CaptureEngine {
       anchorImage = `qop-anchor.${id}`;
     } else {
       sourceImage = req.source.image;
-      sourceImageId = (await this.#blocks.info(sourceImage)).id;
+      sourceImageId = await this.#blocks.imageId(sourceImage);
       anchorImage = null;
     }
     const existing = await this.store.bySource(req.cloud, sourceImageId);
@@ -199,6 +199,17 @@ export class CaptureEngine {
   }
 
   async #advance(start: QuarantineRow, policy?: CaptureRequest['policy']): Promise<QuarantineRow> {
+    // The steps call Ceph on these two images over and over: a driver that
+    // opens an image per call opens each once for all of them.
+    const release = this.#blocks.keepOpen([this.#origin(start), this.#image(start, 'location')]);
+    try {
+      return await this.#steps(start, policy);
+    } finally {
+      await release();
+    }
+  }
+
+  async #steps(start: QuarantineRow, policy?: CaptureRequest['policy']): Promise<QuarantineRow> {
     let row = start;
     for (;;) {
       const state = row.state as CaptureState;

@@ -180,6 +180,19 @@ export type ImportSource = { readonly path: string } | { readonly stream: Readab
 export interface BlockStore {
   listImages(where: PoolRef): Promise<string[]>;
   info(image: ImageRef): Promise<ImageInfo>;
+  /**
+   * `info(image).id` alone, for an adapter that can look it up without
+   * reading the rest (librbd: one call instead of an image open). Rejects
+   * with RbdNotFoundError for a missing image.
+   */
+  imageId(image: ImageSpec): Promise<string>;
+  /**
+   * Until the returned function is called, the adapter may keep these images
+   * open between calls (librbd: one open for the several steps of a capture
+   * instead of one per call). Calls behave the same either way; after the
+   * release nothing of this store holds the images open any more.
+   */
+  keepOpen(images: readonly ImageSpec[]): () => Promise<void>;
   createImage(image: ImageSpec, sizeBytes: number): Promise<void>;
   /** Plain removal; a pool with rbd_move_to_trash_on_remove turns it into a trash move. */
   removeImage(image: ImageSpec): Promise<void>;

@@ -68,6 +68,7 @@ const FUNCTIONS = {
   rados_ioctx_create: 'int rados_ioctx_create(rados_t cluster, const char *pool, _Out_ rados_ioctx_t *io)',
   rados_ioctx_destroy: 'void rados_ioctx_destroy(rados_ioctx_t io)',
   rados_ioctx_set_namespace: 'void rados_ioctx_set_namespace(rados_ioctx_t io, const char *nspace)',
+  rados_exec: 'int rados_exec(rados_ioctx_t io, const char *oid, const char *cls, const char *method, const char *in_buf, size_t in_len, void *buf, size_t out_len)',
 
   rbd_version: 'void rbd_version(_Out_ int *major, _Out_ int *minor, _Out_ int *extra)',
   rbd_list: 'int rbd_list(rados_ioctx_t io, void *names, _Inout_ size_t *size)',
@@ -115,6 +116,7 @@ const FUNCTIONS = {
   rbd_snap_get_trash_namespace: 'int rbd_snap_get_trash_namespace(rbd_image_t image, uint64_t snap_id, void *original_name, size_t max_length)',
   rbd_snap_set: 'int rbd_snap_set(rbd_image_t image, const char *snapname)',
   rbd_flatten: 'int rbd_flatten(rbd_image_t image)',
+  rbd_flatten_with_progress: 'int rbd_flatten_with_progress(rbd_image_t image, librbd_progress_fn_t *cb, void *cbdata)',
 
   rbd_read2: 'int64_t rbd_read2(rbd_image_t image, uint64_t ofs, size_t len, void *buf, int op_flags)',
   rbd_write2: 'int64_t rbd_write2(rbd_image_t image, uint64_t ofs, size_t len, const void *buf, int op_flags)',
@@ -149,6 +151,10 @@ export interface Librbd {
   call(name: FunctionName, ...args: unknown[]): Promise<unknown>;
   /** A JS function as an `rbd_diff_cb` pointer; unregister it after the call. */
   diffCallback(handler: (offset: bigint, length: number, exists: number) => number): { pointer: unknown; release(): void };
+  /** A JS function as a `librbd_progress_fn_t` pointer (non-zero return aborts the call); unregister it after the call. */
+  progressCallback(handler: (done: bigint, total: bigint) => number): { pointer: unknown; release(): void };
+  /** Calls made through `call` in this process so far, per C function: what a capture costs, in calls. */
+  callCounts(): Readonly<Partial<Record<FunctionName, number>>>;
 }
 
 export class LibrbdUnavailableError extends Error {
@@ -229,6 +235,7 @@ function bind(libradosPath: string, librbdPath: string): Librbd {
     }),
     timespec: koffi.struct('qop_timespec', { tv_sec: 'int64_t', tv_nsec: 'int64_t' }),
   };
+  const counts: Partial<Record<FunctionName, number>> = {};
   const functions = new Map<FunctionName, CFunction>();
   for (const [name, signature] of Object.entries(FUNCTIONS) as [FunctionName, string][]) {
     const lib = name.startsWith('rados_') ? rados : rbd;
@@ -254,8 +261,9 @@ function bind(libradosPath: string, librbdPath: string): Librbd {
     version,
     noProgress,
     fn,
-    call: (name, ...args) =>
-      limit(
+    call: (name, ...args) => {
+      counts[name] = (counts[name] ?? 0) + 1;
+      return limit(
         () =>
           new Promise((resolve, reject) => {
             fn(name).async(...args, (error: unknown, result: unknown) => {
@@ -263,11 +271,20 @@ function bind(libradosPath: string, librbdPath: string): Librbd {
               else resolve(result);
             });
           }),
-      ),
+      );
+    },
+    callCounts: () => ({ ...counts }),
     diffCallback(handler) {
       const pointer = koffi.register(
         (offset: bigint | number, length: bigint | number, exists: number): number => handler(BigInt(offset), Number(length), exists),
         koffi.pointer('rbd_diff_cb'),
+      );
+      return { pointer, release: () => { koffi.unregister(pointer); } };
+    },
+    progressCallback(handler) {
+      const pointer = koffi.register(
+        (done: bigint | number, total: bigint | number): number => handler(BigInt(done), BigInt(total)),
+        koffi.pointer(progressType),
       );
       return { pointer, release: () => { koffi.unregister(pointer); } };
     },

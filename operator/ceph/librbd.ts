@@ -83,6 +83,15 @@ const IMPORT_GROWTH_BYTES = 256 * 1024 * 1024;
 
 type OpenMode = 'read' | 'write';
 
+/** An image kept open (read-write, so watched and current) for calls between keepOpen and its release. */
+interface SharedImage {
+  readonly handle: Promise<Handle>;
+  users: number;
+  /** No new user gets it; it closes when its last user leaves. */
+  evicted: boolean;
+  closing?: Promise<void>;
+}
+
 function checkTimeout(name: string, value: number): number {
   if (!Number.isFinite(value) || value <= 0) throw new InvalidRequestError(`${name} must be a positive number of milliseconds, got ${value}`);
   return value;
@@ -144,6 +153,9 @@ export class LibrbdStore implements BlockStore {
   readonly #ioctxs = new Map<string, Promise<Handle>>();
   /** Namespaces seen to exist; forgotten when this store removes one. */
   readonly #namespaces = new Set<string>();
+  /** How many keepOpen calls hold each image (by its spec), and the open handles they share. */
+  readonly #kept = new Map<string, number>();
+  readonly #shared = new Map<string, SharedImage>();
   #inFlight = 0;
   #idle: (() => void) | undefined;
   #closed = false;
@@ -179,6 +191,8 @@ export class LibrbdStore implements BlockStore {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#inFlight > 0) await new Promise<void>((resolve) => (this.#idle = resolve));
+    this.#kept.clear();
+    await Promise.all([...this.#shared.keys()].map((key) => this.#evict(key)));
     const ioctxs = [...this.#ioctxs.values()];
     this.#ioctxs.clear();
     for (const io of await Promise.allSettled(ioctxs)) {
@@ -290,11 +304,103 @@ export class LibrbdStore implements BlockStore {
     return this.#check(name, target, await this.#lib.call(name, ...args));
   }
 
-  /** Opens the image, runs body, closes the image whatever happened. */
-  async #withImage<T>(ref: ImageRef, mode: OpenMode, body: (image: Handle, target: string) => Promise<T>, snapshot?: string): Promise<T> {
+  // --- images kept open -------------------------------------------------------------
+
+  /**
+   * Until the returned function is called, calls on these images (by name,
+   * at their head) share one read-write open instead of opening and closing
+   * the image each: an open is a header read and a watch, most of a call's
+   * cost. This store's own removals, trash moves and renames of an image close
+   * its shared open first.
+   */
+  keepOpen(images: readonly ImageSpec[]): () => Promise<void> {
+    const keys = [...new Set(images.map((image) => formatImageSpec(image)))];
+    for (const key of keys) this.#kept.set(key, (this.#kept.get(key) ?? 0) + 1);
+    let released = false;
+    return async () => {
+      if (released) return;
+      released = true;
+      const closing: Promise<void>[] = [];
+      for (const key of keys) {
+        const count = (this.#kept.get(key) ?? 1) - 1;
+        if (count > 0) {
+          this.#kept.set(key, count);
+          continue;
+        }
+        this.#kept.delete(key);
+        closing.push(this.#evict(key));
+      }
+      await Promise.all(closing);
+    };
+  }
+
+  /** Stops sharing the image's open and closes it once its calls in flight are done. */
+  async #evict(key: string): Promise<void> {
+    const shared = this.#shared.get(key);
+    if (shared === undefined) return;
+    this.#shared.delete(key);
+    shared.evicted = true;
+    if (shared.users === 0) await this.#closeShared(shared);
+  }
+
+  #closeShared(shared: SharedImage): Promise<void> {
+    shared.closing ??= (async () => {
+      const handle = await shared.handle.catch(() => undefined);
+      if (handle !== undefined) await this.#lib.call('rbd_close', handle);
+    })();
+    return shared.closing;
+  }
+
+  /** Closes the image's shared open (if any) before this store removes, moves or renames it. */
+  async #release(image: ImageSpec): Promise<void> {
+    await this.#evict(formatImageSpec(image));
+  }
+
+  async #open(io: Handle, call: FunctionName, name: string, target: string, snapshot: string | undefined): Promise<Handle> {
+    const out: Handle[] = [null];
+    await this.#c(call, snapshot === undefined ? target : `${target}@${snapshot}`, io, name, out, snapshot ?? null);
+    return out[0];
+  }
+
+  /** A kept image's shared open: joins the one there is or opens it. */
+  async #withShared<T>(ref: ImageSpec, target: string, body: (image: Handle, target: string) => Promise<T>): Promise<T> {
+    let shared = this.#shared.get(target);
+    if (shared === undefined) {
+      const opening = this.#existingNamespace(ref).then((io) => this.#open(io, 'rbd_open', ref.image, target, undefined));
+      const created: SharedImage = { handle: opening, users: 0, evicted: false };
+      shared = created;
+      this.#shared.set(target, created);
+      opening.catch(() => {
+        if (this.#shared.get(target) === created) this.#shared.delete(target);
+      });
+    }
+    shared.users++;
+    try {
+      return await body(await shared.handle, target);
+    } catch (error) {
+      // A failed call may have been about the handle itself: the next call opens afresh.
+      if (this.#shared.get(target) === shared) this.#shared.delete(target);
+      shared.evicted = true;
+      throw error;
+    } finally {
+      shared.users--;
+      if (shared.users === 0 && (shared.evicted || !this.#kept.has(target))) {
+        if (this.#shared.get(target) === shared) this.#shared.delete(target);
+        await this.#closeShared(shared);
+      }
+    }
+  }
+
+  /**
+   * Opens the image, runs body, closes the image whatever happened; an image
+   * kept open (keepOpen) is not closed. `privately` opens a handle of its own
+   * even then, for a body that changes the handle's state (rbd_snap_set).
+   */
+  async #withImage<T>(ref: ImageRef, mode: OpenMode, body: (image: Handle, target: string) => Promise<T>, snapshot?: string, privately = false): Promise<T> {
     return this.#op(async () => {
       const byId = isImageIdRef(ref);
       const target = byId ? `${formatPoolSpec(ref)}/id:${validateImageId(ref.imageId)}` : formatImageSpec(ref);
+      if (!byId && snapshot === undefined && !privately && this.#kept.has(target)) return this.#withShared(ref, target, body);
       const io = await this.#existingNamespace(ref);
       const out: Handle[] = [null];
       const call: FunctionName = byId
@@ -339,6 +445,31 @@ export class LibrbdStore implements BlockStore {
 
   async info(image: ImageRef): Promise<ImageInfo> {
     return this.#withImage(image, 'read', (handle, target) => this.#info(handle, target, image));
+  }
+
+  async imageId(image: ImageSpec): Promise<string> {
+    const target = formatImageSpec(image);
+    return this.#op(async () => {
+      const io = await this.#existingNamespace(image);
+      // What an open reads first: the image's `rbd_id.<name>` object, through
+      // the rbd object class; one round trip instead of an open (header,
+      // watch) and a close.
+      const out = Buffer.alloc(256);
+      const length = Number(await this.#lib.call('rados_exec', io, `rbd_id.${image.image}`, 'rbd', 'get_id', null, 0, out, out.length));
+      if (length >= 4) {
+        const size = out.readUInt32LE(0);
+        if (size > 0 && 4 + size <= length) return out.toString('utf8', 4, 4 + size);
+      }
+      // Missing, a format 1 image (no id object), or caps without the rbd
+      // class: the open says which, with the same error as info.
+      return this.#withImage(image, 'read', async (handle) => this.#readId(handle, target));
+    });
+  }
+
+  async #readId(handle: Handle, target: string): Promise<string> {
+    const idBuffer = Buffer.alloc(64);
+    await this.#c('rbd_get_id', target, handle, idBuffer, idBuffer.length);
+    return cString(idBuffer);
   }
 
   async #info(handle: Handle, target: string, ref: ImageRef): Promise<ImageInfo> {
@@ -429,6 +560,7 @@ export class LibrbdStore implements BlockStore {
   }
 
   async #create(image: ImageSpec, target: string, sizeBytes: number): Promise<void> {
+    await this.#release(image);
     const io = await this.#existingNamespace(image);
     await this.#withOptions(async (opts) => {
       await this.#c('rbd_create4', target, io, image.image, sizeBytes, opts);
@@ -449,6 +581,7 @@ export class LibrbdStore implements BlockStore {
     const target = formatImageSpec(image);
     await this.#op(async () => {
       const io = await this.#existingNamespace(image);
+      await this.#release(image);
       await this.#c('rbd_remove', target, io, image.image);
     });
   }
@@ -551,6 +684,7 @@ export class LibrbdStore implements BlockStore {
     await this.#op(async () => {
       const parentIo = await this.#existingNamespace(parent);
       const childIo = await this.#existingNamespace(child);
+      await this.#release(child);
       await this.#withOptions(async (opts) => {
         this.#check('rbd_image_options_set_uint64', 'clone_format', this.#lib.fn('rbd_image_options_set_uint64')(opts, IMAGE_OPTION_CLONE_FORMAT, 2));
         await this.#c('rbd_clone3', `${parentTarget} ${childTarget}`, parentIo, parent.image, parent.snapshot, childIo, child.image, opts);
@@ -558,9 +692,29 @@ export class LibrbdStore implements BlockStore {
     });
   }
 
-  async flatten(image: ImageSpec): Promise<void> {
+  async flatten(image: ImageSpec, options: TransferOptions = {}): Promise<void> {
+    const timeoutMs = checkTimeout('timeoutMs', options.timeoutMs ?? this.#transferTimeoutMs);
+    const deadline = Date.now() + timeoutMs;
+    const signal = options.signal;
     await this.#withImage(image, 'write', async (handle, target) => {
-      await this.#c('rbd_flatten', target, handle);
+      const command = ['librbd', 'flatten', target];
+      if (signal?.aborted === true) throw new RbdAbortedError(`flatten ${target} was aborted`, { command, exitCode: null, stderr: '' });
+      let stop: RbdError | undefined;
+      // librbd asks after every object it copies; a non-zero answer stops the
+      // flatten there (the clone stays a clone, partly copied, and a later
+      // flatten carries on), so the time limit and the signal hold here too.
+      const progress = this.#lib.progressCallback(() => {
+        if (stop === undefined && signal?.aborted === true) stop = new RbdAbortedError(`flatten ${target} was aborted`, { command, exitCode: null, stderr: '' });
+        if (stop === undefined && Date.now() >= deadline) stop = new RbdTimeoutError(`flatten ${target} timed out after ${timeoutMs} ms`, { command, exitCode: null, stderr: '', timeoutMs });
+        return stop === undefined ? 0 : -1;
+      });
+      try {
+        const result = Number(await this.#lib.call('rbd_flatten_with_progress', handle, progress.pointer, null));
+        if (stop !== undefined) throw stop;
+        this.#check('rbd_flatten_with_progress', target, result);
+      } finally {
+        progress.release();
+      }
     });
   }
 
@@ -569,13 +723,10 @@ export class LibrbdStore implements BlockStore {
   async moveToTrash(image: ImageSpec, options: TrashMoveOptions = {}): Promise<string> {
     const target = formatImageSpec(image);
     const delaySeconds = options.expiresAt === undefined ? 0 : this.#delaySeconds(options.expiresAt);
-    const id = await this.#withImage(image, 'read', async (handle) => {
-      const idBuffer = Buffer.alloc(64);
-      await this.#c('rbd_get_id', target, handle, idBuffer, idBuffer.length);
-      return cString(idBuffer);
-    });
+    const id = await this.imageId(image);
     await this.#op(async () => {
       const io = await this.#existingNamespace(image);
+      await this.#release(image);
       await this.#c('rbd_trash_move', target, io, image.image, delaySeconds);
     });
     return id;
@@ -667,6 +818,7 @@ export class LibrbdStore implements BlockStore {
     const name = options.name === undefined ? '' : validateImageName(options.name);
     await this.#op(async () => {
       const io = await this.#existingNamespace(entry);
+      if (name !== '') await this.#release({ ...location(entry), image: name });
       await this.#c('rbd_trash_restore', `${formatPoolSpec(entry)}/${id}`, io, id, name);
     });
   }
@@ -753,6 +905,7 @@ export class LibrbdStore implements BlockStore {
 
   /** As `rbd du`: per user snapshot the objects changed since the one before, then the head. */
   async #usage(image: ImageSpec): Promise<UsageRow[]> {
+    // Privately: it moves its handle from snapshot to snapshot.
     return this.#withImage(image, 'read', async (handle, target) => {
       const idBuffer = Buffer.alloc(64);
       await this.#c('rbd_get_id', target, handle, idBuffer, idBuffer.length);
@@ -780,7 +933,7 @@ export class LibrbdStore implements BlockStore {
         from = point;
       }
       return rows;
-    });
+    }, undefined, true);
   }
 
   // --- pool config and namespaces --------------------------------------------------------------
@@ -836,6 +989,8 @@ export class LibrbdStore implements BlockStore {
     const p = validatePoolName(where.pool);
     const ns = validateNamespaceName(where.namespace);
     await this.#op(async () => {
+      const prefix = `${formatPoolSpec({ pool: p, namespace: ns })}/`;
+      await Promise.all([...this.#shared.keys()].filter((key) => key.startsWith(prefix)).map((key) => this.#evict(key)));
       await this.#c('rbd_namespace_remove', `${p}/${ns}`, await this.#ioctx({ pool: p }), ns);
     });
     // The cached I/O context would address a namespace that is gone.

@@ -156,6 +156,16 @@ export class RbdCli implements BlockStore {
     return this.#json(cmd(['info'], ['--format', 'json', ...target.options], target.positionals), parseImageInfo);
   }
 
+  /** Each call is its own process: there is nothing to keep open. */
+  keepOpen(images: readonly ImageSpec[]): () => Promise<void> {
+    for (const image of images) formatImageSpec(image);
+    return async () => undefined;
+  }
+
+  async imageId(image: ImageSpec): Promise<string> {
+    return (await this.info(image)).id;
+  }
+
   async createImage(image: ImageSpec, sizeBytes: number): Promise<void> {
     if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) {
       throw new InvalidRequestError(`image size must be a positive whole number of bytes, got ${sizeBytes}`);

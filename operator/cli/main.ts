@@ -2,7 +2,10 @@
 // of the program's modules between runs (in the system's temporary directory,
 // or NODE_COMPILE_CACHE), which roughly halves the time to load them.
 import module from 'node:module';
+import { reserveWorkerThreads } from '../ceph/worker-threads.ts';
 
+// Before anything starts libuv's thread pool, which then keeps its size.
+reserveWorkerThreads();
 module.enableCompileCache?.();
 const { runCli } = await import('./program.ts');
 const code = await runCli(process.argv.slice(2), {

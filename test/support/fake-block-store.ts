@@ -170,6 +170,29 @@ export class FakeBlockStore implements BlockStore {
     return this.#liveIn(where).map((i) => i.name).sort();
   }
 
+  /** Nothing is opened here; the images kept open are recorded so that tests can see the releases. */
+  readonly keptOpen = new Map<string, number>();
+
+  keepOpen(images: readonly ImageSpec[]): () => Promise<void> {
+    const keys = images.map((image) => formatImageSpec(image));
+    for (const key of keys) this.keptOpen.set(key, (this.keptOpen.get(key) ?? 0) + 1);
+    let released = false;
+    return async () => {
+      if (released) return;
+      released = true;
+      for (const key of keys) {
+        const n = (this.keptOpen.get(key) ?? 1) - 1;
+        if (n > 0) this.keptOpen.set(key, n);
+        else this.keptOpen.delete(key);
+      }
+    };
+  }
+
+  async imageId(ref: ImageSpec): Promise<string> {
+    this.#enter('imageId', ref);
+    return this.#resolve(ref, 'info').id;
+  }
+
   async info(ref: ImageRef): Promise<ImageInfo> {
     this.#enter('info', ref);
     const image = this.#resolve(ref, 'info');
