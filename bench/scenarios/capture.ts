@@ -48,6 +48,7 @@ export const capture: Scenario = {
     const { startOperator, until, sleep } = await import('../../test/e2e/harness.ts');
     const { RbdCli } = await import('../../operator/ceph/rbd-cli.ts');
     const { LibrbdStore } = await import('../../operator/ceph/librbd.ts');
+    const { loadLibrbd } = await import('../../operator/ceph/librbd-ffi.ts');
     const { SimBus } = await import('../../test/sim/bus.ts');
     const { NeutronSim } = await import('../../test/sim/neutron.ts');
     const { NovaSim } = await import('../../test/sim/nova.ts');
@@ -145,6 +146,28 @@ export const capture: Scenario = {
       });
     }
 
+    // What a capture costs in librbd calls: every call the process made during
+    // a steady phase (the operator's scans and relists included), per capture.
+    const callsSince = (before: Readonly<Record<string, number>>) => {
+      const now = loadLibrbd().callCounts() as Readonly<Record<string, number>>;
+      let calls = 0;
+      let opens = 0;
+      for (const [name, n] of Object.entries(now)) {
+        const d = n - (before[name] ?? 0);
+        calls += d;
+        if (name.startsWith('rbd_open')) opens += d;
+      }
+      return { calls, opens };
+    };
+    const callFigures = (mode: string, before: Readonly<Record<string, number>>, captured: number) => {
+      if (captured === 0) return;
+      const { calls, opens } = callsSince(before);
+      figures.push({
+        figure: `capture.librbd.${mode}.calls`, label: `librbd calls per capture, ${mode}`, value: round(calls / captured, 1), unit: 'calls',
+        params: { captures: captured }, notes: `${round(opens / captured, 1)} image opens per capture; every librbd call of the process during the steady ${mode} phase (scans and relists included), divided by its captures`,
+      });
+    };
+
     // The default driver's figures keep the plain ids (capture.<mode>.<kind>); the others are capture.<driver>.<mode>.<kind>.
     const latencyFigures = (driver: 'librbd' | 'cli', mode: string, kind: 'steady' | 'burst', lat: number[], n: number) => {
       const ceil = kind === 'burst' ? ceilings[driver].all : ceilings[driver].one;
@@ -180,6 +203,7 @@ export const capture: Scenario = {
           };
           const steadyImages: string[] = [];
           const removed = new Map<string, number>();
+          const before = loadLibrbd().callCounts() as Readonly<Record<string, number>>;
           for (let i = 0; i < steady; i++) {
             ctx.progress.update(`capture: ${driver} trash steady ${i + 1}/${steady}`);
             const image = `${randomUUID()}_disk`;
@@ -189,7 +213,9 @@ export const capture: Scenario = {
             steadyImages.push(image);
             await sleep(1000);
           }
-          latencyFigures(driver, 'trash', 'steady', await measure(steadyImages, removed), steady);
+          const trashSteady = await measure(steadyImages, removed);
+          if (driver === 'librbd') callFigures('trash', before, trashSteady.length);
+          latencyFigures(driver, 'trash', 'steady', trashSteady, steady);
           ctx.progress.update(`capture: ${driver} trash burst of ${burst}`);
           const burstImages = Array.from({ length: burst }, () => `${randomUUID()}_disk`);
           for (const image of burstImages) await cloudUser.createImage({ pool: 'vms', image }, MiB);
@@ -207,6 +233,7 @@ export const capture: Scenario = {
         const nova = await novaFor(mode === 'softDelete' ? { reclaimInstanceIntervalMs: 3_600_000, deleteGapMs: 1000 } : { deleteGapMs: 1000 });
         try {
           const lat: number[] = [];
+          const before = loadLibrbd().callCounts() as Readonly<Record<string, number>>;
           for (let i = 0; i < steady; i++) {
             ctx.progress.update(`capture: ${driver} ${mode} steady ${i + 1}/${steady}`);
             const server = await nova.boot({ image: imageId });
@@ -217,6 +244,7 @@ export const capture: Scenario = {
             if (mode === 'onDelete') await del.done;
             await sleep(1000);
           }
+          if (driver === 'librbd') callFigures(mode, before, lat.length);
           latencyFigures(driver, mode, 'steady', lat, steady);
 
           // The burst: every VM deleted at once, as a batch user's script does.

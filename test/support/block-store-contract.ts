@@ -230,6 +230,48 @@ export function blockStoreContract(name: string, setup: () => Promise<ContractCo
       assert.deepEqual(await operator.listMeta(disk), {});
     });
 
+    it('imageId is the id info gives; a missing image is NotFound', async () => {
+      assert.equal(await operator.imageId(disk), (await operator.info(disk)).id);
+      await assert.rejects(operator.imageId({ pool: vms, image: `missing-${run}` }), RbdNotFoundError);
+    });
+
+    it('keepOpen: calls on kept images see each other and the cloud; after the release nothing holds them', async () => {
+      const source: ImageSpec = { pool: vms, image: `${instance}_kept` };
+      const copy: ImageSpec = { pool: quarantinePool, namespace, image: `${instance}_kept.q` };
+      await cloud.createImage(source, 1024 * 1024);
+      cleanup.push(source);
+      const release = operator.keepOpen([source, copy, source]);
+      await operator.createSnapshot({ ...source, snapshot: 'k' });
+      await cloud.createSnapshot({ ...source, snapshot: 'by-cloud' });
+      assert.deepEqual((await operator.listSnapshots(source)).map((s) => s.name).sort(), ['by-cloud', 'k']);
+      await operator.clone({ ...source, snapshot: 'k' }, copy);
+      cleanup.push(copy);
+      await operator.setMeta(copy, 'quarantine.instance', instance);
+      await operator.setMeta(copy, 'quarantine.case', 'C-1');
+      assert.deepEqual(await operator.listMeta(copy), { 'quarantine.instance': instance, 'quarantine.case': 'C-1' });
+      assert.equal((await operator.info(copy)).parent?.image, source.image);
+      await operator.removeSnapshot({ ...source, snapshot: 'k' });
+      await cloud.removeSnapshot({ ...source, snapshot: 'by-cloud' });
+      assert.deepEqual(await operator.listSnapshots(source), []);
+      // This store's own removal of a kept image goes through.
+      const id = await operator.moveToTrash(copy);
+      await assert.rejects(operator.info(copy), RbdNotFoundError);
+      await operator.restoreFromTrash({ pool: quarantinePool, namespace, imageId: id }, { name: copy.image });
+      assert.equal(await operator.getMeta(copy, 'quarantine.case'), 'C-1');
+      await release();
+      await release();
+
+      // Released: the cloud removes its disk as if the operator had never opened it.
+      const plain: ImageSpec = { pool: vms, image: `${instance}_plain` };
+      await cloud.createImage(plain, 1024 * 1024);
+      const again = operator.keepOpen([plain]);
+      await operator.setMeta(plain, 'quarantine.case', 'C-2');
+      assert.equal(await operator.getMeta(plain, 'quarantine.case'), 'C-2');
+      await again();
+      await cloud.removeImage(plain);
+      await assert.rejects(operator.info(plain), RbdNotFoundError);
+    });
+
     it('a missing image, snapshot or pool is NotFound, not a crash', async () => {
       const missing = { pool: vms, image: `missing-${run}` };
       await assert.rejects(operator.info(missing), RbdNotFoundError);
