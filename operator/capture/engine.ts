@@ -199,17 +199,6 @@ export class CaptureEngine {
   }
 
   async #advance(start: QuarantineRow, policy?: CaptureRequest['policy']): Promise<QuarantineRow> {
-    // The steps call Ceph on these two images over and over: a driver that
-    // opens an image per call opens each once for all of them.
-    const release = this.#blocks.keepOpen([this.#origin(start), this.#image(start, 'location')]);
-    try {
-      return await this.#steps(start, policy);
-    } finally {
-      await release();
-    }
-  }
-
-  async #steps(start: QuarantineRow, policy?: CaptureRequest['policy']): Promise<QuarantineRow> {
     let row = start;
     for (;;) {
       const state = row.state as CaptureState;
@@ -226,9 +215,17 @@ export class CaptureEngine {
         if (!(await this.store.transitionOwned(row.id, 'snapshotting', 'cloning', this.#owner, this.#clock()))) return this.#conflict(row, state);
       } else {
         await this.#beforeStep(row.id, 'cloning');
-        const outcome = await this.#clone(row);
-        if (outcome !== 'ok') return this.#fail(row, outcome);
-        if (!(await this.#finish(row, policy))) return this.#conflict(row, state);
+        // The step calls Ceph on these two images over and over: a driver that
+        // opens an image per call opens each once for all of them. Released
+        // with the step, so that a crash between steps leaves nothing open.
+        const release = this.#blocks.keepOpen([this.#origin(row), this.#image(row, 'location')]);
+        try {
+          const outcome = await this.#clone(row);
+          if (outcome !== 'ok') return this.#fail(row, outcome);
+          if (!(await this.#finish(row, policy))) return this.#conflict(row, state);
+        } finally {
+          await release();
+        }
       }
       row = (await this.store.get(row.id)) ?? row;
     }

@@ -56,6 +56,27 @@ describe('capture engine', () => {
     await ledger.close();
   });
 
+  test('the clone step keeps its two images open and lets go of them whatever the step ends in', async () => {
+    const { ledger, blocks, engine } = await setup();
+    const seen: string[][] = [];
+    const keepOpen = blocks.keepOpen.bind(blocks);
+    blocks.keepOpen = (images) => {
+      seen.push(images.map((i) => `${i.pool}/${i.image}`));
+      return keepOpen(images);
+    };
+    const row = await engine.capture(request({ kind: 'live', image: { pool: 'vms', image: `${VM}_disk` } }));
+    assert.equal(row.state, 'quarantined');
+    assert.deepEqual(seen, [[`vms/${VM}_disk`, `quarantine/${row.location_image}`]]);
+    assert.equal(blocks.keptOpen.size, 0, 'released after a capture');
+    // A Ceph error in the step: released all the same.
+    const other = `${VM.slice(0, -1)}9_disk`;
+    await blocks.importImage({ stream: Readable.from([content]) }, { pool: 'vms', image: other });
+    blocks.failNext('setMeta', new Error('the cluster went away'));
+    await assert.rejects(engine.capture({ ...request({ kind: 'live', image: { pool: 'vms', image: other } }), instanceId: VM.replace(/.$/, '9') }), /went away/);
+    assert.equal(blocks.keptOpen.size, 0, 'released after a failed step');
+    await ledger.close();
+  });
+
   test('capturing the same source image twice gives one quarantine', async () => {
     const { ledger, engine } = await setup();
     const src = { kind: 'live' as const, image: { pool: 'vms', image: `${VM}_disk` } };
