@@ -29,6 +29,6 @@ if [ $# -gt 0 ]; then files=("$@"); else
   files=('test/unit/**/*.test.ts' 'test/integration/**/*.test.ts' 'test/e2e/**/*.test.ts'); fi
 # The thread pool the operator's entry point reserves for librbd calls (operator/ceph/worker-threads.ts),
 # for the tests that run the operator in their own process.
-export UV_THREADPOOL_SIZE="${UV_THREADPOOL_SIZE:-64}"
+export UV_THREADPOOL_SIZE="${UV_THREADPOOL_SIZE:-128}"
 # One file at a time: files share the Ceph pools (trash-mode tests arm the vms pool and adopt from its trash).
 node --test --test-concurrency=1 --test-timeout=900000 "${files[@]}"
