@@ -4,7 +4,12 @@
 // That makes the result independent of arrival order and of duplicates,
 // because only event times decide.
 
-export type ChangeOp = 'bind' | 'release' | 'release_any';
+/**
+ * `seen` and `unseen` are observed facts from a listing of the cloud's API:
+ * the holder held the slot at `at` (or nobody held it then), having started
+ * (or stopped) at some unknown time after `since`.
+ */
+export type ChangeOp = 'bind' | 'release' | 'release_any' | 'seen' | 'unseen';
 
 /** One reported change of who holds a slot. */
 export interface ChangePoint {
@@ -15,6 +20,8 @@ export interface ChangePoint {
   /** Identity of the holder (e.g. the port for a floating IP, the instance for a fixed address). */
   holderKey: string;
   holder: HolderAttrs;
+  /** For `seen`/`unseen`: the change happened after this time (the last listing that showed otherwise); null or absent: not known. */
+  since?: number | null;
 }
 
 export interface HolderAttrs {
@@ -33,6 +40,10 @@ export interface DerivedInterval extends HolderAttrs {
   to: number | null;
   openedBy: string | null;
   closedBy: string | null;
+  /** Set when the start is known only to lie in [from, certainFrom] (an observed fact); equal to from when no earlier bound is known. */
+  certainFrom?: number | undefined;
+  /** Set when the end is known only to lie in [certainTo, to]. */
+  certainTo?: number | undefined;
 }
 
 /** Later non-null attributes fill gaps left by earlier reports of the same holder. */
@@ -49,7 +60,7 @@ function merge(a: HolderAttrs, b: HolderAttrs): HolderAttrs {
   };
 }
 
-const OP_RANK: Record<ChangeOp, number> = { release_any: 0, release: 1, bind: 2 };
+const OP_RANK: Record<ChangeOp, number> = { release_any: 0, release: 1, unseen: 2, bind: 3, seen: 4 };
 const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 /**
@@ -76,26 +87,45 @@ export function compareChanges(a: ChangePoint, b: ChangePoint): number {
 export function deriveIntervals(points: readonly ChangePoint[]): DerivedInterval[] {
   const sorted = [...points].sort(compareChanges);
   const out: DerivedInterval[] = [];
-  let cur: { key: string; attrs: HolderAttrs; from: number; openedBy: string | null } | undefined;
-  const close = (to: number, by: string | null) => {
-    if (cur !== undefined && to > cur.from) out.push({ ...cur.attrs, from: cur.from, to, openedBy: cur.openedBy, closedBy: by });
+  let cur: { key: string; attrs: HolderAttrs; from: number; openedBy: string | null; certainFrom?: number | undefined } | undefined;
+  // The time of the latest fact replayed: an observed change happened after it.
+  let last = Number.NEGATIVE_INFINITY;
+  const close = (to: number, by: string | null, certainTo?: number) => {
+    if (cur !== undefined && to > cur.from) {
+      out.push({ ...cur.attrs, from: cur.from, to, openedBy: cur.openedBy, closedBy: by, certainFrom: cur.certainFrom, ...(certainTo === undefined ? {} : { certainTo }) });
+    }
     cur = undefined;
   };
+  /** The earliest time an observed change at `p` can have happened. */
+  const lowerBound = (p: ChangePoint): number => Math.min(p.at, Math.max(p.since ?? Number.NEGATIVE_INFINITY, last, cur?.from ?? Number.NEGATIVE_INFINITY));
   for (const p of sorted) {
     if (p.op === 'bind') {
       if (cur !== undefined && cur.key === p.holderKey) {
         cur.attrs = merge(cur.attrs, p.holder);
-        continue;
+      } else {
+        close(p.at, p.holder.messageId);
+        cur = { key: p.holderKey, attrs: p.holder, from: p.at, openedBy: p.holder.messageId };
       }
-      close(p.at, p.holder.messageId);
-      cur = { key: p.holderKey, attrs: p.holder, from: p.at, openedBy: p.holder.messageId };
+    } else if (p.op === 'seen') {
+      // Agreeing with what the facts already say changes nothing: an exact start stays exact.
+      if (cur !== undefined && cur.key === p.holderKey) {
+        cur.attrs = merge(cur.attrs, p.holder);
+      } else {
+        let from = lowerBound(p);
+        if (!Number.isFinite(from)) from = p.at;
+        close(p.at, p.holder.messageId, from);
+        cur = { key: p.holderKey, attrs: p.holder, from, openedBy: p.holder.messageId, certainFrom: p.at };
+      }
+    } else if (p.op === 'unseen') {
+      if (cur !== undefined) close(p.at, p.holder.messageId, lowerBound(p));
     } else if (p.op === 'release') {
       if (cur !== undefined && cur.key === p.holderKey) close(p.at, p.holder.messageId);
     } else if (cur !== undefined) {
       close(p.at, p.holder.messageId);
     }
+    last = Math.max(last, p.at);
   }
-  if (cur !== undefined) out.push({ ...cur.attrs, from: cur.from, to: null, openedBy: cur.openedBy, closedBy: null });
+  if (cur !== undefined) out.push({ ...cur.attrs, from: cur.from, to: null, openedBy: cur.openedBy, closedBy: null, certainFrom: cur.certainFrom });
   return out;
 }
 
@@ -109,7 +139,8 @@ export function clipIntervals(intervals: readonly DerivedInterval[], end: (i: De
   for (const i of intervals) {
     const e = end(i);
     if (e === undefined || (i.to !== null && i.to <= e)) { out.push(i); continue; }
-    if (e > i.from) out.push({ ...i, to: e, closedBy: closedBy(i) });
+    // A terminal fact is exact: it replaces an uncertain end.
+    if (e > i.from) out.push({ ...i, to: e, closedBy: closedBy(i), certainTo: undefined, certainFrom: i.certainFrom === undefined ? undefined : Math.min(i.certainFrom, e) });
   }
   return out;
 }
@@ -141,8 +172,12 @@ export function splitByOwner(interval: DerivedInterval, owners: readonly OwnerSp
     const at = (spans: readonly OwnerSpan[]) => spans.filter((o) => o.from <= from && end(o.to) > from).map((o) => o.instanceId).sort()[0];
     const owner = at(owners) ?? at(fallback) ?? null;
     const last = pieces.at(-1);
-    if (last !== undefined && last.instanceId === owner) { last.to = to; last.closedBy = to === interval.to ? interval.closedBy : null; return; }
-    pieces.push({ ...interval, from, to, instanceId: owner, openedBy: k === 0 ? interval.openedBy : null, closedBy: to === interval.to ? interval.closedBy : null });
+    const ends = to === interval.to;
+    if (last !== undefined && last.instanceId === owner) { last.to = to; last.closedBy = ends ? interval.closedBy : null; last.certainTo = ends ? interval.certainTo : undefined; return; }
+    pieces.push({
+      ...interval, from, to, instanceId: owner, openedBy: k === 0 ? interval.openedBy : null, closedBy: ends ? interval.closedBy : null,
+      certainFrom: k === 0 ? interval.certainFrom : undefined, certainTo: ends ? interval.certainTo : undefined,
+    });
   });
   return pieces;
 }

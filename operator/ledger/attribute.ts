@@ -5,7 +5,7 @@
 import { storedIp } from '../domain/ip.ts';
 import { PostgresAdapter, sql, type Kysely } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
-import type { Holder } from './trace.ts';
+import { boundsOf, goneBetween, type Holder } from './trace.ts';
 import { OPEN_END } from './migrations.ts';
 
 export interface Probe {
@@ -29,6 +29,12 @@ interface Row {
   user_id: string | null;
   host: string | null;
   deleted_at: number | null;
+  from_certain?: number | null;
+  to_certain?: number | null;
+  gone_after?: number | null;
+  gone_by?: number | null;
+  /** The probe's instant, when the row answers one. */
+  t?: number | null;
 }
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(Number(ms)).toISOString());
@@ -36,15 +42,16 @@ const iso = (ms: number | null): string | null => (ms === null ? null : new Date
 function toHolder(r: Row): Holder {
   return {
     cloud: r.cloud, kind: r.kind, network: r.network, port: r.port, mac: r.mac, project: r.project,
-    from: new Date(Number(r.valid_from)).toISOString(), to: iso(r.valid_to),
+    ...boundsOf(r, r.t === null || r.t === undefined ? undefined : Number(r.t)),
     instance: r.instance_id === null ? null : {
       id: r.instance_id, name: r.name, project: r.instance_project ?? r.project, user: r.user_id, host: r.host, deletedAt: iso(r.deleted_at),
+      ...goneBetween(r.gone_after, r.gone_by),
     },
   };
 }
 
 const COLUMNS = sql.raw(`a.cloud, a.kind, a.network, a.port, a.mac, a.project, a.valid_from, a.valid_to, a.instance_id,
-  i.name, i.project AS instance_project, i.user_id, i.host, i.deleted_at`);
+  i.name, i.project AS instance_project, i.user_id, i.host, i.deleted_at, a.from_certain, a.to_certain, i.gone_after, i.gone_by, q.t`);
 
 const isPostgres = (db: Kysely<LedgerSchema>) => db.getExecutor().adapter instanceof PostgresAdapter;
 
@@ -112,7 +119,7 @@ export async function holdersDuring(db: Kysely<LedgerSchema>, address: string, f
     .leftJoin('instances as i', (j) => j.onRef('i.cloud', '=', 'a.cloud').onRef('i.instance_id', '=', 'a.instance_id'))
     .select([
       sql<number>`0`.as('k'), 'a.cloud', 'a.kind', 'a.network', 'a.port', 'a.mac', 'a.project', 'a.valid_from', 'a.valid_to', 'a.instance_id',
-      'i.name', 'i.project as instance_project', 'i.user_id', 'i.host', 'i.deleted_at',
+      'i.name', 'i.project as instance_project', 'i.user_id', 'i.host', 'i.deleted_at', 'a.from_certain', 'a.to_certain', 'i.gone_after', 'i.gone_by',
     ])
     .where('a.address', '=', storedIp(address))
     .where('a.valid_from', '<', to.getTime())
@@ -121,7 +128,7 @@ export async function holdersDuring(db: Kysely<LedgerSchema>, address: string, f
       : eb.or([eb('a.valid_to', 'is', null), eb('a.valid_to', '>', from.getTime())]));
   if (cloud !== undefined) q = q.where('a.cloud', '=', cloud);
   const rows = await q.orderBy('a.valid_from').orderBy('a.cloud').orderBy('a.kind').execute();
-  return rows.map((r) => toHolder({ ...r, name: r.name ?? null, instance_project: r.instance_project ?? null, user_id: r.user_id ?? null, host: r.host ?? null, deleted_at: r.deleted_at ?? null }));
+  return rows.map((r) => toHolder({ ...r, name: r.name ?? null, instance_project: r.instance_project ?? null, user_id: r.user_id ?? null, host: r.host ?? null, deleted_at: r.deleted_at ?? null, gone_after: r.gone_after ?? null, gone_by: r.gone_by ?? null }));
 }
 
 /** Every interval overlapping [from, to), with its address, for export. */
@@ -131,7 +138,7 @@ export async function intervalsDuring(db: Kysely<LedgerSchema>, from: Date, to: 
     .leftJoin('instances as i', (j) => j.onRef('i.cloud', '=', 'a.cloud').onRef('i.instance_id', '=', 'a.instance_id'))
     .select([
       sql<number>`0`.as('k'), 'a.address', 'a.cloud', 'a.kind', 'a.network', 'a.port', 'a.mac', 'a.project', 'a.valid_from', 'a.valid_to', 'a.instance_id',
-      'i.name', 'i.project as instance_project', 'i.user_id', 'i.host', 'i.deleted_at',
+      'i.name', 'i.project as instance_project', 'i.user_id', 'i.host', 'i.deleted_at', 'a.from_certain', 'a.to_certain', 'i.gone_after', 'i.gone_by',
     ])
     .where('a.valid_from', '<', to.getTime())
     .where((eb) => eb.or([eb('a.valid_to', 'is', null), eb('a.valid_to', '>', from.getTime())]));
@@ -139,6 +146,6 @@ export async function intervalsDuring(db: Kysely<LedgerSchema>, from: Date, to: 
   const rows = await q.orderBy('a.valid_from').orderBy('a.id').execute();
   return rows.map((r) => ({
     address: r.address,
-    holder: toHolder({ ...r, name: r.name ?? null, instance_project: r.instance_project ?? null, user_id: r.user_id ?? null, host: r.host ?? null, deleted_at: r.deleted_at ?? null }),
+    holder: toHolder({ ...r, name: r.name ?? null, instance_project: r.instance_project ?? null, user_id: r.user_id ?? null, host: r.host ?? null, deleted_at: r.deleted_at ?? null, gone_after: r.gone_after ?? null, gone_by: r.gone_by ?? null }),
   }));
 }

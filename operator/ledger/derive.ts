@@ -110,7 +110,7 @@ async function loadPoints(trx: Tx, cloud: string, slots: readonly string[]): Pro
       let list = out.get(r.slot);
       if (list === undefined) out.set(r.slot, (list = []));
       list.push({
-        at: r.at, seq: 0, op: r.op as ChangeOp, holderKey: r.holder_key,
+        at: r.at, seq: 0, op: r.op as ChangeOp, holderKey: r.holder_key, since: r.since ?? null,
         holder: {
           address: r.address, kind: r.kind as HolderAttrs['kind'], instanceId: r.instance_id, port: r.port, mac: r.mac,
           network: r.network, project: r.project, messageId: r.message_id,
@@ -170,7 +170,8 @@ const minEnd = (...xs: Array<number | undefined | null>): number | undefined => 
 
 /** The holders of a slot whose own full address lists and ends bound it. */
 function instanceHolders(points: readonly ChangePoint[]): string[] {
-  return [...new Set(points.filter((p) => p.op === 'bind' && p.holder.instanceId !== null).map((p) => p.holderKey))];
+  // An observed holder (op seen) is bounded as a reported one is.
+  return [...new Set(points.filter((p) => (p.op === 'bind' || p.op === 'seen') && p.holder.instanceId !== null).map((p) => p.holderKey))];
 }
 
 async function rederiveSlots(trx: Tx, cloud: string, slots: readonly string[]): Promise<void> {
@@ -202,7 +203,8 @@ async function rederiveSlots(trx: Tx, cloud: string, slots: readonly string[]): 
 
 /** One slot's intervals from its facts and the facts that bound it (pure). */
 function deriveSlot(slot: string, given: readonly ChangePoint[], lists: ReadonlyMap<string, Snapshot[]>, ends: ReadonlyMap<string, number>, portRow: ReadonlyMap<string, PortRow>): DerivedInterval[] {
-  const bind = given.find((p) => p.op === 'bind');
+  // An observed holder (op seen) places a slot as a reported one does.
+  const bind = given.find((p) => p.op === 'bind' || p.op === 'seen');
   if (bind === undefined) return [];
   const points = [...given];
   const { address, kind } = bind.holder;
@@ -285,16 +287,16 @@ async function writeIntervals(trx: Tx, cloud: string, derived: ReadonlyMap<strin
   // Most slots a batch touches gain one fact and keep their earlier intervals: compare first, write only what differs.
   const current = new Map<string, string[]>();
   for (const part of chunks(slots)) {
-    const rows = await trx.selectFrom('address_intervals').select(['slot', 'address', 'kind', 'network', 'port', 'mac', 'instance_id', 'project', 'valid_from', 'valid_to', 'opened_by', 'closed_by'])
+    const rows = await trx.selectFrom('address_intervals').select(['slot', 'address', 'kind', 'network', 'port', 'mac', 'instance_id', 'project', 'valid_from', 'valid_to', 'opened_by', 'closed_by', 'from_certain', 'to_certain'])
       .where('cloud', '=', cloud).where('slot', 'in', part).execute();
     for (const r of rows) {
       let list = current.get(r.slot);
       if (list === undefined) current.set(r.slot, (list = []));
-      list.push(rowKey(r.address, r.kind, r.network, r.port, r.mac, r.instance_id, r.project, r.valid_from, r.valid_to, r.opened_by, r.closed_by));
+      list.push(rowKey(r.address, r.kind, r.network, r.port, r.mac, r.instance_id, r.project, r.valid_from, r.valid_to, r.opened_by, r.closed_by, r.from_certain, r.to_certain));
     }
   }
   const changed = slots.filter((slot) => {
-    const want = (derived.get(slot) ?? []).map((d) => rowKey(d.address, d.kind, d.network, d.port, d.mac, d.instanceId, d.project, d.from, d.to, d.openedBy, d.closedBy)).sort();
+    const want = (derived.get(slot) ?? []).map((d) => rowKey(d.address, d.kind, d.network, d.port, d.mac, d.instanceId, d.project, d.from, d.to, d.openedBy, d.closedBy, d.certainFrom ?? null, d.certainTo ?? null)).sort();
     const have = (current.get(slot) ?? []).sort();
     return want.length !== have.length || want.some((w, i) => w !== have[i]);
   });
@@ -302,6 +304,7 @@ async function writeIntervals(trx: Tx, cloud: string, derived: ReadonlyMap<strin
   const rows = changed.flatMap((slot) => (derived.get(slot) ?? []).map((d) => ({
     cloud, slot, address: d.address, kind: d.kind, network: d.network, port: d.port, mac: d.mac, instance_id: d.instanceId,
     project: d.project, valid_from: d.from, valid_to: d.to, opened_by: d.openedBy, closed_by: d.closedBy,
+    from_certain: d.certainFrom ?? null, to_certain: d.certainTo ?? null,
   })));
   for (const part of chunks(rows, ROWS)) await trx.insertInto('address_intervals').values(part).execute();
 }

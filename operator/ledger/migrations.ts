@@ -409,10 +409,40 @@ function m0012(engine: Engine): Migration {
   };
 }
 
+/**
+ * Reconciliation with the clouds' APIs: observed facts (ops seen/unseen) carry
+ * the lower bound of their uncertainty, derived intervals the part of them that
+ * is certain, instances the window in which the API stopped listing them, and
+ * each pass what it had to add or close.
+ */
+function m0011(engine: Engine): Migration {
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema.alterTable('address_changes').addColumn('since', 'bigint').execute();
+      await db.schema.alterTable('address_intervals').addColumn('from_certain', 'bigint').execute();
+      await db.schema.alterTable('address_intervals').addColumn('to_certain', 'bigint').execute();
+      await db.schema.alterTable('instances').addColumn('gone_after', 'bigint').execute();
+      await db.schema.alterTable('instances').addColumn('gone_by', 'bigint').execute();
+      await db.schema
+        .createTable('reconcile_passes')
+        .addColumn('id', idColumn(engine))
+        .addColumn('cloud', 'text', (c) => c.notNull())
+        .addColumn('listing', 'text', (c) => c.notNull())
+        .addColumn('started_at', 'bigint', (c) => c.notNull())
+        .addColumn('finished_at', 'bigint', (c) => c.notNull())
+        .addColumn('outcome', 'text', (c) => c.notNull())
+        .addColumn('error', 'text')
+        .addColumn('drift', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('reconcile_passes_last').on('reconcile_passes').columns(['cloud', 'listing', 'started_at']).execute();
+    },
+  };
+}
+
 export function migrationProvider(engine: Engine): MigrationProvider {
   return {
     async getMigrations() {
-      return { '0001_init': m0001(engine), '0002_quarantine': m0002(), '0003_trace_index': m0003(), '0004_trace_index_pg': m0004(engine), '0005_ledger_facts': m0005(engine), '0006_canonical_addresses': m0006(), '0007_audit_keyed': m0007(), '0008_capture_intents': m0008(), '0009_isolation': m0009(), '0010_cases': m0010(), '0012_notification_bodies': m0012(engine) };
+      return { '0001_init': m0001(engine), '0002_quarantine': m0002(), '0003_trace_index': m0003(), '0004_trace_index_pg': m0004(engine), '0005_ledger_facts': m0005(engine), '0006_canonical_addresses': m0006(), '0007_audit_keyed': m0007(), '0008_capture_intents': m0008(), '0009_isolation': m0009(), '0010_cases': m0010(), '0011_reconciliation': m0011(engine), '0012_notification_bodies': m0012(engine) };
     },
   };
 }

@@ -53,6 +53,9 @@ export interface InstancesTable {
   /** The owner's names beside the ids, where the cloud gives them. */
   user_name: Generated<string | null>;
   project_name: Generated<string | null>;
+  /** The API stopped listing it: gone somewhere in [gone_after, gone_by], no notification said when. */
+  gone_after: Generated<number | null>;
+  gone_by: Generated<number | null>;
 }
 
 /**
@@ -89,6 +92,10 @@ export interface AddressIntervalsTable {
   valid_to: number | null;
   opened_by: string | null;
   closed_by: string | null;
+  /** Observed start: held for certain only from here; it began somewhere in [valid_from, from_certain]. Null: exact. */
+  from_certain: Generated<number | null>;
+  /** Observed end: held for certain only until here; it ended somewhere in [to_certain, valid_to]. Null: exact. */
+  to_certain: Generated<number | null>;
 }
 
 /** Reported changes of who holds a slot; address_intervals are derived from these. */
@@ -107,6 +114,8 @@ export interface AddressChangesTable {
   network: string | null;
   project: string | null;
   message_id: string | null;
+  /** Observed facts (op seen/unseen, from an API listing): the change happened after this time; null when not known. */
+  since: Generated<number | null>;
 }
 
 /** Which notifications concern which instance: an instance's timeline without scanning bodies. */
@@ -251,7 +260,24 @@ export interface CasesTable {
   unreadable: string;
 }
 
+/** One reconciliation pass over one listing of a cloud's API, and what it had to add or close. */
+export interface ReconcilePassesTable {
+  id: Generated<number>;
+  cloud: string;
+  /** servers, ports, floatingips, routers, vms */
+  listing: string;
+  /** When the listing was started (observed facts are bounded by it). */
+  started_at: number;
+  finished_at: number;
+  /** ok, or failed (nothing recorded from an incomplete listing closes anything). */
+  outcome: string;
+  error: string | null;
+  /** JSON object: kind -> { added, closed }. */
+  drift: string;
+}
+
 export interface LedgerSchema {
+  reconcile_passes: ReconcilePassesTable;
   cases: CasesTable;
   quarantines: QuarantinesTable;
   holds: HoldsTable;

@@ -13,8 +13,19 @@ export interface Holder {
   port: string | null;
   mac: string | null;
   project: string | null;
+  /** From when the holding is certain; with fromUncertainSince it may have begun earlier. */
   from: string;
+  /** Until when the holding is certain (null: still held); with toUncertainUntil it may have lasted longer. */
   to: string | null;
+  /**
+   * Only for a start the ledger learnt from a listing of the cloud's API rather
+   * than a notification: it began after this time (null: no earlier bound known).
+   */
+  fromUncertainSince?: string | null;
+  /** Only for an end learnt from a listing: it ended by this time. */
+  toUncertainUntil?: string;
+  /** True when the asked time lies in an uncertainty window: the address may or may not have been held then. */
+  uncertain?: true;
   instance: {
     id: string;
     name: string | null;
@@ -25,6 +36,8 @@ export interface Holder {
     projectName?: string;
     host: string | null;
     deletedAt: string | null;
+    /** The API stopped listing the instance, with no notification of when: gone somewhere in this window. */
+    goneBetween?: [string, string];
   } | null;
   /** For kind `router-gateway` (a SNAT address): the router, and the instances on the networks behind it at that time, as far as the ledger knows them. */
   router?: {
@@ -42,6 +55,34 @@ export interface AddressTrace {
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
+/** The columns of an interval's bounds, as stored. */
+export interface Bounds {
+  valid_from: number;
+  valid_to: number | null;
+  from_certain?: number | null | undefined;
+  to_certain?: number | null | undefined;
+}
+
+/** An interval's bounds as the trace shows them: certain times, uncertainty windows, and whether `at` falls in one. */
+export function boundsOf(b: Bounds, at?: number): Pick<Holder, 'from' | 'to' | 'fromUncertainSince' | 'toUncertainUntil' | 'uncertain'> {
+  const vf = Number(b.valid_from);
+  const vt = b.valid_to === null ? null : Number(b.valid_to);
+  const fc = b.from_certain === null || b.from_certain === undefined ? undefined : Number(b.from_certain);
+  const tc = b.to_certain === null || b.to_certain === undefined ? undefined : Number(b.to_certain);
+  const uncertain = at !== undefined && ((fc !== undefined && at < fc) || (tc !== undefined && at >= tc));
+  return {
+    from: new Date(fc ?? vf).toISOString(),
+    to: iso(tc ?? vt),
+    ...(fc === undefined ? {} : { fromUncertainSince: vf < fc ? new Date(vf).toISOString() : null }),
+    ...(tc === undefined || vt === null ? {} : { toUncertainUntil: new Date(vt).toISOString() }),
+    ...(uncertain ? { uncertain: true as const } : {}),
+  };
+}
+
+export function goneBetween(after: number | null | undefined, by: number | null | undefined): { goneBetween?: [string, string] } {
+  return after === null || after === undefined || by === null || by === undefined ? {} : { goneBetween: [new Date(Number(after)).toISOString(), new Date(Number(by)).toISOString()] };
+}
+
 /** The query behind traceAddress, exported so its plan can be checked against the real database. */
 export function traceQuery(db: Kysely<LedgerSchema>, address: string, at: Date, cloud?: string) {
   const t = at.getTime();
@@ -51,6 +92,7 @@ export function traceQuery(db: Kysely<LedgerSchema>, address: string, at: Date, 
     .select([
       'a.cloud', 'a.slot', 'a.kind', 'a.network', 'a.port', 'a.mac', 'a.project', 'a.valid_from', 'a.valid_to', 'a.instance_id',
       'i.name', 'i.project as instance_project', 'i.user_id', 'i.host', 'i.deleted_at', 'i.user_name', 'i.project_name',
+      'a.from_certain', 'a.to_certain', 'i.gone_after', 'i.gone_by',
     ])
     .where('a.address', '=', address)
     .where('a.valid_from', '<=', t)
@@ -83,8 +125,7 @@ export async function traceAddress(db: Kysely<LedgerSchema>, given: string, at: 
       port: r.port,
       mac: r.mac,
       project: r.project,
-      from: new Date(r.valid_from).toISOString(),
-      to: iso(r.valid_to),
+      ...boundsOf(r, at.getTime()),
       instance: r.instance_id === null ? null : {
         id: r.instance_id,
         name: r.name ?? null,
@@ -94,6 +135,7 @@ export async function traceAddress(db: Kysely<LedgerSchema>, given: string, at: 
         ...(r.project_name === null || r.project_name === undefined ? {} : { projectName: r.project_name }),
         host: r.host ?? null,
         deletedAt: iso(r.deleted_at ?? null),
+        ...goneBetween(r.gone_after, r.gone_by),
       },
     })),
   };
