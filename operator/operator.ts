@@ -12,6 +12,9 @@ import { SweepScheduler } from './capture/sweep-schedule.ts';
 import { upsertHold, releaseHolds, listHolds } from './capture/holds.ts';
 import { cephAccess, type CephAccess } from './clouds/ceph-access.ts';
 import { OpenStackClient } from './clouds/openstack.ts';
+import { OpenNebulaClient } from './clouds/opennebula.ts';
+import { CloudReconcile, type PassReport } from './reconcile/cloud-reconcile.ts';
+import { DRIFT_KINDS, type CloudInventory } from './domain/inventory.ts';
 import type { Cloud } from './resources/cloud.ts';
 import type { Policy } from './domain/policy.ts';
 import type { Hold } from './domain/holds.ts';
@@ -29,6 +32,8 @@ export interface CloudRuntime {
   ceph: CephAccess | undefined;
   engine: CaptureEngine | undefined;
   capture: CloudCapture | undefined;
+  /** Reconciliation with the cloud's API (leader only); undefined when no API is configured or it is disabled. */
+  reconcile?: CloudReconcile | undefined;
 }
 
 export interface OperatorOptions {
@@ -187,16 +192,58 @@ export class Operator {
     }, this.ledgerHealth, co === undefined ? undefined : (trx, n) => recordCaptureIntents(trx, n, { cloud: name, policies: () => this.#policies }));
     if (!this.ledgerHealth.up) await intake.consumer.pause();
     capture?.follow();
-    const rt: CloudRuntime = { cloud, intake, ceph, engine, capture };
+    const reconcile = await this.#reconciler(cloud, log);
+    const rt: CloudRuntime = { cloud, intake, ceph, engine, capture, reconcile };
     this.clouds.set(name, rt);
     if (this.#leader) await this.#lead(rt);
     return rt;
+  }
+
+  /** The reconciler of a cloud whose API is configured (Keystone for OpenStack, XML-RPC for OpenNebula). */
+  async #reconciler(cloud: Cloud, log: Logger): Promise<CloudReconcile | undefined> {
+    const r = cloud.spec.reconcile;
+    const name = cloud.metadata.name;
+    if (!r.enabled) return undefined;
+    const timeoutMs = r.timeoutSeconds * 1000;
+    let inventory: CloudInventory | undefined;
+    if (cloud.spec.type === 'openstack' && cloud.spec.api !== undefined) {
+      const a = cloud.spec.api;
+      inventory = new OpenStackClient({
+        authUrl: a.authUrl, region: a.region, interface: a.interface, timeoutMs, pageSize: r.pageSize,
+        applicationCredentialId: await this.#o.secrets.get(a.applicationCredentialIdSecretRef),
+        applicationCredentialSecret: await this.#o.secrets.get(a.applicationCredentialSecretRef),
+      });
+    } else if (cloud.spec.type === 'opennebula' && cloud.spec.xmlrpc !== undefined) {
+      inventory = new OpenNebulaClient({ url: cloud.spec.xmlrpc.url, session: await this.#o.secrets.get(cloud.spec.xmlrpc.sessionSecretRef), timeoutMs, pageSize: r.pageSize });
+    }
+    if (inventory === undefined) {
+      log.info(`no ${cloud.spec.type === 'openstack' ? 'spec.api' : 'spec.xmlrpc'}: the ledger is not reconciled with the cloud's API, so lost notifications go unnoticed`);
+      return undefined;
+    }
+    const clock = this.#o.runtimeClock ?? (this.#o.clock === undefined ? systemClock : { ...systemClock, now: this.#o.clock });
+    return new CloudReconcile({
+      cloud: name, inventory, db: this.#o.ledger.db, clock, logger: log.child({ component: 'reconcile' }), intervalMs: r.intervalSeconds * 1000,
+      onPass: (p) => this.#countPass(p),
+    });
+  }
+
+  #countPass(p: PassReport): void {
+    const m = this.metrics;
+    for (const l of p.listings) m.reconcilePasses.inc({ cloud: p.cloud, listing: l.listing, outcome: l.outcome });
+    for (const kind of DRIFT_KINDS) {
+      for (const change of ['added', 'closed'] as const) {
+        m.reconcileDrift.inc({ cloud: p.cloud, kind, change }, p.drift[kind][change]);
+        m.reconcileLastDrift.set({ cloud: p.cloud, kind, change }, p.drift[kind][change]);
+      }
+    }
+    m.reconcileLastPass.set({ cloud: p.cloud }, p.startedAt.getTime() / 1000);
   }
 
   async removeCloud(name: string): Promise<void> {
     const rt = this.clouds.get(name);
     if (rt === undefined) return;
     this.clouds.delete(name);
+    await rt.reconcile?.stop();
     await rt.intake.stop();
     await rt.capture?.close();
     await rt.ceph?.close();
@@ -207,8 +254,9 @@ export class Operator {
     return this.#leader;
   }
 
-  /** Work that must run on one replica only: the capture reconcilers and the sweep. */
+  /** Work that must run on one replica only: reconciliation with the API, the capture reconcilers and the sweep. */
   async #lead(rt: CloudRuntime): Promise<void> {
+    rt.reconcile?.start();
     if (rt.capture === undefined) return;
     const log = this.#o.logger.child({ cloud: rt.cloud.metadata.name });
     const arming = await rt.capture.armTrash().catch((err: unknown) => {
@@ -284,7 +332,10 @@ export class Operator {
     clearInterval(this.#auditTimer);
     clearInterval(this.#bodyTimer);
     await this.scheduler.stop();
-    for (const rt of this.clouds.values()) await rt.capture?.stop();
+    for (const rt of this.clouds.values()) {
+      await rt.reconcile?.stop();
+      await rt.capture?.stop();
+    }
   }
 
   /** Ready when the ledger answers and every cloud's intake has a live broker connection. */
@@ -301,6 +352,7 @@ export class Operator {
     clearInterval(this.#auditTimer);
     await this.scheduler.stop();
     for (const rt of this.clouds.values()) {
+      await rt.reconcile?.stop();
       await rt.intake.stop();
       await rt.capture?.close();
       await rt.ceph?.close();

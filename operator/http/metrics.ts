@@ -8,6 +8,7 @@ import type { Kysely } from 'kysely';
 import type { LedgerSchema } from '../ledger/schema.ts';
 import type { SweepReport } from '../capture/sweep.ts';
 import { CAPTURE_STATES } from '../capture/quarantine-store.ts';
+import { DRIFT_KINDS } from '../domain/inventory.ts';
 
 export const CAPTURE_MODES = ['trash', 'softDelete', 'onDelete'] as const;
 export const CAPTURE_RESULTS = ['quarantined', 'failed', 'refused'] as const;
@@ -41,6 +42,10 @@ export interface Metrics {
   sweepLastSuccess: Gauge<'policy'>;
   trashArmed: Gauge<'cloud' | 'pool'>;
   auditVerificationOk: Gauge;
+  reconcileDrift: Counter<'cloud' | 'kind' | 'change'>;
+  reconcileLastDrift: Gauge<'cloud' | 'kind' | 'change'>;
+  reconcilePasses: Counter<'cloud' | 'listing' | 'outcome'>;
+  reconcileLastPass: Gauge<'cloud'>;
   auditVerificationTime: Gauge;
   /** Starts the labelled series of a cloud at zero. */
   knownCloud(cloud: string, sources: readonly string[]): void;
@@ -92,6 +97,10 @@ export function createMetrics(db: Kysely<LedgerSchema>, sources: MetricSources):
   const trashArmed = new Gauge({ name: 'quarantine_trash_armed', help: '1 when rbd_move_to_trash_on_remove is on for a watched pool, 0 when deletions there skip the trash.', labelNames: ['cloud', 'pool'] as const, registers: [registry] });
   const auditVerificationOk = new Gauge({ name: 'quarantine_audit_verification_ok', help: '1 when the last verification of the audit chain found every row intact, 0 when it found a modified or missing row.', registers: [registry] });
   const auditVerificationTime = new Gauge({ name: 'quarantine_audit_verification_timestamp_seconds', help: 'When the audit chain was last verified (Unix seconds).', registers: [registry] });
+  const reconcileDrift = new Counter({ name: 'quarantine_cloud_reconcile_drift_total', help: "Facts reconciliation with a cloud's API had to add (the API showed what no notification reported) or close (the ledger held what the API no longer lists), per kind: notifications are being lost.", labelNames: ['cloud', 'kind', 'change'] as const, registers: [registry] });
+  const reconcileLastDrift = new Gauge({ name: 'quarantine_cloud_reconcile_last_drift', help: 'Facts the last reconciliation pass had to add or close, per kind (0 when the ledger agreed with the API).', labelNames: ['cloud', 'kind', 'change'] as const, registers: [registry] });
+  const reconcilePasses = new Counter({ name: 'quarantine_cloud_reconcile_listings_total', help: "Listings of a cloud's API read by reconciliation, by outcome (ok, failed).", labelNames: ['cloud', 'listing', 'outcome'] as const, registers: [registry] });
+  const reconcileLastPass = new Gauge({ name: 'quarantine_cloud_reconcile_last_pass_timestamp_seconds', help: 'When the last reconciliation pass over the cloud\'s API started (Unix seconds).', labelNames: ['cloud'] as const, registers: [registry] });
   const depths = async () => sources.queueDepth().catch((): QueueDepth[] => []);
   new Gauge({
     name: 'quarantine_queue_messages', help: 'Messages waiting in our queue on the broker (consumer lag).', labelNames: ['cloud', 'queue'] as const, registers: [registry],
@@ -133,7 +142,9 @@ export function createMetrics(db: Kysely<LedgerSchema>, sources: MetricSources):
   sweepFailures.inc(0);
   return {
     registry, notifications, captureSeconds, isolationSeconds, captures, races, stepConflicts, sweepDeletions, sweepFailures, sweepLastSuccess, trashArmed, auditVerificationOk, auditVerificationTime,
+    reconcileDrift, reconcileLastDrift, reconcilePasses, reconcileLastPass,
     knownCloud(cloud, sourceNames) {
+      for (const kind of DRIFT_KINDS) for (const change of ['added', 'closed'] as const) reconcileDrift.inc({ cloud, kind, change }, 0);
       for (const source of sourceNames) for (const outcome of INGEST_OUTCOMES) notifications.inc({ cloud, source, outcome }, 0);
       for (const mode of CAPTURE_MODES) {
         for (const result of CAPTURE_RESULTS) captures.inc({ cloud, mode, result }, 0);

@@ -50,18 +50,36 @@ export const ApiSpec = z.object({
   caSecretRef: SecretKeyRef.optional().describe("A CA bundle (PEM) for the API's TLS certificates."),
 });
 
+export const XmlRpcSpec = z.object({
+  url: z.string().url().describe("OpenNebula's XML-RPC endpoint, e.g. http://one.example.org:2633/RPC2"),
+  sessionSecretRef: SecretKeyRef.describe('`user:password` (or `user:token`) of a user that may list every VM (one.vmpool.info).'),
+});
+
+export const ReconcileSpec = z.object({
+  enabled: z.boolean().default(true).describe("List the cloud's API now and then (leader only) and record what notifications missed, with honest time bounds. Needs `api` (OpenStack) or `xmlrpc` (OpenNebula)."),
+  intervalSeconds: z.number().int().min(10).max(86_400).default(600).describe('Between the end of a pass and the start of the next: the width of the uncertainty window of what a pass finds.'),
+  timeoutSeconds: z.number().int().min(1).max(600).default(30).describe('Per API call; a call is tried up to three times.'),
+  pageSize: z.number().int().min(17).max(10_000).default(500),
+});
+
 export const CloudSpec = z.object({
   type: z.enum(['openstack', 'opennebula']),
   amqp: AmqpSpec.describe('Where the cloud publishes its notifications, and the queue the operator consumes them from.'),
   ceph: CephSpec.optional(),
   api: ApiSpec.optional(),
+  xmlrpc: XmlRpcSpec.optional(),
+  reconcile: ReconcileSpec.default({ enabled: true, intervalSeconds: 600, timeoutSeconds: 30, pageSize: 500 }),
 });
 
 /** Written by the operator only (the status subresource); standalone manifests leave it out. */
 export const CloudStatus = z.object({
   observedGeneration: z.number().int().min(0).optional(),
-  conditions: Conditions.optional().describe('Connected (AMQP and Ceph reachable), TrashArmed (rbd_move_to_trash_on_remove on every watched pool), Consuming, CephDriver (False when librbd was asked for and the rbd CLI is used instead).'),
+  conditions: Conditions.optional().describe('Connected (AMQP and Ceph reachable), TrashArmed (rbd_move_to_trash_on_remove on every watched pool), Consuming, CephDriver (False when librbd was asked for and the rbd CLI is used instead), Reconciled (False when the last pass over the API found facts the notifications missed, or a listing failed).'),
   lastEventAt: Timestamp.optional().describe('When the last notification from this cloud arrived.'),
+  reconciliation: z.object({
+    lastPassAt: Timestamp.optional().describe('When the last pass over the API started.'),
+    drift: z.record(z.string(), z.object({ added: Count, closed: Count })).optional().describe('Per kind (instance, fixed, floating, nic, router-gateway): facts the last pass had to add or close.'),
+  }).optional(),
   counts: z.object({
     notifications: Count.optional(),
     deadLettered: Count.optional(),

@@ -23,6 +23,15 @@ export class SimBus {
   readonly #defaultQueues = new Map<string, string>();
   #tail: Promise<void> = Promise.resolve();
   #closed = false;
+  /**
+   * Lost in transit: a message this returns true for is never published (the
+   * service goes on as if it had been). For tests of what the ledger does
+   * when a cloud's notifications are lost.
+   */
+  drop: ((exchange: string, routingKey: string, body: string) => boolean) | undefined;
+  /** Messages published and lost (see drop), per exchange. */
+  readonly published = new Map<string, number>();
+  readonly dropped = new Map<string, number>();
 
   private constructor(model: ChannelModel, ch: ConfirmChannel) {
     this.#model = model;
@@ -76,6 +85,12 @@ export class SimBus {
    * so concurrent publishers keep the order in which they called.
    */
   publish(exchange: string, routingKey: string, body: string | Buffer, properties: { contentType?: string; contentEncoding?: string; headers?: Record<string, unknown> } = {}): Promise<void> {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (this.drop?.(exchange, routingKey, text) === true) {
+      this.dropped.set(exchange, (this.dropped.get(exchange) ?? 0) + 1);
+      return this.#tail;
+    }
+    this.published.set(exchange, (this.published.get(exchange) ?? 0) + 1);
     const run = this.#tail.then(async () => {
       this.#ch.publish(exchange, routingKey, typeof body === 'string' ? Buffer.from(body) : body, {
         persistent: true,

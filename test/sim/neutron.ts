@@ -4,7 +4,9 @@
 // IP associated with it internally, and only `port.delete.end` goes out.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { SimBus } from './bus.ts';
-import { neutronFloatingIpMessage, neutronPortMessage, type NeutronFloatingIpView, type NeutronPortView } from './openstack-messages.ts';
+import {
+  neutronFloatingIpMessage, neutronPortMessage, neutronRouterMessage, type NeutronFloatingIpView, type NeutronPortView, type NeutronRouterView,
+} from './openstack-messages.ts';
 import { SimTimeline, systemClock, type SimClock } from './timeline.ts';
 
 export interface NeutronActor {
@@ -83,6 +85,7 @@ export class NeutronSim {
   readonly #networks = new Map<string, Network>();
   readonly #ports = new Map<string, NeutronPortView>();
   readonly #fips = new Map<string, NeutronFloatingIpView>();
+  readonly #routers = new Map<string, NeutronRouterView>();
   #nextFloating = 10;
 
   private constructor(bus: SimBus, ownBus: boolean, options: NeutronSimOptions) {
@@ -136,6 +139,49 @@ export class NeutronSim {
 
   floatingIps(): NeutronFloatingIpView[] {
     return [...this.#fips.values()].map(snapshotFip);
+  }
+
+  routers(): NeutronRouterView[] {
+    return [...this.#routers.values()].map((r) => ({ ...r, gateway: r.gateway === null ? null : { ...r.gateway, addresses: [...r.gateway.addresses] } }));
+  }
+
+  /** POST /v2.0/routers, with a gateway on the external network when `gateway` is true (its address from the floating range). */
+  async createRouter(req: { project: string; name?: string; gateway?: boolean; actor?: NeutronActor }): Promise<NeutronRouterView> {
+    const now = this.#clock.now();
+    const r: NeutronRouterView = {
+      id: randomUUID(), name: req.name ?? 'router', project: req.project, createdAt: now, updatedAt: now, revision: 1,
+      gateway: req.gateway === true ? { networkId: this.#externalNetworkId, subnetId: `${this.#externalNetworkId}-subnet`, addresses: [`${this.#floatingPrefix}.${this.#nextFloating++}`] } : null,
+    };
+    this.#routers.set(r.id, r);
+    this.timeline.record({ source: 'neutron', kind: 'router-created', detail: { routerId: r.id, gateway: r.gateway?.addresses } });
+    await this.#publishRouter(r, 'create.end', this.#actorFor(req.project, req.actor));
+    return { ...r };
+  }
+
+  /** PUT /v2.0/routers/{id}: sets (a new address) or clears the gateway. */
+  async setRouterGateway(id: string, gateway: boolean, options: { actor?: NeutronActor } = {}): Promise<NeutronRouterView> {
+    const r = this.#routers.get(id);
+    if (r === undefined) throw new Error(`no router ${id}`);
+    r.gateway = gateway ? { networkId: this.#externalNetworkId, subnetId: `${this.#externalNetworkId}-subnet`, addresses: [`${this.#floatingPrefix}.${this.#nextFloating++}`] } : null;
+    Object.assign(r, { updatedAt: this.#clock.now(), revision: r.revision + 1 });
+    this.timeline.record({ source: 'neutron', kind: 'router-updated', detail: { routerId: id, gateway: r.gateway?.addresses } });
+    await this.#publishRouter(r, 'update.end', this.#actorFor(r.project, options.actor));
+    return { ...r };
+  }
+
+  async deleteRouter(id: string, options: { actor?: NeutronActor } = {}): Promise<void> {
+    const r = this.#routers.get(id);
+    if (r === undefined) throw new Error(`no router ${id}`);
+    this.#routers.delete(id);
+    this.timeline.record({ source: 'neutron', kind: 'router-deleted', detail: { routerId: id } });
+    await this.#publishRouter(r, 'delete.end', this.#actorFor(r.project, options.actor));
+  }
+
+  async #publishRouter(r: NeutronRouterView, phase: 'create.end' | 'update.end' | 'delete.end', actor: NeutronActor): Promise<void> {
+    const at = this.#clock.now();
+    const messageId = randomUUID();
+    await this.#bus.publish(this.exchange, this.routingKey, neutronRouterMessage(r, phase, at, { publisher: this.publisher, context: actor, messageId }));
+    this.timeline.record({ source: 'neutron', kind: 'notification', eventType: `router.${phase}`, at, detail: { exchange: this.exchange, routingKey: this.routingKey, messageId, routerId: r.id, publisher: this.publisher } });
   }
 
   /** The network id behind a label (created on first use). */

@@ -1,6 +1,9 @@
 // A small Keystone v3 + Nova API v2.1 front for NovaSim, enough for the
 // operator's OpenStack client: application-credential tokens with a service
-// catalog, server show, the forceDelete/restore server actions and DELETE.
+// catalog, server show and the paged server listing (`/servers/detail`,
+// limit/marker, all_tenants), the forceDelete/restore server actions and
+// DELETE; with a NeutronSim, its paged port, floating-IP and router listings
+// under the catalog's network endpoint.
 // Shapes follow the public API reference (identity v3 "Authenticate with an
 // application credential", compute "Show Server Details", "Force-Delete
 // Server", "Restore Soft-Deleted Instance"); what is not modelled answers 404.
@@ -8,6 +11,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { ConflictError, NotFoundError, type NovaServer, type NovaSim, type Requester } from './nova.ts';
+import type { NeutronSim } from './neutron.ts';
+import { neutronFloatingIpBody, neutronPortBody, neutronRouterBody } from './openstack-messages.ts';
 import { systemClock, type SimClock } from './timeline.ts';
 
 export interface AppCredential {
@@ -22,6 +27,8 @@ export interface AppCredential {
 
 export interface NovaApiOptions {
   nova: NovaSim;
+  /** Serves Neutron's listings too (catalog type `network`). */
+  neutron?: NeutronSim;
   credentials: AppCredential[];
   /** Token lifetime. Default one hour. */
   tokenTtlMs?: number;
@@ -167,6 +174,27 @@ export class NovaApi {
     if (method === 'GET' && (path === '/v3' || path === '/v3/')) {
       return { status: 200, body: { version: { id: 'v3.14', status: 'stable', updated: '2020-04-07T00:00:00Z', links: [{ rel: 'self', href: `${this.#base}/v3/` }], 'media-types': [{ base: 'application/json', type: 'application/vnd.openstack.identity-v3+json' }] } } };
     }
+    if (method === 'GET' && path === '/v2.1/servers/detail') {
+      const token = this.#authenticate(req);
+      authenticated(token.credential.id);
+      const q = new URL(req.url ?? '/', this.#base).searchParams;
+      const all = q.get('all_tenants') === '1' || q.get('all_tenants') === 'true';
+      const servers = this.#o.nova.servers().filter((s) => !s.deleted && (all || s.project === token.credential.projectId))
+        .sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || (a.uuid < b.uuid ? -1 : 1));
+      const page = paginate(servers, (s) => s.uuid, q);
+      return { status: 200, body: { servers: page.map((s) => this.#render(s)) }, headers: versionHeaders(req) };
+    }
+    const net = /^\/network\/v2\.0\/(ports|floatingips|routers)$/.exec(path);
+    if (method === 'GET' && net !== null && this.#o.neutron !== undefined) {
+      const token = this.#authenticate(req);
+      authenticated(token.credential.id);
+      const q = new URL(req.url ?? '/', this.#base).searchParams;
+      const neutron = this.#o.neutron;
+      const byId = <T extends { id: string }>(xs: T[]) => xs.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      if (net[1] === 'ports') return { status: 200, body: { ports: paginate(byId(neutron.ports()), (p) => p.id, q).map(neutronPortBody) } };
+      if (net[1] === 'floatingips') return { status: 200, body: { floatingips: paginate(byId(neutron.floatingIps()), (f) => f.id, q).map(neutronFloatingIpBody) } };
+      return { status: 200, body: { routers: paginate(byId(neutron.routers()), (r) => r.id, q).map(neutronRouterBody) } };
+    }
     const m = /^\/v2\.1\/servers\/([^/]+)(\/action)?$/.exec(path);
     if (m === null) throw new HttpError(404, { itemNotFound: { code: 404, message: 'The resource could not be found.' } });
     const token = this.#authenticate(req);
@@ -260,6 +288,7 @@ export class NovaApi {
           catalog: [
             { id: randomUUID().replace(/-/g, ''), type: 'identity', name: 'keystone', endpoints: endpoints(`${this.#base}/v3`) },
             { id: randomUUID().replace(/-/g, ''), type: 'compute', name: 'nova', endpoints: endpoints(`${this.#base}/v2.1`) },
+            ...(this.#o.neutron === undefined ? [] : [{ id: randomUUID().replace(/-/g, ''), type: 'network', name: 'neutron', endpoints: endpoints(`${this.#base}/network`) }]),
           ],
         },
       },
@@ -283,6 +312,11 @@ export class NovaApi {
     const addresses: Record<string, unknown[]> = {};
     for (const a of s.addresses) {
       (addresses[a.network] ??= []).push({ addr: a.address, version: a.address.includes(':') ? 6 : 4, 'OS-EXT-IPS:type': 'fixed', 'OS-EXT-IPS-MAC:mac_addr': a.mac });
+      // Nova's network info cache lists a floating IP under the fixed address it maps to.
+      for (const f of this.#o.neutron?.floatingIps() ?? []) {
+        if (f.portId !== a.portId) continue;
+        (addresses[a.network] ??= []).push({ addr: f.address, version: 4, 'OS-EXT-IPS:type': 'floating', 'OS-EXT-IPS-MAC:mac_addr': a.mac });
+      }
     }
     const self = `${this.#base}/v2.1/servers/${s.uuid}`;
     return {
@@ -306,6 +340,19 @@ export class NovaApi {
       'os-extended-volumes:volumes_attached': s.volumes.map((v) => ({ id: v.id, delete_on_termination: v.deleteOnTermination })),
     };
   }
+}
+
+/** One page by `limit` and `marker` (the last id of the previous page), in the order given. */
+function paginate<T>(items: T[], id: (t: T) => string, q: URLSearchParams): T[] {
+  const marker = q.get('marker');
+  let start = 0;
+  if (marker !== null) {
+    const i = items.findIndex((t) => id(t) === marker);
+    if (i < 0) throw novaFault(400, `marker [${marker}] not found`);
+    start = i + 1;
+  }
+  const limit = Number(q.get('limit') ?? '1000');
+  return items.slice(start, start + (Number.isInteger(limit) && limit > 0 ? limit : 1000));
 }
 
 /** Nova derives hostId per project from the host name; a stable stand-in is enough here. */

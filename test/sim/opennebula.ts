@@ -394,6 +394,11 @@ export class OneSim {
     };
   }
 
+  /** Ids of every VM oned knows, DONE ones included, ascending. */
+  vmIds(): number[] {
+    return [...this.#vms.keys()].sort((a, b) => a - b);
+  }
+
   /** The VM document (`onevm show -x`), as a hook's $TEMPLATE would carry it now. */
   vmXml(id: number): string {
     return this.#xml(this.#vm(id));

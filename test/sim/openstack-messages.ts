@@ -396,10 +396,39 @@ export function neutronFloatingIpBody(f: NeutronFloatingIpView): Record<string, 
   };
 }
 
+export interface NeutronRouterView {
+  id: string;
+  name: string;
+  project: string;
+  /** The external network and addresses of the gateway; null without one. */
+  gateway: { networkId: string; subnetId: string; addresses: string[] } | null;
+  createdAt: Date;
+  updatedAt: Date;
+  revision: number;
+}
+
+export function neutronRouterBody(r: NeutronRouterView): Record<string, unknown> {
+  return {
+    id: r.id, name: r.name, tenant_id: r.project, project_id: r.project, admin_state_up: true, status: 'ACTIVE', description: '',
+    external_gateway_info: r.gateway === null ? null : {
+      network_id: r.gateway.networkId, enable_snat: true, external_fixed_ips: r.gateway.addresses.map((a) => ({ subnet_id: r.gateway?.subnetId, ip_address: a })),
+    },
+    routes: [], tags: [], created_at: neutronTime(r.createdAt), updated_at: neutronTime(r.updatedAt), revision_number: r.revision,
+  };
+}
+
+export function neutronRouterMessage(r: NeutronRouterView, phase: NeutronPhase, at: Date, opts: NeutronMessageOptions): string {
+  return osloEnvelope({
+    publisher: opts.publisher, eventType: `router.${phase}`, at, payload: neutronPayload('router', r.id, neutronRouterBody(r), phase, opts.request),
+    ...(opts.messageId === undefined ? {} : { messageId: opts.messageId }),
+    context: { userId: opts.context.userId, projectId: opts.context.projectId, ...(opts.context.requestId === undefined ? {} : { requestId: opts.context.requestId }) },
+  });
+}
+
 type NeutronPhase = 'create.start' | 'create.end' | 'update.start' | 'update.end' | 'delete.start' | 'delete.end';
 
 /** Payload of `<resource>.<phase>` the way neutron's API notifier builds it. */
-function neutronPayload(resource: 'port' | 'floatingip', id: string, body: Record<string, unknown>, phase: NeutronPhase, request: Record<string, unknown> | undefined): unknown {
+function neutronPayload(resource: 'port' | 'floatingip' | 'router', id: string, body: Record<string, unknown>, phase: NeutronPhase, request: Record<string, unknown> | undefined): unknown {
   switch (phase) {
     case 'create.start':
       return { [resource]: request ?? {} };

@@ -17,6 +17,10 @@ export type SimSource = 'nova' | 'neutron' | 'cinder' | 'glance' | 'opennebula';
 export type StepKind =
   /** A notification the broker confirmed (OpenNebula: a hook publisher run that exited 0). */
   | 'notification'
+  /** Neutron routers and their gateway (SNAT) addresses. */
+  | 'router-created'
+  | 'router-updated'
+  | 'router-deleted'
   /** An instance/VM state change. */
   | 'state'
   | 'disk-created'

@@ -8,6 +8,8 @@ import type { Operator } from '../../operator.ts';
 import type { Cloud } from '../../resources/cloud.ts';
 import { TemporaryError, type Controller } from '../runtime/index.ts';
 import type { ConditionUpdate } from '../runtime/status.ts';
+import { latestPasses } from '../../ledger/observe.ts';
+import { reconciledStatus } from '../../reconcile/condition.ts';
 
 export function cloudController(operator: Operator, db: Kysely<LedgerSchema>, everyMs = 30_000): Controller<Cloud> {
   return {
@@ -66,9 +68,12 @@ export function cloudController(operator: Operator, db: Kysely<LedgerSchema>, ev
       conditions.push({ type: 'Consuming', status: amqpOk ? 'True' : 'False', reason: amqpOk ? 'Consuming' : 'NotConsuming', message: amqpOk ? `queue ${rt.intake.consumer.queue}: ${depth} waiting` : 'not consuming' });
       const count = async (table: 'notifications' | 'instances' | 'quarantines') => Number((await db.selectFrom(table).select((eb) => eb.fn.countAll<number>().as('n')).where('cloud', '=', name).executeTakeFirstOrThrow()).n);
       const last = await db.selectFrom('notifications').select((eb) => eb.fn.max<number>('received_at').as('t')).where('cloud', '=', name).executeTakeFirst();
+      const reconciled = reconciledStatus(rt.reconcile !== undefined, await latestPasses(db, name));
+      conditions.push(reconciled.condition);
       await ctx.status({
         conditions,
         fields: {
+          ...(reconciled.field === undefined ? {} : { reconciliation: reconciled.field }),
           ...(last?.t === null || last?.t === undefined ? {} : { lastEventAt: new Date(Number(last.t)).toISOString() }),
           counts: { notifications: await count('notifications'), instances: await count('instances'), quarantines: await count('quarantines') },
         },
