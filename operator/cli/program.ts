@@ -226,9 +226,12 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
     { header: 'HOST', value: (h) => h.instance?.host, wide: true },
     { header: 'NETWORK', value: (h) => h.network, wide: true },
     { header: 'PORT', value: (h) => h.port, wide: true },
-    { header: 'FROM', value: (h) => shortTime(h.from) },
-    { header: 'TO', value: (h) => shortTime(h.to) ?? 'now' },
+    // `~`: a bound learnt from the cloud's API, not a notification: the holding may have begun (ended) earlier (later); -o json says how far.
+    { header: 'FROM', value: (h) => `${h.fromUncertainSince === undefined ? '' : '~'}${shortTime(h.from) ?? ''}` },
+    { header: 'TO', value: (h) => (h.to === null ? 'now' : `${h.toUncertainUntil === undefined ? '' : '~'}${shortTime(h.to) ?? ''}`) },
     { header: 'DELETED', value: (h) => shortTime(h.instance?.deletedAt), wide: true },
+    // no: the asked time lies in a window where the holding is not known for certain.
+    { header: 'SURE', value: (h) => (h.uncertain === true ? 'no' : 'yes'), wide: true },
   ];
   withOutput(trace
     .command('ip')

@@ -42,7 +42,7 @@ export interface DerivedInterval extends HolderAttrs {
   closedBy: string | null;
   /** Set when the start is known only to lie in [from, certainFrom] (an observed fact); equal to from when no earlier bound is known. */
   certainFrom?: number | undefined;
-  /** Set when the end is known only to lie in [certainTo, to]. */
+  /** Set when the end is known only to lie in (certainTo, to]: held for certain until certainTo included. */
   certainTo?: number | undefined;
 }
 

@@ -69,7 +69,7 @@ export function boundsOf(b: Bounds, at?: number): Pick<Holder, 'from' | 'to' | '
   const vt = b.valid_to === null ? null : Number(b.valid_to);
   const fc = b.from_certain === null || b.from_certain === undefined ? undefined : Number(b.from_certain);
   const tc = b.to_certain === null || b.to_certain === undefined ? undefined : Number(b.to_certain);
-  const uncertain = at !== undefined && ((fc !== undefined && at < fc) || (tc !== undefined && at >= tc));
+  const uncertain = at !== undefined && ((fc !== undefined && at < fc) || (tc !== undefined && at > tc));
   return {
     from: new Date(fc ?? vf).toISOString(),
     to: iso(tc ?? vt),

@@ -78,7 +78,7 @@ describe('the CLI contract', () => {
     for (const line of table.out.trimEnd().split('\n')) assert.ok(line.length <= 120, `${line.length} columns: ${line}`);
     assert.match(table.out, /^CLOUD\s+INSTANCE\s+NAME\s+USER\s+FROM\s+TO$/m);
     const wide = await cli(['--db', db, 'trace', 'ip', '188.185.194.218', '--at', at, '-o', 'wide']);
-    assert.match(wide.out, /^CLOUD\s+KIND\s+INSTANCE\s+NAME\s+PROJECT\s+USER\s+HOST\s+NETWORK\s+PORT\s+FROM\s+TO\s+DELETED$/m);
+    assert.match(wide.out, /^CLOUD\s+KIND\s+INSTANCE\s+NAME\s+PROJECT\s+USER\s+HOST\s+NETWORK\s+PORT\s+FROM\s+TO\s+DELETED\s+SURE$/m);
     assert.match(wide.out, /a-very-long-batch-worker-name-for-the-physics-department/);
     const bare = await cli(['--db', db, 'trace', 'ip', '188.185.194.218', '--at', at, '--no-headers']);
     assert.doesNotMatch(bare.out, /CLOUD/);
