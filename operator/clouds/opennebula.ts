@@ -36,8 +36,9 @@ const ANY_BUT_DONE = -1;
 /**
  * Pages are asked by offset (start = offset, end = -size, as oned's paginated
  * pools take them). A VM removed while the listing runs shifts later entries
- * back; pages overlap by this many entries so that such a shift does not skip
- * a VM (which would wrongly count as gone), and entries are kept in id order.
+ * back; pages overlap by up to this many entries (a quarter of a page at
+ * most) so that such a shift does not skip a VM (which would wrongly count as
+ * gone), and entries are kept in id order.
  */
 const OVERLAP = 16;
 
@@ -127,7 +128,8 @@ export class OpenNebulaClient implements OpenNebulaInventory {
   }
 
   async *vms(): AsyncGenerator<ListedOneVm[]> {
-    const size = Math.max(OVERLAP + 1, this.#o.pageSize ?? 500);
+    const size = Math.max(8, this.#o.pageSize ?? 500);
+    const overlap = Math.min(OVERLAP, Math.floor(size / 4));
     let offset = 0;
     let lastId = -1;
     for (;;) {
@@ -140,7 +142,7 @@ export class OpenNebulaClient implements OpenNebulaInventory {
         yield page;
       }
       if (entries.length < size) return;
-      offset += size - OVERLAP;
+      offset += size - overlap;
     }
   }
 }

@@ -59,7 +59,7 @@ export const ReconcileSpec = z.object({
   enabled: z.boolean().default(true).describe("List the cloud's API now and then (leader only) and record what notifications missed, with honest time bounds. Needs `api` (OpenStack) or `xmlrpc` (OpenNebula)."),
   intervalSeconds: z.number().int().min(10).max(86_400).default(600).describe('Between the end of a pass and the start of the next: the width of the uncertainty window of what a pass finds.'),
   timeoutSeconds: z.number().int().min(1).max(600).default(30).describe('Per API call; a call is tried up to three times.'),
-  pageSize: z.number().int().min(17).max(10_000).default(500),
+  pageSize: z.number().int().min(8).max(10_000).default(500),
 });
 
 export const CloudSpec = z.object({

@@ -8,11 +8,11 @@
 // authenticated, aborting call.", 256]; other methods are an XML-RPC fault.
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { OneSim } from './opennebula.ts';
 import { childrenNamed, firstChild, parseXml } from '../../operator/intake/decode/xml.ts';
 
 export interface OneXmlRpcOptions {
-  one: Pick<OneSim, 'vmIds' | 'vm' | 'vmXml'>;
+  /** A OneSim, or anything that answers the same three questions. */
+  one: { vmIds(): number[]; vm(id: number): { state: number } | undefined; vmXml(id: number): string };
   /** `user:password` accepted. */
   session: string;
 }
