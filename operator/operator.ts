@@ -221,6 +221,8 @@ export class Operator {
       return undefined;
     }
     const clock = this.#o.runtimeClock ?? (this.#o.clock === undefined ? systemClock : { ...systemClock, now: this.#o.clock });
+    const listings = inventory.type === 'openstack' ? ['ports', 'floatingips', 'routers', 'servers'] : ['vms'];
+    for (const listing of listings) for (const outcome of ['ok', 'failed']) this.metrics.reconcilePasses.inc({ cloud: name, listing, outcome }, 0);
     return new CloudReconcile({
       cloud: name, inventory, db: this.#o.ledger.db, clock, logger: log.child({ component: 'reconcile' }), intervalMs: r.intervalSeconds * 1000,
       onPass: (p) => this.#countPass(p),

@@ -30,7 +30,7 @@ export function reconciledStatus(configured: boolean, passes: readonly PassSumma
   }
   const total = driftTotal(drift);
   if (total > 0) {
-    return { condition: { type: 'Reconciled', status: 'False', reason: 'Drift', message: `the pass of ${at} found ${total} fact(s) no notification reported (${describe(drift)}): notifications from this cloud are being lost` }, field };
+    return { condition: { type: 'Reconciled', status: 'False', reason: 'Drift', message: `the pass of ${at} had to add or close ${total} fact(s) the notifications missed (${describe(drift)}): notifications from this cloud are being lost` }, field };
   }
   return { condition: { type: 'Reconciled', status: 'True', reason: 'NoDrift', message: `the pass of ${at} found the ledger in agreement with the API` }, field };
 }

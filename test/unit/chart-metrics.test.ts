@@ -26,6 +26,9 @@ async function exportedNames(): Promise<Set<string>> {
   metrics.trashArmed.set({ cloud: 'lab', pool: 'vms' }, 1);
   metrics.sweepDone('default', { dryRun: false, at: '', deleted: [], wouldDelete: [], held: [], failed: [] }, new Date());
   metrics.auditVerificationOk.set(1);
+  metrics.reconcilePasses.inc({ cloud: 'lab', listing: 'ports', outcome: 'ok' }, 0);
+  metrics.reconcileLastDrift.set({ cloud: 'lab', kind: 'fixed', change: 'added' }, 0);
+  metrics.reconcileLastPass.set({ cloud: 'lab' }, 1);
   metrics.auditVerificationTime.set(1);
   metrics.observeReconciles(() => [{ kind: 'QuarantineHold', failing: 0 }]);
   const http = await startHttp({ host: '127.0.0.1', port: 0, db: ledger.db, metrics, apiToken: undefined, ready: async () => ({ ready: true, reasons: [] }), logger: silentLogger });
