@@ -1,0 +1,22 @@
+// The reconciliation scenarios (test/support/reconcile-scenarios.ts) on a
+// real PostgreSQL ledger: observed facts, their bounds and the passes' records
+// behave as on SQLite.
+import { test } from 'node:test';
+import { openLedgerDb, migrateToLatest } from '../../operator/ledger/db.ts';
+import { applyBatch } from '../../operator/ledger/apply.ts';
+import { reconcileScenarios } from '../support/reconcile-scenarios.ts';
+import { createTestDatabase } from '../support/pg.ts';
+
+for (const s of reconcileScenarios) {
+  test(`PostgreSQL: ${s.name}`, async () => {
+    const database = await createTestDatabase();
+    const ledger = openLedgerDb(database.url);
+    try {
+      await migrateToLatest(ledger);
+      await s.run(ledger.db, (ns) => applyBatch(ledger.db, ns.map((n) => ({ notification: n, body: n.messageId }))));
+    } finally {
+      await ledger.close();
+      await database.drop();
+    }
+  });
+}
