@@ -207,7 +207,10 @@ export async function closeUnseen(db: Kysely<LedgerSchema>, pass: Pass, at: numb
 export async function observeInstances(db: Kysely<LedgerSchema>, cloud: string, at: number, listed: ReadonlyArray<{ id: string; name?: string | undefined; project?: string | undefined; user?: string | undefined; host?: string | undefined; state?: string | undefined; createdAt?: Date | undefined; projectName?: string | undefined; userName?: string | undefined }>, drift: Drift): Promise<void> {
   if (listed.length === 0) return;
   await db.transaction().execute(async (trx) => {
-    const known = new Set((await trx.selectFrom('instances').select('instance_id').where('cloud', '=', cloud).where('instance_id', 'in', listed.map((s) => s.id)).execute()).map((r) => r.instance_id));
+    const ids = listed.map((s) => s.id);
+    const known = new Set((await trx.selectFrom('instances').select('instance_id').where('cloud', '=', cloud).where('instance_id', 'in', ids).execute()).map((r) => r.instance_id));
+    // Listed again after a listing that missed it: it was never gone.
+    await trx.updateTable('instances').set({ gone_after: null, gone_by: null }).where('cloud', '=', cloud).where('instance_id', 'in', ids).where('gone_by', 'is not', null).where('gone_by', '<=', at).execute();
     const fresh = listed.filter((s) => !known.has(s.id));
     if (fresh.length === 0) return;
     // Event time 0: every notification about the instance is newer and overrides these fields.

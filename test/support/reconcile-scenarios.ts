@@ -162,7 +162,8 @@ export const reconcileScenarios: Array<{ name: string; run: (db: Kysely<LedgerSc
       await apply([notification([oneVmEvent({ id: 7, nics: [nic(0, '192.0.2.7')] }, [3, 'ACTIVE'], [3, 'RUNNING'])], at(0), { cloud: 'one', source: 'opennebula' })]);
       const vms: ListedOneVm[] = [{ id: 8, name: 'one-8', user: 'carol', group: 'chem', state: 'ACTIVE/RUNNING', done: false, createdAt: at(5), nics: [{ nicId: 0, addresses: ['192.0.2.8'] }] }];
       const api: OpenNebulaInventory = { type: 'opennebula', async *vms() { yield vms; } };
-      const r = new CloudReconcile({ cloud: 'one', inventory: api, db, clock: new FakeClock(at(10)), logger: silentLogger, intervalMs: 600_000 });
+      const clock = new FakeClock(at(10));
+      const r = new CloudReconcile({ cloud: 'one', inventory: api, db, clock, logger: silentLogger, intervalMs: 600_000 });
       const pass = await r.pass();
       assert.deepEqual(pass.drift.nic, { added: 1, closed: 1 });
       assert.deepEqual(pass.drift.instance, { added: 1, closed: 1 });
@@ -173,6 +174,16 @@ export const reconcileScenarios: Array<{ name: string; run: (db: Kysely<LedgerSc
       const gone = await traceAddress(db, '192.0.2.7', at(5), 'one');
       assert.deepEqual(labels(gone), ['nic:7?']);
       assert.equal(gone.holders[0]?.to, at(0).toISOString());
+      assert.deepEqual(gone.holders[0]?.instance?.goneBetween, [at(0).toISOString(), at(10).toISOString()]);
+
+      // A listing that missed VM 7 (it is back in the next one): never gone; its NIC is observed again.
+      await clock.advance(10 * 60_000);
+      vms.push({ id: 7, name: 'one-7', user: 'bob', group: 'physics', state: 'ACTIVE/RUNNING', done: false, nics: [{ nicId: 0, addresses: ['192.0.2.7'] }] });
+      const again = await r.pass();
+      assert.deepEqual(again.drift.nic, { added: 1, closed: 0 });
+      const back = await traceAddress(db, '192.0.2.7', at(21), 'one');
+      assert.deepEqual(labels(back), ['nic:7']);
+      assert.equal(back.holders[0]?.instance?.goneBetween, undefined);
     },
   },
 ];
