@@ -286,7 +286,7 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
       for (const x of found) {
         io.out(renderTable(['FIELD', 'VALUE'], [['cloud', x.cloud], ['id', x.id], ['name', x.name], ['project', named(x.project, x.projectName ?? null)], ['user', named(x.user, x.userName ?? null)], ['host', x.host],
           ['image', x.image], ['flavor', x.flavor], ['state', x.state], ['created', x.createdAt], ['deleted', x.deletedAt], ['deleted by', x.deletedBy]], t));
-        io.out('\n' + renderTable(['ADDRESS', 'KIND', 'NETWORK', 'PORT', 'FROM', 'TO'], x.addresses.map((a) => [a.address, a.kind, a.network, a.port, shortTime(a.from), shortTime(a.to) ?? 'now']), t));
+        io.out('\n' + renderTable(['ADDRESS', 'KIND', 'NETWORK', 'PORT', 'FROM', 'TO'], x.addresses.map((a) => [a.address, a.kind, a.network, a.port, `${a.fromUncertainSince === undefined ? '' : '~'}${shortTime(a.from) ?? ''}`, a.to === null ? 'now' : `${a.toUncertainUntil === undefined ? '' : '~'}${shortTime(a.to) ?? ''}`]), t));
         io.out('\n' + renderTable(['AT', 'EVENT', 'PUBLISHER', 'MESSAGE'], x.events.map((e) => [shortTime(e.at), e.eventType, e.publisher, e.messageId]), t));
       }
     });

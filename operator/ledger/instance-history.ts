@@ -1,6 +1,7 @@
 // `trace instance`: an instance's life as the ledger knows it.
 import type { Kysely } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
+import { boundsOf, goneBetween } from './trace.ts';
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
@@ -21,7 +22,10 @@ export interface InstanceHistory {
   deletedAt: string | null;
   deletedBy: string | null;
   firstSeenAt: string;
-  addresses: Array<{ address: string; kind: string; network: string | null; port: string | null; mac: string | null; from: string; to: string | null }>;
+  /** The API stopped listing it, with no notification of when: gone somewhere in this window. */
+  goneBetween?: [string, string];
+  /** `from`/`to` are certain; `fromUncertainSince`/`toUncertainUntil` widen them where a bound came from a listing of the API. */
+  addresses: Array<{ address: string; kind: string; network: string | null; port: string | null; mac: string | null; from: string; to: string | null; fromUncertainSince?: string | null; toUncertainUntil?: string }>;
   events: Array<{ at: string; eventType: string; action: string; publisher: string | null; messageId: string }>;
 }
 
@@ -39,7 +43,8 @@ export async function instanceHistory(db: Kysely<LedgerSchema>, id: string, clou
     out.push({
       cloud: r.cloud, id: r.instance_id, name: r.name, project: r.project, user: r.user_id, ...(r.user_name === null ? {} : { userName: r.user_name }), ...(r.project_name === null ? {} : { projectName: r.project_name }), host: r.host, image: r.image, flavor: r.flavor,
       state: r.state, createdAt: iso(r.created_at), deletedAt: iso(r.deleted_at), deletedBy: r.deleted_by, firstSeenAt: new Date(r.first_seen_at).toISOString(),
-      addresses: addresses.map((a) => ({ address: a.address, kind: a.kind, network: a.network, port: a.port, mac: a.mac, from: new Date(a.valid_from).toISOString(), to: iso(a.valid_to) })),
+      ...goneBetween(r.gone_after, r.gone_by),
+      addresses: addresses.map((a) => ({ address: a.address, kind: a.kind, network: a.network, port: a.port, mac: a.mac, ...boundsOf(a) })),
       events: events.map((e) => ({ at: new Date(e.at).toISOString(), eventType: e.event_type, action: e.action, publisher: e.publisher ?? null, messageId: e.message_id })),
     });
   }

@@ -10,6 +10,7 @@ import type { LedgerSchema } from '../../operator/ledger/schema.ts';
 import { latestPasses } from '../../operator/ledger/observe.ts';
 import { reconciledStatus } from '../../operator/reconcile/condition.ts';
 import { traceAddress } from '../../operator/ledger/trace.ts';
+import { instanceHistory } from '../../operator/ledger/instance-history.ts';
 import { FakeClock } from '../../operator/kube/runtime/clock.ts';
 import { CloudReconcile } from '../../operator/reconcile/cloud-reconcile.ts';
 import { driftTotal, type ListedFloatingIp, type ListedOneVm, type ListedPort, type ListedRouter, type ListedServer, type OpenNebulaInventory, type OpenStackInventory } from '../../operator/domain/inventory.ts';
@@ -120,6 +121,10 @@ export const reconcileScenarios: Array<{ name: string; run: (db: Kysely<LedgerSc
       assert.equal(during.holders[0]?.to, at(10).toISOString());
       assert.equal(during.holders[0]?.toUncertainUntil, at(20).toISOString());
       assert.deepEqual(during.holders[0]?.instance?.goneBetween, [at(10).toISOString(), at(20).toISOString()]);
+      const [history] = await instanceHistory(db, 'vm-a', 'cern');
+      assert.deepEqual(history?.goneBetween, [at(10).toISOString(), at(20).toISOString()]);
+      const fixedOfA = history?.addresses.find((a) => a.address === '10.0.0.5');
+      assert.deepEqual([fixedOfA?.to, fixedOfA?.toUncertainUntil], [at(10).toISOString(), at(20).toISOString()], 'trace instance shows the uncertain end too');
       assert.deepEqual(labels(await traceAddress(db, '188.185.194.218', at(5), 'cern')), ['floating:vm-a'], 'before the window the answer is certain');
       assert.deepEqual(labels(await traceAddress(db, '188.185.194.218', at(21), 'cern')), []);
       assert.deepEqual(labels(await traceAddress(db, '10.0.0.5', at(21), 'cern')), []);
