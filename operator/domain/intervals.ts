@@ -6,8 +6,8 @@
 
 /**
  * `seen` and `unseen` are observed facts from a listing of the cloud's API:
- * the holder held the slot at `at` (or nobody held it then), having started
- * (or stopped) at some unknown time after `since`.
+ * the holder held the slot at `at` (or no longer held it then; '' for whoever
+ * held it), having started (or stopped) at some unknown time after `since`.
  */
 export type ChangeOp = 'bind' | 'release' | 'release_any' | 'seen' | 'unseen';
 
@@ -117,7 +117,8 @@ export function deriveIntervals(points: readonly ChangePoint[]): DerivedInterval
         cur = { key: p.holderKey, attrs: p.holder, from, openedBy: p.holder.messageId, certainFrom: p.at };
       }
     } else if (p.op === 'unseen') {
-      if (cur !== undefined) close(p.at, p.holder.messageId, lowerBound(p));
+      // Only the holder the listing missed: one a notification bound meanwhile stays.
+      if (cur !== undefined && (p.holderKey === '' || cur.key === p.holderKey)) close(p.at, p.holder.messageId, lowerBound(p));
     } else if (p.op === 'release') {
       if (cur !== undefined && cur.key === p.holderKey) close(p.at, p.holder.messageId);
     } else if (cur !== undefined) {

@@ -50,6 +50,13 @@ export const COVERED: Record<Listing, Array<[string, string]>> = {
   servers: [['instance:', 'instance;'], ['mac:', 'mac;'], ['nova-floating:', 'nova-floating;']],
 };
 
+/** The holder key of an interval, as its facts name it ('' where the row cannot say: any holder). */
+export function holderKeyOf(slot: string, r: { instance_id: string | null; port: string | null }): string {
+  if (slot.startsWith('fip:')) return r.port ?? '';
+  if (slot.startsWith('router-gw:')) return slot.slice('router-gw:'.length, slot.lastIndexOf('|'));
+  return r.instance_id ?? '';
+}
+
 /** How an interval's holder is compared with a listing's, per slot family. */
 export function identityOf(slot: string, r: { instance_id: string | null; port: string | null; address: string }): string {
   if (slot.startsWith('fip:')) return r.port ?? '-';
@@ -190,7 +197,7 @@ export async function closeUnseen(db: Kysely<LedgerSchema>, pass: Pass, at: numb
       await db.transaction().execute(async (trx) => {
         const t = touched();
         await trx.insertInto('address_changes').values(gone.map((r) => ({
-          cloud: pass.cloud, slot: r.slot, at, op: 'unseen', holder_key: '', address: r.address, kind: r.kind,
+          cloud: pass.cloud, slot: r.slot, at, op: 'unseen', holder_key: holderKeyOf(r.slot, r), address: r.address, kind: r.kind,
           instance_id: null, port: null, mac: null, network: null, project: null, message_id: OBSERVED(pass), since: pass.since,
         }))).execute();
         for (const r of gone) {

@@ -45,7 +45,7 @@ function reconcile(h: ReturnType<typeof history>): ChangePoint[] {
     const shown = h.truth(p);
     const held = covering(derived, p);
     if (shown !== null && !held.some((i) => i.instanceId === shown)) observed.push(point('seen', p, shown, `pass-${p}`, previous));
-    else if (held.some((i) => i.to === null && i.instanceId !== shown)) observed.push(point('unseen', p, '', `pass-${p}`, previous));
+    else for (const i of held) if (i.to === null && i.instanceId !== shown) observed.push(point('unseen', p, i.instanceId ?? '', `pass-${p}`, previous));
     previous = p;
   }
   return observed;
@@ -84,6 +84,13 @@ test('an observed start or end is uncertain only back to the previous pass', () 
       }
     }
   }
+});
+
+test('an unseen fact closes only the holder the listing missed', () => {
+  const derived = deriveIntervals([point('bind', 10, 'A', 'm1'), point('bind', 30, 'B', 'm2'), point('unseen', 40, 'A', 'pass-40', 20)]);
+  assert.deepEqual(derived.map((i) => [i.instanceId, i.from, i.to]), [['A', 10, 30], ['B', 30, null]], 'B, bound while the listing ran, stays');
+  const any = deriveIntervals([point('bind', 10, 'A', 'm1'), point('unseen', 40, '', 'pass-40', 20)]);
+  assert.deepEqual(any.map((i) => [i.instanceId, i.from, i.to, i.certainTo]), [['A', 10, 40, 20]]);
 });
 
 test('reports and observed facts derive the same intervals in any order', () => {
