@@ -11,11 +11,12 @@ import { createRequire } from 'node:module';
 import type PgModule from 'pg';
 import { storedIp } from '../domain/ip.ts';
 import type { AddressTrace, Holder } from './trace.ts';
+import { boundsOf, goneBetween } from './bounds.ts';
 
 /** Every migration of migrations.ts (kept equal by a test): a ledger missing one takes the full path, which applies it. */
 export const MIGRATION_NAMES: readonly string[] = [
   '0001_init', '0002_quarantine', '0003_trace_index', '0004_trace_index_pg', '0005_ledger_facts', '0006_canonical_addresses', '0007_audit_keyed',
-  '0008_capture_intents', '0009_isolation', '0010_cases', '0012_notification_bodies',
+  '0008_capture_intents', '0009_isolation', '0010_cases', '0011_reconciliation', '0012_notification_bodies',
 ];
 
 /** migrations.ts's OPEN_END: the end the PostgreSQL trace index gives an open interval. */
@@ -38,6 +39,10 @@ interface Row {
   deleted_at: number | string | null;
   user_name: string | null;
   project_name: string | null;
+  from_certain: number | string | null;
+  to_certain: number | string | null;
+  gone_after: number | string | null;
+  gone_by: number | string | null;
 }
 
 function traceSql(engine: 'sqlite' | 'postgres', withCloud: boolean): string {
@@ -45,7 +50,8 @@ function traceSql(engine: 'sqlite' | 'postgres', withCloud: boolean): string {
   // Each engine in the form its trace index answers (migrations 0003, 0004), as traceQuery writes it.
   const open = engine === 'sqlite' ? `(a.valid_to IS NULL OR a.valid_to > ${p(3)})` : `COALESCE(a.valid_to, ${OPEN_END_SQL}) > ${p(3)}`;
   return `SELECT a.cloud, a.kind, a.network, a.port, a.mac, a.project, a.valid_from, a.valid_to, a.instance_id,
-      i.name, i.project AS instance_project, i.user_id, i.host, i.deleted_at, i.user_name, i.project_name
+      i.name, i.project AS instance_project, i.user_id, i.host, i.deleted_at, i.user_name, i.project_name,
+      a.from_certain, a.to_certain, i.gone_after, i.gone_by
     FROM address_intervals AS a LEFT JOIN instances AS i ON i.cloud = a.cloud AND i.instance_id = a.instance_id
     WHERE a.address = ${p(1)} AND a.valid_from <= ${p(2)} AND ${open}${withCloud ? ` AND a.cloud = ${p(4)}` : ''}
     ORDER BY a.cloud, a.kind, a.valid_from`;
@@ -53,21 +59,23 @@ function traceSql(engine: 'sqlite' | 'postgres', withCloud: boolean): string {
 
 const iso = (ms: number | string | null): string | null => (ms === null ? null : new Date(Number(ms)).toISOString());
 
-function holder(r: Row): Holder {
+const num = (v: number | string | null): number | null => (v === null ? null : Number(v));
+
+function holder(r: Row, at: number): Holder {
   return {
     cloud: r.cloud, kind: r.kind, network: r.network, port: r.port, mac: r.mac, project: r.project,
-    from: new Date(Number(r.valid_from)).toISOString(), to: iso(r.valid_to),
+    ...boundsOf({ valid_from: Number(r.valid_from), valid_to: num(r.valid_to), from_certain: num(r.from_certain), to_certain: num(r.to_certain) }, at),
     instance: r.instance_id === null ? null : {
       id: r.instance_id, name: r.name, project: r.instance_project ?? r.project, user: r.user_id,
       ...(r.user_name === null ? {} : { userName: r.user_name }), ...(r.project_name === null ? {} : { projectName: r.project_name }),
-      host: r.host, deletedAt: iso(r.deleted_at),
+      host: r.host, deletedAt: iso(r.deleted_at), ...goneBetween(num(r.gone_after), num(r.gone_by)),
     },
   };
 }
 
 function answer(address: string, at: Date, rows: readonly Row[]): AddressTrace | undefined {
   if (rows.some((r) => r.kind === 'router-gateway')) return undefined;
-  return { address, at: at.toISOString(), holders: rows.map(holder) };
+  return { address, at: at.toISOString(), holders: rows.map((r) => holder(r, at.getTime())) };
 }
 
 const complete = (applied: readonly string[]) => MIGRATION_NAMES.every((m) => applied.includes(m));

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { Operator } from '../../operator/operator.ts';
 import { openLedgerDb, migrateToLatest } from '../../operator/ledger/db.ts';
 import { traceAddress } from '../../operator/ledger/trace.ts';
+import { traceDirect } from '../../operator/ledger/trace-direct.ts';
 import { latestPasses } from '../../operator/ledger/observe.ts';
 import { reconciledStatus } from '../../operator/reconcile/condition.ts';
 import { driftTotal } from '../../operator/domain/inventory.ts';
@@ -147,6 +148,14 @@ async function run(s: Scenario) {
       for (const l of was) if (!expected.includes(l) && !then.includes(`${l}?`)) unflagged.push(`${a}: ${l} closed by the pass is not flagged uncertain before it (got [${then.join(', ')}])`);
     }
     assert.deepEqual(wrongAfter, [], 'every answer after the pass is the truth');
+    // trace ip's direct path gives the same answers, uncertainty included.
+    for (const a of everUsed) {
+      for (const t of [before, after]) {
+        const full = await traceAddress(ledger.db, a, t, name);
+        if (full.holders.some((h) => h.kind === 'router-gateway')) continue;
+        assert.deepEqual(await traceDirect(`sqlite:${join(dir, 'ledger.db')}`, a, t, name), full, `${a} at ${t.toISOString()}`);
+      }
+    }
     assert.deepEqual(unflagged, [], 'answers inside an uncertainty window say so');
 
     const metrics = await operator.metrics.registry.getSingleMetricAsString('quarantine_cloud_reconcile_last_drift');
