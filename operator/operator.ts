@@ -12,7 +12,7 @@ import { SweepScheduler } from './capture/sweep-schedule.ts';
 import { upsertHold, releaseHolds, listHolds } from './capture/holds.ts';
 import { cephAccess, type CephAccess } from './clouds/ceph-access.ts';
 import { OpenStackClient } from './clouds/openstack.ts';
-import { OpenNebulaClient } from './clouds/opennebula.ts';
+import { OpenNebulaClient } from './reconcile/opennebula-client.ts';
 import { CloudReconcile, type PassReport } from './reconcile/cloud-reconcile.ts';
 import { DRIFT_KINDS, type CloudInventory } from './domain/inventory.ts';
 import type { Cloud } from './resources/cloud.ts';

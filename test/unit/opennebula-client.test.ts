@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { OneXmlRpc, type OneXmlRpcOptions } from '../sim/one-xmlrpc.ts';
-import { OpenNebulaClient, OpenNebulaError, parseResponse } from '../../operator/clouds/opennebula.ts';
+import { OpenNebulaClient, OpenNebulaError, parseResponse } from '../../operator/reconcile/opennebula-client.ts';
 import type { ListedOneVm } from '../../operator/domain/inventory.ts';
 
 const template = readFileSync(new URL('../fixtures/opennebula/vm-800-active-shutdown.xml', import.meta.url), 'utf8');

@@ -1,7 +1,8 @@
 // A thin OpenNebula XML-RPC client for what reconciliation reads: the VM pool
 // (`one.vmpool.info`), in pages. The response envelope and each VM document
-// are parsed strictly (the intake's own XML reader and VM decoder), never
-// trusted; calls time out and are retried on transport errors and 5xx.
+// are parsed strictly (the intake's own XML reader and VM decoder, which is why
+// it lives here and not among the clients of clouds/), never trusted; calls
+// time out and are retried on transport errors and 5xx.
 import { z } from 'zod';
 import type { ListedOneVm, OpenNebulaInventory } from '../domain/inventory.ts';
 import { childrenNamed, firstChild, parseXml, type XmlElement } from '../intake/decode/xml.ts';
