@@ -13,7 +13,7 @@ import type { UnreadLine } from '../logs/read.ts';
 import { isolationLabel } from './isolation-label.ts';
 import { QuarantineStore } from './quarantine-store.ts';
 import { holdsCovering, listHolds } from './holds.ts';
-import { caseInstances, caseSubject, getCase, CaseError } from './cases.ts';
+import { caseInstances, caseSubject, getCase, UnknownCaseError } from './cases.ts';
 
 export interface CaseReport {
   case: { name: string; reason: string | null; createdAt: string; createdBy: string; hold: string | null };
@@ -44,7 +44,7 @@ export function timelineRange(times: readonly number[]): { from: number; to: num
 
 export async function caseReport(db: Kysely<LedgerSchema>, name: string, now: Date): Promise<CaseReport> {
   const c = await getCase(db, name);
-  if (c === undefined) throw new CaseError(`no case ${name}`);
+  if (c === undefined) throw new UnknownCaseError(`no case ${name}`);
   const holders = await attribute(db, c.lines);
   const attributed = c.lines.map((line, i) => ({ line, holders: holders[i] ?? [] }));
   const ids = caseInstances(attributed);

@@ -16,6 +16,11 @@ export class CaseError extends Error {
   override name = 'CaseError';
 }
 
+/** No case of that name: nothing found rather than a bad request. */
+export class UnknownCaseError extends CaseError {
+  override name = 'UnknownCaseError';
+}
+
 export const caseHoldName = (name: string): string => `case-${name}`;
 export const caseSubject = (name: string): string => `case/${name}`;
 // A CLI case is NAME; a QuarantineCase resource's is NAMESPACE/NAME.

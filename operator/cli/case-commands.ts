@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import type { LedgerDb } from '../ledger/db.ts';
 import { renderTable } from './table.ts';
-import { EXIT, UsageError } from './errors.ts';
+import { EXIT, NotFoundError, UsageError } from './errors.ts';
 import type { Io, Status } from './program.ts';
 import { os } from './os-user.ts';
 import { attributeReading, logInputOptions, readLogFiles, reportUnread, type LogInputOptions } from './trace-log.ts';
@@ -64,13 +64,14 @@ export function addCaseCommands(program: Command, io: Io, status: Status, withLe
     .option('--misp', 'also write misp-event.json: the case as a MISP event (core format) for sharing with a SOC')
     .action(async (name: string, o: { dir?: string; misp?: boolean }) => {
       const { caseReport } = await import('../capture/case-report.ts');
-      const { CaseError } = await import('../capture/cases.ts');
+      const { CaseError, UnknownCaseError } = await import('../capture/cases.ts');
       const { caseMarkdown } = await import('../report/case-markdown.ts');
       const { caseHtml } = await import('../report/case-html.ts');
       const report = await withLedger(async (l) => {
         try {
           return await caseReport(l.db, name, new Date());
         } catch (err) {
+          if (err instanceof UnknownCaseError) throw new NotFoundError(err.message);
           if (err instanceof CaseError) throw new UsageError(err.message);
           throw err;
         }

@@ -145,9 +145,9 @@ describe('quarantine case', () => {
     assert.deepEqual(e2.Event.Object.map((o: { uuid: string }) => o.uuid), objects.map((o) => o.uuid));
   });
 
-  test('case report of an unknown case: exit 2', async () => {
+  test('case report of an unknown case: exit 1, nothing found, nothing written', async () => {
     const r = await cli(['--db', dbUrl, 'case', 'report', 'NOPE', '--dir', join(dir, 'nope')]);
-    assert.equal(r.code, EXIT.usage);
+    assert.equal(r.code, EXIT.notFound);
     assert.match(r.err, /no case NOPE/);
     assert.equal(existsSync(join(dir, 'nope')), false);
   });
