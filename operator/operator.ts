@@ -25,6 +25,8 @@ import type { Logger } from './log.ts';
 import { createMetrics, type Metrics, type QueueDepth } from './http/metrics.ts';
 import { LedgerHealth } from './ledger/health.ts';
 import { verifyAudit } from './ledger/audit.ts';
+import { TransferRunner } from './capture/transfers.ts';
+import { hostname } from 'node:os';
 
 export interface CloudRuntime {
   cloud: Cloud;
@@ -69,9 +71,14 @@ export class Operator {
   readonly ledgerHealth: LedgerHealth;
   #auditTimer: NodeJS.Timeout | undefined;
   #bodyTimer: NodeJS.Timeout | undefined;
+  /** Restores and exports, run as ledger tasks outside any reconcile. */
+  readonly transfers: TransferRunner;
 
   constructor(o: OperatorOptions) {
     this.#o = o;
+    this.transfers = new TransferRunner({
+      db: o.ledger.db, blocksFor: (c) => this.blocksFor(c), clock: this.#runtimeClock(), owner: o.identity ?? hostname(), logger: o.logger.child({ component: 'transfers' }),
+    });
     this.ledgerHealth = new LedgerHealth({ db: o.ledger.db, logger: o.logger });
     o.ledger.onConnectionError = (err) => this.ledgerHealth.reportConnectionError(err);
     // A ledger outage pauses every cloud's intake: what is queued stays in the broker.
@@ -167,7 +174,7 @@ export class Operator {
           applicationCredentialSecret: await secrets.get(a.applicationCredentialSecretRef),
         });
       }
-      const clock = this.#o.runtimeClock ?? (this.#o.clock === undefined ? systemClock : { ...systemClock, now: this.#o.clock });
+      const clock = this.#runtimeClock();
       capture = new CloudCapture({
         config: { cloud: name, cloudType: cloud.spec.type, watchedPools: c.watchedPools, trash: c.trash },
         db: ledger.db, blocks: ceph.blocks, engine, policies: () => this.#policies, logger: log, api, clock,
@@ -252,6 +259,10 @@ export class Operator {
     this.#o.logger.info({ cloud: name }, 'cloud removed: its consumer and capture stopped');
   }
 
+  #runtimeClock(): Clock {
+    return this.#o.runtimeClock ?? (this.#o.clock === undefined ? systemClock : { ...systemClock, now: this.#o.clock });
+  }
+
   get isLeader(): boolean {
     return this.#leader;
   }
@@ -277,6 +288,7 @@ export class Operator {
     this.#leader = true;
     for (const rt of this.clouds.values()) await this.#lead(rt);
     this.scheduler.sync();
+    this.transfers.lead();
     this.#startAuditChecks();
     this.#startBodyMaintenance();
     this.#o.logger.info('leading: captures, trash scans and sweeps run here');
@@ -333,6 +345,7 @@ export class Operator {
     this.#leader = false;
     clearInterval(this.#auditTimer);
     clearInterval(this.#bodyTimer);
+    this.transfers.unlead();
     await this.scheduler.stop();
     for (const rt of this.clouds.values()) {
       await rt.reconcile?.stop();
@@ -352,6 +365,8 @@ export class Operator {
   async stop(): Promise<void> {
     this.ledgerHealth.stop();
     clearInterval(this.#auditTimer);
+    // Before the clouds close: an interrupted transfer is recorded while the ledger is open.
+    await this.transfers.stop();
     await this.scheduler.stop();
     for (const rt of this.clouds.values()) {
       await rt.reconcile?.stop();

@@ -439,10 +439,51 @@ function m0011(engine: Engine): Migration {
   };
 }
 
+/**
+ * Restores and exports become tasks in the ledger, so one that runs for hours
+ * ties up no reconcile, its progress is visible to every replica, the CLI and
+ * the API, and one whose process died is reported failed rather than left
+ * running for ever. Closed capture intents get an index for their pruning.
+ */
+function m0013(): Migration {
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('transfers')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('quarantine_id', 'text', (c) => c.notNull())
+        .addColumn('cloud', 'text', (c) => c.notNull())
+        .addColumn('target', 'text', (c) => c.notNull())
+        .addColumn('spec', 'text', (c) => c.notNull())
+        .addColumn('actor', 'text', (c) => c.notNull())
+        .addColumn('reason', 'text')
+        .addColumn('case_id', 'text')
+        .addColumn('requested_by', 'text', (c) => c.notNull())
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('owner', 'text')
+        .addColumn('claimed_until', 'bigint')
+        .addColumn('bytes', 'bigint', (c) => c.notNull())
+        .addColumn('total', 'bigint')
+        .addColumn('sha256', 'text')
+        .addColumn('matches', 'integer')
+        .addColumn('failure', 'text')
+        .addColumn('error', 'text')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .addColumn('started_at', 'bigint')
+        .addColumn('completed_at', 'bigint')
+        .addColumn('updated_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('transfers_state').on('transfers').columns(['state', 'created_at']).execute();
+      await db.schema.createIndex('capture_intents_closed').on('capture_intents').columns(['state', 'updated_at']).execute();
+    },
+  };
+}
+
 export function migrationProvider(engine: Engine): MigrationProvider {
   return {
     async getMigrations() {
-      return { '0001_init': m0001(engine), '0002_quarantine': m0002(), '0003_trace_index': m0003(), '0004_trace_index_pg': m0004(engine), '0005_ledger_facts': m0005(engine), '0006_canonical_addresses': m0006(), '0007_audit_keyed': m0007(), '0008_capture_intents': m0008(), '0009_isolation': m0009(), '0010_cases': m0010(), '0011_reconciliation': m0011(engine), '0012_notification_bodies': m0012(engine) };
+      return { '0001_init': m0001(engine), '0002_quarantine': m0002(), '0003_trace_index': m0003(), '0004_trace_index_pg': m0004(engine), '0005_ledger_facts': m0005(engine), '0006_canonical_addresses': m0006(), '0007_audit_keyed': m0007(), '0008_capture_intents': m0008(), '0009_isolation': m0009(), '0010_cases': m0010(), '0011_reconciliation': m0011(engine), '0012_notification_bodies': m0012(engine), '0013_transfers': m0013() };
     },
   };
 }

@@ -220,6 +220,43 @@ export interface CaptureIntentsTable {
   updated_at: number;
 }
 
+/**
+ * A restore or an export of a quarantine, run as a task outside any
+ * reconcile: pending → running → succeeded | failed. The running owner renews
+ * claimed_until while it reads; a lapsed claim means its process died, and the
+ * task is failed (and audited) as interrupted.
+ */
+export interface TransfersTable {
+  id: string;
+  /** 'restore' (a new RBD image) or 'export' (a file). */
+  kind: string;
+  quarantine_id: string;
+  cloud: string;
+  /** pool[/namespace]/image for a restore, the file's path for an export. */
+  target: string;
+  /** JSON of how to reach the target (see capture/transfers.ts). */
+  spec: string;
+  actor: string;
+  reason: string | null;
+  case_id: string | null;
+  /** Who asked, e.g. kubernetes:NS/NAME or cli. */
+  requested_by: string;
+  state: string;
+  owner: string | null;
+  claimed_until: number | null;
+  bytes: number;
+  total: number | null;
+  sha256: string | null;
+  /** 1 when the read matches the recorded digest, 0 when it differs, null when none was recorded. */
+  matches: number | null;
+  failure: string | null;
+  error: string | null;
+  created_at: number;
+  started_at: number | null;
+  completed_at: number | null;
+  updated_at: number;
+}
+
 /** A legal hold: matching quarantines never expire while it stands. */
 export interface HoldsTable {
   id: string;
@@ -290,6 +327,7 @@ export interface LedgerSchema {
   ports: PortsTable;
   instance_events: InstanceEventsTable;
   capture_intents: CaptureIntentsTable;
+  transfers: TransfersTable;
   slot_snapshots: SlotSnapshotsTable;
   routers: RoutersTable;
 }
