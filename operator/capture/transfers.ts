@@ -51,6 +51,20 @@ export function specOf(row: TransferRow): TransferSpec {
   return TransferSpec.parse(JSON.parse(row.spec));
 }
 
+/** A task as the CLI and the API show it. */
+export function transferView(t: TransferRow) {
+  return {
+    id: t.id, kind: t.kind, quarantine: t.quarantine_id, cloud: t.cloud, target: t.target, state: t.state,
+    progress: t.state === 'succeeded' ? 100 : t.total === null || t.total === 0 ? 0 : Math.min(99, Math.floor((100 * t.bytes) / t.total)),
+    bytes: t.bytes, sha256: t.sha256, matches: t.matches === null ? null : t.matches === 1, failure: t.failure, error: t.error,
+    actor: t.actor, requestedBy: t.requested_by, owner: t.owner, reason: t.reason, caseId: t.case_id,
+    createdAt: iso(t.created_at), startedAt: iso(t.started_at), completedAt: iso(t.completed_at),
+  };
+}
+export type TransferView = ReturnType<typeof transferView>;
+
+const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+
 export class TransferStore {
   readonly #db: Kysely<LedgerSchema>;
   constructor(db: Kysely<LedgerSchema>) {
@@ -161,11 +175,19 @@ function classify(err: unknown, aborted: boolean): TransferFailure {
 
 /**
  * Runs one pending task to its end on this worker: claims it, reads while
- * renewing the claim, records the result. `sink` replaces the export's file
- * (the CLI writes to standard output). Never throws for the transfer's own
- * failures: they are in the row (and the audit trail).
+ * renewing the claim, records the result. Unless asked to, never throws
+ * for the transfer's own failures: they are in the row (and the audit trail).
  */
-export async function runTransfer(deps: TransferDeps, id: string, sink?: Writable, onProgress?: (bytes: number, total: number | null) => void): Promise<RunOutcome> {
+export interface RunOptions {
+  /** Replaces the export's file (the CLI may write to standard output). */
+  sink?: Writable | undefined;
+  onProgress?: ((bytes: number, total: number | null) => void) | undefined;
+  /** Throws the transfer's own error after recording it (the CLI's exit code depends on it). */
+  rethrow?: boolean | undefined;
+}
+
+export async function runTransfer(deps: TransferDeps, id: string, opts: RunOptions = {}): Promise<RunOutcome> {
+  const { sink, onProgress } = opts;
   const store = new TransferStore(deps.db);
   const row = await store.get(id);
   if (row === undefined || row.state !== 'pending') return 'elsewhere';
@@ -231,6 +253,7 @@ export async function runTransfer(deps: TransferDeps, id: string, sink?: Writabl
     const message = err instanceof Error ? err.message : String(err);
     await store.fail(id, { owner: deps.owner }, deps.clock.now(), classify(err, abort.signal.aborted), message, !auditedThere);
     deps.logger?.warn({ transfer: id, quarantine: row.quarantine_id, err: message }, `${spec.kind} failed`);
+    if (opts.rethrow === true) throw err;
     return 'failed';
   } finally {
     deps.signal?.removeEventListener('abort', onOuterAbort);

@@ -9,6 +9,7 @@ import type { LedgerDb } from '../ledger/db.ts';
 import type { CaptureState, QuarantineRow } from '../capture/quarantine-store.ts';
 import type { CephAccess } from '../clouds/ceph-access.ts';
 import type { QuarantineView as View } from '../capture/quarantine-view.ts';
+import type { NewTransfer, RunOptions, TransferRow, TransferView } from '../capture/transfers.ts';
 import { parseInstant } from './time-arg.ts';
 import { EXIT, NotFoundError, UsageError, VerificationError } from './errors.ts';
 import { emitList, emitRecord, emitStructured, withOutput, type Column, type OutputOptions } from './output.ts';
@@ -60,6 +61,38 @@ async function quarantineOrNotFound(l: LedgerDb, id: string): Promise<Quarantine
   return q;
 }
 
+/**
+ * Runs an export or a restore in this process as a transfer task: recorded
+ * in the ledger like the operator's, so `transfers ls` and the API show it,
+ * and if this process dies the operator reports the task interrupted.
+ */
+async function runAsTask(l: LedgerDb, ceph: CephAccess, t: Omit<NewTransfer, 'requestedBy'>, opts: RunOptions): Promise<TransferRow> {
+  const { TransferStore, runTransfer } = await import('../capture/transfers.ts');
+  const { systemClock } = await import('../kube/runtime/clock.ts');
+  const { hostname } = await import('node:os');
+  const owner = `cli:${hostname()}:${process.pid}`;
+  const store = new TransferStore(l.db);
+  const row = await store.request({ ...t, requestedBy: owner }, new Date());
+  await runTransfer({ db: l.db, blocksFor: () => ceph.blocks, clock: systemClock, owner }, row.id, { ...opts, rethrow: true });
+  const done = await store.get(row.id);
+  if (done === undefined) throw new Error(`transfer ${row.id} vanished`);
+  return done;
+}
+
+const transferColumns: Array<Column<TransferView>> = [
+  { header: 'ID', value: (v) => v.id, max: 44 },
+  { header: 'KIND', value: (v) => v.kind },
+  { header: 'QUARANTINE', value: (v) => v.quarantine, max: 40 },
+  { header: 'TARGET', value: (v) => v.target, max: 40 },
+  { header: 'STATE', value: (v) => v.state },
+  { header: '%', value: (v) => String(v.progress) },
+  { header: 'FAILURE', value: (v) => v.failure },
+  { header: 'OWNER', value: (v) => v.owner, wide: true },
+  { header: 'REQUESTED-BY', value: (v) => v.requestedBy, wide: true },
+  { header: 'CREATED', value: (v) => v.createdAt?.replace(/\.\d{3}Z$/, 'Z') },
+  { header: 'COMPLETED', value: (v) => v.completedAt?.replace(/\.\d{3}Z$/, 'Z'), wide: true },
+  { header: 'SHA256', value: (v) => v.sha256, wide: true },
+];
 const imageColumns: Array<Column<View>> = [
   { header: 'ID', value: (v) => v.id },
   { header: 'CLOUD', value: (v) => v.cloud, max: 12 },
@@ -129,6 +162,31 @@ export function addCaptureCommands(program: Command, io: Io, status: Status, wit
       });
     });
 
+  const transfers = program.command('transfers').description('restores and exports: queued, running and ended, whoever started them');
+  withOutput(transfers.command('ls')
+    .description('list transfer tasks, newest first')
+    .option('--quarantine <id>', 'only those of this quarantine')
+    .addOption(new Option('--state <state>', 'only this state').choices(['pending', 'running', 'succeeded', 'failed'])))
+    .action(async (o: OutputOptions & { quarantine?: string; state?: 'pending' | 'running' | 'succeeded' | 'failed' }) => {
+      await withLedger(async (l) => {
+        const { TransferStore, transferView } = await import('../capture/transfers.ts');
+        const rows = await new TransferStore(l.db).list({ ...(o.quarantine === undefined ? {} : { quarantineId: o.quarantine }), ...(o.state === undefined ? {} : { states: [o.state] }) });
+        await emitList(io, o, transferColumns, rows.map(transferView));
+      });
+    });
+  withOutput(transfers.command('show')
+    .description('one transfer task')
+    .argument('<id>'))
+    .action(async (id: string, o: OutputOptions) => {
+      await withLedger(async (l) => {
+        const { TransferStore, transferView } = await import('../capture/transfers.ts');
+        const t = await new TransferStore(l.db).get(id);
+        if (t === undefined) throw new NotFoundError(`no transfer ${id}`);
+        const v = transferView(t);
+        await emitRecord(io, o, Object.entries(v).map(([k, val]) => [k, val === null ? null : String(val)]), v);
+      });
+    });
+
   cephOpts(program.command('export'))
     .description('stream a quarantine to a file (or - for stdout) while computing its SHA-256')
     .argument('<id>')
@@ -153,12 +211,11 @@ export function addCaptureCommands(program: Command, io: Io, status: Status, wit
         const ceph = await cephFor(q.cloud, o.manifests, o.secrets);
         const { createWriteStream } = await import('node:fs');
         const { Writable } = await import('node:stream');
-        const { exportQuarantine } = await import('../capture/restore.ts');
         try {
           const sink = o.file === '-' ? new Writable({ write: (c: Buffer, _e, done) => { process.stdout.write(c, done); } }) : createWriteStream(o.file, { flags: 'wx', mode: 0o640 });
-          const r = await exportQuarantine({ db: l.db, blocks: ceph.blocks, actor: o.actor, onProgress: progress(io, o.file !== '-' && process.stderr.isTTY === true) }, id, sink, destination, why);
-          io.err(`${process.stderr.isTTY === true ? '\r' : ''}exported ${id}: ${r.bytes} bytes, sha256 ${r.sha256}${r.matches === false ? ` — DIFFERS from the recorded ${r.recorded}` : ''}\n`);
-          if (r.matches === false) throw new VerificationError(`${id}: the exported data's sha256 ${r.sha256} differs from the recorded ${r.recorded ?? '-'}`);
+          const t = await runAsTask(l, ceph, { quarantineId: id, cloud: q.cloud, spec: { kind: 'export', path: destination }, actor: o.actor, ...why }, { sink, onProgress: progress(io, o.file !== '-' && process.stderr.isTTY === true) });
+          io.err(`${process.stderr.isTTY === true ? '\r' : ''}exported ${id}: ${t.bytes} bytes, sha256 ${t.sha256 ?? ''}${t.matches === 0 ? ' — DIFFERS from the recorded digest' : ''} (task ${t.id})\n`);
+          if (t.matches === 0) throw new VerificationError(`${id}: ${t.error ?? 'the exported data differs from the recorded digest'}`);
         } finally {
           await ceph.close();
         }
@@ -202,10 +259,13 @@ export function addCaptureCommands(program: Command, io: Io, status: Status, wit
       await withLedger(async (l) => {
         const q = await quarantineOrNotFound(l, id);
         const ceph = await cephFor(q.cloud, o.manifests, o.secrets);
-        const { restoreQuarantine } = await import('../capture/restore.ts');
         try {
-          const r = await restoreQuarantine({ db: l.db, blocks: ceph.blocks, actor: o.actor, onProgress: progress(io, process.stderr.isTTY === true) }, id, target, { ...(o.case === undefined ? {} : { caseId: o.case }), ...(o.reason === undefined ? {} : { reason: o.reason }) });
-          io.out(`restored ${id} to ${r.image}: ${r.bytes} bytes, sha256 ${r.sha256}\n`);
+          const t = await runAsTask(l, ceph, {
+            quarantineId: id, cloud: q.cloud, spec: { kind: 'restore', pool: target.pool, ...(target.namespace === undefined ? {} : { namespace: target.namespace }), image: target.image }, actor: o.actor,
+            ...(o.case === undefined ? {} : { caseId: o.case }), ...(o.reason === undefined ? {} : { reason: o.reason }),
+          }, { onProgress: progress(io, process.stderr.isTTY === true) });
+          io.out(`restored ${id} to ${t.target}: ${t.bytes} bytes, sha256 ${t.sha256 ?? ''}\n`);
+          if (t.matches === 0) throw new VerificationError(`${id}: ${t.error ?? 'the restored data differs from the recorded digest'}`);
         } finally {
           await ceph.close();
         }

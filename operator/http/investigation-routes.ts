@@ -1,6 +1,6 @@
 // The investigator's routes of the query API, in the CLI's JSON shapes:
 // bulk attribution of posted log lines, holders over a window, cases and
-// their reports, holds, and the audit trail page by page.
+// their reports, holds, restores and exports, and the audit trail page by page.
 import type { IncomingMessage } from 'node:http';
 import type { Kysely } from 'kysely';
 import type { LedgerSchema } from '../ledger/schema.ts';
@@ -133,6 +133,21 @@ export async function investigationRoute(db: Kysely<LedgerSchema>, req: Incoming
     const rows = await q.orderBy('seq').limit(limit + 1).execute();
     const page = rows.slice(0, limit).map((a) => ({ seq: Number(a.seq), at: new Date(Number(a.at)).toISOString(), actor: a.actor, action: a.action, subject: a.subject, details: JSON.parse(a.details) as unknown, hash: a.hash }));
     return { status: 200, body: { entries: page, next: rows.length > limit ? page[page.length - 1]?.seq ?? null : null } };
+  }
+  // /api/v1/transfers[?quarantine=&state=], /api/v1/transfers/ID: restores and exports, newest first.
+  if (route === 'transfers') {
+    const { TransferStore, transferView, TRANSFER_STATES } = await import('../capture/transfers.ts');
+    const asked = url.searchParams.get('state');
+    const state = TRANSFER_STATES.find((s) => s === asked);
+    if (asked !== null && state === undefined) return bad(`state must be one of ${TRANSFER_STATES.join(', ')}`);
+    const quarantine = url.searchParams.get('quarantine');
+    const rows = await new TransferStore(db).list({ ...(quarantine === null ? {} : { quarantineId: quarantine }), ...(state === undefined ? {} : { states: [state] }) });
+    return { status: 200, body: rows.map(transferView) };
+  }
+  if (parts[2] === 'transfers' && parts.length === 4) {
+    const { TransferStore, transferView } = await import('../capture/transfers.ts');
+    const t = await new TransferStore(db).get(decodeURIComponent(parts[3] ?? ''));
+    return t === undefined ? { status: 404, body: { error: `no transfer ${parts[3] ?? ''}` } } : { status: 200, body: transferView(t) };
   }
   if (route === 'cases') {
     const { listCases } = await import('../capture/cases.ts');

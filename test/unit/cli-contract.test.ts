@@ -93,6 +93,7 @@ describe('the CLI contract', () => {
       ['images', 'show', quarantineId],
       ['hold', 'ls', '--all'],
       ['audit', 'ls'],
+      ['transfers', 'ls'],
     ];
     for (const args of reads) {
       const json = await cli(['--db', db, ...args, '-o', 'json']);
@@ -184,7 +185,8 @@ describe('the CLI contract', () => {
     writeFileSync(script, bash);
     const complete = (line: string) => execFileSync('bash', ['-c', `source ${script}; COMP_WORDS=(${line}); COMP_CWORD=$((\${#COMP_WORDS[@]}-1)); _quarantine; echo "\${COMPREPLY[*]}"`], { encoding: 'utf8' }).trim().split(' ');
     assert.ok(complete("quarantine ''").includes('trace'));
-    assert.deepEqual(complete('quarantine tr').sort(), ['trace']);
+    assert.deepEqual(complete('quarantine tr').sort(), ['trace', 'transfers']);
+    assert.deepEqual(complete('quarantine trac').sort(), ['trace']);
     assert.ok(['instance', 'ip'].every((c) => complete("quarantine trace ''").includes(c)));
     assert.deepEqual(complete("quarantine --db x.db trace ip 10.0.0.1 -o ''").sort(), ['json', 'table', 'wide', 'yaml']);
     assert.ok(complete('quarantine trace ip --').includes('--no-headers'));

@@ -13,6 +13,7 @@ import { silentLogger } from '../../operator/log.ts';
 import { ingestFiles } from '../../operator/cli/ingest.ts';
 import { attributeReading, readLogFiles } from '../../operator/cli/trace-log.ts';
 import { openCase } from '../../operator/capture/cases.ts';
+import { TransferStore } from '../../operator/capture/transfers.ts';
 import { FIP1, vmA, vmB, vmC, writeAbuseReport } from '../support/abuse-report.ts';
 import { QuarantineStore } from '../../operator/capture/quarantine-store.ts';
 import { runCli } from '../../operator/cli/program.ts';
@@ -143,5 +144,21 @@ describe('http: investigation routes', () => {
     assert.equal(one.body['location'], `quarantine/ns/${vmA.id}_disk`);
     assert.deepEqual(one.body, fromCli[0]);
     for (const bad of ['state=lost', 'limit=0', 'after=nope']) assert.equal((await get(`/api/v1/quarantines?${bad}`)).status, 400, bad);
+  });
+
+  test('GET /api/v1/transfers lists restores and exports (by state, by quarantine) and shows one', async () => {
+    const store = new TransferStore(ledger.db);
+    const t = await store.request({ id: 'kube:u-9', quarantineId: 'q-1', cloud: 'cern', spec: { kind: 'export', path: '/evidence/q-1.raw' }, actor: 'alice', requestedBy: 'kubernetes:security/r9' }, new Date('2026-05-02T10:00:00Z'));
+    await store.request({ quarantineId: 'q-2', cloud: 'cern', spec: { kind: 'restore', pool: 'images', image: 'copy' }, actor: 'bob', requestedBy: 'cli' }, new Date('2026-05-02T11:00:00Z'));
+    const all = await get('/api/v1/transfers');
+    assert.deepEqual((all.body as unknown as Array<{ quarantine: string; kind: string; target: string; state: string }>).map((x) => [x.quarantine, x.kind, x.target, x.state]),
+      [['q-2', 'restore', 'images/copy', 'pending'], ['q-1', 'export', '/evidence/q-1.raw', 'pending']]);
+    assert.equal((await get('/api/v1/transfers?quarantine=q-1')).body.length, 1);
+    assert.equal((await get('/api/v1/transfers?state=running')).body.length, 0);
+    assert.equal((await get('/api/v1/transfers?state=nonsense')).status, 400);
+    const one = await get(`/api/v1/transfers/${encodeURIComponent(t.id)}`);
+    assert.equal(one.status, 200);
+    assert.equal(one.body['requestedBy'], 'kubernetes:security/r9');
+    assert.equal((await get('/api/v1/transfers/nope')).status, 404);
   });
 });
