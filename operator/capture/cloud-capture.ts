@@ -41,6 +41,9 @@ export interface CloudCaptureDeps {
   captureConcurrency?: number | undefined;
   /** How often open intents are listed again (default 30 s). */
   relistMs?: number | undefined;
+  /** How long a closed intent is kept before it is pruned (default 30 days), and how often pruning runs (default hourly). */
+  intentRetentionMs?: number | undefined;
+  pruneEveryMs?: number | undefined;
   beforeWarning?: ((instanceId: string) => Promise<void>) | undefined;
   onRace?: ((mode: string, result: 'won' | 'lost') => void) | undefined;
   onCapture?: ((mode: string, result: 'quarantined' | 'failed' | 'refused', seconds: number) => void) | undefined;
@@ -61,6 +64,8 @@ export interface TrashArming {
 const RELIST = 'relist';
 const SCAN = 'scan';
 const RESUME = 'resume';
+const PRUNE = 'prune';
+export const INTENT_RETENTION_MS = 30 * 86_400_000;
 const INSTANCE = 'i:';
 const ORPHAN = 'o:';
 
@@ -140,6 +145,7 @@ export class CloudCapture {
     work.add(RESUME);
     work.add(RELIST);
     work.add(SCAN);
+    work.add(PRUNE);
   }
 
   /** Stops the leader's reconcilers (on losing leadership) and waits for their running keys; a later start is a fresh run. */
@@ -200,6 +206,14 @@ export class CloudCapture {
     return open.length;
   }
 
+  /** Deletes intents closed longer ago than the retention; returns how many. */
+  async prune(): Promise<number> {
+    const before = new Date(this.#d.clock.now().getTime() - (this.#d.intentRetentionMs ?? INTENT_RETENTION_MS));
+    const n = await this.#ctx.intents.prune(this.#d.config.cloud, before);
+    if (n > 0) this.#log.info({ intents: n, closedBefore: before.toISOString() }, 'pruned closed capture intents');
+    return n;
+  }
+
   async #process(key: string): Promise<void> {
     const l = this.#leading;
     try {
@@ -209,6 +223,8 @@ export class CloudCapture {
         await this.#d.engine.resumeFlattens();
       } else if (key === RELIST) {
         await this.relist();
+      } else if (key === PRUNE) {
+        await this.prune();
       } else if (key === SCAN) {
         // While a burst is still being adopted, listing the trash again finds
         // nothing new worth the rbd call; the next scan comes round anyway.
@@ -225,6 +241,7 @@ export class CloudCapture {
       // Level-triggered: the relist and the trash scan come round again by themselves.
       if (key === RELIST) l?.work.addAfter(RELIST, this.#d.relistMs ?? 30_000);
       if (key === SCAN) l?.work.addAfter(SCAN, this.#d.config.trash.scanIntervalSeconds * 1000);
+      if (key === PRUNE) l?.work.addAfter(PRUNE, this.#d.pruneEveryMs ?? 3_600_000);
     }
   }
 

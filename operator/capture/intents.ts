@@ -104,6 +104,20 @@ export class IntentStore {
     return new Set(rows.map((r) => r.subject));
   }
 
+  /**
+   * Deletes intents closed before `closedBefore`; returns how many. Not
+   * audited: an intent is bookkeeping, not evidence. What it decided that
+   * matters later (policy, retention) is on the quarantine row, the warning
+   * itself stays in notifications, and every change of a quarantine is in the
+   * trail. A late copy of a warning is a duplicate notification and writes no
+   * new intent; a trash entry already adopted is known by its quarantine.
+   */
+  async prune(cloud: string, closedBefore: Date): Promise<number> {
+    const r = await this.#db.deleteFrom('capture_intents')
+      .where('cloud', '=', cloud).where('state', 'in', ['done', 'cancelled']).where('updated_at', '<', closedBefore.getTime()).executeTakeFirst();
+    return Number(r.numDeletedRows);
+  }
+
   /** Closes an open intent; false when it was closed (or reopened and closed) by someone else. */
   async close(id: string, state: 'done' | 'cancelled', outcome: string, now: Date): Promise<boolean> {
     const r = await this.#db.updateTable('capture_intents').set({ state, outcome, updated_at: now.getTime() })
