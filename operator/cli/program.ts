@@ -196,8 +196,9 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
     .option('--max-body-bytes <n>', 'larger bodies are rejected unread, as by the consumer (its Cloud\'s spec.amqp.maxBodyBytes)', String(DEFAULT_LIMITS.maxBodyBytes))
     .option('--max-event-age-days <n>', 'event times further before the receive time are implausible, as by the consumer (its Cloud\'s spec.amqp.maxEventAgeDays)', String(DEFAULT_LIMITS.maxEventAgeMs / 86_400_000))
     .option('--max-event-lead-seconds <n>', 'event times further after the receive time are implausible (spec.amqp.maxEventLeadSeconds)', String(DEFAULT_LIMITS.maxEventLeadMs / 1000))
+    .addOption(new Option('--manifests <dir>', 'the Cloud and QuarantinePolicy resources: delete warnings then record capture intents, as live intake does').env('QUARANTINE_MANIFESTS'))
     .argument('<file...>', 'files holding one body each (JSON or OpenNebula XML), or .jsonl files')
-    .action(async (files: string[], opts: { cloud: string; maxBodyBytes: string; maxEventAgeDays: string; maxEventLeadSeconds: string }) => {
+    .action(async (files: string[], opts: { cloud: string; maxBodyBytes: string; maxEventAgeDays: string; maxEventLeadSeconds: string; manifests?: string }) => {
       const whole = (flag: string, text: string, min: number): number => {
         const n = Number(text);
         if (!Number.isInteger(n) || n < min) throw new UsageError(`${flag} "${text}" is not a whole number of at least ${min}`);
@@ -206,10 +207,18 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
       const maxBodyBytes = whole('--max-body-bytes', opts.maxBodyBytes, 1);
       const maxEventAgeMs = whole('--max-event-age-days', opts.maxEventAgeDays, 1) * 86_400_000;
       const maxEventLeadMs = whole('--max-event-lead-seconds', opts.maxEventLeadSeconds, 0) * 1000;
-      const { ingestFiles } = await import('./ingest.ts');
-      const { counts, rejections } = await withLedger((l) => ingestFiles(l.db, opts.cloud, files, () => new Date(), { maxBodyBytes, maxEventAgeMs, maxEventLeadMs }));
+      const { ingestFiles, ingestCaptureOf } = await import('./ingest.ts');
+      const capture = await ingestCaptureOf(opts.cloud, opts.manifests);
+      const { counts, rejections, intents, warnings } = await withLedger(async (l) => {
+        const open = () => l.db.selectFrom('capture_intents').select((eb) => eb.fn.countAll<number>().as('n')).where('cloud', '=', opts.cloud).where('state', '=', 'open').executeTakeFirstOrThrow();
+        const before = Number((await open()).n);
+        const r = await ingestFiles(l.db, opts.cloud, files, () => new Date(), { maxBodyBytes, maxEventAgeMs, maxEventLeadMs }, capture.capture);
+        return { ...r, intents: Number((await open()).n) - before };
+      });
       for (const r of rejections) io.err(`${r.where}: rejected (${r.reason}): ${r.message}\n`);
       io.out(`applied ${counts.applied}, duplicate ${counts.duplicate}, ignored ${counts.ignored}, rejected ${counts.rejected}\n`);
+      if (capture.capture !== undefined) io.out(`capture intents opened: ${intents} (the operator running cloud ${opts.cloud} captures what Ceph still holds)\n`);
+      else if (warnings > 0 && capture.note !== undefined) io.err(`${warnings} delete warning(s) read; ${capture.note}\n`);
       if (counts.rejected > 0) status.code = EXIT.partial;
     });
 
