@@ -1,12 +1,20 @@
 // Composition root: builds the adapters from configuration and runs the
-// operator. Nothing else in the program constructs adapters.
+// operator, in both modes. Nothing else in the program constructs the
+// operator's adapters (Ceph access, the cloud's API): standalone runs here,
+// and the Kubernetes mode (kube/kube-mode.ts) is handed composeOperator.
 import { parseListen } from './http/listen.ts';
 import { once } from 'node:events';
 import { openLedgerDb, migrateToLatest, redactUrl } from './ledger/db.ts';
 import { waitForLedger } from './ledger/health.ts';
 import { resourcesFromManifests } from './resources/manifest-kinds.ts';
 import { FileEnvSecretSource } from './secrets.ts';
-import { Operator } from './operator.ts';
+import { Operator, type CloudAdapters, type OperatorParts } from './operator.ts';
+import type { SecretSource } from './secrets.ts';
+import type { Cloud } from './resources/cloud.ts';
+import { cephAccess } from './clouds/ceph-access.ts';
+import { OpenStackClient } from './clouds/openstack.ts';
+import type { CloudApi } from './domain/cloud-api.ts';
+import type { KubernetesOptions } from './kube/kube-mode.ts';
 import { UsageError } from './cli/errors.ts';
 import type { Logger } from './log.ts';
 import { startHttp } from './http/server.ts';
@@ -39,6 +47,33 @@ export interface StandaloneOptions {
   tls?: { cert: string; key: string } | undefined;
 }
 
+/** The adapters of a cloud, from its resource and the mode's secrets. */
+export function cloudAdapters(secrets: SecretSource): CloudAdapters {
+  return {
+    ceph: (cloud: Cloud) => cephAccess(cloud, secrets),
+    async cloudApi(cloud: Cloud): Promise<CloudApi | undefined> {
+      const a = cloud.spec.api;
+      if (a === undefined) return undefined;
+      return new OpenStackClient({
+        authUrl: a.authUrl, region: a.region, interface: a.interface,
+        applicationCredentialId: await secrets.get(a.applicationCredentialIdSecretRef),
+        applicationCredentialSecret: await secrets.get(a.applicationCredentialSecretRef),
+      });
+    },
+  };
+}
+
+/** The operator with its adapters, for either mode. */
+export function composeOperator(parts: OperatorParts): Operator {
+  return new Operator({ ...parts, adapters: cloudAdapters(parts.secrets) });
+}
+
+/** The Kubernetes mode, composed here like the standalone one. */
+export async function runKubernetes(o: Omit<KubernetesOptions, 'compose'>): Promise<void> {
+  const kube = await import('./kube/kube-mode.ts');
+  await kube.runKubernetes({ ...o, compose: composeOperator });
+}
+
 export async function runStandalone(opts: StandaloneOptions): Promise<void> {
   const { logger } = opts;
   if (opts.manifests === undefined) {
@@ -56,7 +91,7 @@ export async function runStandalone(opts: StandaloneOptions): Promise<void> {
   useAuditKeys(ledger.db, opts.auditKeys);
   const stops: Array<() => Promise<void>> = [];
   let anchorer: AuditAnchorer | undefined;
-  const operator = new Operator({
+  const operator = composeOperator({
     ledger, secrets, logger, ...(opts.orphanGraceMs === undefined ? {} : { orphanGraceMs: opts.orphanGraceMs }),
     ...(opts.bodyRetentionMs === undefined ? {} : { bodyRetentionMs: opts.bodyRetentionMs }),
   });

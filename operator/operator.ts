@@ -10,7 +10,8 @@ import { recordCaptureIntents } from './capture/intents.ts';
 import { systemClock, type Clock } from './kube/runtime/clock.ts';
 import { SweepScheduler } from './capture/sweep-schedule.ts';
 import { upsertHold, releaseHolds, listHolds } from './capture/holds.ts';
-import { cephAccess, type CephAccess } from './clouds/ceph-access.ts';
+import type { CephAccess } from './clouds/ceph-access.ts';
+import type { CloudApi } from './domain/cloud-api.ts';
 import { OpenStackClient } from './clouds/openstack.ts';
 import { OpenNebulaClient } from './reconcile/opennebula-client.ts';
 import { CloudReconcile, type PassReport } from './reconcile/cloud-reconcile.ts';
@@ -38,9 +39,21 @@ export interface CloudRuntime {
   reconcile?: CloudReconcile | undefined;
 }
 
+/**
+ * The adapters a cloud needs, built by the composition root (main.ts) for
+ * both modes: the operator itself constructs none.
+ */
+export interface CloudAdapters {
+  /** The operator's own Ceph access for the Cloud's ceph section; undefined without one. */
+  ceph(cloud: Cloud): Promise<CephAccess | undefined>;
+  /** The cloud's API for the Cloud's api section; undefined without one. */
+  cloudApi(cloud: Cloud): Promise<CloudApi | undefined>;
+}
+
 export interface OperatorOptions {
   ledger: LedgerDb;
   secrets: SecretSource;
+  adapters: CloudAdapters;
   logger: Logger;
   clock?: () => Date;
   /** Seconds the cloud may keep retrying a delete before its disk counts as orphaned. */
@@ -60,6 +73,11 @@ export interface OperatorOptions {
 }
 
 export const MANIFEST_ACTOR = 'manifests';
+
+/** What a mode has built before the operator: the ledger, where secrets come from, the logger, who this replica is. */
+export type OperatorParts = Omit<OperatorOptions, 'adapters'>;
+/** Builds the operator and its adapters from a mode's parts (main.ts's composeOperator). */
+export type ComposeOperator = (parts: OperatorParts) => Operator;
 
 export class Operator {
   readonly #o: OperatorOptions;
@@ -137,7 +155,7 @@ export class Operator {
     const name = cloud.metadata.name;
     const log = logger.child({ cloud: name });
     this.metrics.knownCloud(name, cloud.spec.type === 'opennebula' ? ['opennebula', 'unknown'] : ['nova', 'neutron', 'unknown']);
-    const ceph = await cephAccess(cloud, secrets);
+    const ceph = await this.#o.adapters.ceph(cloud);
     if (ceph?.fallback !== undefined) log.warn({ driver: ceph.driver }, `Ceph driver: ${ceph.fallback}`);
     else if (ceph !== undefined) log.info({ driver: ceph.driver }, 'Ceph driver');
     let engine: CaptureEngine | undefined;
@@ -165,15 +183,7 @@ export class Operator {
         onConflict: (_id, step) => this.metrics.stepConflicts.inc({ cloud: name, step }),
         ...(this.#o.identity === undefined ? {} : { owner: this.#o.identity }),
       });
-      let api: OpenStackClient | undefined;
-      if (cloud.spec.api !== undefined) {
-        const a = cloud.spec.api;
-        api = new OpenStackClient({
-          authUrl: a.authUrl, region: a.region, interface: a.interface,
-          applicationCredentialId: await secrets.get(a.applicationCredentialIdSecretRef),
-          applicationCredentialSecret: await secrets.get(a.applicationCredentialSecretRef),
-        });
-      }
+      const api = await this.#o.adapters.cloudApi(cloud);
       const clock = this.#runtimeClock();
       capture = new CloudCapture({
         config: { cloud: name, cloudType: cloud.spec.type, watchedPools: c.watchedPools, trash: c.trash },

@@ -9,7 +9,7 @@ import type { LedgerSchema } from '../ledger/schema.ts';
 import type { BlockStore } from '../ceph/block-store.ts';
 import type { DecodedNotification } from '../domain/events.ts';
 import type { Policy } from '../domain/policy.ts';
-import type { CloudApi } from '../clouds/openstack.ts';
+import type { CloudApi } from '../domain/cloud-api.ts';
 import { WorkQueue } from '../kube/runtime/queue.ts';
 import type { Clock } from '../kube/runtime/clock.ts';
 import type { Logger } from '../log.ts';

@@ -4,7 +4,7 @@
 // relist, and the engine resumes any capture it had started.
 import { imagesOfInstance, ownerOfImageName, roleWanted } from '../domain/disks.ts';
 import { appendAudit } from '../ledger/audit.ts';
-import type { CloudApi } from '../clouds/openstack.ts';
+import type { CloudApi } from '../domain/cloud-api.ts';
 import { captureDisk, errorText, type CaptureContext } from './disk-capture.ts';
 import type { IntentRow } from './intents.ts';
 import { parseDecision, type Decision } from './lifecycle.ts';

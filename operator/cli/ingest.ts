@@ -121,7 +121,7 @@ export async function ingestFiles(
  */
 export async function ingestCaptureOf(cloud: string, manifests: string | undefined): Promise<{ capture?: IngestCapture; note?: string }> {
   if (manifests === undefined) return { note: 'no capture intents recorded for them: pass --manifests (or QUARANTINE_MANIFESTS) with the Cloud and its policies to have their disks captured' };
-  const { resourcesFromManifests } = await import('../kube/manifest-kinds.ts');
+  const { resourcesFromManifests } = await import('../resources/manifest-kinds.ts');
   const { UsageError } = await import('./errors.ts');
   const res = resourcesFromManifests(manifests);
   const c = res.clouds.find((x) => x.metadata.name === cloud);

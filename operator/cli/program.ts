@@ -124,7 +124,7 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
         }
         if (opts.kubernetes === true) {
           if (opts.manifests !== undefined) throw new UsageError('--manifests is for standalone mode; with --kubernetes the resources come from the API server');
-          const { runKubernetes } = await import('../kube/kube-mode.ts');
+          const { runKubernetes } = await import('../main.ts');
           const seconds = (name: string, dflt: number) => {
             const v = io.env[name];
             if (v === undefined || v === '') return dflt * 1000;

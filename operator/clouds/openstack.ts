@@ -4,6 +4,7 @@
 // parsed, not trusted; reads are retried on transport errors, 429 and 5xx.
 import { z } from 'zod';
 import type { ListedFloatingIp, ListedPort, ListedRouter, ListedServer, OpenStackInventory } from '../domain/inventory.ts';
+import type { CloudApi } from '../domain/cloud-api.ts';
 
 export class OpenStackError extends Error {
   override name = 'OpenStackError';
@@ -91,10 +92,8 @@ export interface OpenStackOptions {
   sleep?: (ms: number) => Promise<void>;
 }
 
-export interface CloudApi {
-  showServer(id: string): Promise<{ id: string; status: string } | undefined>;
-  forceDelete(id: string): Promise<void>;
-}
+// The port is declared beside the domain; re-exported for the callers of this client.
+export type { CloudApi } from '../domain/cloud-api.ts';
 
 export class OpenStackClient implements CloudApi, OpenStackInventory {
   readonly type = 'openstack' as const;

@@ -9,7 +9,7 @@ import * as k8s from '@kubernetes/client-node';
 import { once } from 'node:events';
 import { openLedgerDb, migrateToLatest, redactUrl } from '../ledger/db.ts';
 import { waitForLedger } from '../ledger/health.ts';
-import { Operator } from '../operator.ts';
+import type { ComposeOperator, Operator } from '../operator.ts';
 import { startHttp } from '../http/server.ts';
 import { Informer, systemClock } from './runtime/index.ts';
 import { customObjectClient, KubeSecretSource } from './runtime/kube.ts';
@@ -52,6 +52,8 @@ export interface KubernetesOptions {
   /** Wait for an unreachable ledger database at start (default) rather than fail. */
   waitForDb?: boolean;
   onReady?: (operator: Operator, manager: ControllerManager) => void;
+  /** Builds the operator and its adapters: the composition root's (main.ts), as in standalone mode. */
+  compose: ComposeOperator;
 }
 
 function loadConfig(path: string | undefined): k8s.KubeConfig {
@@ -69,7 +71,7 @@ export async function runKubernetes(o: KubernetesOptions): Promise<void> {
   useAuditKeys(ledger.db, o.auditKeys);
   const stops: Array<() => Promise<void> | void> = [];
   let anchorer: AuditAnchorer | undefined;
-  const operator = new Operator({
+  const operator = o.compose({
     ledger, secrets: new KubeSecretSource(kc, o.namespace), logger, identity: o.identity,
     ...(o.bodyRetentionMs === undefined ? {} : { bodyRetentionMs: o.bodyRetentionMs }),
   });

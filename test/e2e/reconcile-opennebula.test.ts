@@ -10,7 +10,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Operator } from '../../operator/operator.ts';
+import { composeOperator } from '../../operator/main.ts';
 import { openLedgerDb, migrateToLatest } from '../../operator/ledger/db.ts';
 import { traceAddress } from '../../operator/ledger/trace.ts';
 import { latestPasses } from '../../operator/ledger/observe.ts';
@@ -55,7 +55,7 @@ async function run(lossPercent: number, seed: number, detach = true) {
   const one = await OneSim.start({ amqpUrl, exchange, rbd: new FakeBlockStore(), rbdTool: noTool, publisherPath: lossy, waitForHooks: true, shutdownMs: 0, firstVmId: 200_000 + Math.floor(Math.random() * 700_000) });
   const xmlrpc = await OneXmlRpc.start({ one, session: 'oneadmin:pw' });
   const secrets = new Map<string, string>([['amqp/url', amqpUrl], ['one/session', 'oneadmin:pw']]);
-  const operator = new Operator({ ledger, logger: silentLogger, secrets: { get: async (r: SecretKeyRef) => secrets.get(`${r.name}/${r.key}`) ?? '' } });
+  const operator = composeOperator({ ledger, logger: silentLogger, secrets: { get: async (r: SecretKeyRef) => secrets.get(`${r.name}/${r.key}`) ?? '' } });
   const cloud = Cloud.parse({
     apiVersion: 'quarantine.forensics.dev/v1alpha1', kind: 'Cloud', metadata: { name: `rcone-${suffix}` },
     spec: {

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Operator } from '../../operator/operator.ts';
+import { composeOperator } from '../../operator/main.ts';
 import { openLedgerDb, migrateToLatest } from '../../operator/ledger/db.ts';
 import { traceAddress } from '../../operator/ledger/trace.ts';
 import { traceDirect } from '../../operator/ledger/trace-direct.ts';
@@ -52,7 +52,7 @@ async function run(s: Scenario) {
   const api = await NovaApi.start({ nova, neutron, credentials: [{ id: 'recon', secret: 'shh', userId: 'quarantine', projectId: 'admin' }] });
   const secrets = new Map<string, string>([['amqp/url', amqpUrl], ['api/id', 'recon'], ['api/secret', 'shh']]);
   const ref = (r: SecretKeyRef) => `${r.name}/${r.key}`;
-  const operator = new Operator({ ledger, logger: silentLogger, secrets: { get: async (r) => secrets.get(ref(r)) ?? '' } });
+  const operator = composeOperator({ ledger, logger: silentLogger, secrets: { get: async (r) => secrets.get(ref(r)) ?? '' } });
   const cloud = Cloud.parse({
     apiVersion: 'quarantine.forensics.dev/v1alpha1', kind: 'Cloud', metadata: { name: `rc-${suffix}` },
     spec: {

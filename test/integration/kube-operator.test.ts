@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import * as k8s from '@kubernetes/client-node';
-import { runKubernetes } from '../../operator/kube/kube-mode.ts';
+import { runKubernetes } from '../../operator/main.ts';
 import { verifyAudit } from '../../operator/ledger/audit.ts';
 import { parseAnchorArg } from '../../operator/ledger/audit-anchor.ts';
 import type { Operator } from '../../operator/operator.ts';

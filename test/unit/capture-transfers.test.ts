@@ -12,7 +12,7 @@ import { Readable } from 'node:stream';
 import { openLedgerDb, migrateToLatest, type LedgerDb } from '../../operator/ledger/db.ts';
 import { TransferRunner, TransferStore, runTransfer, type TransferSpec } from '../../operator/capture/transfers.ts';
 import { restoreController, restoreTaskId } from '../../operator/kube/controllers/restore.ts';
-import type { QuarantineRestore } from '../../operator/kube/resources/restore.ts';
+import type { QuarantineRestore } from '../../operator/resources/restore.ts';
 import type { ReconcileContext } from '../../operator/kube/runtime/controller.ts';
 import type { StatusUpdate } from '../../operator/kube/runtime/status.ts';
 import { FakeClock } from '../../operator/kube/runtime/clock.ts';

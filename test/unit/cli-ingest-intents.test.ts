@@ -14,7 +14,7 @@ import { openLedgerDb } from '../../operator/ledger/db.ts';
 import { CaptureEngine } from '../../operator/capture/engine.ts';
 import { CloudCapture } from '../../operator/capture/cloud-capture.ts';
 import { parseDecision } from '../../operator/capture/lifecycle.ts';
-import { resourcesFromManifests } from '../../operator/kube/manifest-kinds.ts';
+import { resourcesFromManifests } from '../../operator/resources/manifest-kinds.ts';
 import { FakeClock } from '../../operator/kube/runtime/clock.ts';
 import { silentLogger } from '../../operator/log.ts';
 import { FakeBlockStore } from '../support/fake-block-store.ts';
