@@ -23,7 +23,7 @@ export type TransferRow = Selectable<TransfersTable>;
 export const TRANSFER_STATES = ['pending', 'running', 'succeeded', 'failed'] as const;
 export type TransferState = (typeof TRANSFER_STATES)[number];
 /** Why a task failed, as a CR condition reason. */
-export type TransferFailure = 'TargetExists' | 'Unavailable' | 'Interrupted' | 'DigestMismatch' | 'Error';
+export type TransferFailure = 'TargetExists' | 'Unavailable' | 'Interrupted' | 'DigestMismatch' | 'Cancelled' | 'Error';
 
 export const TransferSpec = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('restore'), pool: z.string().min(1), namespace: z.string().min(1).optional(), image: z.string().min(1) }),

@@ -242,4 +242,22 @@ describe('QuarantineRestore controller', () => {
     assert.equal(updates.at(-1)?.fields?.['phase'], 'Failed');
     assert.deepEqual(events, ['Warning/Interrupted']);
   });
+
+  test('a request deleted before a worker took its task cancels it (audited); a running one goes on', async () => {
+    const w = await setup(2);
+    const c = restoreController({ blocksFor: () => w.blocks, transfers: { submit: () => undefined } }, w.ledger.db);
+    const { ctx } = fakeCtx(w.clock);
+    const pending = resource();
+    const running: QuarantineRestore = { ...resource(), metadata: { name: 'r2', namespace: 'security', uid: 'u-2' }, spec: { ...resource().spec, quarantineId: 'q-1' } };
+    await c.reconcile(pending, ctx);
+    await c.reconcile(running, ctx);
+    const store = new TransferStore(w.ledger.db);
+    assert.ok(await store.claim('kube:u-2', 'pod-a', w.clock.now(), 60_000));
+    for (const r of [pending, running]) await c.deleted?.(`security/${r.metadata.name}`, r, { clock: w.clock, log: silentLogger });
+    assert.equal((await store.get('kube:u-1'))?.failure, 'Cancelled');
+    assert.equal((await store.get('kube:u-2'))?.state, 'running');
+    const [a] = await audits(w.ledger.db, 'restore.failed');
+    assert.equal(a?.details['failure'], 'Cancelled');
+    assert.equal(a?.subject, 'q-0');
+  });
 });

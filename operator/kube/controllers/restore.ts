@@ -22,7 +22,7 @@ export interface RestoreHost {
 /** How often a running task's progress is copied into the status. */
 const PROGRESS_MS = 5_000;
 
-export function restoreTaskId(r: QuarantineRestore): string {
+export function restoreTaskId(r: { metadata: { name: string; namespace?: string | undefined; [k: string]: unknown } }): string {
   // The uid, so a request deleted and made again under the same name is a new task.
   const uid = r.metadata['uid'];
   return `kube:${typeof uid === 'string' && uid !== '' ? uid : `${r.metadata.namespace ?? 'default'}/${r.metadata.name}`}`;
@@ -61,6 +61,13 @@ export function restoreController(host: RestoreHost, db: Kysely<LedgerSchema>, p
       if (task.state === 'pending') host.transfers.submit(task.id);
       await reflect(task, ctx);
       return task.state === 'pending' || task.state === 'running' ? { requeueAfterMs: progressMs } : undefined;
+    },
+    // A request withdrawn before a worker took it is not run; one already running goes on (its result is evidence handling, audited).
+    async deleted(_key, last, ctx) {
+      const name = last?.metadata.name;
+      if (last === undefined || name === undefined) return;
+      const id = restoreTaskId({ metadata: { ...last.metadata, name } });
+      if (await tasks.fail(id, 'pending', ctx.clock.now(), 'Cancelled', 'the QuarantineRestore was deleted before the task ran')) ctx.log.info({ transfer: id }, 'transfer cancelled: its request was deleted');
     },
   };
 }
