@@ -71,13 +71,18 @@ export class TransferStore {
     this.#db = db;
   }
 
-  /** Records a pending task, or returns the one already recorded under that id. */
-  async request(t: NewTransfer, now: Date): Promise<TransferRow> {
+  /**
+   * Records a pending task, or returns the one already recorded under that id.
+   * `claim`: recorded as running for that owner at once, so that no operator
+   * takes a task its requester runs itself (the CLI's own export).
+   */
+  async request(t: NewTransfer, now: Date, claim?: { owner: string; leaseMs: number }): Promise<TransferRow> {
     const id = t.id ?? randomUUID();
     await this.#db.insertInto('transfers').values({
       id, kind: t.spec.kind, quarantine_id: t.quarantineId, cloud: t.cloud, target: targetOf(t.spec), spec: JSON.stringify(t.spec),
-      actor: t.actor, reason: t.reason ?? null, case_id: t.caseId ?? null, requested_by: t.requestedBy, state: 'pending', owner: null, claimed_until: null,
-      bytes: 0, total: null, sha256: null, matches: null, failure: null, error: null, created_at: now.getTime(), started_at: null, completed_at: null, updated_at: now.getTime(),
+      actor: t.actor, reason: t.reason ?? null, case_id: t.caseId ?? null, requested_by: t.requestedBy,
+      state: claim === undefined ? 'pending' : 'running', owner: claim?.owner ?? null, claimed_until: claim === undefined ? null : now.getTime() + claim.leaseMs,
+      bytes: 0, total: null, sha256: null, matches: null, failure: null, error: null, created_at: now.getTime(), started_at: claim === undefined ? null : now.getTime(), completed_at: null, updated_at: now.getTime(),
     }).onConflict((oc) => oc.column('id').doNothing()).execute();
     const row = await this.get(id);
     if (row === undefined) throw new Error(`transfer ${id} vanished as it was recorded`);
@@ -190,12 +195,14 @@ export async function runTransfer(deps: TransferDeps, id: string, opts: RunOptio
   const { sink, onProgress } = opts;
   const store = new TransferStore(deps.db);
   const row = await store.get(id);
-  if (row === undefined || row.state !== 'pending') return 'elsewhere';
+  // Claimed when it was recorded, by this very worker (see TransferStore.request).
+  const mine = row?.state === 'running' && row.owner === deps.owner;
+  if (row === undefined || (row.state !== 'pending' && !mine)) return 'elsewhere';
   const blocks = deps.blocksFor(row.cloud);
   // Ceph access comes when the cloud starts: the task waits for the next relist.
   if (blocks === undefined) return 'waiting';
   const leaseMs = deps.leaseMs ?? 60_000;
-  if (!(await store.claim(id, deps.owner, deps.clock.now(), leaseMs))) return 'elsewhere';
+  if (!mine && !(await store.claim(id, deps.owner, deps.clock.now(), leaseMs))) return 'elsewhere';
   const spec = specOf(row);
   const abort = new AbortController();
   const onOuterAbort = (): void => abort.abort();

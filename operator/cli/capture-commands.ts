@@ -72,8 +72,10 @@ async function runAsTask(l: LedgerDb, ceph: CephAccess, t: Omit<NewTransfer, 're
   const { hostname } = await import('node:os');
   const owner = `cli:${hostname()}:${process.pid}`;
   const store = new TransferStore(l.db);
-  const row = await store.request({ ...t, requestedBy: owner }, new Date());
-  await runTransfer({ db: l.db, blocksFor: () => ceph.blocks, clock: systemClock, owner }, row.id, { ...opts, rethrow: true });
+  const leaseMs = 60_000;
+  // Claimed as it is recorded: a running operator must not take the task this process runs.
+  const row = await store.request({ ...t, requestedBy: owner }, new Date(), { owner, leaseMs });
+  await runTransfer({ db: l.db, blocksFor: () => ceph.blocks, clock: systemClock, owner, leaseMs }, row.id, { ...opts, rethrow: true });
   const done = await store.get(row.id);
   if (done === undefined) throw new Error(`transfer ${row.id} vanished`);
   return done;

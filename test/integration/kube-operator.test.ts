@@ -187,6 +187,13 @@ describe('Kubernetes mode, two replicas', () => {
     assert.equal(restored.phase, 'Succeeded');
     assert.equal(restored.sha256, createHash('sha256').update(data).digest('hex'));
     assert.equal(restored.image, `images/${target}`);
+    // Read by a transfer task outside the reconcile, recorded in the ledger and the audit trail under its id.
+    const [task] = await ledger.db.selectFrom('transfers').selectAll().where('target', '=', `images/${target}`).execute();
+    assert.equal(task?.state, 'succeeded');
+    assert.match(task?.id ?? '', /^kube:/);
+    assert.equal(task?.requested_by, `kubernetes:security/r-${s}`);
+    const audited = await ledger.db.selectFrom('audit').select('details').where('action', '=', 'restore').where('subject', '=', q.id).execute();
+    assert.ok(audited.some((a) => (JSON.parse(a.details) as { transfer?: string }).transfer === task?.id));
 
     await custom.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: 'security', plural: 'quarantineholds', name: `h-${s}` });
     await until(async () => (await ledger.db.selectFrom('holds').select('released_at').where('name', '=', `security/h-${s}`).executeTakeFirstOrThrow()).released_at !== null, 'the hold released in the ledger');

@@ -112,6 +112,20 @@ describe('transfer tasks', () => {
     await r.stop();
   });
 
+  test('a task recorded claimed (the CLI runs its own) is never taken by an operator\'s relist, and runs for its owner', async () => {
+    const w = await setup();
+    const store = new TransferStore(w.ledger.db);
+    const t = await store.request({ quarantineId: 'q-0', cloud: 'cern', spec: { kind: 'restore', pool: 'images', image: 'mine' }, actor: 'alice', requestedBy: 'cli' }, w.clock.now(), { owner: 'cli:1', leaseMs: 60_000 });
+    assert.equal(t.state, 'running');
+    const operator = runner(w, 'pod-a');
+    operator.lead();
+    await operator.idle();
+    assert.equal(await runTransfer({ db: w.ledger.db, blocksFor: () => w.blocks, clock: w.clock, owner: 'pod-a' }, t.id), 'elsewhere');
+    assert.equal(await runTransfer({ db: w.ledger.db, blocksFor: () => w.blocks, clock: w.clock, owner: 'cli:1' }, t.id), 'succeeded');
+    assert.equal((await audits(w.ledger.db, 'restore')).length, 1);
+    await operator.stop();
+  });
+
   test('a request recorded twice under one id is one task', async () => {
     const w = await setup();
     const a = await request(w, 'q-0', { kind: 'export', path: join(w.dir, 'a.raw') }, 'kube:uid-1');
