@@ -212,10 +212,14 @@ export async function runTransfer(deps: TransferDeps, id: string, opts: RunOptio
   let total: number | null = null;
   let timer: Timer | undefined;
   let lost = false;
+  let finished = false;
   const renew = (): void => {
+    // A renewal in flight as the task ends must not start another.
+    if (finished) return;
     timer = deps.clock.setTimer(Math.max(1, Math.floor(leaseMs / 5)), () => {
+      if (finished) return;
       void store.renew(id, deps.owner, deps.clock.now(), leaseMs, bytes, total).then((ok) => {
-        if (ok) return renew();
+        if (ok || finished) return renew();
         // Failed as lapsed by someone else (this process stalled past its claim): stop reading.
         lost = true;
         abort.abort();
@@ -251,10 +255,12 @@ export async function runTransfer(deps: TransferDeps, id: string, opts: RunOptio
       auditedThere = true;
       result = await exportQuarantine(ctx, row.quarantine_id, out, spec.path, details);
     }
+    finished = true;
     timer?.cancel();
     await store.succeed(id, deps.owner, deps.clock.now(), result);
     return result.matches === false ? 'failed' : 'succeeded';
   } catch (err) {
+    finished = true;
     timer?.cancel();
     if (lost) return 'failed';
     const message = err instanceof Error ? err.message : String(err);
