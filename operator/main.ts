@@ -13,6 +13,8 @@ import type { SecretSource } from './secrets.ts';
 import type { Cloud } from './resources/cloud.ts';
 import { cephAccess } from './clouds/ceph-access.ts';
 import { OpenStackClient } from './clouds/openstack.ts';
+import { OpenNebulaClient } from './reconcile/opennebula-client.ts';
+import type { CloudInventory } from './domain/inventory.ts';
 import type { CloudApi } from './domain/cloud-api.ts';
 import type { KubernetesOptions } from './kube/kube-mode.ts';
 import { UsageError } from './cli/errors.ts';
@@ -59,6 +61,22 @@ export function cloudAdapters(secrets: SecretSource): CloudAdapters {
         applicationCredentialId: await secrets.get(a.applicationCredentialIdSecretRef),
         applicationCredentialSecret: await secrets.get(a.applicationCredentialSecretRef),
       });
+    },
+    async inventory(cloud: Cloud): Promise<CloudInventory | undefined> {
+      const r = cloud.spec.reconcile;
+      const timeoutMs = r.timeoutSeconds * 1000;
+      if (cloud.spec.type === 'openstack' && cloud.spec.api !== undefined) {
+        const a = cloud.spec.api;
+        return new OpenStackClient({
+          authUrl: a.authUrl, region: a.region, interface: a.interface, timeoutMs, pageSize: r.pageSize,
+          applicationCredentialId: await secrets.get(a.applicationCredentialIdSecretRef),
+          applicationCredentialSecret: await secrets.get(a.applicationCredentialSecretRef),
+        });
+      }
+      if (cloud.spec.type === 'opennebula' && cloud.spec.xmlrpc !== undefined) {
+        return new OpenNebulaClient({ url: cloud.spec.xmlrpc.url, session: await secrets.get(cloud.spec.xmlrpc.sessionSecretRef), timeoutMs, pageSize: r.pageSize });
+      }
+      return undefined;
     },
   };
 }

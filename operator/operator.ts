@@ -12,8 +12,6 @@ import { SweepScheduler } from './capture/sweep-schedule.ts';
 import { upsertHold, releaseHolds, listHolds } from './capture/holds.ts';
 import type { CephAccess } from './clouds/ceph-access.ts';
 import type { CloudApi } from './domain/cloud-api.ts';
-import { OpenStackClient } from './clouds/openstack.ts';
-import { OpenNebulaClient } from './reconcile/opennebula-client.ts';
 import { CloudReconcile, type PassReport } from './reconcile/cloud-reconcile.ts';
 import { DRIFT_KINDS, type CloudInventory } from './domain/inventory.ts';
 import type { Cloud } from './resources/cloud.ts';
@@ -48,6 +46,8 @@ export interface CloudAdapters {
   ceph(cloud: Cloud): Promise<CephAccess | undefined>;
   /** The cloud's API for the Cloud's api section; undefined without one. */
   cloudApi(cloud: Cloud): Promise<CloudApi | undefined>;
+  /** The listings reconciliation reads (Nova and Neutron, or OpenNebula's XML-RPC pool); undefined without an API section. */
+  inventory(cloud: Cloud): Promise<CloudInventory | undefined>;
 }
 
 export interface OperatorOptions {
@@ -221,18 +221,7 @@ export class Operator {
     const r = cloud.spec.reconcile;
     const name = cloud.metadata.name;
     if (!r.enabled) return undefined;
-    const timeoutMs = r.timeoutSeconds * 1000;
-    let inventory: CloudInventory | undefined;
-    if (cloud.spec.type === 'openstack' && cloud.spec.api !== undefined) {
-      const a = cloud.spec.api;
-      inventory = new OpenStackClient({
-        authUrl: a.authUrl, region: a.region, interface: a.interface, timeoutMs, pageSize: r.pageSize,
-        applicationCredentialId: await this.#o.secrets.get(a.applicationCredentialIdSecretRef),
-        applicationCredentialSecret: await this.#o.secrets.get(a.applicationCredentialSecretRef),
-      });
-    } else if (cloud.spec.type === 'opennebula' && cloud.spec.xmlrpc !== undefined) {
-      inventory = new OpenNebulaClient({ url: cloud.spec.xmlrpc.url, session: await this.#o.secrets.get(cloud.spec.xmlrpc.sessionSecretRef), timeoutMs, pageSize: r.pageSize });
-    }
+    const inventory = await this.#o.adapters.inventory(cloud);
     if (inventory === undefined) {
       log.info(`no ${cloud.spec.type === 'openstack' ? 'spec.api' : 'spec.xmlrpc'}: the ledger is not reconciled with the cloud's API, so lost notifications go unnoticed`);
       return undefined;
