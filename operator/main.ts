@@ -12,6 +12,7 @@ import { Operator, type CloudAdapters, type OperatorParts } from './operator.ts'
 import type { SecretSource } from './secrets.ts';
 import type { Cloud } from './resources/cloud.ts';
 import { cephAccess } from './clouds/ceph-access.ts';
+import { startCloudIntake } from './intake/cloud-intake.ts';
 import { OpenStackClient } from './clouds/openstack.ts';
 import { OpenNebulaClient } from './reconcile/opennebula-client.ts';
 import type { CloudInventory } from './domain/inventory.ts';
@@ -53,6 +54,7 @@ export interface StandaloneOptions {
 export function cloudAdapters(secrets: SecretSource): CloudAdapters {
   return {
     ceph: (cloud: Cloud) => cephAccess(cloud, secrets),
+    intake: startCloudIntake,
     async cloudApi(cloud: Cloud): Promise<CloudApi | undefined> {
       const a = cloud.spec.api;
       if (a === undefined) return undefined;

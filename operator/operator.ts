@@ -3,7 +3,7 @@
 // from the API server) drive this one object.
 import { prepareBodyPartitions, pruneBodies } from './ledger/body-retention.ts';
 import type { LedgerDb } from './ledger/db.ts';
-import { startCloudIntake, type CloudIntake } from './intake/cloud-intake.ts';
+import type { startCloudIntake, CloudIntake } from './intake/cloud-intake.ts';
 import { CaptureEngine } from './capture/engine.ts';
 import { CloudCapture } from './capture/cloud-capture.ts';
 import { recordCaptureIntents } from './capture/intents.ts';
@@ -48,6 +48,8 @@ export interface CloudAdapters {
   cloudApi(cloud: Cloud): Promise<CloudApi | undefined>;
   /** The listings reconciliation reads (Nova and Neutron, or OpenNebula's XML-RPC pool); undefined without an API section. */
   inventory(cloud: Cloud): Promise<CloudInventory | undefined>;
+  /** The cloud's notification intake: its AMQP consumer feeding the ledger. */
+  intake: typeof startCloudIntake;
 }
 
 export interface OperatorOptions {
@@ -203,7 +205,7 @@ export class Operator {
     }
     const url = await secrets.get(cloud.spec.amqp.urlSecretRef);
     const co = capture;
-    const intake = await startCloudIntake(cloud, url, ledger.db, log, {
+    const intake = await this.#o.adapters.intake(cloud, url, ledger.db, log, {
       onApplied: (n) => co?.onNotification(n),
       onOutcome: (c, source, outcome) => this.metrics.notifications.inc({ cloud: c, source, outcome }),
     }, this.ledgerHealth, co === undefined ? undefined : (trx, n) => recordCaptureIntents(trx, n, { cloud: name, policies: () => this.#policies }));
