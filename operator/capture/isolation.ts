@@ -2,7 +2,8 @@
 // its row (lifecycle.ts's isolationWork decides, this module does).
 //
 // 1. digest: the SHA-256 of the capture snapshot, read through the fresh
-//    copy-on-write clone (which has no data of its own yet), recorded with its
+//    copy-on-write clone (which has no data of its own yet) from its allocated
+//    extents only, the zeros between them hashed unread, recorded with its
 //    time in the audit trail, before anything is copied: a change to the
 //    cloud-side data after this moment shows in `verify`.
 // 2. isolate: flatten the clone, which copies every byte it reads from its
@@ -15,12 +16,12 @@
 // renewed while a long copy runs) and is safe to repeat: after a crash the
 // next relist finds the row at the same step and does it again, a flatten
 // that was already done is skipped, an anchor already gone is fine.
-import { createHash } from 'node:crypto';
 import type { BlockStore, ImageSpec } from '../ceph/block-store.ts';
 import { RbdNotFoundError } from '../ceph/errors.ts';
 import type { Clock, Timer } from '../kube/runtime/clock.ts';
 import type { Logger } from '../log.ts';
 import { isolationWork } from './lifecycle.ts';
+import { sparseSha256, type SparseDigest } from './sparse-digest.ts';
 import type { IsolationStep, QuarantineRow, QuarantineStore } from './quarantine-store.ts';
 
 export interface IsolationDeps {
@@ -98,31 +99,22 @@ export class Isolation {
 
   async #digest(row: QuarantineRow, step: IsolationStep, then: 'isolating' | 'not-isolated'): Promise<'done' | 'gone' | 'elsewhere'> {
     const { store, blocks, clock, owner, logger } = this.#d;
-    const hash = createHash('sha256');
-    let bytes = 0;
+    let digest: SparseDigest;
     try {
-      const handle = blocks.exportImage(locationOf(row));
-      handle.stream.on('data', (c: Buffer) => {
-        hash.update(c);
-        bytes += c.length;
-      });
-      await handle.done;
-      await new Promise<void>((resolve) => {
-        if (handle.stream.readableEnded || handle.stream.destroyed) resolve();
-        else handle.stream.once('end', resolve).once('close', resolve);
-      });
+      // Only the allocated extents are read; the zeros between them are hashed without being moved.
+      digest = await sparseSha256(await blocks.readAllocated(locationOf(row)));
     } catch (err) {
       if (err instanceof RbdNotFoundError) return 'gone';
       throw err;
     }
-    const sha256 = hash.digest('hex');
+    const { sha256, bytes, readBytes } = digest;
     const at = clock.now();
     // A digest recorded earlier (by a first read, before digests were taken at capture) is kept: it is the older witness.
     const fields = row.digest === null ? { digest: sha256, digest_at: at.getTime() } : {};
-    const note = { step: 'digest', sha256, bytes, digestAt: at.toISOString(), of: `capture snapshot ${row.snapshot}`, next: then, ...(row.digest !== null && row.digest !== sha256 ? { differsFromRecorded: row.digest } : {}) };
+    const note = { step: 'digest', sha256, bytes, readBytes, digestAt: at.toISOString(), of: `capture snapshot ${row.snapshot}`, next: then, ...(row.digest !== null && row.digest !== sha256 ? { differsFromRecorded: row.digest } : {}) };
     if (!(await store.isolationStepDone(row.id, step, owner, at, { ...fields, isolation: then }, note))) return 'elsewhere';
     if (row.digest !== null && row.digest !== sha256) logger.warn({ quarantine: row.id, sha256, recorded: row.digest }, 'the capture digest differs from the one recorded before');
-    logger.info({ quarantine: row.id, sha256, bytes }, 'capture digest recorded');
+    logger.info({ quarantine: row.id, sha256, bytes, readBytes }, 'capture digest recorded');
     return 'done';
   }
 

@@ -175,6 +175,36 @@ export interface ExportHandle {
   readonly done: Promise<void>;
 }
 
+/** A byte range of an image. */
+export interface Extent {
+  readonly offset: number;
+  readonly length: number;
+}
+
+/** Where an image (or snapshot) holds data; every byte outside `extents` reads as zero. */
+export interface AllocationMap {
+  readonly sizeBytes: number;
+  /** Ascending and disjoint; a clone's include what it reads through its parent. */
+  readonly extents: readonly Extent[];
+}
+
+/** Bytes of an allocated extent (a long extent comes in several pieces). */
+export interface ExtentData {
+  readonly offset: number;
+  readonly data: Buffer;
+}
+
+export interface AllocatedRead {
+  readonly sizeBytes: number;
+  /**
+   * The allocated bytes in ascending offset order, disjoint. Iteration ends
+   * only once the read has succeeded and throws the typed error otherwise;
+   * leaving it early stops the read. It must be iterated: the image stays
+   * open (and the rbd process waits) until it is read to its end or left.
+   */
+  readonly pieces: AsyncIterable<ExtentData>;
+}
+
 export type ImportSource = { readonly path: string } | { readonly stream: Readable };
 
 export interface BlockStore {
@@ -223,6 +253,14 @@ export interface BlockStore {
   diskUsage(target: ImageSpec | PoolRef): Promise<DiskUsage>;
 
   exportImage(source: ImageSpec | SnapshotSpec, options?: TransferOptions): ExportHandle;
+  /** The allocated extents (`rbd diff`): what a sparse reader must read, the rest being zeros. */
+  allocatedExtents(source: ImageSpec | SnapshotSpec): Promise<AllocationMap>;
+  /**
+   * The allocated extents with their bytes (`rbd export-diff` from creation):
+   * the image's content without moving its zeros. Rejects with the typed error
+   * when the image cannot be opened.
+   */
+  readAllocated(source: ImageSpec | SnapshotSpec, options?: TransferOptions): Promise<AllocatedRead>;
   importImage(source: ImportSource, destination: ImageSpec, options?: TransferOptions): Promise<void>;
 
   /** The pool-level override only; undefined when the pool does not set the key. */

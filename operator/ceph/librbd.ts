@@ -13,7 +13,11 @@ import { open as openFile } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
 import { Readable } from 'node:stream';
 import type {
+  AllocatedRead,
+  AllocationMap,
   BlockStore,
+  Extent,
+  ExtentData,
   DiskUsage,
   ExportHandle,
   ImageIdRef,
@@ -66,6 +70,7 @@ import {
   loadLibrbd,
 } from './librbd-ffi.ts';
 import type { FunctionName, Handle, Librbd } from './librbd-ffi.ts';
+import { normalizeExtents, piecesOf } from './extents.ts';
 import { DEFAULT_TIMEOUT_MS, DEFAULT_TRANSFER_TIMEOUT_MS, MIN_TRASH_EXPIRY_LEAD_MS, type CephConnectionOptions } from './connection.ts';
 
 export interface LibrbdStoreOptions extends CephConnectionOptions {
@@ -1014,6 +1019,92 @@ export class LibrbdStore implements BlockStore {
       const { buffer, length } = await this.#sized('rbd_namespace_list', p, 4096, (buf, size) => this.#lib.call('rbd_namespace_list', io, buf, size));
       return nulList(buffer, length);
     });
+  }
+
+  // --- sparse reads -----------------------------------------------------------------------------
+
+  async allocatedExtents(source: ImageSpec | SnapshotSpec): Promise<AllocationMap> {
+    const snapshot = isSnapshotSpec(source) ? validateSnapshotName(source.snapshot) : undefined;
+    const image: ImageSpec = { pool: source.pool, namespace: source.namespace, image: source.image };
+    return this.#withImage(image, 'read', (handle, target) => this.#allocation(handle, snapshot === undefined ? target : `${target}@${snapshot}`), snapshot);
+  }
+
+  /** As `rbd diff` from creation: byte extents (not whole objects), a clone's parent included. */
+  async #allocation(handle: Handle, target: string): Promise<AllocationMap> {
+    const { koffi, types } = this.#lib;
+    const stat = Buffer.alloc(koffi.sizeof(types.imageInfo));
+    await this.#c('rbd_stat', target, handle, stat, stat.length);
+    const sizeBytes = Number((koffi.decode(stat, types.imageInfo) as { size: bigint | number }).size);
+    const extents: Extent[] = [];
+    const cb = this.#lib.diffCallback((offset, length, exists) => {
+      if (exists !== 0) extents.push({ offset: Number(offset), length });
+      return 0;
+    });
+    try {
+      await this.#c('rbd_diff_iterate2', target, handle, null, 0, sizeBytes, 1, 0, cb.pointer, null);
+    } finally {
+      cb.release();
+    }
+    return { sizeBytes, extents: normalizeExtents(extents, sizeBytes) };
+  }
+
+  async readAllocated(source: ImageSpec | SnapshotSpec, options: TransferOptions = {}): Promise<AllocatedRead> {
+    const snapshot = isSnapshotSpec(source) ? validateSnapshotName(source.snapshot) : undefined;
+    const spec = isSnapshotSpec(source) ? formatSnapshotSpec(source) : formatImageSpec(source);
+    const image: ImageSpec = { pool: source.pool, namespace: source.namespace, image: source.image };
+    const timeoutMs = checkTimeout('timeoutMs', options.timeoutMs ?? this.#transferTimeoutMs);
+    const deadline = Date.now() + timeoutMs;
+    const command = ['librbd', 'export-diff', spec];
+    const interruption = (): RbdError | undefined => {
+      if (options.signal?.aborted === true) return new RbdAbortedError(`read of ${spec} was aborted`, { command, exitCode: null, stderr: '' });
+      if (Date.now() >= deadline) return new RbdTimeoutError(`read of ${spec} timed out after ${timeoutMs} ms`, { command, exitCode: null, stderr: '', timeoutMs });
+      return undefined;
+    };
+    const early = interruption();
+    if (early !== undefined) throw early;
+    if (this.#closed) throw new RbdCommandError('the librbd connection is closed', { command: ['librbd'], exitCode: null, stderr: '' });
+    // The image stays open (and counted in flight) until the pieces are read or left.
+    this.#inFlight++;
+    let handle: Handle | undefined;
+    const release = async (): Promise<void> => {
+      const h = handle;
+      handle = undefined;
+      try {
+        if (h !== undefined) await this.#lib.call('rbd_close', h);
+      } finally {
+        this.#inFlight--;
+        if (this.#inFlight === 0) this.#idle?.();
+      }
+    };
+    let map: AllocationMap;
+    try {
+      const io = await this.#existingNamespace(image);
+      const out: Handle[] = [null];
+      await this.#c('rbd_open_read_only', spec, io, image.image, out, snapshot ?? null);
+      handle = out[0];
+      map = await this.#allocation(handle, spec);
+    } catch (error) {
+      await release();
+      throw error;
+    }
+    const lib = this;
+    async function* pieces(): AsyncGenerator<ExtentData> {
+      try {
+        for (const piece of piecesOf(map.extents, TRANSFER_CHUNK_BYTES)) {
+          const stop = interruption();
+          if (stop !== undefined) throw stop;
+          const data = Buffer.allocUnsafe(piece.length);
+          const got = await lib.#c('rbd_read2', spec, handle, piece.offset, piece.length, data, OP_FLAGS_STREAMING);
+          if (got !== piece.length) {
+            throw new RbdCommandError(`read of ${spec}: short read at ${piece.offset} (${got} of ${piece.length} bytes)`, { command: ['librbd', 'rbd_read2', spec], exitCode: null, stderr: '' });
+          }
+          yield { offset: piece.offset, data };
+        }
+      } finally {
+        await release();
+      }
+    }
+    return { sizeBytes: map.sizeBytes, pieces: pieces() };
   }
 
   // --- whole-image transfers -------------------------------------------------------------------

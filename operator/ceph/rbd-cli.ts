@@ -12,7 +12,10 @@ import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ChildProcess } from 'node:child_process';
 import type {
+  AllocatedRead,
+  AllocationMap,
   BlockStore,
+  ExtentData,
   DiskUsage,
   ExportHandle,
   ImageIdRef,
@@ -61,11 +64,14 @@ import {
   validatePoolRef,
   validateSnapshotName,
 } from './names.ts';
+import { normalizeExtents } from './extents.ts';
+import { readDiffStream } from './rbd-diff-stream.ts';
 import { execFileRun, nodeSpawnFn, terminate } from './process.ts';
 import type { RunFn, RunResult, SpawnFn } from './process.ts';
 import {
   RbdOutputError,
   parseBareValue,
+  parseDiffExtents,
   parseDiskUsage,
   parseImageInfo,
   parseMetaList,
@@ -358,6 +364,68 @@ export class RbdCli implements BlockStore {
       if (!started.settled()) started.abort();
     });
     return { stream: out, done };
+  }
+
+  // --- sparse reads -----------------------------------------------------------------------------
+
+  async allocatedExtents(source: ImageSpec | SnapshotSpec): Promise<AllocationMap> {
+    const spec = isSnapshotSpec(source) ? formatSnapshotSpec(source) : formatImageSpec(source);
+    const { sizeBytes } = await this.#json(cmd(['info'], ['--format', 'json'], [spec]), parseImageInfo);
+    // A clone's diff from creation includes what it reads through its parent.
+    const extents = await this.#json(cmd(['diff'], ['--format', 'json'], [spec]), parseDiffExtents);
+    return { sizeBytes, extents: normalizeExtents(extents, sizeBytes) };
+  }
+
+  async readAllocated(source: ImageSpec | SnapshotSpec, options: TransferOptions = {}): Promise<AllocatedRead> {
+    const spec = isSnapshotSpec(source) ? formatSnapshotSpec(source) : formatImageSpec(source);
+    const argv = [...this.#globalArgs, ...cmd(['export-diff'], ['--no-progress'], [spec, '-'])];
+    if (options.signal?.aborted === true) {
+      throw this.#failure(argv, { exitCode: null, signal: null, stdout: '', stderr: '', timedOut: false, aborted: true }, 0);
+    }
+    const started = this.#start(argv, 'ignore', options);
+    const stdout = started.child.stdout;
+    if (stdout === null) throw new RbdCommandError('rbd export-diff: no stdout pipe', { command: [this.#rbd, ...argv], exitCode: null, stderr: '' });
+    const records = readDiffStream(stdout)[Symbol.asyncIterator]();
+    // A stream that breaks off is rbd's failure when rbd failed, and garbage otherwise.
+    const failure = async (error: unknown): Promise<unknown> => {
+      if (stdout.readableEnded || stdout.destroyed) {
+        const outcome = await started.finished.then(() => undefined, (e: unknown) => e);
+        if (outcome !== undefined) return outcome;
+      } else if (!started.settled()) {
+        started.abort();
+        await started.finished.catch(() => {});
+      }
+      if (!(error instanceof RbdOutputError)) return error;
+      const command = [this.#rbd, ...argv];
+      return new RbdUnexpectedOutputError(`${describeCommand(command)}: ${error.message}`, { command, exitCode: 0, stderr: '', cause: error });
+    };
+    const next = async (): Promise<IteratorResult<Awaited<ReturnType<typeof records.next>>['value']>> => {
+      try {
+        return await records.next();
+      } catch (error) {
+        throw await failure(error);
+      }
+    };
+    let sizeBytes: number | undefined;
+    const early: ExtentData[] = [];
+    while (sizeBytes === undefined) {
+      const r = await next();
+      if (r.done === true) throw await failure(new RbdOutputError('export-diff stream has no size record'));
+      if (r.value.kind === 'size') sizeBytes = r.value.sizeBytes;
+      else if (r.value.kind === 'data') early.push(r.value);
+    }
+    async function* pieces(): AsyncGenerator<ExtentData> {
+      try {
+        yield* early;
+        for (let r = await next(); r.done !== true; r = await next()) {
+          if (r.value.kind === 'data') yield { offset: r.value.offset, data: r.value.data };
+        }
+        await started.finished;
+      } finally {
+        if (!started.settled()) started.abort();
+      }
+    }
+    return { sizeBytes, pieces: pieces() };
   }
 
   async importImage(source: ImportSource, destination: ImageSpec, options: TransferOptions = {}): Promise<void> {

@@ -232,3 +232,10 @@ export function parseMetaList(stdout: string): Record<string, string> {
 export function parseBareValue(stdout: string): string {
   return stdout.endsWith('\n') ? stdout.slice(0, -1) : stdout;
 }
+
+const diffSchema = z.array(z.object({ offset: bytes, length: bytes, exists: boolish }));
+
+/** `rbd diff --format json` from creation: the extents holding data (`exists` false would be a discard). */
+export function parseDiffExtents(stdout: string): { offset: number; length: number }[] {
+  return parseJsonOutput(stdout, diffSchema).filter((e) => e.exists).map((e) => ({ offset: e.offset, length: e.length }));
+}

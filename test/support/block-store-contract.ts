@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { uniqueSuffix } from './env.ts';
-import type { BlockStore, ImageSpec, SnapshotSpec } from '../../operator/ceph/block-store.ts';
+import { sparseSha256 } from '../../operator/capture/sparse-digest.ts';
+import type { AllocationMap, BlockStore, ImageSpec, SnapshotSpec } from '../../operator/ceph/block-store.ts';
 import {
   InvalidRequestError,
   RbdAbortedError,
@@ -57,6 +58,14 @@ async function exportSha256(cli: BlockStore, spec: ImageSpec | SnapshotSpec): Pr
   }
   await done;
   return { sha: hash.digest('hex'), bytes };
+}
+
+function assertWellFormed(map: AllocationMap): void {
+  let end = -1;
+  for (const e of map.extents) {
+    assert.ok(e.length > 0 && e.offset > end && e.offset + e.length <= map.sizeBytes, `extent ${JSON.stringify(e)} after ${end}`);
+    end = e.offset + e.length;
+  }
 }
 
 /** Removes an image wherever it ended up: live, or in the trash of its pool/namespace. */
@@ -122,6 +131,70 @@ export function blockStoreContract(name: string, setup: () => Promise<ContractCo
       assert.ok((await operator.listNamespaces(quarantinePool)).includes(namespace));
       await assert.rejects(operator.createNamespace({ pool: quarantinePool, namespace }), RbdExistsError);
       await assert.rejects(operator.removeNamespace({ pool: quarantinePool, namespace: `nosuchns-${run}` }), RbdNotFoundError);
+    });
+
+    it('sparse reads: a clone\'s allocated extents (its parent\'s data included) cover every written byte, the rest reads as zeros, and their digest is a full read\'s', async () => {
+      // 64 MiB and a bit, written at three places: the start, the middle (unaligned), the very end.
+      const size = 64 * 1024 * 1024 + 777;
+      const sparse = Buffer.alloc(size);
+      const written: [number, number][] = [[0, 4096], [9 * 1024 * 1024 + 100, 300 * 1024], [size - 5000, 5000]];
+      for (const [at, length] of written) randomBytes(length).copy(sparse, at);
+      const base: ImageSpec = { pool: vms, image: `${instance}_sparse` };
+      const clone: ImageSpec = { pool: quarantinePool, namespace, image: `${instance}_sparse.q` };
+      await cloud.importImage({ stream: Readable.from([sparse]) }, base);
+      cleanup.push(base);
+      await operator.createSnapshot({ ...base, snapshot: 'cap' });
+      await operator.clone({ ...base, snapshot: 'cap' }, clone);
+      cleanup.push(clone);
+      const full = createHash('sha256').update(sparse).digest('hex');
+
+      for (const spec of [clone, { ...base, snapshot: 'cap' }] as const) {
+        const map = await operator.allocatedExtents(spec);
+        assert.equal(map.sizeBytes, size);
+        assertWellFormed(map);
+        const allocated = map.extents.reduce((sum, e) => sum + e.length, 0);
+        // Allocation is per object at worst (4 MiB, and an import may write the last one whole): three writes, far from the whole disk.
+        assert.ok(allocated <= 4 * 4 * 1024 * 1024, `${allocated} bytes allocated for ${JSON.stringify(map.extents)}`);
+        const outside = Buffer.from(sparse);
+        for (const e of map.extents) outside.fill(0, e.offset, e.offset + e.length);
+        assert.ok(outside.equals(Buffer.alloc(size)), 'every written byte lies in an allocated extent');
+
+        const read = await operator.readAllocated(spec);
+        assert.equal(read.sizeBytes, size);
+        const rebuilt = Buffer.alloc(size);
+        let last = 0;
+        let readBytes = 0;
+        for await (const piece of read.pieces) {
+          assert.ok(piece.offset >= last, 'pieces ascending and disjoint');
+          assert.ok(map.extents.some((e) => piece.offset >= e.offset && piece.offset + piece.data.length <= e.offset + e.length), `piece at ${piece.offset} inside an extent`);
+          piece.data.copy(rebuilt, piece.offset);
+          last = piece.offset + piece.data.length;
+          readBytes += piece.data.length;
+        }
+        // export-diff leaves out the all-zero blocks of an extent as well.
+        assert.ok(readBytes <= allocated && readBytes >= written.reduce((sum, [, length]) => sum + length, 0) - 4096, `${readBytes} bytes read of ${allocated} allocated`);
+        assert.ok(rebuilt.equals(sparse), 'the pieces and the zeros between them are the disk');
+        assert.deepEqual(await sparseSha256(await operator.readAllocated(spec)), { sha256: full, bytes: size, readBytes });
+        assert.deepEqual(await exportSha256(operator, spec), { sha: full, bytes: size });
+      }
+
+      const missing = { pool: vms, image: `missing-${run}` };
+      await assert.rejects(operator.allocatedExtents(missing), RbdNotFoundError);
+      await assert.rejects(operator.readAllocated(missing), RbdNotFoundError);
+      await assert.rejects(operator.readAllocated({ ...base, snapshot: 'nope' }), RbdNotFoundError);
+      const controller = new AbortController();
+      controller.abort();
+      await assert.rejects(operator.readAllocated(clone, { signal: controller.signal }), RbdAbortedError);
+      // Left early: the read stops, and the store goes on serving.
+      const left = await operator.readAllocated(clone);
+      for await (const piece of left.pieces) {
+        assert.equal(piece.offset, 0);
+        break;
+      }
+      assert.equal((await operator.allocatedExtents(clone)).sizeBytes, size);
+      // Out of the way of the listings below.
+      await purge(operator, clone);
+      await purge(operator, base);
     });
 
     it('captures: snapshot, then a v2 clone into the quarantine pool', async () => {

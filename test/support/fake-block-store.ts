@@ -9,6 +9,10 @@
 import { Readable } from 'node:stream';
 import { randomBytes, randomUUID } from 'node:crypto';
 import type {
+  AllocatedRead,
+  AllocationMap,
+  Extent,
+  ExtentData,
   BlockStore,
   DiskUsage,
   ExportHandle,
@@ -108,6 +112,9 @@ export interface FakeCall {
   readonly op: string;
   readonly args: readonly unknown[];
 }
+
+const ALLOCATION_BLOCK = 4096;
+const ZERO_BLOCK = Buffer.alloc(ALLOCATION_BLOCK);
 
 export class FakeBlockStore implements BlockStore {
   readonly calls: FakeCall[] = [];
@@ -549,6 +556,48 @@ export class FakeBlockStore implements BlockStore {
       throw this.#error(RbdBusyError, 'namespace remove', formatPoolSpec(where), 'namespace contains images which must be deleted first.');
     }
     pool.namespaces.delete(where.namespace);
+  }
+
+  // Its own map: the 4 KiB blocks of the image's bytes that are not all zeros,
+  // as an `rbd import` (which skips zero blocks) would have allocated them.
+  #allocation(source: ImageSpec | SnapshotSpec, op: string): { map: AllocationMap; data: Buffer; spec: string } {
+    const image = this.#live(source, op);
+    const snapshot = isSnapshotSpec(source) ? this.#userSnapshot(image, validateSnapshotName(source.snapshot), op) : undefined;
+    const data = snapshot?.data ?? image.data;
+    const sizeBytes = snapshot?.sizeBytes ?? image.sizeBytes;
+    const extents: Extent[] = [];
+    const end = Math.min(data.length, sizeBytes);
+    for (let at = 0; at < end; at += ALLOCATION_BLOCK) {
+      const block = data.subarray(at, Math.min(at + ALLOCATION_BLOCK, end));
+      if (block.equals(ZERO_BLOCK.subarray(0, block.length))) continue;
+      const last = extents.at(-1);
+      if (last !== undefined && last.offset + last.length === at) extents[extents.length - 1] = { offset: last.offset, length: last.length + block.length };
+      else extents.push({ offset: at, length: block.length });
+    }
+    return { map: { sizeBytes, extents }, data, spec: isSnapshotSpec(source) ? formatSnapshotSpec(source) : formatImageSpec(source) };
+  }
+
+  async allocatedExtents(source: ImageSpec | SnapshotSpec): Promise<AllocationMap> {
+    this.#enter('allocatedExtents', source);
+    return this.#allocation(source, 'diff').map;
+  }
+
+  async readAllocated(source: ImageSpec | SnapshotSpec, options: TransferOptions = {}): Promise<AllocatedRead> {
+    this.#enter('readAllocated', source);
+    const { map, data, spec } = this.#allocation(source, 'export-diff');
+    const copy = Buffer.from(data);
+    const aborted = (): Error => this.#error(RbdAbortedError, 'export-diff', spec, 'aborted');
+    const signal = options.signal;
+    if (signal?.aborted === true) throw aborted();
+    async function* pieces(): AsyncGenerator<ExtentData> {
+      for (const e of map.extents) {
+        for (let at = e.offset; at < e.offset + e.length; at += 1024 * 1024) {
+          if (signal?.aborted === true) throw aborted();
+          yield { offset: at, data: copy.subarray(at, Math.min(at + 1024 * 1024, e.offset + e.length)) };
+        }
+      }
+    }
+    return { sizeBytes: map.sizeBytes, pieces: pieces() };
   }
 
   async listNamespaces(pool: string): Promise<string[]> {
