@@ -198,6 +198,7 @@ export class Operator {
           if (result === 'quarantined') this.metrics.captureSeconds.observe({ cloud: name, mode }, seconds);
         },
         onIsolated: (seconds) => this.metrics.isolationSeconds.observe({ cloud: name }, seconds),
+        isolateConcurrency: c.isolation.concurrency,
         ...(beforeStep === undefined ? {} : { beforeIsolationStep: beforeStep }),
       });
     } else {

@@ -81,6 +81,8 @@ export interface LibrbdStoreOptions extends CephConnectionOptions {
 
 /** Bytes per read or write of a whole-image transfer: one default RBD object. */
 export const TRANSFER_CHUNK_BYTES = 4 * 1024 * 1024;
+/** Reads in flight while reading allocated extents. */
+const SPARSE_READ_AHEAD = 4;
 const ERANGE = 34;
 const ENOENT = 2;
 /** Growth step of an image imported from a stream of unknown length. */
@@ -1087,20 +1089,36 @@ export class LibrbdStore implements BlockStore {
       await release();
       throw error;
     }
-    const lib = this;
+    const readPiece = async (piece: Extent): Promise<ExtentData> => {
+      const data = Buffer.allocUnsafe(piece.length);
+      const got = await this.#c('rbd_read2', spec, handle, piece.offset, piece.length, data, OP_FLAGS_STREAMING);
+      if (got !== piece.length) {
+        throw new RbdCommandError(`read of ${spec}: short read at ${piece.offset} (${got} of ${piece.length} bytes)`, { command: ['librbd', 'rbd_read2', spec], exitCode: null, stderr: '' });
+      }
+      return { offset: piece.offset, data };
+    };
     async function* pieces(): AsyncGenerator<ExtentData> {
+      // A few reads ahead, as rbd export-diff keeps several in flight: one at a time waits out each round trip.
+      const ahead: Promise<ExtentData>[] = [];
       try {
-        for (const piece of piecesOf(map.extents, TRANSFER_CHUNK_BYTES)) {
-          const stop = interruption();
-          if (stop !== undefined) throw stop;
-          const data = Buffer.allocUnsafe(piece.length);
-          const got = await lib.#c('rbd_read2', spec, handle, piece.offset, piece.length, data, OP_FLAGS_STREAMING);
-          if (got !== piece.length) {
-            throw new RbdCommandError(`read of ${spec}: short read at ${piece.offset} (${got} of ${piece.length} bytes)`, { command: ['librbd', 'rbd_read2', spec], exitCode: null, stderr: '' });
+        const todo = piecesOf(map.extents, TRANSFER_CHUNK_BYTES);
+        for (;;) {
+          while (ahead.length < SPARSE_READ_AHEAD) {
+            const next = todo.next();
+            if (next.done === true) break;
+            const stop = interruption();
+            if (stop !== undefined) throw stop;
+            const pending = readPiece(next.value);
+            pending.catch(() => {});
+            ahead.push(pending);
           }
-          yield { offset: piece.offset, data };
+          const first = ahead.shift();
+          if (first === undefined) break;
+          yield await first;
         }
       } finally {
+        // The image is closed only once no read uses it any more.
+        await Promise.allSettled(ahead);
         await release();
       }
     }

@@ -39,6 +39,9 @@ export const CephSpec = z.object({
     expireSeconds: z.number().int().min(60).max(31_536_000).default(86_400).describe('Deferment given to trashed images: the time the operator has to adopt them.'),
     scanIntervalSeconds: z.number().int().min(1).max(3600).default(5),
   }).default({ arm: false, expireSeconds: 86_400, scanIntervalSeconds: 5 }),
+  isolation: z.object({
+    concurrency: z.number().int().min(1).max(32).default(2).describe("Quarantines digested and copied out of the cloud's pool at once (per replica). Each one reads the disk's allocated data and then flattens the clone, which copies it whole into the quarantine pool: this is the bound on the load isolation puts on the cluster. (Ceph's per-image QoS, rbd_qos_bps_limit, does not throttle a flatten, so there is no bandwidth setting.)"),
+  }).default({ concurrency: 2 }),
 });
 
 export const ApiSpec = z.object({

@@ -119,3 +119,15 @@ test('each kind’s parse applies that kind’s schema', () => {
     assert.throws(() => def.parse({ apiVersion, kind: def.kind, metadata: { name: 'x' }, spec: {} }), ResourceParseError, def.kind);
   }
 });
+
+test('Cloud: isolation concurrency defaults to 2, is taken from spec.ceph.isolation, and must be 1..32', () => {
+  const body = (isolation?: unknown) => ({
+    apiVersion,
+    kind: 'Cloud',
+    metadata: { name: 'cern' },
+    spec: { type: 'openstack', amqp: { urlSecretRef: { name: 'amqp', key: 'url' } }, ceph: { quarantine: { pool: 'quarantine' }, ...(isolation === undefined ? {} : { isolation }) } },
+  });
+  assert.equal(Cloud.parse(body()).spec.ceph?.isolation.concurrency, 2);
+  assert.equal(Cloud.parse(body({ concurrency: 6 })).spec.ceph?.isolation.concurrency, 6);
+  for (const concurrency of [0, 33, 1.5, '4']) assert.equal(Cloud.safeParse(body({ concurrency })).success, false, String(concurrency));
+});
