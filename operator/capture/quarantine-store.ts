@@ -63,7 +63,7 @@ export class QuarantineStore {
   }
 
   /** Applies an update and audits it when it changed what the trail vouches for. */
-  async #change(id: string, now: Date, fields: Updateable<QuarantinesTable>, from?: readonly CaptureState[], owner?: string, step?: { isolation: IsolationStep; note: Record<string, unknown> }): Promise<boolean> {
+  async #change(id: string, now: Date, fields: Updateable<QuarantinesTable>, from?: readonly CaptureState[], owner?: string, step?: { isolation: IsolationStep | null; note: Record<string, unknown> }): Promise<boolean> {
     return this.db.transaction().execute(async (trx) => {
       const before = await trx.selectFrom('quarantines').selectAll().where('id', '=', id).executeTakeFirst();
       if (before === undefined || (from !== undefined && !(from as readonly string[]).includes(before.state))) return false;
@@ -72,7 +72,7 @@ export class QuarantineStore {
       let q = trx.updateTable('quarantines').set({ ...fields, updated_at: now.getTime() }).where('id', '=', id);
       if (from !== undefined) q = q.where('state', 'in', [...from]);
       if (owner !== undefined) q = q.where('owner', '=', owner);
-      if (step !== undefined) q = q.where('isolation', '=', step.isolation);
+      if (step !== undefined) q = step.isolation === null ? q.where('isolation', 'is', null) : q.where('isolation', '=', step.isolation);
       const r = await q.executeTakeFirst();
       if (Number(r.numUpdatedRows) === 0) return false;
       const after = await trx.selectFrom('quarantines').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
@@ -136,6 +136,23 @@ export class QuarantineStore {
   /** Ends an isolation step by its owner (audited with `note`); false means the step was taken over or the row moved on. */
   async isolationStepDone(id: string, step: IsolationStep, owner: string, now: Date, fields: Updateable<QuarantinesTable>, note: Record<string, unknown>): Promise<boolean> {
     return this.#change(id, now, { ...fields, owner: null, claimed_until: null }, ['quarantined'], owner, { isolation: step, note });
+  }
+
+  /**
+   * Puts a quarantine captured before isolation existed (isolation null) on
+   * the isolation path: its digest is taken again (a digest it already has is
+   * kept, and a difference noted), then it is isolated. False when the row is
+   * not such a quarantine any more.
+   */
+  async planLegacyIsolation(id: string, now: Date, note: Record<string, unknown>): Promise<boolean> {
+    return this.#change(id, now, { isolate: 1, isolation: 'digesting', owner: null, claimed_until: null }, ['quarantined'], undefined, { isolation: null, note: { step: 'isolation planned', legacy: true, ...note } });
+  }
+
+  /** Quarantines captured before isolation existed, still holding evidence and never isolated. */
+  async legacyUnisolated(cloud?: string): Promise<QuarantineRow[]> {
+    let q = this.db.selectFrom('quarantines').selectAll().where('state', '=', 'quarantined').where('isolation', 'is', null);
+    if (cloud !== undefined) q = q.where('cloud', '=', cloud);
+    return q.orderBy('captured_at').execute();
   }
 
   /** Captured quarantines with isolation work left (digest or copy). */

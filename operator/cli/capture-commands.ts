@@ -189,6 +189,41 @@ export function addCaptureCommands(program: Command, io: Io, status: Status, wit
       });
     });
 
+  withOutput(images.command('isolate')
+    .description('plan the isolation of quarantines captured before isolation existed (digest again, then copy out of the cloud\'s pool); the running operator does it')
+    .argument('[id]', 'one quarantine')
+    .option('--all-legacy', 'every quarantine captured before isolation existed')
+    .option('--cloud <name>', 'with --all-legacy: only this cloud\'s')
+    .option('--dry-run', 'list them, change nothing')
+    .addOption(new Option('--actor <name>', 'who is doing this, for the audit trail').default(os.user())))
+    .action(async (id: string | undefined, o: OutputOptions & { allLegacy?: boolean; cloud?: string; dryRun?: boolean; actor: string }) => {
+      if ((id === undefined) === (o.allLegacy !== true)) throw new UsageError('images isolate takes one quarantine ID or --all-legacy');
+      if (id !== undefined && o.cloud !== undefined) throw new UsageError('--cloud goes with --all-legacy');
+      await withLedger(async (l) => {
+        const { QuarantineStore } = await import('../capture/quarantine-store.ts');
+        const { isolationLabel } = await import('../capture/isolation-label.ts');
+        const store = new QuarantineStore(l.db, o.actor);
+        let rows: QuarantineRow[];
+        if (id !== undefined) {
+          const q = await quarantineOrNotFound(l, id);
+          if (q.state !== 'quarantined' || q.isolation !== null) {
+            throw new UsageError(`${id} is ${q.state}${q.isolation === null ? '' : `, isolation ${isolationLabel(q)}`}: only a quarantined disk captured before isolation existed can be planned`);
+          }
+          rows = [q];
+        } else {
+          rows = await store.legacyUnisolated(o.cloud);
+        }
+        const planned: QuarantineRow[] = [];
+        for (const q of rows) {
+          if (o.dryRun === true || (await store.planLegacyIsolation(q.id, new Date(), { by: o.actor, wasFlattened: q.flattened === 1 }))) planned.push(q);
+        }
+        const result = planned.map((q) => ({ id: q.id, cloud: q.cloud, location: `${q.location_pool}/${q.location_namespace === null ? '' : `${q.location_namespace}/`}${q.location_image}`, was: isolationLabel(q), next: o.dryRun === true ? 'would be digested, then isolated' : 'digesting' }));
+        if (!(await emitStructured(io, o, result))) {
+          io.out(`${o.dryRun === true ? 'would plan' : 'planned'} the isolation of ${planned.length} quarantine(s)${planned.length > 0 ? `: ${planned.map((q) => q.id).join(', ')}` : ''}${o.dryRun === true || planned.length === 0 ? '' : '; the operator digests and isolates them at its next relist'}\n`);
+        }
+      });
+    });
+
   cephOpts(program.command('export'))
     .description('stream a quarantine to a file (or - for stdout) while computing its SHA-256')
     .argument('<id>')

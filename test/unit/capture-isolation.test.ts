@@ -388,3 +388,83 @@ describe('isolation in images ls / show', () => {
     }
   });
 });
+
+describe('quarantines captured before isolation existed', () => {
+  test('images isolate plans their isolation (one ID or --all-legacy, --dry-run changes nothing), audited with the actor; the operator then digests and isolates them', async () => {
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { runCli } = await import('../../operator/cli/program.ts');
+    const { Isolation } = await import('../../operator/capture/isolation.ts');
+    const { EXIT } = await import('../../operator/cli/errors.ts');
+    const dir = mkdtempSync(join(tmpdir(), 'qop-iso-legacy-'));
+    const db = `sqlite:${join(dir, 'ledger.db')}`;
+    const cli = async (args: string[]) => {
+      let out = '';
+      let err = '';
+      const code = await runCli(['--db', db, ...args], { out: (s) => { out += s; }, err: (s) => { err += s; }, env: { LOG_LEVEL: 'silent' } });
+      return { code, out, err };
+    };
+    try {
+      const ledger = openLedgerDb(db);
+      await migrateToLatest(ledger);
+      const blocks = new FakeBlockStore();
+      const clock = new FakeClock('2026-05-01T16:30:00Z');
+      const engine = new CaptureEngine({ db: ledger.db, blocks, quarantine: { pool: 'quarantine' }, logger: silentLogger, clock: () => clock.now() });
+      const ids: string[] = [];
+      for (const i of [1, 2, 3]) {
+        const image = { pool: 'vms', image: `0000000${i}-0000-4000-8000-000000000000_disk` };
+        await blocks.importImage({ stream: Readable.from([content]) }, image);
+        const row = await engine.capture({
+          cloud: i === 3 ? 'desy' : 'cern', instanceId: `vm${i}`, disk: 'disk', mode: 'softDelete', policy: { name: 'p', retentionMs: DAY, flatten: false }, source: { kind: 'live', image },
+          provenance: { cloud: 'cern', instance: { id: `vm${i}`, name: null, project: null, user: null, host: null, image: null, flavor: null, createdAt: null }, addresses: [], deletedAt: null, deletedBy: null, messageId: null },
+        });
+        ids.push(row.id);
+      }
+      // As migration 0009 left the rows of earlier captures: no isolation, the first with a digest from a first read.
+      await ledger.db.updateTable('quarantines').set({ isolation: null, isolate: 0 }).execute();
+      await ledger.db.updateTable('quarantines').set({ digest: sha(content), digest_at: clock.now().getTime() }).where('id', '=', ids[0] ?? '').execute();
+      await ledger.close();
+
+      assert.equal((await cli(['images', 'isolate'])).code, EXIT.usage);
+      assert.equal((await cli(['images', 'isolate', ids[0] ?? '', '--all-legacy'])).code, EXIT.usage);
+      assert.equal((await cli(['images', 'isolate', 'qnope'])).code, EXIT.notFound);
+      const dry = await cli(['images', 'isolate', '--all-legacy', '--dry-run', '-o', 'json']);
+      assert.equal(dry.code, EXIT.ok, dry.err);
+      assert.deepEqual((JSON.parse(dry.out) as Array<{ id: string; was: string }>).map((r) => [r.id, r.was]), ids.map((id) => [id, 'not isolated']));
+      const one = await cli(['images', 'isolate', ids[2] ?? '', '--actor', 'ops-bob']);
+      assert.equal(one.code, EXIT.ok, one.err);
+      assert.match(one.out, /planned the isolation of 1 quarantine/);
+      const rest = await cli(['images', 'isolate', '--all-legacy', '--cloud', 'cern', '--actor', 'ops-alice']);
+      assert.equal(rest.code, EXIT.ok, rest.err);
+      assert.match(rest.out, new RegExp(`planned the isolation of 2 quarantine\\(s\\): ${ids[0]}, ${ids[1]}`));
+      // Planned once: a second request is refused with one clear line.
+      const again = await cli(['images', 'isolate', ids[0] ?? '']);
+      assert.equal(again.code, EXIT.usage);
+      assert.match(again.err, /isolation digesting/);
+
+      const l2 = openLedgerDb(db);
+      try {
+        const trail = await l2.db.selectFrom('audit').select(['actor', 'subject', 'details']).where('action', '=', 'quarantine.changed').execute();
+        const planned = trail.filter((t) => String(t.details).includes('isolation planned'));
+        assert.deepEqual(planned.map((t) => [t.subject, t.actor]).sort(), [[ids[0], 'ops-alice'], [ids[1], 'ops-alice'], [ids[2], 'ops-bob']].sort());
+        const engine2 = new CaptureEngine({ db: l2.db, blocks, quarantine: { pool: 'quarantine' }, logger: silentLogger, clock: () => clock.now() });
+        const iso = new Isolation({ store: engine2.store, blocks, clock, logger: silentLogger, owner: engine2.owner });
+        assert.deepEqual((await iso.pending()).map((r) => r.id).sort(), [...ids].sort());
+        for (const id of ids) assert.equal(await iso.reconcile(id), 'isolated');
+        for (const id of ids) {
+          const q = await engine2.store.get(id);
+          assert.equal(q?.digest, sha(content));
+          assert.equal(q?.flattened, 1);
+          assert.equal((await blocks.info({ pool: 'quarantine', image: q?.location_image ?? '' })).parent, undefined);
+        }
+      } finally {
+        await l2.close();
+      }
+      const after = await cli(['images', 'isolate', '--all-legacy']);
+      assert.match(after.out, /planned the isolation of 0 quarantine/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
