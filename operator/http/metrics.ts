@@ -130,6 +130,18 @@ export function createMetrics(db: Kysely<LedgerSchema>, sources: MetricSources):
       for (const r of await db.selectFrom('quarantines').select(['state', (eb) => eb.fn.sum<number>('bytes').as('b')]).groupBy('state').execute()) this.set({ state: r.state }, Number(r.b ?? 0));
     },
   });
+  const clouds = new Set<string>();
+  new Gauge({
+    name: 'quarantine_isolation_lag_seconds', help: 'Per cloud, how long ago the oldest quarantine still owing its isolation (digesting or isolating) was captured; 0 when none owes it.', labelNames: ['cloud'] as const, registers: [registry],
+    async collect() {
+      this.reset();
+      for (const cloud of clouds) this.set({ cloud }, 0);
+      const rows = await db.selectFrom('quarantines').select(['cloud', (eb) => eb.fn.min<number>('captured_at').as('oldest')])
+        .where('state', '=', 'quarantined').where('isolation', 'in', ['digesting', 'isolating']).groupBy('cloud').execute();
+      const now = Date.now();
+      for (const r of rows) if (r.oldest !== null) this.set({ cloud: r.cloud }, Math.max(0, (now - Number(r.oldest)) / 1000));
+    },
+  });
   let reconciles: () => Array<{ kind: string; failing: number }> = () => [];
   new Gauge({
     name: 'quarantine_reconcile_failing', help: 'Resources whose last reconciliation failed, by kind (on the leader): what they ask is not what is in force.', labelNames: ['kind'] as const, registers: [registry],
@@ -144,6 +156,7 @@ export function createMetrics(db: Kysely<LedgerSchema>, sources: MetricSources):
     registry, notifications, captureSeconds, isolationSeconds, captures, races, stepConflicts, sweepDeletions, sweepFailures, sweepLastSuccess, trashArmed, auditVerificationOk, auditVerificationTime,
     reconcileDrift, reconcileLastDrift, reconcilePasses, reconcileLastPass,
     knownCloud(cloud, sourceNames) {
+      clouds.add(cloud);
       for (const kind of DRIFT_KINDS) for (const change of ['added', 'closed'] as const) reconcileDrift.inc({ cloud, kind, change }, 0);
       for (const source of sourceNames) for (const outcome of INGEST_OUTCOMES) notifications.inc({ cloud, source, outcome }, 0);
       for (const mode of CAPTURE_MODES) {
