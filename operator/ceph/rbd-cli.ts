@@ -383,6 +383,8 @@ export class RbdCli implements BlockStore {
       throw this.#failure(argv, { exitCode: null, signal: null, stdout: '', stderr: '', timedOut: false, aborted: true }, 0);
     }
     const started = this.#start(argv, 'ignore', options);
+    // Awaited below where it matters; a reader that leaves early aborts rbd, and that rejection is nobody's error.
+    started.finished.catch(() => {});
     const stdout = started.child.stdout;
     if (stdout === null) throw new RbdCommandError('rbd export-diff: no stdout pipe', { command: [this.#rbd, ...argv], exitCode: null, stderr: '' });
     const records = readDiffStream(stdout)[Symbol.asyncIterator]();
