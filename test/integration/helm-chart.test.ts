@@ -154,7 +154,7 @@ describe('Helm chart charts/quarantine-operator', () => {
     const alerts = (rule['spec'].groups[0].rules as Array<{ alert: string }>).map((r) => r.alert);
     assert.deepEqual(alerts, [
       'QuarantineDeadLettersGrowing', 'QuarantineCapturesFailing', 'QuarantineTrashNotArmed', 'QuarantineConsumerLag',
-      'QuarantineSweepFailing', 'QuarantineNoLeader', 'QuarantineAuditVerificationFailing',
+      'QuarantineSweepFailing', 'QuarantineIsolationLagging', 'QuarantineNoLeader', 'QuarantineAuditVerificationFailing',
     ]);
     const dir = mkdtempSync(join(tmpdir(), 'qop-rules-'));
     try {
