@@ -387,7 +387,8 @@ export class RbdCli implements BlockStore {
     started.finished.catch(() => {});
     const stdout = started.child.stdout;
     if (stdout === null) throw new RbdCommandError('rbd export-diff: no stdout pipe', { command: [this.#rbd, ...argv], exitCode: null, stderr: '' });
-    const records = readDiffStream(stdout)[Symbol.asyncIterator]();
+    const output = stdout;
+    const records = readDiffStream(output)[Symbol.asyncIterator]();
     // A stream that breaks off is rbd's failure when rbd failed, and garbage otherwise.
     const failure = async (error: unknown): Promise<unknown> => {
       if (stdout.readableEnded || stdout.destroyed) {
@@ -425,6 +426,8 @@ export class RbdCli implements BlockStore {
         await started.finished;
       } finally {
         if (!started.settled()) started.abort();
+        // A pipe left unread would keep the process alive after rbd is gone.
+        if (!output.readableEnded) output.destroy();
       }
     }
     return { sizeBytes, pieces: pieces() };
