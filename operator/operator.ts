@@ -18,7 +18,7 @@ import type { Cloud } from './resources/cloud.ts';
 import type { Policy } from './domain/policy.ts';
 import type { Hold } from './domain/holds.ts';
 import type { SecretSource } from './secrets.ts';
-import type { BlockStore } from './ceph/block-store.ts';
+import type { BlockStore } from './domain/block-store.ts';
 import { LIBRBD_ADOPT_CONCURRENCY, LIBRBD_CAPTURE_CONCURRENCY } from './ceph/worker-threads.ts';
 import type { Logger } from './log.ts';
 import { createMetrics, type Metrics, type QueueDepth } from './http/metrics.ts';

@@ -59,7 +59,7 @@ export const isolation: Scenario = {
     // The operator as documented for clouds that capture by snapshot: the least-privilege caps.
     const operatorId = ceph['QTEST_CEPH_SNAPSHOT_OPERATOR_ID'] ?? 'quarantine-snapshot';
     const driver = ctx.param('isolation-driver') === 'librbd' ? 'librbd' : 'cli';
-    let operator: import('../../operator/ceph/block-store.ts').BlockStore = new RbdCli({ cephConf: conf, id: operatorId });
+    let operator: import('../../operator/domain/block-store.ts').BlockStore = new RbdCli({ cephConf: conf, id: operatorId });
     if (driver === 'librbd') {
       const { LibrbdStore } = await import('../../operator/ceph/librbd.ts');
       const lib = new LibrbdStore({ cephConf: conf, id: operatorId });

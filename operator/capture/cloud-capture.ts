@@ -6,7 +6,7 @@
 // Leadership starts and stops this; a stop followed by a start is a fresh run.
 import type { Kysely } from 'kysely';
 import type { LedgerSchema } from '../ledger/schema.ts';
-import type { BlockStore } from '../ceph/block-store.ts';
+import type { BlockStore } from '../domain/block-store.ts';
 import type { DecodedNotification } from '../domain/events.ts';
 import type { Policy } from '../domain/policy.ts';
 import type { CloudApi } from '../domain/cloud-api.ts';

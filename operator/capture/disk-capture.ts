@@ -3,7 +3,7 @@
 // at that moment, the outcome counted).
 import type { Kysely } from 'kysely';
 import type { LedgerSchema } from '../ledger/schema.ts';
-import type { BlockStore } from '../ceph/block-store.ts';
+import type { BlockStore } from '../domain/block-store.ts';
 import type { Clock } from '../kube/runtime/clock.ts';
 import type { Policy } from '../domain/policy.ts';
 import { roleWanted, type DiskRole } from '../domain/disks.ts';

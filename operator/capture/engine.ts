@@ -15,7 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Kysely } from 'kysely';
 import type { LedgerSchema } from '../ledger/schema.ts';
-import type { BlockStore, ImageSpec, TrashEntry } from '../ceph/block-store.ts';
+import type { BlockStore, ImageSpec, TrashEntry } from '../domain/block-store.ts';
 import { RbdExistsError, RbdNotFoundError } from '../ceph/errors.ts';
 import { appendAudit } from '../ledger/audit.ts';
 import { expiryOf, type CaptureMode } from '../domain/policy.ts';

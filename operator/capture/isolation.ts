@@ -16,7 +16,7 @@
 // renewed while a long copy runs) and is safe to repeat: after a crash the
 // next relist finds the row at the same step and does it again, a flatten
 // that was already done is skipped, an anchor already gone is fine.
-import type { BlockStore, ImageSpec } from '../ceph/block-store.ts';
+import type { BlockStore, ImageSpec } from '../domain/block-store.ts';
 import { RbdNotFoundError } from '../ceph/errors.ts';
 import type { Clock, Timer } from '../kube/runtime/clock.ts';
 import type { Logger } from '../log.ts';

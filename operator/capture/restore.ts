@@ -6,7 +6,7 @@ import { Transform, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Kysely } from 'kysely';
 import type { LedgerSchema } from '../ledger/schema.ts';
-import type { BlockStore, ImageSpec } from '../ceph/block-store.ts';
+import type { BlockStore, ImageSpec } from '../domain/block-store.ts';
 import { RbdNotFoundError } from '../ceph/errors.ts';
 import { appendAudit } from '../ledger/audit.ts';
 import { QuarantineStore, HOLDING, type QuarantineRow } from './quarantine-store.ts';

@@ -4,7 +4,7 @@
 // only the bytes the disk holds cross the network.
 import { createHash, type Hash } from 'node:crypto';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import type { AllocatedRead } from '../ceph/block-store.ts';
+import type { AllocatedRead } from '../domain/block-store.ts';
 
 const ZEROS = Buffer.alloc(1024 * 1024);
 /** Zeros hashed between two turns of the event loop (~10 ms of SHA-256), so that claim renewals keep running. */

@@ -4,7 +4,7 @@
 // so a crash mid-sweep resumes the deletion, and nothing is deleted unrecorded.
 import type { Kysely } from 'kysely';
 import type { LedgerSchema } from '../ledger/schema.ts';
-import type { BlockStore, ImageSpec } from '../ceph/block-store.ts';
+import type { BlockStore, ImageSpec } from '../domain/block-store.ts';
 import { RbdNotFoundError } from '../ceph/errors.ts';
 import { appendAudit } from '../ledger/audit.ts';
 import type { Policy } from '../domain/policy.ts';

@@ -12,7 +12,7 @@ import { randomUUID } from 'node:crypto';
 import type { Kysely, Selectable } from 'kysely';
 import { z } from 'zod';
 import type { LedgerSchema, TransfersTable } from '../ledger/schema.ts';
-import type { BlockStore, ImageSpec } from '../ceph/block-store.ts';
+import type { BlockStore, ImageSpec } from '../domain/block-store.ts';
 import { appendAudit } from '../ledger/audit.ts';
 import type { Clock, Timer } from '../kube/runtime/clock.ts';
 import { WorkQueue } from '../kube/runtime/queue.ts';

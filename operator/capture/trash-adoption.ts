@@ -1,7 +1,7 @@
 // The trash adoption reconciler. A scan lists the watched pools' trash and
 // records an intent for each new entry a trash-mode policy selects (with the
 // policy's decision); each intent is then adopted on its own key.
-import type { TrashEntry } from '../ceph/block-store.ts';
+import type { TrashEntry } from '../domain/block-store.ts';
 import { ownerOfImageName, roleWanted } from '../domain/disks.ts';
 import { policyFor } from '../domain/policy.ts';
 import { captureDisk, type CaptureContext } from './disk-capture.ts';

@@ -1,7 +1,7 @@
 // Allocation maps as the adapters build them: Ceph reports extents per
 // object, in whatever order its callbacks run; the port promises them
 // ascending, disjoint and merged.
-import type { Extent } from './block-store.ts';
+import type { Extent } from '../domain/block-store.ts';
 
 /** Sorts, clips to the image and merges touching or overlapping extents. */
 export function normalizeExtents(extents: Iterable<Extent>, sizeBytes: number): Extent[] {

@@ -1,5 +1,5 @@
-export type * from './block-store.ts';
-export { isImageIdRef, isSnapshotSpec } from './block-store.ts';
+export type * from '../domain/block-store.ts';
+export { isImageIdRef, isSnapshotSpec } from '../domain/block-store.ts';
 export * from './errors.ts';
 export * from './names.ts';
 export { RbdCli } from './rbd-cli.ts';

@@ -40,8 +40,8 @@ import type {
   TrashRemoveOptions,
   TrashRestoreOptions,
   UsageRow,
-} from './block-store.ts';
-import { isImageIdRef, isSnapshotSpec } from './block-store.ts';
+} from '../domain/block-store.ts';
+import { isImageIdRef, isSnapshotSpec } from '../domain/block-store.ts';
 import { InvalidRequestError, RbdAbortedError, RbdCommandError, RbdError, RbdNotFoundError, RbdTimeoutError, errorFromErrno } from './errors.ts';
 import {
   formatImageSpec,

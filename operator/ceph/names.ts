@@ -6,7 +6,7 @@
 // name the supported clouds produce (`<uuid>_disk.local`, `volume-<uuid>`,
 // `one-12-34-0`, Glance's `snap`, trash snapshot uuids).
 
-import type { ImageIdRef, ImageSpec, PoolRef, SnapshotSpec } from './block-store.ts';
+import type { ImageIdRef, ImageSpec, PoolRef, SnapshotSpec } from '../domain/block-store.ts';
 
 export type NameKind =
   | 'pool'

@@ -35,8 +35,8 @@ import type {
   TrashMoveOptions,
   TrashRemoveOptions,
   TrashRestoreOptions,
-} from './block-store.ts';
-import { isImageIdRef, isSnapshotSpec } from './block-store.ts';
+} from '../domain/block-store.ts';
+import { isImageIdRef, isSnapshotSpec } from '../domain/block-store.ts';
 import {
   InvalidRequestError,
   RbdAbortedError,

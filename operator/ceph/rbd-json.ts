@@ -13,7 +13,7 @@ import type {
   SnapshotNamespaceKind,
   TrashEntry,
   PoolRef,
-} from './block-store.ts';
+} from '../domain/block-store.ts';
 
 export class RbdOutputError extends Error {
   constructor(message: string) {

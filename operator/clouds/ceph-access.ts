@@ -6,7 +6,7 @@
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { BlockStore } from '../ceph/block-store.ts';
+import type { BlockStore } from '../domain/block-store.ts';
 import { RbdCli } from '../ceph/rbd-cli.ts';
 import { LibrbdStore } from '../ceph/librbd.ts';
 import { LibrbdUnavailableError } from '../ceph/librbd-ffi.ts';

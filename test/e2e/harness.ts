@@ -10,7 +10,7 @@ import { runStandalone } from '../../operator/main.ts';
 import type { Operator } from '../../operator/operator.ts';
 import { openLedgerDb, type LedgerDb } from '../../operator/ledger/db.ts';
 import { RbdCli } from '../../operator/ceph/rbd-cli.ts';
-import type { ImageSpec } from '../../operator/ceph/block-store.ts';
+import type { ImageSpec } from '../../operator/domain/block-store.ts';
 import type { QuarantineRow } from '../../operator/capture/quarantine-store.ts';
 import { silentLogger } from '../../operator/log.ts';
 import { requireEnv, uniqueSuffix } from '../support/env.ts';

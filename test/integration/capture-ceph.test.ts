@@ -7,7 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { RbdCli } from '../../operator/ceph/rbd-cli.ts';
 import { RbdHasSnapshotsError, RbdPermissionDeniedError } from '../../operator/ceph/errors.ts';
-import type { ImageSpec } from '../../operator/ceph/block-store.ts';
+import type { ImageSpec } from '../../operator/domain/block-store.ts';
 import { openLedgerDb, migrateToLatest, type LedgerDb } from '../../operator/ledger/db.ts';
 import { CaptureEngine, type CaptureRequest } from '../../operator/capture/engine.ts';
 import { sweep } from '../../operator/capture/sweep.ts';

@@ -17,7 +17,7 @@ import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { RbdCli } from '../../operator/ceph/rbd-cli.ts';
 import { RbdPermissionDeniedError } from '../../operator/ceph/errors.ts';
-import type { ImageSpec } from '../../operator/ceph/block-store.ts';
+import type { ImageSpec } from '../../operator/domain/block-store.ts';
 import { openLedgerDb, migrateToLatest, type LedgerDb } from '../../operator/ledger/db.ts';
 import { verifyAudit } from '../../operator/ledger/audit.ts';
 import { CaptureEngine, type CaptureRequest } from '../../operator/capture/engine.ts';

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import type { InstanceEvent, PortEvent } from '../../operator/domain/events.ts';
-import type { ImageSpec } from '../../operator/ceph/block-store.ts';
+import type { ImageSpec } from '../../operator/domain/block-store.ts';
 import { RbdCli } from '../../operator/ceph/rbd-cli.ts';
 import { RbdPermissionDeniedError } from '../../operator/ceph/errors.ts';
 import { SimBus } from '../sim/bus.ts';

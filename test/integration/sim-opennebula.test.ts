@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import type { OneVmEvent } from '../../operator/domain/events.ts';
-import type { ImageSpec } from '../../operator/ceph/block-store.ts';
+import type { ImageSpec } from '../../operator/domain/block-store.ts';
 import { RbdCli } from '../../operator/ceph/rbd-cli.ts';
 import { exportSha256, imageExists, purgeImage } from '../sim/disks.ts';
 import { OneSim } from '../sim/opennebula.ts';

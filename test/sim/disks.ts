@@ -3,7 +3,7 @@
 // test left it (live with snapshots and clones, or in the trash).
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import type { BlockStore, ImageSpec, PoolRef, SnapshotSpec } from '../../operator/ceph/block-store.ts';
+import type { BlockStore, ImageSpec, PoolRef, SnapshotSpec } from '../../operator/domain/block-store.ts';
 import { RbdNotFoundError } from '../../operator/ceph/errors.ts';
 import { formatImageSpec } from '../../operator/ceph/names.ts';
 

@@ -19,7 +19,7 @@
 //   once, disks left in place until the service returns and reaps them
 //   without a notification.
 import { randomUUID } from 'node:crypto';
-import type { BlockStore, ImageSpec, SnapshotSpec } from '../../operator/ceph/block-store.ts';
+import type { BlockStore, ImageSpec, SnapshotSpec } from '../../operator/domain/block-store.ts';
 import { RbdBusyError, RbdHasSnapshotsError, RbdNotFoundError } from '../../operator/ceph/errors.ts';
 import { SimBus } from './bus.ts';
 import { exportSha256, importContent, imageExists, randomContent, sha256, specText } from './disks.ts';

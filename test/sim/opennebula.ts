@@ -23,7 +23,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as amqp from 'amqplib';
-import type { BlockStore, ImageSpec, SnapshotSpec } from '../../operator/ceph/block-store.ts';
+import type { BlockStore, ImageSpec, SnapshotSpec } from '../../operator/domain/block-store.ts';
 import { ensureExchange } from '../../operator/intake/amqp.ts';
 import { vmLcmStateCode, vmLcmStateName, vmStateCode, vmStateName } from '../../operator/domain/opennebula-states.ts';
 import { exportSha256, importContent, imageExists, randomContent, sha256, specText } from './disks.ts';

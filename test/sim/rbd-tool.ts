@@ -4,7 +4,7 @@
 // bytes into an existing image without breaking its clone parentage (tests
 // need a VM disk with content they can recognise after a capture).
 import { spawn } from 'node:child_process';
-import type { ImageSpec, SnapshotSpec } from '../../operator/ceph/block-store.ts';
+import type { ImageSpec, SnapshotSpec } from '../../operator/domain/block-store.ts';
 import { RbdCli } from '../../operator/ceph/rbd-cli.ts';
 import { RbdCommandError, errorFromExit } from '../../operator/ceph/errors.ts';
 import { formatImageSpec, formatSnapshotSpec } from '../../operator/ceph/names.ts';

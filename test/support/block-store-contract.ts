@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { uniqueSuffix } from './env.ts';
 import { sparseSha256 } from '../../operator/capture/sparse-digest.ts';
-import type { AllocationMap, BlockStore, ImageSpec, SnapshotSpec } from '../../operator/ceph/block-store.ts';
+import type { AllocationMap, BlockStore, ImageSpec, SnapshotSpec } from '../../operator/domain/block-store.ts';
 import {
   InvalidRequestError,
   RbdAbortedError,

@@ -34,8 +34,8 @@ import type {
   TrashRemoveOptions,
   TrashRestoreOptions,
   UsageRow,
-} from '../../operator/ceph/block-store.ts';
-import { isImageIdRef, isSnapshotSpec } from '../../operator/ceph/block-store.ts';
+} from '../../operator/domain/block-store.ts';
+import { isImageIdRef, isSnapshotSpec } from '../../operator/domain/block-store.ts';
 import {
   InvalidRequestError,
   RbdAbortedError,

@@ -16,7 +16,7 @@ import {
   RbdPermissionDeniedError,
 } from '../../operator/ceph/errors.ts';
 import { InvalidNameError } from '../../operator/ceph/names.ts';
-import type { BlockStore, ImageSpec } from '../../operator/ceph/block-store.ts';
+import type { BlockStore, ImageSpec } from '../../operator/domain/block-store.ts';
 
 const disk: ImageSpec = { pool: 'vms', image: '0f5a6a6c-8d58-4b2e-9d6c-2f0a3c1e9b7d_disk' };
 const content = Buffer.from('forensic evidence '.repeat(1000));

@@ -19,7 +19,7 @@ import {
 } from '../../operator/ceph/names.ts';
 import { RbdCli } from '../../operator/ceph/rbd-cli.ts';
 import type { RunFn, SpawnFn } from '../../operator/ceph/process.ts';
-import type { ImageSpec } from '../../operator/ceph/block-store.ts';
+import type { ImageSpec } from '../../operator/domain/block-store.ts';
 
 const bad: { name: string; value: string; reason: RegExp }[] = [
   { name: 'semicolon', value: 'disk;rm', reason: /contains ';'/ },

@@ -8,7 +8,7 @@ import { sparseSha256, SparseReadError } from '../../operator/capture/sparse-dig
 import { readDiffStream, type DiffRecord } from '../../operator/ceph/rbd-diff-stream.ts';
 import { normalizeExtents } from '../../operator/ceph/extents.ts';
 import { RbdOutputError } from '../../operator/ceph/rbd-json.ts';
-import type { ExtentData } from '../../operator/ceph/block-store.ts';
+import type { ExtentData } from '../../operator/domain/block-store.ts';
 import { rng } from '../support/histories.ts';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');

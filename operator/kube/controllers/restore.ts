@@ -8,7 +8,7 @@
 import type { Kysely } from 'kysely';
 import type { LedgerSchema } from '../../ledger/schema.ts';
 import type { QuarantineRestore } from '../../resources/restore.ts';
-import type { BlockStore } from '../../ceph/block-store.ts';
+import type { BlockStore } from '../../domain/block-store.ts';
 import { QuarantineStore } from '../../capture/quarantine-store.ts';
 import { TransferStore, type TransferRow, type TransferSpec } from '../../capture/transfers.ts';
 import { PermanentError, TemporaryError, type Controller } from '../runtime/index.ts';

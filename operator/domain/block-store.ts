@@ -1,8 +1,8 @@
 // The port through which the rest of the operator preserves, inspects and
 // restores RBD disks. It speaks in images, snapshots and trash entries; how
-// they are reached (the rbd CLI today) is the adapter's business.
+// they are reached (librbd in-process, or the rbd CLI) is the adapters' business (ceph/).
 //
-// Every method rejects with an RbdError subclass from ./errors.ts when the
+// Every method rejects with an RbdError subclass from ceph/errors.ts when the
 // store refuses (RbdNotFoundError, RbdPermissionDeniedError, ...), and with
 // InvalidNameError / InvalidRequestError before touching the store when an
 // argument is unsafe or impossible.
