@@ -7,7 +7,7 @@ import type { startCloudIntake, CloudIntake } from './intake/cloud-intake.ts';
 import { CaptureEngine } from './capture/engine.ts';
 import { CloudCapture } from './capture/cloud-capture.ts';
 import { recordCaptureIntents } from './capture/intents.ts';
-import { systemClock, type Clock } from './kube/runtime/clock.ts';
+import { every, systemClock, type Clock, type Timer } from './kube/runtime/clock.ts';
 import { SweepScheduler } from './capture/sweep-schedule.ts';
 import { upsertHold, releaseHolds, listHolds } from './capture/holds.ts';
 import type { CephAccess } from './clouds/ceph-access.ts';
@@ -89,8 +89,8 @@ export class Operator {
   readonly metrics: Metrics;
   #leader = false;
   readonly ledgerHealth: LedgerHealth;
-  #auditTimer: NodeJS.Timeout | undefined;
-  #bodyTimer: NodeJS.Timeout | undefined;
+  #auditTimer: Timer | undefined;
+  #bodyTimer: Timer | undefined;
   /** Restores and exports, run as ledger tasks outside any reconcile. */
   readonly transfers: TransferRunner;
 
@@ -312,9 +312,7 @@ export class Operator {
         this.#o.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'cannot verify the audit chain');
       }
     };
-    this.#auditTimer = setInterval(() => void check(), this.#o.auditCheckIntervalMs ?? 3_600_000);
-    this.#auditTimer.unref();
-    void check();
+    this.#auditTimer = every(this.#runtimeClock(), this.#o.auditCheckIntervalMs ?? 3_600_000, check);
   }
 
   /**
@@ -337,16 +335,14 @@ export class Operator {
         this.#o.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'notification body maintenance failed; retrying at the next interval');
       }
     };
-    this.#bodyTimer = setInterval(() => void run(), this.#o.bodyMaintenanceIntervalMs ?? 86_400_000);
-    this.#bodyTimer.unref();
-    void run();
+    this.#bodyTimer = every(this.#runtimeClock(), this.#o.bodyMaintenanceIntervalMs ?? 86_400_000, run);
   }
 
   async stopLeading(): Promise<void> {
     if (!this.#leader) return;
     this.#leader = false;
-    clearInterval(this.#auditTimer);
-    clearInterval(this.#bodyTimer);
+    this.#auditTimer?.cancel();
+    this.#bodyTimer?.cancel();
     this.transfers.unlead();
     await this.scheduler.stop();
     for (const rt of this.clouds.values()) {
@@ -366,7 +362,8 @@ export class Operator {
 
   async stop(): Promise<void> {
     this.ledgerHealth.stop();
-    clearInterval(this.#auditTimer);
+    this.#auditTimer?.cancel();
+    this.#bodyTimer?.cancel();
     // Before the clouds close: an interrupted transfer is recorded while the ledger is open.
     await this.transfers.stop();
     await this.scheduler.stop();

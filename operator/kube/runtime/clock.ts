@@ -90,3 +90,29 @@ export class FakeClock implements Clock {
     await settle();
   }
 }
+
+/**
+ * Runs fn at once and then ms after each run ends, on the given clock, until
+ * cancelled: periodic upkeep whose every run recomputes its work from
+ * persisted state, so a missed or repeated run changes nothing. Runs never
+ * overlap. fn reports its own errors: a rejection only ends that run, the
+ * schedule goes on.
+ */
+export function every(clock: Clock, ms: number, fn: () => Promise<void>): Timer {
+  let timer: Timer | undefined;
+  let cancelled = false;
+  const tick = (): void => {
+    void fn()
+      .catch(() => undefined)
+      .finally(() => {
+        if (!cancelled) timer = clock.setTimer(ms, tick);
+      });
+  };
+  tick();
+  return {
+    cancel() {
+      cancelled = true;
+      timer?.cancel();
+    },
+  };
+}
