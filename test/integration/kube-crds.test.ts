@@ -138,7 +138,7 @@ describe('generated CRDs on a real kube-apiserver', () => {
     cleanup.push(() => custom.deleteClusterCustomObject({ ...cl, plural: 'quarantinepolicies', name: policyName }));
     assert.deepEqual(policy.spec, {
       selector: {},
-      capture: { mode: 'trash', disks: { root: true, ephemeral: true, volumes: false }, flatten: false, releaseResources: false },
+      capture: { mode: 'trash', disks: { root: true, ephemeral: true, volumes: false }, flatten: false, isolate: true, releaseResources: false },
       retention: { duration: '30d' },
       capacity: { maxCount: 1000, onFull: 'refuse' },
       sweep: { schedule: '0 * * * *', timeZone: 'UTC', dryRun: false },
