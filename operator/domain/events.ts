@@ -446,6 +446,12 @@ export interface OneVm {
   nics: OneNic[];
   disks: OneDisk[];
   historyAction?: OneHistoryAction;
+  /**
+   * SEQ of the last history record. oned starts a new record for every hot
+   * NIC attach, detach and update (DispatchManager::close_cp_history), so it
+   * orders the VM's documents where their one-second times cannot.
+   */
+  historySeq?: number;
 }
 
 export interface OneHookInfo {

@@ -14,6 +14,8 @@ export type ChangeOp = 'bind' | 'release' | 'release_any' | 'seen' | 'unseen';
 /** One reported change of who holds a slot. */
 export interface ChangePoint {
   at: number;
+  /** Order among facts of the same time, ahead of the other tie-breakers (see address_changes.ord); 0 when absent. */
+  ord?: number;
   /** Tie-breaker for equal times: arrival order. */
   seq: number;
   op: ChangeOp;
@@ -64,12 +66,13 @@ const OP_RANK: Record<ChangeOp, number> = { release_any: 0, release: 1, unseen: 
 const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 /**
- * Event time first; equal times are ordered by the facts themselves (releases
- * before binds, then holder and message), never by arrival, so the same set
+ * Event time first; equal times are ordered by the facts themselves (the
+ * source's own sequence where it has one, then releases before binds, then
+ * holder and message), never by arrival, so the same set
  * of facts derives the same intervals whatever order it arrived in.
  */
 export function compareChanges(a: ChangePoint, b: ChangePoint): number {
-  return a.at - b.at || OP_RANK[a.op] - OP_RANK[b.op] || cmp(a.holderKey, b.holderKey) || cmp(a.holder.messageId ?? '', b.holder.messageId ?? '') || a.seq - b.seq;
+  return a.at - b.at || (a.ord ?? 0) - (b.ord ?? 0) || OP_RANK[a.op] - OP_RANK[b.op] || cmp(a.holderKey, b.holderKey) || cmp(a.holder.messageId ?? '', b.holder.messageId ?? '') || a.seq - b.seq;
 }
 
 /**

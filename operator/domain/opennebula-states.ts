@@ -204,3 +204,19 @@ export function vmHistoryActionName(code: number): VmHistoryActionName | undefin
 export function vmHistoryActionCode(name: string): number | undefined {
   return HISTORY_ACTION_CODES.get(name);
 }
+
+/** LCM states of a NIC hotplug: the document still lists a NIC being detached; the state that follows (RUNNING, POWEROFF) lists the result. */
+const NIC_HOTPLUG_LCM = new Set([25, 65]);
+
+/**
+ * Where a VM document stands in the VM's own sequence, for ordering documents
+ * whose event times are equal (oned and the hook publisher give whole
+ * seconds): the last history record's SEQ first (a hot NIC attach, detach or
+ * update starts a new record), then, within one record, a NIC hotplug state
+ * before the state that ends it. Higher is later; a document without history
+ * comes first.
+ */
+export function vmDocumentOrder(vm: { historySeq?: number | undefined; state: { code: number }; lcmState: { code: number } }): number {
+  const hotplug = vm.state.code === 3 && NIC_HOTPLUG_LCM.has(vm.lcmState.code);
+  return ((vm.historySeq ?? -1) + 1) * 2 + (hotplug ? 0 : 1);
+}

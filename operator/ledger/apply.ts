@@ -18,6 +18,7 @@ import type {
 } from '../domain/events.ts';
 import type { ChangeOp, HolderAttrs } from '../domain/intervals.ts';
 import { storedIp } from '../domain/ip.ts';
+import { vmDocumentOrder } from '../domain/opennebula-states.ts';
 import { rederive, releaseOf, touched, type Touched } from './derive.ts';
 
 export type ApplyOutcome = 'applied' | 'duplicate' | 'ignored';
@@ -278,18 +279,18 @@ interface Change {
   holder: HolderAttrs;
 }
 
-function addChange(ctx: Ctx, cloud: string, slot: string, at: number, change: Change): void {
+function addChange(ctx: Ctx, cloud: string, slot: string, at: number, change: Change, ord?: number): void {
   const h = change.holder;
   ctx.buf.changes.push({
     cloud, slot, at, op: change.op, holder_key: change.holderKey, address: h.address, kind: h.kind, instance_id: h.instanceId,
-    port: h.port, mac: h.mac, network: h.network, project: h.project, message_id: h.messageId,
+    port: h.port, mac: h.mac, network: h.network, project: h.project, message_id: h.messageId, ord: ord ?? 0,
   });
   ctx.t.slots.add(slot);
 }
 
 /** A complete list reported by an owner (see slot_snapshots). */
-function addSnapshot(ctx: Ctx, cloud: string, owner: string, at: number, messageId: string, members: readonly string[]): void {
-  ctx.buf.snapshots.push({ cloud, owner, at, message_id: messageId, members: JSON.stringify([...new Set(members)].sort()) });
+function addSnapshot(ctx: Ctx, cloud: string, owner: string, at: number, messageId: string, members: readonly string[], ord?: number): void {
+  ctx.buf.snapshots.push({ cloud, owner, at, message_id: messageId, members: JSON.stringify([...new Set(members)].sort()), ord: ord ?? 0 });
 }
 
 // ---------------------------------------------------------------------------
@@ -578,6 +579,8 @@ function applyOneVm(ctx: Ctx, n: DecodedNotification, e: OneVmEvent): void {
   ctx.t.instances.add(id);
   if (done) return;
   // Every state event lists all NICs: a NIC missing from a later one was detached.
+  // Times are whole seconds: the VM's own sequence orders documents of one second.
+  const ord = vmDocumentOrder(vm);
   const members: string[] = [];
   for (const nic of vm.nics) {
     for (const given of [nic.ip, nic.ip6, nic.ip6Global, nic.ip6Ula]) {
@@ -587,8 +590,8 @@ function applyOneVm(ctx: Ctx, n: DecodedNotification, e: OneVmEvent): void {
       addChange(ctx, n.cloud, `one-nic:${id}/${nic.nicId}|${address}`, at, {
         op: 'bind', holderKey: id,
         holder: { address, kind: 'nic', instanceId: id, port: nic.target ?? null, mac: nic.mac ?? null, network: nic.network ?? (nic.networkId === undefined ? null : String(nic.networkId)), project: vm.gname, messageId: n.messageId },
-      });
+      }, ord);
     }
   }
-  addSnapshot(ctx, n.cloud, `instance:${id}`, at, n.messageId, members);
+  addSnapshot(ctx, n.cloud, `instance:${id}`, at, n.messageId, members, ord);
 }

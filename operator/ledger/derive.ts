@@ -110,7 +110,7 @@ async function loadPoints(trx: Tx, cloud: string, slots: readonly string[]): Pro
       let list = out.get(r.slot);
       if (list === undefined) out.set(r.slot, (list = []));
       list.push({
-        at: r.at, seq: 0, op: r.op as ChangeOp, holderKey: r.holder_key, since: r.since ?? null,
+        at: r.at, ord: r.ord, seq: 0, op: r.op as ChangeOp, holderKey: r.holder_key, since: r.since ?? null,
         holder: {
           address: r.address, kind: r.kind as HolderAttrs['kind'], instanceId: r.instance_id, port: r.port, mac: r.mac,
           network: r.network, project: r.project, messageId: r.message_id,
@@ -132,6 +132,7 @@ async function instanceEnds(trx: Tx, cloud: string, ids: Iterable<string>): Prom
 
 interface Snapshot {
   at: number;
+  ord: number;
   messageId: string;
   members: Set<string>;
 }
@@ -139,11 +140,11 @@ interface Snapshot {
 async function snapshots(trx: Tx, cloud: string, owners: Iterable<string>): Promise<Map<string, Snapshot[]>> {
   const out = new Map<string, Snapshot[]>();
   for (const part of chunks(owners)) {
-    const rows = await trx.selectFrom('slot_snapshots').select(['owner', 'at', 'message_id', 'members']).where('cloud', '=', cloud).where('owner', 'in', part).execute();
+    const rows = await trx.selectFrom('slot_snapshots').select(['owner', 'at', 'ord', 'message_id', 'members']).where('cloud', '=', cloud).where('owner', 'in', part).execute();
     for (const r of rows) {
       let list = out.get(r.owner);
       if (list === undefined) out.set(r.owner, (list = []));
-      list.push({ at: r.at, messageId: r.message_id, members: new Set(JSON.parse(r.members) as string[]) });
+      list.push({ at: r.at, ord: r.ord, messageId: r.message_id, members: new Set(JSON.parse(r.members) as string[]) });
     }
   }
   return out;
@@ -211,7 +212,7 @@ function deriveSlot(slot: string, given: readonly ChangePoint[], lists: Readonly
   // A full address list of a holder that omits this address released it then.
   for (const h of instanceHolders(given)) {
     for (const s of lists.get(`instance:${h}`) ?? []) {
-      if (!s.members.has(`${kind}|${address}`)) points.push({ at: s.at, seq: 0, op: 'release', holderKey: h, holder: releaseOf(address, kind, s.messageId) });
+      if (!s.members.has(`${kind}|${address}`)) points.push({ at: s.at, ord: s.ord, seq: 0, op: 'release', holderKey: h, holder: releaseOf(address, kind, s.messageId) });
     }
   }
   // A router's full gateway list (a deletion is an empty one) that omits this address released it.

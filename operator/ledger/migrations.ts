@@ -480,10 +480,36 @@ function m0013(): Migration {
   };
 }
 
+/**
+ * Facts of one event time get an order of their own (`ord`): OpenNebula's
+ * event times are whole seconds, and a hot NIC detach reports the NIC still
+ * listed (HOTPLUG_NIC) and gone (RUNNING) within one. Names read from
+ * Keystone's API for the ids the notifications carry are cached with the
+ * time they were read (`identity_names`; `name` null: Keystone does not know
+ * the id).
+ */
+function m0015(): Migration {
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema.alterTable('address_changes').addColumn('ord', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+      await db.schema.alterTable('slot_snapshots').addColumn('ord', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+      await db.schema
+        .createTable('identity_names')
+        .addColumn('cloud', 'text', (c) => c.notNull())
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('id', 'text', (c) => c.notNull())
+        .addColumn('name', 'text')
+        .addColumn('read_at', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('identity_names_pk', ['cloud', 'kind', 'id'])
+        .execute();
+    },
+  };
+}
+
 export function migrationProvider(engine: Engine): MigrationProvider {
   return {
     async getMigrations() {
-      return { '0001_init': m0001(engine), '0002_quarantine': m0002(), '0003_trace_index': m0003(), '0004_trace_index_pg': m0004(engine), '0005_ledger_facts': m0005(engine), '0006_canonical_addresses': m0006(), '0007_audit_keyed': m0007(), '0008_capture_intents': m0008(), '0009_isolation': m0009(), '0010_cases': m0010(), '0011_reconciliation': m0011(engine), '0012_notification_bodies': m0012(engine), '0013_transfers': m0013() };
+      return { '0001_init': m0001(engine), '0002_quarantine': m0002(), '0003_trace_index': m0003(), '0004_trace_index_pg': m0004(engine), '0005_ledger_facts': m0005(engine), '0006_canonical_addresses': m0006(), '0007_audit_keyed': m0007(), '0008_capture_intents': m0008(), '0009_isolation': m0009(), '0010_cases': m0010(), '0011_reconciliation': m0011(engine), '0012_notification_bodies': m0012(engine), '0013_transfers': m0013(), '0015_fact_order_identity_names': m0015() };
     },
   };
 }

@@ -73,6 +73,8 @@ export interface SlotSnapshotsTable {
   message_id: string;
   /** JSON array of strings. */
   members: string;
+  /** Order among facts of the same time (see address_changes.ord). */
+  ord: Generated<number>;
 }
 
 /** Who held an address over [valid_from, valid_to); valid_to null = still held. */
@@ -116,6 +118,12 @@ export interface AddressChangesTable {
   message_id: string | null;
   /** Observed facts (op seen/unseen, from an API listing): the change happened after this time; null when not known. */
   since: Generated<number | null>;
+  /**
+   * Order among facts of the same time, before anything else breaks the tie:
+   * for OpenNebula the VM's own sequence (history record, then hotplug before
+   * the state that ends it), since its event times are whole seconds. 0 elsewhere.
+   */
+  ord: Generated<number>;
 }
 
 /** Which notifications concern which instance: an instance's timeline without scanning bodies. */
@@ -313,7 +321,19 @@ export interface ReconcilePassesTable {
   drift: string;
 }
 
+/** User and project names read from a cloud's identity API (Keystone), cached with the time they were read. */
+export interface IdentityNamesTable {
+  cloud: string;
+  /** user or project */
+  kind: string;
+  id: string;
+  /** null: the API answered that it does not know the id. */
+  name: string | null;
+  read_at: number;
+}
+
 export interface LedgerSchema {
+  identity_names: IdentityNamesTable;
   reconcile_passes: ReconcilePassesTable;
   cases: CasesTable;
   quarantines: QuarantinesTable;

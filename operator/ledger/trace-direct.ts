@@ -17,6 +17,7 @@ import { boundsOf, goneBetween } from './bounds.ts';
 export const MIGRATION_NAMES: readonly string[] = [
   '0001_init', '0002_quarantine', '0003_trace_index', '0004_trace_index_pg', '0005_ledger_facts', '0006_canonical_addresses', '0007_audit_keyed',
   '0008_capture_intents', '0009_isolation', '0010_cases', '0011_reconciliation', '0012_notification_bodies', '0013_transfers',
+  '0015_fact_order_identity_names',
 ];
 
 /** migrations.ts's OPEN_END: the end the PostgreSQL trace index gives an open interval. */

@@ -14,8 +14,10 @@
 //   DONE; straight to EPILOG from POWEROFF; recover --delete through
 //   CLEANUP_DELETE with DONE at once and the removal behind it;
 // - CEPH_TRASH: the top image moved to the trash, snapshots untouched;
-// - NIC hotplug (HOTPLUG_NIC / HOTPLUG_NIC_POWEROFF with ATTACH = YES and the
-//   history ACTION), disk snapshots (protected `<disk>@<id>`), power off/resume.
+// - NIC hotplug (HOTPLUG_NIC / HOTPLUG_NIC_POWEROFF with ATTACH = YES; the
+//   current history record closed with the action and the next one opened, as
+//   close_cp_history does), disk snapshots (protected `<disk>@<id>`, the same
+//   history step), power off/resume.
 import { spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
@@ -539,7 +541,7 @@ export class OneSim {
   async attachNic(id: number, nic: OneNicRequest, options: { by?: OneRequester; coldAttachState?: boolean } = {}): Promise<number> {
     const r = this.#vm(id);
     const rec: NicRecord = { nicId: r.nextNicId++, ip: nic.ip, ip6: nic.ip6, mac: nic.mac ?? macFor(nic.ip), network: nic.network ?? 'public', networkId: nic.networkId ?? 0, attach: true };
-    this.#setAction(r, ACTION.nicAttach, options.by);
+    this.#closeCpHistory(r, ACTION.nicAttach, options.by);
     r.nics.push(rec);
     await this.#hotplug(r, options.coldAttachState === true);
     return rec.nicId;
@@ -550,7 +552,7 @@ export class OneSim {
     const r = this.#vm(id);
     const nic = r.nics.find((n) => n.nicId === nicId);
     if (nic === undefined) throw new Error(`VM ${id} has no NIC ${nicId}`);
-    this.#setAction(r, ACTION.nicDetach, options.by);
+    this.#closeCpHistory(r, ACTION.nicDetach, options.by);
     nic.attach = true;
     await this.#hotplug(r, options.coldAttachState === true, () => {
       r.nics = r.nics.filter((n) => n !== nic);
@@ -588,7 +590,7 @@ export class OneSim {
     if (d === undefined) throw new Error(`VM ${id} has no disk ${diskId}`);
     const snapId = r.nextSnapshotId.get(diskId) ?? 0;
     r.nextSnapshotId.set(diskId, snapId + 1);
-    this.#setAction(r, ACTION.diskSnapshotCreate, options.by);
+    this.#closeCpHistory(r, ACTION.diskSnapshotCreate, options.by);
     await this.#transition(r, 'ACTIVE', 'DISK_SNAPSHOT');
     const spec: SnapshotSpec = { ...this.diskImage(id, diskId), snapshot: String(snapId) };
     await this.#rbd.createSnapshot(spec);
@@ -794,6 +796,26 @@ export class OneSim {
     h.uid = by?.uid ?? r.uid;
     h.gid = by?.gid ?? r.gid;
     h.requestId = by?.requestId ?? Math.floor(Math.random() * 9000) + 1000;
+  }
+
+  /**
+   * oned's DispatchManager::close_cp_history, run by NIC attach/detach/update
+   * and disk snapshots: the current record gets the action and its end, and a
+   * new one (SEQ + 1, same host) starts now with the previous internal action.
+   */
+  #closeCpHistory(r: VmRecord, action: number, by: OneRequester | undefined): void {
+    const h = r.history.at(-1);
+    if (h === undefined) return;
+    const now = this.#now();
+    const notRunning = h.retime !== 0;
+    if (!notRunning) h.retime = now;
+    h.etime = now;
+    const previous = h.action;
+    this.#setAction(r, action, by);
+    r.history.push({
+      ...h, seq: h.seq + 1, stime: now, etime: 0, pstime: 0, petime: 0, rstime: now, retime: notRunning ? now : 0, estime: 0, eetime: 0,
+      action: previous, uid: -1, gid: -1, requestId: -1,
+    });
   }
 
   #lastHistory(r: VmRecord): HistoryRecord {

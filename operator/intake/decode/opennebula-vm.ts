@@ -205,6 +205,7 @@ export function decodeVm(element: XmlElement, remoteHost: string | undefined, wa
     nics,
     disks,
     historyAction: historyAction(history),
+    historySeq: history?.SEQ,
   });
   return compact({ vm, stateSince: stateTime(vm, v.ETIME, history) });
 }
