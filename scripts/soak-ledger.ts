@@ -1,6 +1,7 @@
 // `npm run soak:ledger -- --histories N [--from SEED] [--steps K] [--db URL]`:
 // the ledger's order-independence property over many generated histories
-// (test/support/histories.ts). Each history is applied in event order,
+// (test/support/histories.ts), raw deliveries run through the intake's real
+// decoders. Each history is applied in event order,
 // reversed, shuffled, and shuffled in random separate batches with duplicates;
 // every trace answer is compared with the history's ground truth. Exits 1 on
 // the first history that disagrees, 2 on a bad argument.

@@ -1,11 +1,13 @@
 // The order-independence property, shared by the unit slice, the integration
 // test on both engines and `npm run soak:ledger`: every arrival schedule of a
-// generated history gives the ground truth's trace answers.
+// generated history, decoded by the intake's real decoders, gives the ground
+// truth's trace answers.
 import type { Kysely } from 'kysely';
 import type { LedgerSchema } from '../../operator/ledger/schema.ts';
 import { applyBatch } from '../../operator/ledger/apply.ts';
 import { traceAddress } from '../../operator/ledger/trace.ts';
 import { generateHistory, labels, schedules, truthAt } from './histories.ts';
+import { decodeRaw } from './cloud-messages.ts';
 
 export interface Mismatch {
   seed: number;
@@ -25,7 +27,7 @@ export async function checkSeed(db: Kysely<LedgerSchema>, seed: number, steps = 
   run += 1;
   for (const [k, s] of schedules(h, seed).entries()) {
     const cloud = `p${run}-s${seed}-${k}`;
-    for (const batch of s.batches) await applyBatch(db, batch.map((n) => ({ notification: { ...n, cloud }, body: n.messageId })));
+    for (const batch of s.batches) await applyBatch(db, batch.map((m) => decodeRaw(m, cloud)));
     for (const q of h.queries) {
       const actual = labels(await traceAddress(db, q.address, new Date(q.at), cloud));
       const expected = truthAt(h, q.address, q.at);

@@ -12,7 +12,7 @@ import { applyBatch } from '../../operator/ledger/apply.ts';
 import { traceAddress } from '../../operator/ledger/trace.ts';
 import { MIGRATION_NAMES, OPEN_END_SQL, traceDirect } from '../../operator/ledger/trace-direct.ts';
 import { migrationProvider, OPEN_END } from '../../operator/ledger/migrations.ts';
-import { generateHistory } from '../support/histories.ts';
+import { decodeHistory, generateHistory } from '../support/histories.ts';
 
 describe('trace ip without the query builder', () => {
   const dir = mkdtempSync(join(tmpdir(), 'qop-trace-direct-'));
@@ -25,7 +25,7 @@ describe('trace ip without the query builder', () => {
     for (let seed = 1; seed <= 6; seed++) {
       const h = generateHistory(seed, 40);
       const cloud = `g${seed}`;
-      await applyBatch(ledger.db, h.notifications.map((n) => ({ notification: { ...n, cloud }, body: n.messageId })));
+      await applyBatch(ledger.db, decodeHistory(h, cloud));
       for (const q of h.queries) queries.push({ cloud, ...q });
     }
   });
