@@ -16,7 +16,7 @@ import { startCloudIntake } from './intake/cloud-intake.ts';
 import { OpenStackClient } from './clouds/openstack.ts';
 import { OpenNebulaClient } from './reconcile/opennebula-client.ts';
 import type { CloudInventory } from './domain/inventory.ts';
-import type { CloudApi } from './domain/cloud-api.ts';
+import type { CloudApi, IdentityDirectory } from './domain/cloud-api.ts';
 import type { KubernetesOptions } from './kube/kube-mode.ts';
 import { UsageError } from './cli/errors.ts';
 import type { Logger } from './log.ts';
@@ -60,6 +60,15 @@ export function cloudAdapters(secrets: SecretSource): CloudAdapters {
       if (a === undefined) return undefined;
       return new OpenStackClient({
         authUrl: a.authUrl, region: a.region, interface: a.interface,
+        applicationCredentialId: await secrets.get(a.applicationCredentialIdSecretRef),
+        applicationCredentialSecret: await secrets.get(a.applicationCredentialSecretRef),
+      });
+    },
+    async identity(cloud: Cloud): Promise<IdentityDirectory | undefined> {
+      const a = cloud.spec.api;
+      if (cloud.spec.type !== 'openstack' || a === undefined) return undefined;
+      return new OpenStackClient({
+        authUrl: a.authUrl, region: a.region, interface: a.interface, timeoutMs: cloud.spec.reconcile.timeoutSeconds * 1000,
         applicationCredentialId: await secrets.get(a.applicationCredentialIdSecretRef),
         applicationCredentialSecret: await secrets.get(a.applicationCredentialSecretRef),
       });

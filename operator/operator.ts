@@ -11,7 +11,8 @@ import { every, systemClock, type Clock, type Timer } from './kube/runtime/clock
 import { SweepScheduler } from './capture/sweep-schedule.ts';
 import { upsertHold, releaseHolds, listHolds } from './capture/holds.ts';
 import type { CephAccess } from './clouds/ceph-access.ts';
-import type { CloudApi } from './domain/cloud-api.ts';
+import type { CloudApi, IdentityDirectory } from './domain/cloud-api.ts';
+import { IdentityNames } from './reconcile/identity-names.ts';
 import { CloudReconcile, type PassReport } from './reconcile/cloud-reconcile.ts';
 import { DRIFT_KINDS, type CloudInventory } from './domain/inventory.ts';
 import type { Cloud } from './resources/cloud.ts';
@@ -35,6 +36,8 @@ export interface CloudRuntime {
   capture: CloudCapture | undefined;
   /** Reconciliation with the cloud's API (leader only); undefined when no API is configured or it is disabled. */
   reconcile?: CloudReconcile | undefined;
+  /** Users' and projects' names from the cloud's identity API (leader only); undefined without API credentials. */
+  identityNames?: IdentityNames | undefined;
 }
 
 /**
@@ -48,6 +51,8 @@ export interface CloudAdapters {
   cloudApi(cloud: Cloud): Promise<CloudApi | undefined>;
   /** The listings reconciliation reads (Nova and Neutron, or OpenNebula's XML-RPC pool); undefined without an API section. */
   inventory(cloud: Cloud): Promise<CloudInventory | undefined>;
+  /** Where user and project names come from (Keystone, with the Cloud's API credentials); undefined without. */
+  identity?(cloud: Cloud): Promise<IdentityDirectory | undefined>;
   /** The cloud's notification intake: its AMQP consumer feeding the ledger. */
   intake: typeof startCloudIntake;
 }
@@ -72,6 +77,10 @@ export interface OperatorOptions {
   relistMs?: number;
   /** This replica's name when it claims a capture step (default: the host name); stable across restarts of one pod. */
   identity?: string;
+  /** Cached user and project names are read again after this long (default one day). */
+  identityNamesTtlMs?: number;
+  /** Between the passes that read names (default 5 minutes). */
+  identityNamesIntervalMs?: number;
 }
 
 export const MANIFEST_ACTOR = 'manifests';
@@ -213,7 +222,13 @@ export class Operator {
     if (!this.ledgerHealth.up) await intake.consumer.pause();
     capture?.follow();
     const reconcile = await this.#reconciler(cloud, log);
-    const rt: CloudRuntime = { cloud, intake, ceph, engine, capture, reconcile };
+    const directory = await this.#o.adapters.identity?.(cloud);
+    const identityNames = directory === undefined ? undefined : new IdentityNames({
+      cloud: name, directory, db: ledger.db, clock: this.#runtimeClock(), logger: log.child({ component: 'identity-names' }),
+      ...(this.#o.identityNamesTtlMs === undefined ? {} : { ttlMs: this.#o.identityNamesTtlMs }),
+      ...(this.#o.identityNamesIntervalMs === undefined ? {} : { intervalMs: this.#o.identityNamesIntervalMs }),
+    });
+    const rt: CloudRuntime = { cloud, intake, ceph, engine, capture, reconcile, identityNames };
     this.clouds.set(name, rt);
     if (this.#leader) await this.#lead(rt);
     return rt;
@@ -255,6 +270,7 @@ export class Operator {
     if (rt === undefined) return;
     this.clouds.delete(name);
     await rt.reconcile?.stop();
+    await rt.identityNames?.stop();
     await rt.intake.stop();
     await rt.capture?.close();
     await rt.ceph?.close();
@@ -272,6 +288,7 @@ export class Operator {
   /** Work that must run on one replica only: reconciliation with the API, the capture reconcilers and the sweep. */
   async #lead(rt: CloudRuntime): Promise<void> {
     rt.reconcile?.start();
+    rt.identityNames?.start();
     if (rt.capture === undefined) return;
     const log = this.#o.logger.child({ cloud: rt.cloud.metadata.name });
     const arming = await rt.capture.armTrash().catch((err: unknown) => {
@@ -347,6 +364,7 @@ export class Operator {
     await this.scheduler.stop();
     for (const rt of this.clouds.values()) {
       await rt.reconcile?.stop();
+      await rt.identityNames?.stop();
       await rt.capture?.stop();
     }
   }
@@ -369,6 +387,7 @@ export class Operator {
     await this.scheduler.stop();
     for (const rt of this.clouds.values()) {
       await rt.reconcile?.stop();
+      await rt.identityNames?.stop();
       await rt.intake.stop();
       await rt.capture?.close();
       await rt.ceph?.close();

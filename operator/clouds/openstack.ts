@@ -1,10 +1,11 @@
 // A thin OpenStack client: Keystone v3 application-credential tokens, the
-// two Nova calls capture needs, and the paged listings reconciliation reads
-// (Nova servers, Neutron ports, floating IPs and routers). Responses are
+// two Nova calls capture needs, the paged listings reconciliation reads
+// (Nova servers, Neutron ports, floating IPs and routers), and Keystone's
+// user and project names. Responses are
 // parsed, not trusted; reads are retried on transport errors, 429 and 5xx.
 import { z } from 'zod';
 import type { ListedFloatingIp, ListedPort, ListedRouter, ListedServer, OpenStackInventory } from '../domain/inventory.ts';
-import type { CloudApi } from '../domain/cloud-api.ts';
+import type { CloudApi, IdentityDirectory, IdentityKind } from '../domain/cloud-api.ts';
 
 export class OpenStackError extends Error {
   override name = 'OpenStackError';
@@ -72,6 +73,9 @@ const RoutersPage = z.object({
   }).loose()),
 });
 
+const UserBody = z.object({ user: z.object({ id: z.string(), name: z.string() }).loose() });
+const ProjectBody = z.object({ project: z.object({ id: z.string(), name: z.string() }).loose() });
+
 const ServerBody = z.object({
   server: z.object({ id: z.string(), status: z.string(), name: z.string().optional(), 'OS-EXT-STS:vm_state': z.string().optional() }).loose(),
 });
@@ -95,11 +99,13 @@ export interface OpenStackOptions {
 // The port is declared beside the domain; re-exported for the callers of this client.
 export type { CloudApi } from '../domain/cloud-api.ts';
 
-export class OpenStackClient implements CloudApi, OpenStackInventory {
+type Endpoints = { compute: string; network: string | undefined; identity: string };
+
+export class OpenStackClient implements CloudApi, OpenStackInventory, IdentityDirectory {
   readonly type = 'openstack' as const;
   readonly #o: OpenStackOptions;
   readonly #fetch: typeof fetch;
-  #token: { value: string; expiresAt: number; compute: string; network: string | undefined } | undefined;
+  #token: ({ value: string; expiresAt: number } & Endpoints) | undefined;
 
   constructor(o: OpenStackOptions) {
     this.#o = o;
@@ -114,7 +120,7 @@ export class OpenStackClient implements CloudApi, OpenStackInventory {
     }
   }
 
-  async #auth(): Promise<{ value: string; compute: string; network: string | undefined }> {
+  async #auth(): Promise<{ value: string } & Endpoints> {
     // Renew a minute early so a long call does not run into expiry.
     if (this.#token !== undefined && this.#token.expiresAt - 60_000 > Date.now()) return this.#token;
     const res = await this.#request(`${this.#o.authUrl.replace(/\/$/, '')}/auth/tokens`, {
@@ -133,7 +139,13 @@ export class OpenStackClient implements CloudApi, OpenStackInventory {
     if (compute === undefined) throw new OpenStackError(`no ${iface} compute endpoint in the catalog${this.#o.region === undefined ? '' : ` for region ${this.#o.region}`}`);
     const network = body.data.token.catalog.find((s) => s.type === 'network')?.endpoints
       .find((e) => e.interface === iface && (this.#o.region === undefined || e.region === this.#o.region));
-    this.#token = { value: token, expiresAt: Date.parse(body.data.token.expires_at), compute: compute.url.replace(/\/$/, ''), network: network?.url.replace(/\/$/, '') };
+    // Keystone's own endpoint from the catalog, else the auth URL it was reached at.
+    const identity = body.data.token.catalog.find((s) => s.type === 'identity')?.endpoints
+      .find((e) => e.interface === iface && (this.#o.region === undefined || e.region === this.#o.region))?.url ?? this.#o.authUrl;
+    this.#token = {
+      value: token, expiresAt: Date.parse(body.data.token.expires_at), compute: compute.url.replace(/\/$/, ''), network: network?.url.replace(/\/$/, ''),
+      identity: identity.replace(/\/$/, ''),
+    };
     return this.#token;
   }
 
@@ -160,7 +172,7 @@ export class OpenStackClient implements CloudApi, OpenStackInventory {
    * A GET of JSON, parsed by `schema`: retried with backoff on transport
    * errors, 429 and 5xx; an expired token is renewed once.
    */
-  async #get<T>(endpoint: (t: { compute: string; network: string | undefined }) => string, path: string, schema: z.ZodType<T>): Promise<T> {
+  async #get<T>(endpoint: (t: Endpoints) => string, path: string, schema: z.ZodType<T>): Promise<T> {
     const attempts = Math.max(1, this.#o.attempts ?? 3);
     const sleep = this.#o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
     let last: OpenStackError | undefined;
@@ -188,7 +200,7 @@ export class OpenStackClient implements CloudApi, OpenStackInventory {
   }
 
   /** Pages of a listing by limit and marker (the last id of the previous page), until a short page. */
-  async *#paged<T extends { id: string }, P>(endpoint: (t: { compute: string; network: string | undefined }) => string, path: string, schema: z.ZodType<P>, items: (p: P) => T[]): AsyncGenerator<T[]> {
+  async *#paged<T extends { id: string }, P>(endpoint: (t: Endpoints) => string, path: string, schema: z.ZodType<P>, items: (p: P) => T[]): AsyncGenerator<T[]> {
     const limit = this.#o.pageSize ?? 500;
     let marker: string | undefined;
     for (;;) {
@@ -204,6 +216,17 @@ export class OpenStackClient implements CloudApi, OpenStackInventory {
     if (t.network === undefined) throw new OpenStackError(`no ${this.#o.interface ?? 'public'} network endpoint in the catalog`, 400);
     return t.network;
   };
+
+  /** A user's or project's name from Keystone (`GET /v3/users/{id}`, `/v3/projects/{id}`); null when Keystone does not know the id. */
+  async identityName(kind: IdentityKind, id: string): Promise<string | null> {
+    try {
+      if (kind === 'user') return (await this.#get((t) => t.identity, `/users/${encodeURIComponent(id)}`, UserBody)).user.name;
+      return (await this.#get((t) => t.identity, `/projects/${encodeURIComponent(id)}`, ProjectBody)).project.name;
+    } catch (err) {
+      if (err instanceof OpenStackError && err.status === 404) return null;
+      throw err;
+    }
+  }
 
   async *servers(): AsyncGenerator<ListedServer[]> {
     for await (const page of this.#paged((t) => t.compute, '/servers/detail?all_tenants=1', ServersPage, (p) => p.servers)) {

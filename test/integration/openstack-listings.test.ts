@@ -1,7 +1,7 @@
 // The OpenStack client's listings against the simulator's Keystone, Nova and
 // Neutron fronts over real HTTP (the simulator publishing on the real broker):
 // every server, port, floating IP and router comes back once through small
-// pages, in the domain's words; 5xx and transport errors are retried, an
+// pages, in the domain's words; Keystone names users and projects; 5xx and transport errors are retried, an
 // expired token is renewed, and a body of the wrong shape is a clear error.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -26,7 +26,7 @@ test('servers, ports, floating IPs and routers are listed completely through pag
   const bus = await SimBus.connect(amqpUrl);
   const neutron = await NeutronSim.start({ bus, exchange: `neutron-${suffix}`, startEvents: false });
   const nova = await NovaSim.start({ bus, exchange: `nova-${suffix}`, format: 'versioned', rbd: new FakeBlockStore(), neutron, deleteGapMs: 0, destroyRetries: 1, destroyRetryIntervalMs: 0 });
-  const api = await NovaApi.start({ nova, neutron, credentials: [{ id: 'c', secret: 's', userId: 'u', projectId: 'admin' }] });
+  const api = await NovaApi.start({ nova, neutron, credentials: [{ id: 'c', secret: 's', userId: 'u', projectId: 'admin' }], identities: { users: { u: 'operator' }, projects: { physics: 'Physics dept.' } } });
   try {
     await nova.ensureImage(`img-${suffix}`, 1 << 16);
     const ids: string[] = [];
@@ -66,6 +66,11 @@ test('servers, ports, floating IPs and routers are listed completely through pag
     // An expired token: the next listing authenticates again.
     api.revokeTokens();
     assert.equal((await all(client.routers())).length, 1);
+
+    // Keystone's names for the ids the listings carry, from the catalog's identity endpoint.
+    assert.equal(await client.identityName('project', 'physics'), 'Physics dept.');
+    assert.equal(await client.identityName('user', 'u'), 'operator');
+    assert.equal(await client.identityName('project', 'chemistry'), null, 'an id Keystone does not know');
 
     const wrong: typeof fetch = async (input, init) => {
       const res = await fetch(input, init);

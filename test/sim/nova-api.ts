@@ -1,6 +1,7 @@
 // A small Keystone v3 + Nova API v2.1 front for NovaSim, enough for the
 // operator's OpenStack client: application-credential tokens with a service
-// catalog, server show and the paged server listing (`/servers/detail`,
+// catalog, users' and projects' names (`/v3/users/{id}`, `/v3/projects/{id}`),
+// server show and the paged server listing (`/servers/detail`,
 // limit/marker, all_tenants), the forceDelete/restore server actions and
 // DELETE; with a NeutronSim, its paged port, floating-IP and router listings
 // under the catalog's network endpoint.
@@ -34,6 +35,8 @@ export interface NovaApiOptions {
   tokenTtlMs?: number;
   region?: string;
   clock?: SimClock;
+  /** Keystone's users and projects, name by id; unknown ids answer 404. */
+  identities?: { users?: Record<string, string>; projects?: Record<string, string> };
 }
 
 export interface ApiRequestRecord {
@@ -92,11 +95,13 @@ export class NovaApi {
   readonly #tokens = new Map<string, Token>();
   readonly #clock: SimClock;
   readonly requests: ApiRequestRecord[] = [];
+  readonly #names: { user: Map<string, string>; project: Map<string, string> };
   #base = '';
 
   private constructor(o: NovaApiOptions) {
     this.#o = o;
     this.#clock = o.clock ?? systemClock;
+    this.#names = { user: new Map(Object.entries(o.identities?.users ?? {})), project: new Map(Object.entries(o.identities?.projects ?? {})) };
     this.#server = createServer((req, res) => {
       void this.#handle(req, res);
     });
@@ -121,6 +126,12 @@ export class NovaApi {
   /** The compute endpoint the catalog lists. */
   get computeUrl(): string {
     return `${this.#base}/v2.1`;
+  }
+
+  /** Creates or renames a Keystone user or project (`undefined` deletes it). */
+  setIdentity(kind: 'user' | 'project', id: string, name: string | undefined): void {
+    if (name === undefined) this.#names[kind].delete(id);
+    else this.#names[kind].set(id, name);
   }
 
   /** Invalidates every token issued so far (the next call gets 401 and must authenticate again). */
@@ -173,6 +184,22 @@ export class NovaApi {
     if (method === 'POST' && path === '/v3/auth/tokens') return this.#issueToken(raw, authenticated);
     if (method === 'GET' && (path === '/v3' || path === '/v3/')) {
       return { status: 200, body: { version: { id: 'v3.14', status: 'stable', updated: '2020-04-07T00:00:00Z', links: [{ rel: 'self', href: `${this.#base}/v3/` }], 'media-types': [{ base: 'application/json', type: 'application/vnd.openstack.identity-v3+json' }] } } };
+    }
+    const identity = /^\/v3\/(users|projects)\/([^/]+)$/.exec(path);
+    if (method === 'GET' && identity !== null) {
+      const token = this.#authenticate(req);
+      authenticated(token.credential.id);
+      const kind = identity[1] === 'users' ? 'user' : 'project';
+      const id = decodeURIComponent(identity[2] ?? '');
+      const name = this.#names[kind].get(id);
+      if (name === undefined) throw new HttpError(404, { error: { code: 404, title: 'Not Found', message: `Could not find ${kind}: ${id}.` } });
+      const links = { self: `${this.#base}/v3/${identity[1]}/${encodeURIComponent(id)}` };
+      return {
+        status: 200,
+        body: kind === 'user'
+          ? { user: { id, name, domain_id: 'default', enabled: true, password_expires_at: null, options: {}, links } }
+          : { project: { id, name, domain_id: 'default', description: '', enabled: true, parent_id: 'default', is_domain: false, tags: [], options: {}, links } },
+      };
     }
     if (method === 'GET' && path === '/v2.1/servers/detail') {
       const token = this.#authenticate(req);
