@@ -49,7 +49,10 @@ async function run(s: Scenario) {
   const bus = await SimBus.connect(amqpUrl);
   const neutron = await NeutronSim.start({ bus, exchange: `neutron-${suffix}`, startEvents: false, floatingPrefix: `198.18.${s.seed % 250}` });
   const nova = await NovaSim.start({ bus, exchange: `nova-${suffix}`, format: 'versioned', rbd: new FakeBlockStore(), neutron, deleteGapMs: 0, destroyRetries: 1, destroyRetryIntervalMs: 0 });
-  const api = await NovaApi.start({ nova, neutron, credentials: [{ id: 'recon', secret: 'shh', userId: 'quarantine', projectId: 'admin' }] });
+  const api = await NovaApi.start({
+    nova, neutron, credentials: [{ id: 'recon', secret: 'shh', userId: 'quarantine', projectId: 'admin' }],
+    identities: { users: { 'user-a': 'Ada' }, projects: { physics: 'Physics', chemistry: 'Chemistry' } },
+  });
   const secrets = new Map<string, string>([['amqp/url', amqpUrl], ['api/id', 'recon'], ['api/secret', 'shh']]);
   const ref = (r: SecretKeyRef) => `${r.name}/${r.key}`;
   const operator = composeOperator({ ledger, logger: silentLogger, secrets: { get: async (r) => secrets.get(ref(r)) ?? '' } });
@@ -157,6 +160,17 @@ async function run(s: Scenario) {
       }
     }
     assert.deepEqual(unflagged, [], 'answers inside an uncertainty window say so');
+
+    // Versioned notifications name no owner: the leader reads the names from Keystone.
+    assert.ok(rt.identityNames?.running, 'the leader reads names from Keystone');
+    await rt.identityNames.pass();
+    const live = servers.filter((id) => nova.server(id)?.deleted === false);
+    for (const id of live) {
+      const address = neutron.ports().find((p) => p.deviceId === id)?.fixedIps[0]?.address as string;
+      const holder = (await traceAddress(ledger.db, address, after, name)).holders.find((h) => h.instance?.id === id);
+      assert.equal(holder?.instance?.userName, 'Ada', `${id} at ${address}`);
+      assert.equal(holder?.instance?.projectName, nova.server(id)?.project === 'physics' ? 'Physics' : 'Chemistry');
+    }
 
     const metrics = await operator.metrics.registry.getSingleMetricAsString('quarantine_cloud_reconcile_last_drift');
     const status = reconciledStatus(true, await latestPasses(ledger.db, name));
