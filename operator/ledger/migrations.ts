@@ -242,6 +242,8 @@ function m0005(engine: Engine): Migration {
         .addColumn('at', 'bigint', (c) => c.notNull())
         .addColumn('message_id', 'text', (c) => c.notNull())
         .addColumn('members', 'text', (c) => c.notNull())
+        // 0015's column, for a ledger that takes 0005 after it.
+        .addColumn('ord', 'integer', (c) => c.notNull().defaultTo(0))
         .execute();
       await db.schema.createIndex('slot_snapshots_owner').on('slot_snapshots').columns(['cloud', 'owner', 'at']).execute();
       await db.schema.createIndex('address_changes_holder').on('address_changes').columns(['cloud', 'holder_key']).execute();
@@ -492,7 +494,11 @@ function m0015(): Migration {
   return {
     async up(db: Kysely<unknown>) {
       await db.schema.alterTable('address_changes').addColumn('ord', 'integer', (c) => c.notNull().defaultTo(0)).execute();
-      await db.schema.alterTable('slot_snapshots').addColumn('ord', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+      // slot_snapshots comes with 0005, which creates it with this column when it runs after 0015.
+      const snapshots = (await db.introspection.getTables()).find((t) => t.name === 'slot_snapshots');
+      if (snapshots !== undefined && !snapshots.columns.some((c) => c.name === 'ord')) {
+        await db.schema.alterTable('slot_snapshots').addColumn('ord', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+      }
       await db.schema
         .createTable('identity_names')
         .addColumn('cloud', 'text', (c) => c.notNull())
