@@ -2,29 +2,12 @@
 // deletion to a durable quarantine, per mode, at a steady rate and in a burst,
 // beside the bare `rbd snap create` + `rbd clone` the capture is built on; and
 // how often onDelete wins its race against Nova's delete, by the delete gap.
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import type { Figure, Scenario, Context } from '../scenario.ts';
+import type { Figure, Scenario } from '../scenario.ts';
 import { summarize, round } from '../lib/stats.ts';
+import { bootCeph } from '../lib/ceph.ts';
 
-const run = promisify(execFile);
-const root = join(import.meta.dirname, '..', '..');
 const MiB = 1024 * 1024;
-
-async function bootCeph(ctx: Context): Promise<Record<string, string>> {
-  const dir = `/tmp/qop-bench-ceph-${process.pid}`;
-  const { stdout } = await run('bash', [join(root, 'test/env/ceph-up.sh'), dir]);
-  ctx.defer(async () => { await run('bash', [join(root, 'test/env/ceph-down.sh'), dir]).catch(() => undefined); });
-  const env: Record<string, string> = {};
-  for (const line of readFileSync(join(stdout.trim(), 'env'), 'utf8').split('\n')) {
-    const m = /^export ([A-Z_]+)='?([^']*)'?$/.exec(line.trim());
-    if (m !== null) env[m[1] ?? ''] = m[2] ?? '';
-  }
-  return env;
-}
 
 const ms = (v: number) => round(v, 1);
 
@@ -42,7 +25,7 @@ export const capture: Scenario = {
   async run(ctx) {
     const figures: Figure[] = [];
     ctx.progress.update('capture: booting a Ceph cluster');
-    const ceph = await bootCeph(ctx);
+    const ceph = await bootCeph(ctx, 'ceph');
     const amqpUrl = await ctx.services.amqpUrl();
     Object.assign(process.env, ceph, { QTEST_AMQP_URL: amqpUrl });
     const { startOperator, until, sleep } = await import('../../test/e2e/harness.ts');

@@ -6,27 +6,13 @@
 // `rbd deep cp --flatten` where the cluster has room for it.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import type { Figure, Scenario, Context } from '../scenario.ts';
+import type { Figure, Scenario } from '../scenario.ts';
 import { summarize, round } from '../lib/stats.ts';
+import { bootCeph } from '../lib/ceph.ts';
 
 const run = promisify(execFile);
-const root = join(import.meta.dirname, '..', '..');
 const GiB = 1024 * 1024 * 1024;
-
-async function bootCeph(ctx: Context, osdMb: number): Promise<Record<string, string>> {
-  const dir = `/tmp/qop-bench-iso-${process.pid}`;
-  const { stdout } = await run('bash', [join(root, 'test/env/ceph-up.sh'), dir], { env: { ...process.env, QTEST_CEPH_OSD_MB: String(osdMb) } });
-  ctx.defer(async () => { await run('bash', [join(root, 'test/env/ceph-down.sh'), dir]).catch(() => undefined); });
-  const env: Record<string, string> = {};
-  for (const line of readFileSync(join(stdout.trim(), 'env'), 'utf8').split('\n')) {
-    const m = /^export ([A-Z_]+)='?([^']*)'?$/.exec(line.trim());
-    if (m !== null) env[m[1] ?? ''] = m[2] ?? '';
-  }
-  return env;
-}
 
 const seconds = (v: number) => round(v, 2);
 
@@ -45,7 +31,7 @@ export const isolation: Scenario = {
     const figures: Figure[] = [];
     ctx.progress.update('isolation: booting a Ceph cluster');
     const osdMb = Number(ctx.param('isolation-osd-mb'));
-    const ceph = await bootCeph(ctx, osdMb);
+    const ceph = await bootCeph(ctx, 'iso', { QTEST_CEPH_OSD_MB: String(osdMb) });
     const { RbdCli } = await import('../../operator/ceph/rbd-cli.ts');
     const { openLedgerDb, migrateToLatest } = await import('../../operator/ledger/db.ts');
     const { CaptureEngine } = await import('../../operator/capture/engine.ts');

@@ -19,6 +19,7 @@ import { runCli } from '../../operator/cli/program.ts';
 import { EXIT } from '../../operator/cli/errors.ts';
 import { silentLogger } from '../../operator/log.ts';
 import { createTestDatabase } from '../support/pg.ts';
+import { openLedger } from '../support/ledger-engines.ts';
 
 const KEY = 'k'.repeat(16) + 'audit-key-for-the-tamper-tests-0001';
 const DAY = 86_400_000;
@@ -45,9 +46,7 @@ async function verifyCli(url: string, anchors: string, key = KEY) {
 
 /** A ledger with captures, an expiry, a hold and its narrowing, anchored twice along the way. */
 async function evidence(target: Target) {
-  const t = await target.open();
-  const ledger = openLedgerDb(t.url);
-  await migrateToLatest(ledger);
+  const { ledger, url, close } = await openLedger(target);
   const keys = auditKeyRing([KEY]);
   useAuditKeys(ledger.db, keys);
   const anchors = join(dir, `anchors-${target.name}-${++n}.jsonl`);
@@ -69,7 +68,7 @@ async function evidence(target: Target) {
   await upsertHold(ledger.db, { name: 'case-43', caseId: 'CERT-43', reason: 'scan', selector: { projects: ['hep'] }, actor: 'sec' }, new Date(T0 + 6000));
   await store.update('q2', new Date(T0 + 7000), { digest: 'a'.repeat(64), digest_at: T0 + 7000 });
   await anchorer.anchorNow();
-  return { ledger, url: t.url, anchors, ids, cleanup: async () => { await ledger.close(); await t.cleanup(); } };
+  return { ledger, url, anchors, ids, cleanup: close };
 }
 
 for (const target of targets) {

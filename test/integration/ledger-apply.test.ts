@@ -2,38 +2,26 @@
 // and on PostgreSQL: who held which address when, whatever the delivery order.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { openLedgerDb, migrateToLatest, type LedgerDb } from '../../operator/ledger/db.ts';
+import type { LedgerDb } from '../../operator/ledger/db.ts';
 import { applyBatch, type ApplyOutcome } from '../../operator/ledger/apply.ts';
 import { traceAddress } from '../../operator/ledger/trace.ts';
 import { instanceHistory } from '../../operator/ledger/instance-history.ts';
 import type { DecodedNotification } from '../../operator/domain/events.ts';
-import { createTestDatabase } from '../support/pg.ts';
+import { ledgerEngines as engines, openLedger } from '../support/ledger-engines.ts';
 import { at, fipEvent, fixed, instanceEvent, nic, notification, oneVmEvent, portEvent } from '../support/events.ts';
 
-const engines: Array<{ name: string; open: () => Promise<{ url: string; cleanup: () => Promise<void> }> }> = [
-  { name: 'sqlite', open: async () => ({ url: 'sqlite::memory:', cleanup: async () => undefined }) },
-  { name: 'postgres', open: async () => { const t = await createTestDatabase(); return { url: t.url, cleanup: () => t.drop() }; } },
-];
 
 const FIP = '188.185.194.218';
 
 for (const engine of engines) {
   describe(`ledger apply on ${engine.name}`, () => {
     let ledger: LedgerDb;
-    let cleanup: () => Promise<void>;
+    let close = async () => {};
     // Every test uses its own cloud name so tests do not see each other's rows.
     let cloudNo = 0;
     let cloud = '';
-    before(async () => {
-      const t = await engine.open();
-      cleanup = t.cleanup;
-      ledger = openLedgerDb(t.url);
-      await migrateToLatest(ledger);
-    });
-    after(async () => {
-      await ledger.close();
-      await cleanup();
-    });
+    before(async () => { ({ ledger, close } = await openLedger(engine)); });
+    after(() => close());
     const fresh = () => { cloudNo += 1; cloud = `cloud-${cloudNo}`; };
     const apply = async (...ns: DecodedNotification[]): Promise<ApplyOutcome[]> =>
       applyBatch(ledger.db, ns.map((n) => ({ notification: { ...n, cloud }, body: JSON.stringify(n.events) })));

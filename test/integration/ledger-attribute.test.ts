@@ -9,19 +9,15 @@ import { basename, join } from 'node:path';
 import { randomInt } from 'node:crypto';
 import { sql, type Insertable } from 'kysely';
 import type { AddressIntervalsTable } from '../../operator/ledger/schema.ts';
-import { openLedgerDb, migrateToLatest, type LedgerDb } from '../../operator/ledger/db.ts';
+import type { LedgerDb } from '../../operator/ledger/db.ts';
 import { attribute, attributeQuery, holdersDuring } from '../../operator/ledger/attribute.ts';
 import { traceAddress } from '../../operator/ledger/trace.ts';
 import { traceDirect } from '../../operator/ledger/trace-direct.ts';
 import { ingestFiles } from '../../operator/cli/ingest.ts';
 import { attributeReading, readLogFiles } from '../../operator/cli/trace-log.ts';
-import { createTestDatabase } from '../support/pg.ts';
+import { ledgerEngines as engines, openLedger } from '../support/ledger-engines.ts';
 import { EXPECTED, FIP1, FIP2, UNREADABLE, vmA, vmB, vmC, writeAbuseReport } from '../support/abuse-report.ts';
 
-const engines: Array<{ name: string; open: () => Promise<{ url: string; cleanup: () => Promise<void> }> }> = [
-  { name: 'sqlite', open: async () => ({ url: 'sqlite::memory:', cleanup: async () => undefined }) },
-  { name: 'postgres', open: async () => { const t = await createTestDatabase(); return { url: t.url, cleanup: () => t.drop() }; } },
-];
 
 const dir = mkdtempSync(join(tmpdir(), 'qop-attr-'));
 const report = writeAbuseReport(dir);
@@ -30,21 +26,14 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 for (const engine of engines) {
   describe(`bulk attribution on ${engine.name}`, () => {
     let ledger: LedgerDb;
-    let cleanup: () => Promise<void>;
+    let close = async () => {};
     let url = '';
     before(async () => {
-      const t = await engine.open();
-      cleanup = t.cleanup;
-      url = t.url;
-      ledger = openLedgerDb(t.url);
-      await migrateToLatest(ledger);
+      ({ ledger, url, close } = await openLedger(engine));
       const { counts } = await ingestFiles(ledger.db, 'cern', [report.notifications]);
       assert.equal(counts.rejected, 0);
     });
-    after(async () => {
-      await ledger.close();
-      await cleanup();
-    });
+    after(() => close());
 
     test('the abuse report: every line to its instance, owners summarised', async () => {
       const a = await attributeReading(ledger, await readLogFiles(report.files, { date: '2026-05-01' }));

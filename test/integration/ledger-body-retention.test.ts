@@ -14,13 +14,9 @@ import { pruneBodies, retentionFromDays, BodyRetentionError } from '../../operat
 import { ensureBodyPartitions } from '../../operator/ledger/body-partitions.ts';
 import { upsertHold } from '../../operator/capture/holds.ts';
 import type { DecodedNotification } from '../../operator/domain/events.ts';
-import { createTestDatabase } from '../support/pg.ts';
+import { ledgerEngines as engines, openLedger } from '../support/ledger-engines.ts';
 import { fixed, instanceEvent, notification } from '../support/events.ts';
 
-const engines: Array<{ name: string; open: () => Promise<{ url: string; cleanup: () => Promise<void> }> }> = [
-  { name: 'sqlite', open: async () => ({ url: 'sqlite::memory:', cleanup: async () => undefined }) },
-  { name: 'postgres', open: async () => { const t = await createTestDatabase(); return { url: t.url, cleanup: () => t.drop() }; } },
-];
 
 const day = (iso: string) => new Date(`${iso}T12:00:00Z`);
 const NOW = day('2026-06-15');
@@ -29,17 +25,9 @@ const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 for (const engine of engines) {
   describe(`notification body retention on ${engine.name}`, () => {
     let ledger: LedgerDb;
-    let cleanup: () => Promise<void>;
-    before(async () => {
-      const t = await engine.open();
-      cleanup = t.cleanup;
-      ledger = openLedgerDb(t.url);
-      await migrateToLatest(ledger);
-    });
-    after(async () => {
-      await ledger.close();
-      await cleanup();
-    });
+    let close = async () => {};
+    before(async () => { ({ ledger, close } = await openLedger(engine)); });
+    after(() => close());
 
     const boot = (id: string, address: string, when: Date): DecodedNotification =>
       notification([instanceEvent('create.end', { id, project: `p-${id}` }, [fixed(address, `port-${id}`)])], when, { cloud: 'c1', messageId: `m-${id}-${when.getTime()}` });

@@ -11,6 +11,7 @@ import { migrationProvider } from '../../operator/ledger/migrations.ts';
 import { openLedgerDb, migrateToLatest, type LedgerDb } from '../../operator/ledger/db.ts';
 import { traceAddress, traceQuery } from '../../operator/ledger/trace.ts';
 import { createTestDatabase, type TestDatabase } from '../support/pg.ts';
+import { openLedger } from '../support/ledger-engines.ts';
 
 interface Target {
   name: string;
@@ -37,17 +38,10 @@ const targets: Target[] = [
 for (const target of targets) {
   describe(`ledger database on ${target.name}`, () => {
     let ledger: LedgerDb;
-    let cleanup: () => Promise<void>;
+    let close = async () => {};
 
-    before(async () => {
-      const t = await target.open();
-      cleanup = t.cleanup;
-      ledger = openLedgerDb(t.url);
-    });
-    after(async () => {
-      await ledger.close();
-      await cleanup();
-    });
+    before(async () => { ({ ledger, close } = await openLedger(target, { migrate: false })); });
+    after(() => close());
 
     test('migrations apply once and a second run is a no-op', async () => {
       assert.deepEqual(await migrateToLatest(ledger), ['0001_init', '0002_quarantine', '0003_trace_index', '0004_trace_index_pg', '0005_ledger_facts', '0006_canonical_addresses', '0007_audit_keyed', '0008_capture_intents', '0009_isolation', '0010_cases', '0011_reconciliation', '0012_notification_bodies', '0013_transfers', '0015_fact_order_identity_names']);

@@ -4,29 +4,18 @@
 // ground truth's trace answers. Longer runs: npm run soak:ledger -- --db URL.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { openLedgerDb, migrateToLatest, type LedgerDb } from '../../operator/ledger/db.ts';
-import { createTestDatabase } from '../support/pg.ts';
+import type { LedgerDb } from '../../operator/ledger/db.ts';
+import { ledgerEngines, openLedger } from '../support/ledger-engines.ts';
 import { checkSeed, describeMismatches } from '../support/ledger-property.ts';
 
-const engines: Array<{ name: string; histories: number; open: () => Promise<{ url: string; cleanup: () => Promise<void> }> }> = [
-  { name: 'sqlite', histories: 40, open: async () => ({ url: 'sqlite::memory:', cleanup: async () => undefined }) },
-  { name: 'postgres', histories: 10, open: async () => { const t = await createTestDatabase(); return { url: t.url, cleanup: () => t.drop() }; } },
-];
+const engines = ledgerEngines.map((e) => ({ ...e, histories: e.name === 'sqlite' ? 40 : 10 }));
 
 for (const engine of engines) {
   describe(`ledger order independence on ${engine.name}`, () => {
     let ledger: LedgerDb;
-    let cleanup: () => Promise<void>;
-    before(async () => {
-      const t = await engine.open();
-      cleanup = t.cleanup;
-      ledger = openLedgerDb(t.url);
-      await migrateToLatest(ledger);
-    });
-    after(async () => {
-      await ledger.close();
-      await cleanup();
-    });
+    let close = async () => {};
+    before(async () => { ({ ledger, close } = await openLedger(engine)); });
+    after(() => close());
 
     test(`${engine.histories} random histories: every arrival schedule gives the ground truth`, async () => {
       // Seeds beyond the unit slice's, so the two runs cover different histories.

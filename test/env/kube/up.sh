@@ -22,6 +22,8 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=SCRIPTDIR/../lib/procs.sh
+source "$here/../lib/procs.sh"
 
 log() { printf 'kube/up: %s\n' "$*" >&2; }
 
@@ -43,25 +45,6 @@ if [[ ! -e "$dir/$marker" && -n "$(ls -A "$dir")" ]]; then
   exit 1
 fi
 
-# True when the pid file names a live process that is the given binary running
-# for this DIR, so a recycled pid is never mistaken for ours.
-ours() {
-  local pidfile="$1" name="$2" pid cmd
-  [[ -s "$pidfile" ]] || return 1
-  pid="$(<"$pidfile")"
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  cmd="$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline")" || return 1
-  [[ "$cmd" == *"/$name "* && "$cmd" == *"$dir/"* ]]
-}
-
-# A process that has exited but not been reaped still answers kill -0.
-alive() {
-  local stat
-  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
-  stat="${stat##*) }"
-  [[ "${stat:0:1}" != Z ]]
-}
-
 readyz() {
   local port="$1" token="$2"
   [[ "$(curl -s --max-time 5 --cacert "$dir/pki/ca.crt" \
@@ -70,7 +53,7 @@ readyz() {
 
 service_accounts="${QTEST_KUBE_SERVICE_ACCOUNTS:-0}"
 if [[ -e "$dir/$marker" ]]; then
-  if [[ "$(cat "$dir/service-accounts" 2>/dev/null)" == "$service_accounts" ]] && ours "$dir/etcd.pid" etcd && ours "$dir/kube-apiserver.pid" kube-apiserver &&
+  if [[ "$(cat "$dir/service-accounts" 2>/dev/null)" == "$service_accounts" ]] && proc_ours "$dir" etcd && proc_ours "$dir" kube-apiserver &&
     [[ -s "$dir/apiserver.port" && -s "$dir/admin.token" && -s "$dir/env" ]] &&
     readyz "$(<"$dir/apiserver.port")" "$(<"$dir/admin.token")"; then
     log "reusing the running control plane in $dir"
@@ -93,7 +76,7 @@ on_exit() {
     local pid
     for pid in "${started[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${started[@]}"; do
-      for _ in $(seq 50); do alive "$pid" || break; sleep 0.1; done
+      for _ in $(seq 50); do proc_alive "$pid" || break; sleep 0.1; done
       kill -KILL "$pid" 2>/dev/null || true
     done
     for f in etcd kube-apiserver; do
@@ -107,28 +90,11 @@ trap on_exit EXIT
 begin=$SECONDS
 bin="$(bash "$here/build.sh")"
 
-# The kernel has no "reserve a port for later" call, so pick ports that nothing
-# uses now, below the ephemeral range that outgoing connections draw from; a
-# start that still loses a race is retried with new ports.
-pick_port() {
-  local port used
-  used="$(ss -Htan 2>/dev/null | awk '{ n = split($4, a, ":"); print a[n] }')"
-  while :; do
-    port=$((20000 + RANDOM % 12000))
-    grep -qx "$port" <<<"$used" || { printf '%s\n' "$port"; return; }
-  done
-}
-
-# Starts a binary in its own session so that it outlives this script and the
-# shell or test runner that called it, and records its pid.
+# Starts one of the built binaries (test/env/lib/procs.sh) and records its pid.
 launch() {
   local name="$1"
   shift
-  rm -f "$dir/$name.pid"
-  setsid bash -c 'echo $$ >"$0"; exec "$@"' "$dir/$name.pid" "$bin/$name" "$@" \
-    >"$dir/$name.log" 2>&1 </dev/null &
-  for _ in $(seq 50); do [[ -s "$dir/$name.pid" ]] && break; sleep 0.1; done
-  [[ -s "$dir/$name.pid" ]] || { log "$name did not start"; return 1; }
+  proc_start "$dir" "$name" "$bin/$name" "$@" || return 1
   started+=("$(<"$dir/$name.pid")")
 }
 
@@ -142,7 +108,7 @@ wait_for() {
   local deadline=$((SECONDS + seconds))
   while ((SECONDS < deadline)); do
     "$@" && return 0
-    ours "$dir/$name.pid" "$name" || return 1
+    proc_ours "$dir" "$name" || return 1
     sleep 0.2
   done
   return 1
@@ -187,9 +153,9 @@ chmod 600 "$dir/admin.token" "$dir/operator.token" "$dir/tokens.csv"
 etcd_up() { [[ "$(curl -s --max-time 2 "http://127.0.0.1:$etcd_port/health" 2>/dev/null)" == *'"health":"true"'* ]]; }
 
 for attempt in 1 2 3; do
-  etcd_port="$(pick_port)"
-  peer_port="$(pick_port)"
-  while [[ "$peer_port" == "$etcd_port" ]]; do peer_port="$(pick_port)"; done
+  etcd_port="$(proc_free_port)"
+  peer_port="$(proc_free_port)"
+  while [[ "$peer_port" == "$etcd_port" ]]; do peer_port="$(proc_free_port)"; done
   rm -rf "$dir/etcd"
   # fsync is off because the data dies with the test run and fsync dominates
   # etcd's latency on small disks.
@@ -204,7 +170,7 @@ for attempt in 1 2 3; do
     --unsafe-no-fsync \
     --log-level=warn
   if wait_for etcd 60 etcd_up; then break; fi
-  if ours "$dir/etcd.pid" etcd || ((attempt == 3)) || ! lost_port_race etcd; then
+  if proc_ours "$dir" etcd || ((attempt == 3)) || ! lost_port_race etcd; then
     log "etcd did not become healthy"
     exit 1
   fi
@@ -216,7 +182,7 @@ printf '%s\n' "$etcd_port" >"$dir/etcd.port"
 admission=(--disable-admission-plugins=ServiceAccount)
 [[ "$service_accounts" == 1 ]] && admission=(--enable-admission-plugins=ServiceAccount)
 for attempt in 1 2 3; do
-  port="$(pick_port)"
+  port="$(proc_free_port)"
   # ServiceAccount admission is off unless asked for: it rejects pods whose
   # service account does not exist, and with no controller-manager none ever
   # will.
@@ -246,7 +212,7 @@ for attempt in 1 2 3; do
     --allow-privileged=true \
     --profiling=false
   if wait_for kube-apiserver 120 readyz "$port" "$admin_token"; then break; fi
-  if ours "$dir/kube-apiserver.pid" kube-apiserver || ((attempt == 3)) || ! lost_port_race kube-apiserver; then
+  if proc_ours "$dir" kube-apiserver || ((attempt == 3)) || ! lost_port_race kube-apiserver; then
     log "kube-apiserver did not become ready"
     exit 1
   fi

@@ -9,6 +9,10 @@
 # QTEST_NODE_KEEP_LOGS=1 keeps the components' logs in DIR.logs.
 set -uo pipefail
 
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=SCRIPTDIR/../lib/procs.sh
+source "$here/../lib/procs.sh"
+
 log() { printf 'node/down: %s\n' "$*" >&2; }
 
 if [[ $# -ne 1 || -z "$1" ]]; then
@@ -26,45 +30,8 @@ fi
 sock="$dir/containerd.sock"
 rc=0
 
-our_pid() {
-  local pidfile="$dir/$1.pid" pid cmd
-  [[ -s "$pidfile" ]] || return 1
-  pid="$(<"$pidfile")"
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  cmd="$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline")" || return 1
-  [[ "$cmd" == *"/$1 "* && "$cmd" == *"$dir/"* ]] || return 1
-  printf '%s\n' "$pid"
-}
-
-alive() {
-  local stat
-  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
-  stat="${stat##*) }"
-  [[ "${stat:0:1}" != Z ]]
-}
-
-stop_pid() {
-  local name="$1" pid="$2"
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for _ in $(seq 150); do
-    alive "$pid" || break
-    sleep 0.1
-  done
-  if alive "$pid"; then
-    log "$name ($pid) ignored SIGTERM for 15s; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do alive "$pid" || break; sleep 0.1; done
-  fi
-  alive "$pid" && { log "$name ($pid) is still running"; rc=1; }
-  # Detached by up.sh, so init reaps it; wait until it is gone from the process table.
-  for _ in $(seq 20); do [[ -e "/proc/$pid" ]] || break; sleep 0.1; done
-}
-
-stop() {
-  local pid
-  pid="$(our_pid "$1")" || return 0
-  stop_pid "$1" "$pid"
-}
+# Stops NAME if DIR/NAME.pid names our running NAME (test/env/lib/procs.sh).
+stop() { proc_stop_ours "$dir" "$1" || rc=1; }
 
 # The kubelet first, so that it does not restart the containers removed next.
 stop kubelet
@@ -72,7 +39,7 @@ stop kube-scheduler
 stop kube-controller-manager
 
 # Every container and sandbox of the node, then containerd itself.
-if pid="$(our_pid containerd)"; then
+if pid="$(proc_pid "$dir" containerd)"; then
   ctr=(ctr --address "$sock" --namespace k8s.io)
   for task in $("${ctr[@]}" tasks ls -q 2>/dev/null); do
     "${ctr[@]}" tasks kill --signal SIGKILL "$task" >/dev/null 2>&1 || true
@@ -81,12 +48,12 @@ if pid="$(our_pid containerd)"; then
     for _ in $(seq 50); do "${ctr[@]}" tasks delete "$task" >/dev/null 2>&1 && break; sleep 0.1; done
   done
   for c in $("${ctr[@]}" containers ls -q 2>/dev/null); do "${ctr[@]}" containers delete "$c" >/dev/null 2>&1 || true; done
-  stop_pid containerd "$pid"
+  proc_stop containerd "$pid" || rc=1
 fi
 # A shim outlives containerd; ours name DIR's socket on their command line.
 for proc in /proc/[0-9]*; do
   cmd="$(tr '\0' ' ' 2>/dev/null <"$proc/cmdline")" || continue
-  if [[ "$cmd" == *containerd-shim* && "$cmd" == *"$sock"* ]]; then stop_pid containerd-shim "${proc#/proc/}"; fi
+  if [[ "$cmd" == *containerd-shim* && "$cmd" == *"$sock"* ]]; then proc_stop containerd-shim "${proc#/proc/}" || rc=1; fi
 done
 
 # Mounts under DIR, deepest first: the kubelet's bind mount of its root dir,

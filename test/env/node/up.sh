@@ -25,6 +25,8 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=SCRIPTDIR/../lib/procs.sh
+source "$here/../lib/procs.sh"
 
 log() { printf 'node/up: %s\n' "$*" >&2; }
 
@@ -45,22 +47,6 @@ if [[ ! -e "$dir/$marker" && -n "$(ls -A "$dir")" ]]; then
   log "$dir is not empty and was not made by up.sh; refusing to use it"
   exit 1
 fi
-
-ours() {
-  local pidfile="$1" name="$2" pid cmd
-  [[ -s "$pidfile" ]] || return 1
-  pid="$(<"$pidfile")"
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  cmd="$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline")" || return 1
-  [[ "$cmd" == *"/$name "* && "$cmd" == *"$dir/"* ]]
-}
-
-alive() {
-  local stat
-  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
-  stat="${stat##*) }"
-  [[ "${stat:0:1}" != Z ]]
-}
 
 api() {
   curl -s --max-time 5 --cacert "$kube_dir/pki/ca.crt" -H "Authorization: Bearer $(<"$kube_dir/admin.token")" \
@@ -85,7 +71,7 @@ components=(containerd kubelet kube-scheduler kube-controller-manager)
 
 if [[ -e "$dir/$marker" ]]; then
   all=1
-  for c in "${components[@]}"; do ours "$dir/$c.pid" "$c" || all=0; done
+  for c in "${components[@]}"; do proc_ours "$dir" "$c" || all=0; done
   if ((all)) && [[ -s "$dir/env" ]] && node_ready; then
     log "reusing the running node in $dir"
     printf '%s\n' "$dir"
@@ -100,7 +86,7 @@ fi
 if [[ -s "$owner_file" ]]; then
   other="$(<"$owner_file")"
   if [[ "$other" != "$dir" && -e "$other/.quarantine-node" && -s "$other/kubelet.pid" ]] &&
-    alive "$(<"$other/kubelet.pid")"; then
+    proc_alive "$(<"$other/kubelet.pid")"; then
     log "another test node runs on this machine ($other); stop it with test/env/node/down.sh $other, or wait for it"
     exit 1
   fi
@@ -108,7 +94,6 @@ fi
 printf '%s\n' "$dir" >"$owner_file"
 touch "$dir/$marker"
 
-started=()
 on_exit() {
   local status=$?
   if [[ $status -ne 0 ]]; then
@@ -128,32 +113,15 @@ for b in containerd runc ctr; do
   command -v "$b" >/dev/null || { log "$b is not installed (test/env/install.sh installs containerd and runc)"; exit 1; }
 done
 
-pick_port() {
-  local port used
-  used="$(ss -Htan 2>/dev/null | awk '{ n = split($4, a, ":"); print a[n] }')"
-  while :; do
-    port=$((20000 + RANDOM % 12000))
-    grep -qx "$port" <<<"$used" || { printf '%s\n' "$port"; return; }
-  done
-}
-
-launch() {
-  local name="$1" exe="$2"
-  shift 2
-  rm -f "$dir/$name.pid"
-  setsid bash -c 'echo $$ >"$0"; exec "$@"' "$dir/$name.pid" "$exe" "$@" \
-    >"$dir/$name.log" 2>&1 </dev/null &
-  for _ in $(seq 50); do [[ -s "$dir/$name.pid" ]] && break; sleep 0.1; done
-  [[ -s "$dir/$name.pid" ]] || { log "$name did not start"; return 1; }
-  started+=("$(<"$dir/$name.pid")")
-}
+# launch NAME EXE [ARG...] (test/env/lib/procs.sh)
+launch() { proc_start "$dir" "$@"; }
 
 wait_for() {
   local what="$1" seconds="$2"
   shift 2
   for _ in $(seq $((seconds * 5))); do
     "$@" && return 0
-    ours "$dir/$what.pid" "$what" || { log "$what exited"; return 1; }
+    proc_ours "$dir" "$what" || { log "$what exited"; return 1; }
     sleep 0.2
   done
   log "$what was not ready after ${seconds}s"
@@ -232,8 +200,8 @@ bash "$here/image-tar.sh" "$pause_root" '{"Entrypoint":["/pause"],"User":"65535:
 rm -rf "$pause_root" "$dir/pause.tar"
 
 # --- kubelet --------------------------------------------------------------------
-kubelet_port="$(pick_port)"
-kubelet_healthz="$(pick_port)"
+kubelet_port="$(proc_free_port)"
+kubelet_healthz="$(proc_free_port)"
 cat >"$dir/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -287,7 +255,7 @@ launch kube-scheduler "$bin/kube-scheduler" \
   --authorization-kubeconfig="$kube_dir/kubeconfig" \
   --leader-elect=false \
   --bind-address=127.0.0.1 \
-  --secure-port="$(pick_port)" \
+  --secure-port="$(proc_free_port)" \
   --cert-dir="$dir/kube-scheduler" \
   --v=1
 # The root CA is what every pod's kube-root-ca.crt ConfigMap carries, and so
@@ -298,7 +266,7 @@ launch kube-controller-manager "$bin/kube-controller-manager" \
   --authorization-kubeconfig="$kube_dir/kubeconfig" \
   --leader-elect=false \
   --bind-address=127.0.0.1 \
-  --secure-port="$(pick_port)" \
+  --secure-port="$(proc_free_port)" \
   --cert-dir="$dir/kube-controller-manager" \
   --controllers='*,-csrsigning' \
   --root-ca-file="$kube_dir/pki/ca.crt" \
