@@ -19,7 +19,7 @@ import type {
 import type { ChangeOp, HolderAttrs } from '../domain/intervals.ts';
 import { storedIp } from '../domain/ip.ts';
 import { vmDocumentOrder } from '../domain/opennebula-states.ts';
-import { rederive, releaseOf, touched, type Touched } from './derive.ts';
+import { EVER, lowerTo, rederive, releaseOf, touchSlot, touched, type Touched } from './derive.ts';
 
 export type ApplyOutcome = 'applied' | 'duplicate' | 'ignored';
 
@@ -54,16 +54,13 @@ export async function applyBatch(db: Kysely<LedgerSchema>, batch: readonly Recor
         out.push('applied');
       }
     }
-    const rows = await Entities.load(trx, applied.map((r) => r.notification));
+    const rows = await Entities.load(trx, applied.map((r) => r.notification), (cloud) => {
+      let t = byCloud.get(cloud);
+      if (t === undefined) byCloud.set(cloud, (t = touched()));
+      return t;
+    });
     const buf: Buffered = { changes: [], snapshots: [], links: [], macs: [] };
-    for (const { notification: n } of applied) {
-      let t = byCloud.get(n.cloud);
-      if (t === undefined) {
-        t = touched();
-        byCloud.set(n.cloud, t);
-      }
-      applyEvents({ rows, t, buf }, n);
-    }
+    for (const { notification: n } of applied) applyEvents({ rows, t: rows.touched(n.cloud), buf }, n);
     await rows.write(trx);
     await flush(trx, buf);
     // Legacy reports placed by MAC join their port's slots once both are recorded.
@@ -148,9 +145,15 @@ class Entities {
   readonly ports = new Map<string, PortRow>();
   readonly routers = new Map<string, RouterRow>();
   readonly #dirty = { instances: new Set<string>(), ports: new Set<string>(), routers: new Set<string>() };
+  /** What the batch touched in a cloud: changes of ends, port deletions and MACs are noted there. */
+  readonly touched: (cloud: string) => Touched;
+
+  constructor(touchedIn: (cloud: string) => Touched) {
+    this.touched = touchedIn;
+  }
 
   /** Reads every row the batch's events may name: by id, and ports also by MAC (legacy reports name only that). */
-  static async load(trx: Tx, ns: readonly DecodedNotification[]): Promise<Entities> {
+  static async load(trx: Tx, ns: readonly DecodedNotification[], touchedIn: (cloud: string) => Touched): Promise<Entities> {
     const want = new Map<string, { instances: Set<string>; ports: Set<string>; macs: Set<string>; routers: Set<string> }>();
     for (const n of ns) {
       let w = want.get(n.cloud);
@@ -172,7 +175,7 @@ class Entities {
         }
       }
     }
-    const rows = new Entities();
+    const rows = new Entities(touchedIn);
     for (const [cloud, w] of want) {
       for (const part of chunks([...w.instances])) {
         for (const r of await trx.selectFrom('instances').selectAll().where('cloud', '=', cloud).where('instance_id', 'in', part).execute()) rows.instances.set(key(cloud, r.instance_id), r);
@@ -195,6 +198,8 @@ class Entities {
   }
   setInstance(row: InstanceRow): void {
     const k = key(row.cloud, row.instance_id);
+    const before = this.instances.get(k)?.ended_at ?? null;
+    if (before !== row.ended_at) lowerTo(this.touched(row.cloud).ends, row.instance_id, Math.min(before ?? Infinity, row.ended_at ?? Infinity));
     this.instances.set(k, row);
     this.#dirty.instances.add(k);
   }
@@ -203,6 +208,11 @@ class Entities {
   }
   setPort(row: PortRow): void {
     const k = key(row.cloud, row.port_id);
+    const before = this.ports.get(k);
+    const changes = this.touched(row.cloud).portChanges;
+    if ((before?.mac ?? null) !== row.mac) lowerTo(changes, row.port_id, EVER);
+    const deleted = before?.deleted_at ?? null;
+    if (deleted !== row.deleted_at) lowerTo(changes, row.port_id, Math.min(deleted ?? Infinity, row.deleted_at ?? Infinity));
     this.ports.set(k, row);
     this.#dirty.ports.add(k);
   }
@@ -285,7 +295,7 @@ function addChange(ctx: Ctx, cloud: string, slot: string, at: number, change: Ch
     cloud, slot, at, op: change.op, holder_key: change.holderKey, address: h.address, kind: h.kind, instance_id: h.instanceId,
     port: h.port, mac: h.mac, network: h.network, project: h.project, message_id: h.messageId, ord: ord ?? 0,
   });
-  ctx.t.slots.add(slot);
+  touchSlot(ctx.t, slot, at);
 }
 
 /** A complete list reported by an owner (see slot_snapshots). */
@@ -475,8 +485,9 @@ async function adoptMacSlots(trx: Tx, macs: Buffered['macs'], byCloud: ReadonlyM
         const mac = r.slot.slice('mac:'.length, r.slot.lastIndexOf('|'));
         const portId = ports.get(mac) as string;
         await trx.updateTable('address_changes').set({ slot: `port:${portId}|${r.address}`, port: portId }).where('cloud', '=', cloud).where('slot', '=', r.slot).execute();
-        t.slots.add(r.slot);
-        t.slots.add(`port:${portId}|${r.address}`);
+        // Facts of any time move: both slots are re-derived whole.
+        touchSlot(t, r.slot, EVER);
+        touchSlot(t, `port:${portId}|${r.address}`, EVER);
       }
     }
   }

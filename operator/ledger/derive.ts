@@ -9,25 +9,42 @@
 // each kind of fact read for all of them in one statement (per few hundred
 // keys) and the intervals written back in multi-row statements, so a batch
 // costs a bounded number of statements whatever its size.
-import type { ExpressionBuilder, Transaction } from 'kysely';
+import { sql, type ExpressionBuilder, type Transaction } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
 import {
-  clipIntervals, deriveIntervals, splitByOwner, type ChangeOp, type ChangePoint, type DerivedInterval, type HolderAttrs, type OwnerSpan,
+  clipIntervals, compareChanges, deriveIntervals, splitByOwner, type ChangeOp, type ChangePoint, type DerivedInterval, type HolderAttrs, type OwnerSpan,
 } from '../domain/intervals.ts';
 
 type Tx = Transaction<LedgerSchema>;
 
 /** What a batch touched, per cloud. */
 export interface Touched {
-  slots: Set<string>;
+  /** Slots given new facts, each with the earliest event time among them. */
+  slots: Map<string, number>;
   instances: Set<string>;
   ports: Set<string>;
   routers: Set<string>;
+  /** Instances whose end changed, with the earlier of the old and new end: what names them reads differently from then on. */
+  ends: Map<string, number>;
+  /** Ports whose deletion time or MAC changed, with the earliest time their floating IPs read differently (EVER for a MAC). */
+  portChanges: Map<string, number>;
 }
 
+/** "From the start": re-derive everything the slot ever had. */
+export const EVER = Number.NEGATIVE_INFINITY;
+
 export function touched(): Touched {
-  return { slots: new Set(), instances: new Set(), ports: new Set(), routers: new Set() };
+  return { slots: new Map(), instances: new Set(), ports: new Set(), routers: new Set(), ends: new Map(), portChanges: new Map() };
 }
+
+/** Keeps the earliest time per key. */
+export function lowerTo(m: Map<string, number>, key: string, at: number): void {
+  const c = m.get(key);
+  if (c === undefined || at < c) m.set(key, at);
+}
+
+/** Notes a new fact of `slot` at `at`. */
+export const touchSlot = (t: Touched, slot: string, at: number): void => lowerTo(t.slots, slot, at);
 
 const CHUNK = 500;
 /** Key ranges per statement: each is an OR branch the planner answers from the index. */
@@ -68,55 +85,109 @@ async function slotsInRanges(trx: Tx, cloud: string, ranges: ReadonlyArray<[stri
   }
 }
 
+/**
+ * Re-derives what the batch touched. Slots other than floating IPs are
+ * re-derived from all of their facts (an address on a port or NIC lives as
+ * long as its port or instance). A floating IP is held by one port after
+ * another for years: it is re-derived only from the time the batch can change
+ * it (its new facts, or the change of an end, a port's deletion or owner),
+ * starting at its last release before then (see rederiveFips).
+ */
 export async function rederive(trx: Tx, cloud: string, t: Touched): Promise<void> {
-  const slots = new Set<string>(t.slots);
-  for (const ids of chunks(t.instances)) {
-    const rows = await trx.selectFrom('address_changes').select('slot').distinct().where('cloud', '=', cloud).where('holder_key', 'in', ids).execute();
-    for (const r of rows) slots.add(r.slot);
-    // Floating IPs whose own payload named the instance: its end bounds that attribution.
-    const fips = await trx.selectFrom('address_changes').select('slot').distinct().where('cloud', '=', cloud).where('instance_id', 'in', ids)
-      .where('slot', '>=', FIP_RANGE[0]).where('slot', '<', FIP_RANGE[1]).execute();
-    for (const r of fips) slots.add(r.slot);
+  const plainSet = new Set<string>();
+  /** Floating IP slot → the earliest time at which it may read differently. */
+  const fipFrom = new Map<string, number>();
+  for (const [slot, at] of t.slots) {
+    if (isFip(slot)) lowerTo(fipFrom, slot, at);
+    else plainSet.add(slot);
   }
-  await slotsInRanges(trx, cloud, [...t.ports].map(portSlotRange), slots);
-  await slotsInRanges(trx, cloud, [...t.routers].map(routerSlotRange), slots);
-
-  // Port slots first: floating IPs take their instance from them.
-  const fipSlots = new Set<string>();
-  const plain: string[] = [];
-  const ports = new Set<string>(t.ports);
-  for (const slot of slots) {
-    if (isFip(slot)) fipSlots.add(slot);
-    else {
-      plain.push(slot);
-      const p = portOfSlot(slot);
-      if (p !== undefined) ports.add(p);
+  // No DISTINCT and no slot range in these lookups: either lets SQLite's
+  // planner prefer the (cloud, slot) index, which scans every fact of the cloud.
+  for (const ids of chunks(t.instances)) {
+    const rows = await trx.selectFrom('address_changes').select(['slot', 'holder_key']).where('cloud', '=', cloud).where('holder_key', 'in', ids).execute();
+    for (const r of rows) {
+      if (!isFip(r.slot)) plainSet.add(r.slot);
+      else {
+        // A floating IP depends on an instance only through its end.
+        const end = t.ends.get(r.holder_key);
+        if (end !== undefined) lowerTo(fipFrom, r.slot, end);
+      }
     }
   }
-  await rederiveSlots(trx, cloud, plain);
-  for (const ids of chunks(ports)) {
-    const rows = await trx.selectFrom('address_changes').select('slot').distinct().where('cloud', '=', cloud).where('holder_key', 'in', ids)
-      .where('slot', '>=', FIP_RANGE[0]).where('slot', '<', FIP_RANGE[1]).execute();
-    for (const r of rows) fipSlots.add(r.slot);
+  // Floating IPs whose own payload named the instance: its end bounds that attribution.
+  for (const ids of chunks(t.ends.keys())) {
+    const named = await trx.selectFrom('address_changes').select(['slot', 'instance_id']).where('cloud', '=', cloud).where('instance_id', 'in', ids).execute();
+    for (const r of named) if (isFip(r.slot) && r.instance_id !== null) lowerTo(fipFrom, r.slot, t.ends.get(r.instance_id) as number);
   }
-  await rederiveFips(trx, cloud, [...fipSlots]);
+  await slotsInRanges(trx, cloud, [...t.ports].map(portSlotRange), plainSet);
+  await slotsInRanges(trx, cloud, [...t.routers].map(routerSlotRange), plainSet);
+
+  // Port slots first: floating IPs take their instance from them.
+  const owners = await rederiveSlots(trx, cloud, [...plainSet]);
+  // A floating IP depends on a port through its deletion, its MAC and who had it when.
+  const portFrom = new Map<string, number>(t.portChanges);
+  for (const [slot, at] of owners) {
+    const p = portOfSlot(slot);
+    if (p !== undefined) lowerTo(portFrom, p, at);
+  }
+  for (const ids of chunks(portFrom.keys())) {
+    const rows = await trx.selectFrom('address_changes').select(['slot', 'holder_key']).where('cloud', '=', cloud).where('holder_key', 'in', ids).execute();
+    for (const r of rows) if (isFip(r.slot)) lowerTo(fipFrom, r.slot, portFrom.get(r.holder_key) as number);
+  }
+  await rederiveFips(trx, cloud, fipFrom);
 }
 
-async function loadPoints(trx: Tx, cloud: string, slots: readonly string[]): Promise<Map<string, ChangePoint[]>> {
+type ChangeRow = { slot: string; at: number; ord: number; op: string; holder_key: string; since: number | null; address: string; kind: string; instance_id: string | null; port: string | null; mac: string | null; network: string | null; project: string | null; message_id: string | null };
+
+function pointOf(r: ChangeRow): ChangePoint {
+  return {
+    at: r.at, ord: r.ord, seq: 0, op: r.op as ChangeOp, holderKey: r.holder_key, since: r.since ?? null,
+    holder: {
+      address: r.address, kind: r.kind as HolderAttrs['kind'], instanceId: r.instance_id, port: r.port, mac: r.mac,
+      network: r.network, project: r.project, messageId: r.message_id,
+    },
+  };
+}
+
+/** Slots with a start time, as one condition: `cloud`, the slot, and `column >= start` (the index answers each branch). */
+function slotsFrom(cloud: string, column: 'at' | 'valid_from', part: ReadonlyArray<readonly [string, number]>) {
+  return (eb: ExpressionBuilder<LedgerSchema, 'address_changes' | 'address_intervals'>) =>
+    eb.or(part.map(([slot, from]) => eb.and([eb('cloud', '=', cloud), eb('slot', '=', slot), eb(column as 'valid_from', '>=', from)])));
+}
+
+const CHANGE_COLUMNS = ['slot', 'at', 'ord', 'op', 'holder_key', 'since', 'address', 'kind', 'instance_id', 'port', 'mac', 'network', 'project', 'message_id'] as const;
+
+/** The facts of each slot; of a slot in `starts`, only those at or after its start. */
+async function loadPoints(trx: Tx, cloud: string, slots: readonly string[], starts: ReadonlyMap<string, number> = new Map()): Promise<Map<string, ChangePoint[]>> {
   const out = new Map<string, ChangePoint[]>();
-  for (const part of chunks(slots)) {
-    const rows = await trx.selectFrom('address_changes').selectAll().where('cloud', '=', cloud).where('slot', 'in', part).execute();
+  const add = (rows: readonly ChangeRow[]) => {
     for (const r of rows) {
       let list = out.get(r.slot);
       if (list === undefined) out.set(r.slot, (list = []));
-      list.push({
-        at: r.at, ord: r.ord, seq: 0, op: r.op as ChangeOp, holderKey: r.holder_key, since: r.since ?? null,
-        holder: {
-          address: r.address, kind: r.kind as HolderAttrs['kind'], instanceId: r.instance_id, port: r.port, mac: r.mac,
-          network: r.network, project: r.project, messageId: r.message_id,
-        },
-      });
+      list.push(pointOf(r));
     }
+  };
+  for (const part of chunks(slots.filter((s) => !starts.has(s)))) {
+    add(await trx.selectFrom('address_changes').select(CHANGE_COLUMNS).where('cloud', '=', cloud).where('slot', 'in', part).execute());
+  }
+  for (const part of chunks(slots.filter((s) => starts.has(s)).map((s) => [s, starts.get(s) as number] as const), RANGE_CHUNK)) {
+    add(await trx.selectFrom('address_changes').select(CHANGE_COLUMNS).where(slotsFrom(cloud, 'at', part)).execute());
+  }
+  return out;
+}
+
+/**
+ * For each slot, the time of its latest `release_any` fact before the time
+ * given: nothing is open just after it, so what the slot had before it does
+ * not depend on any fact at or after it. Slots without one are left out.
+ */
+async function lastReleases(trx: Tx, cloud: string, before: ReadonlyArray<readonly [string, number]>): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const part of chunks(before, RANGE_CHUNK)) {
+    // One scalar subquery per slot: each walks the (cloud, slot, at) index backwards from its time.
+    const q = sql.join(part.map(([slot, t]) => sql`SELECT ${slot} AS slot, (SELECT at FROM address_changes WHERE cloud = ${cloud} AND slot = ${slot} AND at < ${t} AND op = 'release_any' ORDER BY at DESC LIMIT 1) AS t`), sql` UNION ALL `);
+    const r = await sql<{ slot: string; t: number | string | null }>`${q}`.execute(trx);
+    for (const row of r.rows) if (row.t !== null) out.set(row.slot, Number(row.t));
   }
   return out;
 }
@@ -175,8 +246,9 @@ function instanceHolders(points: readonly ChangePoint[]): string[] {
   return [...new Set(points.filter((p) => (p.op === 'bind' || p.op === 'seen') && p.holder.instanceId !== null).map((p) => p.holderKey))];
 }
 
-async function rederiveSlots(trx: Tx, cloud: string, slots: readonly string[]): Promise<void> {
-  if (slots.length === 0) return;
+/** Re-derives slots from all their facts; returns, for each slot whose holders changed, the earliest time they did. */
+async function rederiveSlots(trx: Tx, cloud: string, slots: readonly string[]): Promise<Map<string, number>> {
+  if (slots.length === 0) return new Map();
   const points = await loadPoints(trx, cloud, slots);
   const owners = new Set<string>();
   const holders = new Set<string>();
@@ -199,7 +271,7 @@ async function rederiveSlots(trx: Tx, cloud: string, slots: readonly string[]): 
   const portRow = await portRows(trx, cloud, ports);
   const derived = new Map<string, DerivedInterval[]>();
   for (const slot of slots) derived.set(slot, deriveSlot(slot, points.get(slot) ?? [], lists, ends, portRow));
-  await writeIntervals(trx, cloud, derived);
+  return writeIntervals(trx, cloud, derived);
 }
 
 /** One slot's intervals from its facts and the facts that bound it (pure). */
@@ -234,9 +306,32 @@ function deriveSlot(slot: string, given: readonly ChangePoint[], lists: Readonly
   return clipIntervals(deriveIntervals(points), (i) => minEnd(i.instanceId === null ? undefined : ends.get(i.instanceId), portDeleted), () => null);
 }
 
-async function rederiveFips(trx: Tx, cloud: string, slots: readonly string[]): Promise<void> {
-  if (slots.length === 0) return;
-  const points = await loadPoints(trx, cloud, slots);
+/**
+ * Re-derives floating IP slots from the time given for each. A slot's facts
+ * replay in time order, and a `release_any` leaves nothing open, so the
+ * intervals before the slot's last `release_any` before that time (all ended
+ * by it) stay as they are; only the facts from that release on are read and
+ * only the intervals starting there are replaced. Without such a release the
+ * whole slot is re-derived.
+ */
+async function rederiveFips(trx: Tx, cloud: string, from: ReadonlyMap<string, number>): Promise<void> {
+  if (from.size === 0) return;
+  const slots = [...from.keys()];
+  const starts = await lastReleases(trx, cloud, [...from].filter(([, at]) => at !== EVER));
+  const points = await loadPoints(trx, cloud, slots, starts);
+  // The replay may start at the release only if it comes first among the facts of its time
+  // (a fact of the same time ordered ahead of it, by `ord`, would be replayed without what preceded it).
+  const whole = [...starts].filter(([slot, t]) => {
+    const first = (points.get(slot) ?? []).reduce<ChangePoint | undefined>((a, p) => (a === undefined || compareChanges(p, a) < 0 ? p : a), undefined);
+    return first === undefined || first.at !== t || first.op !== 'release_any';
+  }).map(([slot]) => slot);
+  if (whole.length > 0) {
+    for (const slot of whole) {
+      starts.delete(slot);
+      points.delete(slot);
+    }
+    for (const [slot, list] of await loadPoints(trx, cloud, whole)) points.set(slot, list);
+  }
   const raw = new Map<string, DerivedInterval[]>();
   const portIds = new Set<string>();
   const named = new Set<string>();
@@ -263,7 +358,7 @@ async function rederiveFips(trx: Tx, cloud: string, slots: readonly string[]): P
   const ends = await instanceEnds(trx, cloud, named);
   const derived = new Map<string, DerivedInterval[]>();
   for (const slot of slots) derived.set(slot, deriveFip(raw.get(slot) ?? [], portRow, owners, ends));
-  await writeIntervals(trx, cloud, derived);
+  await writeIntervals(trx, cloud, derived, starts);
 }
 
 /** A floating IP's intervals, bounded by its ports' deletion and split by who had the port (pure). */
@@ -282,32 +377,74 @@ function deriveFip(raw: readonly DerivedInterval[], portRow: ReadonlyMap<string,
 /** Intervals per statement: 13 parameters each stays far below either engine's limit. */
 const ROWS = 400;
 
-/** Replaces the intervals of every slot given; unchanged slots are left alone. */
-async function writeIntervals(trx: Tx, cloud: string, derived: ReadonlyMap<string, readonly DerivedInterval[]>): Promise<void> {
+/**
+ * Replaces the intervals of every slot given (of a slot in `starts`, only those
+ * starting at or after its start); unchanged slots are left alone. Returns, for
+ * each slot whose holders changed, the earliest time they did: the start of the
+ * earliest (instance, from, to) span that is new or gone.
+ */
+async function writeIntervals(trx: Tx, cloud: string, derived: ReadonlyMap<string, readonly DerivedInterval[]>, starts: ReadonlyMap<string, number> = new Map()): Promise<Map<string, number>> {
   const slots = [...derived.keys()];
+  const whole = slots.filter((s) => !starts.has(s));
+  const tails = slots.filter((s) => starts.has(s)).map((s) => [s, starts.get(s) as number] as const);
   // Most slots a batch touches gain one fact and keep their earlier intervals: compare first, write only what differs.
   const current = new Map<string, string[]>();
-  for (const part of chunks(slots)) {
-    const rows = await trx.selectFrom('address_intervals').select(['slot', 'address', 'kind', 'network', 'port', 'mac', 'instance_id', 'project', 'valid_from', 'valid_to', 'opened_by', 'closed_by', 'from_certain', 'to_certain'])
-      .where('cloud', '=', cloud).where('slot', 'in', part).execute();
+  const spans = new Map<string, string[]>();
+  const columns = ['slot', 'address', 'kind', 'network', 'port', 'mac', 'instance_id', 'project', 'valid_from', 'valid_to', 'opened_by', 'closed_by', 'from_certain', 'to_certain'] as const;
+  const add = (rows: ReadonlyArray<{ slot: string; address: string; kind: string; network: string | null; port: string | null; mac: string | null; instance_id: string | null; project: string | null; valid_from: number; valid_to: number | null; opened_by: string | null; closed_by: string | null; from_certain: number | null; to_certain: number | null }>) => {
     for (const r of rows) {
       let list = current.get(r.slot);
       if (list === undefined) current.set(r.slot, (list = []));
       list.push(rowKey(r.address, r.kind, r.network, r.port, r.mac, r.instance_id, r.project, r.valid_from, r.valid_to, r.opened_by, r.closed_by, r.from_certain, r.to_certain));
+      if (r.instance_id !== null) {
+        let l = spans.get(r.slot);
+        if (l === undefined) spans.set(r.slot, (l = []));
+        l.push(spanKey(r.valid_from, r.valid_to, r.instance_id));
+      }
     }
-  }
+  };
+  for (const part of chunks(whole)) add(await trx.selectFrom('address_intervals').select(columns).where('cloud', '=', cloud).where('slot', 'in', part).execute());
+  for (const part of chunks(tails, RANGE_CHUNK)) add(await trx.selectFrom('address_intervals').select(columns).where(slotsFrom(cloud, 'valid_from', part)).execute());
+  const owners = new Map<string, number>();
   const changed = slots.filter((slot) => {
-    const want = (derived.get(slot) ?? []).map((d) => rowKey(d.address, d.kind, d.network, d.port, d.mac, d.instanceId, d.project, d.from, d.to, d.openedBy, d.closedBy, d.certainFrom ?? null, d.certainTo ?? null)).sort();
+    const ds = derived.get(slot) ?? [];
+    const want = ds.map((d) => rowKey(d.address, d.kind, d.network, d.port, d.mac, d.instanceId, d.project, d.from, d.to, d.openedBy, d.closedBy, d.certainFrom ?? null, d.certainTo ?? null)).sort();
     const have = (current.get(slot) ?? []).sort();
-    return want.length !== have.length || want.some((w, i) => w !== have[i]);
+    const differs = want.length !== have.length || want.some((w, i) => w !== have[i]);
+    if (differs) {
+      const earliest = spanChange(spans.get(slot) ?? [], ds.filter((d) => d.instanceId !== null).map((d) => spanKey(d.from, d.to, d.instanceId as string)));
+      if (earliest !== undefined) owners.set(slot, earliest);
+    }
+    return differs;
   });
-  for (const part of chunks(changed.filter((s) => current.has(s)))) await trx.deleteFrom('address_intervals').where('cloud', '=', cloud).where('slot', 'in', part).execute();
+  const gone = changed.filter((s) => current.has(s));
+  for (const part of chunks(gone.filter((s) => !starts.has(s)))) await trx.deleteFrom('address_intervals').where('cloud', '=', cloud).where('slot', 'in', part).execute();
+  for (const part of chunks(gone.filter((s) => starts.has(s)).map((s) => [s, starts.get(s) as number] as const), RANGE_CHUNK)) {
+    await trx.deleteFrom('address_intervals').where(slotsFrom(cloud, 'valid_from', part)).execute();
+  }
   const rows = changed.flatMap((slot) => (derived.get(slot) ?? []).map((d) => ({
     cloud, slot, address: d.address, kind: d.kind, network: d.network, port: d.port, mac: d.mac, instance_id: d.instanceId,
     project: d.project, valid_from: d.from, valid_to: d.to, opened_by: d.openedBy, closed_by: d.closedBy,
     from_certain: d.certainFrom ?? null, to_certain: d.certainTo ?? null,
   })));
   for (const part of chunks(rows, ROWS)) await trx.insertInto('address_intervals').values(part).execute();
+  return owners;
+}
+
+const spanKey = (from: number, to: number | null, instanceId: string): string => `${from}|${to ?? ''}|${instanceId}`;
+
+/** The earliest start among spans in one list and not the other (as multisets); undefined when they are the same. */
+function spanChange(before: readonly string[], after: readonly string[]): number | undefined {
+  const count = new Map<string, number>();
+  for (const k of before) count.set(k, (count.get(k) ?? 0) + 1);
+  for (const k of after) count.set(k, (count.get(k) ?? 0) - 1);
+  let earliest: number | undefined;
+  for (const [k, n] of count) {
+    if (n === 0) continue;
+    const from = Number(k.slice(0, k.indexOf('|')));
+    if (earliest === undefined || from < earliest) earliest = from;
+  }
+  return earliest;
 }
 
 const rowKey = (...xs: ReadonlyArray<string | number | null>): string => JSON.stringify(xs);

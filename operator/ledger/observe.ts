@@ -12,7 +12,7 @@ import type {
   Drift, DriftKind, Listing, ListedFloatingIp, ListedOneVm, ListedPort, ListedRouter, ListedServer,
 } from '../domain/inventory.ts';
 import { storedIp } from '../domain/ip.ts';
-import { rederive, touched } from './derive.ts';
+import { rederive, touchSlot, touched } from './derive.ts';
 
 /** One holder of one slot, as a listing shows it. */
 export interface Observation {
@@ -167,7 +167,7 @@ export async function observePage(db: Kysely<LedgerSchema>, pass: Pass, at: numb
           instance_id: o.holder.instanceId, port: o.holder.port, mac: o.holder.mac, network: o.holder.network, project: o.holder.project,
           message_id: OBSERVED(pass), since: bounds.length === 0 ? null : Math.min(at, Math.max(...bounds)),
         });
-        t.slots.add(o.slot);
+        touchSlot(t, o.slot, at);
         drift[kindOf(o.holder.kind)].added += 1;
       }
       if (rows.length === 0) return;
@@ -201,7 +201,7 @@ export async function closeUnseen(db: Kysely<LedgerSchema>, pass: Pass, at: numb
           instance_id: null, port: null, mac: null, network: null, project: null, message_id: OBSERVED(pass), since: pass.since,
         }))).execute();
         for (const r of gone) {
-          t.slots.add(r.slot);
+          touchSlot(t, r.slot, at);
           drift[kindOf(r.kind)].closed += 1;
         }
         await rederive(trx, pass.cloud, t);
