@@ -7,12 +7,16 @@
 // Ceiling: the same notifications written as evidence only (notifications
 // rows and bodies, multi-row statements per batch), which every apply must do
 // anyway. Storage: bytes per million notifications, bodies and the rest.
+import { spawn } from 'node:child_process';
 import { rmSync, statSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { sql, type KyselyPlugin, type Kysely } from 'kysely';
 import type { Context, Figure, Scenario } from '../scenario.ts';
 import { buildWorkload } from './ingest-workload.ts';
+import type { StreamResult } from './apply-stream.ts';
 import { round } from '../lib/stats.ts';
 import { cpuMeter } from '../lib/cpu.ts';
 import { prepare } from '../../operator/intake/pipeline.ts';
@@ -181,6 +185,59 @@ async function runEngine(engine: Engine, ctx: Context, recorded: readonly Record
   ];
 }
 
+/**
+ * A long apply with nothing held beforehand, in a process of its own
+ * (apply-stream.ts) started with the given Node options: the workload is
+ * generated, decoded and applied one batch at a time, so the process's RSS is
+ * the ledger's own (Node, the driver, SQLite's page cache, one batch).
+ */
+async function runStream(engine: Engine, ctx: Context, n: number, batch: number, nodeOptions: readonly string[]): Promise<Figure[]> {
+  let url: string;
+  if (engine === 'sqlite') {
+    const path = join(ctx.outDir, 'apply_stream.sqlite');
+    const clear = () => {
+      for (const suffix of ['', '-wal', '-shm']) rmSync(`${path}${suffix}`, { force: true });
+    };
+    clear();
+    ctx.defer(clear);
+    url = `sqlite:${path}`;
+  } else {
+    url = await ctx.services.postgresUrl('apply_stream');
+  }
+  const t0 = performance.now();
+  const child = spawn(process.execPath, [...nodeOptions, '--expose-gc', fileURLToPath(new URL('./apply-stream.ts', import.meta.url)), url, String(n), String(batch)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let result: StreamResult | undefined;
+  for await (const line of createInterface({ input: child.stdout })) {
+    const [word, a, b] = line.split(' ');
+    if (word === 'progress') {
+      const done = Number(a);
+      ctx.progress.update(`${engine}: streamed apply: ${done}/${n} (${Math.round(done / ((performance.now() - t0) / 1000))}/s, peak RSS ${Math.round(Number(b) / 2 ** 20)} MiB)`);
+    } else if (word === 'result') result = JSON.parse(line.slice('result '.length)) as StreamResult;
+  }
+  const code = await new Promise<number | null>((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', resolve)));
+  if (code !== 0 || result === undefined) throw new Error(`the streamed apply exited with ${code}`);
+  const r = result;
+  const mib = (b: number) => round(b / 2 ** 20, 1);
+  const rate = Math.round(n / r.seconds);
+  const cpuPerN = Math.round(r.cpuUs / n);
+  const options = nodeOptions.length === 0 ? 'default Node options' : `node ${nodeOptions.join(' ')}`;
+  const engineName = engine === 'sqlite' ? 'SQLite (file)' : 'PostgreSQL';
+  ctx.progress.log(`${engine}: streamed apply of ${n}: ${rate}/s, peak RSS ${mib(r.peakRss)} MiB`);
+  ctx.note(`${engine}, streamed (${options}): ${n} notifications generated, decoded and applied a batch of ${batch} at a time in ${round(r.seconds, 1)} s ` +
+    `(${rate}/s, decoding included, ${cpuPerN} µs of CPU per notification); RSS ${mib(r.startRss)} MiB after start-up, peak ${mib(r.peakRss)} MiB` +
+    `${r.liveHeap === undefined ? '' : `; V8 heap live after a full collection at the end ${mib(r.liveHeap)} MiB`}.`);
+  return [{
+    figure: `apply.${engine}.stream.rss`,
+    label: `peak RSS through a streamed apply of ${n.toLocaleString('en-US')} notifications into ${engineName}`,
+    value: mib(r.peakRss),
+    unit: 'MiB',
+    target: { op: '<=', value: 256 },
+    params: { notifications: n, batch, seconds: round(r.seconds, 1), rate, cpuUsPerNotification: cpuPerN, startRssMiB: mib(r.startRss), liveHeapMiB: r.liveHeap === undefined ? null : mib(r.liveHeap), nodeOptions: nodeOptions.join(' ') },
+    notes: `a process of its own (${options}) generating, decoding and applying one batch of ${batch} at a time; ${rate}/s with decoding; ` +
+      `RSS ${mib(r.startRss)} MiB after start-up${r.liveHeap === undefined ? '' : `, V8 heap live at the end ${mib(r.liveHeap)} MiB`}`,
+  }];
+}
+
 export const apply: Scenario = {
   name: 'apply',
   description:
@@ -190,6 +247,9 @@ export const apply: Scenario = {
     { name: 'apply-n', description: 'notifications per engine', default: '50000' },
     { name: 'apply-engines', description: 'comma-separated: sqlite, postgres', default: 'sqlite,postgres' },
     { name: 'apply-batch', description: 'notifications per applyBatch call (the Cloud prefetch default)', default: '200' },
+    { name: 'apply-stream-n', description: 'notifications for the streamed apply (generated, decoded and applied a batch at a time, for peak RSS); 0 skips it', default: '0' },
+    { name: 'apply-stream-engines', description: 'comma-separated engines for the streamed apply', default: 'sqlite' },
+    { name: 'apply-stream-node-options', description: 'space-separated Node options for the streamed apply\'s process (e.g. --max-old-space-size=128)', default: '' },
   ],
   async run(ctx) {
     const n = Number(ctx.param('apply-n'));
@@ -198,10 +258,17 @@ export const apply: Scenario = {
     if (!Number.isInteger(batch) || batch < 1) throw new Error('--apply-batch must be a positive integer');
     const engines = ctx.param('apply-engines').split(',').map((s) => s.trim()).filter((s) => s !== '');
     for (const e of engines) if (e !== 'sqlite' && e !== 'postgres') throw new Error(`unknown engine ${e}`);
+    const streamN = Number(ctx.param('apply-stream-n'));
+    if (!Number.isInteger(streamN) || streamN < 0) throw new Error('--apply-stream-n must be a non-negative integer');
+    const streamEngines = ctx.param('apply-stream-engines').split(',').map((s) => s.trim()).filter((s) => s !== '');
+    for (const e of streamEngines) if (e !== 'sqlite' && e !== 'postgres') throw new Error(`unknown engine ${e}`);
+    const figures: Figure[] = [];
+    const nodeOptions = ctx.param('apply-stream-node-options').split(' ').filter((s) => s !== '');
+    if (streamN > 0) for (const e of streamEngines as Engine[]) figures.push(...(await runStream(e, ctx, streamN, batch, nodeOptions)));
+    if (engines.length === 0) return figures;
     const { recorded, decodeMs, bodyBytes } = decodeAll(n);
     ctx.note(`Workload: the ingest scenario's (bench/scenarios/ingest-workload.ts), ${n} notifications, mean body ${Math.round(bodyBytes / n)} B; ` +
       `decoded once beforehand in ${Math.round(decodeMs)} ms (${Math.round(n / (decodeMs / 1000))}/s), not timed.`);
-    const figures: Figure[] = [];
     for (const e of engines as Engine[]) figures.push(...(await runEngine(e, ctx, recorded, batch)));
     return figures;
   },

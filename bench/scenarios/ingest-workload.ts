@@ -34,16 +34,31 @@ const NOVA_RK = 'versioned_notifications.info';
 const NEUTRON_RK = 'notifications.info';
 
 export function buildWorkload(count: number, seed = 20260501): { messages: WireMessage[]; mix: Record<string, number> } {
-  const rng = new Rng(seed);
-  const out: WireMessage[] = [];
+  const messages: WireMessage[] = [];
   const mix: Record<string, number> = {};
+  for (const m of workloadStream(seed)) {
+    if (messages.length === count) break;
+    messages.push(m);
+    mix[m.kind] = (mix[m.kind] ?? 0) + 1;
+  }
+  return { messages, mix };
+}
+
+/**
+ * The same workload without end, one message at a time, each with its event
+ * time: for runs too long to hold in memory (the first `count` messages are
+ * buildWorkload's).
+ */
+export function* workloadStream(seed = 20260501): Generator<WireMessage & { at: number }> {
+  const rng = new Rng(seed);
+  const out: Array<WireMessage & { at: number }> = [];
   let clock = Date.parse('2026-03-02T08:00:00Z');
   const tick = () => {
     clock += 200 + rng.int(2800);
     return new Date(clock);
   };
-  const nova = (body: string, kind: string) => out.push({ exchange: 'nova', routingKey: NOVA_RK, body: Buffer.from(body), kind });
-  const neutron = (body: string, kind: string) => out.push({ exchange: 'neutron', routingKey: NEUTRON_RK, body: Buffer.from(body), kind });
+  const nova = (body: string, kind: string) => out.push({ exchange: 'nova', routingKey: NOVA_RK, body: Buffer.from(body), kind, at: clock });
+  const neutron = (body: string, kind: string) => out.push({ exchange: 'neutron', routingKey: NEUTRON_RK, body: Buffer.from(body), kind, at: clock });
 
   const projects = Array.from({ length: 120 }, (_, i) => `${rng.uuid().replace(/-/g, '')}`.slice(0, 24) + i.toString().padStart(8, '0'));
   const users = Array.from({ length: 400 }, () => rng.uuid().replace(/-/g, ''));
@@ -118,7 +133,9 @@ export function buildWorkload(count: number, seed = 20260501): { messages: WireM
     neutron(neutronFloatingIp(fip, 'update.end', tick(), { portId: p.portId, fixedAddress: p.address, instanceId: vm.id }), kind);
   };
 
-  while (out.length < count) {
+  for (;;) {
+    yield* out;
+    out.length = 0;
     const r = rng.next();
     const fill = vms.length < activeTarget;
     if (vms.length === 0 || (fill && r < 0.5) || r < 0.12) {
@@ -176,7 +193,4 @@ export function buildWorkload(count: number, seed = 20260501): { messages: WireM
       nova(novaInstance(vm, 'update', tick(), { state: vm.powered ? 'active' : 'stopped' }), 'instance.update');
     }
   }
-  out.length = count;
-  for (const m of out) mix[m.kind] = (mix[m.kind] ?? 0) + 1;
-  return { messages: out, mix };
 }

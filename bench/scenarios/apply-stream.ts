@@ -1,0 +1,64 @@
+// The streamed apply's own process (see runStream in apply.ts): generates the
+// ingest workload, decodes it and applies it one batch at a time, with
+// nothing held beforehand, so that its RSS is the ledger's own: Node, the
+// driver, SQLite's page cache and one batch. Run as
+// `node [NODE OPTIONS] bench/scenarios/apply-stream.ts DB_URL N BATCH`;
+// prints `progress DONE` lines and a final `result {json}` line.
+import { performance } from 'node:perf_hooks';
+import { workloadStream } from './ingest-workload.ts';
+import { prepare } from '../../operator/intake/pipeline.ts';
+import { applyBatch, type Recorded } from '../../operator/ledger/apply.ts';
+import { migrateToLatest, openLedgerDb } from '../../operator/ledger/db.ts';
+
+export interface StreamResult {
+  notifications: number;
+  seconds: number;
+  startRss: number;
+  peakRss: number;
+  /** V8's heap after a full collection at the end: what the apply keeps alive. */
+  liveHeap: number | undefined;
+  cpuUs: number;
+}
+
+async function main(url: string, n: number, batch: number): Promise<StreamResult> {
+  const ledger = openLedgerDb(url);
+  try {
+    await migrateToLatest(ledger);
+    const startRss = process.memoryUsage.rss();
+    let peakRss = startRss;
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    let done = 0;
+    let part: Recorded[] = [];
+    const flush = async () => {
+      await applyBatch(ledger.db, part);
+      done += part.length;
+      part = [];
+      peakRss = Math.max(peakRss, process.memoryUsage.rss());
+      if ((done / batch) % 50 === 0) process.stdout.write(`progress ${done} ${Math.round(peakRss)}\n`);
+    };
+    for (const m of workloadStream()) {
+      if (done + part.length === n) break;
+      // Received half a second after the event: the decoder's time window follows the workload's clock.
+      const p = prepare(m.body, { cloud: 'bench', exchange: m.exchange, routingKey: m.routingKey, receivedAt: new Date(m.at + 500) });
+      if (!p.ok) throw new Error(`workload message ${done + part.length} does not decode: ${p.error.message}`);
+      part.push(p.recorded);
+      if (part.length === batch) await flush();
+    }
+    if (part.length > 0) await flush();
+    const seconds = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(c0);
+    const gc = (globalThis as { gc?: () => void }).gc;
+    gc?.();
+    return { notifications: n, seconds, startRss, peakRss, liveHeap: gc === undefined ? undefined : process.memoryUsage().heapUsed, cpuUs: cpu.user + cpu.system };
+  } finally {
+    await ledger.close();
+  }
+}
+
+if (import.meta.main) {
+  const [url, n, batch] = process.argv.slice(2);
+  if (url === undefined || n === undefined || batch === undefined) throw new Error('usage: apply-stream.ts DB_URL N BATCH');
+  const result = await main(url, Number(n), Number(batch));
+  process.stdout.write(`result ${JSON.stringify(result)}\n`);
+}
