@@ -227,8 +227,9 @@ async function runStream(engine: Engine, ctx: Context, n: number, batch: number,
     `(${rate}/s, decoding included, ${cpuPerN} µs of CPU per notification); RSS ${mib(r.startRss)} MiB after start-up, peak ${mib(r.peakRss)} MiB` +
     `${r.liveHeap === undefined ? '' : `; V8 heap live after a full collection at the end ${mib(r.liveHeap)} MiB`}.`);
   return [{
-    figure: `apply.${engine}.stream.rss`,
-    label: `peak RSS through a streamed apply of ${n.toLocaleString('en-US')} notifications into ${engineName}`,
+    // Runs with other Node options are other figures (e.g. apply.sqlite.stream.rss.max-old-space-size-128).
+    figure: `apply.${engine}.stream.rss${nodeOptions.length === 0 ? '' : `.${nodeOptions.join(' ').replace(/^-+/, '').replace(/[^a-z0-9]+/gi, '-').replace(/-+$/, '').toLowerCase()}`}`,
+    label: `peak RSS through a streamed apply of ${n.toLocaleString('en-US')} notifications into ${engineName}${nodeOptions.length === 0 ? '' : ` (node ${nodeOptions.join(' ')})`}`,
     value: mib(r.peakRss),
     unit: 'MiB',
     target: { op: '<=', value: 256 },
