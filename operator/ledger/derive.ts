@@ -3,7 +3,10 @@
 // recomputes each touched slot from all of its facts and the facts that bound
 // or resolve it (its holders' ends and full address lists, its port's deletion,
 // full fixed-IP lists and owner). Intervals are therefore a function of the set
-// of facts, not of the order they arrived in.
+// of facts, not of the order they arrived in. A floating IP, whose history
+// grows for as long as the cloud runs, is replayed only from its last release
+// before the earliest time the batch can change it: the same result, since
+// nothing is open after a release and the intervals before it stay as they are.
 //
 // It works on the batch as a set: every touched slot is re-derived once, with
 // each kind of fact read for all of them in one statement (per few hundred
