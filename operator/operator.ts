@@ -208,6 +208,7 @@ export class Operator {
         },
         onIsolated: (seconds) => this.metrics.isolationSeconds.observe({ cloud: name }, seconds),
         isolateConcurrency: c.isolation.concurrency,
+        isolationBandwidthMiBps: c.isolation.bandwidthMiBps,
         ...(beforeStep === undefined ? {} : { beforeIsolationStep: beforeStep }),
       });
     } else {

@@ -21,6 +21,7 @@ import { LiveCapture } from './live-capture.ts';
 import { OrphanAdoption } from './orphan-adoption.ts';
 import { TrashAdoption } from './trash-adoption.ts';
 import { Isolation } from './isolation.ts';
+import { bucketForMiBps } from './bandwidth.ts';
 
 export type { CloudCaptureConfig, CaptureStats } from './disk-capture.ts';
 
@@ -49,6 +50,8 @@ export interface CloudCaptureDeps {
   onCapture?: ((mode: string, result: 'quarantined' | 'failed' | 'refused', seconds: number) => void) | undefined;
   /** Quarantines digested and isolated at once (default 2): each isolation copies a whole disk. */
   isolateConcurrency?: number | undefined;
+  /** MiB/s isolation may copy out of the cloud's pool, all isolations of this Cloud together (absent: a plain flatten, unpaced). */
+  isolationBandwidthMiBps?: number | undefined;
   /** Told when a quarantine is isolated: seconds from capture. */
   onIsolated?: ((seconds: number) => void) | undefined;
   /** A test seam: runs after an isolation step is claimed, before its Ceph calls. */
@@ -97,7 +100,9 @@ export class CloudCapture {
       logger: deps.logger, clock: deps.clock, stats: this.stats, onRace: deps.onRace, onCapture: deps.onCapture,
       onCaptured: (id) => this.#isolate?.add(id),
     };
-    this.#isolation = new Isolation({ store: deps.engine.store, blocks: deps.blocks, clock: deps.clock, logger: deps.logger, owner: deps.engine.owner, onIsolated: deps.onIsolated, beforeStep: deps.beforeIsolationStep });
+    this.#isolation = new Isolation({ store: deps.engine.store, blocks: deps.blocks, clock: deps.clock, logger: deps.logger, owner: deps.engine.owner, onIsolated: deps.onIsolated, beforeStep: deps.beforeIsolationStep,
+      bandwidth: bucketForMiBps(deps.clock, deps.isolationBandwidthMiBps),
+    });
     this.#liveCapture = new LiveCapture(this.#ctx, { api: deps.api, beforeWarning: deps.beforeWarning });
     this.#orphans = new OrphanAdoption(this.#ctx, { graceMs: deps.orphanGraceMs ?? 90_000 });
     this.#trash = new TrashAdoption(this.#ctx);

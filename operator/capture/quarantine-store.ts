@@ -134,8 +134,10 @@ export class QuarantineStore {
   }
 
   /** Ends an isolation step by its owner (audited with `note`); false means the step was taken over or the row moved on. */
-  async isolationStepDone(id: string, step: IsolationStep, owner: string, now: Date, fields: Updateable<QuarantinesTable>, note: Record<string, unknown>): Promise<boolean> {
-    return this.#change(id, now, { ...fields, owner: null, claimed_until: null }, ['quarantined'], owner, { isolation: step, note });
+  async isolationStepDone(id: string, step: IsolationStep, owner: string, now: Date, fields: Updateable<QuarantinesTable>, note: Record<string, unknown>, keep?: { leaseMs: number }): Promise<boolean> {
+    // `keep`: the owner goes straight on with the next step, its claim renewed (no other worker can take it in between).
+    const claim = keep === undefined ? { owner: null, claimed_until: null } : { owner, claimed_until: now.getTime() + keep.leaseMs };
+    return this.#change(id, now, { ...fields, ...claim }, ['quarantined'], owner, { isolation: step, note });
   }
 
   /**

@@ -24,3 +24,38 @@ export function* piecesOf(extents: readonly Extent[], max: number): Generator<Ex
     for (let at = e.offset; at < e.offset + e.length; at += max) yield { offset: at, length: Math.min(max, e.offset + e.length - at) };
   }
 }
+
+/**
+ * Pieces of data joined where they touch and cut at multiples of `max` (the
+ * object size), so that a writer issues whole-object writes whatever size
+ * the reader handed out. Refuses pieces that go backwards or overlap.
+ */
+export async function* coalesced(pieces: AsyncIterable<{ readonly offset: number; readonly data: Buffer }>, max: number): AsyncGenerator<{ offset: number; data: Buffer }> {
+  let start = -1;
+  let parts: Buffer[] = [];
+  let length = 0;
+  let end = 0;
+  const flush = (): { offset: number; data: Buffer } => {
+    const out = { offset: start, data: parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, length) };
+    start = -1;
+    parts = [];
+    length = 0;
+    return out;
+  };
+  for await (const piece of pieces) {
+    if (piece.offset < end) throw new RangeError(`a piece at ${piece.offset} comes before the end of the previous one (${end})`);
+    let { offset, data } = piece;
+    if (start >= 0 && offset !== start + length) yield flush();
+    while (data.length > 0) {
+      if (start < 0) start = offset;
+      const take = data.subarray(0, max - (offset % max));
+      parts.push(take);
+      length += take.length;
+      offset += take.length;
+      data = data.subarray(take.length);
+      if (offset % max === 0) yield flush();
+    }
+    end = offset;
+  }
+  if (length > 0) yield flush();
+}

@@ -8,7 +8,7 @@
 // TZ=UTC because it prints and parses times in local time.
 
 import { resolve as resolvePath } from 'node:path';
-import { PassThrough } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ChildProcess } from 'node:child_process';
 import type {
@@ -64,8 +64,8 @@ import {
   validatePoolRef,
   validateSnapshotName,
 } from './names.ts';
-import { normalizeExtents } from './extents.ts';
-import { readDiffStream } from './rbd-diff-stream.ts';
+import { coalesced, normalizeExtents } from './extents.ts';
+import { readDiffStream, writeDiffStream } from './rbd-diff-stream.ts';
 import { execFileRun, nodeSpawnFn, terminate } from './process.ts';
 import type { RunFn, RunResult, SpawnFn } from './process.ts';
 import {
@@ -92,6 +92,8 @@ export interface RbdCliOptions extends CephConnectionOptions {
 }
 
 const MAX_STDERR = 64 * 1024;
+/** Bytes per data record fed to rbd import-diff: one default RBD object. */
+const WRITE_CHUNK_BYTES = 4 * 1024 * 1024;
 // `rbd config pool get` of a key the pool does not set: exit 2 and this text.
 const POOL_CONFIG_UNSET = /is not set\s*$/m;
 
@@ -467,6 +469,44 @@ export class RbdCli implements BlockStore {
       const command = [this.#rbd, ...argv];
       throw new RbdCommandError(`${describeCommand(command)}: feeding the image to rbd failed`, { command, exitCode: 0, stderr: '', cause: fed.reason });
     }
+  }
+
+  async writeExtents(image: ImageSpec, pieces: AsyncIterable<ExtentData>, options: TransferOptions = {}): Promise<number> {
+    const spec = formatImageSpec(image);
+    const argv = [...this.#globalArgs, ...cmd(['import-diff'], ['--no-progress'], ['-', spec])];
+    if (options.signal?.aborted === true) {
+      throw this.#failure(argv, { exitCode: null, signal: null, stdout: '', stderr: '', timedOut: false, aborted: true }, 0);
+    }
+    const started = this.#start(argv, 'pipe', options);
+    const stdin = started.child.stdin;
+    if (stdin === null) throw new RbdCommandError('rbd import-diff: no stdin pipe', { command: [this.#rbd, ...argv], exitCode: null, stderr: '' });
+    let written = 0;
+    let sourceError: unknown;
+    // A failing source must kill rbd before its stdin closes, as for import.
+    async function* counted(): AsyncGenerator<ExtentData> {
+      try {
+        for await (const piece of coalesced(pieces, WRITE_CHUNK_BYTES)) {
+          yield piece;
+          written += piece.data.length;
+        }
+      } catch (error) {
+        sourceError = error;
+        started.abort('SIGKILL');
+        throw error;
+      }
+    }
+    const [fed, finished] = await Promise.allSettled([pipeline(Readable.from(writeDiffStream(counted())), stdin), started.finished]);
+    if (sourceError !== undefined) {
+      if (sourceError instanceof RbdError) throw sourceError;
+      const command = [this.#rbd, ...argv];
+      throw new RbdAbortedError(`${describeCommand(command)} was killed because its source failed (${(sourceError as Error).message}); part of the data may be written`, { command, exitCode: null, stderr: '', cause: sourceError });
+    }
+    if (finished.status === 'rejected') throw finished.reason;
+    if (fed.status === 'rejected') {
+      const command = [this.#rbd, ...argv];
+      throw new RbdCommandError(`${describeCommand(command)}: feeding the data to rbd failed`, { command, exitCode: 0, stderr: '', cause: fed.reason });
+    }
+    return written;
   }
 
   // --- process plumbing -----------------------------------------------------------------------

@@ -110,3 +110,22 @@ export async function* readDiffStream(input: AsyncIterable<unknown>): AsyncGener
     }
   }
 }
+
+/**
+ * The same format written: the banner, a data record per piece, the end
+ * record; what `rbd import-diff -` reads. No snapshot records, so it applies
+ * to the image's head whatever snapshots it has; no size record, so the
+ * image keeps its size.
+ */
+export async function* writeDiffStream(pieces: AsyncIterable<{ readonly offset: number; readonly data: Buffer }>): AsyncGenerator<Buffer> {
+  yield BANNER;
+  for await (const piece of pieces) {
+    const head = Buffer.alloc(17);
+    head.write('w', 0, 'latin1');
+    head.writeBigUInt64LE(BigInt(piece.offset), 1);
+    head.writeBigUInt64LE(BigInt(piece.data.length), 9);
+    yield head;
+    yield piece.data;
+  }
+  yield Buffer.from('e', 'latin1');
+}

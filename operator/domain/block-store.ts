@@ -262,6 +262,14 @@ export interface BlockStore {
    */
   readAllocated(source: ImageSpec | SnapshotSpec, options?: TransferOptions): Promise<AllocatedRead>;
   importImage(source: ImportSource, destination: ImageSpec, options?: TransferOptions): Promise<void>;
+  /**
+   * Writes the pieces into an existing image at their offsets (`rbd
+   * import-diff`): what a clone is written so holds its own copy of those
+   * objects from then on, copied up from its parent as a flatten would.
+   * Pieces must come in ascending order, inside the image. Resolves with the
+   * bytes written; rejects with the typed error.
+   */
+  writeExtents(image: ImageSpec, pieces: AsyncIterable<ExtentData>, options?: TransferOptions): Promise<number>;
 
   /** The pool-level override only; undefined when the pool does not set the key. */
   getPoolConfig(pool: string, key: string): Promise<string | undefined>;

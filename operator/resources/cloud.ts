@@ -40,7 +40,8 @@ export const CephSpec = z.object({
     scanIntervalSeconds: z.number().int().min(1).max(3600).default(5),
   }).default({ arm: false, expireSeconds: 86_400, scanIntervalSeconds: 5 }),
   isolation: z.object({
-    concurrency: z.number().int().min(1).max(32).default(2).describe("Quarantines digested and copied out of the cloud's pool at once (per replica). Each one reads the disk's allocated data and then flattens the clone, which copies it whole into the quarantine pool: this is the bound on the load isolation puts on the cluster. (Ceph's per-image QoS, rbd_qos_bps_limit, does not throttle a flatten, so there is no bandwidth setting.)"),
+    concurrency: z.number().int().min(1).max(32).default(2).describe("Quarantines digested and copied out of the cloud's pool at once (per replica). Each one reads the disk's allocated data for its digest while its clone is copied into the quarantine pool beside it."),
+    bandwidthMiBps: z.number().positive().max(100_000).optional().describe("MiB per second that isolation may copy out of the cloud's pool, all isolations of this Cloud together (per replica): the clone's allocated data is read and written into the quarantine pool at that pace, then the clone is flattened, which only detaches it. Absent: a plain flatten, as fast as the cluster allows (Ceph's per-image QoS, rbd_qos_bps_limit, does not throttle a flatten). The capture digest is not paced: it is the witness of the moment of capture."),
   }).default({ concurrency: 2 }),
 });
 

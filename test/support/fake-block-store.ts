@@ -517,6 +517,28 @@ export class FakeBlockStore implements BlockStore {
     this.#newImage(destination, Math.max(data.length, 1), data, 'import');
   }
 
+  async writeExtents(spec: ImageSpec, pieces: AsyncIterable<ExtentData>, options: TransferOptions = {}): Promise<number> {
+    this.#enter('writeExtents', spec);
+    const image = this.#live(spec, 'import-diff');
+    let written = 0;
+    let end = 0;
+    for await (const piece of pieces) {
+      if (options.signal?.aborted === true) throw this.#error(RbdAbortedError, 'import-diff', formatImageSpec(spec), 'aborted');
+      if (piece.offset < end || piece.offset + piece.data.length > image.sizeBytes) {
+        throw new InvalidRequestError(`piece at ${piece.offset} (${piece.data.length} bytes) out of order or beyond ${formatImageSpec(spec)}`);
+      }
+      if (image.data.length < piece.offset + piece.data.length) {
+        const grown = Buffer.alloc(piece.offset + piece.data.length);
+        image.data.copy(grown);
+        image.data = grown;
+      }
+      piece.data.copy(image.data, piece.offset);
+      end = piece.offset + piece.data.length;
+      written += piece.data.length;
+    }
+    return written;
+  }
+
   // --- pool config and namespaces ------------------------------------------------------------------------
 
   async getPoolConfig(pool: string, key: string): Promise<string | undefined> {

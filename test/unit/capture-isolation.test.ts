@@ -4,7 +4,7 @@
 // claimed by one worker and resumed after a crash.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { openLedgerDb, migrateToLatest, type LedgerDb } from '../../operator/ledger/db.ts';
 import { applyBatch } from '../../operator/ledger/apply.ts';
@@ -38,21 +38,21 @@ function policy(over: Partial<Policy['capture']> = {}): Policy {
 
 interface World { ledger: LedgerDb; blocks: FakeBlockStore; clock: FakeClock; policies: Policy[] }
 
-async function world(policies = [policy()]): Promise<World> {
+async function world(policies = [policy()], data = content): Promise<World> {
   const ledger = openLedgerDb('sqlite::memory:');
   await migrateToLatest(ledger);
   const blocks = new FakeBlockStore();
-  await blocks.importImage({ stream: Readable.from([content]) }, source);
+  await blocks.importImage({ stream: Readable.from([data]) }, source);
   return { ledger, blocks, clock: new FakeClock('2026-05-01T16:30:00Z'), policies };
 }
 
-function replica(w: World, o: { owner?: string; beforeIsolationStep?: (id: string, step: string) => Promise<void> } = {}) {
+function replica(w: World, o: { owner?: string; beforeIsolationStep?: (id: string, step: string) => Promise<void>; bandwidthMiBps?: number } = {}) {
   const isolated: number[] = [];
   const engine = new CaptureEngine({ db: w.ledger.db, blocks: w.blocks, quarantine: { pool: 'quarantine' }, logger: silentLogger, clock: () => w.clock.now(), owner: o.owner ?? 'pod-a' });
   const capture = new CloudCapture({
     config: { cloud: 'cern', cloudType: 'openstack', watchedPools: ['vms'], trash: { arm: false, expireSeconds: 0, scanIntervalSeconds: 600 } },
     db: w.ledger.db, blocks: w.blocks, engine, policies: () => w.policies, logger: silentLogger, clock: w.clock, relistMs: 30_000,
-    onIsolated: (s) => isolated.push(s), beforeIsolationStep: o.beforeIsolationStep,
+    onIsolated: (s) => isolated.push(s), beforeIsolationStep: o.beforeIsolationStep, isolationBandwidthMiBps: o.bandwidthMiBps,
   });
   const deliver = async (n: DecodedNotification) => {
     await applyBatch(w.ledger.db, [{ notification: n, body: '{}' }], (trx, m) => recordCaptureIntents(trx, m, { cloud: 'cern', policies: () => w.policies }));
@@ -74,6 +74,15 @@ const locationOf = (q: QuarantineRow) => ({ pool: q.location_pool, image: q.loca
 async function auditSteps(w: World, id: string): Promise<string[]> {
   const rows = await w.ledger.db.selectFrom('audit').select(['details']).where('subject', '=', id).orderBy('seq').execute();
   return rows.map((r) => (JSON.parse(r.details) as { step?: string }).step).filter((s): s is string => s !== undefined);
+}
+
+/** Waits (in real time, a few ms at a time) until the condition holds. */
+async function until(cond: () => boolean | Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  throw new Error('timed out waiting for a condition');
 }
 
 /** A gate a step waits at until the test opens it. */
@@ -151,16 +160,18 @@ describe('isolation', () => {
     await w.ledger.close();
   });
 
-  test('a change to the cloud-side data before isolation completes is caught by verify against the capture digest; after isolation the cloud-side data no longer matters', async () => {
+  test('a change to the cloud-side data after the digest and before the copy is caught by verify against the capture digest; after isolation the cloud-side data no longer matters', async () => {
     const w = await world();
     const g = gate();
-    const r = replica(w, { beforeIsolationStep: async (_id, step) => { if (step === 'isolating') await g.wait(); } });
+    // The copy starts beside the digest; here it is held until the digest is recorded.
+    const r = replica(w, { beforeIsolationStep: async (_id, step) => { if (step === 'copy') await g.wait(); } });
     r.capture.start();
     await r.deliver(deleteStart());
     await g.arrived;
+    assert.equal((await only(w)).isolation, 'digesting', 'the copy starts while the digest is read');
+    await until(async () => (await only(w)).isolation === 'isolating');
     const q = await only(w);
-    assert.equal(q.isolation, 'isolating');
-    assert.equal(q.digest, sha(content), 'digested before the copy');
+    assert.equal(q.digest, sha(content), 'digested before the copy reached the data');
     // The cloud's compute user writes into the live disk's data objects.
     w.blocks.rawWrite(source, 0, Buffer.from('tampered'));
     const before = await verifyQuarantine({ db: w.ledger.db, blocks: w.blocks, actor: 'cert' }, q.id);
@@ -184,6 +195,71 @@ describe('isolation', () => {
     assert.equal((await verifyQuarantine({ db: w2.ledger.db, blocks: w2.blocks, actor: 'cert' }, q2.id)).matches, true, 'an isolated quarantine does not see the write');
     await r2.capture.close();
     await w2.ledger.close();
+  });
+
+  test('a copy that ends before the digest does not release the anchor: the adopted trash entry stays until the digest is recorded', async () => {
+    const w = await world([policy({ mode: 'trash' })]);
+    const g = gate();
+    // The digest's read is held; the copy beside it runs to its end meanwhile.
+    const readAllocated = w.blocks.readAllocated.bind(w.blocks);
+    w.blocks.readAllocated = async (...args) => {
+      await g.wait();
+      return readAllocated(...args);
+    };
+    const r = replica(w);
+    r.capture.start();
+    await r.capture.idle();
+    await w.blocks.moveToTrash(source);
+    await r.deliver(deleteStart());
+    await w.clock.advance(100);
+    await g.arrived;
+    await until(() => w.blocks.calls.some((c) => c.op === 'flatten'));
+    const q = await only(w);
+    assert.equal(q.isolation, 'digesting');
+    assert.equal((await w.blocks.info(locationOf(q))).parent, undefined, 'the copy is done');
+    assert.equal((await w.blocks.listTrash({ pool: 'vms' })).length, 1, 'the anchor is still there');
+    g.open();
+    await r.capture.idle();
+    const done = await only(w);
+    assert.equal(done.isolation, 'isolated');
+    assert.equal(done.digest, sha(content));
+    assert.deepEqual(await w.blocks.listTrash({ pool: 'vms' }), []);
+    const ops = w.blocks.calls.map((c) => c.op);
+    assert.ok(ops.indexOf('removeFromTrash') > ops.lastIndexOf('readAllocated'), 'released after the digest was read');
+    assert.deepEqual(await auditSteps(w, q.id), ['digest', 'isolated']);
+    await r.capture.close();
+    await w.ledger.close();
+  });
+
+  test('with a bandwidth, the clone\'s allocated data is copied at that pace, then the flatten only detaches it', async () => {
+    const MiB = 1024 * 1024;
+    // 12 MiB: 4 MiB go at once (one object's burst), the other 8 at 2 MiB/s take 4 s of the clock.
+    const data = randomBytes(12 * MiB);
+    const w = await world([policy()], data);
+    const r = replica(w, { bandwidthMiBps: 2 });
+    r.capture.start();
+    await r.deliver(deleteStart());
+    const started = w.clock.now().getTime();
+    await until(async () => {
+      await w.clock.advance(250);
+      return (await only(w)).isolation === 'isolated';
+    });
+    const seconds = (w.clock.now().getTime() - started) / 1000;
+    assert.ok(seconds >= 4 && seconds <= 5, `paced: ${seconds} s of the clock for 12 MiB at 2 MiB/s`);
+    const q = await only(w);
+    assert.equal(q.digest, sha(data));
+    const ops = w.blocks.calls.map((c) => c.op);
+    assert.ok(ops.includes('writeExtents') && ops.indexOf('writeExtents') < ops.lastIndexOf('flatten'), ops.join(','));
+    assert.equal((await w.blocks.info(locationOf(q))).parent, undefined);
+    assert.ok(w.blocks.peekData(locationOf(q)).subarray(0, data.length).equals(data));
+    const notes = (await w.ledger.db.selectFrom('audit').select(['details']).where('subject', '=', q.id).orderBy('seq').execute()).map((row) => JSON.parse(row.details) as Record<string, unknown>);
+    const isolatedNote = notes.find((n) => n['step'] === 'isolated');
+    assert.equal(isolatedNote?.['copy'], 'paced copy, then flatten');
+    assert.equal(isolatedNote?.['copiedBytes'], 12 * MiB);
+    assert.equal(isolatedNote?.['limitMiBps'], 2);
+    assert.equal((await verifyQuarantine({ db: w.ledger.db, blocks: w.blocks, actor: 'cert' }, q.id)).matches, true);
+    await r.capture.close();
+    await w.ledger.close();
   });
 
   // A crash at either step, on a replica that never comes back: another one,
