@@ -5,7 +5,8 @@
 // reads), and closed with its digest or its failure; a claim that lapses
 // means its process is gone, and the task is failed as interrupted. Every end
 // of a task is in the audit trail: a partial copy of evidence may exist.
-import { createWriteStream, existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
+import { open as openFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Writable } from 'node:stream';
 import { randomUUID } from 'node:crypto';
@@ -184,7 +185,7 @@ function classify(err: unknown, aborted: boolean): TransferFailure {
  * for the transfer's own failures: they are in the row (and the audit trail).
  */
 export interface RunOptions {
-  /** Replaces the export's file (the CLI may write to standard output). */
+  /** Replaces the export's file (the CLI may write to standard output): the whole disk, zeros included; without it the file is written sparse. */
   sink?: Writable | undefined;
   onProgress?: ((bytes: number, total: number | null) => void) | undefined;
   /** Throws the transfer's own error after recording it (the CLI's exit code depends on it). */
@@ -246,14 +247,21 @@ export async function runTransfer(deps: TransferDeps, id: string, opts: RunOptio
     if (spec.kind === 'restore') {
       result = await restoreQuarantine(ctx, row.quarantine_id, { pool: spec.pool, namespace: spec.namespace, image: spec.image } satisfies ImageSpec, details);
     } else {
-      let out = sink;
-      if (out === undefined) {
+      if (sink !== undefined) {
+        auditedThere = true;
+        result = await exportQuarantine(ctx, row.quarantine_id, sink, spec.path, details);
+      } else {
         if (existsSync(spec.path)) throw new RestoreTargetExistsError(`${spec.path} exists already; export never overwrites`);
         mkdirSync(dirname(spec.path), { recursive: true });
-        out = createWriteStream(spec.path, { flags: 'wx', mode: 0o640 });
+        // A sparse file: the allocated extents at their offsets, holes between them.
+        const file = await openFile(spec.path, 'wx', 0o640);
+        try {
+          auditedThere = true;
+          result = await exportQuarantine(ctx, row.quarantine_id, { file }, spec.path, details);
+        } finally {
+          await file.close();
+        }
       }
-      auditedThere = true;
-      result = await exportQuarantine(ctx, row.quarantine_id, out, spec.path, details);
     }
     finished = true;
     timer?.cancel();

@@ -246,10 +246,10 @@ export function addCaptureCommands(program: Command, io: Io, status: Status, wit
           }
         }
         const ceph = await cephFor(q.cloud, o.manifests, o.secrets);
-        const { createWriteStream } = await import('node:fs');
         const { Writable } = await import('node:stream');
         try {
-          const sink = o.file === '-' ? new Writable({ write: (c: Buffer, _e, done) => { process.stdout.write(c, done); } }) : createWriteStream(o.file, { flags: 'wx', mode: 0o640 });
+          // A file is written sparse (the allocated extents at their offsets); standard output gets every byte.
+          const sink = o.file === '-' ? new Writable({ write: (c: Buffer, _e, done) => { process.stdout.write(c, done); } }) : undefined;
           const t = await runAsTask(l, ceph, { quarantineId: id, cloud: q.cloud, spec: { kind: 'export', path: destination }, actor: o.actor, ...why }, { sink, onProgress: progress(io, o.file !== '-' && process.stderr.isTTY === true) });
           io.err(`${process.stderr.isTTY === true ? '\r' : ''}exported ${id}: ${t.bytes} bytes, sha256 ${t.sha256 ?? ''}${t.matches === 0 ? ' — DIFFERS from the recorded digest' : ''} (task ${t.id})\n`);
           if (t.matches === 0) throw new VerificationError(`${id}: ${t.error ?? 'the exported data differs from the recorded digest'}`);
@@ -271,7 +271,7 @@ export function addCaptureCommands(program: Command, io: Io, status: Status, wit
         try {
           const r = await verifyQuarantine({ db: l.db, blocks: ceph.blocks, actor: o.actor }, id);
           if (!(await emitStructured(io, { output: o.output, headers: true }, r))) {
-            io.out(`${id}: sha256 ${r.sha256} (${r.bytes} bytes) ${r.matches === null ? 'recorded now (first read)' : r.matches ? 'matches the recorded digest' : `DIFFERS from the recorded ${r.recorded}`}\n`);
+            io.out(`${id}: sha256 ${r.sha256} (${r.bytes} bytes, ${r.readBytes} of them allocated and read) ${r.matches === null ? 'recorded now (first read)' : r.matches ? 'matches the recorded digest' : `DIFFERS from the recorded ${r.recorded}`}\n`);
           }
           if (r.matches === false) status.code = EXIT.verificationFailed;
         } finally {

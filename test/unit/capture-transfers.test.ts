@@ -4,11 +4,12 @@
 // task is in the audit trail.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
+import { verifyQuarantine } from '../../operator/capture/restore.ts';
 import { openLedgerDb, migrateToLatest, type LedgerDb } from '../../operator/ledger/db.ts';
 import { TransferRunner, TransferStore, runTransfer, type TransferSpec } from '../../operator/capture/transfers.ts';
 import { restoreController, restoreTaskId } from '../../operator/kube/controllers/restore.ts';
@@ -166,10 +167,10 @@ describe('transfer tasks', () => {
     const gate = new Promise<void>((resolve) => {
       release = resolve;
     });
-    const exportImage = w.blocks.exportImage.bind(w.blocks);
-    w.blocks.exportImage = (spec, options) => {
-      const h = exportImage(spec, options);
-      return { stream: h.stream, done: gate.then(() => h.done) };
+    const readAllocated = w.blocks.readAllocated.bind(w.blocks);
+    w.blocks.readAllocated = async (spec, options) => {
+      await gate;
+      return readAllocated(spec, options);
     };
     const running = runTransfer({ db: w.ledger.db, blocksFor: () => w.blocks, clock: w.clock, owner: 'pod-a', leaseMs: 60_000 }, t.id);
     const other = runner(w, 'pod-b');
@@ -180,6 +181,58 @@ describe('transfer tasks', () => {
     release();
     assert.equal(await running, 'succeeded');
     await other.stop();
+  });
+
+  test('export and verify read only the allocated extents: the file is sparse, the digest that of the whole disk', async () => {
+    const w = await setup(0);
+    // 16 MiB with 1 MiB of data in two places; the rest was never written.
+    const size = 16 * 1024 * 1024;
+    const disk = Buffer.alloc(size);
+    randomBytes(512 * 1024).copy(disk, 3 * 1024 * 1024);
+    randomBytes(512 * 1024).copy(disk, size - 512 * 1024);
+    const whole = createHash('sha256').update(disk).digest('hex');
+    await w.blocks.importImage({ stream: Readable.from([disk]) }, { pool: 'quarantine', image: 'sparse' });
+    await w.ledger.db.insertInto('quarantines').values({
+      id: 'q-sparse', cloud: 'cern', instance_id: 'vm-s', disk: 'disk', mode: 'onDelete', policy: 'legal', state: 'quarantined', failure: null,
+      source_pool: 'vms', source_namespace: null, source_image: 'vm-s_disk', source_image_id: 'img-s', anchor_image: null, anchor_trash_id: null,
+      snapshot: 's', location_pool: 'quarantine', location_namespace: null, location_image: 'sparse', bytes: size, flattened: 1,
+      planned_at: 0, captured_at: 0, expires_at: null, purged_at: null, digest: whole, digest_at: 0, provenance: '{}', updated_at: 0,
+      retention_ms: null, intent_id: null, owner: null, claimed_until: null,
+    }).execute();
+    const read: number[] = [];
+    const readAllocated = w.blocks.readAllocated.bind(w.blocks);
+    w.blocks.readAllocated = async (spec, options) => {
+      const r = await readAllocated(spec, options);
+      return { sizeBytes: r.sizeBytes, pieces: (async function* () { for await (const p of r.pieces) { read.push(p.data.length); yield p; } })() };
+    };
+    const sum = () => read.splice(0).reduce((a, b) => a + b, 0);
+
+    const v = await verifyQuarantine({ db: w.ledger.db, blocks: w.blocks, actor: 'cert' }, 'q-sparse');
+    assert.deepEqual([v.sha256, v.bytes, v.matches], [whole, size, true]);
+    assert.equal(v.readBytes, 1024 * 1024, 'only the data was read');
+    assert.equal(sum(), 1024 * 1024);
+    assert.equal(w.blocks.calls.filter((c) => c.op === 'exportImage').length, 0, 'no full read');
+
+    const path = join(w.dir, 'sparse.raw');
+    const t = await request(w, 'q-sparse', { kind: 'export', path });
+    assert.equal(await runTransfer({ db: w.ledger.db, blocksFor: () => w.blocks, clock: w.clock, owner: 'pod-a' }, t.id), 'succeeded');
+    assert.equal(sum(), 1024 * 1024);
+    const file = readFileSync(path);
+    assert.ok(file.equals(disk), 'the file is the disk');
+    const st = statSync(path);
+    assert.equal(st.size, size);
+    assert.ok(st.blocks * 512 < size / 4, `the file is sparse: ${st.blocks * 512} bytes allocated for ${size}`);
+    const row = await new TransferStore(w.ledger.db).get(t.id);
+    assert.deepEqual([row?.sha256, row?.matches], [whole, 1]);
+    const audit = (await audits(w.ledger.db, 'export')).at(-1);
+    assert.equal(audit?.details['readBytes'], 1024 * 1024);
+
+    // To a stream (the CLI's standard output): every byte, zeros made here.
+    const chunks: Buffer[] = [];
+    const t2 = await request(w, 'q-sparse', { kind: 'export', path: 'stdout' });
+    assert.equal(await runTransfer({ db: w.ledger.db, blocksFor: () => w.blocks, clock: w.clock, owner: 'pod-a' }, t2.id, { sink: new Writable({ write(c: Buffer, _e, done) { chunks.push(c); done(); } }) }), 'succeeded');
+    assert.equal(sum(), 1024 * 1024);
+    assert.ok(Buffer.concat(chunks).equals(disk));
   });
 
   test('two workers on one ledger: every task runs once and ends once in the audit trail', async () => {
