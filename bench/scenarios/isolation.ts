@@ -26,6 +26,9 @@ export const isolation: Scenario = {
     { name: 'isolation-deepcp-max-gib', description: 'largest size for which the bare deep cp is also measured (a deep copy of a 10 GiB sparse clone filled a 4 GiB memstore OSD in a trial run)', default: '1' },
     { name: 'isolation-driver', description: 'Ceph driver the operator isolates with (spec.ceph.driver): cli or librbd', default: 'cli' },
     { name: 'isolation-osd-mb', description: 'memstore OSD capacity of the throwaway cluster, MiB', default: '6144' },
+    { name: 'isolation-side-by-side', description: 'on: the copy starts beside the capture digest (the operator\'s way); off: after the digest is recorded (as before)', default: 'on' },
+    { name: 'isolation-bandwidth-mibps', description: 'spec.ceph.isolation.bandwidthMiBps of the operator (empty: none, a plain flatten)', default: '' },
+    { name: 'isolation-flatten-ops', description: 'values of rbd_concurrent_management_ops for extra bare clone + flatten runs on each disk (e.g. 1,2,10; empty: none)', default: '' },
   ],
   async run(ctx) {
     const figures: Figure[] = [];
@@ -58,7 +61,14 @@ export const isolation: Scenario = {
     ctx.defer(() => ledger.close());
     await migrateToLatest(ledger);
     const engine = new CaptureEngine({ db: ledger.db, blocks: operator, quarantine: { pool: qpool }, logger: silentLogger, owner: 'bench' });
-    const iso = new Isolation({ store: engine.store, blocks: operator, clock: systemClock, logger: silentLogger, owner: 'bench' });
+    const sideBySide = ctx.param('isolation-side-by-side') !== 'off';
+    const bandwidthParam = ctx.param('isolation-bandwidth-mibps');
+    const limitMiBps = bandwidthParam === '' ? undefined : Number(bandwidthParam);
+    const { bucketForMiBps } = await import('../../operator/capture/bandwidth.ts');
+    const iso = new Isolation({ store: engine.store, blocks: operator, clock: systemClock, logger: silentLogger, owner: 'bench', sideBySide, bandwidth: bucketForMiBps(systemClock, limitMiBps) });
+    const flattenOps = ctx.param('isolation-flatten-ops').split(',').filter((x) => x !== '').map(Number);
+    const mode = `${driver === 'cli' ? '' : `.${driver}`}${limitMiBps === undefined ? '' : '.paced'}${sideBySide ? '' : '.sequential'}`;
+    const how = `${driver}${sideBySide ? ', copy beside the digest' : ', copy after the digest'}${limitMiBps === undefined ? '' : `, paced to ${limitMiBps} MiB/s`}`;
 
     const sizes = ctx.param('isolation-sizes').split(',').map(Number);
     const written = ctx.param('isolation-written').split(',').map(Number);
@@ -73,6 +83,8 @@ export const isolation: Scenario = {
       const copy: number[] = [];
       const bare: number[] = [];
       const deep: number[] = [];
+      const achieved: number[] = [];
+      const opsRates = new Map<number, number[]>();
       for (let r = 0; r < n; r++) {
         const vm = randomUUID();
         const disk = { pool: 'vms', image: `${vm}_disk` };
@@ -99,6 +111,16 @@ export const isolation: Scenario = {
           await destroyImage(admin, { pool: qpool, image: `${bareImage}.deep` });
           await destroyImage(admin, { pool: qpool, image: bareImage });
         }
+        for (const ops of flattenOps) {
+          ctx.progress.update(`isolation: ${gib} GiB disk ${r + 1}/${n}: bare clone + flatten, rbd_concurrent_management_ops=${ops}`);
+          await rbd(['clone', `${disk.pool}/${disk.image}@bare`, `${qpool}/${bareImage}`]);
+          t = performance.now();
+          await rbd(['flatten', '--no-progress', `--rbd-concurrent-management-ops=${ops}`, `${qpool}/${bareImage}`]);
+          const rates = opsRates.get(ops) ?? [];
+          rates.push(mib / ((performance.now() - t) / 1000));
+          opsRates.set(ops, rates);
+          await destroyImage(admin, { pool: qpool, image: bareImage });
+        }
         await rbd(['snap', 'rm', '--no-progress', `${disk.pool}/${disk.image}@bare`]);
 
         ctx.progress.update(`isolation: ${gib} GiB disk ${r + 1}/${n}: capture and isolation`);
@@ -113,7 +135,11 @@ export const isolation: Scenario = {
         if (q?.captured_at == null || q.digest_at === null || q.isolated_at === null) throw new Error('isolation left no times');
         total.push((q.isolated_at - q.captured_at) / 1000);
         digest.push((q.digest_at - q.captured_at) / 1000);
-        copy.push((q.isolated_at - q.digest_at) / 1000);
+        // The copy's own time and pace, as the audit trail has them.
+        const notes = (await ledger.db.selectFrom('audit').select(['details']).where('subject', '=', row.id).execute()).map((a) => JSON.parse(a.details) as Record<string, unknown>);
+        const isolated = notes.find((x) => x['step'] === 'isolated');
+        copy.push(Number(isolated?.['copySeconds'] ?? NaN));
+        if (typeof isolated?.['achievedMiBps'] === 'number') achieved.push(isolated['achievedMiBps']);
         await destroyImage(admin, { pool: qpool, image: row.location_image });
         await destroyImage(admin, disk);
       }
@@ -121,19 +147,23 @@ export const isolation: Scenario = {
       const b = summarize(bare.map((x) => x * 1000));
       const d = summarize(digest.map((x) => x * 1000));
       const c = summarize(copy.map((x) => x * 1000));
-      const params = { sizeGiB: gib, writtenMiB: mib, runs: n, driver, caps: 'quarantine-snapshot' };
-      const shared = `${n} disks of ${gib} GiB, ${mib} MiB written; of the p50, digest ${seconds(d.p50 / 1000)} s + flatten and release ${seconds(c.p50 / 1000)} s`;
-      figures.push({ figure: `isolation${driver === 'cli' ? '' : `.${driver}`}.${gib}g.p50`, label: `time to isolation, ${gib} GiB disk, ${driver}, p50`, value: seconds(s.p50 / 1000), unit: 's', ceiling: seconds(b.p50 / 1000), params, notes: `ceiling = bare rbd clone + flatten of the same disk (p50); ${shared}`, samples: total });
-      figures.push({ figure: `isolation${driver === 'cli' ? '' : `.${driver}`}.${gib}g.p99`, label: `time to isolation, ${gib} GiB disk, ${driver}, p99`, value: seconds(s.p99 / 1000), unit: 's', ceiling: seconds(b.p99 / 1000), params, notes: `ceiling = bare clone + flatten (p99); with ${n} samples the p99 is the slowest`, samples: total });
-      figures.push({ figure: `isolation${driver === 'cli' ? '' : `.${driver}`}.${gib}g.copy.p50`, label: `isolation copy (flatten + release), ${gib} GiB disk, ${driver}, p50`, value: seconds(c.p50 / 1000), unit: 's', ceiling: seconds(b.p50 / 1000), params, notes: 'the copy alone, after the digest', samples: copy });
-      figures.push({ figure: `isolation${driver === 'cli' ? '' : `.${driver}`}.${gib}g.digest.p50`, label: `capture digest (sparse: allocated extents read, zeros hashed unread), ${gib} GiB disk, ${driver}, p50`, value: seconds(d.p50 / 1000), unit: 's', ceiling: seconds(b.p50 / 1000), params, notes: `the digest alone, against the bare clone + flatten of the same disk; ${mib} MiB of ${gib * 1024} MiB written`, samples: digest });
-      if (deep.length > 0) {
-        const e = summarize(deep.map((x) => x * 1000));
-        figures.push({ figure: `isolation.${gib}g.deepcp.p50`, label: `bare rbd deep cp --flatten, ${gib} GiB disk, p50`, value: seconds(e.p50 / 1000), unit: 's', ceiling: seconds(b.p50 / 1000), params, notes: 'the alternative to flatten, against the bare flatten of the same disk', samples: deep });
+      const params = { sizeGiB: gib, writtenMiB: mib, runs: n, driver, caps: 'quarantine-snapshot', sideBySide, ...(limitMiBps === undefined ? {} : { bandwidthMiBps: limitMiBps }) };
+      const shared = `${n} disks of ${gib} GiB, ${mib} MiB written; of the p50, digest ${seconds(d.p50 / 1000)} s, copy ${seconds(c.p50 / 1000)} s (${sideBySide ? 'side by side' : 'one after the other'})`;
+      figures.push({ figure: `isolation${mode}.${gib}g.p50`, label: `time to isolation, ${gib} GiB disk, ${how}, p50`, value: seconds(s.p50 / 1000), unit: 's', ceiling: seconds(b.p50 / 1000), params, notes: `ceiling = bare rbd clone + flatten of the same disk (p50); ${shared}`, samples: total });
+      figures.push({ figure: `isolation${mode}.${gib}g.p99`, label: `time to isolation, ${gib} GiB disk, ${how}, p99`, value: seconds(s.p99 / 1000), unit: 's', ceiling: seconds(b.p99 / 1000), params, notes: `ceiling = bare clone + flatten (p99); with ${n} samples the p99 is the slowest`, samples: total });
+      figures.push({ figure: `isolation${mode}.${gib}g.copy.p50`, label: `isolation copy (${limitMiBps === undefined ? 'flatten' : 'paced copy + flatten'}), ${gib} GiB disk, ${how}, p50`, value: seconds(c.p50 / 1000), unit: 's', ceiling: seconds(b.p50 / 1000), params, notes: 'the copy alone, from its start to the end of the flatten', samples: copy });
+      figures.push({ figure: `isolation${mode}.${gib}g.digest.p50`, label: `capture digest (sparse: allocated extents read, zeros hashed unread), ${gib} GiB disk, ${how}, p50`, value: seconds(d.p50 / 1000), unit: 's', ceiling: seconds(b.p50 / 1000), params, notes: `the digest alone (capture to digest recorded), against the bare clone + flatten of the same disk; ${mib} MiB of ${gib * 1024} MiB written`, samples: digest });
+      if (limitMiBps !== undefined && achieved.length > 0) {
+        const a = summarize(achieved);
+        figures.push({ figure: `isolation${mode}.${gib}g.rate.p50`, label: `paced copy rate, ${gib} GiB disk, ${how}, p50`, value: round(a.p50, 1), unit: 'MiB/s', ceiling: limitMiBps, params, notes: `ceiling = the limit (spec.ceph.isolation.bandwidthMiBps); achieved = bytes copied / time of the paced copy; bare clone + flatten of the same disk p50 ${seconds(b.p50 / 1000)} s (${round(mib / (b.p50 / 1000), 1)} MiB/s)`, samples: achieved });
+      }
+      for (const [ops, rates] of opsRates) {
+        const o = summarize(rates);
+        figures.push({ figure: `isolation.${gib}g.flatten-ops${ops}.rate.p50`, label: `bare flatten with rbd_concurrent_management_ops=${ops}, ${gib} GiB disk, p50`, value: round(o.p50, 1), unit: 'MiB/s', ceiling: round(mib / (b.p50 / 1000), 1), params, notes: `MiB written / flatten time; ceiling = the default flatten (10 in flight) of the same disk`, samples: rates });
       }
       ctx.progress.log(`isolation ${gib} GiB: p50 ${seconds(s.p50 / 1000)} s (digest ${seconds(d.p50 / 1000)} s, copy ${seconds(c.p50 / 1000)} s), bare clone+flatten p50 ${seconds(b.p50 / 1000)} s${deep.length > 0 ? `, deep cp p50 ${seconds(summarize(deep.map((x) => x * 1000)).p50 / 1000)} s` : ''}`);
     }
-    ctx.note(`Each disk is created by the admin user and written with \`rbd bench\` (4 MiB writes; sequential when the whole disk is written, at random object-aligned offsets otherwise, so a 10 GiB disk holds real data in about a tenth of its objects and the rest is sparse). The bare clone + flatten (the ceiling) and the bare \`rbd deep cp --flatten\` run on the same disk just before its capture. Time to isolation runs from the quarantine's captured_at to its isolated_at in the ledger: the SHA-256 of the capture snapshot (read through the clone: its allocated extents only, the zeros between them hashed unread), then \`rbd flatten\` of the clone, then the release of the capture snapshot on the live disk. The operator uses the ${driver} driver and the least-privilege snapshot caps; one isolation at a time. The cluster is the throwaway single-OSD memstore cluster of test/env with ${osdMb} MiB of OSD memory.`);
+    ctx.note(`Each disk is created by the admin user and written with \`rbd bench\` (4 MiB writes; sequential when the whole disk is written, at random object-aligned offsets otherwise, so a 10 GiB disk holds real data in about a tenth of its objects and the rest is sparse). The bare clone + flatten (the ceiling) and the bare \`rbd deep cp --flatten\` run on the same disk just before its capture. Time to isolation runs from the quarantine's captured_at to its isolated_at in the ledger: the SHA-256 of the capture snapshot (read through the clone: its allocated extents only, the zeros between them hashed unread) and, ${sideBySide ? 'beside it' : 'after it'}, ${limitMiBps === undefined ? '\`rbd flatten\` of the clone' : `a copy of the clone's allocated extents into it paced to ${limitMiBps} MiB/s, then \`rbd flatten\``}, then the release of the capture snapshot on the live disk. The operator uses the ${driver} driver and the least-privilege snapshot caps; one isolation at a time. The cluster is the throwaway single-OSD memstore cluster of test/env with ${osdMb} MiB of OSD memory.`);
     return figures;
   },
 };
