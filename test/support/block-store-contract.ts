@@ -178,7 +178,17 @@ export function blockStoreContract(name: string, setup: () => Promise<ContractCo
         assert.deepEqual(await exportSha256(operator, spec), { sha: full, bytes: size });
       }
 
+      // A paced isolation's copy: the clone's allocated data written into the clone, then a flatten that only detaches it.
+      const copied = await operator.writeExtents(clone, (await operator.readAllocated(clone)).pieces);
+      assert.ok(copied >= written.reduce((sum, [, length]) => sum + length, 0) - 4096, `${copied} bytes copied`);
+      assert.notEqual((await operator.info(clone)).parent, undefined, 'still a clone until flattened');
+      await operator.flatten(clone);
+      assert.equal((await operator.info(clone)).parent, undefined);
+      assert.equal((await sparseSha256(await operator.readAllocated(clone))).sha256, full, 'the copy is the disk');
+      assert.deepEqual(await exportSha256(operator, clone), { sha: full, bytes: size });
+
       const missing = { pool: vms, image: `missing-${run}` };
+      await assert.rejects(operator.writeExtents(missing, (async function* () { yield { offset: 0, data: Buffer.alloc(512) }; })()), RbdNotFoundError);
       await assert.rejects(operator.allocatedExtents(missing), RbdNotFoundError);
       await assert.rejects(operator.readAllocated(missing), RbdNotFoundError);
       await assert.rejects(operator.readAllocated({ ...base, snapshot: 'nope' }), RbdNotFoundError);
