@@ -17,7 +17,8 @@ import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { RbdCli } from '../../operator/ceph/rbd-cli.ts';
 import { RbdPermissionDeniedError } from '../../operator/ceph/errors.ts';
-import type { ImageSpec } from '../../operator/domain/block-store.ts';
+import type { BlockStore, ImageSpec } from '../../operator/domain/block-store.ts';
+import { TokenBucket } from '../../operator/capture/bandwidth.ts';
 import { openLedgerDb, migrateToLatest, type LedgerDb } from '../../operator/ledger/db.ts';
 import { verifyAudit } from '../../operator/ledger/audit.ts';
 import { CaptureEngine, type CaptureRequest } from '../../operator/capture/engine.ts';
@@ -77,6 +78,7 @@ describe('isolation on real Ceph, attacked as the cloud\'s compute user', () => 
   let ledger: LedgerDb;
   const quarantines: ImageSpec[] = [];
   const disks: ImageSpec[] = [];
+  const closers: (() => Promise<void>)[] = [];
 
   before(async () => {
     writeFileSync(junk, randomBytes(4096));
@@ -85,6 +87,7 @@ describe('isolation on real Ceph, attacked as the cloud\'s compute user', () => 
   });
 
   after(async () => {
+    for (const close of closers) await close();
     for (const img of [...quarantines, ...disks]) await destroyImage(admin, img).catch(() => undefined);
     await ledger.close();
     rmSync(scratch, { recursive: true, force: true });
@@ -109,8 +112,10 @@ describe('isolation on real Ceph, attacked as the cloud\'s compute user', () => 
     assert.equal(row.state, 'quarantined', row.failure ?? '');
     quarantines.push({ pool: qpool, image: row.location_image });
     let tampered = false;
-    const isolation = isolationAs(engine, snapshotOperator, async (_id, step) => {
-      if (step !== 'isolating' || tampered) return;
+    const isolation = isolationAs(engine, snapshotOperator, async (qid, step) => {
+      // The copy starts beside the digest; here it waits until the digest is recorded.
+      if (step !== 'copy' || tampered) return;
+      for (let i = 0; i < 600 && (await engine.store.get(qid))?.digest == null; i++) await new Promise((r) => setTimeout(r, 50));
       tampered = true;
       // Between the digest and the copy, the compute user overwrites the disk's first data object.
       const id = (await admin.info(disk)).id;
@@ -125,6 +130,41 @@ describe('isolation on real Ceph, attacked as the cloud\'s compute user', () => 
     assert.equal(v.matches, false, 'the change is detected');
     assert.equal(v.recorded, sha(data));
   });
+
+  for (const driver of ['cli', 'librbd'] as const) {
+    test(`a paced isolation (${driver}): the copy keeps to its bandwidth, beside the digest; the quarantine is the disk and no longer a clone`, async () => {
+      // 48 MiB of data in a 256 MiB disk, copied at 16 MiB/s: 4 MiB of burst, then about 2.75 s.
+      const data = Buffer.alloc(256 * MiB);
+      for (const at of [0, 40, 100, 200]) randomBytes(12 * MiB).copy(data, at * MiB);
+      const disk = await liveDisk(`paced-${driver}`, data);
+      let blocks: BlockStore = snapshotOperator;
+      if (driver === 'librbd') {
+        const { LibrbdStore } = await import('../../operator/ceph/librbd.ts');
+        const lib = new LibrbdStore({ cephConf: conf, id: requireEnv('QTEST_CEPH_SNAPSHOT_OPERATOR_ID') });
+        closers.push(() => lib.close());
+        blocks = lib;
+      }
+      const engine = new CaptureEngine({ db: ledger.db, blocks, quarantine: { pool: qpool }, logger: silentLogger, owner: 'it' });
+      const row = await engine.capture(request(`paced-${driver}-${s}`, { kind: 'live', image: disk }, 'softDelete'));
+      assert.equal(row.state, 'quarantined', row.failure ?? '');
+      const location = { pool: qpool, image: row.location_image };
+      quarantines.push(location);
+      const isolation = new Isolation({ store: engine.store, blocks, clock: systemClock, logger: silentLogger, owner: 'it', bandwidth: new TokenBucket(systemClock, 16 * MiB) });
+      assert.equal(await isolation.reconcile(row.id), 'isolated');
+      const q = await engine.store.get(row.id);
+      assert.equal(q?.digest, sha(data));
+      assert.equal((await admin.info(location)).parent, undefined);
+      const notes = (await ledger.db.selectFrom('audit').select(['details']).where('subject', '=', row.id).execute()).map((a) => JSON.parse(a.details) as Record<string, unknown>);
+      const isolated = notes.find((n) => n['step'] === 'isolated');
+      assert.equal(isolated?.['copy'], 'paced copy, then flatten');
+      const copied = Number(isolated?.['copiedBytes']);
+      assert.ok(copied >= 48 * MiB && copied <= 64 * MiB, `${copied} bytes copied`);
+      const achieved = Number(isolated?.['achievedMiBps']);
+      assert.ok(achieved <= 16 * 1.15 + 4 / (copied / MiB / 16), `${achieved} MiB/s against a limit of 16`);
+      assert.ok(notes.find((n) => n['step'] === 'digest')?.['copyBeside'] === true);
+      assert.equal((await verifyQuarantine({ db: ledger.db, blocks, actor: 'cert' }, row.id)).matches, true);
+    });
+  }
 
   test('a live-disk capture isolated with the snapshot caps: the cloud user\'s writes, removals and renames no longer reach it, and it cannot touch the quarantine', async () => {
     const data = randomBytes(8 * MiB);
