@@ -133,7 +133,7 @@ describe('isolation on real Ceph, attacked as the cloud\'s compute user', () => 
 
   for (const driver of ['cli', 'librbd'] as const) {
     test(`a paced isolation (${driver}): the copy keeps to its bandwidth, beside the digest; the quarantine is the disk and no longer a clone`, async () => {
-      // 48 MiB of data in a 256 MiB disk, copied at 16 MiB/s: 4 MiB of burst, then about 2.75 s.
+      // 48 MiB of data in a 256 MiB disk, copied at 8 MiB/s: a second's worth at once, the other 40 MiB in 5 s.
       const data = Buffer.alloc(256 * MiB);
       for (const at of [0, 40, 100, 200]) randomBytes(12 * MiB).copy(data, at * MiB);
       const disk = await liveDisk(`paced-${driver}`, data);
@@ -149,7 +149,7 @@ describe('isolation on real Ceph, attacked as the cloud\'s compute user', () => 
       assert.equal(row.state, 'quarantined', row.failure ?? '');
       const location = { pool: qpool, image: row.location_image };
       quarantines.push(location);
-      const isolation = new Isolation({ store: engine.store, blocks, clock: systemClock, logger: silentLogger, owner: 'it', bandwidth: new TokenBucket(systemClock, 16 * MiB) });
+      const isolation = new Isolation({ store: engine.store, blocks, clock: systemClock, logger: silentLogger, owner: 'it', bandwidth: new TokenBucket(systemClock, 8 * MiB) });
       assert.equal(await isolation.reconcile(row.id), 'isolated');
       const q = await engine.store.get(row.id);
       assert.equal(q?.digest, sha(data));
@@ -160,7 +160,8 @@ describe('isolation on real Ceph, attacked as the cloud\'s compute user', () => 
       const copied = Number(isolated?.['copiedBytes']);
       assert.ok(copied >= 48 * MiB && copied <= 64 * MiB, `${copied} bytes copied`);
       const achieved = Number(isolated?.['achievedMiBps']);
-      assert.ok(achieved <= 16 * 1.15 + 4 / (copied / MiB / 16), `${achieved} MiB/s against a limit of 16`);
+      // Over the copy the rate may exceed the limit by the burst alone: at most copied × 8 / (copied − 8 MiB).
+      assert.ok(achieved > 0 && achieved <= ((copied / MiB) * 8) / (copied / MiB - 8) * 1.02, `${achieved} MiB/s against a limit of 8`);
       assert.ok(notes.find((n) => n['step'] === 'digest')?.['copyBeside'] === true);
       assert.equal((await verifyQuarantine({ db: ledger.db, blocks, actor: 'cert' }, row.id)).matches, true);
     });
