@@ -18,7 +18,7 @@ const seconds = (v: number) => round(v, 2);
 
 export const isolation: Scenario = {
   name: 'isolation',
-  description: 'time to isolation (capture → digest of the capture snapshot → flatten into the quarantine pool → anchor released) for 1 GiB and 10 GiB disks with real data, beside a bare rbd clone + flatten (and rbd deep cp --flatten) of the same disk in the same run',
+  description: 'time to isolation (capture → digest of the capture snapshot, and beside it the copy into the quarantine pool (flatten, or a paced copy + flatten) → anchor released) for 1 GiB and 10 GiB disks with real data, beside a bare rbd clone + flatten (and rbd deep cp --flatten) of the same disk in the same run',
   params: [
     { name: 'isolation-sizes', description: 'disk sizes in GiB', default: '1,10' },
     { name: 'isolation-written', description: 'MiB of data written into each disk, per size (4 MiB writes at random object-aligned offsets; the size itself = every object written)', default: '1024,1024' },
