@@ -57,7 +57,14 @@ export class TokenBucket {
           return;
         }
         const waitMs = Math.ceil(((need - this.#tokens) / this.#bytesPerSecond) * 1000);
-        await new Promise<void>((resolve) => this.#clock.setTimer(Math.max(1, waitMs), resolve));
+        // The clock's timers never keep the process alive, but a copy waiting for its turn is work in
+        // progress: a process with nothing else to do (the CLI, a benchmark) must not exit meanwhile.
+        const alive = setTimeout(() => {}, waitMs + 1000);
+        try {
+          await new Promise<void>((resolve) => this.#clock.setTimer(Math.max(1, waitMs), resolve));
+        } finally {
+          clearTimeout(alive);
+        }
       }
     });
     this.#queue = turn.catch(() => {});
