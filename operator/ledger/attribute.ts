@@ -7,6 +7,7 @@ import { PostgresAdapter, sql, type Kysely } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
 import { boundsOf, goneBetween, type Holder } from './trace.ts';
 import { OPEN_END } from './migrations.ts';
+import { OPEN_END_SQL, SPAN_CLASSES_SQL, spanClassSql } from './trace-index.ts';
 
 export interface Probe {
   address: string;
@@ -55,29 +56,34 @@ const COLUMNS = sql.raw(`a.cloud, a.kind, a.network, a.port, a.mac, a.project, a
 
 const isPostgres = (db: Kysely<LedgerSchema>) => db.getExecutor().adapter instanceof PostgresAdapter;
 
-/** The query behind attribute, exported so its plan can be checked on each engine. */
+/** The query behind attribute, exported so its plan can be checked on each engine: each probe looked up as traceAddress does (trace-index.ts). */
 export function attributeQuery(db: Kysely<LedgerSchema>, probes: readonly Probe[], cloud?: string) {
   const json = JSON.stringify(probes.map((p, k) => ({ k, address: p.address, t: p.at.getTime() })));
   const onCloud = cloud === undefined ? sql`` : sql` AND a.cloud = ${cloud}`;
   if (isPostgres(db)) {
-    // The open-or-later check in the form of the PostgreSQL trace index (migration 0004).
+    // LATERAL, kept from being flattened by OFFSET 0: one index range per probe and length class.
     return sql<Row>`SELECT q.k, ${COLUMNS}
       FROM jsonb_to_recordset(${json}::jsonb) AS q(k integer, address text, t bigint)
-      JOIN address_intervals a ON a.address = q.address AND a.valid_from <= q.t
-        AND COALESCE(a.valid_to, ${sql.raw(OPEN_END.toString())}) > q.t${onCloud}
+      CROSS JOIN (${sql.raw(SPAN_CLASSES_SQL)}) AS c(cls, len)
+      CROSS JOIN LATERAL (SELECT * FROM address_intervals AS a
+        WHERE a.address = q.address AND ${sql.raw(spanClassSql('a.'))} = c.cls AND a.valid_from > q.t - c.len AND a.valid_from <= q.t
+          AND COALESCE(a.valid_to, ${sql.raw(OPEN_END_SQL)}) > q.t${onCloud} OFFSET 0) AS a
       LEFT JOIN instances i ON i.cloud = a.cloud AND i.instance_id = a.instance_id
-      ORDER BY q.k, a.cloud, a.kind, a.valid_from`;
+      ORDER BY q.k, a.cloud, a.kind, a.valid_from, a.id`;
   }
   // Materialized, the probes are read from the JSON once rather than at every index entry compared;
-  // CROSS JOIN makes SQLite loop over them and look each up in the trace index.
+  // CROSS JOIN makes SQLite loop over them and the length classes and look each pair up in the trace index.
   return sql<Row>`WITH q AS MATERIALIZED (
-      SELECT json_extract(value, '$.k') AS k, json_extract(value, '$.address') AS address, json_extract(value, '$.t') AS t FROM json_each(${json}))
+      SELECT json_extract(value, '$.k') AS k, json_extract(value, '$.address') AS address, json_extract(value, '$.t') AS t FROM json_each(${json})),
+    c(cls, len) AS (${sql.raw(SPAN_CLASSES_SQL)})
     SELECT q.k, ${COLUMNS}
     FROM q
+    CROSS JOIN c
     CROSS JOIN address_intervals a
     LEFT JOIN instances i ON i.cloud = a.cloud AND i.instance_id = a.instance_id
-    WHERE a.address = q.address AND a.valid_from <= q.t AND (a.valid_to IS NULL OR a.valid_to > q.t)${onCloud}
-    ORDER BY q.k, a.cloud, a.kind, a.valid_from`;
+    WHERE a.address = q.address AND ${sql.raw(spanClassSql('a.'))} = c.cls AND a.valid_from > q.t - c.len AND a.valid_from <= q.t
+      AND (a.valid_to IS NULL OR a.valid_to > q.t)${onCloud}
+    ORDER BY q.k, a.cloud, a.kind, a.valid_from, a.id`;
 }
 
 /** For each probe (same index), every holder at its instant; repeated probes are asked once. */
