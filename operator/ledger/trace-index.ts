@@ -7,7 +7,7 @@
 // thousand intervals) read every interval that began before T and dropped the
 // ones that had ended. Here intervals are sorted into classes by length: class
 // k holds the closed ones no longer than SPAN_BOUNDS[k], the last class the
-// open ones and any longer. An interval of class k that holds T began after
+// open ones and any longer (an open interval that began by T holds T). An interval of class k that holds T began after
 // T - SPAN_BOUNDS[k], so each class is one index range (address, class,
 // valid_from in (T - bound, T]), and what such a range reads beyond the
 // holders is bounded by the few intervals of that length which began and ended
@@ -16,10 +16,17 @@
 //
 // Plain strings, without the query builder: trace-direct.ts uses them too.
 
-const HOUR = 3_600_000;
+const DAY = 86_400_000;
 
-/** Upper bounds of the closed classes' lengths (ms): one hour, then four times longer each, up to some 7.5 years. */
-export const SPAN_BOUNDS: readonly number[] = Array.from({ length: 9 }, (_, k) => HOUR * 4 ** k);
+/**
+ * Upper bounds of the closed classes' lengths (ms): a day, then four times
+ * longer each, up to 1,024 days. Fewer classes mean fewer index ranges per
+ * question; coarser ones, more entries read in each (read in index order and
+ * dropped on the index's own valid_to, which costs far less than a range): a
+ * day's window of the short intervals of even the busiest address holds a
+ * handful of them.
+ */
+export const SPAN_BOUNDS: readonly number[] = Array.from({ length: 6 }, (_, k) => DAY * 4 ** k);
 
 /** The last class (open, or longer than every bound): no lower bound on valid_from that a real time could miss (2^62 ms). */
 export const UNBOUNDED = '4611686018427387904';
