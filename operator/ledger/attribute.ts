@@ -146,6 +146,23 @@ function byAddressThenTime(a: Probe, b: Probe): number {
 /** Ranges per query: bounds the statement's size and the rows held at once. */
 const RANGES = 50_000;
 
+/**
+ * The query's rows. On PostgreSQL without JIT compilation, which the
+ * planner would start for a query this size and which costs more than the
+ * lookups themselves (over a second for 20,000 lines), and with room to sort
+ * the candidates in memory.
+ */
+async function candidates(db: Kysely<LedgerSchema>, probes: readonly Probe[], cloud: string | undefined): Promise<Candidate[]> {
+  if (!isPostgres(db)) return (await attributeQuery(db, probes, cloud).execute(db)).rows;
+  const run = async (trx: Kysely<LedgerSchema>) => {
+    await sql`SET LOCAL jit = off`.execute(trx);
+    await sql`SET LOCAL work_mem = '64MB'`.execute(trx);
+    return (await attributeQuery(trx, probes, cloud).execute(trx)).rows;
+  };
+  // Inside the caller's transaction the settings last until it ends; they change no answer.
+  return db.isTransaction ? run(db) : db.transaction().execute(run);
+}
+
 /** For each probe (same index), every holder at its instant; repeated probes are asked once. */
 export async function attribute(db: Kysely<LedgerSchema>, given: readonly Probe[], cloud?: string): Promise<Holder[][]> {
   // The ledger holds one spelling per address (RFC 5952 for IPv6); a log line may use another.
@@ -177,7 +194,7 @@ export async function attribute(db: Kysely<LedgerSchema>, given: readonly Probe[
       ranges += SPAN_BOUNDS.length + 1;
     }
     const chunk = order.slice(start, end);
-    const { rows } = await attributeQuery(db, chunk.map((i) => unique[i] as Probe), cloud).execute(db);
+    const rows = await candidates(db, chunk.map((i) => unique[i] as Probe), cloud);
     const byAddress = new Map<string, Array<{ rank: number; from: number; to: number | null; row: Candidate }>>();
     for (const [rank, row] of rows.entries()) {
       let list = byAddress.get(row.address);
