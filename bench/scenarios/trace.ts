@@ -345,7 +345,10 @@ export async function buildPostgres(url: string, size: number, ctx: Context): Pr
  */
 export async function postgresLedger(ctx: Context, purpose: string, size: number, cache: boolean): Promise<{ ledger: LedgerDb; built: Built; cached: boolean }> {
   const runUrl = await ctx.services.postgresUrl(`${purpose}_${size}`);
-  if (!cache) return { ...(await buildPostgres(runUrl, size, ctx)), cached: false };
+  if (!cache) {
+    ctx.progress.log(`postgres ${sizeLabel(size)}: generating`);
+    return { ...(await buildPostgres(runUrl, size, ctx)), cached: false };
+  }
   const name = `qop_bench_trace_v${GENERATOR_VERSION}_${size}`;
   const metaPath = join(ctx.outDir, `${name}.json`);
   const url = new URL(runUrl);
@@ -557,7 +560,6 @@ export const trace: Scenario = {
       ctx.progress.log(`sqlite ${sizeLabel(size)}: done`);
     }
     for (const size of pgSizes) {
-      ctx.progress.log(`postgres ${sizeLabel(size)}: generating`);
       const { ledger, built, cached } = await postgresLedger(ctx, 'trace', size, ctx.param('trace-pg-cache') === 'true');
       try {
         figures.push(...(await measure('postgres', size, ledger, built, cached, ctx, queryCount, naive)));
