@@ -7,8 +7,8 @@
 // thousand intervals) read every interval that began before T and dropped the
 // ones that had ended. Here intervals are sorted into classes by length: class
 // k holds the closed ones no longer than SPAN_BOUNDS[k], the last class the
-// open ones and any longer (an open interval that began by T holds T). An interval of class k that holds T began after
-// T - SPAN_BOUNDS[k], so each class is one index range (address, class,
+// open ones and any longer (an open interval that began by T holds T). An
+// interval of class k that holds T began after T - SPAN_BOUNDS[k], so each class is one index range (address, class,
 // valid_from in (T - bound, T]), and what such a range reads beyond the
 // holders is bounded by the few intervals of that length which began and ended
 // in the window. The class is an expression of the row's own columns, so the
@@ -24,7 +24,9 @@ const DAY = 86_400_000;
  * question; coarser ones, more entries read in each (read in index order and
  * dropped on the index's own valid_to, which costs far less than a range): a
  * day's window of the short intervals of even the busiest address holds a
- * handful of them.
+ * handful of them. Migration 0014 builds the index from these: changing them
+ * needs a migration that rebuilds it (answers stay right without one, since
+ * the class is computed per row, but no index serves the query any more).
  */
 export const SPAN_BOUNDS: readonly number[] = Array.from({ length: 6 }, (_, k) => DAY * 4 ** k);
 
