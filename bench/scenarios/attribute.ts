@@ -6,7 +6,7 @@ import { performance } from 'node:perf_hooks';
 import type { Context, Figure, Scenario } from '../scenario.ts';
 import { round } from '../lib/stats.ts';
 import { querySet, type TraceQuery } from './trace-data.ts';
-import { buildPostgres, sizeLabel, sizesOf, sqliteLedger, type Built } from './trace.ts';
+import { postgresLedger, sizeLabel, sizesOf, sqliteLedger, type Built } from './trace.ts';
 import type { LedgerDb } from '../../operator/ledger/db.ts';
 import { attribute } from '../../operator/ledger/attribute.ts';
 import { traceAddress } from '../../operator/ledger/trace.ts';
@@ -55,6 +55,7 @@ export const attributeScenario: Scenario = {
     { name: 'attribute-sizes', description: 'interval counts for SQLite (the trace scenario\'s cached databases)', default: '1000000,10000000' },
     { name: 'attribute-pg-sizes', description: 'interval counts for PostgreSQL (rebuilt every run); empty to skip', default: '1000000,10000000' },
     { name: 'attribute-lines', description: 'log lines per attribution', default: '100000' },
+    { name: 'attribute-pg-cache', description: 'use the trace scenario\'s kept PostgreSQL ledgers (see --trace-pg-cache) instead of rebuilding them', default: 'false' },
     { name: 'attribute-loop-lines', description: 'lines timed as a traceAddress() loop (scaled to all lines)', default: '20000' },
   ],
   async run(ctx) {
@@ -75,8 +76,7 @@ export const attributeScenario: Scenario = {
       }
     }
     for (const size of pgSizes) {
-      const url = await ctx.services.postgresUrl(`attribute_${size}`);
-      const { ledger, built } = await buildPostgres(url, size, ctx);
+      const { ledger, built } = await postgresLedger(ctx, 'attribute', size, ctx.param('attribute-pg-cache') === 'true');
       try {
         figures.push(...(await measure('postgres', size, ledger, built, ctx, lines, loop)));
       } finally {

@@ -6,6 +6,7 @@ import type { LedgerSchema } from './schema.ts';
 import { recordBaseline } from './audit-baseline.ts';
 import { storedIp } from '../domain/ip.ts';
 import { ensureBodyPartitions } from './body-partitions.ts';
+import { traceIndexColumns } from './trace-index.ts';
 
 export type Engine = 'sqlite' | 'postgres';
 
@@ -483,6 +484,22 @@ function m0013(): Migration {
 }
 
 /**
+ * The trace index bounds "who held A at T" to the holdings near T: intervals
+ * are indexed by address, then by a class of their length, then by start, so
+ * each class is read only over the window in which its holders of T can have
+ * begun (trace-index.ts). The class is an expression of the row, so writers
+ * need not maintain anything.
+ */
+function m0014(engine: Engine): Migration {
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema.dropIndex('address_intervals_trace').execute();
+      await sql.raw(`CREATE INDEX address_intervals_trace ON address_intervals (${traceIndexColumns(engine)})`).execute(db);
+    },
+  };
+}
+
+/**
  * Facts of one event time get an order of their own (`ord`): OpenNebula's
  * event times are whole seconds, and a hot NIC detach reports the NIC still
  * listed (HOTPLUG_NIC) and gone (RUNNING) within one. Names read from
@@ -515,7 +532,7 @@ function m0015(): Migration {
 export function migrationProvider(engine: Engine): MigrationProvider {
   return {
     async getMigrations() {
-      return { '0001_init': m0001(engine), '0002_quarantine': m0002(), '0003_trace_index': m0003(), '0004_trace_index_pg': m0004(engine), '0005_ledger_facts': m0005(engine), '0006_canonical_addresses': m0006(), '0007_audit_keyed': m0007(), '0008_capture_intents': m0008(), '0009_isolation': m0009(), '0010_cases': m0010(), '0011_reconciliation': m0011(engine), '0012_notification_bodies': m0012(engine), '0013_transfers': m0013(), '0015_fact_order_identity_names': m0015() };
+      return { '0001_init': m0001(engine), '0002_quarantine': m0002(), '0003_trace_index': m0003(), '0004_trace_index_pg': m0004(engine), '0005_ledger_facts': m0005(engine), '0006_canonical_addresses': m0006(), '0007_audit_keyed': m0007(), '0008_capture_intents': m0008(), '0009_isolation': m0009(), '0010_cases': m0010(), '0011_reconciliation': m0011(engine), '0012_notification_bodies': m0012(engine), '0013_transfers': m0013(), '0014_trace_span_index': m0014(engine), '0015_fact_order_identity_names': m0015() };
     },
   };
 }

@@ -12,16 +12,16 @@ import type PgModule from 'pg';
 import { storedIp } from '../domain/ip.ts';
 import type { AddressTrace, Holder } from './trace.ts';
 import { boundsOf, goneBetween } from './bounds.ts';
+import { traceStatement } from './trace-index.ts';
 
 /** Every migration of migrations.ts (kept equal by a test): a ledger missing one takes the full path, which applies it. */
 export const MIGRATION_NAMES: readonly string[] = [
   '0001_init', '0002_quarantine', '0003_trace_index', '0004_trace_index_pg', '0005_ledger_facts', '0006_canonical_addresses', '0007_audit_keyed',
   '0008_capture_intents', '0009_isolation', '0010_cases', '0011_reconciliation', '0012_notification_bodies', '0013_transfers',
-  '0015_fact_order_identity_names',
+  '0014_trace_span_index', '0015_fact_order_identity_names',
 ];
 
-/** migrations.ts's OPEN_END: the end the PostgreSQL trace index gives an open interval. */
-export const OPEN_END_SQL = '9223372036854775807';
+export { OPEN_END_SQL } from './trace-index.ts';
 
 interface Row {
   cloud: string;
@@ -44,18 +44,6 @@ interface Row {
   to_certain: number | string | null;
   gone_after: number | string | null;
   gone_by: number | string | null;
-}
-
-function traceSql(engine: 'sqlite' | 'postgres', withCloud: boolean): string {
-  const p = (n: number) => (engine === 'sqlite' ? '?' : `$${n}`);
-  // Each engine in the form its trace index answers (migrations 0003, 0004), as traceQuery writes it.
-  const open = engine === 'sqlite' ? `(a.valid_to IS NULL OR a.valid_to > ${p(3)})` : `COALESCE(a.valid_to, ${OPEN_END_SQL}) > ${p(3)}`;
-  return `SELECT a.cloud, a.kind, a.network, a.port, a.mac, a.project, a.valid_from, a.valid_to, a.instance_id,
-      i.name, i.project AS instance_project, i.user_id, i.host, i.deleted_at, i.user_name, i.project_name,
-      a.from_certain, a.to_certain, i.gone_after, i.gone_by
-    FROM address_intervals AS a LEFT JOIN instances AS i ON i.cloud = a.cloud AND i.instance_id = a.instance_id
-    WHERE a.address = ${p(1)} AND a.valid_from <= ${p(2)} AND ${open}${withCloud ? ` AND a.cloud = ${p(4)}` : ''}
-    ORDER BY a.cloud, a.kind, a.valid_from`;
 }
 
 const iso = (ms: number | string | null): string | null => (ms === null ? null : new Date(Number(ms)).toISOString());
@@ -89,8 +77,8 @@ async function onSqlite(path: string, address: string, at: Date, cloud: string |
   try {
     const applied = db.prepare('SELECT name FROM kysely_migration').all().map((r) => String(r['name']));
     if (!complete(applied)) return undefined;
-    const t = at.getTime();
-    const rows = db.prepare(traceSql('sqlite', cloud !== undefined)).all(...(cloud === undefined ? [address, t, t] : [address, t, t, cloud])) as unknown as Row[];
+    const q = traceStatement('sqlite', address, at.getTime(), cloud);
+    const rows = db.prepare(q.text).all(...q.parameters) as unknown as Row[];
     return answer(address, at, rows);
   } finally {
     db.close();
@@ -106,8 +94,8 @@ async function onPostgres(url: string, address: string, at: Date, cloud: string 
   try {
     const applied = await client.query<{ name: string }>('SELECT name FROM kysely_migration');
     if (!complete(applied.rows.map((r) => r.name))) return undefined;
-    const t = at.getTime();
-    const rows = await client.query<Row>(traceSql('postgres', cloud !== undefined), cloud === undefined ? [address, t, t] : [address, t, t, cloud]);
+    const q = traceStatement('postgres', address, at.getTime(), cloud);
+    const rows = await client.query<Row>(q.text, q.parameters);
     return answer(address, at, rows.rows);
   } finally {
     await client.end();

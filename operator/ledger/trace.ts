@@ -1,9 +1,9 @@
 // The investigator's question: who held this address at this time. Private
 // addresses repeat across tenant networks, so every holder is returned, each
 // with its network.
-import { PostgresAdapter, sql, type Kysely } from 'kysely';
+import { CompiledQuery, PostgresAdapter, type Kysely } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
-import { OPEN_END } from './migrations.ts';
+import { traceStatement } from './trace-index.ts';
 import { storedIp } from '../domain/ip.ts';
 import { boundsOf, goneBetween } from './bounds.ts';
 
@@ -58,31 +58,40 @@ export interface AddressTrace {
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
-/** The query behind traceAddress, exported so its plan can be checked against the real database. */
-export function traceQuery(db: Kysely<LedgerSchema>, address: string, at: Date, cloud?: string) {
-  const t = at.getTime();
-  let q = db
-    .selectFrom('address_intervals as a')
-    .leftJoin('instances as i', (j) => j.onRef('i.cloud', '=', 'a.cloud').onRef('i.instance_id', '=', 'a.instance_id'))
-    .select([
-      'a.cloud', 'a.slot', 'a.kind', 'a.network', 'a.port', 'a.mac', 'a.project', 'a.valid_from', 'a.valid_to', 'a.instance_id',
-      'i.name', 'i.project as instance_project', 'i.user_id', 'i.host', 'i.deleted_at', 'i.user_name', 'i.project_name',
-      'a.from_certain', 'a.to_certain', 'i.gone_after', 'i.gone_by',
-    ])
-    .where('a.address', '=', address)
-    .where('a.valid_from', '<=', t)
-    // Each engine in the form its trace index answers (migrations 0003, 0004).
-    .where((eb) => db.getExecutor().adapter instanceof PostgresAdapter
-      ? sql<boolean>`coalesce(a.valid_to, ${sql.raw(OPEN_END.toString())}) > ${t}`
-      : eb.or([eb('a.valid_to', 'is', null), eb('a.valid_to', '>', t)]));
-  if (cloud !== undefined) q = q.where('a.cloud', '=', cloud);
-  return q.orderBy('a.cloud').orderBy('a.kind').orderBy('a.valid_from');
+interface TraceRow {
+  cloud: string;
+  slot: string;
+  kind: string;
+  network: string | null;
+  port: string | null;
+  mac: string | null;
+  project: string | null;
+  valid_from: number;
+  valid_to: number | null;
+  instance_id: string | null;
+  name: string | null;
+  instance_project: string | null;
+  user_id: string | null;
+  host: string | null;
+  deleted_at: number | null;
+  user_name: string | null;
+  project_name: string | null;
+  from_certain: number | null;
+  to_certain: number | null;
+  gone_after: number | null;
+  gone_by: number | null;
+}
+
+/** The query behind traceAddress (trace-index.ts), exported so its plan can be checked against the real database. */
+export function traceQuery(db: Kysely<LedgerSchema>, address: string, at: Date, cloud?: string): CompiledQuery<TraceRow> {
+  const q = traceStatement(db.getExecutor().adapter instanceof PostgresAdapter ? 'postgres' : 'sqlite', address, at.getTime(), cloud);
+  return CompiledQuery.raw(q.text, q.parameters) as CompiledQuery<TraceRow>;
 }
 
 /** `address` is looked up in its canonical form (callers validate it first: see canonicalIp). */
 export async function traceAddress(db: Kysely<LedgerSchema>, given: string, at: Date, cloud?: string): Promise<AddressTrace> {
   const address = storedIp(given);
-  const rows = await traceQuery(db, address, at, cloud).execute();
+  const { rows } = await db.executeQuery(traceQuery(db, address, at, cloud));
   const routers = new Map<string, NonNullable<Holder['router']>>();
   for (const r of rows) {
     if (r.kind !== 'router-gateway') continue;

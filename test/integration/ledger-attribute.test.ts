@@ -13,6 +13,7 @@ import type { LedgerDb } from '../../operator/ledger/db.ts';
 import { attribute, attributeQuery, holdersDuring } from '../../operator/ledger/attribute.ts';
 import { traceAddress } from '../../operator/ledger/trace.ts';
 import { traceDirect } from '../../operator/ledger/trace-direct.ts';
+import { SPAN_BOUNDS } from '../../operator/ledger/trace-index.ts';
 import { ingestFiles } from '../../operator/cli/ingest.ts';
 import { attributeReading, readLogFiles } from '../../operator/cli/trace-log.ts';
 import { ledgerEngines as engines, openLedger } from '../support/ledger-engines.ts';
@@ -105,6 +106,34 @@ for (const engine of engines) {
       });
       assert.match(plan, /address_intervals_trace/, plan);
       if (ledger.engine === 'sqlite') assert.doesNotMatch(plan, /SCAN a\b/, plan);
+    });
+
+    test('every length class of the trace index: intervals a millisecond either side of each bound, open ones, very long ones', async () => {
+      // The index reads each class only from T - bound on (trace-index.ts): a holder of any length must still be found.
+      const base = Date.parse('2020-01-01T00:00:00Z');
+      const lengths = [1, 2, ...SPAN_BOUNDS.flatMap((b) => [b - 1, b, b + 1]), 40 * 365 * 86_400_000, null];
+      const rows: Array<Insertable<AddressIntervalsTable>> = lengths.map((len, n) => ({
+        cloud: 'cern', slot: `len:${n}`, address: '10.88.0.1', kind: 'fixed', network: `net-${n}`, port: null, mac: null, instance_id: null,
+        project: 'proj-len', valid_from: base + n, valid_to: len === null ? null : base + n + len, opened_by: null, closed_by: null,
+      }));
+      await ledger.db.insertInto('address_intervals').values(rows).execute();
+      const times = new Set<number>([base - 1]);
+      for (const r of rows) {
+        const from = Number(r.valid_from);
+        times.add(from).add(from - 1).add(from + 1);
+        if (r.valid_to !== null && r.valid_to !== undefined) times.add(Number(r.valid_to)).add(Number(r.valid_to) - 1);
+      }
+      const probes = [...times].map((t) => ({ address: '10.88.0.1', at: new Date(t) }));
+      const bulk = await attribute(ledger.db, probes);
+      for (const [i, p] of probes.entries()) {
+        const t = p.at.getTime();
+        const truth = rows.filter((r) => Number(r.valid_from) <= t && (r.valid_to === null || Number(r.valid_to) > t)).map((r) => r.network);
+        const one = (await traceAddress(ledger.db, p.address, p.at)).holders;
+        assert.deepEqual(one.map((h) => h.network).sort(), [...truth].sort(), `traceAddress at ${t - base}`);
+        assert.deepEqual(bulk[i], one, `attribute at ${t - base}`);
+        if (ledger.engine === 'postgres') assert.deepEqual(await traceDirect(url, p.address, p.at), { address: p.address, at: p.at.toISOString(), holders: one });
+      }
+      await ledger.db.deleteFrom('address_intervals').where('slot', 'like', 'len:%').execute();
     });
 
     // Last: its rows change the table's statistics, and so the small ledger's plan above.

@@ -44,7 +44,7 @@ for (const target of targets) {
     after(() => close());
 
     test('migrations apply once and a second run is a no-op', async () => {
-      assert.deepEqual(await migrateToLatest(ledger), ['0001_init', '0002_quarantine', '0003_trace_index', '0004_trace_index_pg', '0005_ledger_facts', '0006_canonical_addresses', '0007_audit_keyed', '0008_capture_intents', '0009_isolation', '0010_cases', '0011_reconciliation', '0012_notification_bodies', '0013_transfers', '0015_fact_order_identity_names']);
+      assert.deepEqual(await migrateToLatest(ledger), ['0001_init', '0002_quarantine', '0003_trace_index', '0004_trace_index_pg', '0005_ledger_facts', '0006_canonical_addresses', '0007_audit_keyed', '0008_capture_intents', '0009_isolation', '0010_cases', '0011_reconciliation', '0012_notification_bodies', '0013_transfers', '0014_trace_span_index', '0015_fact_order_identity_names']);
       assert.deepEqual(await migrateToLatest(ledger), []);
     });
 
@@ -129,10 +129,10 @@ for (const target of targets) {
       assert.deepEqual(await traced(9_999_999_999_999), ['vm-b']);
     });
 
-    test('the trace index answers the open-or-later check inside the index', async () => {
+    test('the trace index answers the length class, the start window and the open-or-later check inside the index', async () => {
       if (ledger.engine === 'postgres') {
         // The query traceAddress sends; seqscan off because the table is tiny.
-        const q = traceQuery(ledger.db, '188.185.194.218', new Date(1500)).compile();
+        const q = traceQuery(ledger.db, '188.185.194.218', new Date(1500));
         const plan = await ledger.db.connection().execute(async (c) => {
           await sql`SET enable_seqscan = off`.execute(c);
           await sql`SET enable_bitmapscan = off`.execute(c);
@@ -141,10 +141,13 @@ for (const target of targets) {
           await sql`RESET enable_bitmapscan`.execute(c);
           return r.rows.map((x) => x['QUERY PLAN']).join('\n');
         });
-        assert.match(plan, /Index Cond: .*COALESCE\(valid_to, '9223372036854775807'::bigint\) > /, plan);
+        assert.match(plan, /Index Cond: .*CASE WHEN .*valid_from > .*COALESCE\(valid_to, '9223372036854775807'::bigint\) > /, plan);
+        assert.doesNotMatch(plan, /Seq Scan on address_intervals|Filter: .*valid_to/, plan);
       } else {
-        const r = await sql<{ sql: string }>`SELECT sql FROM sqlite_master WHERE name = 'address_intervals_trace'`.execute(ledger.db);
-        assert.match(r.rows[0]?.sql ?? '', /\("address", "valid_from", "valid_to"\)/);
+        const q = traceQuery(ledger.db, '188.185.194.218', new Date(1500));
+        const plan = (await ledger.db.executeQuery(CompiledQuery.raw(`EXPLAIN QUERY PLAN ${q.sql}`, [...q.parameters]))).rows
+          .map((r) => (r as { detail: string }).detail).join('\n');
+        assert.match(plan, /SEARCH a USING INDEX address_intervals_trace \(address=\? AND <expr>=\? AND valid_from>\? AND valid_from<\?\)/, plan);
       }
     });
   });

@@ -1,0 +1,94 @@
+// The trace index (migration 0014): "who held address A at time T" reads only
+// the holdings near T.
+//
+// An interval [valid_from, valid_to) holds T when valid_from <= T < valid_to.
+// An index on (address, valid_from) bounds valid_from from above only, so a
+// busy private address (10.0.0.5 in thousands of tenant networks, some ten
+// thousand intervals) read every interval that began before T and dropped the
+// ones that had ended. Here intervals are sorted into classes by length: class
+// k holds the closed ones no longer than SPAN_BOUNDS[k], the last class the
+// open ones and any longer (an open interval that began by T holds T). An
+// interval of class k that holds T began after T - SPAN_BOUNDS[k], so each class is one index range (address, class,
+// valid_from in (T - bound, T]), and what such a range reads beyond the
+// holders is bounded by the few intervals of that length which began and ended
+// in the window. The class is an expression of the row's own columns, so the
+// index keeps itself up to date: no writer has anything to maintain.
+//
+// Plain strings, without the query builder: trace-direct.ts uses them too.
+
+const DAY = 86_400_000;
+
+/**
+ * Upper bounds of the closed classes' lengths (ms): a day, then four times
+ * longer each, up to 1,024 days. Fewer classes mean fewer index ranges per
+ * question; coarser ones, more entries read in each (read in index order and
+ * dropped on the index's own valid_to, which costs far less than a range): a
+ * day's window of the short intervals of even the busiest address holds a
+ * handful of them. Migration 0014 builds the index from these: changing them
+ * needs a migration that rebuilds it (answers stay right without one, since
+ * the class is computed per row, but no index serves the query any more).
+ */
+export const SPAN_BOUNDS: readonly number[] = Array.from({ length: 6 }, (_, k) => DAY * 4 ** k);
+
+/** The last class (open, or longer than every bound): no lower bound on valid_from that a real time could miss (2^62 ms). */
+export const UNBOUNDED = '4611686018427387904';
+
+/** The class of an interval, as the index has it; `a` qualifies the columns ('a.' or ''). The text must stay as it is: the engines match it against the index's expression. */
+export function spanClassSql(a = ''): string {
+  return `(CASE ${SPAN_BOUNDS.map((b, k) => `WHEN ${a}valid_to - ${a}valid_from <= ${b} THEN ${k}`).join(' ')} ELSE ${SPAN_BOUNDS.length} END)`;
+}
+
+/** Every class with how far before T its holders of T may have begun, as rows (cls, len). */
+export const SPAN_CLASSES_SQL = `VALUES ${[...SPAN_BOUNDS.map((b, k) => `(${k}, ${b})`), `(${SPAN_BOUNDS.length}, ${UNBOUNDED})`].join(', ')}`;
+
+/** migrations.ts's OPEN_END: the end the PostgreSQL trace index gives an open interval. */
+export const OPEN_END_SQL = '9223372036854775807';
+
+/** The index's columns on each engine; on PostgreSQL the open-or-later check is one expression, so it is an index condition. */
+export function traceIndexColumns(engine: 'sqlite' | 'postgres'): string {
+  return `address, ${spanClassSql()}, valid_from, ${engine === 'postgres' ? `(COALESCE(valid_to, ${OPEN_END_SQL}))` : 'valid_to'}`;
+}
+
+/**
+ * The holders of one address at one time, each engine in the form its trace
+ * index answers: one index range per class. Parameters: the address, then
+ * the time (`t`) as often as `?` / `$2` appears, then the cloud if `withCloud`.
+ * The select list is the caller's; the interval is `a`, the classes `c`.
+ */
+export function holdersAtSql(engine: 'sqlite' | 'postgres', columns: string, withCloud: boolean): { text: string; order: Array<'address' | 't' | 'cloud'> } {
+  if (engine === 'postgres') {
+    // LATERAL, kept from being flattened by OFFSET 0: one index range per class, whatever the statistics say.
+    return {
+      text: `SELECT ${columns}
+    FROM (${SPAN_CLASSES_SQL}) AS c(cls, len)
+    CROSS JOIN LATERAL (SELECT * FROM address_intervals AS a
+      WHERE a.address = $1 AND ${spanClassSql('a.')} = c.cls AND a.valid_from > $2::bigint - c.len AND a.valid_from <= $2::bigint
+        AND COALESCE(a.valid_to, ${OPEN_END_SQL}) > $2::bigint${withCloud ? ' AND a.cloud = $3' : ''} OFFSET 0) AS a
+    LEFT JOIN instances AS i ON i.cloud = a.cloud AND i.instance_id = a.instance_id
+    ORDER BY a.cloud, a.kind, a.valid_from, a.id`,
+      order: withCloud ? ['address', 't', 'cloud'] : ['address', 't'],
+    };
+  }
+  // CROSS JOIN: SQLite loops over the classes and looks each up in the index.
+  return {
+    text: `WITH c(cls, len) AS (${SPAN_CLASSES_SQL})
+    SELECT ${columns}
+    FROM c CROSS JOIN address_intervals AS a
+    LEFT JOIN instances AS i ON i.cloud = a.cloud AND i.instance_id = a.instance_id
+    WHERE a.address = ? AND ${spanClassSql('a.')} = c.cls AND a.valid_from > ? - c.len AND a.valid_from <= ?
+      AND (a.valid_to IS NULL OR a.valid_to > ?)${withCloud ? ' AND a.cloud = ?' : ''}
+    ORDER BY a.cloud, a.kind, a.valid_from, a.id`,
+    order: withCloud ? ['address', 't', 't', 't', 'cloud'] : ['address', 't', 't', 't'],
+  };
+}
+
+/** The select list of the trace: the interval `a` and its instance `i`. */
+export const TRACE_COLUMNS = `a.cloud, a.slot, a.kind, a.network, a.port, a.mac, a.project, a.valid_from, a.valid_to, a.instance_id,
+      i.name, i.project AS instance_project, i.user_id, i.host, i.deleted_at, i.user_name, i.project_name,
+      a.from_certain, a.to_certain, i.gone_after, i.gone_by`;
+
+/** The trace query and its parameters, for each engine (traceQuery sends the same). */
+export function traceStatement(engine: 'sqlite' | 'postgres', address: string, t: number, cloud: string | undefined): { text: string; parameters: Array<string | number> } {
+  const { text, order } = holdersAtSql(engine, TRACE_COLUMNS, cloud !== undefined);
+  return { text, parameters: order.map((p) => (p === 'address' ? address : p === 't' ? t : (cloud as string))) };
+}
