@@ -175,9 +175,10 @@ export const capture: Scenario = {
       return n;
     };
     for (const driver of drivers) {
-      // trash mode: the cloud's user removes disks from an armed pool.
+      // trash mode: the cloud removes disks from an armed pool.
       {
-        const op = await startOperator({ type: 'openstack', exchanges: [`nova-bench-${randomUUID().slice(0, 6)}`], mode: 'trash', armTrash: true, trashScanSeconds: 1, driver });
+        const op = await startOperator({ type: 'openstack', exchanges: [`nova-${s}`, `neutron-${s}`], mode: 'trash', armTrash: true, trashScanSeconds: 1, driver });
+        const nova = await novaFor({ deleteGapMs: 1000 });
         try {
           const measure = async (images: string[], removedAt: Map<string, number>) => {
             await until(async () => Number((await op.ledger.db.selectFrom('quarantines').select((eb) => eb.fn.countAll<number>().as('n')).where('state', '=', 'quarantined').where('source_image', 'in', images).executeTakeFirstOrThrow()).n) >= images.length, 'trash captures', 600_000);
@@ -187,13 +188,20 @@ export const capture: Scenario = {
           const steadyImages: string[] = [];
           const removed = new Map<string, number>();
           const before = loadLibrbd().callCounts() as Readonly<Record<string, number>>;
+          // Steady: Nova's delete sequence, so the adoption is triggered by its notifications
+          // (delete.start, shutdown.end right after the disk removal, delete.end); latency from the removal.
           for (let i = 0; i < steady; i++) {
             ctx.progress.update(`capture: ${driver} trash steady ${i + 1}/${steady}`);
-            const image = `${randomUUID()}_disk`;
-            await cloudUser.createImage({ pool: 'vms', image }, MiB);
-            await cloudUser.removeImage({ pool: 'vms', image });
-            removed.set(image, Date.now());
-            steadyImages.push(image);
+            const server = await nova.boot({ image: imageId });
+            const mark = nova.timeline.last;
+            const del = await nova.delete(server.uuid);
+            await del.done;
+            for (const step of nova.timeline.since(mark)) {
+              if (step.kind !== 'disk-removed' || step.instance !== server.uuid || step.image === undefined) continue;
+              const image = step.image.slice(step.image.indexOf('/') + 1);
+              removed.set(image, step.at.getTime());
+              steadyImages.push(image);
+            }
             await sleep(1000);
           }
           const trashSteady = await measure(steadyImages, removed);
@@ -205,6 +213,7 @@ export const capture: Scenario = {
           await Promise.all(burstImages.map(async (image) => { await cloudUser.removeImage({ pool: 'vms', image }); removed.set(image, Date.now()); }));
           latencyFigures(driver, 'trash', 'burst', await measure(burstImages, removed), burst);
         } finally {
+          await nova.stop();
           await op.halt();
           await opUser.removePoolConfig('vms', 'rbd_move_to_trash_on_remove').catch(() => undefined);
           await op.stop();
