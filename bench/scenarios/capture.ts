@@ -175,9 +175,10 @@ export const capture: Scenario = {
       return n;
     };
     for (const driver of drivers) {
-      // trash mode: the cloud's user removes disks from an armed pool.
+      // trash mode: the cloud removes disks from an armed pool.
       {
-        const op = await startOperator({ type: 'openstack', exchanges: [`nova-bench-${randomUUID().slice(0, 6)}`], mode: 'trash', armTrash: true, trashScanSeconds: 1, driver });
+        const op = await startOperator({ type: 'openstack', exchanges: [`nova-${s}`, `neutron-${s}`], mode: 'trash', armTrash: true, trashScanSeconds: 1, driver });
+        const nova = await novaFor({ deleteGapMs: 1000 });
         try {
           const measure = async (images: string[], removedAt: Map<string, number>) => {
             await until(async () => Number((await op.ledger.db.selectFrom('quarantines').select((eb) => eb.fn.countAll<number>().as('n')).where('state', '=', 'quarantined').where('source_image', 'in', images).executeTakeFirstOrThrow()).n) >= images.length, 'trash captures', 600_000);
@@ -187,13 +188,20 @@ export const capture: Scenario = {
           const steadyImages: string[] = [];
           const removed = new Map<string, number>();
           const before = loadLibrbd().callCounts() as Readonly<Record<string, number>>;
+          // Steady: Nova's delete sequence, so the adoption is triggered by its notifications
+          // (delete.start, shutdown.end right after the disk removal, delete.end); latency from the removal.
           for (let i = 0; i < steady; i++) {
             ctx.progress.update(`capture: ${driver} trash steady ${i + 1}/${steady}`);
-            const image = `${randomUUID()}_disk`;
-            await cloudUser.createImage({ pool: 'vms', image }, MiB);
-            await cloudUser.removeImage({ pool: 'vms', image });
-            removed.set(image, Date.now());
-            steadyImages.push(image);
+            const server = await nova.boot({ image: imageId });
+            const mark = nova.timeline.last;
+            const del = await nova.delete(server.uuid);
+            await del.done;
+            for (const step of nova.timeline.since(mark)) {
+              if (step.kind !== 'disk-removed' || step.instance !== server.uuid || step.image === undefined) continue;
+              const image = step.image.slice(step.image.indexOf('/') + 1);
+              removed.set(image, step.at.getTime());
+              steadyImages.push(image);
+            }
             await sleep(1000);
           }
           const trashSteady = await measure(steadyImages, removed);
@@ -205,6 +213,7 @@ export const capture: Scenario = {
           await Promise.all(burstImages.map(async (image) => { await cloudUser.removeImage({ pool: 'vms', image }); removed.set(image, Date.now()); }));
           latencyFigures(driver, 'trash', 'burst', await measure(burstImages, removed), burst);
         } finally {
+          await nova.stop();
           await op.halt();
           await opUser.removePoolConfig('vms', 'rbd_move_to_trash_on_remove').catch(() => undefined);
           await op.stop();
@@ -285,7 +294,7 @@ export const capture: Scenario = {
       }
     }
     await neutron.stop();
-    ctx.note('Latency is measured from the deletion (the cloud user\'s rbd rm returning, or Nova accepting the delete request, which publishes delete.start / soft_delete at once) to the quarantine\'s captured_at in the ledger. The ceiling column is the bare snap create + clone in the same cluster through the same driver: librbd calls on an already open connection for the librbd figures, `rbd snap create` + `rbd clone` processes for the CLI figures (one at a time for the steady figures; for the burst figures, as many images as the burst, all started together): a capture does several more calls (restore, metadata, snapshot removal, trash move) and, in trash mode, waits for the next trash scan (1 s). Figures without a driver in their id are the default driver\'s (librbd); `capture.cli.*` are the CLI\'s.');
+    ctx.note('Latency is measured from the deletion (the removal of the disk for trash mode, by Nova\'s delete sequence in the steady phase and by the cloud user\'s rbd rm in the burst; Nova accepting the delete request, which publishes delete.start / soft_delete at once, for the other modes) to the quarantine\'s captured_at in the ledger. The ceiling column is the bare snap create + clone in the same cluster through the same driver: librbd calls on an already open connection for the librbd figures, `rbd snap create` + `rbd clone` processes for the CLI figures (one at a time for the steady figures; for the burst figures, as many images as the burst, all started together): a capture does several more calls (restore, metadata, snapshot removal, trash move); in trash mode the steady deletions trigger a scan with Nova\'s notifications, while the burst (no notification) waits for the next periodic scan (1 s). Figures without a driver in their id are the default driver\'s (librbd); `capture.cli.*` are the CLI\'s.');
     ctx.note('Bursts: the trash burst removes N images at once with the cloud\'s rbd user; the onDelete and softDelete bursts boot N servers, then send N delete requests at once to the simulated Nova (1 s delete gap for onDelete, soft delete with a 1 h reclaim for softDelete); latency counts from each delete request. An onDelete capture that loses the race to Nova is not a latency sample: the table\'s notes say how many of the N were captured.');
     ctx.note('The win-rate ceiling is the share of the bare snap create calls through the same driver in this run (timed alone, 30 samples) that finished within the gap: what a snapshot issued the instant delete.start was published would achieve.');
     ctx.note('The onDelete race: Nova removes every `<uuid>*` image `deleteGap` after delete.start; the operator wins when its snapshot exists first (Nova then gives up silently and the orphan is adopted). 1 MiB disks, versioned notifications, each VM deleted alone.');

@@ -15,7 +15,7 @@ import type { Clock } from '../kube/runtime/clock.ts';
 import type { Logger } from '../log.ts';
 import type { CaptureEngine } from './engine.ts';
 import { IntentStore } from './intents.ts';
-import { signalsOf } from './lifecycle.ts';
+import { signalsOf, trashHintsOf } from './lifecycle.ts';
 import { emptyStats, errorText, type CaptureContext, type CaptureStats, type CloudCaptureConfig } from './disk-capture.ts';
 import { LiveCapture } from './live-capture.ts';
 import { OrphanAdoption } from './orphan-adoption.ts';
@@ -71,6 +71,8 @@ const PRUNE = 'prune';
 export const INTENT_RETENTION_MS = 30 * 86_400_000;
 const INSTANCE = 'i:';
 const ORPHAN = 'o:';
+/** A deletion of this instance may have put its disks in the trash: scan at once if a trash-mode policy wants them. */
+const TRASHED = 't:';
 
 interface Leading {
   work: WorkQueue;
@@ -176,9 +178,10 @@ export class CloudCapture {
     for (const s of signalsOf(n)) {
       if (s.kind === 'gone') l?.work.add(`${ORPHAN}${s.instanceId}`);
       else this.#live?.add(`${INSTANCE}${s.instanceId}`);
-      // A trash-mode deletion (and any completed one) shows up in the trash soon.
-      if (s.kind === 'warning' || s.kind === 'gone') l?.work.addAfter(SCAN, 50);
     }
+    // Trash adoption is triggered by the deletion itself; the periodic scan
+    // stays as the safety net for what no notification announces.
+    for (const instanceId of trashHintsOf(n)) l?.work.add(`${TRASHED}${instanceId}`);
   }
 
   /** Waits until nothing is queued or running (delayed keys, such as the next relist, do not count). */
@@ -231,9 +234,11 @@ export class CloudCapture {
       } else if (key === PRUNE) {
         await this.prune();
       } else if (key === SCAN) {
-        // While a burst is still being adopted, listing the trash again finds
-        // nothing new worth the rbd call; the next scan comes round anyway.
-        if (l !== undefined && l.adopt.waiting === 0) for (const id of await this.#trash.scan()) l.adopt.add(id);
+        // Each new intent is adopted as soon as it is recorded, while the scan goes on.
+        // One key: a scan triggered while one runs makes one more run after it, however many triggers came.
+        if (l !== undefined) await this.#trash.scan((id) => l.adopt.add(id));
+      } else if (key.startsWith(TRASHED)) {
+        if (await this.#trash.wants(key.slice(TRASHED.length))) l?.work.add(SCAN);
       } else if (key.startsWith(INSTANCE)) {
         await this.#liveCapture.reconcile(key.slice(INSTANCE.length));
       } else if (key.startsWith(ORPHAN)) {

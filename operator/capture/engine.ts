@@ -317,13 +317,13 @@ export class CaptureEngine {
   async #finish(start: QuarantineRow, policy?: CaptureRequest['policy']): Promise<boolean> {
     const row = (await this.store.get(start.id)) ?? start;
     const now = this.#clock();
-    const info = await this.#blocks.info(this.#image(row, 'location'));
+    const bytes = await this.#blocks.imageSize(this.#image(row, 'location'));
     // The retention decided when the capture was planned, carried by the row,
     // so a capture resumed after a crash keeps its policy's retention.
     const retention = policy?.retentionMs ?? row.retention_ms ?? this.#defaultRetentionMs;
     const expires = expiryOf(now, retention);
     const moved = await this.store.transitionOwned(row.id, 'cloning', 'quarantined', this.#owner, now, {
-      captured_at: now.getTime(), expires_at: expires.getTime(), bytes: info.sizeBytes,
+      captured_at: now.getTime(), expires_at: expires.getTime(), bytes,
       anchor_trash_id: row.anchor_image !== null ? row.source_image_id : row.anchor_trash_id,
       owner: null, claimed_until: null,
       // Its digest is owed at once, before anything else reads or copies it (see isolation.ts).
@@ -332,15 +332,15 @@ export class CaptureEngine {
     if (!moved) return false;
     await appendAudit(this.store.db, {
       actor: this.#actor, action: 'capture', subject: row.id, at: now,
-      details: { cloud: row.cloud, instance: row.instance_id, disk: row.disk, mode: row.mode, policy: row.policy, source: `${row.source_pool}/${row.source_image}`, sourceImageId: row.source_image_id, location: `${row.location_pool}/${row.location_namespace === null ? '' : `${row.location_namespace}/`}${row.location_image}`, bytes: info.sizeBytes, expiresAt: expires.toISOString() },
+      details: { cloud: row.cloud, instance: row.instance_id, disk: row.disk, mode: row.mode, policy: row.policy, source: `${row.source_pool}/${row.source_image}`, sourceImageId: row.source_image_id, location: `${row.location_pool}/${row.location_namespace === null ? '' : `${row.location_namespace}/`}${row.location_image}`, bytes, expiresAt: expires.toISOString() },
     });
-    this.#log.info({ quarantine: row.id, cloud: row.cloud, instance: row.instance_id, disk: row.disk, bytes: info.sizeBytes, expiresAt: expires.toISOString() }, 'quarantined');
+    this.#log.info({ quarantine: row.id, cloud: row.cloud, instance: row.instance_id, disk: row.disk, bytes, expiresAt: expires.toISOString() }, 'quarantined');
     return true;
   }
 
   async #exists(image: ImageSpec): Promise<boolean> {
     try {
-      await this.#blocks.info(image);
+      await this.#blocks.imageSize(image);
       return true;
     } catch (err) {
       if (err instanceof RbdNotFoundError) return false;

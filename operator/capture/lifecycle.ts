@@ -49,6 +49,19 @@ export function signalsOf(n: DecodedNotification): Signal[] {
   return out;
 }
 
+/**
+ * Instances whose disks a trash-armed pool may hold now: Nova removes them
+ * between shutdown.start and shutdown.end of a delete (so delete.start comes
+ * before, shutdown.end and delete.end after), OpenNebula's TM during EPILOG,
+ * before DONE. A scan at each finds them without waiting for the next one.
+ */
+export function trashHintsOf(n: DecodedNotification): string[] {
+  const out = new Set<string>();
+  for (const s of signalsOf(n)) if (s.kind === 'warning' || s.kind === 'gone') out.add(s.instanceId);
+  for (const e of n.events) if (e.type === 'instance' && !e.notScheduled && e.action === 'shutdown.end') out.add(e.instance.id);
+  return [...out];
+}
+
 export const INTENT_KINDS = ['live', 'soft', 'trash', 'orphan'] as const;
 export type IntentKind = (typeof INTENT_KINDS)[number];
 

@@ -20,8 +20,18 @@ export class TrashAdoption {
     this.#ctx = ctx;
   }
 
-  /** Records intents for new trash entries; returns their ids (to be enqueued). */
-  async scan(): Promise<string[]> {
+  /**
+   * Whether a trash-mode policy selects the instance now: its deletion puts
+   * disks in the trash that a scan should find at once.
+   */
+  async wants(instanceId: string): Promise<boolean> {
+    const { config, db, policies, clock } = this.#ctx;
+    if (!policies().some((p) => p.capture.mode === 'trash')) return false;
+    return policyFor(policies(), await instanceFacts(db, config.cloud, instanceId), clock.now())?.capture.mode === 'trash';
+  }
+
+  /** Records intents for new trash entries; returns their ids, each also given to `onIntent` as soon as it is recorded. */
+  async scan(onIntent: (id: string) => void = () => undefined): Promise<string[]> {
     const { config, blocks, intents, engine, db, policies, clock } = this.#ctx;
     const known = await intents.subjects(config.cloud, 'trash');
     const out: string[] = [];
@@ -49,7 +59,9 @@ export class TrashAdoption {
           pool: entry.pool, ...(entry.namespace === undefined ? {} : { namespace: entry.namespace }), id: entry.id, name: entry.name, source: entry.source,
           deletedAt: entry.deletedAt.toISOString(), expiresAt: entry.expiresAt.toISOString(), expired: entry.expired,
         };
-        out.push(await putIntent(db, { cloud: config.cloud, kind: 'trash', subject, instanceId, messageId: null, announcedAt: entry.deletedAt, decision }, now));
+        const id = await putIntent(db, { cloud: config.cloud, kind: 'trash', subject, instanceId, messageId: null, announcedAt: entry.deletedAt, decision }, now);
+        out.push(id);
+        onIntent(id);
       }
     }
     return out;

@@ -155,6 +155,8 @@ export interface Librbd {
   progressCallback(handler: (done: bigint, total: bigint) => number): { pointer: unknown; release(): void };
   /** Calls made through `call` in this process so far, per C function: what a capture costs, in calls. */
   callCounts(): Readonly<Partial<Record<FunctionName, number>>>;
+  /** Milliseconds spent in those calls so far, per C function (waiting for a thread included). */
+  callTimes(): Readonly<Partial<Record<FunctionName, number>>>;
 }
 
 export class LibrbdUnavailableError extends Error {
@@ -236,6 +238,7 @@ function bind(libradosPath: string, librbdPath: string): Librbd {
     timespec: koffi.struct('qop_timespec', { tv_sec: 'int64_t', tv_nsec: 'int64_t' }),
   };
   const counts: Partial<Record<FunctionName, number>> = {};
+  const times: Partial<Record<FunctionName, number>> = {};
   const functions = new Map<FunctionName, CFunction>();
   for (const [name, signature] of Object.entries(FUNCTIONS) as [FunctionName, string][]) {
     const lib = name.startsWith('rados_') ? rados : rbd;
@@ -263,10 +266,12 @@ function bind(libradosPath: string, librbdPath: string): Librbd {
     fn,
     call: (name, ...args) => {
       counts[name] = (counts[name] ?? 0) + 1;
+      const started = performance.now();
       return limit(
         () =>
           new Promise((resolve, reject) => {
             fn(name).async(...args, (error: unknown, result: unknown) => {
+              times[name] = (times[name] ?? 0) + (performance.now() - started);
               if (error !== null && error !== undefined) reject(error instanceof Error ? error : new Error(String(error)));
               else resolve(result);
             });
@@ -274,6 +279,7 @@ function bind(libradosPath: string, librbdPath: string): Librbd {
       );
     },
     callCounts: () => ({ ...counts }),
+    callTimes: () => ({ ...times }),
     diffCallback(handler) {
       const pointer = koffi.register(
         (offset: bigint | number, length: bigint | number, exists: number): number => handler(BigInt(offset), Number(length), exists),

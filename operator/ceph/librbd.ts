@@ -473,6 +473,15 @@ export class LibrbdStore implements BlockStore {
     });
   }
 
+  async imageSize(image: ImageSpec): Promise<number> {
+    return this.#withImage(image, 'read', async (handle, target) => {
+      const { koffi, types } = this.#lib;
+      const stat = Buffer.alloc(koffi.sizeof(types.imageInfo));
+      await this.#c('rbd_stat', target, handle, stat, stat.length);
+      return Number((koffi.decode(stat, types.imageInfo) as { size: bigint | number }).size);
+    });
+  }
+
   async #readId(handle: Handle, target: string): Promise<string> {
     const idBuffer = Buffer.alloc(64);
     await this.#c('rbd_get_id', target, handle, idBuffer, idBuffer.length);

@@ -174,6 +174,10 @@ export class RbdCli implements BlockStore {
     return (await this.info(image)).id;
   }
 
+  async imageSize(image: ImageSpec): Promise<number> {
+    return (await this.info(image)).sizeBytes;
+  }
+
   async createImage(image: ImageSpec, sizeBytes: number): Promise<void> {
     if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) {
       throw new InvalidRequestError(`image size must be a positive whole number of bytes, got ${sizeBytes}`);

@@ -217,6 +217,12 @@ export interface BlockStore {
    */
   imageId(image: ImageSpec): Promise<string>;
   /**
+   * `info(image).sizeBytes` alone (librbd: one call on the image instead of
+   * the dozen that gather all of info). Rejects with RbdNotFoundError for a
+   * missing image.
+   */
+  imageSize(image: ImageSpec): Promise<number>;
+  /**
    * Until the returned function is called, the adapter may keep these images
    * open between calls (librbd: one open for the several steps of a capture
    * instead of one per call). Calls behave the same either way; after the

@@ -313,6 +313,11 @@ export function blockStoreContract(name: string, setup: () => Promise<ContractCo
       assert.deepEqual(await operator.listMeta(disk), {});
     });
 
+    it('imageSize is the size info gives; a missing image is NotFound', async () => {
+      assert.equal(await operator.imageSize(disk), (await operator.info(disk)).sizeBytes);
+      await assert.rejects(operator.imageSize({ pool: vms, image: `missing-${run}` }), RbdNotFoundError);
+    });
+
     it('imageId is the id info gives; a missing image is NotFound', async () => {
       assert.equal(await operator.imageId(disk), (await operator.info(disk)).id);
       await assert.rejects(operator.imageId({ pool: vms, image: `missing-${run}` }), RbdNotFoundError);

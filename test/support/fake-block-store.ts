@@ -200,6 +200,11 @@ export class FakeBlockStore implements BlockStore {
     return this.#resolve(ref, 'info').id;
   }
 
+  async imageSize(ref: ImageSpec): Promise<number> {
+    this.#enter('imageSize', ref);
+    return (await this.info(ref)).sizeBytes;
+  }
+
   async info(ref: ImageRef): Promise<ImageInfo> {
     this.#enter('info', ref);
     const image = this.#resolve(ref, 'info');

@@ -255,6 +255,68 @@ describe('capture reconcilers', () => {
     await ledger.close();
   });
 
+  test('trash mode: a delete notification scans the trash at once, long before the periodic scan (which stays the safety net)', async () => {
+    const { ledger, blocks, capture, deliver } = await setup({ policies: [policy({ mode: 'trash' })] });
+    let scans = 0;
+    const listTrash = blocks.listTrash.bind(blocks);
+    blocks.listTrash = async (...args: Parameters<typeof blocks.listTrash>) => { scans += 1; return listTrash(...args); };
+    capture.start();
+    await capture.idle();
+    assert.equal(scans, 1, 'the scan on becoming leader');
+    // Nova removes the disk between shutdown.start and shutdown.end; the clock does not move (scan interval 600 s).
+    await blocks.moveToTrash({ pool: 'vms', image: `${VM}_disk` });
+    await deliver(warning(VM, 'delete.end'));
+    await capture.idle();
+    assert.equal((await quarantined(ledger)).length, 1);
+    assert.equal(scans, 2);
+    await capture.stop();
+    await ledger.close();
+  });
+
+  test('trash mode: triggered scans are coalesced, one running and one more after it however many deletions arrive', async () => {
+    const { ledger, blocks, capture, deliver } = await setup({ policies: [policy({ mode: 'trash' })] });
+    let scans = 0;
+    let running = 0;
+    let overlapped = false;
+    const listTrash = blocks.listTrash.bind(blocks);
+    blocks.listTrash = async (...args: Parameters<typeof blocks.listTrash>) => {
+      scans += 1;
+      running += 1;
+      if (running > 1) overlapped = true;
+      await new Promise((r) => setTimeout(r, 20));
+      running -= 1;
+      return listTrash(...args);
+    };
+    capture.start();
+    await capture.idle();
+    await blocks.moveToTrash({ pool: 'vms', image: `${VM}_disk` });
+    await blocks.moveToTrash({ pool: 'vms', image: `${VM2}_disk` });
+    const vms = Array.from({ length: 20 }, (_, i) => `0a3c9e44-5d2b-4c1a-8f6e-${String(i).padStart(12, '0')}`);
+    for (const vm of [VM, VM2, ...vms]) await deliver(warning(vm, 'delete.end'));
+    await capture.idle();
+    assert.equal(overlapped, false, 'never two scans of one cloud at once');
+    assert.ok(scans <= 3, `${scans} scans: the first on becoming leader, then at most one running and one pending`);
+    assert.equal((await quarantined(ledger, VM)).length, 1);
+    assert.equal((await quarantined(ledger, VM2)).length, 1);
+    await capture.stop();
+    await ledger.close();
+  });
+
+  test('a delete notification scans the trash only when a trash-mode policy selects the instance', async () => {
+    const { ledger, blocks, capture, deliver } = await setup({ policies: [policy({ mode: 'onDelete' }), policy({ mode: 'trash' }, { name: 'other', selector: { clouds: ['elsewhere'] } })] });
+    let scans = 0;
+    const listTrash = blocks.listTrash.bind(blocks);
+    blocks.listTrash = async (...args: Parameters<typeof blocks.listTrash>) => { scans += 1; return listTrash(...args); };
+    capture.start();
+    await capture.idle();
+    const before = scans;
+    await deliver(warning(VM2, 'delete.end'));
+    await capture.idle();
+    assert.equal(scans, before);
+    await capture.stop();
+    await ledger.close();
+  });
+
   test('softDelete: captured on soft delete, then the server is force-deleted; a restore first cancels the intent', async () => {
     const forced: string[] = [];
     const api = { forceDelete: async (id: string) => { forced.push(id); } } as unknown as CloudApi;
