@@ -10,29 +10,15 @@ import { PostgresAdapter, sql, type Kysely } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
 import { boundsOf, goneBetween, type Holder } from './trace.ts';
 import { OPEN_END } from './migrations.ts';
-import { OPEN_END_SQL, SPAN_BOUNDS, spanClassSql } from './trace-index.ts';
+import { OPEN_END_SQL, SPAN_BOUNDS, spanClassSql, type HolderRowBase } from './trace-index.ts';
 
 export interface Probe {
   address: string;
   at: Date;
 }
 
-interface Row {
+interface Row extends HolderRowBase {
   k: number;
-  cloud: string;
-  kind: string;
-  network: string | null;
-  port: string | null;
-  mac: string | null;
-  project: string | null;
-  valid_from: number;
-  valid_to: number | null;
-  instance_id: string | null;
-  name: string | null;
-  instance_project: string | null;
-  user_id: string | null;
-  host: string | null;
-  deleted_at: number | null;
   from_certain?: number | null;
   to_certain?: number | null;
   gone_after?: number | null;

@@ -82,6 +82,24 @@ export function holdersAtSql(engine: 'sqlite' | 'postgres', columns: string, wit
   };
 }
 
+/** The columns every holder query returns: the interval and the instance it names. */
+export interface HolderRowBase {
+  cloud: string;
+  kind: string;
+  network: string | null;
+  port: string | null;
+  mac: string | null;
+  project: string | null;
+  valid_from: number;
+  valid_to: number | null;
+  instance_id: string | null;
+  name: string | null;
+  instance_project: string | null;
+  user_id: string | null;
+  host: string | null;
+  deleted_at: number | null;
+}
+
 /** The select list of the trace: the interval `a` and its instance `i`. */
 export const TRACE_COLUMNS = `a.cloud, a.slot, a.kind, a.network, a.port, a.mac, a.project, a.valid_from, a.valid_to, a.instance_id,
       i.name, i.project AS instance_project, i.user_id, i.host, i.deleted_at, i.user_name, i.project_name,

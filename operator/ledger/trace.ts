@@ -3,7 +3,7 @@
 // with its network.
 import { CompiledQuery, PostgresAdapter, type Kysely } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
-import { traceStatement } from './trace-index.ts';
+import { traceStatement, type HolderRowBase } from './trace-index.ts';
 import { storedIp } from '../domain/ip.ts';
 import { boundsOf, goneBetween } from './bounds.ts';
 
@@ -58,22 +58,8 @@ export interface AddressTrace {
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
-interface TraceRow {
-  cloud: string;
+interface TraceRow extends HolderRowBase {
   slot: string;
-  kind: string;
-  network: string | null;
-  port: string | null;
-  mac: string | null;
-  project: string | null;
-  valid_from: number;
-  valid_to: number | null;
-  instance_id: string | null;
-  name: string | null;
-  instance_project: string | null;
-  user_id: string | null;
-  host: string | null;
-  deleted_at: number | null;
   user_name: string | null;
   project_name: string | null;
   from_certain: number | null;
