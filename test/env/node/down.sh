@@ -64,10 +64,17 @@ for m in "${mounts[@]}"; do
 done
 
 # The pods' cgroups, leaves first; a cgroup with a process left in it stays and is reported.
+# A kubepods root that existed before up.sh (DIR/cgroups.preexisting) is kept.
 for hierarchy in /sys/fs/cgroup/*/; do
-  [[ -d "$hierarchy/kubepods" ]] || continue
-  find "$hierarchy/kubepods" -depth -type d -exec rmdir {} + 2>/dev/null
-  [[ -d "$hierarchy/kubepods" ]] && { log "cgroup $hierarchy/kubepods is still in use"; rc=1; }
+  root="${hierarchy%/}/kubepods"
+  [[ -d "$root" ]] || continue
+  if [[ -s "$dir/cgroups.preexisting" ]] && grep -qxF "$root" "$dir/cgroups.preexisting"; then
+    find "$root" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null
+    [[ -n "$(find "$root" -mindepth 1 -type d -print -quit 2>/dev/null)" ]] && { log "cgroup $root has children still in use"; rc=1; }
+    continue
+  fi
+  find "$root" -depth -type d -exec rmdir {} + 2>/dev/null
+  [[ -d "$root" ]] && { log "cgroup $root is still in use"; rc=1; }
 done
 
 if [[ -s "$dir/sysctl.saved" ]]; then

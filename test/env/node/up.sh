@@ -18,7 +18,8 @@
 #   - /var/lib/kubelet and /var/log/containers, which it creates whatever its
 #     --root-dir says, and /run/containerd, where containerd's shims keep their
 #     sockets whatever its state dir is: removed if they did not exist before;
-#   - cgroups under /sys/fs/cgroup/*/kubepods: removed;
+#   - cgroups under /sys/fs/cgroup/*/kubepods: removed (a kubepods cgroup that
+#     existed before up is emptied and kept, as found);
 #   - mounts under DIR (its root dir bind-mounted onto itself, volumes): unmounted.
 # The host has one set of those, so only one such node may run on a machine:
 # /tmp/qop-node.owner names the DIR that has it.
@@ -137,6 +138,9 @@ if [[ ! -s "$dir/sysctl.saved" ]]; then
   for p in /var/lib/kubelet /var/log/containers /var/log/pods /run/containerd; do
     [[ -e "$p" ]] || printf '%s\n' "$p" >>"$dir/host-paths.created"
   done
+  # A kubepods cgroup left by a node that was killed before its down.sh ran
+  # belongs to the host as found: down.sh empties it but leaves it in place.
+  for h in /sys/fs/cgroup/*/kubepods; do [[ -d "$h" ]] && printf '%s\n' "$h"; done >"$dir/cgroups.preexisting"
 fi
 
 mkdir -p "$dir/containerd" "$dir/cni/net.d" "$dir/cni/bin" "$dir/kubelet" "$dir/pod-logs" "$dir/volume-plugins"
