@@ -77,10 +77,6 @@ export interface OperatorOptions {
   relistMs?: number;
   /** This replica's name when it claims a capture step (default: the host name); stable across restarts of one pod. */
   identity?: string;
-  /** Cached user and project names are read again after this long (default one day). */
-  identityNamesTtlMs?: number;
-  /** Between the passes that read names (default 5 minutes). */
-  identityNamesIntervalMs?: number;
 }
 
 export const MANIFEST_ACTOR = 'manifests';
@@ -224,10 +220,10 @@ export class Operator {
     capture?.follow();
     const reconcile = await this.#reconciler(cloud, log);
     const directory = await this.#o.adapters.identity?.(cloud);
+    const names = cloud.spec.api?.names;
     const identityNames = directory === undefined ? undefined : new IdentityNames({
       cloud: name, directory, db: ledger.db, clock: this.#runtimeClock(), logger: log.child({ component: 'identity-names' }),
-      ...(this.#o.identityNamesTtlMs === undefined ? {} : { ttlMs: this.#o.identityNamesTtlMs }),
-      ...(this.#o.identityNamesIntervalMs === undefined ? {} : { intervalMs: this.#o.identityNamesIntervalMs }),
+      ...(names === undefined ? {} : { intervalMs: names.refreshIntervalSeconds * 1000, ttlMs: names.cacheTtlSeconds * 1000 }),
     });
     const rt: CloudRuntime = { cloud, intake, ceph, engine, capture, reconcile, identityNames };
     this.clouds.set(name, rt);

@@ -12,6 +12,7 @@ import { parseInstant } from './time-arg.ts';
 import { emitList, emitStructured, withOutput, type Column, type OutputOptions } from './output.ts';
 import { renderTable } from './table.ts';
 import { canonicalIp } from '../domain/ip.ts';
+import { namedCell } from '../domain/owner-names.ts';
 import { addCaptureCommands } from './capture-commands.ts';
 import { addTraceLogCommand } from './trace-log.ts';
 import { addCaseCommands } from './case-commands.ts';
@@ -230,8 +231,8 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
     { header: 'KIND', value: (h) => h.kind, wide: true },
     { header: 'INSTANCE', value: (h) => h.instance?.id ?? (h.router === undefined ? undefined : `router ${h.router.id}`), max: 36 },
     { header: 'NAME', value: (h) => h.instance?.name ?? h.router?.name, max: 16 },
-    { header: 'PROJECT', value: (h) => (h.instance === null ? h.project : named(h.instance.project, h.instance.projectName ?? null)), wide: true },
-    { header: 'USER', value: (h) => (h.instance === null ? undefined : named(h.instance.user, h.instance.userName ?? null)), max: 12 },
+    { header: 'PROJECT', value: (h) => (h.instance === null ? h.project : namedCell(h.instance.project, h.instance.projectName, h.instance.projectNameSource, h.instance.projectNameReadAt)), wide: true },
+    { header: 'USER', value: (h) => (h.instance === null ? undefined : namedCell(h.instance.user, h.instance.userName, h.instance.userNameSource, h.instance.userNameReadAt)), max: 12 },
     { header: 'HOST', value: (h) => h.instance?.host, wide: true },
     { header: 'NETWORK', value: (h) => h.network, wide: true },
     { header: 'PORT', value: (h) => h.port, wide: true },
@@ -293,7 +294,7 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
       if (found.length === 0 || (await emitStructured(io, opts, found.length === 1 ? found[0] : found))) return;
       const t = { headers: opts.headers };
       for (const x of found) {
-        io.out(renderTable(['FIELD', 'VALUE'], [['cloud', x.cloud], ['id', x.id], ['name', x.name], ['project', named(x.project, x.projectName ?? null)], ['user', named(x.user, x.userName ?? null)], ['host', x.host],
+        io.out(renderTable(['FIELD', 'VALUE'], [['cloud', x.cloud], ['id', x.id], ['name', x.name], ['project', namedCell(x.project, x.projectName, x.projectNameSource, x.projectNameReadAt)], ['user', namedCell(x.user, x.userName, x.userNameSource, x.userNameReadAt)], ['host', x.host],
           ['image', x.image], ['flavor', x.flavor], ['state', x.state], ['created', x.createdAt], ['deleted', x.deletedAt], ['deleted by', x.deletedBy]], t));
         io.out('\n' + renderTable(['ADDRESS', 'KIND', 'NETWORK', 'PORT', 'FROM', 'TO'], x.addresses.map((a) => [a.address, a.kind, a.network, a.port, `${a.fromUncertainSince === undefined ? '' : '~'}${shortTime(a.from) ?? ''}`, a.to === null ? 'now' : `${a.toUncertainUntil === undefined ? '' : '~'}${shortTime(a.to) ?? ''}`]), t));
         io.out('\n' + renderTable(['AT', 'EVENT', 'PUBLISHER', 'MESSAGE'], x.events.map((e) => [shortTime(e.at), e.eventType, e.publisher, e.messageId]), t));
@@ -314,12 +315,6 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
 }
 
 /** Runs the CLI and returns the exit code; never calls process.exit itself. */
-/** An owner id with its name beside it when the cloud gave one that differs. */
-function named(id: string | null, name: string | null): string | null {
-  if (name === null || name === id) return id;
-  return id === null ? name : `${id} (${name})`;
-}
-
 export async function runCli(argv: string[], io: Io): Promise<number> {
   let program: Command;
   const status: Status = { code: EXIT.ok };

@@ -20,6 +20,7 @@ import type { ChangeOp, HolderAttrs } from '../domain/intervals.ts';
 import { storedIp } from '../domain/ip.ts';
 import { vmDocumentOrder } from '../domain/opennebula-states.ts';
 import { EVER, lowerTo, rederive, releaseOf, touchSlot, touched, type Touched } from './derive.ts';
+import type { NameSource } from '../domain/owner-names.ts';
 
 export type ApplyOutcome = 'applied' | 'duplicate' | 'ignored';
 
@@ -133,7 +134,10 @@ async function flush(trx: Tx, buf: Buffered): Promise<void> {
 // ---------------------------------------------------------------------------
 // The batch's view of instances, ports and routers
 
-type InstanceRow = Insertable<InstancesTable> & { ended_at: number | null; user_name: string | null; project_name: string | null };
+type InstanceRow = Insertable<InstancesTable> & {
+  ended_at: number | null; user_name: string | null; project_name: string | null;
+  user_name_source: string | null; user_name_at: number | null; project_name_source: string | null; project_name_at: number | null;
+};
 type PortRow = Insertable<PortsTable> & { device_id: string | null; device_owner: string | null; network: string | null; mac: string | null; project: string | null; deleted_at: number | null };
 type RouterRow = Insertable<RoutersTable> & { name: string | null; project: string | null; deleted_at: number | null };
 
@@ -241,7 +245,8 @@ class Entities {
         image: eb.ref('excluded.image'), flavor: eb.ref('excluded.flavor'), state: eb.ref('excluded.state'), created_at: eb.ref('excluded.created_at'),
         deleted_at: eb.ref('excluded.deleted_at'), deleted_by: eb.ref('excluded.deleted_by'), first_seen_at: eb.ref('excluded.first_seen_at'),
         last_event_at: eb.ref('excluded.last_event_at'), ended_at: eb.ref('excluded.ended_at'), user_name: eb.ref('excluded.user_name'),
-        project_name: eb.ref('excluded.project_name'),
+        project_name: eb.ref('excluded.project_name'), user_name_source: eb.ref('excluded.user_name_source'), user_name_at: eb.ref('excluded.user_name_at'),
+        project_name_source: eb.ref('excluded.project_name_source'), project_name_at: eb.ref('excluded.project_name_at'),
       }))).execute();
     }
     const ports = [...this.#dirty.ports].map((k) => this.ports.get(k) as PortRow);
@@ -320,6 +325,8 @@ interface InstanceFields {
   deletedBy?: string | undefined;
   userName?: string | undefined;
   projectName?: string | undefined;
+  /** Where userName and projectName come from (required with either). */
+  namesFrom?: NameSource | undefined;
   /** End of life reported now; the earliest one reported wins. */
   endedAt?: number | undefined;
 }
@@ -333,12 +340,20 @@ function upsertInstance(rows: Entities, cloud: string, id: string, at: number, f
       image: f.image ?? null, flavor: f.flavor ?? null, state: f.state ?? null, created_at: ms(f.createdAt) ?? null,
       deleted_at: f.deletedAt === null ? null : ms(f.deletedAt) ?? null, deleted_by: f.deletedBy ?? null,
       first_seen_at: at, last_event_at: at, ended_at: f.endedAt ?? null, user_name: f.userName ?? null, project_name: f.projectName ?? null,
+      user_name_source: f.userName === undefined ? null : f.namesFrom ?? null, user_name_at: f.userName === undefined ? null : at,
+      project_name_source: f.projectName === undefined ? null : f.namesFrom ?? null, project_name_at: f.projectName === undefined ? null : at,
     });
     return;
   }
   // A newer event overwrites; an older one only fills what is still unknown.
   const newer = at >= row.last_event_at;
   const pick = <T>(value: T | undefined, current: T | null | undefined): T | null => (value !== undefined && (newer || current === null || current === undefined) ? value : current ?? null);
+  // A name taken from this event is read at the event's time, from the event's source.
+  const name = (value: string | undefined, current: { name: string | null; source: string | null; at: number | null }) => (value !== undefined && (newer || current.name === null)
+    ? { name: value, source: f.namesFrom ?? null, at }
+    : current);
+  const user = name(f.userName, { name: row.user_name ?? null, source: row.user_name_source ?? null, at: row.user_name_at ?? null });
+  const project = name(f.projectName, { name: row.project_name ?? null, source: row.project_name_source ?? null, at: row.project_name_at ?? null });
   let deletedAt = row.deleted_at ?? null;
   if (f.deletedAt === null && newer) deletedAt = null;
   else if (f.deletedAt instanceof Date && (newer || deletedAt === null)) deletedAt = f.deletedAt.getTime();
@@ -351,7 +366,8 @@ function upsertInstance(rows: Entities, cloud: string, id: string, at: number, f
     deleted_by: row.deleted_by ?? f.deletedBy ?? null,
     first_seen_at: Math.min(row.first_seen_at, at), last_event_at: Math.max(row.last_event_at, at),
     ended_at: f.endedAt === undefined ? row.ended_at : Math.min(row.ended_at ?? f.endedAt, f.endedAt),
-    user_name: pick(f.userName, row.user_name), project_name: pick(f.projectName, row.project_name),
+    user_name: user.name, user_name_source: user.source, user_name_at: user.at,
+    project_name: project.name, project_name_source: project.source, project_name_at: project.at,
   });
 }
 
@@ -396,6 +412,7 @@ function applyInstance(ctx: Ctx, n: DecodedNotification, e: InstanceEvent): void
     ...instanceFields(e, n), endedAt: gone ? at : undefined,
     userName: ownRequest(n.context.userId, e.instance.user) ? n.context.userName : undefined,
     projectName: ownRequest(n.context.projectId, e.instance.project) ? n.context.projectName : undefined,
+    namesFrom: 'notification',
   });
   linkEvent(ctx, n, id, e.action);
   const addresses = (e.addresses ?? []).map((a) => ({ ...a, address: storedIp(a.address) }));
@@ -582,7 +599,7 @@ function applyOneVm(ctx: Ctx, n: DecodedNotification, e: OneVmEvent): void {
   const actor = vm.historyAction?.uid;
   linkEvent(ctx, n, id, stateName);
   upsertInstance(ctx.rows, n.cloud, id, at, {
-    name: vm.name, project: vm.gname, user: vm.uname, userName: vm.uname, projectName: vm.gname, host: vm.host, state: stateName, createdAt: vm.stime,
+    name: vm.name, project: vm.gname, user: vm.uname, userName: vm.uname, projectName: vm.gname, namesFrom: 'opennebula', host: vm.host, state: stateName, createdAt: vm.stime,
     deletedAt: done ? (vm.etime ?? n.occurredAt) : undefined,
     deletedBy: done && actor !== undefined ? String(actor) : undefined,
     endedAt: done ? at : undefined,

@@ -10,6 +10,7 @@ import { PostgresAdapter, sql, type Kysely } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
 import { boundsOf, goneBetween, type Holder } from './trace.ts';
 import { OPEN_END } from './migrations.ts';
+import { OWNER_NAME_COLUMNS, ownerNames, type OwnerNameColumns } from './owner-names.ts';
 import { OPEN_END_SQL, SPAN_BOUNDS, spanClassSql, type HolderRowBase } from './trace-index.ts';
 
 export interface Probe {
@@ -17,7 +18,7 @@ export interface Probe {
   at: Date;
 }
 
-interface Row extends HolderRowBase {
+interface Row extends HolderRowBase, OwnerNameColumns {
   k: number;
   from_certain?: number | null;
   to_certain?: number | null;
@@ -34,7 +35,7 @@ function toHolder(r: Row): Holder {
     cloud: r.cloud, kind: r.kind, network: r.network, port: r.port, mac: r.mac, project: r.project,
     ...boundsOf(r, r.t === null || r.t === undefined ? undefined : Number(r.t)),
     instance: r.instance_id === null ? null : {
-      id: r.instance_id, name: r.name, project: r.instance_project ?? r.project, user: r.user_id, host: r.host, deletedAt: iso(r.deleted_at),
+      id: r.instance_id, name: r.name, project: r.instance_project ?? r.project, user: r.user_id, ...ownerNames(r), host: r.host, deletedAt: iso(r.deleted_at),
       ...goneBetween(r.gone_after, r.gone_by),
     },
   };
@@ -46,7 +47,7 @@ interface Candidate extends Row {
 }
 
 const CANDIDATE_COLUMNS = sql.raw(`a.address, a.cloud, a.kind, a.network, a.port, a.mac, a.project, a.valid_from, a.valid_to, a.instance_id,
-  i.name, i.project AS instance_project, i.user_id, i.host, i.deleted_at, a.from_certain, a.to_certain, i.gone_after, i.gone_by`);
+  i.name, i.project AS instance_project, i.user_id, i.host, i.deleted_at, a.from_certain, a.to_certain, i.gone_after, i.gone_by, ${OWNER_NAME_COLUMNS}`);
 
 const isPostgres = (db: Kysely<LedgerSchema>) => db.getExecutor().adapter instanceof PostgresAdapter;
 
@@ -216,6 +217,7 @@ export async function holdersDuring(db: Kysely<LedgerSchema>, address: string, f
     .select([
       sql<number>`0`.as('k'), 'a.cloud', 'a.kind', 'a.network', 'a.port', 'a.mac', 'a.project', 'a.valid_from', 'a.valid_to', 'a.instance_id',
       'i.name', 'i.project as instance_project', 'i.user_id', 'i.host', 'i.deleted_at', 'a.from_certain', 'a.to_certain', 'i.gone_after', 'i.gone_by',
+      'i.user_name', 'i.user_name_source', 'i.user_name_at', 'i.project_name', 'i.project_name_source', 'i.project_name_at',
     ])
     .where('a.address', '=', storedIp(address))
     .where('a.valid_from', '<', to.getTime())

@@ -3,7 +3,8 @@
 // time they were read. The cache fills `instances.user_name`/`project_name`
 // where no notification gave them, and replaces a name a notification gave
 // only when the read is newer than the instance's last event (a rename since):
-// names from notifications win when newer. Trace answers read those columns.
+// names from notifications win when newer. Trace answers read those columns,
+// and beside them the source (`keystone`) and the time of the read.
 import { sql, type Kysely } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
 import type { IdentityKind } from '../domain/cloud-api.ts';
@@ -58,8 +59,8 @@ export async function recordNames(db: Kysely<LedgerSchema>, cloud: string, names
 
 /**
  * Puts cached names on the cloud's instances: where the instance has none,
- * or has another one from a notification older than the read. Returns the
- * number of instances changed.
+ * or has another one from a notification older than the read, or has the
+ * same one from an earlier read. Returns the number of instances changed.
  */
 export async function applyNames(db: Kysely<LedgerSchema>, cloud: string): Promise<number> {
   let changed = 0;
@@ -67,9 +68,12 @@ export async function applyNames(db: Kysely<LedgerSchema>, cloud: string): Promi
     const { id, name } = COLUMNS[kind];
     // One correlated statement, the same on both engines.
     const match = sql`n.cloud = instances.cloud AND n.kind = ${kind} AND n.id = instances.${sql.ref(id)} AND n.name IS NOT NULL`;
-    const r = await sql`UPDATE instances SET ${sql.ref(name)} = (SELECT n.name FROM identity_names n WHERE ${match})
+    const r = await sql`UPDATE instances SET ${sql.ref(name)} = (SELECT n.name FROM identity_names n WHERE ${match}),
+        ${sql.ref(`${name}_source`)} = 'keystone', ${sql.ref(`${name}_at`)} = (SELECT n.read_at FROM identity_names n WHERE ${match})
       WHERE instances.cloud = ${cloud} AND instances.${sql.ref(id)} IS NOT NULL AND EXISTS (SELECT 1 FROM identity_names n WHERE ${match}
-        AND (instances.${sql.ref(name)} IS NULL OR (instances.${sql.ref(name)} <> n.name AND instances.last_event_at < n.read_at)))`.execute(db);
+        AND (instances.${sql.ref(name)} IS NULL OR (instances.${sql.ref(name)} <> n.name AND instances.last_event_at < n.read_at)
+          -- The same name read again: the read time shown moves with it.
+          OR (instances.${sql.ref(name)} = n.name AND instances.${sql.ref(`${name}_source`)} = 'keystone' AND instances.${sql.ref(`${name}_at`)} < n.read_at)))`.execute(db);
     changed += Number(r.numAffectedRows ?? 0n);
   }
   return changed;

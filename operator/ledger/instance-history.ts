@@ -2,6 +2,8 @@
 import type { Kysely } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
 import { boundsOf, goneBetween } from './trace.ts';
+import { ownerNames } from './owner-names.ts';
+import type { NameSource } from '../domain/owner-names.ts';
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
@@ -11,9 +13,13 @@ export interface InstanceHistory {
   name: string | null;
   project: string | null;
   user: string | null;
-  /** Names beside the ids, present only where the cloud gave them. */
+  /** Names beside the ids, present only where the cloud gave them, each with its source and read time (OwnerNames). */
   userName?: string;
+  userNameSource?: NameSource;
+  userNameReadAt?: string;
   projectName?: string;
+  projectNameSource?: NameSource;
+  projectNameReadAt?: string;
   host: string | null;
   image: string | null;
   flavor: string | null;
@@ -41,7 +47,7 @@ export async function instanceHistory(db: Kysely<LedgerSchema>, id: string, clou
       .select(['e.at', 'e.event_type', 'e.action', 'e.message_id', 'n.publisher'])
       .where('e.cloud', '=', r.cloud).where('e.instance_id', '=', id).orderBy('e.at').execute();
     out.push({
-      cloud: r.cloud, id: r.instance_id, name: r.name, project: r.project, user: r.user_id, ...(r.user_name === null ? {} : { userName: r.user_name }), ...(r.project_name === null ? {} : { projectName: r.project_name }), host: r.host, image: r.image, flavor: r.flavor,
+      cloud: r.cloud, id: r.instance_id, name: r.name, project: r.project, user: r.user_id, ...ownerNames(r), host: r.host, image: r.image, flavor: r.flavor,
       state: r.state, createdAt: iso(r.created_at), deletedAt: iso(r.deleted_at), deletedBy: r.deleted_by, firstSeenAt: new Date(r.first_seen_at).toISOString(),
       ...goneBetween(r.gone_after, r.gone_by),
       addresses: addresses.map((a) => ({ address: a.address, kind: a.kind, network: a.network, port: a.port, mac: a.mac, ...boundsOf(a) })),

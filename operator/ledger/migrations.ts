@@ -529,10 +529,37 @@ function m0015(): Migration {
   };
 }
 
+/**
+ * Where each owner name on an instance came from and when it was read
+ * (`keystone`: the identity API, at the read; `notification`: a request
+ * context, at the event; `opennebula`: the VM document or pool listing, at
+ * the event or listing), so a trace can say how current a name is. Names
+ * recorded before this migration keep no source, except those equal to a
+ * cached Keystone read.
+ */
+function m0016(): Migration {
+  return {
+    async up(db: Kysely<unknown>) {
+      // The names themselves come with 0005, which may run after this one (a ledger that skipped it): then there is nothing to mark.
+      const instances = (await db.introspection.getTables()).find((t) => t.name === 'instances');
+      const named = instances?.columns.some((c) => c.name === 'user_name') === true;
+      for (const kind of ['user', 'project'] as const) {
+        await db.schema.alterTable('instances').addColumn(`${kind}_name_source`, 'text').execute();
+        await db.schema.alterTable('instances').addColumn(`${kind}_name_at`, 'bigint').execute();
+        if (!named) continue;
+        const id = kind === 'user' ? 'user_id' : 'project';
+        const match = sql`n.cloud = instances.cloud AND n.kind = ${kind} AND n.id = instances.${sql.ref(id)} AND n.name = instances.${sql.ref(`${kind}_name`)}`;
+        await sql`UPDATE instances SET ${sql.ref(`${kind}_name_source`)} = 'keystone', ${sql.ref(`${kind}_name_at`)} = (SELECT n.read_at FROM identity_names n WHERE ${match})
+          WHERE EXISTS (SELECT 1 FROM identity_names n WHERE ${match})`.execute(db);
+      }
+    },
+  };
+}
+
 export function migrationProvider(engine: Engine): MigrationProvider {
   return {
     async getMigrations() {
-      return { '0001_init': m0001(engine), '0002_quarantine': m0002(), '0003_trace_index': m0003(), '0004_trace_index_pg': m0004(engine), '0005_ledger_facts': m0005(engine), '0006_canonical_addresses': m0006(), '0007_audit_keyed': m0007(), '0008_capture_intents': m0008(), '0009_isolation': m0009(), '0010_cases': m0010(), '0011_reconciliation': m0011(engine), '0012_notification_bodies': m0012(engine), '0013_transfers': m0013(), '0014_trace_span_index': m0014(engine), '0015_fact_order_identity_names': m0015() };
+      return { '0001_init': m0001(engine), '0002_quarantine': m0002(), '0003_trace_index': m0003(), '0004_trace_index_pg': m0004(engine), '0005_ledger_facts': m0005(engine), '0006_canonical_addresses': m0006(), '0007_audit_keyed': m0007(), '0008_capture_intents': m0008(), '0009_isolation': m0009(), '0010_cases': m0010(), '0011_reconciliation': m0011(engine), '0012_notification_bodies': m0012(engine), '0013_transfers': m0013(), '0014_trace_span_index': m0014(engine), '0015_fact_order_identity_names': m0015(), '0016_name_sources': m0016() };
     },
   };
 }

@@ -13,6 +13,7 @@ import type {
 } from '../domain/inventory.ts';
 import { storedIp } from '../domain/ip.ts';
 import { rederive, touchSlot, touched } from './derive.ts';
+import type { NameSource } from '../domain/owner-names.ts';
 
 /** One holder of one slot, as a listing shows it. */
 export interface Observation {
@@ -211,7 +212,7 @@ export async function closeUnseen(db: Kysely<LedgerSchema>, pass: Pass, at: numb
 }
 
 /** Instances a listing shows that the ledger has never heard of: recorded with what the listing says (any notification overrides). */
-export async function observeInstances(db: Kysely<LedgerSchema>, cloud: string, at: number, listed: ReadonlyArray<{ id: string; name?: string | undefined; project?: string | undefined; user?: string | undefined; host?: string | undefined; state?: string | undefined; createdAt?: Date | undefined; projectName?: string | undefined; userName?: string | undefined }>, drift: Drift): Promise<void> {
+export async function observeInstances(db: Kysely<LedgerSchema>, cloud: string, at: number, listed: ReadonlyArray<{ id: string; name?: string | undefined; project?: string | undefined; user?: string | undefined; host?: string | undefined; state?: string | undefined; createdAt?: Date | undefined; projectName?: string | undefined; userName?: string | undefined; namesFrom?: NameSource | undefined }>, drift: Drift): Promise<void> {
   if (listed.length === 0) return;
   await db.transaction().execute(async (trx) => {
     const ids = listed.map((s) => s.id);
@@ -225,6 +226,9 @@ export async function observeInstances(db: Kysely<LedgerSchema>, cloud: string, 
       cloud, instance_id: s.id, name: s.name ?? null, project: s.project ?? null, user_id: s.user ?? null, host: s.host ?? null, image: null, flavor: null,
       state: s.state ?? null, created_at: ms(s.createdAt) ?? null, deleted_at: null, deleted_by: null, first_seen_at: at, last_event_at: 0,
       user_name: s.userName ?? null, project_name: s.projectName ?? null,
+      // Read when listed.
+      user_name_source: s.userName === undefined ? null : s.namesFrom ?? null, user_name_at: s.userName === undefined ? null : at,
+      project_name_source: s.projectName === undefined ? null : s.namesFrom ?? null, project_name_at: s.projectName === undefined ? null : at,
     }))).onConflict((oc) => oc.columns(['cloud', 'instance_id']).doNothing()).execute();
     drift.instance.added += fresh.length;
   });

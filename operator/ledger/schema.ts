@@ -53,6 +53,11 @@ export interface InstancesTable {
   /** The owner's names beside the ids, where the cloud gives them. */
   user_name: Generated<string | null>;
   project_name: Generated<string | null>;
+  /** Where each name came from (NameSource: keystone, notification, opennebula) and when it was read (ms); null before migration 0016. */
+  user_name_source: Generated<string | null>;
+  user_name_at: Generated<number | null>;
+  project_name_source: Generated<string | null>;
+  project_name_at: Generated<number | null>;
   /** The API stopped listing it: gone somewhere in [gone_after, gone_by], no notification said when. */
   gone_after: Generated<number | null>;
   gone_by: Generated<number | null>;

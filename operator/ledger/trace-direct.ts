@@ -13,12 +13,13 @@ import { storedIp } from '../domain/ip.ts';
 import type { AddressTrace, Holder } from './trace.ts';
 import { boundsOf, goneBetween } from './bounds.ts';
 import { traceStatement } from './trace-index.ts';
+import { ownerNames } from './owner-names.ts';
 
 /** Every migration of migrations.ts (kept equal by a test): a ledger missing one takes the full path, which applies it. */
 export const MIGRATION_NAMES: readonly string[] = [
   '0001_init', '0002_quarantine', '0003_trace_index', '0004_trace_index_pg', '0005_ledger_facts', '0006_canonical_addresses', '0007_audit_keyed',
   '0008_capture_intents', '0009_isolation', '0010_cases', '0011_reconciliation', '0012_notification_bodies', '0013_transfers',
-  '0014_trace_span_index', '0015_fact_order_identity_names',
+  '0014_trace_span_index', '0015_fact_order_identity_names', '0016_name_sources',
 ];
 
 export { OPEN_END_SQL } from './trace-index.ts';
@@ -39,7 +40,11 @@ interface Row {
   host: string | null;
   deleted_at: number | string | null;
   user_name: string | null;
+  user_name_source: string | null;
+  user_name_at: number | string | null;
   project_name: string | null;
+  project_name_source: string | null;
+  project_name_at: number | string | null;
   from_certain: number | string | null;
   to_certain: number | string | null;
   gone_after: number | string | null;
@@ -56,7 +61,7 @@ function holder(r: Row, at: number): Holder {
     ...boundsOf({ valid_from: Number(r.valid_from), valid_to: num(r.valid_to), from_certain: num(r.from_certain), to_certain: num(r.to_certain) }, at),
     instance: r.instance_id === null ? null : {
       id: r.instance_id, name: r.name, project: r.instance_project ?? r.project, user: r.user_id,
-      ...(r.user_name === null ? {} : { userName: r.user_name }), ...(r.project_name === null ? {} : { projectName: r.project_name }),
+      ...ownerNames(r),
       host: r.host, deletedAt: iso(r.deleted_at), ...goneBetween(num(r.gone_after), num(r.gone_by)),
     },
   };

@@ -102,7 +102,7 @@ export interface HolderRowBase {
 
 /** The select list of the trace: the interval `a` and its instance `i`. */
 export const TRACE_COLUMNS = `a.cloud, a.slot, a.kind, a.network, a.port, a.mac, a.project, a.valid_from, a.valid_to, a.instance_id,
-      i.name, i.project AS instance_project, i.user_id, i.host, i.deleted_at, i.user_name, i.project_name,
+      i.name, i.project AS instance_project, i.user_id, i.host, i.deleted_at, i.user_name, i.user_name_source, i.user_name_at, i.project_name, i.project_name_source, i.project_name_at,
       a.from_certain, a.to_certain, i.gone_after, i.gone_by`;
 
 /** The trace query and its parameters, for each engine (traceQuery sends the same). */

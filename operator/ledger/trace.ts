@@ -6,6 +6,8 @@ import type { LedgerSchema } from './schema.ts';
 import { traceStatement, type HolderRowBase } from './trace-index.ts';
 import { storedIp } from '../domain/ip.ts';
 import { boundsOf, goneBetween } from './bounds.ts';
+import { ownerNames, type OwnerNameColumns } from './owner-names.ts';
+import type { NameSource } from '../domain/owner-names.ts';
 
 export { boundsOf, goneBetween, type Bounds } from './bounds.ts';
 
@@ -34,9 +36,13 @@ export interface Holder {
     name: string | null;
     project: string | null;
     user: string | null;
-    /** Names beside the ids, present only where the cloud gave them. */
+    /** Names beside the ids, present only where the cloud gave them, each with its source and read time (OwnerNames). */
     userName?: string;
+    userNameSource?: NameSource;
+    userNameReadAt?: string;
     projectName?: string;
+    projectNameSource?: NameSource;
+    projectNameReadAt?: string;
     host: string | null;
     deletedAt: string | null;
     /** The API stopped listing the instance, with no notification of when: gone somewhere in this window. */
@@ -58,10 +64,8 @@ export interface AddressTrace {
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
-interface TraceRow extends HolderRowBase {
+interface TraceRow extends HolderRowBase, OwnerNameColumns {
   slot: string;
-  user_name: string | null;
-  project_name: string | null;
   from_certain: number | null;
   to_certain: number | null;
   gone_after: number | null;
@@ -101,8 +105,7 @@ export async function traceAddress(db: Kysely<LedgerSchema>, given: string, at: 
         name: r.name ?? null,
         project: r.instance_project ?? r.project,
         user: r.user_id ?? null,
-        ...(r.user_name === null || r.user_name === undefined ? {} : { userName: r.user_name }),
-        ...(r.project_name === null || r.project_name === undefined ? {} : { projectName: r.project_name }),
+        ...ownerNames(r),
         host: r.host ?? null,
         deletedAt: iso(r.deleted_at ?? null),
         ...goneBetween(r.gone_after, r.gone_by),

@@ -175,5 +175,5 @@ function serverInstance(s: ListedServer): InstanceRow {
 
 function vmInstance(vm: ListedOneVm): InstanceRow | undefined {
   if (vm.done) return undefined;
-  return { id: String(vm.id), name: vm.name, project: vm.group, user: vm.user, userName: vm.user, projectName: vm.group, host: vm.host, state: vm.state, createdAt: vm.createdAt };
+  return { id: String(vm.id), name: vm.name, project: vm.group, user: vm.user, userName: vm.user, projectName: vm.group, namesFrom: 'opennebula', host: vm.host, state: vm.state, createdAt: vm.createdAt };
 }

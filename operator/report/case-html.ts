@@ -2,6 +2,7 @@
 // CSS, an inline SVG timeline (a row per address, a bar per holder coloured by
 // instance, the log lines as marks on it), then the report's tables.
 import type { CaseReport } from '../capture/case-report.ts';
+import { namedCell } from '../domain/owner-names.ts';
 
 /** Instance colours, in the order the instances are listed; red is kept for lines nobody held. */
 export const PALETTE = ['#1f77b4', '#ff7f0e', '#2ca02c', '#9467bd', '#8c564b', '#e377c2', '#17becf', '#bcbd22'];
@@ -75,7 +76,7 @@ ${timelineSvg(r)}
 <h2>Owners</h2>
 ${table(['Cloud', 'Project', 'User', 'Lines', 'First line', 'Last line', 'Instances', 'Hosts'], r.owners.map((o) => [o.cloud, o.project, o.user, o.lines, o.firstLine, o.lastLine, o.instances.map((i) => i.name ?? i.id).join(', '), o.hosts.join(', ')]))}
 <h2>Instances</h2>
-${table(['Cloud', 'Instance', 'Name', 'Project', 'User', 'Host', 'Created', 'Deleted', 'Deleted by', 'Addresses'], r.instances.map((i) => [i.cloud, i.id, i.name, i.project, i.user, i.host, i.createdAt, i.deletedAt, i.deletedBy, i.addresses.map((a) => `${a.address} (${a.kind}) ${a.from} – ${a.to ?? 'now'}`).join('; ')]))}
+${table(['Cloud', 'Instance', 'Name', 'Project', 'User', 'Host', 'Created', 'Deleted', 'Deleted by', 'Addresses'], r.instances.map((i) => [i.cloud, i.id, i.name, namedCell(i.project, i.projectName, i.projectNameSource, i.projectNameReadAt), namedCell(i.user, i.userName, i.userNameSource, i.userNameReadAt), i.host, i.createdAt, i.deletedAt, i.deletedBy, i.addresses.map((a) => `${a.address} (${a.kind}) ${a.from} – ${a.to ?? 'now'}`).join('; ')]))}
 <h2>Quarantined disks</h2>
 ${table(['Quarantine', 'Instance', 'Disk', 'State', 'Isolation', 'SHA-256', 'Location', 'Captured', 'Expires', 'Held by'], r.quarantines.map((q) => [q.id, q.instance, q.disk, q.state, q.isolation, q.sha256, q.location, q.capturedAt, q.expiresAt, q.heldBy.join(', ')]))}
 <h2>Holds</h2>

@@ -1,5 +1,6 @@
 // report.md: the case for a ticket or an e-mail, tables only.
 import type { CaseReport } from '../capture/case-report.ts';
+import { namedCell } from '../domain/owner-names.ts';
 
 const cell = (v: string | number | null | undefined): string => (v === null || v === undefined || v === '' ? '-' : String(v).replace(/\|/g, '\\|').replace(/\n/g, ' '));
 function table(head: string[], rows: Array<Array<string | number | null | undefined>>): string {
@@ -24,7 +25,7 @@ export function caseMarkdown(r: CaseReport): string {
     '## Instances',
     '',
     table(['Cloud', 'Instance', 'Name', 'Project', 'User', 'Host', 'Created', 'Deleted', 'Deleted by', 'Addresses'],
-      r.instances.map((i) => [i.cloud, i.id, i.name, i.project, i.user, i.host, i.createdAt, i.deletedAt, i.deletedBy,
+      r.instances.map((i) => [i.cloud, i.id, i.name, namedCell(i.project, i.projectName, i.projectNameSource, i.projectNameReadAt), namedCell(i.user, i.userName, i.userNameSource, i.userNameReadAt), i.host, i.createdAt, i.deletedAt, i.deletedBy,
         i.addresses.map((a) => `${a.address} (${a.kind}) ${a.from} – ${a.to ?? 'now'}`).join('; ')])),
     '## Quarantined disks',
     '',

@@ -52,6 +52,10 @@ export const ApiSpec = z.object({
   region: z.string().max(255).optional(),
   interface: z.enum(['public', 'internal', 'admin']).default('public'),
   caSecretRef: SecretKeyRef.optional().describe("A CA bundle (PEM) for the API's TLS certificates."),
+  names: z.object({
+    refreshIntervalSeconds: z.number().int().min(10).max(86_400).default(300).describe('Between the passes (leader only) that read from Keystone the user and project names the notifications lack, a few at a time.'),
+    cacheTtlSeconds: z.number().int().min(60).max(31_536_000).default(86_400).describe('A name read from Keystone is read again after this long, so a rename shows within it.'),
+  }).default({ refreshIntervalSeconds: 300, cacheTtlSeconds: 86_400 }).describe("Users' and projects' names read from Keystone (docs/cloud-operators.md, \"Names beside ids\")."),
 });
 
 export const XmlRpcSpec = z.object({

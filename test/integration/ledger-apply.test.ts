@@ -9,6 +9,7 @@ import { instanceHistory } from '../../operator/ledger/instance-history.ts';
 import type { DecodedNotification } from '../../operator/domain/events.ts';
 import { ledgerEngines as engines, openLedger } from '../support/ledger-engines.ts';
 import { at, fipEvent, fixed, instanceEvent, nic, notification, oneVmEvent, portEvent } from '../support/events.ts';
+import type { OwnerNames } from '../../operator/domain/owner-names.ts';
 
 
 const FIP = '188.185.194.218';
@@ -305,9 +306,15 @@ for (const engine of engines) {
       assert.deepEqual([t.holders[0]?.instance?.userName, t.holders[0]?.instance?.projectName], ['alice', 'hep']);
       const [h] = await instanceHistory(ledger.db, 'vm-n', cloud);
       assert.deepEqual([h?.user, h?.userName, h?.project, h?.projectName], ['u-1', 'alice', 'p-1', 'hep']);
+      // Each name says where it came from and when: the request of at(0); the admin's later request named nobody's names.
+      const told = at(0).toISOString();
+      const from = (i: OwnerNames | null | undefined) => [i?.userNameSource, i?.userNameReadAt, i?.projectNameSource, i?.projectNameReadAt];
+      assert.deepEqual(from(t.holders[0]?.instance), ['notification', told, 'notification', told]);
+      assert.deepEqual(from(h), ['notification', told, 'notification', told]);
       await apply(notification([oneVmEvent({ id: 77, nics: [nic(0, '198.51.100.77')] }, [3, 'ACTIVE'], [3, 'RUNNING'])], at(0), { source: 'opennebula' }));
       const one = await traceAddress(ledger.db, '198.51.100.77', at(1), cloud);
       assert.deepEqual([one.holders[0]?.instance?.userName, one.holders[0]?.instance?.projectName], ['bob', 'physics']);
+      assert.deepEqual(from(one.holders[0]?.instance), ['opennebula', told, 'opennebula', told]);
     });
   });
 }

@@ -77,8 +77,9 @@ test('trace ip on an existing, migrated ledger loads no query builder: commander
     assert.deepEqual([...packages], ['commander']);
     assert.ok(alone.urls.includes('node:sqlite'), alone.urls.join(', '));
     const ledgerFiles = alone.urls.filter((u) => u.includes('/operator/ledger/'));
-    // bounds.ts: how observed bounds read in an answer, free of database code; trace-index.ts: the trace query's SQL, as strings.
-    assert.deepEqual(ledgerFiles.map((u) => u.replace(/^.*\/operator\//, '')).sort(), ['ledger/bounds.ts', 'ledger/trace-direct.ts', 'ledger/trace-index.ts']);
+    // bounds.ts: how observed bounds read in an answer, free of database code; owner-names.ts: how the owner's names read, likewise;
+    // trace-index.ts: the trace query's SQL, as strings.
+    assert.deepEqual(ledgerFiles.map((u) => u.replace(/^.*\/operator\//, '')).sort(), ['ledger/bounds.ts', 'ledger/owner-names.ts', 'ledger/trace-direct.ts', 'ledger/trace-index.ts']);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -7,6 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from '../../operator/cli/program.ts';
 import { EXIT } from '../../operator/cli/errors.ts';
+import { openLedgerDb } from '../../operator/ledger/db.ts';
+import { applyNames, recordNames } from '../../operator/ledger/identity-names.ts';
+import { namedCell } from '../../operator/domain/owner-names.ts';
 import { neutronFloatingIp, neutronPort, novaInstance, type VmSpec } from '../sim/openstack-messages.ts';
 
 async function cli(args: string[]) {
@@ -121,5 +124,40 @@ describe('quarantine ingest + trace', () => {
     assert.deepEqual(j.events.map((e: { eventType: string }) => e.eventType), ['port.create.end', 'instance.create.end', 'instance.delete.start', 'instance.delete.end']);
     const table = await cli(['--db', db, 'trace', 'instance', vmA.id]);
     assert.match(table.out, /deleted by\s+alice/);
+  });
+
+  test('names read from Keystone are shown with their source and read time, in JSON and beside the id in tables', async () => {
+    const readAt = Date.parse('2026-05-02T08:00:00Z');
+    const ledger = openLedgerDb(db);
+    try {
+      await recordNames(ledger.db, 'cern', [{ kind: 'user', id: 'alice', name: 'Alice Liddell' }, { kind: 'project', id: 'proj-hep', name: 'High Energy' }], readAt);
+      assert.ok(await applyNames(ledger.db, 'cern') > 0);
+    } finally {
+      await ledger.close();
+    }
+    const ip = await cli(['--db', db, 'trace', 'ip', '10.0.0.5', '--at', '2026-05-01T16:10:00Z', '-o', 'json']);
+    assert.equal(ip.code, EXIT.ok, ip.err);
+    const i = JSON.parse(ip.out).holders[0].instance;
+    assert.deepEqual([i.userName, i.userNameSource, i.userNameReadAt, i.projectName, i.projectNameSource, i.projectNameReadAt],
+      ['Alice Liddell', 'keystone', '2026-05-02T08:00:00.000Z', 'High Energy', 'keystone', '2026-05-02T08:00:00.000Z']);
+    const wide = await cli(['--db', db, 'trace', 'ip', '10.0.0.5', '--at', '2026-05-01T16:10:00Z', '-o', 'wide']);
+    assert.match(wide.out, /alice \(Alice Liddell, keystone 2026-05-02T08:00:00Z\)/);
+    assert.match(wide.out, /proj-hep \(High Energy, keystone 2026-05-02T08:00:00Z\)/);
+    const history = await cli(['--db', db, 'trace', 'instance', vmA.id, '-o', 'json']);
+    const h = JSON.parse(history.out);
+    assert.deepEqual([h.userName, h.userNameSource, h.userNameReadAt], ['Alice Liddell', 'keystone', '2026-05-02T08:00:00.000Z']);
+    const table = await cli(['--db', db, 'trace', 'instance', vmA.id]);
+    assert.match(table.out, /user\s+alice \(Alice Liddell, keystone 2026-05-02T08:00:00Z\)/);
+  });
+});
+
+describe('namedCell', () => {
+  test('the id, then the name where it differs, then where and when it was read', () => {
+    assert.equal(namedCell('u-1', undefined, undefined, undefined), 'u-1');
+    assert.equal(namedCell('u-1', 'alice', undefined, undefined), 'u-1 (alice)');
+    assert.equal(namedCell('u-1', 'alice', 'notification', '2026-05-01T16:00:00.000Z'), 'u-1 (alice, notification 2026-05-01T16:00:00Z)');
+    assert.equal(namedCell('oneadmin', 'oneadmin', 'opennebula', '2026-05-01T16:00:00.000Z'), 'oneadmin (opennebula 2026-05-01T16:00:00Z)');
+    assert.equal(namedCell('oneadmin', 'oneadmin', undefined, undefined), 'oneadmin', 'a name equal to the id, of unknown source, adds nothing');
+    assert.equal(namedCell(null, 'alice', 'keystone', '2026-05-02T08:00:00.123Z'), 'alice (keystone 2026-05-02T08:00:00.123Z)');
   });
 });

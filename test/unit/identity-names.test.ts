@@ -9,6 +9,9 @@ import { OpenStackClient } from '../../operator/clouds/openstack.ts';
 import { openLedgerDb, migrateToLatest, type LedgerDb } from '../../operator/ledger/db.ts';
 import { applyBatch } from '../../operator/ledger/apply.ts';
 import { traceAddress } from '../../operator/ledger/trace.ts';
+import { instanceHistory } from '../../operator/ledger/instance-history.ts';
+import { holdersDuring } from '../../operator/ledger/attribute.ts';
+import type { OwnerNames } from '../../operator/domain/owner-names.ts';
 import { IdentityNames } from '../../operator/reconcile/identity-names.ts';
 import type { IdentityDirectory } from '../../operator/domain/cloud-api.ts';
 import type { Clock } from '../../operator/kube/runtime/clock.ts';
@@ -64,6 +67,17 @@ describe('names from Keystone', () => {
     const h = (await traceAddress(ledger.db, address, new Date(T + 30 * 86_400_000), cloud)).holders[0];
     return { user: h?.instance?.userName, project: h?.instance?.projectName };
   };
+  /** Where each name came from and when it was read, as trace ip, trace instance and the window answer it. */
+  const provenance = async (cloud: string, address: string, instanceId: string) => {
+    const i = (await traceAddress(ledger.db, address, new Date(T + 30 * 86_400_000), cloud)).holders[0]?.instance;
+    const history = (await instanceHistory(ledger.db, instanceId, cloud))[0];
+    const window = (await holdersDuring(ledger.db, address, new Date(T), new Date(T + 30 * 86_400_000), cloud))[0]?.instance;
+    const pick = (x: OwnerNames | null | undefined) => ({ user: [x?.userNameSource, x?.userNameReadAt], project: [x?.projectNameSource, x?.projectNameReadAt] });
+    assert.deepEqual(pick(history), pick(i), 'trace instance says the same as trace ip');
+    assert.deepEqual(pick(window), pick(i), 'the window answer says the same as trace ip');
+    return pick(i);
+  };
+  const iso = (ms: number) => new Date(ms).toISOString();
   const client = () => new OpenStackClient({ authUrl: api.authUrl, applicationCredentialId: 'cred', applicationCredentialSecret: 'sec' });
 
   test('the client reads a user\'s and a project\'s name, and null for an id Keystone does not know', async () => {
@@ -81,6 +95,8 @@ describe('names from Keystone', () => {
     const first = await names.pass();
     assert.deepEqual(first, { read: 2, unknown: 0, failed: 0, instancesNamed: 2 });
     assert.deepEqual(await owner(cloud, '10.1.0.5'), { user: 'alice', project: 'genomics' });
+    const firstRead = now;
+    assert.deepEqual(await provenance(cloud, '10.1.0.5', 'i-1'), { user: ['keystone', iso(firstRead)], project: ['keystone', iso(firstRead)] });
     const cached = await ledger.db.selectFrom('identity_names').selectAll().where('cloud', '=', cloud).orderBy('kind').execute();
     assert.deepEqual(cached.map((r) => [r.kind, r.id, r.name, r.read_at]), [['project', PROJECT, 'genomics', now], ['user', USER, 'alice', now]]);
 
@@ -96,15 +112,19 @@ describe('names from Keystone', () => {
     api.setIdentity('user', USER, 'alice.smith');
     now += 1_800_000;
     assert.equal((await names.pass()).read, 0, 'within the TTL');
+    assert.deepEqual(await provenance(cloud, '10.1.0.5', 'i-1'), { user: ['keystone', iso(firstRead)], project: ['keystone', iso(firstRead)] }, 'no read, no new time');
     now += 1_900_000;
     assert.equal((await names.pass()).read, 2);
     assert.deepEqual(await owner(cloud, '10.1.0.5'), { user: 'alice.smith', project: 'genomics' });
+    assert.deepEqual(await provenance(cloud, '10.1.0.5', 'i-1'), { user: ['keystone', iso(now)], project: ['keystone', iso(now)] }, 'the same project name read again shows the new read time');
   });
 
   test('a name a newer notification gave wins; an id Keystone does not know is cached as unknown; failed reads change nothing', async () => {
     const cloud = 'os-b';
-    await ingest(cloud, vm('i-3', '10.2.0.5'), now + 60_000, { userName: 'alice-from-nova', projectName: 'genomics-from-nova' });
+    const told = now + 60_000;
+    await ingest(cloud, vm('i-3', '10.2.0.5'), told, { userName: 'alice-from-nova', projectName: 'genomics-from-nova' });
     assert.deepEqual(await owner(cloud, '10.2.0.5'), { user: 'alice-from-nova', project: 'genomics-from-nova' });
+    assert.deepEqual(await provenance(cloud, '10.2.0.5', 'i-3'), { user: ['notification', iso(told)], project: ['notification', iso(told)] }, 'read at the event time');
     const names = new IdentityNames({ cloud, directory: client(), db: ledger.db, clock, logger: silentLogger });
     assert.equal((await names.pass()).read, 0, 'names the notification gave are not looked up');
 
@@ -139,5 +159,6 @@ describe('names from Keystone', () => {
     // Read again after the notification (Keystone's name since): the read wins over the older notification's.
     assert.equal((await names.pass()).read, 2);
     assert.deepEqual(await owner(cloud, '10.2.0.5'), { user: 'alice-from-nova', project: 'genomics' });
+    assert.deepEqual(await provenance(cloud, '10.2.0.5', 'i-3'), { user: ['notification', iso(told)], project: ['keystone', iso(now)] });
   });
 });
