@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { openLedgerDb, migrateToLatest, type LedgerDb } from '../../operator/ledger/db.ts';
+import { withTempLedger } from '../support/cli-ledger.ts';
 import { applyBatch } from '../../operator/ledger/apply.ts';
 import { verifyAudit } from '../../operator/ledger/audit.ts';
 import { CaptureEngine } from '../../operator/capture/engine.ts';
@@ -419,16 +420,9 @@ describe('isolation in the HTTP API and the metrics', () => {
 
 describe('isolation in images ls / show', () => {
   test('each quarantine says where its isolation stands, with the digest and isolation times', async () => {
-    const { mkdtempSync, rmSync } = await import('node:fs');
-    const { tmpdir } = await import('node:os');
-    const { join } = await import('node:path');
-    const { runCli } = await import('../../operator/cli/program.ts');
     const { Isolation } = await import('../../operator/capture/isolation.ts');
-    const dir = mkdtempSync(join(tmpdir(), 'qop-iso-cli-'));
-    const db = `sqlite:${join(dir, 'ledger.db')}`;
-    try {
-      const ledger = openLedgerDb(db);
-      await migrateToLatest(ledger);
+    await withTempLedger('qop-iso-cli-', async (t) => {
+      const ledger = await t.open();
       const blocks = new FakeBlockStore();
       const clock = new FakeClock('2026-05-01T16:30:00Z');
       const engine = new CaptureEngine({ db: ledger.db, blocks, quarantine: { pool: 'quarantine' }, logger: silentLogger, clock: () => clock.now() });
@@ -446,44 +440,27 @@ describe('isolation in images ls / show', () => {
         if (i !== 3) await iso.reconcile(row.id);
       }
       await ledger.close();
-      let out = '';
-      const code = await runCli(['--db', db, 'images', 'ls', '-o', 'json'], { out: (s) => { out += s; }, err: () => undefined, env: { LOG_LEVEL: 'silent' } });
-      assert.equal(code, 0);
-      const rows = JSON.parse(out) as Array<{ id: string; isolation: string; isolatedAt: string | null; sha256: string | null; digestAt: string | null }>;
+      const ls = await t.cli(['images', 'ls', '-o', 'json']);
+      assert.equal(ls.code, 0);
+      const rows = JSON.parse(ls.out) as Array<{ id: string; isolation: string; isolatedAt: string | null; sha256: string | null; digestAt: string | null }>;
       assert.deepEqual(rows.map((r) => [r.id, r.isolation]), [[ids[0], 'isolated'], [ids[1], 'not isolated'], [ids[2], 'digesting']]);
       assert.deepEqual(rows.map((r) => r.sha256), [sha(content), sha(content), null]);
       assert.equal(rows[0]?.isolatedAt, '2026-05-01T16:30:00.000Z');
       assert.equal(rows[1]?.isolatedAt, null);
       assert.equal(rows[1]?.digestAt, '2026-05-01T16:30:00.000Z');
-      out = '';
-      await runCli(['--db', db, 'images', 'ls'], { out: (s) => { out += s; }, err: () => undefined, env: { LOG_LEVEL: 'silent' } });
-      assert.match(out, /STATE\s+ISOLATION/);
-      assert.match(out, /not isolated/);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+      const table = await t.cli(['images', 'ls']);
+      assert.match(table.out, /STATE\s+ISOLATION/);
+      assert.match(table.out, /not isolated/);
+    });
   });
 });
 
 describe('quarantines captured before isolation existed', () => {
   test('images isolate plans their isolation (one ID or --all-legacy, --dry-run changes nothing), audited with the actor; the operator then digests and isolates them', async () => {
-    const { mkdtempSync, rmSync } = await import('node:fs');
-    const { tmpdir } = await import('node:os');
-    const { join } = await import('node:path');
-    const { runCli } = await import('../../operator/cli/program.ts');
     const { Isolation } = await import('../../operator/capture/isolation.ts');
     const { EXIT } = await import('../../operator/cli/errors.ts');
-    const dir = mkdtempSync(join(tmpdir(), 'qop-iso-legacy-'));
-    const db = `sqlite:${join(dir, 'ledger.db')}`;
-    const cli = async (args: string[]) => {
-      let out = '';
-      let err = '';
-      const code = await runCli(['--db', db, ...args], { out: (s) => { out += s; }, err: (s) => { err += s; }, env: { LOG_LEVEL: 'silent' } });
-      return { code, out, err };
-    };
-    try {
-      const ledger = openLedgerDb(db);
-      await migrateToLatest(ledger);
+    await withTempLedger('qop-iso-legacy-', async ({ cli, open }) => {
+      const ledger = await open();
       const blocks = new FakeBlockStore();
       const clock = new FakeClock('2026-05-01T16:30:00Z');
       const engine = new CaptureEngine({ db: ledger.db, blocks, quarantine: { pool: 'quarantine' }, logger: silentLogger, clock: () => clock.now() });
@@ -519,7 +496,7 @@ describe('quarantines captured before isolation existed', () => {
       assert.equal(again.code, EXIT.usage);
       assert.match(again.err, /isolation digesting/);
 
-      const l2 = openLedgerDb(db);
+      const l2 = await open();
       try {
         const trail = await l2.db.selectFrom('audit').select(['actor', 'subject', 'details']).where('action', '=', 'quarantine.changed').execute();
         const planned = trail.filter((t) => String(t.details).includes('isolation planned'));
@@ -539,8 +516,6 @@ describe('quarantines captured before isolation existed', () => {
       }
       const after = await cli(['images', 'isolate', '--all-legacy']);
       assert.match(after.out, /planned the isolation of 0 quarantine/);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });

@@ -5,19 +5,12 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { runCli } from '../../operator/cli/program.ts';
+import { cli } from '../support/cli-ledger.ts';
 import { EXIT } from '../../operator/cli/errors.ts';
 import { openLedgerDb, migrateToLatest } from '../../operator/ledger/db.ts';
 import { CaptureEngine } from '../../operator/capture/engine.ts';
 import { silentLogger } from '../../operator/log.ts';
 import { FakeBlockStore } from '../support/fake-block-store.ts';
-
-async function cli(args: string[]) {
-  let out = '';
-  let err = '';
-  const code = await runCli(args, { out: (s) => { out += s; }, err: (s) => { err += s; }, env: { LOG_LEVEL: 'silent' } });
-  return { code, out, err };
-}
 
 const VM = (i: number) => `00000000-0000-4000-8000-00000000000${i}`;
 

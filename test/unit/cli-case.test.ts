@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCli } from '../../operator/cli/program.ts';
+import { cli } from '../support/cli-ledger.ts';
 import { EXIT } from '../../operator/cli/errors.ts';
 import { openLedgerDb, type LedgerDb } from '../../operator/ledger/db.ts';
 import { QuarantineStore } from '../../operator/capture/quarantine-store.ts';
@@ -15,13 +15,6 @@ import { verifyAudit } from '../../operator/ledger/audit.ts';
 import { PALETTE } from '../../operator/report/case-html.ts';
 import { FIP1, FIP2, vmA, vmB, vmC, writeAbuseReport } from '../support/abuse-report.ts';
 import { mispProblems } from '../support/misp.ts';
-
-async function cli(args: string[]) {
-  let out = '';
-  let err = '';
-  const code = await runCli(args, { out: (s) => { out += s; }, err: (s) => { err += s; }, env: { LOG_LEVEL: 'silent' } });
-  return { code, out, err };
-}
 
 async function quarantine(l: LedgerDb, instance: string, disk: string, digest: string | null): Promise<string> {
   const store = new QuarantineStore(l.db);

@@ -6,17 +6,11 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCli } from '../../operator/cli/program.ts';
+import { cli } from '../support/cli-ledger.ts';
 import { EXIT } from '../../operator/cli/errors.ts';
 import { ecsProblems } from '../support/ecs.ts';
 import { FIP1, vmA, writeAbuseReport } from '../support/abuse-report.ts';
 
-async function cli(args: string[]) {
-  let out = '';
-  let err = '';
-  const code = await runCli(args, { out: (s) => { out += s; }, err: (s) => { err += s; }, env: { LOG_LEVEL: 'silent' } });
-  return { code, out, err };
-}
 const docs = (out: string) => out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
 
 describe('ECS exports', () => {

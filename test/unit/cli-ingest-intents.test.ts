@@ -8,7 +8,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { runCli } from '../../operator/cli/program.ts';
+import { cli } from '../support/cli-ledger.ts';
 import { EXIT } from '../../operator/cli/errors.ts';
 import { openLedgerDb } from '../../operator/ledger/db.ts';
 import { CaptureEngine } from '../../operator/capture/engine.ts';
@@ -19,13 +19,6 @@ import { FakeClock } from '../../operator/kube/runtime/clock.ts';
 import { silentLogger } from '../../operator/log.ts';
 import { FakeBlockStore } from '../support/fake-block-store.ts';
 import { novaInstance, type VmSpec } from '../sim/openstack-messages.ts';
-
-async function cli(args: string[]) {
-  let out = '';
-  let err = '';
-  const code = await runCli(args, { out: (s) => { out += s; }, err: (s) => { err += s; }, env: { LOG_LEVEL: 'silent' } });
-  return { code, out, err };
-}
 
 const dir = mkdtempSync(join(tmpdir(), 'qop-ingest-intents-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

@@ -7,17 +7,10 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync, writeFileSync, rmSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCli } from '../../operator/cli/program.ts';
+import { cli } from '../support/cli-ledger.ts';
 import { EXIT } from '../../operator/cli/errors.ts';
 import { decodeNotification } from '../../operator/intake/decode/index.ts';
 import { neutronFloatingIp } from '../sim/openstack-messages.ts';
-
-async function cli(args: string[]) {
-  let out = '';
-  let err = '';
-  const code = await runCli(args, { out: (s) => { out += s; }, err: (s) => { err += s; }, env: { LOG_LEVEL: 'silent' } });
-  return { code, out, err };
-}
 
 const dir = mkdtempSync(join(tmpdir(), 'qop-verdicts-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

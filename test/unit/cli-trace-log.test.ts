@@ -6,16 +6,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { runCli } from '../../operator/cli/program.ts';
+import { cli } from '../support/cli-ledger.ts';
 import { EXIT } from '../../operator/cli/errors.ts';
 import { EXPECTED, FIP1, UNREADABLE, vmA, vmB, vmC, writeAbuseReport } from '../support/abuse-report.ts';
-
-async function cli(args: string[]) {
-  let out = '';
-  let err = '';
-  const code = await runCli(args, { out: (s) => { out += s; }, err: (s) => { err += s; }, env: { LOG_LEVEL: 'silent' } });
-  return { code, out, err };
-}
 
 describe('quarantine trace log', () => {
   const dir = mkdtempSync(join(tmpdir(), 'qop-tracelog-'));

@@ -5,19 +5,12 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync, writeFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCli } from '../../operator/cli/program.ts';
+import { cli } from '../support/cli-ledger.ts';
 import { EXIT } from '../../operator/cli/errors.ts';
 import { openLedgerDb } from '../../operator/ledger/db.ts';
 import { applyNames, recordNames } from '../../operator/ledger/identity-names.ts';
 import { namedCell } from '../../operator/domain/owner-names.ts';
 import { neutronFloatingIp, neutronPort, novaInstance, type VmSpec } from '../sim/openstack-messages.ts';
-
-async function cli(args: string[]) {
-  let out = '';
-  let err = '';
-  const code = await runCli(args, { out: (s) => { out += s; }, err: (s) => { err += s; }, env: { LOG_LEVEL: 'silent' } });
-  return { code, out, err };
-}
 
 const t = (iso: string) => new Date(iso);
 const vmA: VmSpec = { id: 'a9b0c1d2-0000-4000-8000-00000000000a', name: 'batch-17', project: 'proj-hep', user: 'alice', host: 'cmp-04', createdAt: t('2026-05-01T15:00:00Z'), ports: [{ portId: 'port-aaaa', address: '10.0.0.5', mac: 'fa:16:3e:00:00:0a', network: 'private' }] };
