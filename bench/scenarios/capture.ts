@@ -21,6 +21,7 @@ export const capture: Scenario = {
     { name: 'capture-race-vms', description: 'VMs deleted per gap', default: '10' },
     { name: 'capture-drivers', description: 'Ceph drivers to measure captures with (spec.ceph.driver), the first is the default', default: 'librbd,cli' },
     { name: 'capture-rss-ops', description: 'librbd operations on one open connection for the RSS (handle leak) check', default: '10000' },
+    { name: 'capture-modes', description: 'capture modes to measure (steady and burst), among trash, onDelete, softDelete', default: 'trash,onDelete,softDelete' },
   ],
   async run(ctx) {
     const figures: Figure[] = [];
@@ -94,10 +95,15 @@ export const capture: Scenario = {
       figures.push({ figure: `${id}.burst.p99`, label: `${what}, ${burst} at once, p99`, value: ms(all.p99), unit: 'ms', ceiling: ms(all.p99), params: { n: burst }, notes: `the ceiling of the ${driver} burst capture latencies below (bare calls, all started together)` });
       return { one, all, bareSnap };
     };
-    const ceilings = {
-      librbd: await bareCeiling('librbd', lib),
-      cli: await bareCeiling('cli', opUser),
+    // Only the drivers measured: a driver's ceiling is a run of its own (the CLI's burst alone takes a minute).
+    const ceilings: Partial<Record<'librbd' | 'cli', Awaited<ReturnType<typeof bareCeiling>>>> = {};
+    for (const driver of drivers) ceilings[driver] = await bareCeiling(driver, driver === 'cli' ? opUser : lib);
+    const ceilingOf = (driver: 'librbd' | 'cli') => {
+      const c = ceilings[driver];
+      if (c === undefined) throw new Error(`no ceiling was measured for ${driver}`);
+      return c;
     };
+    const modes = new Set(ctx.param('capture-modes').split(',').filter((m) => m !== ''));
 
     // RSS on one open connection over many operations, half of them failing
     // (a missing image): a leaked image handle or I/O context shows as growth.
@@ -145,6 +151,10 @@ export const capture: Scenario = {
     const callFigures = (mode: string, before: Readonly<Record<string, number>>, captured: number) => {
       if (captured === 0) return;
       const { calls, opens } = callsSince(before);
+      // Which calls they were, for the notes: per capture, most first.
+      const now = loadLibrbd().callCounts() as Readonly<Record<string, number>>;
+      const each = Object.entries(now).map(([name, n]) => [name, (n - (before[name] ?? 0)) / captured] as const).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
+      ctx.progress.log(`librbd calls per ${mode} capture: ${each.map(([name, n]) => `${name} ${round(n, 1)}`).join(', ')}`);
       figures.push({
         figure: `capture.librbd.${mode}.calls`, label: `librbd calls per capture, ${mode}`, value: round(calls / captured, 1), unit: 'calls',
         params: { captures: captured }, notes: `${round(opens / captured, 1)} image opens per capture; every librbd call of the process during the steady ${mode} phase (scans and relists included), divided by its captures`,
@@ -153,7 +163,7 @@ export const capture: Scenario = {
 
     // The default driver's figures keep the plain ids (capture.<mode>.<kind>); the others are capture.<driver>.<mode>.<kind>.
     const latencyFigures = (driver: 'librbd' | 'cli', mode: string, kind: 'steady' | 'burst', lat: number[], n: number) => {
-      const ceil = kind === 'burst' ? ceilings[driver].all : ceilings[driver].one;
+      const ceil = kind === 'burst' ? ceilingOf(driver).all : ceilingOf(driver).one;
       const s = summarize([...lat].sort((a, b) => a - b));
       const params = { deletions: n, captured: lat.length, driver };
       const notes = `${lat.length} of ${n} deletions captured`;
@@ -176,7 +186,7 @@ export const capture: Scenario = {
     };
     for (const driver of drivers) {
       // trash mode: the cloud removes disks from an armed pool.
-      {
+      if (modes.has('trash')) {
         const op = await startOperator({ type: 'openstack', exchanges: [`nova-${s}`, `neutron-${s}`], mode: 'trash', armTrash: true, trashScanSeconds: 1, driver });
         const nova = await novaFor({ deleteGapMs: 1000 });
         try {
@@ -221,6 +231,7 @@ export const capture: Scenario = {
       }
 
       for (const mode of ['onDelete', 'softDelete'] as const) {
+        if (!modes.has(mode)) continue;
         const op = await startOperator({ type: 'openstack', exchanges: [`nova-${s}`, `neutron-${s}`], mode, orphanGraceMs: 60_000, driver });
         const nova = await novaFor(mode === 'softDelete' ? { reclaimInstanceIntervalMs: 3_600_000, deleteGapMs: 1000 } : { deleteGapMs: 1000 });
         try {
@@ -288,7 +299,7 @@ export const capture: Scenario = {
           await op.stop();
         }
         // The ceiling: a bare `rbd snap create` issued the instant delete.start is published wins when it takes less than the gap.
-        const { bareSnap } = ceilings[driver];
+        const { bareSnap } = ceilingOf(driver);
         const bareWins = bareSnap.filter((t) => t < gap).length / bareSnap.length;
         figures.push({ figure: driver === drivers[0] ? `capture.onDelete.winrate.gap${gap}` : `capture.${driver}.onDelete.winrate.gap${gap}`, label: `onDelete win rate, ${driver}, Nova delete gap ${gap} ms`, value: round((100 * won) / perGap, 0), unit: '%', ceiling: round(100 * bareWins, 0), params: { gap, vms: perGap, driver }, notes: `${won} of ${perGap} VMs` });
       }

@@ -221,8 +221,8 @@ export class CaptureEngine {
         const release = this.#blocks.keepOpen([this.#origin(row), this.#image(row, 'location')]);
         try {
           const outcome = await this.#clone(row);
-          if (outcome !== 'ok') return this.#fail(row, outcome);
-          if (!(await this.#finish(row, policy))) return this.#conflict(row, state);
+          if (typeof outcome === 'string') return this.#fail(row, outcome);
+          if (!(await this.#finish(row, outcome.bytes, policy))) return this.#conflict(row, state);
         } finally {
           await release();
         }
@@ -276,7 +276,8 @@ export class CaptureEngine {
     }
   }
 
-  async #clone(start: QuarantineRow): Promise<'ok' | string> {
+  /** The clone made and dressed: its size, or why not. */
+  async #clone(start: QuarantineRow): Promise<{ bytes: number } | string> {
     let row = start;
     const location = this.#image(row, 'location');
     for (let attempt = 0; ; attempt++) {
@@ -292,32 +293,45 @@ export class CaptureEngine {
         row = recovered;
       }
     }
-    // The image carries its own provenance, so it stays identifiable even without the ledger.
-    await this.#blocks.setMeta(location, `${META_PREFIX}instance`, row.instance_id);
-    await this.#blocks.setMeta(location, `${META_PREFIX}provenance`, JSON.stringify({ id: row.id, ...(JSON.parse(row.provenance) as object) }));
-    // Our user snapshot is no longer needed once the clone exists: removing it
-    // moves it to the trash snapshot namespace, where it lives as long as the
-    // clone does, and leaves the cloud's own snapshot listing as it was.
-    try {
-      await this.#blocks.removeSnapshot({ ...this.#origin(row), snapshot: row.snapshot });
-    } catch (err) {
-      if (!(err instanceof RbdNotFoundError)) throw err;
-    }
-    if (row.anchor_image !== null) {
-      // Back to the trash, out of every listing the cloud uses; the clone pins it there.
-      try {
-        await this.#blocks.moveToTrash(this.#origin(row));
-      } catch (err) {
-        if (!(err instanceof RbdNotFoundError)) throw err;
-      }
-    }
-    return 'ok';
+    const origin = this.#origin(row);
+    // What is left touches two images that no longer depend on each other:
+    // the clone (its provenance and size) and the origin (our snapshot, the
+    // anchor's way back to the trash). Both go at once; the step ends only
+    // when both have, whatever happened to either.
+    const [clone, source] = await Promise.allSettled([
+      (async () => {
+        // The image carries its own provenance, so it stays identifiable even without the ledger.
+        await this.#blocks.setMeta(location, `${META_PREFIX}instance`, row.instance_id);
+        await this.#blocks.setMeta(location, `${META_PREFIX}provenance`, JSON.stringify({ id: row.id, ...(JSON.parse(row.provenance) as object) }));
+        return this.#blocks.imageSize(location);
+      })(),
+      (async () => {
+        // Our user snapshot is no longer needed once the clone exists: removing it
+        // moves it to the trash snapshot namespace, where it lives as long as the
+        // clone does, and leaves the cloud's own snapshot listing as it was.
+        try {
+          await this.#blocks.removeSnapshot({ ...origin, snapshot: row.snapshot });
+        } catch (err) {
+          if (!(err instanceof RbdNotFoundError)) throw err;
+        }
+        if (row.anchor_image !== null) {
+          // Back to the trash, out of every listing the cloud uses; the clone pins it there.
+          try {
+            await this.#blocks.moveToTrash(origin);
+          } catch (err) {
+            if (!(err instanceof RbdNotFoundError)) throw err;
+          }
+        }
+      })(),
+    ]);
+    if (clone.status === 'rejected') throw clone.reason;
+    if (source.status === 'rejected') throw source.reason;
+    return { bytes: clone.value };
   }
 
-  async #finish(start: QuarantineRow, policy?: CaptureRequest['policy']): Promise<boolean> {
+  async #finish(start: QuarantineRow, bytes: number, policy?: CaptureRequest['policy']): Promise<boolean> {
     const row = (await this.store.get(start.id)) ?? start;
     const now = this.#clock();
-    const bytes = await this.#blocks.imageSize(this.#image(row, 'location'));
     // The retention decided when the capture was planned, carried by the row,
     // so a capture resumed after a crash keeps its policy's retention.
     const retention = policy?.retentionMs ?? row.retention_ms ?? this.#defaultRetentionMs;
@@ -393,9 +407,9 @@ export class CaptureEngine {
     const row = await this.store.get(id);
     if (row === undefined || row.anchor_image !== null || row.anchor_trash_id !== null) return false;
     const source = this.#image(row, 'source');
-    let info;
+    let sourceId: string;
     try {
-      info = await this.#blocks.info(source);
+      sourceId = await this.#blocks.imageId(source);
     } catch (err) {
       if (!(err instanceof RbdNotFoundError)) throw err;
       // The cloud's delete may have moved it to the trash (pool trash option): adopt it there.
@@ -405,7 +419,7 @@ export class CaptureEngine {
       await appendAudit(this.store.db, { actor: this.#actor, action: 'orphan.adopted', subject: id, details: { pool: row.source_pool, image: row.source_image, imageId: entry.id, from: 'trash' } });
       return true;
     }
-    if (info.id !== row.source_image_id) return false;
+    if (sourceId !== row.source_image_id) return false;
     await this.#blocks.moveToTrash(source);
     await this.store.update(id, this.#clock(), { anchor_trash_id: row.source_image_id });
     await appendAudit(this.store.db, { actor: this.#actor, action: 'orphan.adopted', subject: id, details: { pool: row.source_pool, image: row.source_image, imageId: row.source_image_id } });

@@ -33,6 +33,10 @@ export class TrashAdoption {
   /** Records intents for new trash entries; returns their ids, each also given to `onIntent` as soon as it is recorded. */
   async scan(onIntent: (id: string) => void = () => undefined): Promise<string[]> {
     const { config, blocks, intents, engine, db, policies, clock } = this.#ctx;
+    // Only a trash-mode policy adopts entries (planForTrashEntry): without
+    // one a listing can record nothing, and each would cost a call per pool
+    // every scan interval. The periodic scan lists again once a policy wants it.
+    if (!policies().some((p) => p.capture.mode === 'trash')) return [];
     const known = await intents.subjects(config.cloud, 'trash');
     const out: string[] = [];
     for (const pool of config.watchedPools) {

@@ -482,6 +482,10 @@ export class LibrbdStore implements BlockStore {
     });
   }
 
+  async imageParent(image: ImageSpec): Promise<ParentInfo | undefined> {
+    return this.#withImage(image, 'read', (handle, target) => this.#parent(handle, target));
+  }
+
   async #readId(handle: Handle, target: string): Promise<string> {
     const idBuffer = Buffer.alloc(64);
     await this.#c('rbd_get_id', target, handle, idBuffer, idBuffer.length);

@@ -22,6 +22,7 @@ import type {
   ImageInfo,
   ImageRef,
   ImageSpec,
+  ParentInfo,
   ImportSource,
   NamespaceRef,
   PoolRef,
@@ -176,6 +177,10 @@ export class RbdCli implements BlockStore {
 
   async imageSize(image: ImageSpec): Promise<number> {
     return (await this.info(image)).sizeBytes;
+  }
+
+  async imageParent(image: ImageSpec): Promise<ParentInfo | undefined> {
+    return (await this.info(image)).parent;
   }
 
   async createImage(image: ImageSpec, sizeBytes: number): Promise<void> {

@@ -12,7 +12,8 @@ import { openLedgerDb, type LedgerDb } from '../../operator/ledger/db.ts';
 import { RbdCli } from '../../operator/ceph/rbd-cli.ts';
 import type { ImageSpec } from '../../operator/domain/block-store.ts';
 import type { QuarantineRow } from '../../operator/capture/quarantine-store.ts';
-import { silentLogger } from '../../operator/log.ts';
+import { createLogger, silentLogger, type Logger } from '../../operator/log.ts';
+import { appendFileSync } from 'node:fs';
 import { requireEnv, uniqueSuffix } from '../support/env.ts';
 
 export const env = {
@@ -117,13 +118,24 @@ export function writeSetup(o: OperatorSetup): Setup {
   return { cloud, policy, dir, dbUrl: `sqlite:${join(dir, 'ledger.db')}`, manifests: join(dir, 'manifests'), secrets: join(dir, 'secrets') };
 }
 
+/**
+ * The operator's log: silent, unless QTEST_OPERATOR_LOG names a file, which
+ * then gets every line at LOG_LEVEL (default debug), for diagnosing a test or
+ * a bench run after the fact.
+ */
+function operatorLogger(): Logger {
+  const file = process.env['QTEST_OPERATOR_LOG'];
+  if (file === undefined || file === '') return silentLogger;
+  return createLogger({ level: process.env['LOG_LEVEL'] ?? 'debug', format: 'json', write: (line) => appendFileSync(file, line) });
+}
+
 export async function startOperator(o: OperatorSetup): Promise<RunningOperator> {
   const { cloud, policy, dir, dbUrl } = writeSetup(o);
   const ac = new AbortController();
   let ready!: (op: Operator) => void;
   const isReady = new Promise<Operator>((r) => { ready = r; });
   const run = runStandalone({
-    dbUrl, manifests: join(dir, 'manifests'), secretsDir: join(dir, 'secrets'), logger: silentLogger, signal: ac.signal,
+    dbUrl, manifests: join(dir, 'manifests'), secretsDir: join(dir, 'secrets'), logger: operatorLogger(), signal: ac.signal,
     onReady: (op) => ready(op), orphanGraceMs: o.orphanGraceMs ?? 500,
   });
   const operator = await Promise.race([isReady, run.then(() => { throw new Error('the operator stopped before it was ready'); })]);

@@ -257,6 +257,8 @@ export function blockStoreContract(name: string, setup: () => Promise<ContractCo
       assert.equal(all[0]?.namespace, 'trash');
       assert.equal(all[0]?.originalName, captureSnap.snapshot);
       assert.equal((await operator.info(quarantined)).parent?.snapshot, all[0]?.name);
+      // imageParent alone says what info says of the parent
+      assert.deepEqual(await operator.imageParent(quarantined), (await operator.info(quarantined)).parent);
       assert.deepEqual(await exportSha256(operator, quarantined), { sha: contentSha, bytes: content.length });
     });
 
@@ -316,6 +318,12 @@ export function blockStoreContract(name: string, setup: () => Promise<ContractCo
     it('imageSize is the size info gives; a missing image is NotFound', async () => {
       assert.equal(await operator.imageSize(disk), (await operator.info(disk)).sizeBytes);
       await assert.rejects(operator.imageSize({ pool: vms, image: `missing-${run}` }), RbdNotFoundError);
+    });
+
+    it('imageParent of a flattened or plain image is none; a missing image is NotFound', async () => {
+      assert.equal(await operator.imageParent(quarantined), undefined);
+      assert.equal(await operator.imageParent(disk), undefined);
+      await assert.rejects(operator.imageParent({ pool: vms, image: `missing-${run}` }), RbdNotFoundError);
     });
 
     it('imageId is the id info gives; a missing image is NotFound', async () => {

@@ -20,6 +20,7 @@ import type {
   ImageInfo,
   ImageRef,
   ImageSpec,
+  ParentInfo,
   ImportSource,
   NamespaceRef,
   PoolRef,
@@ -203,6 +204,11 @@ export class FakeBlockStore implements BlockStore {
   async imageSize(ref: ImageSpec): Promise<number> {
     this.#enter('imageSize', ref);
     return (await this.info(ref)).sizeBytes;
+  }
+
+  async imageParent(ref: ImageSpec): Promise<ParentInfo | undefined> {
+    this.#enter('imageParent', ref);
+    return (await this.info(ref)).parent;
   }
 
   async info(ref: ImageRef): Promise<ImageInfo> {
