@@ -23,6 +23,7 @@ import { prepare } from '../../operator/intake/pipeline.ts';
 import { applyBatch, type Recorded } from '../../operator/ledger/apply.ts';
 import { migrateToLatest, openLedgerDb, type LedgerDb } from '../../operator/ledger/db.ts';
 import type { LedgerSchema } from '../../operator/ledger/schema.ts';
+import { MEMORY_ENV, NODE_MEMORY_FLAGS } from '../../operator/process-memory.ts';
 
 type Engine = 'sqlite' | 'postgres';
 
@@ -187,11 +188,13 @@ async function runEngine(engine: Engine, ctx: Context, recorded: readonly Record
 
 /**
  * A long apply with nothing held beforehand, in a process of its own
- * (apply-stream.ts) started with the given Node options: the workload is
+ * (apply-stream.ts) started as the operator's launchers start it
+ * (operator/process-memory.ts), or with the Node options given: the workload is
  * generated, decoded and applied one batch at a time, so the process's RSS is
  * the ledger's own (Node, the driver, SQLite's page cache, one batch).
  */
-async function runStream(engine: Engine, ctx: Context, n: number, batch: number, nodeOptions: readonly string[]): Promise<Figure[]> {
+async function runStream(engine: Engine, ctx: Context, n: number, batch: number, given: readonly string[] | undefined): Promise<Figure[]> {
+  const nodeOptions = given ?? NODE_MEMORY_FLAGS;
   let url: string;
   if (engine === 'sqlite') {
     const path = join(ctx.outDir, 'apply_stream.sqlite');
@@ -205,7 +208,9 @@ async function runStream(engine: Engine, ctx: Context, n: number, batch: number,
     url = await ctx.services.postgresUrl('apply_stream');
   }
   const t0 = performance.now();
-  const child = spawn(process.execPath, [...nodeOptions, '--expose-gc', fileURLToPath(new URL('./apply-stream.ts', import.meta.url)), url, String(n), String(batch)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...nodeOptions, '--expose-gc', fileURLToPath(new URL('./apply-stream.ts', import.meta.url)), url, String(n), String(batch)], {
+    stdio: ['ignore', 'pipe', 'inherit'], env: given === undefined ? { ...process.env, ...MEMORY_ENV } : process.env,
+  });
   let result: StreamResult | undefined;
   for await (const line of createInterface({ input: child.stdout })) {
     const [word, a, b] = line.split(' ');
@@ -220,16 +225,17 @@ async function runStream(engine: Engine, ctx: Context, n: number, batch: number,
   const mib = (b: number) => round(b / 2 ** 20, 1);
   const rate = Math.round(n / r.seconds);
   const cpuPerN = Math.round(r.cpuUs / n);
-  const options = nodeOptions.length === 0 ? 'default Node options' : `node ${nodeOptions.join(' ')}`;
+  const operatorEnv = Object.entries(MEMORY_ENV).map(([k, v]) => `${k}=${v}`).join(' ');
+  const options = given === undefined ? `the operator's settings: ${operatorEnv} node ${nodeOptions.join(' ')}` : nodeOptions.length === 0 ? 'default Node options' : `node ${nodeOptions.join(' ')}`;
   const engineName = engine === 'sqlite' ? 'SQLite (file)' : 'PostgreSQL';
   ctx.progress.log(`${engine}: streamed apply of ${n}: ${rate}/s, peak RSS ${mib(r.peakRss)} MiB`);
   ctx.note(`${engine}, streamed (${options}): ${n} notifications generated, decoded and applied a batch of ${batch} at a time in ${round(r.seconds, 1)} s ` +
     `(${rate}/s, decoding included, ${cpuPerN} µs of CPU per notification); RSS ${mib(r.startRss)} MiB after start-up, peak ${mib(r.peakRss)} MiB` +
     `${r.liveHeap === undefined ? '' : `; V8 heap live after a full collection at the end ${mib(r.liveHeap)} MiB`}.`);
   return [{
-    // Runs with other Node options are other figures (e.g. apply.sqlite.stream.rss.max-old-space-size-128).
-    figure: `apply.${engine}.stream.rss${nodeOptions.length === 0 ? '' : `.${nodeOptions.join(' ').replace(/^-+/, '').replace(/[^a-z0-9]+/gi, '-').replace(/-+$/, '').toLowerCase()}`}`,
-    label: `peak RSS through a streamed apply of ${n.toLocaleString('en-US')} notifications into ${engineName}${nodeOptions.length === 0 ? '' : ` (node ${nodeOptions.join(' ')})`}`,
+    // Runs with other Node options are other figures (e.g. apply.sqlite.stream.rss.max-old-space-size-128, .node-defaults).
+    figure: `apply.${engine}.stream.rss${given === undefined ? '' : given.length === 0 ? '.node-defaults' : `.${given.join(' ').replace(/^-+/, '').replace(/[^a-z0-9]+/gi, '-').replace(/-+$/, '').toLowerCase()}`}`,
+    label: `peak RSS through a streamed apply of ${n.toLocaleString('en-US')} notifications into ${engineName}${given === undefined ? '' : ` (${options})`}`,
     value: mib(r.peakRss),
     unit: 'MiB',
     target: { op: '<=', value: 256 },
@@ -250,7 +256,7 @@ export const apply: Scenario = {
     { name: 'apply-batch', description: 'notifications per applyBatch call (the Cloud prefetch default)', default: '200' },
     { name: 'apply-stream-n', description: 'notifications for the streamed apply (generated, decoded and applied a batch at a time, for peak RSS); 0 skips it', default: '0' },
     { name: 'apply-stream-engines', description: 'comma-separated engines for the streamed apply', default: 'sqlite' },
-    { name: 'apply-stream-node-options', description: 'space-separated Node options for the streamed apply\'s process (e.g. --max-old-space-size=128)', default: '' },
+    { name: 'apply-stream-node-options', description: 'space-separated Node options for the streamed apply\'s process instead of the operator\'s own (operator/process-memory.ts), e.g. --max-old-space-size=128; "none" for Node\'s defaults', default: '' },
   ],
   async run(ctx) {
     const n = Number(ctx.param('apply-n'));
@@ -264,7 +270,8 @@ export const apply: Scenario = {
     const streamEngines = ctx.param('apply-stream-engines').split(',').map((s) => s.trim()).filter((s) => s !== '');
     for (const e of streamEngines) if (e !== 'sqlite' && e !== 'postgres') throw new Error(`unknown engine ${e}`);
     const figures: Figure[] = [];
-    const nodeOptions = ctx.param('apply-stream-node-options').split(' ').filter((s) => s !== '');
+    const optionsParam = ctx.param('apply-stream-node-options').trim();
+    const nodeOptions = optionsParam === '' ? undefined : optionsParam === 'none' ? [] : optionsParam.split(' ').filter((s) => s !== '');
     if (streamN > 0) for (const e of streamEngines as Engine[]) figures.push(...(await runStream(e, ctx, streamN, batch, nodeOptions)));
     if (engines.length === 0) return figures;
     const { recorded, decodeMs, bodyBytes } = decodeAll(n);

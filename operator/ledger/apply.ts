@@ -10,7 +10,7 @@
 // and written back with one multi-row upsert per table; facts are written in
 // multi-row inserts. The statements per batch are bounded by the number of
 // tables, not the number of notifications.
-import type { Insertable, Kysely, Transaction } from 'kysely';
+import { sql, type Insertable, type Kysely, type Transaction } from 'kysely';
 import { createHash } from 'node:crypto';
 import type { LedgerSchema, InstancesTable, PortsTable, RoutersTable } from './schema.ts';
 import type {
@@ -21,6 +21,8 @@ import { storedIp } from '../domain/ip.ts';
 import { vmDocumentOrder } from '../domain/opennebula-states.ts';
 import { EVER, lowerTo, rederive, releaseOf, touchSlot, touched, type Touched } from './derive.ts';
 import type { NameSource } from '../domain/owner-names.ts';
+import * as pgSets from './pg-sets.ts';
+import { pieces, slices } from './pieces.ts';
 
 export type ApplyOutcome = 'applied' | 'duplicate' | 'ignored';
 
@@ -75,9 +77,7 @@ export async function applyBatch(db: Kysely<LedgerSchema>, batch: readonly Recor
 
 const CHUNK = 400;
 function chunks<T>(xs: readonly T[], size = CHUNK): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < xs.length; i += size) out.push(xs.slice(i, i + size));
-  return out;
+  return pieces(xs, size);
 }
 
 /** SHA-256 of the body as received: stays with the notification after the body itself has expired. */
@@ -89,14 +89,17 @@ const digest = (body: string) => createHash('sha256').update(body).digest('hex')
  */
 async function recordNotifications(trx: Tx, batch: readonly Recorded[]): Promise<Set<number>> {
   const inserted = new Map<string, number>();
-  for (const part of chunks(batch)) {
+  const pg = pgSets.isPostgres(trx);
+  for (const part of chunks(batch, pg ? Infinity : CHUNK)) {
     const rows = part.map(({ notification: n, body }) => ({
       cloud: n.cloud, source: n.source, message_id: n.messageId, id_kind: n.idKind, event_type: n.eventType,
       publisher: n.publisher ?? null, occurred_at: n.occurredAt.getTime(), received_at: n.receivedAt.getTime(),
       outcome: n.ignored ? 'ignored' : 'applied', body_sha256: digest(body),
     }));
-    const got = await trx.insertInto('notifications').values(rows)
-      .onConflict((oc) => oc.columns(['cloud', 'message_id']).doNothing()).returning(['id', 'cloud', 'message_id']).execute();
+    const got = pg
+      ? await pgSets.insertRows<'notifications', { id: number; cloud: string; message_id: string }>(trx, 'notifications', rows, sql`ON CONFLICT (cloud, message_id) DO NOTHING RETURNING id, cloud, message_id`)
+      : await trx.insertInto('notifications').values(rows)
+        .onConflict((oc) => oc.columns(['cloud', 'message_id']).doNothing()).returning(['id', 'cloud', 'message_id']).execute();
     for (const g of got) inserted.set(`${g.cloud}\u0000${g.message_id}`, g.id);
   }
   const fresh = new Set<number>();
@@ -110,7 +113,8 @@ async function recordNotifications(trx: Tx, batch: readonly Recorded[]): Promise
     bodies.push({ notification_id: id, received_at: n.receivedAt.getTime(), body });
   }
   // Bodies are large: fewer per statement keeps each statement's text and parameters small.
-  for (const part of chunks(bodies, 100)) await trx.insertInto('notification_bodies').values(part).execute();
+  if (pg) await pgSets.insertRows(trx, 'notification_bodies', bodies);
+  else for (const part of chunks(bodies, 100)) await trx.insertInto('notification_bodies').values(part).execute();
   return fresh;
 }
 
@@ -123,6 +127,12 @@ interface Buffered {
 }
 
 async function flush(trx: Tx, buf: Buffered): Promise<void> {
+  if (pgSets.isPostgres(trx)) {
+    await pgSets.insertRows(trx, 'address_changes', buf.changes);
+    await pgSets.insertRows(trx, 'slot_snapshots', buf.snapshots);
+    await pgSets.insertRows(trx, 'instance_events', buf.links, sql`ON CONFLICT (cloud, instance_id, message_id) DO NOTHING`);
+    return;
+  }
   for (const part of chunks(buf.changes)) await trx.insertInto('address_changes').values(part).execute();
   for (const part of chunks(buf.snapshots)) await trx.insertInto('slot_snapshots').values(part).execute();
   for (const part of chunks(buf.links)) {
@@ -142,6 +152,14 @@ type PortRow = Insertable<PortsTable> & { device_id: string | null; device_owner
 type RouterRow = Insertable<RoutersTable> & { name: string | null; project: string | null; deleted_at: number | null };
 
 const key = (cloud: string, id: string) => `${cloud}\u0000${id}`;
+
+// Every column, as `selectAll()` reads them on SQLite.
+const INSTANCE_COLUMNS = [
+  'cloud', 'instance_id', 'name', 'project', 'user_id', 'host', 'image', 'flavor', 'state', 'created_at', 'deleted_at', 'deleted_by', 'first_seen_at',
+  'last_event_at', 'ended_at', 'user_name', 'project_name', 'user_name_source', 'user_name_at', 'project_name_source', 'project_name_at', 'gone_after', 'gone_by',
+] as const;
+const PORT_COLUMNS = ['cloud', 'port_id', 'device_id', 'device_owner', 'network', 'mac', 'project', 'deleted_at', 'last_event_at'] as const;
+const ROUTER_COLUMNS = ['cloud', 'router_id', 'name', 'project', 'deleted_at', 'last_event_at'] as const;
 
 /** Rows read once for the batch, changed in memory, written back once. */
 class Entities {
@@ -180,6 +198,15 @@ class Entities {
       }
     }
     const rows = new Entities(touchedIn);
+    if (pgSets.isPostgres(trx)) {
+      for (const [cloud, w] of want) {
+        for (const r of await pgSets.byKeys(trx, 'instances', 'instance_id', cloud, w.instances, INSTANCE_COLUMNS)) rows.instances.set(key(cloud, r.instance_id), r);
+        for (const r of await pgSets.byKeys(trx, 'ports', 'port_id', cloud, w.ports, PORT_COLUMNS)) rows.ports.set(key(cloud, r.port_id), r);
+        for (const r of await pgSets.byKeys(trx, 'ports', 'mac', cloud, w.macs, PORT_COLUMNS)) rows.ports.set(key(cloud, r.port_id), r);
+        for (const r of await pgSets.byKeys(trx, 'routers', 'router_id', cloud, w.routers, ROUTER_COLUMNS)) rows.routers.set(key(cloud, r.router_id), r);
+      }
+      return rows;
+    }
     for (const [cloud, w] of want) {
       for (const part of chunks([...w.instances])) {
         for (const r of await trx.selectFrom('instances').selectAll().where('cloud', '=', cloud).where('instance_id', 'in', part).execute()) rows.instances.set(key(cloud, r.instance_id), r);
@@ -238,8 +265,10 @@ class Entities {
   }
 
   async write(trx: Tx): Promise<void> {
+    // PostgreSQL takes up to 65,535 parameters, and plans each statement anew: one statement per table for the intake's batches.
+    const split = pgSets.isPostgres(trx) ? <T>(xs: readonly T[]) => slices(xs, 2000) : chunks;
     const instances = [...this.#dirty.instances].map((k) => this.instances.get(k) as InstanceRow);
-    for (const part of chunks(instances, 200)) {
+    for (const part of split(instances, 200)) {
       await trx.insertInto('instances').values(part).onConflict((oc) => oc.columns(['cloud', 'instance_id']).doUpdateSet((eb) => ({
         name: eb.ref('excluded.name'), project: eb.ref('excluded.project'), user_id: eb.ref('excluded.user_id'), host: eb.ref('excluded.host'),
         image: eb.ref('excluded.image'), flavor: eb.ref('excluded.flavor'), state: eb.ref('excluded.state'), created_at: eb.ref('excluded.created_at'),
@@ -250,14 +279,14 @@ class Entities {
       }))).execute();
     }
     const ports = [...this.#dirty.ports].map((k) => this.ports.get(k) as PortRow);
-    for (const part of chunks(ports, 300)) {
+    for (const part of split(ports, 300)) {
       await trx.insertInto('ports').values(part).onConflict((oc) => oc.columns(['cloud', 'port_id']).doUpdateSet((eb) => ({
         device_id: eb.ref('excluded.device_id'), device_owner: eb.ref('excluded.device_owner'), network: eb.ref('excluded.network'),
         mac: eb.ref('excluded.mac'), project: eb.ref('excluded.project'), deleted_at: eb.ref('excluded.deleted_at'), last_event_at: eb.ref('excluded.last_event_at'),
       }))).execute();
     }
     const routers = [...this.#dirty.routers].map((k) => this.routers.get(k) as RouterRow);
-    for (const part of chunks(routers, 300)) {
+    for (const part of split(routers, 300)) {
       await trx.insertInto('routers').values(part).onConflict((oc) => oc.columns(['cloud', 'router_id']).doUpdateSet((eb) => ({
         name: eb.ref('excluded.name'), project: eb.ref('excluded.project'), deleted_at: eb.ref('excluded.deleted_at'), last_event_at: eb.ref('excluded.last_event_at'),
       }))).execute();
@@ -494,10 +523,13 @@ async function adoptMacSlots(trx: Tx, macs: Buffered['macs'], byCloud: ReadonlyM
   }
   for (const [cloud, ports] of perCloud) {
     const t = byCloud.get(cloud) ?? touched();
-    for (const part of chunks([...ports.keys()], 100)) {
-      const rows = await trx.selectFrom('address_changes').select(['slot', 'address']).distinct()
-        // The cloud in every branch lets SQLite answer each from the (cloud, slot) index.
-        .where((eb) => eb.or(part.map((mac) => eb.and([eb('cloud', '=', cloud), eb('slot', '>=', `mac:${mac}|`), eb('slot', '<', `mac:${mac}}`)])))).execute();
+    const pg = pgSets.isPostgres(trx);
+    for (const part of chunks([...ports.keys()], pg ? Infinity : 100)) {
+      const rows = pg
+        ? await pgSets.inSlotRanges(trx, 'address_changes', cloud, part.map((mac) => [`mac:${mac}|`, `mac:${mac}}`] as const), ['slot', 'address'], true)
+        : await trx.selectFrom('address_changes').select(['slot', 'address']).distinct()
+          // The cloud in every branch lets SQLite answer each from the (cloud, slot) index.
+          .where((eb) => eb.or(part.map((mac) => eb.and([eb('cloud', '=', cloud), eb('slot', '>=', `mac:${mac}|`), eb('slot', '<', `mac:${mac}}`)])))).execute();
       for (const r of rows) {
         const mac = r.slot.slice('mac:'.length, r.slot.lastIndexOf('|'));
         const portId = ports.get(mac) as string;

@@ -14,6 +14,8 @@
 // costs a bounded number of statements whatever its size.
 import { sql, type ExpressionBuilder, type Transaction } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
+import * as pgSets from './pg-sets.ts';
+import { pieces } from './pieces.ts';
 import {
   clipIntervals, compareChanges, deriveIntervals, splitByOwner, type ChangeOp, type ChangePoint, type DerivedInterval, type HolderAttrs, type OwnerSpan,
 } from '../domain/intervals.ts';
@@ -53,10 +55,7 @@ const CHUNK = 500;
 /** Key ranges per statement: each is an OR branch the planner answers from the index. */
 const RANGE_CHUNK = 100;
 function chunks<T>(xs: Iterable<T>, size = CHUNK): T[][] {
-  const all = [...xs];
-  const out: T[][] = [];
-  for (let i = 0; i < all.length; i += size) out.push(all.slice(i, i + size));
-  return out;
+  return pieces([...xs], size);
 }
 
 /** Slots are `fip:ID`, `port:ID|ADDR`, `mac:MAC|ADDR`, `instance:ID|ADDR`, `nova-floating:ID|ADDR`, `one-nic:ID/NIC|ADDR`, `router-gw:ID|ADDR`. */
@@ -82,6 +81,10 @@ function inRanges(cloud: string, ranges: ReadonlyArray<[string, string]>) {
 }
 
 async function slotsInRanges(trx: Tx, cloud: string, ranges: ReadonlyArray<[string, string]>, into: Set<string>): Promise<void> {
+  if (pgSets.isPostgres(trx)) {
+    for (const r of await pgSets.inSlotRanges(trx, 'address_changes', cloud, ranges, ['slot'], true)) into.add(r.slot);
+    return;
+  }
   for (const part of chunks(ranges, RANGE_CHUNK)) {
     const rows = await trx.selectFrom('address_changes').select('slot').distinct().where(inRanges(cloud, part)).execute();
     for (const r of rows) into.add(r.slot);
@@ -106,8 +109,10 @@ export async function rederive(trx: Tx, cloud: string, t: Touched): Promise<void
   }
   // No DISTINCT and no slot range in these lookups: either lets SQLite's
   // planner prefer the (cloud, slot) index, which scans every fact of the cloud.
-  for (const ids of chunks(t.instances)) {
-    const rows = await trx.selectFrom('address_changes').select(['slot', 'holder_key']).where('cloud', '=', cloud).where('holder_key', 'in', ids).execute();
+  // One statement per lookup on PostgreSQL: its keys go as one array.
+  const size = pgSets.isPostgres(trx) ? Infinity : CHUNK;
+  for (const ids of chunks(t.instances, size)) {
+    const rows = await byHolder(trx, cloud, ids);
     for (const r of rows) {
       if (!isFip(r.slot)) plainSet.add(r.slot);
       else {
@@ -118,8 +123,10 @@ export async function rederive(trx: Tx, cloud: string, t: Touched): Promise<void
     }
   }
   // Floating IPs whose own payload named the instance: its end bounds that attribution.
-  for (const ids of chunks(t.ends.keys())) {
-    const named = await trx.selectFrom('address_changes').select(['slot', 'instance_id']).where('cloud', '=', cloud).where('instance_id', 'in', ids).execute();
+  for (const ids of chunks(t.ends.keys(), size)) {
+    const named = pgSets.isPostgres(trx)
+      ? await pgSets.byKeys(trx, 'address_changes', 'instance_id', cloud, ids, ['slot', 'instance_id'])
+      : await trx.selectFrom('address_changes').select(['slot', 'instance_id']).where('cloud', '=', cloud).where('instance_id', 'in', ids).execute();
     for (const r of named) if (isFip(r.slot) && r.instance_id !== null) lowerTo(fipFrom, r.slot, t.ends.get(r.instance_id) as number);
   }
   await slotsInRanges(trx, cloud, [...t.ports].map(portSlotRange), plainSet);
@@ -133,11 +140,17 @@ export async function rederive(trx: Tx, cloud: string, t: Touched): Promise<void
     const p = portOfSlot(slot);
     if (p !== undefined) lowerTo(portFrom, p, at);
   }
-  for (const ids of chunks(portFrom.keys())) {
-    const rows = await trx.selectFrom('address_changes').select(['slot', 'holder_key']).where('cloud', '=', cloud).where('holder_key', 'in', ids).execute();
+  for (const ids of chunks(portFrom.keys(), size)) {
+    const rows = await byHolder(trx, cloud, ids);
     for (const r of rows) if (isFip(r.slot)) lowerTo(fipFrom, r.slot, portFrom.get(r.holder_key) as number);
   }
   await rederiveFips(trx, cloud, fipFrom);
+}
+
+/** Facts whose holder is one of `ids`. */
+async function byHolder(trx: Tx, cloud: string, ids: readonly string[]): Promise<Array<{ slot: string; holder_key: string }>> {
+  if (pgSets.isPostgres(trx)) return pgSets.byKeys(trx, 'address_changes', 'holder_key', cloud, ids, ['slot', 'holder_key']);
+  return trx.selectFrom('address_changes').select(['slot', 'holder_key']).where('cloud', '=', cloud).where('holder_key', 'in', ids).execute();
 }
 
 type ChangeRow = { slot: string; at: number; ord: number; op: string; holder_key: string; since: number | null; address: string; kind: string; instance_id: string | null; port: string | null; mac: string | null; network: string | null; project: string | null; message_id: string | null };
@@ -170,6 +183,11 @@ async function loadPoints(trx: Tx, cloud: string, slots: readonly string[], star
       list.push(pointOf(r));
     }
   };
+  if (pgSets.isPostgres(trx)) {
+    add(await pgSets.byKeys(trx, 'address_changes', 'slot', cloud, slots.filter((s) => !starts.has(s)), CHANGE_COLUMNS));
+    add(await pgSets.slotsFrom(trx, 'address_changes', 'at', cloud, slots.filter((s) => starts.has(s)).map((s) => [s, starts.get(s) as number] as const), CHANGE_COLUMNS));
+    return out;
+  }
   for (const part of chunks(slots.filter((s) => !starts.has(s)))) {
     add(await trx.selectFrom('address_changes').select(CHANGE_COLUMNS).where('cloud', '=', cloud).where('slot', 'in', part).execute());
   }
@@ -185,6 +203,7 @@ async function loadPoints(trx: Tx, cloud: string, slots: readonly string[], star
  * not depend on any fact at or after it. Slots without one are left out.
  */
 async function lastReleases(trx: Tx, cloud: string, before: ReadonlyArray<readonly [string, number]>): Promise<Map<string, number>> {
+  if (pgSets.isPostgres(trx)) return pgSets.lastReleases(trx, cloud, before);
   const out = new Map<string, number>();
   for (const part of chunks(before, RANGE_CHUNK)) {
     // One scalar subquery per slot: each walks the (cloud, slot, at) index backwards from its time.
@@ -197,6 +216,10 @@ async function lastReleases(trx: Tx, cloud: string, before: ReadonlyArray<readon
 
 async function instanceEnds(trx: Tx, cloud: string, ids: Iterable<string>): Promise<Map<string, number>> {
   const ends = new Map<string, number>();
+  if (pgSets.isPostgres(trx)) {
+    for (const r of await pgSets.byKeys(trx, 'instances', 'instance_id', cloud, ids, ['instance_id', 'ended_at'])) if (r.ended_at !== null) ends.set(r.instance_id, r.ended_at);
+    return ends;
+  }
   for (const part of chunks(ids)) {
     const rows = await trx.selectFrom('instances').select(['instance_id', 'ended_at']).where('cloud', '=', cloud).where('instance_id', 'in', part).where('ended_at', 'is not', null).execute();
     for (const r of rows) if (r.ended_at !== null) ends.set(r.instance_id, r.ended_at);
@@ -213,8 +236,10 @@ interface Snapshot {
 
 async function snapshots(trx: Tx, cloud: string, owners: Iterable<string>): Promise<Map<string, Snapshot[]>> {
   const out = new Map<string, Snapshot[]>();
-  for (const part of chunks(owners)) {
-    const rows = await trx.selectFrom('slot_snapshots').select(['owner', 'at', 'ord', 'message_id', 'members']).where('cloud', '=', cloud).where('owner', 'in', part).execute();
+  for (const part of chunks(owners, pgSets.isPostgres(trx) ? Infinity : CHUNK)) {
+    const rows = pgSets.isPostgres(trx)
+      ? await pgSets.byKeys(trx, 'slot_snapshots', 'owner', cloud, part, ['owner', 'at', 'ord', 'message_id', 'members'])
+      : await trx.selectFrom('slot_snapshots').select(['owner', 'at', 'ord', 'message_id', 'members']).where('cloud', '=', cloud).where('owner', 'in', part).execute();
     for (const r of rows) {
       let list = out.get(r.owner);
       if (list === undefined) out.set(r.owner, (list = []));
@@ -231,8 +256,10 @@ interface PortRow {
 
 async function portRows(trx: Tx, cloud: string, ids: Iterable<string>): Promise<Map<string, PortRow>> {
   const out = new Map<string, PortRow>();
-  for (const part of chunks(ids)) {
-    const rows = await trx.selectFrom('ports').select(['port_id', 'deleted_at', 'mac']).where('cloud', '=', cloud).where('port_id', 'in', part).execute();
+  for (const part of chunks(ids, pgSets.isPostgres(trx) ? Infinity : CHUNK)) {
+    const rows = pgSets.isPostgres(trx)
+      ? await pgSets.byKeys(trx, 'ports', 'port_id', cloud, part, ['port_id', 'deleted_at', 'mac'])
+      : await trx.selectFrom('ports').select(['port_id', 'deleted_at', 'mac']).where('cloud', '=', cloud).where('port_id', 'in', part).execute();
     for (const r of rows) out.set(r.port_id, r);
   }
   return out;
@@ -349,9 +376,12 @@ async function rederiveFips(trx: Tx, cloud: string, from: ReadonlyMap<string, nu
   const portRow = await portRows(trx, cloud, portIds);
   // Who had each port when: the port slots' intervals, re-derived above where the batch touched them.
   const owners = new Map<string, OwnerSpan[]>();
-  for (const part of chunks(portIds, RANGE_CHUNK)) {
-    const rows = await trx.selectFrom('address_intervals').select(['slot', 'instance_id', 'valid_from', 'valid_to']).where(inRanges(cloud, part.map(portSlotRange))).where('instance_id', 'is not', null).execute();
+  for (const part of chunks(portIds, pgSets.isPostgres(trx) ? Infinity : RANGE_CHUNK)) {
+    const rows = pgSets.isPostgres(trx)
+      ? await pgSets.inSlotRanges(trx, 'address_intervals', cloud, part.map(portSlotRange), ['slot', 'instance_id', 'valid_from', 'valid_to'])
+      : await trx.selectFrom('address_intervals').select(['slot', 'instance_id', 'valid_from', 'valid_to']).where(inRanges(cloud, part.map(portSlotRange))).where('instance_id', 'is not', null).execute();
     for (const r of rows) {
+      if (r.instance_id === null) continue;
       const p = portOfSlot(r.slot) as string;
       let list = owners.get(p);
       if (list === undefined) owners.set(p, (list = []));
@@ -406,8 +436,13 @@ async function writeIntervals(trx: Tx, cloud: string, derived: ReadonlyMap<strin
       }
     }
   };
-  for (const part of chunks(whole)) add(await trx.selectFrom('address_intervals').select(columns).where('cloud', '=', cloud).where('slot', 'in', part).execute());
-  for (const part of chunks(tails, RANGE_CHUNK)) add(await trx.selectFrom('address_intervals').select(columns).where(slotsFrom(cloud, 'valid_from', part)).execute());
+  if (pgSets.isPostgres(trx)) {
+    add(await pgSets.byKeys(trx, 'address_intervals', 'slot', cloud, whole, columns));
+    add(await pgSets.slotsFrom(trx, 'address_intervals', 'valid_from', cloud, tails, columns));
+  } else {
+    for (const part of chunks(whole)) add(await trx.selectFrom('address_intervals').select(columns).where('cloud', '=', cloud).where('slot', 'in', part).execute());
+    for (const part of chunks(tails, RANGE_CHUNK)) add(await trx.selectFrom('address_intervals').select(columns).where(slotsFrom(cloud, 'valid_from', part)).execute());
+  }
   const owners = new Map<string, number>();
   const changed = slots.filter((slot) => {
     const ds = derived.get(slot) ?? [];
@@ -421,16 +456,19 @@ async function writeIntervals(trx: Tx, cloud: string, derived: ReadonlyMap<strin
     return differs;
   });
   const gone = changed.filter((s) => current.has(s));
-  for (const part of chunks(gone.filter((s) => !starts.has(s)))) await trx.deleteFrom('address_intervals').where('cloud', '=', cloud).where('slot', 'in', part).execute();
-  for (const part of chunks(gone.filter((s) => starts.has(s)).map((s) => [s, starts.get(s) as number] as const), RANGE_CHUNK)) {
-    await trx.deleteFrom('address_intervals').where(slotsFrom(cloud, 'valid_from', part)).execute();
+  const goneTails = gone.filter((s) => starts.has(s)).map((s) => [s, starts.get(s) as number] as const);
+  if (pgSets.isPostgres(trx)) await pgSets.deleteIntervals(trx, cloud, gone.filter((s) => !starts.has(s)), goneTails);
+  else {
+    for (const part of chunks(gone.filter((s) => !starts.has(s)))) await trx.deleteFrom('address_intervals').where('cloud', '=', cloud).where('slot', 'in', part).execute();
+    for (const part of chunks(goneTails, RANGE_CHUNK)) await trx.deleteFrom('address_intervals').where(slotsFrom(cloud, 'valid_from', part)).execute();
   }
   const rows = changed.flatMap((slot) => (derived.get(slot) ?? []).map((d) => ({
     cloud, slot, address: d.address, kind: d.kind, network: d.network, port: d.port, mac: d.mac, instance_id: d.instanceId,
     project: d.project, valid_from: d.from, valid_to: d.to, opened_by: d.openedBy, closed_by: d.closedBy,
     from_certain: d.certainFrom ?? null, to_certain: d.certainTo ?? null,
   })));
-  for (const part of chunks(rows, ROWS)) await trx.insertInto('address_intervals').values(part).execute();
+  if (pgSets.isPostgres(trx)) await pgSets.insertRows(trx, 'address_intervals', rows);
+  else for (const part of chunks(rows, ROWS)) await trx.insertInto('address_intervals').values(part).execute();
   return owners;
 }
 

@@ -1,0 +1,19 @@
+// How the operator's process is started, for its memory. Every launcher
+// passes these: bin/quarantine, and the image's ENTRYPOINT and ENV (the
+// Dockerfile and scripts/build-image-tar.sh); test/unit/process-memory.test.ts
+// keeps them equal, and the streamed apply benchmark starts its process so.
+//
+// Measured through a streamed apply into SQLite (bench/scenarios/apply-stream.ts,
+// 40,000 notifications): with Node's defaults V8 kept a heap of 250 MB for a
+// live set of 15–30 MB, because each batch's short-lived objects fill a large
+// young generation and are promoted across the transaction's awaits; 8 MB
+// semi-spaces keep it near 60 MB. glibc gives each thread that allocates an
+// arena of its own (V8's helper threads, libuv's pool, 128 threads under
+// `quarantine run`), and memory freed in one stays there: two arenas took the
+// native part from 90 to about 30 MB.
+
+/** Node options of the operator's process (V8 flags; none limits the heap, so no burst can end the process). */
+export const NODE_MEMORY_FLAGS: readonly string[] = ['--max-semi-space-size=8'];
+
+/** Environment of the operator's process, read by glibc when the process starts (a value already set is kept). */
+export const MEMORY_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' };

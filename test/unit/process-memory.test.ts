@@ -1,0 +1,33 @@
+// Every launcher of the operator starts it with the memory settings of
+// operator/process-memory.ts: a launcher that lost them would bring back a
+// heap and malloc arenas several times the ledger's needs.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+import { MEMORY_ENV, NODE_MEMORY_FLAGS } from '../../operator/process-memory.ts';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const read = (path: string) => readFileSync(`${root}${path}`, 'utf8');
+const env = Object.entries(MEMORY_ENV).map(([k, v]) => `${k}=${v}`);
+
+test('the image (Dockerfile and scripts/build-image-tar.sh) runs Node with the memory flags and environment', () => {
+  const dockerfile = read('Dockerfile');
+  const entrypoint = z.array(z.string()).parse(JSON.parse(/^ENTRYPOINT (.*)$/m.exec(dockerfile)?.[1] ?? 'null'));
+  assert.deepEqual(entrypoint.slice(1, -1), [...NODE_MEMORY_FLAGS]);
+  for (const e of env) assert.match(dockerfile, new RegExp(`^ENV ${e}$`, 'm'));
+  const described = z.object({ entrypoint: z.array(z.string()), env: z.array(z.string()) })
+    .parse(JSON.parse(execFileSync('bash', [`${root}scripts/build-image-tar.sh`, '--describe'], { encoding: 'utf8' })));
+  assert.deepEqual(described.entrypoint.slice(1, -1), [...NODE_MEMORY_FLAGS]);
+  for (const e of env) assert.ok(described.env.includes(e), `build-image-tar.sh sets no ${e}`);
+});
+
+test('bin/quarantine runs Node with the memory flags and, unless already set, the environment', () => {
+  const script = read('bin/quarantine');
+  assert.match(script, new RegExp(`exec "\\$node" ${NODE_MEMORY_FLAGS.join(' ')} "\\$root/operator/cli/main.ts" "\\$@"`));
+  for (const [k, v] of Object.entries(MEMORY_ENV)) assert.ok(script.includes(`export ${k}="\${${k}:-${v}}"`), `bin/quarantine sets no ${k}`);
+  // And Node accepts the flags.
+  execFileSync(`${root}node_modules/.bin/node`, [...NODE_MEMORY_FLAGS, '-e', '0']);
+});
