@@ -3,23 +3,17 @@ import type { Kysely } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
 import { boundsOf, goneBetween } from './trace.ts';
 import { ownerNames } from './owner-names.ts';
-import type { NameSource } from '../domain/owner-names.ts';
+import type { OwnerNames } from '../domain/owner-names.ts';
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
-export interface InstanceHistory {
+/** Names beside the ids, present only where the cloud gave them, each with its source and read time (OwnerNames). */
+export interface InstanceHistory extends OwnerNames {
   cloud: string;
   id: string;
   name: string | null;
   project: string | null;
   user: string | null;
-  /** Names beside the ids, present only where the cloud gave them, each with its source and read time (OwnerNames). */
-  userName?: string;
-  userNameSource?: NameSource;
-  userNameReadAt?: string;
-  projectName?: string;
-  projectNameSource?: NameSource;
-  projectNameReadAt?: string;
   host: string | null;
   image: string | null;
   flavor: string | null;

@@ -7,7 +7,7 @@ import { traceStatement, type HolderRowBase } from './trace-index.ts';
 import { storedIp } from '../domain/ip.ts';
 import { boundsOf, goneBetween } from './bounds.ts';
 import { ownerNames, type OwnerNameColumns } from './owner-names.ts';
-import type { NameSource } from '../domain/owner-names.ts';
+import type { OwnerNames } from '../domain/owner-names.ts';
 
 export { boundsOf, goneBetween, type Bounds } from './bounds.ts';
 
@@ -31,18 +31,12 @@ export interface Holder {
   toUncertainUntil?: string;
   /** True when the asked time lies in an uncertainty window: the address may or may not have been held then. */
   uncertain?: true;
-  instance: {
+  /** Names beside the ids, present only where the cloud gave them, each with its source and read time. */
+  instance: OwnerNames & {
     id: string;
     name: string | null;
     project: string | null;
     user: string | null;
-    /** Names beside the ids, present only where the cloud gave them, each with its source and read time (OwnerNames). */
-    userName?: string;
-    userNameSource?: NameSource;
-    userNameReadAt?: string;
-    projectName?: string;
-    projectNameSource?: NameSource;
-    projectNameReadAt?: string;
     host: string | null;
     deletedAt: string | null;
     /** The API stopped listing the instance, with no notification of when: gone somewhere in this window. */
