@@ -32,8 +32,7 @@ after(async () => {
   for (const e of await op.operatorBlocks.listTrash({ pool: 'vms' })) {
     if (disks.includes(e.name) || e.name.startsWith('qop-anchor.')) await op.operatorBlocks.removeFromTrash({ pool: 'vms', imageId: e.id }, { force: true }).catch(() => undefined);
   }
-  await op.operatorBlocks.removePoolConfig('vms', 'rbd_move_to_trash_on_remove').catch(() => undefined);
-  await op.operatorBlocks.removePoolConfig('vms', 'rbd_move_to_trash_on_remove_expire_seconds').catch(() => undefined);
+  await op.disarmTrash();
   await op.stop();
 });
 

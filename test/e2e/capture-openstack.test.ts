@@ -10,13 +10,9 @@ import { RbdPermissionDeniedError } from '../../operator/ceph/errors.ts';
 import { restoreQuarantine } from '../../operator/capture/restore.ts';
 import { upsertHold, releaseHolds } from '../../operator/capture/holds.ts';
 import type { QuarantineRow } from '../../operator/capture/quarantine-store.ts';
-import { SimBus } from '../sim/bus.ts';
-import { NeutronSim } from '../sim/neutron.ts';
-import { NovaSim, waitForNotification } from '../sim/nova.ts';
+import { waitForNotification } from '../sim/nova.ts';
 import { NovaApi } from '../sim/nova-api.ts';
-import { cloudRbd } from '../sim/rbd-tool.ts';
-import { purgeImage } from '../sim/disks.ts';
-import { uniqueSuffix } from '../support/env.ts';
+import { startSimOpenStack, type SimOpenStack } from '../support/sim-openstack.ts';
 import { env, sha256Of, sleep, startOperator, until, type RunningOperator } from './harness.ts';
 
 const MiB = 1024 * 1024;
@@ -53,69 +49,45 @@ async function checkQuarantine(op: RunningOperator, q: QuarantineRow, expected: 
 }
 
 describe('OpenStack end to end', { concurrency: false }, () => {
-  const s = uniqueSuffix();
-  const novaExchange = `nova-${s}`;
-  const neutronExchange = `neutron-${s}`;
-  const imageId = `img-${s}`;
-  const { rbd, rbdTool } = cloudRbd({ cephConf: env.cephConf, id: env.cloudId });
-  let bus: SimBus;
-  let neutron: NeutronSim;
-  const novas: NovaSim[] = [];
-
-  async function nova(options: Partial<Parameters<typeof NovaSim.start>[0]> = {}): Promise<NovaSim> {
-    const n = await NovaSim.start({ bus, exchange: novaExchange, format: 'both', rbd, rbdTool, neutron, deleteGapMs: 300, destroyRetries: 3, destroyRetryIntervalMs: 100, ...options });
-    await n.ensureImage(imageId, 4 * MiB).catch(() => undefined);
-    novas.push(n);
-    return n;
-  }
+  let cloud: SimOpenStack;
 
   before(async () => {
-    bus = await SimBus.connect(env.amqpUrl);
-    neutron = await NeutronSim.start({ bus, exchange: neutronExchange });
+    cloud = await startSimOpenStack(env);
   });
   after(async () => {
-    const admin = cloudRbd({ cephConf: env.cephConf, id: env.operatorId });
-    for (const n of novas) {
-      await n.stop();
-      for (const server of n.servers()) for (const d of server.disks) await purgeImage(admin.rbd, d);
-    }
-    await novas[0]?.deleteImage(imageId).catch(() => undefined);
-    await neutron.stop();
-    await bus.deleteExchanges([novaExchange, neutronExchange]);
-    await bus.close();
+    await cloud.close();
   });
 
   test('trash mode: Nova deletes, the pool moves the disk to the trash, the operator adopts it', async () => {
-    const op = await startOperator({ type: 'openstack', exchanges: [novaExchange, neutronExchange], mode: 'trash', armTrash: true, retention: '2s' });
+    const op = await startOperator({ type: 'openstack', exchanges: cloud.exchanges, mode: 'trash', armTrash: true, retention: '2s' });
     try {
       assert.equal(await op.operatorBlocks.getPoolConfig('vms', 'rbd_move_to_trash_on_remove'), 'true', 'the operator armed the watched pool');
-      const n = await nova();
-      const server = await n.boot({ image: imageId, project: 'proj-hep', user: 'alice', host: 'compute-1' });
+      const n = await cloud.nova();
+      const server = await n.boot({ image: cloud.imageId, project: 'proj-hep', user: 'alice', host: 'compute-1' });
       const digest = await n.writeDisk(n.rootDisk(server.uuid), randomBytes(4 * MiB));
       await sleep(200);
       const del = await n.delete(server.uuid, { user: 'alice', project: 'proj-hep' });
       await del.done;
-      assert.ok(!(await rbd.listImages({ pool: 'vms' })).some((i) => i.startsWith(server.uuid)), 'Nova believes the disk is gone');
+      assert.ok(!(await cloud.rbd.listImages({ pool: 'vms' })).some((i) => i.startsWith(server.uuid)), 'Nova believes the disk is gone');
       const q = await op.waitForQuarantine(server.uuid);
       // Isolated by default: the capture digest taken, the data copied out, the anchor gone from the cloud's trash.
       await until(async () => (await op.quarantinesOf(server.uuid))[0]?.isolation === 'isolated', 'the quarantine isolated', 30_000);
       const isolated = (await op.quarantinesOf(server.uuid))[0] ?? q;
       assert.equal(isolated.digest, digest, 'the capture digest is that of the disk');
-      assert.ok(!(await rbd.listTrash({ pool: 'vms' })).some((e) => e.id === q.source_image_id), 'the anchor is released');
+      assert.ok(!(await cloud.rbd.listTrash({ pool: 'vms' })).some((e) => e.id === q.source_image_id), 'the anchor is released');
       await checkQuarantine(op, isolated, { sha256: digest, instance: server.uuid, user: 'alice', project: 'proj-hep', host: 'compute-1', address: server.ports[0]?.address ?? '?' });
     } finally {
-      await op.operatorBlocks.removePoolConfig('vms', 'rbd_move_to_trash_on_remove').catch(() => undefined);
-      await op.operatorBlocks.removePoolConfig('vms', 'rbd_move_to_trash_on_remove_expire_seconds').catch(() => undefined);
+      await op.disarmTrash();
       await op.stop();
     }
   });
 
   test('softDelete mode: captured on soft delete, then force-deleted through the Nova API; the disk Nova cannot remove is adopted', async () => {
-    const n = await nova({ reclaimInstanceIntervalMs: 3_600_000 });
+    const n = await cloud.nova({ reclaimInstanceIntervalMs: 3_600_000 });
     const api = await NovaApi.start({ nova: n, credentials: [{ id: 'app-cred', secret: 'app-secret', userId: 'quarantine-operator', projectId: 'admin', roles: ['admin'] }] });
-    const op = await startOperator({ type: 'openstack', exchanges: [novaExchange, neutronExchange], mode: 'softDelete', releaseResources: true, retention: '2s', api: { authUrl: api.authUrl, id: 'app-cred', secret: 'app-secret' }, orphanGraceMs: 300, isolate: false });
+    const op = await startOperator({ type: 'openstack', exchanges: cloud.exchanges, mode: 'softDelete', releaseResources: true, retention: '2s', api: { authUrl: api.authUrl, id: 'app-cred', secret: 'app-secret' }, orphanGraceMs: 300, isolate: false });
     try {
-      const server = await n.boot({ image: imageId, project: 'proj-astro', user: 'bob', host: 'compute-1' });
+      const server = await n.boot({ image: cloud.imageId, project: 'proj-astro', user: 'bob', host: 'compute-1' });
       const digest = await n.writeDisk(n.rootDisk(server.uuid), randomBytes(4 * MiB));
       await sleep(200);
       const del = await n.delete(server.uuid, { user: 'bob', project: 'proj-astro' });
@@ -125,7 +97,7 @@ describe('OpenStack end to end', { concurrency: false }, () => {
       await waitForNotification(n.timeline, server.uuid, 'instance.delete.end', { timeoutMs: 20_000 });
       assert.equal(n.server(server.uuid)?.deleted, true);
       assert.ok(api.requests.some((r) => r.method === 'POST' && r.path.endsWith('/action')), 'forceDelete went through the API');
-      await until(async () => !(await rbd.listImages({ pool: 'vms' })).includes(`${server.uuid}_disk`), 'the orphan adopted out of the cloud pool', 15_000);
+      await until(async () => !(await cloud.rbd.listImages({ pool: 'vms' })).includes(`${server.uuid}_disk`), 'the orphan adopted out of the cloud pool', 15_000);
       await checkQuarantine(op, (await op.quarantinesOf(server.uuid))[0] ?? q, { sha256: digest, instance: server.uuid, user: 'bob', project: 'proj-astro', host: 'compute-1', address: server.ports[0]?.address ?? '?' });
     } finally {
       await op.stop();
@@ -134,17 +106,17 @@ describe('OpenStack end to end', { concurrency: false }, () => {
   });
 
   test('onDelete mode: the snapshot on delete.start wins the race, Nova gives up, the orphan is adopted', async () => {
-    const n = await nova({ deleteGapMs: 1500 });
-    const op = await startOperator({ type: 'openstack', exchanges: [novaExchange, neutronExchange], mode: 'onDelete', retention: '2s', orphanGraceMs: 300, isolate: false });
+    const n = await cloud.nova({ deleteGapMs: 1500 });
+    const op = await startOperator({ type: 'openstack', exchanges: cloud.exchanges, mode: 'onDelete', retention: '2s', orphanGraceMs: 300, isolate: false });
     try {
-      const server = await n.boot({ image: imageId, project: 'proj-hep', user: 'carol', host: 'compute-1' });
+      const server = await n.boot({ image: cloud.imageId, project: 'proj-hep', user: 'carol', host: 'compute-1' });
       const digest = await n.writeDisk(n.rootDisk(server.uuid), randomBytes(4 * MiB));
       await sleep(200);
       const del = await n.delete(server.uuid, { user: 'mallory', project: 'proj-hep' });
       const q = await op.waitForQuarantine(server.uuid);
       await del.done;
       assert.ok(n.timeline.steps.some((st) => st.kind === 'disk-gave-up' && st.instance === server.uuid), 'Nova gave up on the pinned disk, silently');
-      await until(async () => !(await rbd.listImages({ pool: 'vms' })).includes(`${server.uuid}_disk`), 'the orphan adopted', 15_000);
+      await until(async () => !(await cloud.rbd.listImages({ pool: 'vms' })).includes(`${server.uuid}_disk`), 'the orphan adopted', 15_000);
       const inst = await op.ledger.db.selectFrom('instances').selectAll().where('instance_id', '=', server.uuid).executeTakeFirstOrThrow();
       assert.equal(inst.deleted_by, 'mallory', 'who deleted it is recorded');
       await checkQuarantine(op, q, { sha256: digest, instance: server.uuid, user: 'carol', project: 'proj-hep', host: 'compute-1', address: server.ports[0]?.address ?? '?' });

@@ -64,6 +64,8 @@ export interface RunningOperator {
   cloudBlocks: RbdCli;
   quarantinesOf(instanceId: string): Promise<QuarantineRow[]>;
   waitForQuarantine(instanceId: string, ms?: number): Promise<QuarantineRow>;
+  /** Leaves the watched pools as found: without the trash settings the operator armed them with (armTrash). */
+  disarmTrash(): Promise<void>;
   /** Stops the operator but keeps the ledger open for checks and cleanup. */
   halt(): Promise<void>;
   stop(): Promise<void>;
@@ -146,6 +148,13 @@ export async function startOperator(o: OperatorSetup): Promise<RunningOperator> 
   return {
     cloud, policy, dir, dbUrl, operator, ledger, operatorBlocks, cloudBlocks, quarantinesOf,
     waitForQuarantine: (instanceId, ms = 30_000) => until(async () => (await quarantinesOf(instanceId)).find((q) => q.state === 'quarantined' || q.state === 'failed'), `a quarantine of ${instanceId}`, ms),
+    async disarmTrash() {
+      // A setting that is not there (the pool never armed) is as good as removed.
+      for (const pool of o.watchedPools ?? ['vms']) {
+        await operatorBlocks.removePoolConfig(pool, 'rbd_move_to_trash_on_remove').catch(() => undefined);
+        await operatorBlocks.removePoolConfig(pool, 'rbd_move_to_trash_on_remove_expire_seconds').catch(() => undefined);
+      }
+    },
     async halt() {
       ac.abort();
       await run;

@@ -9,12 +9,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { sweep } from '../../operator/capture/sweep.ts';
 import { silentLogger } from '../../operator/log.ts';
-import { SimBus } from '../sim/bus.ts';
-import { NeutronSim } from '../sim/neutron.ts';
-import { NovaSim } from '../sim/nova.ts';
-import { cloudRbd } from '../sim/rbd-tool.ts';
-import { purgeImage } from '../sim/disks.ts';
-import { uniqueSuffix } from '../support/env.ts';
+import type { NovaSim } from '../sim/nova.ts';
+import { startSimOpenStack, type SimOpenStack } from '../support/sim-openstack.ts';
 import { env, sha256Of, sleep, startOperator, until, type RunningOperator } from './harness.ts';
 
 const MiB = 1024 * 1024;
@@ -23,21 +19,13 @@ const SCAN_INTERVAL_S = 3600;
 const PROMPT_MS = 5_000;
 
 describe('trash scan triggered by the delete notification', { concurrency: false }, () => {
-  const s = uniqueSuffix();
-  const novaExchange = `nova-${s}`;
-  const neutronExchange = `neutron-${s}`;
-  const imageId = `img-${s}`;
-  const { rbd, rbdTool } = cloudRbd({ cephConf: env.cephConf, id: env.cloudId });
-  let bus: SimBus;
-  let neutron: NeutronSim;
+  let cloud: SimOpenStack;
   let nova: NovaSim;
   let op: RunningOperator | undefined;
 
   before(async () => {
-    bus = await SimBus.connect(env.amqpUrl);
-    neutron = await NeutronSim.start({ bus, exchange: neutronExchange });
-    nova = await NovaSim.start({ bus, exchange: novaExchange, format: 'both', rbd, rbdTool, neutron, deleteGapMs: 300, destroyRetries: 3, destroyRetryIntervalMs: 100 });
-    await nova.ensureImage(imageId, 4 * MiB).catch(() => undefined);
+    cloud = await startSimOpenStack(env);
+    nova = await cloud.nova();
   });
   after(async () => {
     if (op !== undefined) {
@@ -48,35 +36,28 @@ describe('trash scan triggered by the delete notification', { concurrency: false
       for (const e of await op.operatorBlocks.listTrash({ pool: 'vms' })) {
         if (ours.has(e.name) || e.name.startsWith('qop-anchor.')) await op.operatorBlocks.removeFromTrash({ pool: 'vms', imageId: e.id }, { force: true }).catch(() => undefined);
       }
-      await op.operatorBlocks.removePoolConfig('vms', 'rbd_move_to_trash_on_remove').catch(() => undefined);
-      await op.operatorBlocks.removePoolConfig('vms', 'rbd_move_to_trash_on_remove_expire_seconds').catch(() => undefined);
+      await op.disarmTrash();
       await op.stop();
     }
-    const admin = cloudRbd({ cephConf: env.cephConf, id: env.operatorId });
-    await nova.stop();
-    for (const server of nova.servers()) for (const d of server.disks) await purgeImage(admin.rbd, d).catch(() => undefined);
-    await nova.deleteImage(imageId).catch(() => undefined);
-    await neutron.stop();
-    await bus.deleteExchanges([novaExchange, neutronExchange]);
-    await bus.close();
+    await cloud.close();
   });
 
   test(`with the scan ${SCAN_INTERVAL_S} s apart, a disk Nova deletes into the trash is captured within ${PROMPT_MS / 1000} s of its delete notification`, async () => {
-    op = await startOperator({ type: 'openstack', exchanges: [novaExchange, neutronExchange], mode: 'trash', armTrash: true, trashScanSeconds: SCAN_INTERVAL_S, isolate: false });
+    op = await startOperator({ type: 'openstack', exchanges: cloud.exchanges, mode: 'trash', armTrash: true, trashScanSeconds: SCAN_INTERVAL_S, isolate: false });
     const capture = op.operator.clouds.get(op.cloud)?.capture;
     assert.ok(capture !== undefined, 'the cloud has its capture');
     assert.equal(await op.operatorBlocks.getPoolConfig('vms', 'rbd_move_to_trash_on_remove'), 'true', 'the operator armed the watched pool');
 
-    const deleted = await nova.boot({ image: imageId, project: 'proj-hep', user: 'alice', host: 'compute-1' });
-    const quiet = await nova.boot({ image: imageId, project: 'proj-hep', user: 'alice', host: 'compute-1' });
+    const deleted = await nova.boot({ image: cloud.imageId, project: 'proj-hep', user: 'alice', host: 'compute-1' });
+    const quiet = await nova.boot({ image: cloud.imageId, project: 'proj-hep', user: 'alice', host: 'compute-1' });
     const digest = await nova.writeDisk(nova.rootDisk(deleted.uuid), randomBytes(4 * MiB));
     // The scan the leader runs on start has come and gone: the next one is an hour away.
     await capture.idle();
 
     // The control: the cloud's own user removes a disk with nothing published. The armed pool puts it in the trash,
     // where only a scan finds it, and no scan comes.
-    await rbd.removeImage(nova.rootDisk(quiet.uuid));
-    assert.ok((await rbd.listTrash({ pool: 'vms' })).some((e) => e.name === `${quiet.uuid}_disk`), 'the silent removal went to the trash');
+    await cloud.rbd.removeImage(nova.rootDisk(quiet.uuid));
+    assert.ok((await cloud.rbd.listTrash({ pool: 'vms' })).some((e) => e.name === `${quiet.uuid}_disk`), 'the silent removal went to the trash');
     await sleep(3000);
     await capture.idle();
     assert.deepEqual(await op.quarantinesOf(quiet.uuid), [], 'no scan ran: a disk trashed without a notification waits for the interval');
@@ -85,7 +66,7 @@ describe('trash scan triggered by the delete notification', { concurrency: false
     const del = await nova.delete(deleted.uuid, { user: 'alice', project: 'proj-hep' });
     await del.done;
     const notified = Date.now();
-    assert.ok(!(await rbd.listImages({ pool: 'vms' })).some((i) => i.startsWith(deleted.uuid)), 'Nova believes the disk is gone');
+    assert.ok(!(await cloud.rbd.listImages({ pool: 'vms' })).some((i) => i.startsWith(deleted.uuid)), 'Nova believes the disk is gone');
     const q = await op.waitForQuarantine(deleted.uuid, PROMPT_MS);
     const tookMs = Date.now() - notified;
     assert.equal(q.state, 'quarantined', q.failure ?? '');
