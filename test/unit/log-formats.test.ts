@@ -2,11 +2,11 @@
 // driven), then generated lines of every format round-tripped and recognised.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomInt } from 'node:crypto';
 import { LOG_FORMATS, detectFormat, readLog, type LogFormat } from '../../operator/logs/read.ts';
 import { addressesIn, normalAddress, type LogOptions } from '../../operator/logs/line.ts';
 import { parseTime, wallToInstant } from '../../operator/logs/time.ts';
 import { LOG_FORMAT_NAMES } from '../../operator/logs/formats.ts';
+import { rng } from '../support/histories.ts';
 
 const one = (format: LogFormat, lines: string[], opts: LogOptions = {}) => {
   const r = readLog(lines.join('\n'), 'f', opts, format);
@@ -141,6 +141,12 @@ describe('addresses and times', () => {
 });
 
 // Generated lines: random addresses and instants written in every format come back as written.
+// Seeded, and seeded again for every generated log, so that a failure names a log that fails every time.
+let random = rng(1);
+/** crypto.randomInt's contract ([min, max), or [0, max)) on the seeded generator. */
+function randomInt(min: number, max?: number): number {
+  return max === undefined ? Math.floor(random() * min) : min + Math.floor(random() * (max - min));
+}
 const pad = (n: number, w = 2) => String(n).padStart(w, '0');
 const MON = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 function randomAddress(): string {
@@ -176,26 +182,36 @@ const writers: Record<LogFormat, (addr: string, t: number, off: number) => { lin
 const precision: Record<LogFormat, number> = { 'zeek-tsv': 1, 'zeek-json': 1, nfdump: 1, combined: 1000, batch: 1, syslog: 1, csv: 1 };
 
 test('generated lines of every format: read back as written, and recognised', () => {
-  for (const format of Object.keys(LOG_FORMATS) as LogFormat[]) {
+  for (const [f, format] of (Object.keys(LOG_FORMATS) as LogFormat[]).entries()) {
     for (let run = 0; run < 30; run++) {
+      const seed = 100 * f + run + 1;
+      random = rng(seed);
       const expected: Array<[string, number]> = [];
       const lines: string[] = [];
       let opts: LogOptions = {};
-      const base = Date.UTC(2026, randomInt(12), randomInt(1, 28), randomInt(24), randomInt(60), randomInt(60), randomInt(1000));
       const off = [0, 120, -300, 330, 60][randomInt(5)] ?? 0;
-      for (let i = 0; i < 1 + randomInt(8); i++) {
-        const t = base + i * randomInt(1, 60_000);
+      let t = Date.UTC(2026, randomInt(12), randomInt(1, 28), randomInt(24), randomInt(60), randomInt(60), randomInt(1000));
+      // The first log of each format starts a millisecond before midnight where it was written, and runs past it.
+      if (run === 0) t = Math.ceil((t + off * 60_000) / 86_400_000) * 86_400_000 - off * 60_000 - 1;
+      const count = run === 0 ? 2 + randomInt(7) : 1 + randomInt(8);
+      for (let i = 0; i < count; i++) {
+        // A log is written in time order: the batch format's lines carry no date, and a time going back is read as midnight.
+        if (i > 0) t += randomInt(1, 60_000);
         const a = randomAddress();
         const w = writers[format](a, t, off);
-        if (lines.length === 0) lines.push(...(w.header ?? []));
-        opts = { ...opts, ...w.opts };
+        // The log's options are those of its first line: batch's --date is the day the log starts on.
+        if (i === 0) {
+          lines.push(...(w.header ?? []));
+          opts = w.opts ?? {};
+        }
         lines.push(w.line);
         expected.push([normalAddress(a) ?? a, Math.floor(t / precision[format]) * precision[format]]);
       }
       const r = readLog(lines.join('\n'), 'gen', opts);
-      assert.equal(r.format, format, `detected for:\n${lines.join('\n')}`);
-      assert.deepEqual(r.unread, []);
-      assert.deepEqual(r.lines.map((l) => [l.address, l.at.getTime()]), expected, lines.join('\n'));
+      const what = `seed ${seed}, ${JSON.stringify(opts)}:\n${lines.join('\n')}`;
+      assert.equal(r.format, format, `detected for ${what}`);
+      assert.deepEqual(r.unread, [], what);
+      assert.deepEqual(r.lines.map((l) => [l.address, l.at.getTime()]), expected, what);
     }
   }
 });
