@@ -4,13 +4,11 @@
 import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createHash } from 'node:crypto';
 import { stringify } from 'yaml';
 import { runStandalone } from '../../operator/main.ts';
 import type { Operator } from '../../operator/operator.ts';
 import { openLedgerDb, type LedgerDb } from '../../operator/ledger/db.ts';
 import { RbdCli } from '../../operator/ceph/rbd-cli.ts';
-import type { ImageSpec } from '../../operator/domain/block-store.ts';
 import type { QuarantineRow } from '../../operator/capture/quarantine-store.ts';
 import { createLogger, silentLogger, type Logger } from '../../operator/log.ts';
 import { appendFileSync } from 'node:fs';
@@ -71,13 +69,7 @@ export interface RunningOperator {
   stop(): Promise<void>;
 }
 
-export async function sha256Of(blocks: RbdCli, image: ImageSpec): Promise<string> {
-  const h = createHash('sha256');
-  const handle = blocks.exportImage(image);
-  for await (const chunk of handle.stream) h.update(chunk as Buffer);
-  await handle.done;
-  return h.digest('hex');
-}
+export { sha256Of } from '../support/ceph-checks.ts';
 
 export interface Setup {
   cloud: string;

@@ -15,6 +15,7 @@ import { upsertHold } from '../../operator/capture/holds.ts';
 import { exportQuarantine, restoreQuarantine } from '../../operator/capture/restore.ts';
 import { silentLogger } from '../../operator/log.ts';
 import { requireEnv, uniqueSuffix } from '../support/env.ts';
+import { sha256Of } from '../support/ceph-checks.ts';
 
 const conf = requireEnv('QTEST_CEPH_CONF');
 const cloudUser = new RbdCli({ cephConf: conf, id: requireEnv('QTEST_CEPH_CLOUD_ID') });
@@ -30,15 +31,6 @@ function uuid(): string {
 async function writeDisk(image: ImageSpec, bytes: Buffer): Promise<void> {
   const { Readable } = await import('node:stream');
   await cloudUser.importImage({ stream: Readable.from([bytes]) }, image);
-}
-
-async function sha256Of(blocks: RbdCli, image: ImageSpec): Promise<string> {
-  const h = createHash('sha256');
-  const handle = blocks.exportImage(image);
-  handle.stream.on('data', (c: Buffer) => h.update(c));
-  await handle.done;
-  await new Promise((r) => handle.stream.once('close', r).once('end', r));
-  return h.digest('hex');
 }
 
 function request(vm: string, source: CaptureRequest['source'], mode: CaptureRequest['mode']): CaptureRequest {

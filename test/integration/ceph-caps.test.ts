@@ -11,7 +11,6 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import { RbdCli } from '../../operator/ceph/rbd-cli.ts';
-import { RbdPermissionDeniedError } from '../../operator/ceph/errors.ts';
 import type { ImageSpec } from '../../operator/domain/block-store.ts';
 import { openLedgerDb, migrateToLatest, type LedgerDb } from '../../operator/ledger/db.ts';
 import { CaptureEngine } from '../../operator/capture/engine.ts';
@@ -19,6 +18,7 @@ import { exportQuarantine } from '../../operator/capture/restore.ts';
 import { destroyImage } from '../../operator/capture/sweep.ts';
 import { silentLogger } from '../../operator/log.ts';
 import { requireEnv, uniqueSuffix } from '../support/env.ts';
+import { cephAs, denied, sha256Of } from '../support/ceph-checks.ts';
 
 const run = promisify(execFile);
 const conf = requireEnv('QTEST_CEPH_CONF');
@@ -32,29 +32,8 @@ const MiB = 1024 * 1024;
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-async function sha256Of(blocks: RbdCli, image: ImageSpec): Promise<string> {
-  const h = createHash('sha256');
-  const handle = blocks.exportImage(image);
-  handle.stream.on('data', (c: Buffer) => h.update(c));
-  await handle.done;
-  await new Promise((r) => handle.stream.once('close', r).once('end', r));
-  return h.digest('hex');
-}
-
 /** A raw RADOS call as `id`; resolves to its exit status and stderr, never throws. */
-async function rados(id: string, args: string[]): Promise<{ code: number; stderr: string }> {
-  try {
-    await run('rados', [`--conf=${conf}`, `--id=${id}`, ...args], { timeout: 60_000 });
-    return { code: 0, stderr: '' };
-  } catch (err) {
-    const e = err as { code?: number; stderr?: string };
-    return { code: typeof e.code === 'number' ? e.code : -1, stderr: e.stderr ?? '' };
-  }
-}
-
-async function denied(what: string, p: Promise<unknown>): Promise<void> {
-  await assert.rejects(p, (err: unknown) => err instanceof RbdPermissionDeniedError, `${what} must be refused`);
-}
+const rados = (id: string, args: string[]) => cephAs(conf, id, 'rados', args);
 
 describe('cephx caps: the snapshot-capturing operator and the cloud user', () => {
   const s = uniqueSuffix();

@@ -8,15 +8,12 @@
 // (client.quarantine-snapshot) and trash adoptions with client.quarantine-operator.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { promisify } from 'node:util';
 import { RbdCli } from '../../operator/ceph/rbd-cli.ts';
-import { RbdPermissionDeniedError } from '../../operator/ceph/errors.ts';
 import type { BlockStore, ImageSpec } from '../../operator/domain/block-store.ts';
 import { TokenBucket } from '../../operator/capture/bandwidth.ts';
 import { openLedgerDb, migrateToLatest, type LedgerDb } from '../../operator/ledger/db.ts';
@@ -28,8 +25,8 @@ import { destroyImage } from '../../operator/capture/sweep.ts';
 import { systemClock } from '../../operator/kube/runtime/clock.ts';
 import { silentLogger } from '../../operator/log.ts';
 import { requireEnv, uniqueSuffix } from '../support/env.ts';
+import { cephAs, denied, sha256Of } from '../support/ceph-checks.ts';
 
-const run = promisify(execFile);
 const conf = requireEnv('QTEST_CEPH_CONF');
 const cloudId = requireEnv('QTEST_CEPH_CLOUD_ID');
 const admin = new RbdCli({ cephConf: conf, id: 'admin' });
@@ -40,29 +37,8 @@ const qpool = requireEnv('QTEST_CEPH_QUARANTINE_POOL');
 const MiB = 1024 * 1024;
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
-async function sha256Of(blocks: RbdCli, image: ImageSpec): Promise<string> {
-  const h = createHash('sha256');
-  const handle = blocks.exportImage(image);
-  handle.stream.on('data', (c: Buffer) => h.update(c));
-  await handle.done;
-  await new Promise((r) => handle.stream.once('close', r).once('end', r));
-  return h.digest('hex');
-}
-
 /** A raw call of `tool` (rados or rbd) as `id`: its exit status and stderr, never a throw. */
-async function as(id: string, tool: 'rados' | 'rbd', args: string[]): Promise<{ code: number; stderr: string }> {
-  try {
-    await run(tool, [`--conf=${conf}`, `--id=${id}`, ...args], { timeout: 60_000 });
-    return { code: 0, stderr: '' };
-  } catch (err) {
-    const e = err as { code?: number; stderr?: string };
-    return { code: typeof e.code === 'number' ? e.code : -1, stderr: e.stderr ?? '' };
-  }
-}
-
-async function denied(what: string, p: Promise<unknown>): Promise<void> {
-  await assert.rejects(p, (err: unknown) => err instanceof RbdPermissionDeniedError, `${what} must be refused`);
-}
+const as = (id: string, tool: 'rados' | 'rbd', args: string[]) => cephAs(conf, id, tool, args);
 
 function request(vm: string, source: CaptureRequest['source'], mode: CaptureRequest['mode']): CaptureRequest {
   return {
