@@ -7,6 +7,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { it } from 'node:test';
 import { decodeNotificationOrThrow, DecodeError, type DeliveryMeta } from '../../operator/intake/decode/index.ts';
+import { rng } from '../support/histories.ts';
 
 const ROOT = join(import.meta.dirname, '..', 'fixtures', 'upstream');
 const SEED = Number(process.env['QTEST_FUZZ_SEED'] ?? 0x5eed13);
@@ -15,18 +16,6 @@ const BUDGET_MS = 30_000;
 
 function walk(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(dir, e.name)) : [join(dir, e.name)]));
-}
-
-/** mulberry32: small, fast, good enough to spread mutations. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const TOKENS = ['{', '}', '[', ']', '"', '\\', ':', ',', '<', '>', '</', '/>', '&', '&#0;', '&#x110000;', '<![CDATA[', ']]>', '<!--', '<!DOCTYPE a>',

@@ -12,17 +12,11 @@ import type { Holder } from '../../operator/ledger/trace.ts';
 import { caseMisp, MAX_LINE_OBJECTS, uuid5 } from '../../operator/report/misp.ts';
 import { TEMPLATES } from '../../operator/report/misp-templates.ts';
 import { mispProblems } from '../support/misp.ts';
+import { rng } from '../support/histories.ts';
 
-// A small deterministic generator (mulberry32), so a failure names its seed.
-function rng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+// The shared deterministic generator (mulberry32), so a failure names its seed.
+function seeded(seed: number) {
+  const next = rng(seed);
   return { next, int: (n: number) => Math.floor(next() * n), pick: <T>(xs: readonly T[]): T => xs[Math.floor(next() * xs.length)] as T };
 }
 
@@ -30,7 +24,7 @@ const T0 = Date.parse('2026-05-01T12:00:00Z');
 const iso = (ms: number) => new Date(ms).toISOString();
 
 function report(seed: number): CaseReport {
-  const r = rng(seed);
+  const r = seeded(seed);
   const instanceCount = r.int(6);
   const instances = Array.from({ length: instanceCount }, (_, i) => {
     const created = T0 + r.int(3_600_000);
