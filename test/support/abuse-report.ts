@@ -2,8 +2,13 @@
 // moves between instances), as the simulator's notification builders write
 // them, and the lines an external site would send back in several log formats,
 // with who each line must be attributed to.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
+import { EXIT } from '../../operator/cli/errors.ts';
+import { cli } from './cli-ledger.ts';
 import { neutronFloatingIp, neutronPort, novaInstance, type VmSpec } from '../sim/openstack-messages.ts';
 
 const t = (iso: string) => new Date(iso);
@@ -68,4 +73,22 @@ export function writeAbuseReport(dir: string): { notifications: string; files: s
     return p;
   });
   return { notifications, files };
+}
+
+/**
+ * For the describe it is called in: a ledger in a directory of its own into
+ * which `before` writes the report and ingests its notifications as cloud cern
+ * (`quarantine ingest`), removed by `after`. `files` is set once `before` ran.
+ */
+export function ingestedAbuseReport(prefix: string): { dir: string; db: string; files: string[] } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const report = { dir, db: `sqlite:${join(dir, 'ledger.db')}`, files: [] as string[] };
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  before(async () => {
+    const w = writeAbuseReport(join(dir, 'report'));
+    report.files = w.files;
+    const r = await cli(['--db', report.db, 'ingest', '--cloud', 'cern', w.notifications]);
+    assert.equal(r.code, EXIT.ok, r.err);
+  });
+  return report;
 }

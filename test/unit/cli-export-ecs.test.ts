@@ -1,28 +1,18 @@
 // Elastic Common Schema exports: address intervals (`export-intervals -o ecs`)
 // and attributed log lines (`trace log -o ecs`), each document checked against
 // the ECS field definitions of the fields used.
-import { test, describe, before, after } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { cli } from '../support/cli-ledger.ts';
 import { EXIT } from '../../operator/cli/errors.ts';
 import { ecsProblems } from '../support/ecs.ts';
-import { FIP1, vmA, writeAbuseReport } from '../support/abuse-report.ts';
+import { FIP1, vmA, ingestedAbuseReport } from '../support/abuse-report.ts';
 
 const docs = (out: string) => out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
 
 describe('ECS exports', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'qop-ecs-'));
-  const db = `sqlite:${join(dir, 'ledger.db')}`;
-  let files: string[] = [];
-  after(() => rmSync(dir, { recursive: true, force: true }));
-  before(async () => {
-    const w = writeAbuseReport(join(dir, 'report'));
-    files = w.files;
-    assert.equal((await cli(['--db', db, 'ingest', '--cloud', 'cern', w.notifications])).code, EXIT.ok);
-  });
+  const report = ingestedAbuseReport('qop-ecs-');
+  const { db } = report;
 
   test('export-intervals -o ecs: every interval of the window, each a valid ECS document', async () => {
     const r = await cli(['--db', db, 'export-intervals', '--from', '2026-05-01T15:00:00Z', '--to', '2026-05-01T17:00:00Z', '-o', 'ecs']);
@@ -48,7 +38,7 @@ describe('ECS exports', () => {
   });
 
   test('trace log -o ecs: a document per line and holder, valid ECS, the original line kept', async () => {
-    const r = await cli(['--db', db, 'trace', 'log', '--date', '2026-05-01', '-o', 'ecs', ...files]);
+    const r = await cli(['--db', db, 'trace', 'log', '--date', '2026-05-01', '-o', 'ecs', ...report.files]);
     assert.equal(r.code, EXIT.partial);
     const all = docs(r.out);
     assert.equal(all.length, 7);

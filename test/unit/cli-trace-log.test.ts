@@ -1,32 +1,22 @@
 // `quarantine trace log` and `trace ip --from --to` on the embedded ledger: an
 // abuse report in four formats, some lines unreadable, attributed line by line
 // and summarised per owner.
-import { test, describe, before, after } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { cli } from '../support/cli-ledger.ts';
 import { EXIT } from '../../operator/cli/errors.ts';
-import { EXPECTED, FIP1, UNREADABLE, vmA, vmB, vmC, writeAbuseReport } from '../support/abuse-report.ts';
+import { EXPECTED, FIP1, UNREADABLE, vmA, vmB, vmC, ingestedAbuseReport } from '../support/abuse-report.ts';
 
 describe('quarantine trace log', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'qop-tracelog-'));
-  const db = `sqlite:${join(dir, 'ledger.db')}`;
-  let files: string[] = [];
-  after(() => rmSync(dir, { recursive: true, force: true }));
-  before(async () => {
-    const w = writeAbuseReport(join(dir, 'report'));
-    files = w.files;
-    const r = await cli(['--db', db, 'ingest', '--cloud', 'cern', w.notifications]);
-    assert.equal(r.code, EXIT.ok, r.err);
-  });
+  const report = ingestedAbuseReport('qop-tracelog-');
+  const { dir, db } = report;
 
   test('every line attributed, owners summarised, unreadable lines named, exit 3', async () => {
-    const r = await cli(['--db', db, 'trace', 'log', '--date', '2026-05-01', '-o', 'json', ...files]);
+    const r = await cli(['--db', db, 'trace', 'log', '--date', '2026-05-01', '-o', 'json', ...report.files]);
     assert.equal(r.code, EXIT.partial, r.err);
     const j = JSON.parse(r.out);
-    assert.deepEqual(j.formats, Object.fromEntries(files.map((f) => [f, { 'batch.log': 'batch', 'conn.log': 'zeek-tsv', 'access.log': 'combined', 'report.csv': 'csv' }[basename(f)]])));
+    assert.deepEqual(j.formats, Object.fromEntries(report.files.map((f) => [f, { 'batch.log': 'batch', 'conn.log': 'zeek-tsv', 'access.log': 'combined', 'report.csv': 'csv' }[basename(f)]])));
     const got = Object.fromEntries(j.lines.map((l: { source: string; line: number; holders: Array<{ instance: { id: string } | null }> }) =>
       [`${basename(l.source)}:${l.line}`, l.holders.length === 0 ? null : l.holders.map((h) => h.instance?.id).join('+')]));
     assert.deepEqual(got, EXPECTED);
@@ -48,7 +38,7 @@ describe('quarantine trace log', () => {
   });
 
   test('table output: a row per line and the owner summary', async () => {
-    const r = await cli(['--db', db, 'trace', 'log', '--date', '2026-05-01', ...files]);
+    const r = await cli(['--db', db, 'trace', 'log', '--date', '2026-05-01', ...report.files]);
     assert.equal(r.code, EXIT.partial);
     assert.match(r.out, /batch\.log:1\s+2026-05-01T16:13:16\.877Z\s+188\.185\.194\.218\s+cern\s+a9b0c1d2-\S+\s+batch-17\s+proj-hep\s+alice\s+cmp-04/);
     assert.match(r.out, /conn\.log:5 .* nobody/);
@@ -57,10 +47,10 @@ describe('quarantine trace log', () => {
   });
 
   test('ndjson and csv carry the same attributions', async () => {
-    const nd = await cli(['--db', db, 'trace', 'log', '--date', '2026-05-01', '-o', 'ndjson', ...files]);
+    const nd = await cli(['--db', db, 'trace', 'log', '--date', '2026-05-01', '-o', 'ndjson', ...report.files]);
     const recs = nd.out.trim().split('\n').map((l) => JSON.parse(l) as { type: string });
     assert.deepEqual(['line', 'unreadable', 'owner'].map((k) => recs.filter((r) => r.type === k).length), [7, 2, 2]);
-    const csv = await cli(['--db', db, 'trace', 'log', '--date', '2026-05-01', '-o', 'csv', ...files]);
+    const csv = await cli(['--db', db, 'trace', 'log', '--date', '2026-05-01', '-o', 'csv', ...report.files]);
     const rows = csv.out.trim().split('\n');
     assert.equal(rows[0], 'source,line,at,address,cloud,kind,instance,name,project,user,host,network,from,to');
     assert.equal(rows.length, 1 + 7);
@@ -68,12 +58,12 @@ describe('quarantine trace log', () => {
   });
 
   test('a clean log exits 0; bad options exit 2 with one line', async () => {
-    const clean = await cli(['--db', db, 'trace', 'log', '--date', '2026-05-01', files[0]!]);
+    const clean = await cli(['--db', db, 'trace', 'log', '--date', '2026-05-01', report.files[0]!]);
     assert.equal(clean.code, EXIT.ok, clean.err);
-    const noDate = await cli(['--db', db, 'trace', 'log', '--date', '1 May', files[0]!]);
+    const noDate = await cli(['--db', db, 'trace', 'log', '--date', '1 May', report.files[0]!]);
     assert.equal(noDate.code, EXIT.usage);
     assert.match(noDate.err, /^quarantine: --date "1 May" is not YYYY-MM-DD\n$/);
-    const tz = await cli(['--db', db, 'trace', 'log', '--tz', 'Mars/Olympus', files[0]!]);
+    const tz = await cli(['--db', db, 'trace', 'log', '--tz', 'Mars/Olympus', report.files[0]!]);
     assert.equal(tz.code, EXIT.usage);
     const missing = await cli(['--db', db, 'trace', 'log', join(dir, 'nope.log')]);
     assert.equal(missing.code, EXIT.usage);
