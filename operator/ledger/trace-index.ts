@@ -74,11 +74,18 @@ export function traceCoveringIndexSql(engine: 'sqlite' | 'postgres'): string {
     : `CREATE INDEX address_intervals_trace ON address_intervals (${key}, ${TRACE_CARRIED_COLUMNS.join(', ')})`;
 }
 
-/** Migration 0017's instances index: the primary key's columns, then the carried ones. */
-export function instancesCoveringIndexSql(engine: 'sqlite' | 'postgres'): string {
+/**
+ * Migration 0017's instances index: the primary key's columns, then the
+ * carried ones of those the table has (`has`): a ledger that takes 0005, which
+ * adds the names, after 0017 gets an index that carries fewer columns, and
+ * its traces read the rest from the table (right, only slower).
+ */
+export function instancesCoveringIndexSql(engine: 'sqlite' | 'postgres', has: (column: string) => boolean): string {
+  const carried = INSTANCE_CARRIED_COLUMNS.filter(has).join(', ');
+  if (carried === '') return 'CREATE INDEX instances_trace ON instances (cloud, instance_id)';
   return engine === 'postgres'
-    ? `CREATE INDEX instances_trace ON instances (cloud, instance_id) INCLUDE (${INSTANCE_CARRIED_COLUMNS.join(', ')})`
-    : `CREATE INDEX instances_trace ON instances (cloud, instance_id, ${INSTANCE_CARRIED_COLUMNS.join(', ')})`;
+    ? `CREATE INDEX instances_trace ON instances (cloud, instance_id) INCLUDE (${carried})`
+    : `CREATE INDEX instances_trace ON instances (cloud, instance_id, ${carried})`;
 }
 
 /**
