@@ -6,7 +6,7 @@ import type { LedgerSchema } from './schema.ts';
 import { recordBaseline } from './audit-baseline.ts';
 import { storedIp } from '../domain/ip.ts';
 import { ensureBodyPartitions } from './body-partitions.ts';
-import { traceIndexColumns } from './trace-index.ts';
+import { instancesCoveringIndexSql, traceCoveringIndexSql, traceIndexColumns } from './trace-index.ts';
 
 export type Engine = 'sqlite' | 'postgres';
 
@@ -556,10 +556,31 @@ function m0016(): Migration {
   };
 }
 
+/**
+ * The trace reads a holder from the indexes alone: the trace index carries
+ * the interval columns an answer shows, and a second index on instances
+ * carries the instance's, so a question reads its index range and one index
+ * entry per holder instead of two rows per holder at random across the
+ * tables (trace-index.ts). Query-side only: writers maintain indexes as they
+ * do any other, and the tables are unchanged.
+ */
+function m0017(engine: Engine): Migration {
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema.dropIndex('address_intervals_trace').execute();
+      await sql.raw(traceCoveringIndexSql(engine)).execute(db);
+      // The names come with 0005, which a ledger that skipped it takes after this one.
+      const instances = (await db.introspection.getTables()).find((t) => t.name === 'instances');
+      const columns = new Set(instances?.columns.map((c) => c.name) ?? []);
+      await sql.raw(instancesCoveringIndexSql(engine, (c) => columns.has(c))).execute(db);
+    },
+  };
+}
+
 export function migrationProvider(engine: Engine): MigrationProvider {
   return {
     async getMigrations() {
-      return { '0001_init': m0001(engine), '0002_quarantine': m0002(), '0003_trace_index': m0003(), '0004_trace_index_pg': m0004(engine), '0005_ledger_facts': m0005(engine), '0006_canonical_addresses': m0006(), '0007_audit_keyed': m0007(), '0008_capture_intents': m0008(), '0009_isolation': m0009(), '0010_cases': m0010(), '0011_reconciliation': m0011(engine), '0012_notification_bodies': m0012(engine), '0013_transfers': m0013(), '0014_trace_span_index': m0014(engine), '0015_fact_order_identity_names': m0015(), '0016_name_sources': m0016() };
+      return { '0001_init': m0001(engine), '0002_quarantine': m0002(), '0003_trace_index': m0003(), '0004_trace_index_pg': m0004(engine), '0005_ledger_facts': m0005(engine), '0006_canonical_addresses': m0006(), '0007_audit_keyed': m0007(), '0008_capture_intents': m0008(), '0009_isolation': m0009(), '0010_cases': m0010(), '0011_reconciliation': m0011(engine), '0012_notification_bodies': m0012(engine), '0013_transfers': m0013(), '0014_trace_span_index': m0014(engine), '0015_fact_order_identity_names': m0015(), '0016_name_sources': m0016(), '0017_trace_covering_indexes': m0017(engine) };
     },
   };
 }

@@ -50,6 +50,53 @@ export function traceIndexColumns(engine: 'sqlite' | 'postgres'): string {
 }
 
 /**
+ * The interval columns a trace or an attribution reads besides the index's
+ * key (migration 0017), carried in the index so that a holder's interval is
+ * read from the index range itself: at 10M intervals a private address has up
+ * to some 330 holders, and each one's row read at random from the table was
+ * most of a question's time. On PostgreSQL valid_to is carried too (the key
+ * has only its COALESCE) and so is id (SQLite's is the rowid every index
+ * holds). A column the trace starts to read later must be added here by a
+ * migration that rebuilds the index, or the engines go back to the table for
+ * every holder (answers stay right).
+ */
+export const TRACE_CARRIED_COLUMNS = ['cloud', 'kind', 'slot', 'network', 'port', 'mac', 'project', 'instance_id', 'from_certain', 'to_certain'] as const;
+
+/** The instances columns a trace reads, carried by the instances_trace index (migration 0017) beside the key, for the same reason. */
+export const INSTANCE_CARRIED_COLUMNS = ['name', 'project', 'user_id', 'host', 'deleted_at', 'user_name', 'user_name_source', 'user_name_at',
+  'project_name', 'project_name_source', 'project_name_at', 'gone_after', 'gone_by'] as const;
+
+/** Migration 0017's trace index: 0014's key, then the carried columns (INCLUDE on PostgreSQL, trailing key columns on SQLite, which has no INCLUDE). */
+export function traceCoveringIndexSql(engine: 'sqlite' | 'postgres'): string {
+  const key = traceIndexColumns(engine);
+  return engine === 'postgres'
+    ? `CREATE INDEX address_intervals_trace ON address_intervals (${key}) INCLUDE (valid_to, id, ${TRACE_CARRIED_COLUMNS.join(', ')})`
+    : `CREATE INDEX address_intervals_trace ON address_intervals (${key}, ${TRACE_CARRIED_COLUMNS.join(', ')})`;
+}
+
+/**
+ * Migration 0017's instances index: the primary key's columns, then the
+ * carried ones of those the table has (`has`): a ledger that takes 0005, which
+ * adds the names, after 0017 gets an index that carries fewer columns, and
+ * its traces read the rest from the table (right, only slower).
+ */
+export function instancesCoveringIndexSql(engine: 'sqlite' | 'postgres', has: (column: string) => boolean): string {
+  const carried = INSTANCE_CARRIED_COLUMNS.filter(has).join(', ');
+  if (carried === '') return 'CREATE INDEX instances_trace ON instances (cloud, instance_id)';
+  return engine === 'postgres'
+    ? `CREATE INDEX instances_trace ON instances (cloud, instance_id) INCLUDE (${carried})`
+    : `CREATE INDEX instances_trace ON instances (cloud, instance_id, ${carried})`;
+}
+
+/**
+ * SQLite, without statistics, prefers the primary key's unique index, which
+ * does not carry the columns, to instances_trace, which does: named, so that
+ * each holder's instance is one index entry rather than an index entry and a
+ * table row.
+ */
+export const SQLITE_INSTANCES_INDEX = 'INDEXED BY instances_trace';
+
+/**
  * The holders of one address at one time, each engine in the form its trace
  * index answers: one index range per class. Parameters: the address, then
  * the time (`t`) as often as `?` / `$2` appears, then the cloud if `withCloud`.
@@ -74,7 +121,7 @@ export function holdersAtSql(engine: 'sqlite' | 'postgres', columns: string, wit
     text: `WITH c(cls, len) AS (${SPAN_CLASSES_SQL})
     SELECT ${columns}
     FROM c CROSS JOIN address_intervals AS a
-    LEFT JOIN instances AS i ON i.cloud = a.cloud AND i.instance_id = a.instance_id
+    LEFT JOIN instances AS i ${SQLITE_INSTANCES_INDEX} ON i.cloud = a.cloud AND i.instance_id = a.instance_id
     WHERE a.address = ? AND ${spanClassSql('a.')} = c.cls AND a.valid_from > ? - c.len AND a.valid_from <= ?
       AND (a.valid_to IS NULL OR a.valid_to > ?)${withCloud ? ' AND a.cloud = ?' : ''}
     ORDER BY a.cloud, a.kind, a.valid_from, a.id`,
