@@ -18,7 +18,7 @@ import { buildWorkload, type WireMessage } from './ingest-workload.ts';
 import { RateSeries, round } from '../lib/stats.ts';
 import { cpuMeter, serviceCpuMeter, type CpuShare } from '../lib/cpu.ts';
 import { AmqpPublisher } from '../../operator/intake/amqp.ts';
-import { startCloudIntake } from '../../operator/intake/cloud-intake.ts';
+import { applyBatchSize, startCloudIntake } from '../../operator/intake/cloud-intake.ts';
 import type { IngestOutcome } from '../../operator/intake/pipeline.ts';
 import { migrateToLatest, openLedgerDb, type LedgerDb } from '../../operator/ledger/db.ts';
 import { Cloud, defaultExchanges, queueName } from '../../operator/resources/cloud.ts';
@@ -303,7 +303,7 @@ async function runEngine(engine: Engine, ctx: Context, messages: readonly WireMe
     ceiling: round(bare.rate),
     target: { op: '>=', value: TARGETS[engine] },
     params: {
-      notifications: n, prefetch, applyBatch: prefetch, backlog: 'pre-published', persistent: true,
+      notifications: n, prefetch, applyBatch: applyBatchSize(prefetch), backlog: 'pre-published', persistent: true,
       seconds: round(op.seconds, 2), steadyRatePerS: steady, setupMs: Math.round(op.setupMs),
       operatorProcessCpuPct: op.cpu.processPct, machineCpuPct: op.cpu.machinePct, brokerCpuPct: op.services['beam.smp'], postgresCpuPct: op.services['postgres'], outcomes: op.outcomes, ledgerRows: counts,
       ceilingSeconds: round(bare.seconds, 2), ceilingProcessCpuPct: bare.cpu.processPct, publishRatePerS: Math.round(publishRate),
@@ -323,7 +323,7 @@ export const ingest: Scenario = {
   params: [
     { name: 'ingest-n', description: 'notifications per engine', default: '50000' },
     { name: 'ingest-engines', description: 'comma-separated: sqlite, postgres', default: 'sqlite,postgres' },
-    { name: 'ingest-prefetch', description: 'consumer prefetch, which is also the apply batch size (the Cloud default)', default: '200' },
+    { name: 'ingest-prefetch', description: 'consumer prefetch; the apply batch is half of it (the Cloud default)', default: '800' },
   ],
   async run(ctx) {
     const n = Number(ctx.param('ingest-n'));

@@ -13,11 +13,19 @@ export interface CloudIntake {
   stop(): Promise<void>;
 }
 
+/** The apply batch for a consumer prefetch: two batches in flight at once. */
+export const applyBatchSize = (prefetch: number): number => Math.max(1, Math.ceil(prefetch / 2));
+
 export async function startCloudIntake(cloud: Cloud, amqpUrl: string, db: Kysely<LedgerSchema>, logger: Logger, observer: PipelineObserver = {}, ledger?: LedgerAvailability, inTransaction?: InTransaction): Promise<CloudIntake> {
   const name = cloud.metadata.name;
   const log = childLogger(logger, { cloud: name });
   const queue = queueName(cloud);
-  const applier = new BatchingApplier(db, { maxBatch: Math.max(1, cloud.spec.amqp.prefetch), inTransaction });
+  // Half the prefetch per transaction: while one batch commits, the broker
+  // delivers and we decode the next one, instead of the broker waiting for the
+  // commit's acks before it sends anything (a batch of the whole prefetch
+  // leaves nothing in flight during a commit, so delivery, decode and apply
+  // took turns).
+  const applier = new BatchingApplier(db, { maxBatch: applyBatchSize(cloud.spec.amqp.prefetch), inTransaction });
   const consumer = new AmqpConsumer({
     url: amqpUrl,
     prefetch: cloud.spec.amqp.prefetch,

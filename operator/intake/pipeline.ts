@@ -25,7 +25,8 @@ export type Prepared = { ok: true; recorded: Recorded } | { ok: false; error: De
 export function prepare(body: Uint8Array | string, meta: DeliveryMeta): Prepared {
   const result = decodeNotification(body, meta);
   if (!result.ok) return result;
-  const text = typeof body === 'string' ? body : Buffer.from(body).toString('utf8');
+  // A view on the delivery's bytes, not a copy of them.
+  const text = typeof body === 'string' ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8');
   return { ok: true, recorded: { notification: result.notification, body: text } };
 }
 

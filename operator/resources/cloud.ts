@@ -15,7 +15,7 @@ export const AmqpSpec = z.object({
   exchanges: z.array(ExchangeSpec).max(32).optional().describe('Defaults by cloud type: nova, neutron, openstack (OpenStack); opennebula (OpenNebula).'),
   topics: z.array(z.string().min(1).max(255)).min(1).max(16).default(['notifications', 'versioned_notifications']),
   queue: z.string().min(1).max(255).optional().describe("Our own durable queue; never the cloud's `notifications.info`, which Ceilometer reads."),
-  prefetch: z.number().int().min(1).max(10_000).default(200),
+  prefetch: z.number().int().min(1).max(10_000).default(800).describe('Unacknowledged deliveries the broker sends ahead. Half of them are applied to the ledger per transaction, so that the next batch arrives and is decoded while one commits; larger batches cost less per notification.'),
   maxBodyBytes: z.number().int().min(1024).max(512 * 1024 * 1024).default(4 * 1024 * 1024).describe('Larger notification bodies are dead-lettered (reason too-large) without being read.'),
   alternateExchange: z.string().max(255).default('quarantine-operator.unroutable').describe("Durable exchange our queue is bound to, for a broker policy to name as `alternate-exchange` of the cloud's exchanges, so that nothing published while our bindings are gone (a broker restart) is lost; '' = none. See docs/cloud-operators.md."),
   maxEventAgeDays: z.number().int().min(1).max(36_500).default(9125).describe('An event time more than this many days before the receive time is implausible (dead-lettered, reason implausible-time). Raise it to replay an older archive.'),

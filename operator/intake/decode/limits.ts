@@ -47,16 +47,28 @@ export function checkEventTime(date: Date, receivedAt: Date, limits: DecodeLimit
 
 /** Walks every string of the decoded notification; the first one over the limit is named by its path. */
 export function checkFieldLengths(n: DecodedNotification, limits: DecodeLimits): void {
-  const visit = (value: unknown, path: string): void => {
+  // The path is kept as parts and joined only for the error: every delivery
+  // is walked, and almost none fails.
+  const path: Array<string | number> = [];
+  const named = () => path.reduce<string>((s, p) => (typeof p === 'number' ? `${s}[${p}]` : s === '' ? p : `${s}.${p}`), '');
+  const visit = (value: unknown): void => {
     if (typeof value === 'string') {
       if (value.length > limits.maxFieldChars) {
-        throw new DecodeError('field-too-long', `${path} holds ${value.length} characters; the limit is ${limits.maxFieldChars}`);
+        throw new DecodeError('field-too-long', `${named()} holds ${value.length} characters; the limit is ${limits.maxFieldChars}`);
       }
     } else if (Array.isArray(value)) {
-      value.forEach((v, i) => visit(v, `${path}[${i}]`));
+      for (let i = 0; i < value.length; i++) {
+        path.push(i);
+        visit(value[i]);
+        path.pop();
+      }
     } else if (typeof value === 'object' && value !== null && !(value instanceof Date)) {
-      for (const [k, v] of Object.entries(value)) visit(v, path === '' ? k : `${path}.${k}`);
+      for (const k of Object.keys(value)) {
+        path.push(k);
+        visit(Reflect.get(value, k));
+        path.pop();
+      }
     }
   };
-  visit(n, '');
+  visit(n);
 }

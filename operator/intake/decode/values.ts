@@ -11,9 +11,13 @@ export function nonEmpty(value: string | null | undefined): string | undefined {
  * equality checks and for JSON written to the ledger).
  */
 export function compact<T extends object>(value: T): T {
-  const copy = { ...value };
-  for (const key of Object.keys(copy)) {
-    if (Reflect.get(copy, key) === undefined) Reflect.deleteProperty(copy, key);
+  // Built by adding the defined keys rather than deleting the others from a
+  // copy: a deletion turns the object into a slow dictionary-mode object for
+  // everything that reads it afterwards (decode runs once per delivery).
+  const copy: Record<string, unknown> = {};
+  for (const key of Object.keys(value)) {
+    const v: unknown = Reflect.get(value, key);
+    if (v !== undefined) copy[key] = v;
   }
-  return copy;
+  return copy as T;
 }
