@@ -198,31 +198,56 @@ export class CaptureEngine {
     return row;
   }
 
+  /** The claim on the next step, renewed by the transition into it. */
+  #lease(): { claimed_until: number } {
+    return { claimed_until: this.#clock().getTime() + this.#claimMs };
+  }
+
   async #advance(start: QuarantineRow, policy?: CaptureRequest['policy']): Promise<QuarantineRow> {
     let row = start;
+    // Whether the step the row is at is ours already: an owned transition
+    // into it renewed the claim in the same write.
+    let held = false;
     for (;;) {
       const state = row.state as CaptureState;
       if (!IN_PROGRESS.includes(state)) return row;
       // Every step is claimed first: of two workers on one row, one goes on
       // and the other stops here, before any Ceph call.
-      if (!(await this.store.claim(row.id, state, this.#owner, this.#clock(), this.#claimMs))) return this.#conflict((await this.store.get(row.id)) ?? row, state);
+      if (!held && !(await this.store.claim(row.id, state, this.#owner, this.#clock(), this.#claimMs))) return this.#conflict((await this.store.get(row.id)) ?? row, state);
+      held = false;
       if (state === 'planned') {
-        if (!(await this.store.transitionOwned(row.id, 'planned', 'snapshotting', this.#owner, this.#clock()))) return this.#conflict(row, state);
+        if (!(await this.store.transitionOwned(row.id, 'planned', 'snapshotting', this.#owner, this.#clock(), this.#lease()))) return this.#conflict(row, state);
+        held = true;
       } else if (state === 'snapshotting') {
         await this.#beforeStep(row.id, 'snapshotting');
         const outcome = await this.#snapshot(row);
         if (outcome !== 'ok') return this.#fail(row, outcome);
-        if (!(await this.store.transitionOwned(row.id, 'snapshotting', 'cloning', this.#owner, this.#clock()))) return this.#conflict(row, state);
+        if (!(await this.store.transitionOwned(row.id, 'snapshotting', 'cloning', this.#owner, this.#clock(), this.#lease()))) return this.#conflict(row, state);
+        held = true;
       } else {
         await this.#beforeStep(row.id, 'cloning');
-        // The step calls Ceph on these two images over and over: a driver that
-        // opens an image per call opens each once for all of them. Released
-        // with the step, so that a crash between steps leaves nothing open.
-        const release = this.#blocks.keepOpen([this.#origin(row), this.#image(row, 'location')]);
+        // The step calls Ceph on the origin more than once: a driver that opens
+        // an image per call opens it once for all of them. Released with the
+        // step, so that a crash between steps leaves nothing open. The clone is
+        // not kept open: its keys and size go through its header (a driver's
+        // cheapest path), and nobody else has it open to be told.
+        const release = this.#blocks.keepOpen([this.#origin(row)]);
         try {
           const outcome = await this.#clone(row);
           if (typeof outcome === 'string') return this.#fail(row, outcome);
-          if (!(await this.#finish(row, outcome.bytes, policy))) return this.#conflict(row, state);
+          if (row.isolate === 1 && !outcome.anchored) {
+            // A live source's capture snapshot only leaves the cloud's listing
+            // here; the clone is durable without that, and isolation removes a
+            // snapshot left behind once it has flattened the clone. So the
+            // capture is recorded first, and its latency is not the origin's
+            // exclusive lock, which the cloud's own rbd processes contend for.
+            const finished = await this.#finish(row, outcome.bytes, policy);
+            await outcome.source.catch((err: unknown) => this.#log.warn({ quarantine: row.id, err: String(err) }, 'the capture snapshot stays on the source until isolation removes it'));
+            if (!finished) return this.#conflict(row, state);
+          } else {
+            await outcome.source;
+            if (!(await this.#finish(row, outcome.bytes, policy))) return this.#conflict(row, state);
+          }
         } finally {
           await release();
         }
@@ -276,8 +301,12 @@ export class CaptureEngine {
     }
   }
 
-  /** The clone made and dressed: its size, or why not. */
-  async #clone(start: QuarantineRow): Promise<{ bytes: number } | string> {
+  /**
+   * The clone made and dressed: its size, and the origin's part of the step
+   * (its snapshot removed, an anchor moved back to the trash) still running;
+   * or why not.
+   */
+  async #clone(start: QuarantineRow): Promise<{ bytes: number; source: Promise<void>; anchored: boolean } | string> {
     let row = start;
     const location = this.#image(row, 'location');
     for (let attempt = 0; ; attempt++) {
@@ -296,37 +325,39 @@ export class CaptureEngine {
     const origin = this.#origin(row);
     // What is left touches two images that no longer depend on each other:
     // the clone (its provenance and size) and the origin (our snapshot, the
-    // anchor's way back to the trash). Both go at once; the step ends only
-    // when both have, whatever happened to either.
-    const [clone, source] = await Promise.allSettled([
-      (async () => {
-        // The image carries its own provenance, so it stays identifiable even without the ledger.
-        await this.#blocks.setMeta(location, `${META_PREFIX}instance`, row.instance_id);
-        await this.#blocks.setMeta(location, `${META_PREFIX}provenance`, JSON.stringify({ id: row.id, ...(JSON.parse(row.provenance) as object) }));
-        return this.#blocks.imageSize(location);
-      })(),
-      (async () => {
-        // Our user snapshot is no longer needed once the clone exists: removing it
-        // moves it to the trash snapshot namespace, where it lives as long as the
-        // clone does, and leaves the cloud's own snapshot listing as it was.
+    // anchor's way back to the trash). Both go at once.
+    const source = (async () => {
+      // Our user snapshot is no longer needed once the clone exists: removing it
+      // moves it to the trash snapshot namespace, where it lives as long as the
+      // clone does, and leaves the cloud's own snapshot listing as it was.
+      try {
+        await this.#blocks.removeSnapshot({ ...origin, snapshot: row.snapshot });
+      } catch (err) {
+        if (!(err instanceof RbdNotFoundError)) throw err;
+      }
+      if (row.anchor_image !== null) {
+        // Back to the trash, out of every listing the cloud uses; the clone pins it there.
         try {
-          await this.#blocks.removeSnapshot({ ...origin, snapshot: row.snapshot });
+          await this.#blocks.moveToTrash(origin);
         } catch (err) {
           if (!(err instanceof RbdNotFoundError)) throw err;
         }
-        if (row.anchor_image !== null) {
-          // Back to the trash, out of every listing the cloud uses; the clone pins it there.
-          try {
-            await this.#blocks.moveToTrash(origin);
-          } catch (err) {
-            if (!(err instanceof RbdNotFoundError)) throw err;
-          }
-        }
-      })(),
-    ]);
-    if (clone.status === 'rejected') throw clone.reason;
-    if (source.status === 'rejected') throw source.reason;
-    return { bytes: clone.value };
+      }
+    })();
+    // Awaited by the caller, whatever happens to the clone's part.
+    source.catch(() => undefined);
+    // The image carries its own provenance, so it stays identifiable even without the ledger.
+    // Two keys and a size, independent of each other: at once.
+    const [, , bytes] = await Promise.all([
+      this.#blocks.setMeta(location, `${META_PREFIX}instance`, row.instance_id),
+      this.#blocks.setMeta(location, `${META_PREFIX}provenance`, JSON.stringify({ id: row.id, ...(JSON.parse(row.provenance) as object) })),
+      this.#blocks.imageSize(location),
+    ]).catch(async (err: unknown) => {
+      // The step ends only when both parts have, whatever happened to either.
+      await source.catch(() => undefined);
+      throw err;
+    });
+    return { bytes, source, anchored: row.anchor_image !== null };
   }
 
   async #finish(start: QuarantineRow, bytes: number, policy?: CaptureRequest['policy']): Promise<boolean> {

@@ -68,7 +68,7 @@ const FUNCTIONS = {
   rados_ioctx_create: 'int rados_ioctx_create(rados_t cluster, const char *pool, _Out_ rados_ioctx_t *io)',
   rados_ioctx_destroy: 'void rados_ioctx_destroy(rados_ioctx_t io)',
   rados_ioctx_set_namespace: 'void rados_ioctx_set_namespace(rados_ioctx_t io, const char *nspace)',
-  rados_exec: 'int rados_exec(rados_ioctx_t io, const char *oid, const char *cls, const char *method, const char *in_buf, size_t in_len, void *buf, size_t out_len)',
+  rados_exec: 'int rados_exec(rados_ioctx_t io, const char *oid, const char *cls, const char *method, const void *in_buf, size_t in_len, void *buf, size_t out_len)',
 
   rbd_version: 'void rbd_version(_Out_ int *major, _Out_ int *minor, _Out_ int *extra)',
   rbd_list: 'int rbd_list(rados_ioctx_t io, void *names, _Inout_ size_t *size)',

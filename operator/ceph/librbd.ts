@@ -85,6 +85,8 @@ export const TRANSFER_CHUNK_BYTES = 4 * 1024 * 1024;
 const SPARSE_READ_AHEAD = 4;
 const ERANGE = 34;
 const ENOENT = 2;
+/** CEPH_NOSNAP: the image's head, where a snapshot id is asked for. */
+const CEPH_NOSNAP = 0xfffffffffffffffen;
 /** Growth step of an image imported from a stream of unknown length. */
 const IMPORT_GROWTH_BYTES = 256 * 1024 * 1024;
 
@@ -111,6 +113,24 @@ function checkPath(kind: string, value: string): string {
 
 function bits(value: bigint, names: readonly (readonly [bigint, string])[]): string[] {
   return names.filter(([bit]) => (value & bit) !== 0n).map(([, name]) => name);
+}
+
+/** A std::map<std::string, bufferlist> in Ceph's encoding: a u32 count, then each key and value as a u32 length and its bytes. */
+function encodeStringMap(entries: readonly (readonly [string, string])[]): Buffer {
+  const parts: Buffer[] = [u32(entries.length)];
+  for (const [key, value] of entries) {
+    for (const text of [key, value]) {
+      const bytes = Buffer.from(text, 'utf8');
+      parts.push(u32(bytes.length), bytes);
+    }
+  }
+  return Buffer.concat(parts);
+}
+
+function u32(value: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(value);
+  return b;
 }
 
 function cString(buffer: Buffer): string {
@@ -458,22 +478,56 @@ export class LibrbdStore implements BlockStore {
     const target = formatImageSpec(image);
     return this.#op(async () => {
       const io = await this.#existingNamespace(image);
-      // What an open reads first: the image's `rbd_id.<name>` object, through
-      // the rbd object class; one round trip instead of an open (header,
-      // watch) and a close.
-      const out = Buffer.alloc(256);
-      const length = Number(await this.#lib.call('rados_exec', io, `rbd_id.${image.image}`, 'rbd', 'get_id', null, 0, out, out.length));
-      if (length >= 4) {
-        const size = out.readUInt32LE(0);
-        if (size > 0 && 4 + size <= length) return out.toString('utf8', 4, 4 + size);
-      }
+      const id = await this.#idByClass(io, image.image);
+      if (id !== undefined) return id;
       // Missing, a format 1 image (no id object), or caps without the rbd
       // class: the open says which, with the same error as info.
       return this.#withImage(image, 'read', async (handle) => this.#readId(handle, target));
     });
   }
 
+  /**
+   * What an open reads first: the image's `rbd_id.<name>` object, through the
+   * rbd object class; one round trip instead of an open (header, watch) and a
+   * close. Undefined when that does not answer (a missing image, a format 1
+   * image, caps without the class): the caller opens the image, whose error
+   * says which.
+   */
+  async #idByClass(io: Handle, name: string): Promise<string | undefined> {
+    const out = Buffer.alloc(256);
+    const length = Number(await this.#lib.call('rados_exec', io, `rbd_id.${name}`, 'rbd', 'get_id', null, 0, out, out.length));
+    if (length >= 4) {
+      const size = out.readUInt32LE(0);
+      if (size > 0 && 4 + size <= length) return out.toString('utf8', 4, 4 + size);
+    }
+    return undefined;
+  }
+
+  /**
+   * An image this process holds no open of, read or written through its
+   * header object with the rbd object class: no open (a dozen round trips
+   * and a watch), no exclusive lock, no close. Undefined when the class path
+   * does not apply or did not answer; the caller then goes through an open.
+   */
+  async #viaHeader<T>(image: ImageSpec, body: (io: Handle, header: string) => Promise<T | undefined>): Promise<T | undefined> {
+    if (this.#kept.has(formatImageSpec(image)) || this.#shared.has(formatImageSpec(image))) return undefined;
+    return this.#op(async () => {
+      const io = await this.#existingNamespace(image);
+      const id = await this.#idByClass(io, image.image);
+      return id === undefined ? undefined : body(io, `rbd_header.${id}`);
+    });
+  }
+
   async imageSize(image: ImageSpec): Promise<number> {
+    // The header's size at the head (cls_rbd get_size: snap id in; order, size out).
+    const bySize = await this.#viaHeader(image, async (io, header) => {
+      const input = Buffer.alloc(8);
+      input.writeBigUInt64LE(CEPH_NOSNAP);
+      const out = Buffer.alloc(16);
+      const length = Number(await this.#lib.call('rados_exec', io, header, 'rbd', 'get_size', input, input.length, out, out.length));
+      return length >= 9 ? Number(out.readBigUInt64LE(1)) : undefined;
+    });
+    if (bySize !== undefined) return bySize;
     return this.#withImage(image, 'read', async (handle, target) => {
       const { koffi, types } = this.#lib;
       const stat = Buffer.alloc(koffi.sizeof(types.imageInfo));
@@ -864,6 +918,19 @@ export class LibrbdStore implements BlockStore {
   async setMeta(image: ImageSpec, key: string, value: string): Promise<void> {
     const k = validateMetaKey(key);
     const v = validateMetaValue(value);
+    // librbd's metadata_set takes the image's exclusive lock and tells its
+    // watchers, which only matters for the `conf_` keys open images apply;
+    // any other key is written to the header as librbd writes it (cls_rbd
+    // metadata_set), without an open, a lock or a close. A key no reader
+    // caches, such as a fresh clone's provenance, then costs two round trips.
+    if (!k.startsWith('conf_')) {
+      const written = await this.#viaHeader(image, async (io, header) => {
+        const input = encodeStringMap([[k, v]]);
+        const result = Number(await this.#lib.call('rados_exec', io, header, 'rbd', 'metadata_set', input, input.length, null, 0));
+        return result >= 0 ? true : undefined;
+      });
+      if (written === true) return;
+    }
     await this.#withImage(image, 'write', async (handle, target) => {
       await this.#c('rbd_metadata_set', `${target} ${k}`, handle, k, v);
     });
