@@ -235,19 +235,18 @@ export class CaptureEngine {
         try {
           const outcome = await this.#clone(row);
           if (typeof outcome === 'string') return this.#fail(row, outcome);
-          if (row.isolate === 1 && !outcome.anchored) {
-            // A live source's capture snapshot only leaves the cloud's listing
-            // here; the clone is durable without that, and isolation removes a
-            // snapshot left behind once it has flattened the clone. So the
-            // capture is recorded first, and its latency is not the origin's
-            // exclusive lock, which the cloud's own rbd processes contend for.
-            const finished = await this.#finish(row, outcome.bytes, policy);
-            await outcome.source.catch((err: unknown) => this.#log.warn({ quarantine: row.id, err: String(err) }, 'the capture snapshot stays on the source until isolation removes it'));
-            if (!finished) return this.#conflict(row, state);
-          } else {
-            await outcome.source;
-            if (!(await this.#finish(row, outcome.bytes, policy))) return this.#conflict(row, state);
-          }
+          // A live source's capture snapshot only leaves the cloud's listing
+          // here; the clone is durable without that, and isolation removes a
+          // snapshot left behind once it has flattened the clone. So such a
+          // capture is recorded first, and its latency is not the origin's
+          // exclusive lock, which the cloud's own rbd processes contend for.
+          // An anchor, or a policy without isolation, has nothing to clean up
+          // after it: there the origin's part must succeed first.
+          const recordFirst = row.isolate === 1 && !outcome.anchored;
+          if (!recordFirst) await outcome.source;
+          const finished = await this.#finish(row, outcome.bytes, policy);
+          if (recordFirst) await outcome.source.catch((err: unknown) => this.#log.warn({ quarantine: row.id, err: String(err) }, 'the capture snapshot stays on the source until isolation removes it'));
+          if (!finished) return this.#conflict(row, state);
         } finally {
           await release();
         }

@@ -149,9 +149,8 @@ const byRank = (a: Entry, b: Entry) => a.rank - b.rank;
  */
 function holderAt(c: Entry, t: number): Holder {
   const r = c.row;
-  if (r.from_certain !== null && r.from_certain !== undefined) return toHolder(r, t);
-  if (r.to_certain !== null && r.to_certain !== undefined) return toHolder(r, t);
-  return (c.holder ??= toHolder(r, t));
+  const windowed = (r.from_certain ?? null) !== null || (r.to_certain ?? null) !== null;
+  return windowed ? toHolder(r, t) : (c.holder ??= toHolder(r, t));
 }
 
 /** Ranges per query: bounds the statement's size and the rows held at once. */
