@@ -1,8 +1,9 @@
 // `npm run bench [-- SCENARIO… --param=value…]`: runs the selected scenarios
 // (all registered ones by default) against the real services, then updates
-// bench/out/results.json and re-renders BENCHMARKS.md and bench/plots.
+// bench/results.json (the record, kept in the repository) and re-renders
+// BENCHMARKS.md and bench/plots.
 // `--plots-only` re-renders the last two from results.json without running anything.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
@@ -13,6 +14,7 @@ import { StderrProgress } from './lib/progress.ts';
 import { describeMachine, load, type Machine } from './lib/machine.ts';
 import { mergeResults, readCommentary, readResults, renderMarkdown, writeResults, type PlotRef, type Results, type ScenarioRun } from './lib/report.ts';
 import { buildPlots } from './lib/plots.ts';
+import { resultsFromReport } from './lib/report-import.ts';
 import { svgToPng } from './lib/png.ts';
 import { reserveWorkerThreads } from '../operator/ceph/worker-threads.ts';
 
@@ -22,7 +24,7 @@ reserveWorkerThreads();
 const here = dirname(fileURLToPath(import.meta.url));
 const root = dirname(here);
 const outDir = join(here, 'out');
-const resultsPath = join(outDir, 'results.json');
+const resultsPath = join(here, 'results.json');
 const reportPath = join(root, 'BENCHMARKS.md');
 const plotsDir = join(here, 'plots');
 const order = scenarios.map((s) => s.name);
@@ -32,8 +34,9 @@ function usage(): string {
     'usage: npm run bench -- [SCENARIO…] [--PARAM=VALUE…] [--no-report]',
     '       npm run bench -- --plots-only',
     '',
-    '--no-report: update bench/out/results.json but leave BENCHMARKS.md and bench/plots/ as they are',
-    '--plots-only: run nothing; render bench/plots/*.png and BENCHMARKS.md again from bench/out/results.json',
+    '--no-report: update bench/results.json but leave BENCHMARKS.md and bench/plots/ as they are',
+    '--plots-only: run nothing; render bench/plots/*.png and BENCHMARKS.md again from bench/results.json',
+    '--merge-results=FILE: run nothing; merge the runs of another results.json (another checkout or machine) into bench/results.json, then render',
     '',
     'scenarios (default: all):',
   ];
@@ -49,6 +52,7 @@ interface Args {
   params: Map<string, string>;
   report: boolean;
   plotsOnly: boolean;
+  mergeFrom?: string;
 }
 
 function parseArgs(argv: string[]): Args | 'help' {
@@ -56,7 +60,13 @@ function parseArgs(argv: string[]): Args | 'help' {
   const names: string[] = [];
   let report = true;
   let plotsOnly = false;
+  let mergeFrom: string | undefined;
   for (const a of argv) {
+    if (a.startsWith('--merge-results=')) {
+      mergeFrom = a.slice('--merge-results='.length);
+      if (mergeFrom === '') throw new Error('--merge-results needs a file: --merge-results=PATH');
+      continue;
+    }
     if (a === '--help' || a === '-h') return 'help';
     if (a === '--no-report') {
       report = false;
@@ -75,6 +85,7 @@ function parseArgs(argv: string[]): Args | 'help' {
     names.push(a);
   }
   if (plotsOnly && (names.length > 0 || params.size > 0 || !report)) throw new Error('--plots-only runs no scenario: it takes no scenarios, parameters or --no-report');
+  if (mergeFrom !== undefined && (plotsOnly || names.length > 0 || params.size > 0 || !report)) throw new Error('--merge-results runs no scenario: it takes no scenarios, parameters, --plots-only or --no-report');
   const known = new Set(scenarios.flatMap((s) => s.params.map((p) => p.name)));
   for (const k of params.keys()) if (!known.has(k)) throw new Error(`unknown parameter --${k}; see --help`);
   const selected = names.length === 0 ? scenarios : names.map((n) => {
@@ -82,7 +93,7 @@ function parseArgs(argv: string[]): Args | 'help' {
     if (s === undefined) throw new Error(`unknown scenario "${n}"; known: ${order.join(', ')}`);
     return s;
   });
-  return { selected, params, report, plotsOnly };
+  return { selected, params, report, plotsOnly, ...(mergeFrom === undefined ? {} : { mergeFrom }) };
 }
 
 /**
@@ -105,21 +116,76 @@ async function writePlots(results: Results, progress: Progress): Promise<{ plots
     }
     plots.push({ name: p.name, title: p.title });
   }
-  progress.log(plots.length === 0 ? 'plots: no data for any plot yet' : `plots: wrote ${plots.map((p) => `${p.name}.png`).join(', ')} to ${relative(root, plotsDir)}/`);
-  return { plots };
+  progress.log(plots.length === 0 ? 'plots: no data to draw any plot again' : `plots: wrote ${plots.map((p) => `${p.name}.png`).join(', ')} to ${relative(root, plotsDir)}/`);
+  return { plots: keptPlots(results.plots ?? [], plots) };
+}
+
+/** A plot no run has data for any more (e.g. the record was read back from the report) keeps its last PNG. */
+function keptPlots(before: readonly PlotRef[], drawn: readonly PlotRef[]): PlotRef[] {
+  const fresh = new Map(drawn.map((p) => [p.name, p]));
+  const out = before.filter((p) => fresh.has(p.name) || existsSync(join(plotsDir, `${p.name}.png`))).map((p) => fresh.get(p.name) ?? p);
+  for (const p of drawn) if (!out.some((q) => q.name === p.name)) out.push(p);
+  return out;
+}
+
+/**
+ * The record. A checkout that has a report but no record (one made before the
+ * record was kept in the repository) gets the record back from the report, so
+ * that a run of one scenario does not render a report of that scenario alone.
+ */
+function readRecord(progress: Progress): Results {
+  if (existsSync(resultsPath) || !existsSync(reportPath)) return readResults(resultsPath);
+  const record = resultsFromReport(readFileSync(reportPath, 'utf8'), order);
+  progress.log(`${relative(root, resultsPath)} is missing: read ${record.figures.length} figures and ${record.runs.length} runs back from ${relative(root, reportPath)}`);
+  return record;
+}
+
+function render(results: Results, plots: readonly PlotRef[]): void {
+  writeResults(resultsPath, { ...results, plots: [...plots] });
+  writeFileSync(reportPath, renderMarkdown(results, order, readCommentary(join(here, 'notes')), plots));
+}
+
+/** Merges the runs recorded in another results.json, oldest first, as if they had run here. */
+async function mergeFrom(path: string): Promise<number> {
+  const progress = new StderrProgress();
+  if (!existsSync(path)) {
+    progress.log(`${path}: no such file`);
+    return 2;
+  }
+  const other = readResults(path);
+  if (other.figures.length === 0) {
+    progress.log(`${path}: not a results record with figures`);
+    return 2;
+  }
+  let record = readRecord(progress);
+  let merged = 0;
+  for (const run of [...other.runs].sort((a, b) => a.startedAt.localeCompare(b.startedAt))) {
+    const figures: Figure[] = other.figures
+      .filter((f) => f.scenario === run.scenario && f.measuredAt === run.startedAt)
+      .map(({ scenario: _s, measuredAt: _m, ceiling, ratio, ...f }) => ({ ...f, ceiling: ceiling ?? undefined, ratio: ratio ?? undefined }));
+    if (figures.length === 0 && run.error === undefined) continue;
+    if (record.runs.some((r) => r.scenario === run.scenario && r.startedAt === run.startedAt)) continue;
+    record = mergeResults(record, run, figures, order);
+    merged += 1;
+  }
+  progress.log(`merged ${merged} runs from ${path}`);
+  const { plots, error } = await writePlots(record, progress);
+  render(record, plots);
+  progress.log(`wrote ${relative(root, resultsPath)} and ${relative(root, reportPath)}`);
+  return error === undefined ? 0 : 1;
 }
 
 async function plotsOnly(): Promise<number> {
   const progress = new StderrProgress();
-  const results = readResults(resultsPath);
-  if (!existsSync(resultsPath) || results.figures.length === 0) {
+  const results = readRecord(progress);
+  if (results.figures.length === 0) {
     progress.log(`${relative(root, resultsPath)} is missing, unreadable or empty: run the benchmarks first (npm run bench)`);
     return 1;
   }
   const { plots, error } = await writePlots(results, progress);
   // Nothing new to report when the plots failed; rewriting would only drop the Plots section.
   if (error !== undefined) return 1;
-  writeFileSync(reportPath, renderMarkdown(results, order, readCommentary(join(here, 'notes')), plots));
+  render(results, plots);
   progress.log(`wrote ${reportPath}`);
   return 0;
 }
@@ -137,6 +203,7 @@ async function main(): Promise<number> {
     return 0;
   }
   if (args.plotsOnly) return plotsOnly();
+  if (args.mergeFrom !== undefined) return mergeFrom(args.mergeFrom);
   mkdirSync(outDir, { recursive: true });
   const progress = new StderrProgress();
   const services = new RunServices();
@@ -222,12 +289,13 @@ async function main(): Promise<number> {
     scoped.log(`done in ${Math.round(durationS)} s`);
     if (figures.length > 0 || error !== undefined) {
       // A failed scenario keeps its previous figures; its section shows the error.
-      const next = mergeResults(readResults(resultsPath), run, figures, order);
-      writeResults(resultsPath, next);
+      const next = mergeResults(readRecord(progress), run, figures, order);
       if (args.report) {
         const { plots, error: why } = await writePlots(next, progress);
         plotError = why;
-        writeFileSync(reportPath, renderMarkdown(next, order, readCommentary(join(here, 'notes')), plots));
+        render(next, plots);
+      } else {
+        writeResults(resultsPath, next);
       }
     }
   }

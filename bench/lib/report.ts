@@ -19,6 +19,8 @@ export interface ScenarioRun {
   machine: Machine;
   notes: string[];
   error?: string | undefined;
+  /** Words after the command in the runs table (a row read back from a report that carried them). */
+  remark?: string | undefined;
 }
 
 /** As a scenario returned it, with ceiling and ratio always present (null when there is none) for readers of the JSON. */
@@ -26,7 +28,7 @@ export interface StoredFigure extends Omit<Figure, 'ceiling' | 'ratio'> {
   ceiling: number | null;
   ratio: number | null;
   scenario: string;
-  /** startedAt of the run that measured it (runs are identified by scenario and start time). */
+  /** startedAt of the run that measured it (runs are identified by scenario and start time); '' when not known (read back from a report that did not say). */
   measuredAt: string;
 }
 
@@ -35,6 +37,8 @@ export interface Results {
   updatedAt: string;
   runs: ScenarioRun[];
   figures: StoredFigure[];
+  /** The plots the report last linked, kept while no run has data to draw them again. */
+  plots?: PlotRef[];
 }
 
 export function readResults(path: string): Results {
@@ -70,12 +74,15 @@ export function mergeResults(prev: Results, run: ScenarioRun, figures: Figure[],
     scenario: run.scenario,
     measuredAt: run.startedAt,
   }]));
+  const labels = new Set(figures.map((f) => f.label));
+  // A figure read back from a rendered report has no id of its own, only its label.
+  const replaced = (f: StoredFigure) => stored.has(f.figure) || labels.has(f.label);
   // The scenario just run lists its figures in the order it measured them;
   // older figures of it that this run did not measure follow.
   const merged: StoredFigure[] = [
-    ...prev.figures.filter((f) => f.scenario !== run.scenario && !stored.has(f.figure)),
+    ...prev.figures.filter((f) => f.scenario !== run.scenario && !replaced(f)),
     ...stored.values(),
-    ...prev.figures.filter((f) => f.scenario === run.scenario && !stored.has(f.figure)),
+    ...prev.figures.filter((f) => f.scenario === run.scenario && !replaced(f)),
   ];
   const rank = rankIn(order);
   merged.sort((a, b) => rank(a.scenario) - rank(b.scenario));
@@ -83,8 +90,9 @@ export function mergeResults(prev: Results, run: ScenarioRun, figures: Figure[],
   const latest = new Map<string, ScenarioRun>();
   for (const r of runs) latest.set(r.scenario, r);
   const used = new Set(merged.map((f) => `${f.scenario}@${f.measuredAt}`));
-  const kept = runs.filter((r) => used.has(`${r.scenario}@${r.startedAt}`) || latest.get(r.scenario) === r);
-  return { schema: 2, updatedAt: new Date().toISOString(), runs: kept, figures: merged };
+  // A figure of unknown date may come from any run of its scenario: they all stay.
+  const kept = runs.filter((r) => used.has(`${r.scenario}@${r.startedAt}`) || used.has(`${r.scenario}@`) || latest.get(r.scenario) === r);
+  return { schema: 2, updatedAt: new Date().toISOString(), runs: kept, figures: merged, ...(prev.plots === undefined ? {} : { plots: prev.plots }) };
 }
 
 export function writeResults(path: string, results: Results): void {
@@ -145,7 +153,7 @@ export function renderMarkdown(results: Results, order: readonly string[], comme
   const when = (iso: string) => iso.replace('T', ' ').replace(/:\d\d\.\d+Z$/, 'Z');
   const out: string[] = [];
   out.push('# Benchmarks', '');
-  out.push('Rendered by `npm run bench` (`node bench/run.ts`) from `bench/out/results.json`; the commentary comes from `bench/notes/*.md`, so edit those, not this file.', '');
+  out.push('Rendered by `npm run bench` (`node bench/run.ts`) from `bench/results.json`; the commentary comes from `bench/notes/*.md`, so edit those, not this file.', '');
   out.push('```sh', 'npm run bench                       # every scenario', 'npm run bench -- ingest trace       # only these', 'npm run bench -- --plots-only       # plots and this file again from results.json', 'npm run bench -- --help             # parameters', '```', '');
   const machines = new Map<string, Machine>();
   for (const r of runs) machines.set(JSON.stringify(r.machine), r.machine);
@@ -153,15 +161,17 @@ export function renderMarkdown(results: Results, order: readonly string[], comme
   out.push('## Runs', '');
   out.push('| scenario | date (UTC) | command | duration | load (1 min) before → after |', '|---|---|---|---|---|');
   for (const r of runs) {
-    out.push(`| ${r.scenario} | ${when(r.startedAt)} | \`${cell(r.command)}\` | ${Math.round(r.durationS)} s | ${r.loadBefore} → ${r.loadAfter} |`);
+    const remark = r.remark === undefined ? '' : ` ${cell(r.remark)}`;
+    out.push(`| ${r.scenario} | ${when(r.startedAt)} | \`${cell(r.command)}\`${remark} | ${Math.round(r.durationS)} s | ${r.loadBefore} → ${r.loadAfter} |`);
   }
   out.push('');
   out.push('## Figures', '');
   out.push('Ceiling: the same quantity for what the environment allows without our code (the raw broker consume rate, bare `rbd` calls) or for the naive way (a full scan), measured in the same run. Ratio = value / ceiling.', '');
   out.push('| figure | value | ceiling (same run) | ratio | notes |', '|---|---|---|---|---|');
   for (const f of results.figures) {
-    const several = runsOf(f.scenario).length > 1;
-    const notes = [targetText(f), f.notes ?? '', several ? `run of ${when(f.measuredAt)}` : ''].filter((s) => s !== '').join('; ');
+    const runOf = `run of ${when(f.measuredAt)}`;
+    // Every figure names its run, so the report alone tells which run measured what; notes that already name it are not told twice.
+    const notes = [targetText(f), f.notes ?? '', f.measuredAt !== '' && !(f.notes ?? '').includes(runOf) ? runOf : ''].filter((s) => s !== '').join('; ');
     out.push(`| ${cell(f.label)} | ${fmt(f.value, f.unit)} | ${fmt(f.ceiling, f.unit)} | ${ratioText(f.ratio)} | ${cell(notes)} |`);
   }
   out.push('');
