@@ -25,6 +25,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const root = dirname(here);
 const outDir = join(here, 'out');
 const resultsPath = join(here, 'results.json');
+const scratchPath = join(outDir, 'results.json');
 const reportPath = join(root, 'BENCHMARKS.md');
 const plotsDir = join(here, 'plots');
 const order = scenarios.map((s) => s.name);
@@ -34,7 +35,7 @@ function usage(): string {
     'usage: npm run bench -- [SCENARIO…] [--PARAM=VALUE…] [--no-report]',
     '       npm run bench -- --plots-only',
     '',
-    '--no-report: update bench/results.json but leave BENCHMARKS.md and bench/plots/ as they are',
+    '--no-report: record the run in bench/out/results.json only (scratch, gitignored); the record, BENCHMARKS.md and bench/plots/ stay as they are',
     '--plots-only: run nothing; render bench/plots/*.png and BENCHMARKS.md again from bench/results.json',
     '--merge-results=FILE: run nothing; merge the runs of another results.json (another checkout or machine) into bench/results.json, then render',
     '',
@@ -289,19 +290,22 @@ async function main(): Promise<number> {
     scoped.log(`done in ${Math.round(durationS)} s`);
     if (figures.length > 0 || error !== undefined) {
       // A failed scenario keeps its previous figures; its section shows the error.
-      const next = mergeResults(readRecord(progress), run, figures, order);
       if (args.report) {
+        const next = mergeResults(readRecord(progress), run, figures, order);
         const { plots, error: why } = await writePlots(next, progress);
         plotError = why;
         render(next, plots);
       } else {
-        writeResults(resultsPath, next);
+        // An exploratory run leaves the committed record alone; --merge-results adopts it later if it should count.
+        writeResults(scratchPath, mergeResults(readResults(scratchPath), run, figures, order));
+        scoped.log(`recorded in ${relative(root, scratchPath)} only; \`npm run bench -- --merge-results=${relative(root, scratchPath)}\` adopts it`);
       }
     }
   }
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
   if (args.report) progress.log(`wrote ${resultsPath}, ${reportPath} and ${plotsDir}`);
+  else progress.log(`wrote ${scratchPath}`);
   if (plotError !== undefined) progress.log('the results are saved; once the plots can be rendered, `npm run bench -- --plots-only` draws them');
   return failed > 0 || plotError !== undefined ? 1 : 0;
 }
