@@ -77,3 +77,18 @@ export function serviceCpuMeter(names: readonly string[]): () => Record<string, 
     return out;
   };
 }
+
+/**
+ * CPU seconds of a process's children that have ended and been waited for
+ * (cutime + cstime): what the programs a process host started have cost.
+ */
+export function childrenCpuSeconds(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // cutime and cstime are fields 16 and 17; rest starts at field 3.
+    return (Number(rest[13]) + Number(rest[14])) / TICKS_PER_SECOND;
+  } catch {
+    return undefined;
+  }
+}

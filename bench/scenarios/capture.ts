@@ -3,13 +3,16 @@
 // beside the bare `rbd snap create` + `rbd clone` the capture is built on; and
 // how often onDelete wins its race against Nova's delete, by the delete gap.
 import { randomUUID } from 'node:crypto';
+import { loadavg } from 'node:os';
 import type { Figure, Scenario } from '../scenario.ts';
 import { summarize, round } from '../lib/stats.ts';
 import { bootCeph } from '../lib/ceph.ts';
+import { childrenCpuSeconds, cpuMeter, serviceCpuMeter } from '../lib/cpu.ts';
 
 const MiB = 1024 * 1024;
 
 const ms = (v: number) => round(v, 1);
+const loadavgOne = () => round(loadavg()[0] ?? 0, 1);
 
 export const capture: Scenario = {
   name: 'capture',
@@ -37,13 +40,35 @@ export const capture: Scenario = {
     const { NeutronSim } = await import('../../test/sim/neutron.ts');
     const { NovaSim } = await import('../../test/sim/nova.ts');
     const { cloudRbd } = await import('../../test/sim/rbd-tool.ts');
+    const { startProcessHost } = await import('../../test/sim/process-host.ts');
     const conf = ceph['QTEST_CEPH_CONF'] ?? '';
-    const cloudUser = new RbdCli({ cephConf: conf, id: ceph['QTEST_CEPH_CLOUD_ID'] });
+    // The cloud's rbd processes start from a host process of their own, as on a
+    // real cloud: started from here, each fork held the in-process operator's
+    // event loop for a fifth of a second (see bench/notes/capture.md).
+    const host = startProcessHost();
+    ctx.defer(() => host.close());
+    const cloudUser = new RbdCli({ cephConf: conf, id: ceph['QTEST_CEPH_CLOUD_ID'], run: host.run });
     const opUser = new RbdCli({ cephConf: conf, id: ceph['QTEST_CEPH_OPERATOR_ID'] });
     const qpool = ceph['QTEST_CEPH_QUARANTINE_POOL'] ?? 'quarantine';
     const lib = new LibrbdStore({ cephConf: conf, id: ceph['QTEST_CEPH_OPERATOR_ID'] });
     ctx.defer(() => lib.close());
     await lib.connect();
+    // Diagnosis aid: QOP_BENCH_INFLIGHT=FILE samples the librbd calls in flight (per C function, and those
+    // waiting for a slot), the event loop's lag and the load twice a second, one JSON line each.
+    const inflightFile = process.env['QOP_BENCH_INFLIGHT'];
+    if (inflightFile !== undefined && inflightFile !== '') {
+      const { appendFileSync } = await import('node:fs');
+      let last = performance.now();
+      const timer = setInterval(() => {
+        const now = performance.now();
+        const { running, waiting } = loadLibrbd().callsInFlight();
+        const total = Object.values(running).reduce((a, b) => a + (b ?? 0), 0);
+        appendFileSync(inflightFile, JSON.stringify({ t: new Date().toISOString(), lagMs: Math.round(now - last - 500), load: loadavg()[0], total, waiting, running }) + '\n');
+        last = now;
+      }, 500);
+      timer.unref();
+      ctx.defer(() => clearInterval(timer));
+    }
     const drivers = ctx.param('capture-drivers').split(',').filter((d): d is 'librbd' | 'cli' => d === 'librbd' || d === 'cli');
     const steady = Number(ctx.param('capture-steady'));
     const burst = Number(ctx.param('capture-burst'));
@@ -173,7 +198,7 @@ export const capture: Scenario = {
     };
 
     // onDelete and softDelete: Nova's own sequences from the simulator.
-    const { rbd, rbdTool } = cloudRbd({ cephConf: conf, id: ceph['QTEST_CEPH_CLOUD_ID'] ?? 'nova' });
+    const { rbd, rbdTool } = cloudRbd({ cephConf: conf, id: ceph['QTEST_CEPH_CLOUD_ID'] ?? 'nova', run: host.run });
     const bus = await SimBus.connect(amqpUrl);
     ctx.defer(() => bus.close());
     const s = randomUUID().slice(0, 6);
@@ -257,6 +282,12 @@ export const capture: Scenario = {
             servers.push(await nova.boot({ image: imageId }));
           }
           ctx.progress.update(`capture: ${driver} ${mode} burst of ${burst}`);
+          // Where the machine's CPU went during the burst: this process (the operator, in-process),
+          // the cloud's rbd processes (the host's children), the Ceph daemons, everything.
+          const burstStart = performance.now();
+          const meter = cpuMeter();
+          const daemons = serviceCpuMeter(['ceph-osd', 'ceph-mon']);
+          const cloudCpu0 = host.pid === undefined ? undefined : childrenCpuSeconds(host.pid);
           const asked = new Map<string, number>();
           const deletions = await Promise.all(servers.map(async (server) => {
             asked.set(server.uuid, Date.now());
@@ -270,6 +301,14 @@ export const capture: Scenario = {
               // onDelete: Nova has finished deleting, so whatever was won is in the ledger by now or soon.
               : await until(async () => (await op.quarantinesOf(server.uuid)).find((r) => r.state === 'quarantined' || r.state === 'failed'), 'the race outcome', 5_000).catch(() => undefined);
             if (q?.state === 'quarantined') burstLat.push((q.captured_at ?? 0) - (asked.get(server.uuid) ?? 0));
+          }
+          {
+            const seconds = (performance.now() - burstStart) / 1000;
+            const share = meter();
+            const d = daemons();
+            const cloudCpu1 = host.pid === undefined ? undefined : childrenCpuSeconds(host.pid);
+            const cloudS = cloudCpu0 === undefined || cloudCpu1 === undefined ? undefined : cloudCpu1 - cloudCpu0;
+            ctx.progress.log(`${driver} ${mode} burst of ${burst}, ${round(seconds, 1)} s from the deletes to the last outcome: CPU (core-seconds) operator process ${round((share.processPct / 100) * seconds, 1)}, the cloud's rbd processes ${cloudS === undefined ? '?' : round(cloudS, 1)}, ceph-osd ${round(((d['ceph-osd'] ?? 0) / 100) * seconds, 1)}, ceph-mon ${round(((d['ceph-mon'] ?? 0) / 100) * seconds, 1)}; machine busy ${share.machinePct ?? '?'} % of 2 cores (load ${loadavgOne()})`);
           }
           latencyFigures(driver, mode, 'burst', burstLat, burst);
         } finally {

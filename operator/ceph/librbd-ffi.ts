@@ -157,6 +157,8 @@ export interface Librbd {
   callCounts(): Readonly<Partial<Record<FunctionName, number>>>;
   /** Milliseconds spent in those calls so far, per C function (waiting for a thread included). */
   callTimes(): Readonly<Partial<Record<FunctionName, number>>>;
+  /** Calls handed to a worker thread and not yet returned, per C function, and calls waiting for a slot. */
+  callsInFlight(): { readonly running: Readonly<Partial<Record<FunctionName, number>>>; readonly waiting: number };
 }
 
 export class LibrbdUnavailableError extends Error {
@@ -173,6 +175,7 @@ export class LibrbdUnavailableError extends Error {
 export const MAX_ASYNC_CALLS = 128;
 let running = 0;
 const waiting: (() => void)[] = [];
+const active: Partial<Record<FunctionName, number>> = {};
 
 async function limit<T>(body: () => Promise<T>): Promise<T> {
   if (running >= MAX_ASYNC_CALLS) await new Promise<void>((resolve) => waiting.push(resolve));
@@ -270,7 +273,9 @@ function bind(libradosPath: string, librbdPath: string): Librbd {
       return limit(
         () =>
           new Promise((resolve, reject) => {
+            active[name] = (active[name] ?? 0) + 1;
             fn(name).async(...args, (error: unknown, result: unknown) => {
+              active[name] = (active[name] ?? 1) - 1;
               times[name] = (times[name] ?? 0) + (performance.now() - started);
               if (error !== null && error !== undefined) reject(error instanceof Error ? error : new Error(String(error)));
               else resolve(result);
@@ -280,6 +285,7 @@ function bind(libradosPath: string, librbdPath: string): Librbd {
     },
     callCounts: () => ({ ...counts }),
     callTimes: () => ({ ...times }),
+    callsInFlight: () => ({ running: Object.fromEntries(Object.entries(active).filter(([, n]) => n > 0)), waiting: waiting.length }),
     diffCallback(handler) {
       const pointer = koffi.register(
         (offset: bigint | number, length: bigint | number, exists: number): number => handler(BigInt(offset), Number(length), exists),

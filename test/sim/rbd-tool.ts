@@ -8,7 +8,7 @@ import type { ImageSpec, SnapshotSpec } from '../../operator/domain/block-store.
 import { RbdCli } from '../../operator/ceph/rbd-cli.ts';
 import { RbdCommandError, errorFromExit } from '../../operator/ceph/errors.ts';
 import { formatImageSpec, formatSnapshotSpec } from '../../operator/ceph/names.ts';
-import { execFileRun } from '../../operator/ceph/process.ts';
+import { execFileRun, type RunFn } from '../../operator/ceph/process.ts';
 
 export interface RbdTool {
   protectSnapshot(snapshot: SnapshotSpec): Promise<void>;
@@ -33,6 +33,8 @@ export interface RbdToolOptions {
   id?: string | undefined;
   rbdPath?: string | undefined;
   timeoutMs?: number | undefined;
+  /** Where the programs start (default: this process); see process-host.ts. */
+  run?: RunFn | undefined;
 }
 
 function parseSpec(text: string): ImageSpec {
@@ -53,8 +55,10 @@ export class RbdToolCli implements RbdTool {
   readonly #global: string[];
   readonly #timeoutMs: number;
   readonly #env: NodeJS.ProcessEnv;
+  readonly #exec: RunFn;
 
   constructor(options: RbdToolOptions = {}) {
+    this.#exec = options.run ?? execFileRun;
     this.#rbd = options.rbdPath ?? 'rbd';
     this.#global = [];
     if (options.cephConf !== undefined) this.#global.push(`--conf=${options.cephConf}`);
@@ -65,7 +69,7 @@ export class RbdToolCli implements RbdTool {
 
   async #run(args: string[]): Promise<string> {
     const argv = [...this.#global, ...args];
-    const r = await execFileRun(this.#rbd, argv, { timeoutMs: this.#timeoutMs, env: this.#env });
+    const r = await this.#exec(this.#rbd, argv, { timeoutMs: this.#timeoutMs, env: this.#env });
     if (r.exitCode === 0) return r.stdout;
     if (r.exitCode !== null) throw errorFromExit({ command: [this.#rbd, ...argv], exitCode: r.exitCode, stderr: r.stderr });
     throw new RbdCommandError(`rbd ${args.join(' ')} did not finish (${r.timedOut ? 'timed out' : r.signal ?? 'could not start'})`, {
@@ -119,7 +123,11 @@ export class RbdToolCli implements RbdTool {
   }
 }
 
-/** A cloud's view of Ceph: the BlockStore adapter and the extra tool, as one cephx user. */
-export function cloudRbd(options: { cephConf: string; id: string }): { rbd: RbdCli; rbdTool: RbdToolCli } {
-  return { rbd: new RbdCli({ cephConf: options.cephConf, id: options.id }), rbdTool: new RbdToolCli(options) };
+/**
+ * A cloud's view of Ceph: the BlockStore adapter and the extra tool, as one
+ * cephx user. `run` starts their programs elsewhere (a process host, as a
+ * real cloud's own hosts would), except the tool's `write`, which streams.
+ */
+export function cloudRbd(options: { cephConf: string; id: string; run?: RunFn | undefined }): { rbd: RbdCli; rbdTool: RbdToolCli } {
+  return { rbd: new RbdCli({ cephConf: options.cephConf, id: options.id, run: options.run }), rbdTool: new RbdToolCli(options) };
 }
