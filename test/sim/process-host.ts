@@ -42,6 +42,8 @@ export interface ProcessHost {
 /** Where a host gets a channel: a forked Node process in real use, a fake in tests. */
 export interface HostChannel {
   send(request: HostRequest): void;
+  /** Whether the channel keeps this process alive: only while programs are running, so a host never left open holds a test up. */
+  hold(held: boolean): void;
   onReply(listener: (reply: HostReply) => void): void;
   /** Called once when the channel is gone (the host exited or was closed). */
   onClose(listener: (reason: string) => void): void;
@@ -58,6 +60,7 @@ export function processHost(channel: HostChannel, pid?: number): ProcessHost {
     const resolve = waiting.get(id);
     if (resolve === undefined) return;
     waiting.delete(id);
+    if (waiting.size === 0) channel.hold(false);
     const { spawnError, ...rest } = result;
     resolve(spawnError === undefined ? rest : { ...rest, spawnError: Object.assign(new Error(spawnError.message), { code: spawnError.code }) });
   });
@@ -74,6 +77,7 @@ export function processHost(channel: HostChannel, pid?: number): ProcessHost {
           return;
         }
         const id = next++;
+        if (waiting.size === 0) channel.hold(true);
         waiting.set(id, resolve);
         const env: Record<string, string> = {};
         for (const [key, value] of Object.entries(options.env)) if (value !== undefined) env[key] = value;
@@ -98,6 +102,16 @@ export function startProcessHost(): ProcessHost {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const hold = (held: boolean): void => {
+    if (held) {
+      child.ref();
+      child.channel?.ref();
+    } else {
+      child.unref();
+      child.channel?.unref();
+    }
+  };
+  hold(false);
   const closeListeners: ((reason: string) => void)[] = [];
   child.once('exit', (code, signal) => {
     for (const listener of closeListeners) listener(`exited (${signal ?? code ?? 'unknown'})`);
@@ -109,6 +123,7 @@ export function startProcessHost(): ProcessHost {
     send: (request) => {
       child.send(request);
     },
+    hold,
     onReply: (listener) => {
       child.on('message', (message) => listener(message as HostReply));
     },
@@ -118,6 +133,7 @@ export function startProcessHost(): ProcessHost {
     close: async () => {
       if (child.exitCode === null && child.signalCode === null) {
         // Disconnecting ends the host once its programs are answered (process-host-main.ts).
+        hold(true);
         if (child.connected) child.disconnect();
         await exited;
       }

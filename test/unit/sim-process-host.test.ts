@@ -4,12 +4,16 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { processHost, startProcessHost, type HostChannel, type HostReply, type HostRequest } from '../sim/process-host.ts';
 
-function fakeChannel(): HostChannel & { sent: HostRequest[]; reply(r: HostReply): void; drop(reason: string): void; closed: boolean } {
+function fakeChannel(): HostChannel & { sent: HostRequest[]; holds: boolean[]; reply(r: HostReply): void; drop(reason: string): void; closed: boolean } {
   let onReply: (r: HostReply) => void = () => undefined;
   let onClose: (reason: string) => void = () => undefined;
   const channel = {
     sent: [] as HostRequest[],
+    holds: [] as boolean[],
     closed: false,
+    hold: (held: boolean) => {
+      channel.holds.push(held);
+    },
     send: (r: HostRequest) => {
       channel.sent.push(r);
     },
@@ -44,6 +48,8 @@ test('each run is one request; replies resolve their own run, in whatever order 
   assert.deepEqual(await a, { exitCode: 0, signal: null, stdout: 'x\n', stderr: '', timedOut: false });
   assert.deepEqual(await b, { exitCode: 16, signal: null, stdout: '', stderr: 'busy', timedOut: false });
   assert.equal(host.pending, 0);
+  // The channel keeps the process alive from the first program to the last answer, not longer.
+  assert.deepEqual(channel.holds, [true, false]);
 });
 
 test('a start failure comes back as an Error with its code', async () => {
