@@ -27,6 +27,18 @@
 // renewed while a long copy runs) and is safe to repeat: after a crash the
 // next relist finds the row at the same step and does it again, a flatten
 // that was already done is skipped, an anchor already gone is fine.
+//
+// A repeated copy does not trust what the interrupted one left. librbd marks
+// an object as existing in the clone's object map before it writes it, and a
+// flatten skips every object the map says exists: a process killed between
+// the two leaves an object that a second flatten skips and that reads as
+// zeros once the parent is detached (bench/notes/capture.md has the figures).
+// So a step found claimed by an earlier attempt (the row still names an
+// owner) renews the clone's object map before copying, copies after the
+// digest rather than beside it, and checks the copy against the capture
+// digest before it counts as isolated. A copy that differs is recorded as
+// such (isolation `copy-differs`, with the failure and an audit entry), its
+// anchor kept, and never as isolated.
 import type { BlockStore, ImageSpec } from '../domain/block-store.ts';
 import { RbdNotFoundError } from '../ceph/errors.ts';
 import type { Clock, Timer } from '../kube/runtime/clock.ts';
@@ -61,7 +73,7 @@ export interface IsolationDeps {
   beforeStep?: ((id: string, step: IsolationStep | 'copy') => Promise<void>) | undefined;
 }
 
-export type IsolationOutcome = 'isolated' | 'not-isolated' | 'elsewhere' | 'nothing' | 'gone';
+export type IsolationOutcome = 'isolated' | 'not-isolated' | 'copy-differs' | 'elsewhere' | 'nothing' | 'gone';
 
 type StepResult = 'done' | 'gone' | 'elsewhere';
 
@@ -90,11 +102,13 @@ export class Isolation {
       const row = await this.#d.store.get(id);
       if (row === undefined) return 'gone';
       const work = isolationWork(row);
-      if (work.do === 'nothing') return row.isolation === 'isolated' ? 'isolated' : row.isolation === 'not-isolated' ? 'not-isolated' : 'nothing';
+      if (work.do === 'nothing') return row.isolation === 'isolated' || row.isolation === 'not-isolated' || row.isolation === 'copy-differs' ? row.isolation : 'nothing';
       const step: IsolationStep = work.do === 'digest' ? 'digesting' : 'isolating';
+      // A claim still on the row: an earlier attempt at this step stopped mid-way (a crash, a lapsed lease, an error).
+      const resumed = row.owner !== null;
       const held = await this.#claimed(row, step, async (moveTo) => {
         await this.#d.beforeStep?.(row.id, step);
-        return work.do === 'digest' ? this.#digest(row, work.then, moveTo) : this.#isolate(row, this.#copy(row));
+        return work.do === 'digest' ? this.#digest(row, work.then, moveTo, resumed) : this.#isolate(row, this.#copy(row, resumed), resumed);
       });
       if (held === 'elsewhere' || held === 'gone') return held;
     }
@@ -129,16 +143,17 @@ export class Isolation {
     }
   }
 
-  async #digest(row: QuarantineRow, then: 'isolating' | 'not-isolated', moveTo: (next: IsolationStep) => void): Promise<StepResult> {
+  async #digest(row: QuarantineRow, then: 'isolating' | 'not-isolated', moveTo: (next: IsolationStep) => void, resumed: boolean): Promise<StepResult> {
     const { store, blocks, clock, owner, logger } = this.#d;
     // The copy beside the digest; its failure is met where it is awaited.
     let copying: Promise<CopyNote> | undefined;
     const startCopy = (): Promise<CopyNote> => {
-      copying = this.#copy(row);
+      copying = this.#copy(row, resumed);
       copying.catch(() => {});
       return copying;
     };
-    if (then === 'isolating' && this.#d.sideBySide !== false) startCopy();
+    // A resumed copy first renews the clone's object map, which the digest's reads must not meet half done.
+    if (then === 'isolating' && this.#d.sideBySide !== false && !resumed) startCopy();
     try {
       let digest: SparseDigest;
       try {
@@ -165,7 +180,7 @@ export class Isolation {
       if (then !== 'isolating') return 'done';
       moveTo('isolating');
       await this.#d.beforeStep?.(row.id, 'isolating');
-      return await this.#isolate(row, copying ?? startCopy());
+      return await this.#isolate(row, copying ?? startCopy(), resumed);
     } finally {
       // Whatever happened, nothing of this step runs on once it returns.
       await copying?.catch(() => {});
@@ -173,17 +188,23 @@ export class Isolation {
   }
 
   /** Copies the clone's data into the quarantine pool: a flatten, or a paced copy and then a flatten; nothing when already flat. */
-  async #copy(row: QuarantineRow): Promise<CopyNote> {
-    const { blocks, clock, bandwidth } = this.#d;
+  async #copy(row: QuarantineRow, resumed: boolean): Promise<CopyNote> {
+    const { store, blocks, clock, owner, bandwidth } = this.#d;
     await this.#d.beforeStep?.(row.id, 'copy');
     const location = locationOf(row);
     const started = clock.now().getTime();
     const wall = performance.now();
     // A flatten that completed before a crash left no parent: nothing to copy again.
-    // Read through info on an open of its own: with the check and the flatten on one kept
-    // open, a resume after a SIGKILL at isolating once left a copy that differed from the
-    // capture digest (crash-resume e2e), cause not yet found.
     if ((await blocks.info(location)).parent === undefined) return { copy: 'none (already flat)' };
+    let renewed: CopyNote = {};
+    if (resumed) {
+      // The interrupted copy may have left the object map claiming objects it never wrote (see the header).
+      await blocks.renewObjectMap(location);
+      renewed = { objectMapRenewed: true };
+      await store.isolationNote(row.id, 'isolating', owner, clock.now(), {
+        step: 'object map renewed', why: 'an earlier copy of this clone stopped mid-way; its object map may claim objects it never wrote, which a flatten would skip',
+      });
+    }
     let paces: CopyNote = {};
     if (bandwidth !== undefined) {
       const read = await blocks.readAllocated(location);
@@ -193,14 +214,22 @@ export class Isolation {
     }
     // After a paced copy the objects are there already: the flatten only detaches the clone.
     await blocks.flatten(location);
-    return { copy: bandwidth === undefined ? 'flatten' : 'paced copy, then flatten', copySeconds: (clock.now().getTime() - started) / 1000, ...paces };
+    return { copy: bandwidth === undefined ? 'flatten' : 'paced copy, then flatten', copySeconds: (clock.now().getTime() - started) / 1000, ...renewed, ...paces };
   }
 
-  async #isolate(row: QuarantineRow, copying: Promise<CopyNote>): Promise<StepResult> {
-    const { store, clock, owner, logger } = this.#d;
+  async #isolate(row: QuarantineRow, copying: Promise<CopyNote>, resumed: boolean): Promise<StepResult> {
+    const { store, blocks, clock, owner, logger } = this.#d;
     let copied: CopyNote;
+    let checked: CopyNote = {};
     try {
       copied = await copying;
+      // The digest may have been recorded by this same attempt, after `row` was read.
+      const recorded = (await store.get(row.id))?.digest ?? row.digest;
+      if (resumed && recorded !== null) {
+        const copy = await sparseSha256(await blocks.readAllocated(locationOf(row)));
+        if (copy.sha256 !== recorded) return await this.#differs(row, copied, copy.sha256, recorded);
+        checked = { copyMatchesDigest: true };
+      }
     } catch (err) {
       if (err instanceof RbdNotFoundError) return 'gone';
       throw err;
@@ -209,10 +238,25 @@ export class Isolation {
     const released = await this.#releaseAnchor((await store.get(row.id)) ?? row);
     const now = clock.now();
     const seconds = row.captured_at === null ? 0 : Math.max(0, (now.getTime() - row.captured_at) / 1000);
-    const note = { step: 'isolated', ...copied, secondsSinceCapture: seconds, anchorReleased: released };
+    const note = { step: 'isolated', ...copied, ...checked, secondsSinceCapture: seconds, anchorReleased: released };
     if (!(await store.isolationStepDone(row.id, 'isolating', owner, now, { isolation: 'isolated', isolated_at: now.getTime(), flattened: 1, anchor_trash_id: null }, note))) return 'elsewhere';
     this.#d.onIsolated?.(seconds);
     logger.info({ quarantine: row.id, seconds }, 'quarantine isolated: its data no longer depends on the cloud\'s pool');
+    return 'done';
+  }
+
+  /**
+   * A resumed copy that is not the capture: recorded as such, never as
+   * isolated, and the anchor in the cloud's pool is kept (whatever of the
+   * original it still holds is all there is to recover from).
+   */
+  async #differs(row: QuarantineRow, copied: CopyNote, sha256: string, recorded: string): Promise<StepResult> {
+    const { store, clock, owner, logger } = this.#d;
+    const now = clock.now();
+    const failure = `the copy in the quarantine pool (sha256 ${sha256}) differs from the capture digest ${recorded}; the anchor in the cloud's pool is kept`;
+    const note = { step: 'copy differs', ...copied, copySha256: sha256, captureDigest: recorded, anchorKept: true };
+    if (!(await store.isolationStepDone(row.id, 'isolating', owner, now, { isolation: 'copy-differs', failure, flattened: 1 }, note))) return 'elsewhere';
+    logger.error({ quarantine: row.id, sha256, recorded }, 'the resumed copy differs from the capture digest: not isolated, anchor kept');
     return 'done';
   }
 

@@ -22,7 +22,8 @@ export type QuarantineRow = Selectable<QuarantinesTable>;
  * are copied out of the cloud's pool and the anchor there released.
  *   digesting → isolating → isolated, or digesting → not-isolated (policy opt-out)
  */
-export const ISOLATION_STEPS = ['digesting', 'isolating', 'isolated', 'not-isolated'] as const;
+/** `copy-differs`: a resumed copy did not match the capture digest; it is not isolated, and needs a person. */
+export const ISOLATION_STEPS = ['digesting', 'isolating', 'isolated', 'not-isolated', 'copy-differs'] as const;
 export type IsolationStep = (typeof ISOLATION_STEPS)[number];
 export const ISOLATION_PENDING: readonly IsolationStep[] = ['digesting', 'isolating'];
 export type NewQuarantine = Omit<QuarantineRow, 'state' | 'failure' | 'flattened' | 'captured_at' | 'expires_at' | 'purged_at' | 'digest' | 'digest_at' | 'bytes' | 'updated_at' | 'anchor_trash_id' | 'retention_ms' | 'intent_id' | 'owner' | 'claimed_until' | 'isolate' | 'isolation' | 'isolated_at'> & {
@@ -138,6 +139,20 @@ export class QuarantineStore {
     // `keep`: the owner goes straight on with the next step, its claim renewed (no other worker can take it in between).
     const claim = keep === undefined ? { owner: null, claimed_until: null } : { owner, claimed_until: now.getTime() + keep.leaseMs };
     return this.#change(id, now, { ...fields, ...claim }, ['quarantined'], owner, { isolation: step, note });
+  }
+
+  /**
+   * Records in the audit trail something a step did to the quarantine's image
+   * that the row does not show, by the step's owner; false when the step was
+   * taken over or the row moved on.
+   */
+  async isolationNote(id: string, step: IsolationStep, owner: string, now: Date, note: Record<string, unknown>): Promise<boolean> {
+    return this.db.transaction().execute(async (trx) => {
+      const row = await trx.selectFrom('quarantines').selectAll().where('id', '=', id).executeTakeFirst();
+      if (row === undefined || row.owner !== owner || row.isolation !== step) return false;
+      await this.#audit(trx, 'quarantine.isolation', row, now, note);
+      return true;
+    });
   }
 
   /**

@@ -117,6 +117,8 @@ const FUNCTIONS = {
   rbd_snap_set: 'int rbd_snap_set(rbd_image_t image, const char *snapname)',
   rbd_flatten: 'int rbd_flatten(rbd_image_t image)',
   rbd_flatten_with_progress: 'int rbd_flatten_with_progress(rbd_image_t image, librbd_progress_fn_t *cb, void *cbdata)',
+  rbd_update_features: 'int rbd_update_features(rbd_image_t image, uint64_t features, uint8_t enabled)',
+  rbd_rebuild_object_map: 'int rbd_rebuild_object_map(rbd_image_t image, librbd_progress_fn_t *cb, void *cbdata)',
 
   rbd_read2: 'int64_t rbd_read2(rbd_image_t image, uint64_t ofs, size_t len, void *buf, int op_flags)',
   rbd_write2: 'int64_t rbd_write2(rbd_image_t image, uint64_t ofs, size_t len, const void *buf, int op_flags)',

@@ -70,6 +70,10 @@ import {
   loadLibrbd,
 } from './librbd-ffi.ts';
 import type { FunctionName, Handle, Librbd } from './librbd-ffi.ts';
+
+const FEATURE_EXCLUSIVE_LOCK = 1n << 2n;
+const FEATURE_OBJECT_MAP = 1n << 3n;
+const FEATURE_FAST_DIFF = 1n << 4n;
 import { coalesced, normalizeExtents, piecesOf } from './extents.ts';
 import { DEFAULT_TIMEOUT_MS, DEFAULT_TRANSFER_TIMEOUT_MS, MIN_TRASH_EXPIRY_LEAD_MS, type CephConnectionOptions } from './connection.ts';
 
@@ -786,6 +790,26 @@ export class LibrbdStore implements BlockStore {
         const result = Number(await this.#lib.call('rbd_flatten_with_progress', handle, progress.pointer, null));
         if (stop !== undefined) throw stop;
         this.#check('rbd_flatten_with_progress', target, result);
+      } finally {
+        progress.release();
+      }
+    });
+  }
+
+  async renewObjectMap(image: ImageSpec): Promise<void> {
+    await this.#withImage(image, 'write', async (handle, target) => {
+      const features = [0n];
+      await this.#c('rbd_get_features', target, handle, features);
+      const has = BigInt(features[0] ?? 0n);
+      if ((has & FEATURE_EXCLUSIVE_LOCK) === 0n) return;
+      // Disabled first (fast-diff before the object map it rests on; one call takes both), then enabled
+      // again: the new map starts empty and marked invalid, and the rebuild fills it from the objects.
+      const mapped = has & (FEATURE_OBJECT_MAP | FEATURE_FAST_DIFF);
+      if (mapped !== 0n) await this.#c('rbd_update_features', target, handle, mapped, 0);
+      await this.#c('rbd_update_features', target, handle, FEATURE_OBJECT_MAP | FEATURE_FAST_DIFF, 1);
+      const progress = this.#lib.progressCallback(() => 0);
+      try {
+        await this.#c('rbd_rebuild_object_map', target, handle, progress.pointer, null);
       } finally {
         progress.release();
       }

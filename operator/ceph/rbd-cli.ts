@@ -233,6 +233,17 @@ export class RbdCli implements BlockStore {
     await this.#exec(cmd(['flatten'], ['--no-progress'], [formatImageSpec(image)]), this.#transferTimeoutMs);
   }
 
+  async renewObjectMap(image: ImageSpec): Promise<void> {
+    const spec = formatImageSpec(image);
+    const { features } = await this.info(image);
+    if (!features.includes('exclusive-lock')) return;
+    // `object-map rebuild` alone keeps a claim on an object that is not there; the map is dropped and made anew.
+    const mapped = ['fast-diff', 'object-map'].filter((f) => features.includes(f));
+    if (mapped.length > 0) await this.#exec(cmd(['feature', 'disable'], [], [spec, ...mapped]));
+    await this.#exec(cmd(['feature', 'enable'], [], [spec, 'object-map', 'fast-diff']));
+    await this.#exec(cmd(['object-map', 'rebuild'], ['--no-progress'], [spec]), this.#transferTimeoutMs);
+  }
+
   // --- trash ----------------------------------------------------------------------------
 
   async moveToTrash(image: ImageSpec, options: TrashMoveOptions = {}): Promise<string> {

@@ -249,6 +249,17 @@ export interface BlockStore {
   clone(parent: SnapshotSpec, child: ImageSpec): Promise<void>;
   /** Copies the parent's data into the clone and detaches it from the parent. */
   flatten(image: ImageSpec): Promise<void>;
+  /**
+   * Makes the image's record of which of its objects exist (librbd's object
+   * map) true again, from the objects the cluster holds. A process killed while
+   * librbd copied objects up into a clone (an interrupted flatten) can leave
+   * that record claiming objects that were never written; a later flatten
+   * skips every object the record claims, so the flattened image reads zeros
+   * there. librbd's own rebuild and check keep such a claim (Ceph 16), so the
+   * record is dropped and made anew. The content is unchanged. An image that
+   * cannot have the record (no exclusive lock) is left as it is.
+   */
+  renewObjectMap(image: ImageSpec): Promise<void>;
 
   /** Returns the image id, the handle for the trash entry. */
   moveToTrash(image: ImageSpec, options?: TrashMoveOptions): Promise<string>;

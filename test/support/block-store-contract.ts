@@ -262,6 +262,19 @@ export function blockStoreContract(name: string, setup: () => Promise<ContractCo
       assert.deepEqual(await exportSha256(operator, quarantined), { sha: contentSha, bytes: content.length });
     });
 
+    it('renewObjectMap keeps a clone\'s content, parent and features, its object map valid; a missing image is NotFound', async () => {
+      const before = await operator.info(quarantined);
+      await operator.renewObjectMap(quarantined);
+      const after = await operator.info(quarantined);
+      assert.deepEqual(after.parent, before.parent);
+      assert.deepEqual([...after.features].sort(), [...before.features].sort());
+      assert.deepEqual(after.flags, [], 'the renewed object map is valid');
+      assert.deepEqual(await exportSha256(operator, quarantined), { sha: contentSha, bytes: content.length });
+      await operator.renewObjectMap(disk);
+      assert.deepEqual(await exportSha256(operator, disk), { sha: contentSha, bytes: content.length });
+      await assert.rejects(operator.renewObjectMap({ pool: vms, image: `missing-${run}` }), RbdNotFoundError);
+    });
+
     it('flatten copies the data and detaches the clone; du shows it', async () => {
       const before = await operator.diskUsage(quarantined);
       assert.equal(before.rows.at(-1)?.usedBytes, 0);

@@ -99,6 +99,11 @@ interface FakeImage {
   parent: { imageId: string; snapshotId: number } | undefined;
   createdAt: Date;
   trash: { deletedAt: Date; expiresAt: Date } | undefined;
+  /**
+   * Ranges the object map claims that were never written (a flatten killed
+   * mid-way): reads still go through to the parent, a flatten skips them.
+   */
+  unwrittenClaims: Extent[];
 }
 
 export interface FakeBlockStoreOptions {
@@ -162,6 +167,19 @@ export class FakeBlockStore implements BlockStore {
       snapshot.data = write(snapshot.data);
       for (const child of this.#children(image, snapshot)) child.data = write(child.data);
     }
+  }
+
+  /**
+   * A flatten killed mid-way, as librbd leaves it: the clone stays a clone,
+   * and its object map claims `claimed` although those objects were never
+   * written. Reads are unchanged (they go through to the parent); a later
+   * flatten skips the claimed ranges, which then read as zeros, unless the
+   * object map was renewed in between.
+   */
+  interruptFlatten(spec: ImageSpec, claimed: readonly Extent[]): void {
+    const image = this.#live(spec, 'interruptFlatten');
+    if (image.parent === undefined) throw new Error(`${formatImageSpec(spec)} is no clone`);
+    image.unwrittenClaims.push(...claimed);
   }
 
   /** Data as the image (or one of its snapshots) would export it, without the zero tail. */
@@ -336,7 +354,16 @@ export class FakeBlockStore implements BlockStore {
     if (image.parent === undefined) {
       throw this.#error(RbdInvalidArgumentError, 'flatten', formatImageSpec(spec), 'flatten error: (22) Invalid argument (image has no parent)');
     }
+    for (const { offset, length } of image.unwrittenClaims) {
+      if (offset < image.data.length) image.data.fill(0, offset, Math.min(image.data.length, offset + length));
+    }
+    image.unwrittenClaims = [];
     this.#detach(image);
+  }
+
+  async renewObjectMap(spec: ImageSpec): Promise<void> {
+    this.#enter('renewObjectMap', spec);
+    this.#live(spec, 'object-map rebuild').unwrittenClaims = [];
   }
 
   // --- trash ------------------------------------------------------------------------------------
@@ -545,6 +572,8 @@ export class FakeBlockStore implements BlockStore {
       }
       piece.data.copy(image.data, piece.offset);
       end = piece.offset + piece.data.length;
+      // A write copies the object up whole: a claim it touches is written from then on.
+      image.unwrittenClaims = image.unwrittenClaims.filter((c) => c.offset + c.length <= piece.offset || c.offset >= end);
       written += piece.data.length;
     }
     return written;
@@ -731,6 +760,7 @@ export class FakeBlockStore implements BlockStore {
       parent: undefined,
       createdAt: this.#now(),
       trash: undefined,
+      unwrittenClaims: [],
     };
     this.#images.set(image.id, image);
     return image;
