@@ -34,7 +34,7 @@ rbd import --no-progress --object-size 64K "$work/data" "$parent" >/dev/null
 rbd snap create --no-progress "$parent@s"
 want=$(rbd export --no-progress "$parent@s" - 2>/dev/null | sha256sum | cut -d' ' -f1)
 
-# One untimed flatten to learn how long it takes here.
+# One flatten run to its end: how long one takes here, process start included; kills land in [0, that].
 probe="$dst/$tag-probe"
 rbd clone --rbd-default-clone-format=2 "$parent@s" "$probe"
 t0=$(date +%s%N); command rbd --id "$id" flatten --no-progress "$probe"; t1=$(date +%s%N)
