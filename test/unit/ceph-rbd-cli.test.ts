@@ -63,6 +63,17 @@ describe('RbdCli command lines', () => {
     assert.deepEqual(calls[0]?.argv, ['rbd', 'flatten', '--no-progress', '--', 'quarantine/c/q']);
   });
 
+  it('renews an object map by dropping it, enabling it again and rebuilding it (a rebuild alone keeps stale claims)', async () => {
+    const { calls, run } = recorder([{ stdout: fixture('info-clone.json') }]);
+    await new RbdCli({ run, timeoutMs: 1000, transferTimeoutMs: 99_000 }).renewObjectMap({ pool: 'quarantine', image: 'q' });
+    assert.deepEqual(calls.slice(1).map((c) => c.argv), [
+      ['rbd', 'feature', 'disable', '--', 'quarantine/q', 'fast-diff', 'object-map'],
+      ['rbd', 'feature', 'enable', '--', 'quarantine/q', 'object-map', 'fast-diff'],
+      ['rbd', 'object-map', 'rebuild', '--no-progress', '--', 'quarantine/q'],
+    ]);
+    assert.equal(calls[3]?.timeoutMs, 99_000);
+  });
+
   it('asks for v2 clones explicitly', async () => {
     const { calls, run } = recorder();
     await new RbdCli({ run }).clone({ pool: 'vms', image: 'a_disk', snapshot: 'q1' }, { pool: 'quarantine', namespace: 'cases', image: 'a.q1' });
