@@ -20,9 +20,9 @@ export type QuarantineRow = Selectable<QuarantinesTable>;
 /**
  * After capture: the digest of the capture snapshot is taken, then the bytes
  * are copied out of the cloud's pool and the anchor there released.
- *   digesting → isolating → isolated, or digesting → not-isolated (policy opt-out)
+ *   digesting → isolating → isolated, or digesting → not-isolated (policy opt-out),
+ *   or isolating → copy-differs (a copy resumed after a crash did not match the capture digest: not isolated, for a person to look at)
  */
-/** `copy-differs`: a resumed copy did not match the capture digest; it is not isolated, and needs a person. */
 export const ISOLATION_STEPS = ['digesting', 'isolating', 'isolated', 'not-isolated', 'copy-differs'] as const;
 export type IsolationStep = (typeof ISOLATION_STEPS)[number];
 export const ISOLATION_PENDING: readonly IsolationStep[] = ['digesting', 'isolating'];

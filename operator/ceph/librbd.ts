@@ -70,12 +70,12 @@ import {
   loadLibrbd,
 } from './librbd-ffi.ts';
 import type { FunctionName, Handle, Librbd } from './librbd-ffi.ts';
+import { coalesced, normalizeExtents, piecesOf } from './extents.ts';
+import { DEFAULT_TIMEOUT_MS, DEFAULT_TRANSFER_TIMEOUT_MS, MIN_TRASH_EXPIRY_LEAD_MS, type CephConnectionOptions } from './connection.ts';
 
 const FEATURE_EXCLUSIVE_LOCK = 1n << 2n;
 const FEATURE_OBJECT_MAP = 1n << 3n;
 const FEATURE_FAST_DIFF = 1n << 4n;
-import { coalesced, normalizeExtents, piecesOf } from './extents.ts';
-import { DEFAULT_TIMEOUT_MS, DEFAULT_TRANSFER_TIMEOUT_MS, MIN_TRASH_EXPIRY_LEAD_MS, type CephConnectionOptions } from './connection.ts';
 
 export interface LibrbdStoreOptions extends CephConnectionOptions {
   readonly now?: (() => Date) | undefined;

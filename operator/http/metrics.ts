@@ -142,6 +142,16 @@ export function createMetrics(db: Kysely<LedgerSchema>, sources: MetricSources):
       for (const r of rows) if (r.oldest !== null) this.set({ cloud: r.cloud }, Math.max(0, (now - Number(r.oldest)) / 1000));
     },
   });
+  new Gauge({
+    name: 'quarantine_isolation_copy_differs', help: 'Per cloud, quarantines whose copy, resumed after a crash, differs from the capture digest (isolation copy-differs): evidence for a person to look at.', labelNames: ['cloud'] as const, registers: [registry],
+    async collect() {
+      this.reset();
+      for (const cloud of clouds) this.set({ cloud }, 0);
+      const rows = await db.selectFrom('quarantines').select(['cloud', (eb) => eb.fn.countAll<number>().as('n')])
+        .where('state', '=', 'quarantined').where('isolation', '=', 'copy-differs').groupBy('cloud').execute();
+      for (const r of rows) this.set({ cloud: r.cloud }, Number(r.n));
+    },
+  });
   let reconciles: () => Array<{ kind: string; failing: number }> = () => [];
   new Gauge({
     name: 'quarantine_reconcile_failing', help: 'Resources whose last reconciliation failed, by kind (on the leader): what they ask is not what is in force.', labelNames: ['kind'] as const, registers: [registry],

@@ -154,7 +154,7 @@ describe('Helm chart charts/quarantine-operator', () => {
     const alerts = (rule['spec'].groups[0].rules as Array<{ alert: string }>).map((r) => r.alert);
     assert.deepEqual(alerts, [
       'QuarantineDeadLettersGrowing', 'QuarantineCapturesFailing', 'QuarantineTrashNotArmed', 'QuarantineConsumerLag',
-      'QuarantineSweepFailing', 'QuarantineIsolationLagging', 'QuarantineNoLeader', 'QuarantineNotificationsLost', 'QuarantineAuditVerificationFailing',
+      'QuarantineSweepFailing', 'QuarantineIsolationLagging', 'QuarantineCopyDiffers', 'QuarantineNoLeader', 'QuarantineNotificationsLost', 'QuarantineAuditVerificationFailing',
     ]);
     const dir = mkdtempSync(join(tmpdir(), 'qop-rules-'));
     try {
@@ -164,7 +164,7 @@ describe('Helm chart charts/quarantine-operator', () => {
         execFile('promtool', ['check', 'rules', file], (err, stdout, stderr) => resolve({ code: err === null ? 0 : 1, stdout, stderr }));
       });
       assert.equal(r.code, 0, `promtool (Debian package prometheus, installed by test/env/install.sh):\n${r.stderr}${r.stdout}`);
-      assert.match(r.stdout, /SUCCESS: 9 rules found/);
+      assert.match(r.stdout, /SUCCESS: 10 rules found/);
       // The check is not vacuous: a broken expression fails it.
       writeFileSync(file, JSON.stringify({ groups: [{ name: 'x', rules: [{ alert: 'X', expr: 'rate(quarantine_leader[5m' }] }] }));
       const bad = await new Promise<number>((resolve) => execFile('promtool', ['check', 'rules', file], (err) => resolve(err === null ? 0 : 1)));

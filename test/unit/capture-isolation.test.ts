@@ -385,6 +385,12 @@ describe('isolation', () => {
     assert.equal(note?.['anchorKept'], true);
     assert.equal((await verifyQuarantine({ db: w.ledger.db, blocks: w.blocks, actor: 'cert' }, q.id)).matches, false);
     assert.ok((await verifyAudit(w.ledger.db)).ok);
+    const { createMetrics } = await import('../../operator/http/metrics.ts');
+    const metrics = createMetrics(w.ledger.db, { isLeader: () => true, queueDepth: async () => [] });
+    metrics.knownCloud('elsewhere', ['nova']);
+    const text = await metrics.registry.metrics();
+    assert.match(text, /quarantine_isolation_copy_differs\{cloud="cern"\} 1/, 'surfaced for an alert');
+    assert.match(text, /quarantine_isolation_copy_differs\{cloud="elsewhere"\} 0/);
     await b.capture.close();
     await w.ledger.close();
   });
