@@ -236,7 +236,8 @@ const RANGES = 50_000;
 /**
  * Runs `q` on PostgreSQL without JIT compilation, which the planner would
  * start for a query this size and which costs more than the lookups
- * themselves (over a second for 20,000 lines), and with room to hash in memory.
+ * themselves (over a second for 20,000 lines), and with room to sort the
+ * instance keys in memory.
  */
 async function withSettings<T>(db: Kysely<LedgerSchema>, q: (db: Kysely<LedgerSchema>) => Promise<T>): Promise<T> {
   if (!isPostgres(db)) return q(db);
