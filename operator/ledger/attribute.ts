@@ -4,7 +4,8 @@
 // overlap, so ten thousand log lines cost one round trip instead of ten
 // thousand and a busy address is read once over each stretch of time; each
 // address's lines are then answered in one pass over what its ranges
-// returned. Also the holders of one address over a window.
+// returned, and the instances of the holders are read afterwards, each
+// holder's once, in key order. Also the holders of one address over a window.
 import { storedIp } from '../domain/ip.ts';
 import { PostgresAdapter, sql, type Kysely } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
@@ -28,6 +29,19 @@ interface Row extends HolderRowBase, OwnerNameColumns {
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(Number(ms)).toISOString());
 
+/** The instance columns of a holder (null where the ledger has no row for its instance). */
+interface InstanceRow extends OwnerNameColumns {
+  name: string | null;
+  instance_project: string | null;
+  user_id: string | null;
+  host: string | null;
+  deleted_at: number | null;
+  gone_after?: number | null;
+  gone_by?: number | null;
+}
+
+const NO_INSTANCE_ROW: InstanceRow = { name: null, instance_project: null, user_id: null, host: null, deleted_at: null, gone_after: null, gone_by: null };
+
 function toHolder(r: Row, t?: number): Holder {
   return {
     cloud: r.cloud, kind: r.kind, network: r.network, port: r.port, mac: r.mac, project: r.project,
@@ -39,13 +53,31 @@ function toHolder(r: Row, t?: number): Holder {
   };
 }
 
-/** A candidate: an interval with its address and instance, and its place in the answer's order (cloud, kind, start, id). */
-interface Candidate extends Row {
+/** A candidate: an interval of one of the probes' addresses, without its instance (read afterwards, for holders only). */
+interface Candidate {
   address: string;
+  id: number;
+  cloud: string;
+  kind: string;
+  network: string | null;
+  port: string | null;
+  mac: string | null;
+  project: string | null;
+  valid_from: number;
+  valid_to: number | null;
+  instance_id: string | null;
+  from_certain: number | null;
+  to_certain: number | null;
 }
 
-const CANDIDATE_COLUMNS = sql.raw(`a.address, a.cloud, a.kind, a.network, a.port, a.mac, a.project, a.valid_from, a.valid_to, a.instance_id,
-  i.name, i.project AS instance_project, i.user_id, i.host, i.deleted_at, a.from_certain, a.to_certain, i.gone_after, i.gone_by, ${OWNER_NAME_COLUMNS}`);
+// The interval's columns only: the trace index carries them all (migration 0017), so the ranges are read
+// from index entries. Its instance is read afterwards, once per instance that holds some probe: looked up
+// here for every candidate, in the order the ranges return them (at random in a 1 GiB index at 10M), the
+// join was two thirds of the query's time on PostgreSQL, and most candidates that are no holder of any
+// probe paid for it too.
+const CANDIDATE_COLUMNS = sql.raw('a.address, a.id, a.cloud, a.kind, a.network, a.port, a.mac, a.project, a.valid_from, a.valid_to, a.instance_id, a.from_certain, a.to_certain');
+
+const INSTANCE_COLUMNS = sql.raw(`i.cloud, i.instance_id, i.name, i.project AS instance_project, i.user_id, i.host, i.deleted_at, i.gone_after, i.gone_by, ${OWNER_NAME_COLUMNS}`);
 
 const isPostgres = (db: Kysely<LedgerSchema>) => db.getExecutor().adapter instanceof PostgresAdapter;
 
@@ -94,34 +126,63 @@ function rangesOf(sorted: readonly Probe[]): Range[] {
   return out;
 }
 
-/** The query behind attribute, exported so its plan can be checked on each engine: the probes' index ranges (rangesOf), each read as traceAddress reads one (trace-index.ts). */
+/**
+ * The query behind attribute, exported so its plan can be checked on each engine: the probes' index ranges
+ * (rangesOf), each read as traceAddress reads one (trace-index.ts). Unordered: each probe's few holders are
+ * put in traceAddress's order afterwards (rankOf), which costs less than sorting every candidate in the engine.
+ */
 export function attributeQuery(db: Kysely<LedgerSchema>, probes: readonly Probe[], cloud?: string) {
   const ranges = rangesOf([...probes].sort(byAddressThenTime));
   const onCloud = cloud === undefined ? sql`` : sql` AND a.cloud = ${cloud}`;
-  // Ordered as traceAddress orders its holders; each probe's holders keep this order.
+  // The ranges travel as one JSON text: pg's writing of JS arrays as array literals took longer than parsing
+  // this in the server (over a second of client time for 100,000 lines).
+  const json = JSON.stringify(ranges.map((r) => [r.address, r.cls, r.lo, r.hi, r.t]));
   if (isPostgres(db)) {
     // LATERAL, kept from being flattened by OFFSET 0: one index range per row of r, whatever the statistics say.
     return sql<Candidate>`SELECT ${CANDIDATE_COLUMNS}
-      FROM unnest(${ranges.map((r) => r.address)}::text[], ${ranges.map((r) => r.cls)}::integer[], ${ranges.map((r) => r.lo)}::bigint[],
-        ${ranges.map((r) => r.hi)}::bigint[], ${ranges.map((r) => r.t)}::bigint[]) AS r(address, cls, lo, hi, t)
+      FROM (SELECT v ->> 0 AS address, (v ->> 1)::integer AS cls, (v ->> 2)::bigint AS lo, (v ->> 3)::bigint AS hi, (v ->> 4)::bigint AS t
+        FROM json_array_elements(${json}::json) AS j(v)) AS r
       CROSS JOIN LATERAL (SELECT * FROM address_intervals AS a
         WHERE a.address = r.address AND ${sql.raw(spanClassSql('a.'))} = r.cls AND a.valid_from > r.lo AND a.valid_from <= r.hi
-          AND COALESCE(a.valid_to, ${sql.raw(OPEN_END_SQL)}) > r.t${onCloud} OFFSET 0) AS a
-      LEFT JOIN instances i ON i.cloud = a.cloud AND i.instance_id = a.instance_id
-      ORDER BY a.cloud, a.kind, a.valid_from, a.id`;
+          AND COALESCE(a.valid_to, ${sql.raw(OPEN_END_SQL)}) > r.t${onCloud} OFFSET 0) AS a`;
   }
   // Materialized, the ranges are read from the JSON once rather than at every index entry compared;
   // CROSS JOIN makes SQLite loop over them and look each up in the trace index.
-  const json = JSON.stringify(ranges.map((r) => [r.address, r.cls, r.lo, r.hi, r.t]));
   return sql<Candidate>`WITH r AS MATERIALIZED (
       SELECT value ->> 0 AS address, value ->> 1 AS cls, value ->> 2 AS lo, value ->> 3 AS hi, value ->> 4 AS t FROM json_each(${json}))
     SELECT ${CANDIDATE_COLUMNS}
     FROM r
     CROSS JOIN address_intervals a
-    LEFT JOIN instances i ${sql.raw(SQLITE_INSTANCES_INDEX)} ON i.cloud = a.cloud AND i.instance_id = a.instance_id
     WHERE a.address = r.address AND ${sql.raw(spanClassSql('a.'))} = r.cls AND a.valid_from > r.lo AND a.valid_from <= r.hi
-      AND (a.valid_to IS NULL OR a.valid_to > r.t)${onCloud}
-    ORDER BY a.cloud, a.kind, a.valid_from, a.id`;
+      AND (a.valid_to IS NULL OR a.valid_to > r.t)${onCloud}`;
+}
+
+/**
+ * The instances of the given keys, each row with its key's place in `keys` (n), exported so its plan can be
+ * checked: one entry of instances_trace each (migration 0017). Looked up in key order, sorted by the engine,
+ * so that consecutive lookups meet the index pages the previous ones read.
+ */
+export function instancesQuery(db: Kysely<LedgerSchema>, keys: ReadonlyArray<readonly [string, string]>) {
+  const json = JSON.stringify(keys);
+  if (isPostgres(db)) {
+    return sql<InstanceRow & { n: number }>`SELECT k.n, ${INSTANCE_COLUMNS}
+      FROM (SELECT v ->> 0 AS cloud, v ->> 1 AS instance_id, (n - 1)::integer AS n
+        FROM json_array_elements(${json}::json) WITH ORDINALITY AS j(v, n) ORDER BY 1, 2) AS k
+      CROSS JOIN LATERAL (SELECT * FROM instances AS i WHERE i.cloud = k.cloud AND i.instance_id = k.instance_id OFFSET 0) AS i`;
+  }
+  return sql<InstanceRow & { n: number }>`WITH k AS MATERIALIZED (
+      SELECT value ->> 0 AS cloud, value ->> 1 AS instance_id, key AS n FROM json_each(${json}) ORDER BY 1, 2)
+    SELECT k.n, ${INSTANCE_COLUMNS}
+    FROM k CROSS JOIN instances AS i ${sql.raw(SQLITE_INSTANCES_INDEX)}
+    WHERE i.cloud = k.cloud AND i.instance_id = k.instance_id`;
+}
+
+/** The given texts' places in the engine's own order of the column type (its collation), which traceAddress's ORDER BY follows. */
+async function engineOrder(db: Kysely<LedgerSchema>, values: readonly string[]): Promise<Map<string, number>> {
+  const rows = isPostgres(db)
+    ? (await sql<{ v: string }>`SELECT v FROM unnest(${values}::text[]) AS u(v) ORDER BY v`.execute(db)).rows
+    : (await sql<{ v: string }>`SELECT value AS v FROM json_each(${JSON.stringify(values)}) ORDER BY v`.execute(db)).rows;
+  return new Map(rows.map((r, i) => [r.v, i]));
 }
 
 function byAddressThenTime(a: Probe, b: Probe): number {
@@ -131,9 +192,13 @@ function byAddressThenTime(a: Probe, b: Probe): number {
 /** A candidate in an address's sweep, with its place in the answer's order and, once built, its Holder. */
 interface Entry {
   rank: number;
+  /** Its (cloud, kind) in the answer's order. */
+  group: number;
   from: number;
   to: number | null;
   row: Candidate;
+  /** Its instance's row, once read. */
+  instance: InstanceRow | undefined;
   /** The holder as every line sees it, when that does not depend on the line's time (no uncertainty window). */
   holder: Holder | undefined;
 }
@@ -149,25 +214,37 @@ const byRank = (a: Entry, b: Entry) => a.rank - b.rank;
  */
 function holderAt(c: Entry, t: number): Holder {
   const r = c.row;
-  const windowed = (r.from_certain ?? null) !== null || (r.to_certain ?? null) !== null;
-  return windowed ? toHolder(r, t) : (c.holder ??= toHolder(r, t));
+  const windowed = r.from_certain !== null || r.to_certain !== null;
+  if (!windowed && c.holder !== undefined) return c.holder;
+  const i = c.instance ?? NO_INSTANCE_ROW;
+  // toHolder's object, built from the interval and its instance row as they are (no merged copy of both per holder).
+  const h: Holder = {
+    cloud: r.cloud, kind: r.kind, network: r.network, port: r.port, mac: r.mac, project: r.project,
+    ...boundsOf(r, t),
+    instance: r.instance_id === null ? null : {
+      id: r.instance_id, name: i.name, project: i.instance_project ?? r.project, user: i.user_id, ...ownerNames(i), host: i.host, deletedAt: iso(i.deleted_at),
+      ...goneBetween(i.gone_after, i.gone_by),
+    },
+  };
+  if (!windowed) c.holder = h;
+  return h;
 }
 
 /** Ranges per query: bounds the statement's size and the rows held at once. */
 const RANGES = 50_000;
 
 /**
- * The query's rows. On PostgreSQL without JIT compilation, which the
- * planner would start for a query this size and which costs more than the
- * lookups themselves (over a second for 20,000 lines), and with room to sort
- * the candidates in memory.
+ * Runs `q` on PostgreSQL without JIT compilation, which the planner would
+ * start for a query this size and which costs more than the lookups
+ * themselves (over a second for 20,000 lines), and with room to sort the
+ * instance keys in memory.
  */
-async function candidates(db: Kysely<LedgerSchema>, probes: readonly Probe[], cloud: string | undefined): Promise<Candidate[]> {
-  if (!isPostgres(db)) return (await attributeQuery(db, probes, cloud).execute(db)).rows;
+async function withSettings<T>(db: Kysely<LedgerSchema>, q: (db: Kysely<LedgerSchema>) => Promise<T>): Promise<T> {
+  if (!isPostgres(db)) return q(db);
   const run = async (trx: Kysely<LedgerSchema>) => {
     await sql`SET LOCAL jit = off`.execute(trx);
     await sql`SET LOCAL work_mem = '64MB'`.execute(trx);
-    return (await attributeQuery(trx, probes, cloud).execute(trx)).rows;
+    return q(trx);
   };
   // Inside the caller's transaction the settings last until it ends; they change no answer.
   return db.isTransaction ? run(db) : db.transaction().execute(run);
@@ -193,9 +270,10 @@ export async function attribute(db: Kysely<LedgerSchema>, given: readonly Probe[
   // In address-then-time order: each address's probes are answered together, from the intervals
   // the index ranges of all of them return, in one pass over those intervals by start.
   const order = unique.map((_, i) => i).sort((a, b) => byAddressThenTime(unique[a] as Probe, unique[b] as Probe));
+  // Chunks of whole addresses, so that every address's probes meet all its candidates.
+  const chunks: number[][] = [];
   let start = 0;
   while (start < order.length) {
-    // A chunk of whole addresses, so that every address's probes meet all its candidates.
     let end = start;
     let ranges = 0;
     while (end < order.length && ranges < RANGES) {
@@ -203,16 +281,32 @@ export async function attribute(db: Kysely<LedgerSchema>, given: readonly Probe[
       while (end < order.length && (unique[order[end] as number] as Probe).address === address) end++;
       ranges += SPAN_BOUNDS.length + 1;
     }
-    const chunk = order.slice(start, end);
-    const rows = await candidates(db, chunk.map((i) => unique[i] as Probe), cloud);
+    chunks.push(order.slice(start, end));
+    start = end;
+  }
+  const answer = (chunk: readonly number[]) => withSettings(db, async (q) => {
+    const rows = (await attributeQuery(q, chunk.map((i) => unique[i] as Probe), cloud).execute(q)).rows;
+    if (rows.length === 0) return;
+    // traceAddress orders holders by cloud, kind, start, id, the texts in the engine's collation.
+    const clouds = await engineOrder(q, [...new Set(rows.map((r) => r.cloud))]);
+    const kinds = await engineOrder(q, [...new Set(rows.map((r) => r.kind))]);
     const byAddress = new Map<string, Entry[]>();
-    for (const [rank, row] of rows.entries()) {
+    const kindCount = kinds.size;
+    for (const row of rows) {
       let list = byAddress.get(row.address);
       if (list === undefined) byAddress.set(row.address, (list = []));
-      list.push({ rank, from: Number(row.valid_from), to: row.valid_to === null ? null : Number(row.valid_to), row, holder: undefined });
+      const group = (clouds.get(row.cloud) as number) * kindCount + (kinds.get(row.kind) as number);
+      list.push({ rank: 0, group, from: Number(row.valid_from), to: row.valid_to === null ? null : Number(row.valid_to), row, instance: undefined, holder: undefined });
     }
-    for (const list of byAddress.values()) list.sort((a, b) => a.from - b.from);
+    for (const list of byAddress.values()) {
+      list.sort((a, b) => a.group - b.group || a.from - b.from || Number(a.row.id) - Number(b.row.id));
+      for (const [rank, e] of list.entries()) e.rank = rank;
+      list.sort((a, b) => a.from - b.from);
+    }
     // One sweep per address: probes by time, candidates by start; the ones begun and not ended hold.
+    const held: Array<{ i: number; t: number; holders: Entry[] }> = [];
+    // Every holder with an instance, once: its instance is read for it (an instance behind two of them is read twice, which is rare).
+    const waiting: Entry[] = [];
     let k = 0;
     while (k < chunk.length) {
       const address = (unique[chunk[k] as number] as Probe).address;
@@ -222,14 +316,38 @@ export async function attribute(db: Kysely<LedgerSchema>, given: readonly Probe[
       for (; k < chunk.length && (unique[chunk[k] as number] as Probe).address === address; k++) {
         const i = chunk[k] as number;
         const t = (unique[i] as Probe).at.getTime();
-        while (next < candidates.length && (candidates[next] as Entry).from <= t) open.push(candidates[next++] as Entry);
+        // A new array per probe: the previous one is that probe's answer.
+        const still: Entry[] = [];
+        for (const c of open) if (c.to === null || c.to > t) still.push(c);
+        while (next < candidates.length && (candidates[next] as Entry).from <= t) {
+          const c = candidates[next++] as Entry;
+          if (c.to === null || c.to > t) still.push(c);
+        }
         // Kept in the answer's order: sorting an array that is already almost sorted costs little.
-        open = open.filter((c) => c.to === null || c.to > t).sort(byRank);
-        found[i] = open.map((c) => holderAt(c, t));
+        open = still.sort(byRank);
+        if (open.length === 0) continue;
+        held.push({ i, t, holders: open });
+        for (const c of open) {
+          if (c.row.instance_id === null || c.instance !== undefined) continue;
+          c.instance = NO_INSTANCE_ROW;
+          waiting.push(c);
+        }
       }
     }
-    start = end;
-  }
+    if (waiting.length > 0) {
+      const keys = waiting.map((c) => [c.row.cloud, c.row.instance_id as string] as const);
+      for (const r of (await instancesQuery(q, keys).execute(q)).rows) (waiting[r.n] as Entry).instance = r;
+    }
+    for (const h of held) found[h.i] = h.holders.map((c) => holderAt(c, h.t));
+  });
+  // On PostgreSQL two chunks at a time, on two connections of the pool: while the server reads one
+  // chunk's ranges and instances, this process sorts out the other's answers. Inside a transaction
+  // there is one connection, and SQLite answers synchronously, so one at a time there.
+  const lanes = isPostgres(db) && !db.isTransaction ? 2 : 1;
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(lanes, chunks.length) }, async () => {
+    while (next < chunks.length) await answer(chunks[next++] as number[]);
+  }));
   return index.map((i) => found[i] ?? []);
 }
 

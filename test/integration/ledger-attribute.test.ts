@@ -10,7 +10,7 @@ import { randomInt } from 'node:crypto';
 import { sql, type Insertable } from 'kysely';
 import type { AddressIntervalsTable } from '../../operator/ledger/schema.ts';
 import type { LedgerDb } from '../../operator/ledger/db.ts';
-import { attribute, attributeQuery, holdersDuring } from '../../operator/ledger/attribute.ts';
+import { attribute, attributeQuery, holdersDuring, instancesQuery } from '../../operator/ledger/attribute.ts';
 import { traceAddress } from '../../operator/ledger/trace.ts';
 import { traceDirect } from '../../operator/ledger/trace-direct.ts';
 import { SPAN_BOUNDS } from '../../operator/ledger/trace-index.ts';
@@ -106,6 +106,22 @@ for (const engine of engines) {
       });
       assert.match(plan, /address_intervals_trace/, plan);
       if (ledger.engine === 'sqlite') assert.doesNotMatch(plan, /SCAN a\b/, plan);
+    });
+
+    test('the holders\' instances are read from the covering instances index', async () => {
+      const q = instancesQuery(ledger.db, [['cern', vmA.id], ['cern', vmB.id]]);
+      const plan = await ledger.db.connection().execute(async (c) => {
+        if (ledger.engine === 'postgres') {
+          await sql`SET enable_seqscan = off`.execute(c);
+          const text = (await sql<{ 'QUERY PLAN': string }>`EXPLAIN ${q}`.execute(c)).rows.map((r) => r['QUERY PLAN']).join('\n');
+          await sql`RESET enable_seqscan`.execute(c);
+          return text;
+        }
+        return (await sql<{ detail: string }>`EXPLAIN QUERY PLAN ${q}`.execute(c)).rows.map((r) => r.detail).join('\n');
+      });
+      assert.match(plan, /instances_trace/, plan);
+      const rows = (await q.execute(ledger.db)).rows;
+      assert.deepEqual(rows.map((r) => r.n).sort(), [0, 1]);
     });
 
     test('every length class of the trace index: intervals a millisecond either side of each bound, open ones, very long ones', async () => {
