@@ -9,6 +9,7 @@ import { runStandalone } from '../../operator/main.ts';
 import type { Operator } from '../../operator/operator.ts';
 import { openLedgerDb, type LedgerDb } from '../../operator/ledger/db.ts';
 import { RbdCli } from '../../operator/ceph/rbd-cli.ts';
+import { startProcessHost } from '../sim/process-host.ts';
 import type { QuarantineRow } from '../../operator/capture/quarantine-store.ts';
 import { createLogger, silentLogger, type Logger } from '../../operator/log.ts';
 import { appendFileSync } from 'node:fs';
@@ -135,7 +136,10 @@ export async function startOperator(o: OperatorSetup): Promise<RunningOperator> 
   const operator = await Promise.race([isReady, run.then(() => { throw new Error('the operator stopped before it was ready'); })]);
   const ledger = openLedgerDb(dbUrl);
   const operatorBlocks = new RbdCli({ cephConf: env.cephConf, id: env.operatorId });
-  const cloudBlocks = new RbdCli({ cephConf: env.cephConf, id: env.cloudId });
+  // The cloud's programs start from a host of their own, as a real cloud's do: forked from this process, which
+  // runs the operator, each start would hold the operator's event loop (a burst of removals, most of a minute).
+  const cloudHost = startProcessHost();
+  const cloudBlocks = new RbdCli({ cephConf: env.cephConf, id: env.cloudId, run: cloudHost.run });
   const quarantinesOf = (instanceId: string) => ledger.db.selectFrom('quarantines').selectAll().where('cloud', '=', cloud).where('instance_id', '=', instanceId).execute();
   return {
     cloud, policy, dir, dbUrl, operator, ledger, operatorBlocks, cloudBlocks, quarantinesOf,
@@ -155,6 +159,7 @@ export async function startOperator(o: OperatorSetup): Promise<RunningOperator> 
       ac.abort();
       await run;
       await ledger.close();
+      await cloudHost.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -3,7 +3,10 @@
 // Nova's disks made in the cloud's pool by the cloud's cephx user, and a
 // Glance image to boot from. close() leaves the broker and the shared cluster
 // as they were: every disk the Novas made is purged, the image and the
-// exchanges removed, whatever state the test left them in.
+// exchanges removed, whatever state the test left them in. The cloud's `rbd`
+// processes start from a process host of their own, as a real cloud starts
+// them on its own hosts: forked from the test's process, which runs the
+// operator, each start would hold the operator's event loop.
 import { SimBus } from '../sim/bus.ts';
 import { NeutronSim } from '../sim/neutron.ts';
 import { NovaSim, type NovaSimOptions } from '../sim/nova.ts';
@@ -11,6 +14,7 @@ import { cloudRbd } from '../sim/rbd-tool.ts';
 import { purgeImage } from '../sim/disks.ts';
 import type { RbdCli } from '../../operator/ceph/rbd-cli.ts';
 import { uniqueSuffix } from './env.ts';
+import { startProcessHost } from '../sim/process-host.ts';
 
 /** Where the simulated cloud lives: the broker, and Ceph as the cloud's and the operator's cephx users. */
 export interface SimOpenStackEnv {
@@ -44,7 +48,8 @@ export async function startSimOpenStack(env: SimOpenStackEnv, o: { imageBytes?: 
   const s = uniqueSuffix();
   const exchanges: [string, string] = [`nova-${s}`, `neutron-${s}`];
   const imageId = `img-${s}`;
-  const { rbd, rbdTool } = cloudRbd({ cephConf: env.cephConf, id: env.cloudId });
+  const host = startProcessHost();
+  const { rbd, rbdTool } = cloudRbd({ cephConf: env.cephConf, id: env.cloudId, run: host.run });
   const bus = await SimBus.connect(env.amqpUrl);
   const neutron = await NeutronSim.start({ bus, exchange: exchanges[1] });
   const novas: NovaSim[] = [];
@@ -68,6 +73,7 @@ export async function startSimOpenStack(env: SimOpenStackEnv, o: { imageBytes?: 
       await neutron.stop();
       await bus.deleteExchanges(exchanges);
       await bus.close();
+      await host.close();
     },
   };
 }
