@@ -12,7 +12,7 @@ import type { LedgerSchema } from './schema.ts';
 import { boundsOf, goneBetween, type Holder } from './trace.ts';
 import { OPEN_END } from './migrations.ts';
 import { OWNER_NAME_COLUMNS, ownerNames, type OwnerNameColumns } from './owner-names.ts';
-import { OPEN_END_SQL, SPAN_BOUNDS, SQLITE_INSTANCES_INDEX, spanClassSql, type HolderRowBase } from './trace-index.ts';
+import { OPEN_END_SQL, SPAN_BOUNDS, SQLITE_INSTANCES_INDEX, spanClassSql, type HolderRowBase, type IntervalColumns } from './trace-index.ts';
 
 export interface Probe {
   address: string;
@@ -54,18 +54,9 @@ function toHolder(r: Row, t?: number): Holder {
 }
 
 /** A candidate: an interval of one of the probes' addresses, without its instance (read afterwards, for holders only). */
-interface Candidate {
+interface Candidate extends IntervalColumns {
   address: string;
   id: number;
-  cloud: string;
-  kind: string;
-  network: string | null;
-  port: string | null;
-  mac: string | null;
-  project: string | null;
-  valid_from: number;
-  valid_to: number | null;
-  instance_id: string | null;
   from_certain: number | null;
   to_certain: number | null;
 }

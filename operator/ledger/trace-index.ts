@@ -129,8 +129,8 @@ export function holdersAtSql(engine: 'sqlite' | 'postgres', columns: string, wit
   };
 }
 
-/** The columns every holder query returns: the interval and the instance it names. */
-export interface HolderRowBase {
+/** An address interval's own columns, as the trace index carries them. */
+export interface IntervalColumns {
   cloud: string;
   kind: string;
   network: string | null;
@@ -140,6 +140,10 @@ export interface HolderRowBase {
   valid_from: number;
   valid_to: number | null;
   instance_id: string | null;
+}
+
+/** The columns every holder query returns: the interval and the instance it names. */
+export interface HolderRowBase extends IntervalColumns {
   name: string | null;
   instance_project: string | null;
   user_id: string | null;

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { randomInt } from 'node:crypto';
-import { sql, type Insertable } from 'kysely';
+import { sql, type Insertable, type RawBuilder } from 'kysely';
 import type { AddressIntervalsTable } from '../../operator/ledger/schema.ts';
 import type { LedgerDb } from '../../operator/ledger/db.ts';
 import { attribute, attributeQuery, holdersDuring, instancesQuery } from '../../operator/ledger/attribute.ts';
@@ -91,34 +91,28 @@ for (const engine of engines) {
       assert.deepEqual(after.map((x) => x.instance?.id), [vmB.id]);
     });
 
+    /** The engine's plan for a query, as text; on PostgreSQL the plan for a big ledger (a handful of rows would be read sequentially). */
+    const planOf = (q: RawBuilder<unknown>) => ledger.db.connection().execute(async (c) => {
+      if (ledger.engine === 'postgres') {
+        await sql`SET enable_seqscan = off`.execute(c);
+        const text = (await sql<{ 'QUERY PLAN': string }>`EXPLAIN ${q}`.execute(c)).rows.map((r) => r['QUERY PLAN']).join('\n');
+        await sql`RESET enable_seqscan`.execute(c);
+        return text;
+      }
+      return (await sql<{ detail: string }>`EXPLAIN QUERY PLAN ${q}`.execute(c)).rows.map((r) => r.detail).join('\n');
+    });
+
     test('the query looks each probe up in the trace index', async () => {
       const probes = [{ address: FIP1, at: new Date('2026-05-01T16:13:00Z') }, { address: FIP2, at: new Date('2026-05-01T16:13:00Z') }];
       const q = attributeQuery(ledger.db, probes);
-      const plan = await ledger.db.connection().execute(async (c) => {
-        if (ledger.engine === 'postgres') {
-          // A handful of rows would be read sequentially; the plan for a big ledger is the one wanted here.
-          await sql`SET enable_seqscan = off`.execute(c);
-          const text = (await sql<{ 'QUERY PLAN': string }>`EXPLAIN ${q}`.execute(c)).rows.map((r) => r['QUERY PLAN']).join('\n');
-          await sql`RESET enable_seqscan`.execute(c);
-          return text;
-        }
-        return (await sql<{ detail: string }>`EXPLAIN QUERY PLAN ${q}`.execute(c)).rows.map((r) => r.detail).join('\n');
-      });
+      const plan = await planOf(q);
       assert.match(plan, /address_intervals_trace/, plan);
       if (ledger.engine === 'sqlite') assert.doesNotMatch(plan, /SCAN a\b/, plan);
     });
 
     test('the holders\' instances are read from the covering instances index', async () => {
       const q = instancesQuery(ledger.db, [['cern', vmA.id], ['cern', vmB.id]]);
-      const plan = await ledger.db.connection().execute(async (c) => {
-        if (ledger.engine === 'postgres') {
-          await sql`SET enable_seqscan = off`.execute(c);
-          const text = (await sql<{ 'QUERY PLAN': string }>`EXPLAIN ${q}`.execute(c)).rows.map((r) => r['QUERY PLAN']).join('\n');
-          await sql`RESET enable_seqscan`.execute(c);
-          return text;
-        }
-        return (await sql<{ detail: string }>`EXPLAIN QUERY PLAN ${q}`.execute(c)).rows.map((r) => r.detail).join('\n');
-      });
+      const plan = await planOf(q);
       assert.match(plan, /instances_trace/, plan);
       const rows = (await q.execute(ledger.db)).rows;
       assert.deepEqual(rows.map((r) => r.n).sort(), [0, 1]);
