@@ -22,6 +22,7 @@ import { vmDocumentOrder } from '../domain/opennebula-states.ts';
 import { EVER, lowerTo, rederive, releaseOf, touchSlot, touched, type Touched } from './derive.ts';
 import type { NameSource } from '../domain/owner-names.ts';
 import * as pgSets from './pg-sets.ts';
+import * as sqliteSets from './sqlite-sets.ts';
 import { pieces, slices } from './pieces.ts';
 
 export type ApplyOutcome = 'applied' | 'duplicate' | 'ignored';
@@ -98,8 +99,7 @@ async function recordNotifications(trx: Tx, batch: readonly Recorded[]): Promise
     }));
     const got = pg
       ? await pgSets.insertRows<'notifications', { id: number; cloud: string; message_id: string }>(trx, 'notifications', rows, sql`ON CONFLICT (cloud, message_id) DO NOTHING RETURNING id, cloud, message_id`)
-      : await trx.insertInto('notifications').values(rows)
-        .onConflict((oc) => oc.columns(['cloud', 'message_id']).doNothing()).returning(['id', 'cloud', 'message_id']).execute();
+      : await sqliteSets.insertRows<{ id: number; cloud: string; message_id: string }>(trx, 'notifications', rows, 'on conflict ("cloud", "message_id") do nothing returning "id", "cloud", "message_id"');
     for (const g of got) inserted.set(`${g.cloud}\u0000${g.message_id}`, g.id);
   }
   const fresh = new Set<number>();
@@ -114,7 +114,7 @@ async function recordNotifications(trx: Tx, batch: readonly Recorded[]): Promise
   }
   // Bodies are large: fewer per statement keeps each statement's text and parameters small.
   if (pg) await pgSets.insertRows(trx, 'notification_bodies', bodies);
-  else for (const part of chunks(bodies, 100)) await trx.insertInto('notification_bodies').values(part).execute();
+  else for (const part of chunks(bodies, 100)) await sqliteSets.insertRows(trx, 'notification_bodies', part);
   return fresh;
 }
 
@@ -133,12 +133,9 @@ async function flush(trx: Tx, buf: Buffered): Promise<void> {
     await pgSets.insertRows(trx, 'instance_events', buf.links, sql`ON CONFLICT (cloud, instance_id, message_id) DO NOTHING`);
     return;
   }
-  for (const part of chunks(buf.changes)) await trx.insertInto('address_changes').values(part).execute();
-  for (const part of chunks(buf.snapshots)) await trx.insertInto('slot_snapshots').values(part).execute();
-  for (const part of chunks(buf.links)) {
-    await trx.insertInto('instance_events').values(part)
-      .onConflict((oc) => oc.columns(['cloud', 'instance_id', 'message_id']).doNothing()).execute();
-  }
+  for (const part of chunks(buf.changes)) await sqliteSets.insertRows(trx, 'address_changes', part);
+  for (const part of chunks(buf.snapshots)) await sqliteSets.insertRows(trx, 'slot_snapshots', part);
+  for (const part of chunks(buf.links)) await sqliteSets.insertRows(trx, 'instance_events', part, 'on conflict ("cloud", "instance_id", "message_id") do nothing');
 }
 
 // ---------------------------------------------------------------------------
@@ -160,6 +157,16 @@ const INSTANCE_COLUMNS = [
 ] as const;
 const PORT_COLUMNS = ['cloud', 'port_id', 'device_id', 'device_owner', 'network', 'mac', 'project', 'deleted_at', 'last_event_at'] as const;
 const ROUTER_COLUMNS = ['cloud', 'router_id', 'name', 'project', 'deleted_at', 'last_event_at'] as const;
+
+// The columns an upsert overwrites with the batch's row (the key columns stay).
+const INSTANCE_UPDATED = [
+  'name', 'project', 'user_id', 'host', 'image', 'flavor', 'state', 'created_at', 'deleted_at', 'deleted_by', 'first_seen_at', 'last_event_at', 'ended_at',
+  'user_name', 'project_name', 'user_name_source', 'user_name_at', 'project_name_source', 'project_name_at',
+] as const;
+const PORT_UPDATED = ['device_id', 'device_owner', 'network', 'mac', 'project', 'deleted_at', 'last_event_at'] as const;
+const ROUTER_UPDATED = ['name', 'project', 'deleted_at', 'last_event_at'] as const;
+const upsertTail = (keys: readonly string[], updated: readonly string[]): string =>
+  `on conflict (${keys.map((k) => `"${k}"`).join(', ')}) do update set ${updated.map((c) => `"${c}" = "excluded"."${c}"`).join(', ')}`;
 
 /** Rows read once for the batch, changed in memory, written back once. */
 class Entities {
@@ -268,28 +275,23 @@ class Entities {
     // PostgreSQL takes up to 65,535 parameters, and plans each statement anew: one statement per table for the intake's batches.
     const split = pgSets.isPostgres(trx) ? <T>(xs: readonly T[]) => slices(xs, 2000) : chunks;
     const instances = [...this.#dirty.instances].map((k) => this.instances.get(k) as InstanceRow);
-    for (const part of split(instances, 200)) {
-      await trx.insertInto('instances').values(part).onConflict((oc) => oc.columns(['cloud', 'instance_id']).doUpdateSet((eb) => ({
-        name: eb.ref('excluded.name'), project: eb.ref('excluded.project'), user_id: eb.ref('excluded.user_id'), host: eb.ref('excluded.host'),
-        image: eb.ref('excluded.image'), flavor: eb.ref('excluded.flavor'), state: eb.ref('excluded.state'), created_at: eb.ref('excluded.created_at'),
-        deleted_at: eb.ref('excluded.deleted_at'), deleted_by: eb.ref('excluded.deleted_by'), first_seen_at: eb.ref('excluded.first_seen_at'),
-        last_event_at: eb.ref('excluded.last_event_at'), ended_at: eb.ref('excluded.ended_at'), user_name: eb.ref('excluded.user_name'),
-        project_name: eb.ref('excluded.project_name'), user_name_source: eb.ref('excluded.user_name_source'), user_name_at: eb.ref('excluded.user_name_at'),
-        project_name_source: eb.ref('excluded.project_name_source'), project_name_at: eb.ref('excluded.project_name_at'),
-      }))).execute();
-    }
     const ports = [...this.#dirty.ports].map((k) => this.ports.get(k) as PortRow);
-    for (const part of split(ports, 300)) {
-      await trx.insertInto('ports').values(part).onConflict((oc) => oc.columns(['cloud', 'port_id']).doUpdateSet((eb) => ({
-        device_id: eb.ref('excluded.device_id'), device_owner: eb.ref('excluded.device_owner'), network: eb.ref('excluded.network'),
-        mac: eb.ref('excluded.mac'), project: eb.ref('excluded.project'), deleted_at: eb.ref('excluded.deleted_at'), last_event_at: eb.ref('excluded.last_event_at'),
-      }))).execute();
-    }
     const routers = [...this.#dirty.routers].map((k) => this.routers.get(k) as RouterRow);
+    if (!pgSets.isPostgres(trx)) {
+      for (const part of split(instances, 200)) await sqliteSets.insertRows(trx, 'instances', part, upsertTail(['cloud', 'instance_id'], INSTANCE_UPDATED));
+      for (const part of split(ports, 300)) await sqliteSets.insertRows(trx, 'ports', part, upsertTail(['cloud', 'port_id'], PORT_UPDATED));
+      for (const part of split(routers, 300)) await sqliteSets.insertRows(trx, 'routers', part, upsertTail(['cloud', 'router_id'], ROUTER_UPDATED));
+      return;
+    }
+    const set = (columns: readonly string[]) => Object.fromEntries(columns.map((c) => [c, sql.ref(`excluded.${c}`)]));
+    for (const part of split(instances, 200)) {
+      await trx.insertInto('instances').values(part).onConflict((oc) => oc.columns(['cloud', 'instance_id']).doUpdateSet(set(INSTANCE_UPDATED))).execute();
+    }
+    for (const part of split(ports, 300)) {
+      await trx.insertInto('ports').values(part).onConflict((oc) => oc.columns(['cloud', 'port_id']).doUpdateSet(set(PORT_UPDATED))).execute();
+    }
     for (const part of split(routers, 300)) {
-      await trx.insertInto('routers').values(part).onConflict((oc) => oc.columns(['cloud', 'router_id']).doUpdateSet((eb) => ({
-        name: eb.ref('excluded.name'), project: eb.ref('excluded.project'), deleted_at: eb.ref('excluded.deleted_at'), last_event_at: eb.ref('excluded.last_event_at'),
-      }))).execute();
+      await trx.insertInto('routers').values(part).onConflict((oc) => oc.columns(['cloud', 'router_id']).doUpdateSet(set(ROUTER_UPDATED))).execute();
     }
   }
 }

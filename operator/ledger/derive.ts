@@ -15,6 +15,7 @@
 import { sql, type ExpressionBuilder, type Transaction } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
 import * as pgSets from './pg-sets.ts';
+import * as sqliteSets from './sqlite-sets.ts';
 import { pieces } from './pieces.ts';
 import {
   clipIntervals, compareChanges, deriveIntervals, splitByOwner, type ChangeOp, type ChangePoint, type DerivedInterval, type HolderAttrs, type OwnerSpan,
@@ -468,7 +469,7 @@ async function writeIntervals(trx: Tx, cloud: string, derived: ReadonlyMap<strin
     from_certain: d.certainFrom ?? null, to_certain: d.certainTo ?? null,
   })));
   if (pgSets.isPostgres(trx)) await pgSets.insertRows(trx, 'address_intervals', rows);
-  else for (const part of chunks(rows, ROWS)) await trx.insertInto('address_intervals').values(part).execute();
+  else for (const part of chunks(rows, ROWS)) await sqliteSets.insertRows(trx, 'address_intervals', part);
   return owners;
 }
 
