@@ -150,7 +150,7 @@ type RouterRow = Insertable<RoutersTable> & { name: string | null; project: stri
 
 const key = (cloud: string, id: string) => `${cloud}\u0000${id}`;
 
-// Every column, as `selectAll()` reads them on SQLite.
+// Every column of the table, as a row read back must have them (the upsert writes rows whole).
 const INSTANCE_COLUMNS = [
   'cloud', 'instance_id', 'name', 'project', 'user_id', 'host', 'image', 'flavor', 'state', 'created_at', 'deleted_at', 'deleted_by', 'first_seen_at',
   'last_event_at', 'ended_at', 'user_name', 'project_name', 'user_name_source', 'user_name_at', 'project_name_source', 'project_name_at', 'gone_after', 'gone_by',
@@ -216,16 +216,16 @@ class Entities {
     }
     for (const [cloud, w] of want) {
       for (const part of chunks([...w.instances])) {
-        for (const r of await trx.selectFrom('instances').selectAll().where('cloud', '=', cloud).where('instance_id', 'in', part).execute()) rows.instances.set(key(cloud, r.instance_id), r);
+        for (const r of await sqliteSets.byKeys<InstanceRow>(trx, 'instances', INSTANCE_COLUMNS, cloud, 'instance_id', part)) rows.instances.set(key(cloud, r.instance_id), r);
       }
       for (const part of chunks([...w.ports])) {
-        for (const r of await trx.selectFrom('ports').selectAll().where('cloud', '=', cloud).where('port_id', 'in', part).execute()) rows.ports.set(key(cloud, r.port_id), r);
+        for (const r of await sqliteSets.byKeys<PortRow>(trx, 'ports', PORT_COLUMNS, cloud, 'port_id', part)) rows.ports.set(key(cloud, r.port_id), r);
       }
       for (const part of chunks([...w.macs])) {
-        for (const r of await trx.selectFrom('ports').selectAll().where('cloud', '=', cloud).where('mac', 'in', part).execute()) rows.ports.set(key(cloud, r.port_id), r);
+        for (const r of await sqliteSets.byKeys<PortRow>(trx, 'ports', PORT_COLUMNS, cloud, 'mac', part)) rows.ports.set(key(cloud, r.port_id), r);
       }
       for (const part of chunks([...w.routers])) {
-        for (const r of await trx.selectFrom('routers').selectAll().where('cloud', '=', cloud).where('router_id', 'in', part).execute()) rows.routers.set(key(cloud, r.router_id), r);
+        for (const r of await sqliteSets.byKeys<RouterRow>(trx, 'routers', ROUTER_COLUMNS, cloud, 'router_id', part)) rows.routers.set(key(cloud, r.router_id), r);
       }
     }
     return rows;

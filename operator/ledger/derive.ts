@@ -12,7 +12,7 @@
 // each kind of fact read for all of them in one statement (per few hundred
 // keys) and the intervals written back in multi-row statements, so a batch
 // costs a bounded number of statements whatever its size.
-import { sql, type ExpressionBuilder, type Transaction } from 'kysely';
+import { sql, type Transaction } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
 import * as pgSets from './pg-sets.ts';
 import * as sqliteSets from './sqlite-sets.ts';
@@ -71,23 +71,13 @@ export function releaseOf(address: string, kind: HolderAttrs['kind'], messageId:
   return { address, kind, instanceId: null, port: null, mac: null, network: null, project: null, messageId };
 }
 
-/**
- * `cloud` and `slot` in any of the ranges, as one condition. The cloud is
- * repeated in every branch: only then does SQLite answer each branch from the
- * (cloud, slot) index instead of scanning the whole cloud.
- */
-function inRanges(cloud: string, ranges: ReadonlyArray<[string, string]>) {
-  return (eb: ExpressionBuilder<LedgerSchema, 'address_changes' | 'address_intervals'>) =>
-    eb.or(ranges.map(([lo, hi]) => eb.and([eb('cloud', '=', cloud), eb('slot', '>=', lo), eb('slot', '<', hi)])));
-}
-
 async function slotsInRanges(trx: Tx, cloud: string, ranges: ReadonlyArray<[string, string]>, into: Set<string>): Promise<void> {
   if (pgSets.isPostgres(trx)) {
     for (const r of await pgSets.inSlotRanges(trx, 'address_changes', cloud, ranges, ['slot'], true)) into.add(r.slot);
     return;
   }
   for (const part of chunks(ranges, RANGE_CHUNK)) {
-    const rows = await trx.selectFrom('address_changes').select('slot').distinct().where(inRanges(cloud, part)).execute();
+    const rows = await sqliteSets.inSlotRanges<{ slot: string }>(trx, 'address_changes', ['slot'], cloud, part, '', true);
     for (const r of rows) into.add(r.slot);
   }
 }
@@ -127,7 +117,7 @@ export async function rederive(trx: Tx, cloud: string, t: Touched): Promise<void
   for (const ids of chunks(t.ends.keys(), size)) {
     const named = pgSets.isPostgres(trx)
       ? await pgSets.byKeys(trx, 'address_changes', 'instance_id', cloud, ids, ['slot', 'instance_id'])
-      : await trx.selectFrom('address_changes').select(['slot', 'instance_id']).where('cloud', '=', cloud).where('instance_id', 'in', ids).execute();
+      : await sqliteSets.byKeys<{ slot: string; instance_id: string | null }>(trx, 'address_changes', ['slot', 'instance_id'], cloud, 'instance_id', ids);
     for (const r of named) if (isFip(r.slot) && r.instance_id !== null) lowerTo(fipFrom, r.slot, t.ends.get(r.instance_id) as number);
   }
   await slotsInRanges(trx, cloud, [...t.ports].map(portSlotRange), plainSet);
@@ -151,7 +141,7 @@ export async function rederive(trx: Tx, cloud: string, t: Touched): Promise<void
 /** Facts whose holder is one of `ids`. */
 async function byHolder(trx: Tx, cloud: string, ids: readonly string[]): Promise<Array<{ slot: string; holder_key: string }>> {
   if (pgSets.isPostgres(trx)) return pgSets.byKeys(trx, 'address_changes', 'holder_key', cloud, ids, ['slot', 'holder_key']);
-  return trx.selectFrom('address_changes').select(['slot', 'holder_key']).where('cloud', '=', cloud).where('holder_key', 'in', ids).execute();
+  return sqliteSets.byKeys(trx, 'address_changes', ['slot', 'holder_key'], cloud, 'holder_key', ids);
 }
 
 type ChangeRow = { slot: string; at: number; ord: number; op: string; holder_key: string; since: number | null; address: string; kind: string; instance_id: string | null; port: string | null; mac: string | null; network: string | null; project: string | null; message_id: string | null };
@@ -164,12 +154,6 @@ function pointOf(r: ChangeRow): ChangePoint {
       network: r.network, project: r.project, messageId: r.message_id,
     },
   };
-}
-
-/** Slots with a start time, as one condition: `cloud`, the slot, and `column >= start` (the index answers each branch). */
-function slotsFrom(cloud: string, column: 'at' | 'valid_from', part: ReadonlyArray<readonly [string, number]>) {
-  return (eb: ExpressionBuilder<LedgerSchema, 'address_changes' | 'address_intervals'>) =>
-    eb.or(part.map(([slot, from]) => eb.and([eb('cloud', '=', cloud), eb('slot', '=', slot), eb(column as 'valid_from', '>=', from)])));
 }
 
 const CHANGE_COLUMNS = ['slot', 'at', 'ord', 'op', 'holder_key', 'since', 'address', 'kind', 'instance_id', 'port', 'mac', 'network', 'project', 'message_id'] as const;
@@ -190,10 +174,10 @@ async function loadPoints(trx: Tx, cloud: string, slots: readonly string[], star
     return out;
   }
   for (const part of chunks(slots.filter((s) => !starts.has(s)))) {
-    add(await trx.selectFrom('address_changes').select(CHANGE_COLUMNS).where('cloud', '=', cloud).where('slot', 'in', part).execute());
+    add(await sqliteSets.byKeys<ChangeRow>(trx, 'address_changes', CHANGE_COLUMNS, cloud, 'slot', part));
   }
   for (const part of chunks(slots.filter((s) => starts.has(s)).map((s) => [s, starts.get(s) as number] as const), RANGE_CHUNK)) {
-    add(await trx.selectFrom('address_changes').select(CHANGE_COLUMNS).where(slotsFrom(cloud, 'at', part)).execute());
+    add(await sqliteSets.slotsFrom<ChangeRow>(trx, 'address_changes', 'at', CHANGE_COLUMNS, cloud, part));
   }
   return out;
 }
@@ -222,7 +206,7 @@ async function instanceEnds(trx: Tx, cloud: string, ids: Iterable<string>): Prom
     return ends;
   }
   for (const part of chunks(ids)) {
-    const rows = await trx.selectFrom('instances').select(['instance_id', 'ended_at']).where('cloud', '=', cloud).where('instance_id', 'in', part).where('ended_at', 'is not', null).execute();
+    const rows = await sqliteSets.byKeys<{ instance_id: string; ended_at: number | null }>(trx, 'instances', ['instance_id', 'ended_at'], cloud, 'instance_id', part, '"ended_at" is not null');
     for (const r of rows) if (r.ended_at !== null) ends.set(r.instance_id, r.ended_at);
   }
   return ends;
@@ -240,7 +224,7 @@ async function snapshots(trx: Tx, cloud: string, owners: Iterable<string>): Prom
   for (const part of chunks(owners, pgSets.isPostgres(trx) ? Infinity : CHUNK)) {
     const rows = pgSets.isPostgres(trx)
       ? await pgSets.byKeys(trx, 'slot_snapshots', 'owner', cloud, part, ['owner', 'at', 'ord', 'message_id', 'members'])
-      : await trx.selectFrom('slot_snapshots').select(['owner', 'at', 'ord', 'message_id', 'members']).where('cloud', '=', cloud).where('owner', 'in', part).execute();
+      : await sqliteSets.byKeys<{ owner: string; at: number; ord: number; message_id: string; members: string }>(trx, 'slot_snapshots', ['owner', 'at', 'ord', 'message_id', 'members'], cloud, 'owner', part);
     for (const r of rows) {
       let list = out.get(r.owner);
       if (list === undefined) out.set(r.owner, (list = []));
@@ -260,7 +244,7 @@ async function portRows(trx: Tx, cloud: string, ids: Iterable<string>): Promise<
   for (const part of chunks(ids, pgSets.isPostgres(trx) ? Infinity : CHUNK)) {
     const rows = pgSets.isPostgres(trx)
       ? await pgSets.byKeys(trx, 'ports', 'port_id', cloud, part, ['port_id', 'deleted_at', 'mac'])
-      : await trx.selectFrom('ports').select(['port_id', 'deleted_at', 'mac']).where('cloud', '=', cloud).where('port_id', 'in', part).execute();
+      : await sqliteSets.byKeys<{ port_id: string; deleted_at: number | null; mac: string | null }>(trx, 'ports', ['port_id', 'deleted_at', 'mac'], cloud, 'port_id', part);
     for (const r of rows) out.set(r.port_id, r);
   }
   return out;
@@ -380,7 +364,7 @@ async function rederiveFips(trx: Tx, cloud: string, from: ReadonlyMap<string, nu
   for (const part of chunks(portIds, pgSets.isPostgres(trx) ? Infinity : RANGE_CHUNK)) {
     const rows = pgSets.isPostgres(trx)
       ? await pgSets.inSlotRanges(trx, 'address_intervals', cloud, part.map(portSlotRange), ['slot', 'instance_id', 'valid_from', 'valid_to'])
-      : await trx.selectFrom('address_intervals').select(['slot', 'instance_id', 'valid_from', 'valid_to']).where(inRanges(cloud, part.map(portSlotRange))).where('instance_id', 'is not', null).execute();
+      : await sqliteSets.inSlotRanges<{ slot: string; instance_id: string | null; valid_from: number; valid_to: number | null }>(trx, 'address_intervals', ['slot', 'instance_id', 'valid_from', 'valid_to'], cloud, part.map(portSlotRange), '"instance_id" is not null');
     for (const r of rows) {
       if (r.instance_id === null) continue;
       const p = portOfSlot(r.slot) as string;
@@ -408,6 +392,8 @@ function deriveFip(raw: readonly DerivedInterval[], portRow: ReadonlyMap<string,
   return derived;
 }
 
+type IntervalRow = { slot: string; address: string; kind: string; network: string | null; port: string | null; mac: string | null; instance_id: string | null; project: string | null; valid_from: number; valid_to: number | null; opened_by: string | null; closed_by: string | null; from_certain: number | null; to_certain: number | null };
+
 /** Intervals per statement: 13 parameters each stays far below either engine's limit. */
 const ROWS = 400;
 
@@ -425,7 +411,7 @@ async function writeIntervals(trx: Tx, cloud: string, derived: ReadonlyMap<strin
   const current = new Map<string, string[]>();
   const spans = new Map<string, string[]>();
   const columns = ['slot', 'address', 'kind', 'network', 'port', 'mac', 'instance_id', 'project', 'valid_from', 'valid_to', 'opened_by', 'closed_by', 'from_certain', 'to_certain'] as const;
-  const add = (rows: ReadonlyArray<{ slot: string; address: string; kind: string; network: string | null; port: string | null; mac: string | null; instance_id: string | null; project: string | null; valid_from: number; valid_to: number | null; opened_by: string | null; closed_by: string | null; from_certain: number | null; to_certain: number | null }>) => {
+  const add = (rows: readonly IntervalRow[]) => {
     for (const r of rows) {
       let list = current.get(r.slot);
       if (list === undefined) current.set(r.slot, (list = []));
@@ -441,8 +427,8 @@ async function writeIntervals(trx: Tx, cloud: string, derived: ReadonlyMap<strin
     add(await pgSets.byKeys(trx, 'address_intervals', 'slot', cloud, whole, columns));
     add(await pgSets.slotsFrom(trx, 'address_intervals', 'valid_from', cloud, tails, columns));
   } else {
-    for (const part of chunks(whole)) add(await trx.selectFrom('address_intervals').select(columns).where('cloud', '=', cloud).where('slot', 'in', part).execute());
-    for (const part of chunks(tails, RANGE_CHUNK)) add(await trx.selectFrom('address_intervals').select(columns).where(slotsFrom(cloud, 'valid_from', part)).execute());
+    for (const part of chunks(whole)) add(await sqliteSets.byKeys<IntervalRow>(trx, 'address_intervals', columns, cloud, 'slot', part));
+    for (const part of chunks(tails, RANGE_CHUNK)) add(await sqliteSets.slotsFrom<IntervalRow>(trx, 'address_intervals', 'valid_from', columns, cloud, part));
   }
   const owners = new Map<string, number>();
   const changed = slots.filter((slot) => {
@@ -460,8 +446,8 @@ async function writeIntervals(trx: Tx, cloud: string, derived: ReadonlyMap<strin
   const goneTails = gone.filter((s) => starts.has(s)).map((s) => [s, starts.get(s) as number] as const);
   if (pgSets.isPostgres(trx)) await pgSets.deleteIntervals(trx, cloud, gone.filter((s) => !starts.has(s)), goneTails);
   else {
-    for (const part of chunks(gone.filter((s) => !starts.has(s)))) await trx.deleteFrom('address_intervals').where('cloud', '=', cloud).where('slot', 'in', part).execute();
-    for (const part of chunks(goneTails, RANGE_CHUNK)) await trx.deleteFrom('address_intervals').where(slotsFrom(cloud, 'valid_from', part)).execute();
+    for (const part of chunks(gone.filter((s) => !starts.has(s)))) await sqliteSets.deleteIntervals(trx, cloud, part);
+    for (const part of chunks(goneTails, RANGE_CHUNK)) await sqliteSets.deleteIntervalTails(trx, cloud, part);
   }
   const rows = changed.flatMap((slot) => (derived.get(slot) ?? []).map((d) => ({
     cloud, slot, address: d.address, kind: d.kind, network: d.network, port: d.port, mac: d.mac, instance_id: d.instanceId,

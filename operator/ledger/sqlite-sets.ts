@@ -49,18 +49,96 @@ function columnsOf(rows: readonly FlatRow[]): string[] {
 export async function insertRows<R = never>(db: Kysely<LedgerSchema>, table: keyof LedgerSchema, rows: readonly FlatRow[], tail = ''): Promise<R[]> {
   if (rows.length === 0) return [];
   const columns = columnsOf(rows);
-  const shape = `${table}\u0000${columns.join(',')}\u0000${rows.length}\u0000${tail}`;
-  let text = texts.get(shape);
-  if (text === undefined) {
-    const tuple = `(${columns.map(() => '?').join(', ')})`;
-    text = `insert into ${quote(table)} (${columns.map(quote).join(', ')}) values ${Array.from({ length: rows.length }, () => tuple).join(', ')}${tail === '' ? '' : ` ${tail}`}`;
-    if (texts.size >= MAX_TEXTS) texts.clear();
-    texts.set(shape, text);
-  }
+  const sqlText = text(`i\u0000${table}\u0000${columns.join(',')}\u0000${rows.length}\u0000${tail}`, () => {
+    const tuple = `(${marks(columns.length)})`;
+    return `insert into ${quote(table)} (${columns.map(quote).join(', ')}) values ${Array.from({ length: rows.length }, () => tuple).join(', ')}${tail === '' ? '' : ` ${tail}`}`;
+  });
   const params: Value[] = new Array<Value>(rows.length * columns.length);
   let p = 0;
   for (const r of rows) for (const c of columns) params[p++] = r[c] ?? null;
-  // The caller's RETURNING names the columns of R, as with Kysely's sql<R>.
-  const result = await db.executeQuery<R>(CompiledQuery.raw(text, params));
+  return run<R>(db, sqlText, params);
+}
+
+/** A statement text kept per shape (`build` runs once per shape). */
+function text(shape: string, build: () => string): string {
+  let t = texts.get(shape);
+  if (t === undefined) {
+    t = build();
+    if (texts.size >= MAX_TEXTS) texts.clear();
+    texts.set(shape, t);
+  }
+  return t;
+}
+
+const marks = (n: number): string => Array.from({ length: n }, () => '?').join(', ');
+const columnList = (columns: readonly string[] | '*'): string => (columns === '*' ? '*' : columns.map(quote).join(', '));
+
+async function run<R>(db: Kysely<LedgerSchema>, sqlText: string, params: readonly Value[]): Promise<R[]> {
+  // The caller names the columns of R in the statement, as with Kysely's sql<R>.
+  const result = await db.executeQuery<R>(CompiledQuery.raw(sqlText, [...params]));
   return result.rows;
+}
+
+/**
+ * `SELECT columns FROM table WHERE cloud = ? AND column IN (keys)`, and
+ * `extra` (fixed SQL) if given. Callers keep `keys` to a few lengths (pieces.ts).
+ */
+export function byKeys<R>(
+  db: Kysely<LedgerSchema>, table: keyof LedgerSchema, columns: readonly string[] | '*', cloud: string, column: string, keys: readonly string[], extra = '', distinct = false,
+): Promise<R[]> {
+  if (keys.length === 0) return Promise.resolve([]);
+  const t = text(`k\u0000${table}\u0000${columnList(columns)}\u0000${column}\u0000${keys.length}\u0000${extra}\u0000${distinct}`, () =>
+    `select ${distinct ? 'distinct ' : ''}${columnList(columns)} from ${quote(table)} where "cloud" = ? and ${quote(column)} in (${marks(keys.length)})${extra === '' ? '' : ` and ${extra}`}`);
+  return run<R>(db, t, [cloud, ...keys]);
+}
+
+/**
+ * Rows whose slot lies in any of the ranges [lo, hi). The cloud is repeated
+ * in every branch: only then does SQLite answer each branch from the
+ * (cloud, slot) index instead of scanning the whole cloud.
+ */
+export function inSlotRanges<R>(
+  db: Kysely<LedgerSchema>, table: 'address_changes' | 'address_intervals', columns: readonly string[], cloud: string, ranges: ReadonlyArray<readonly [string, string]>, extra = '', distinct = false,
+): Promise<R[]> {
+  if (ranges.length === 0) return Promise.resolve([]);
+  const t = text(`r\u0000${table}\u0000${columnList(columns)}\u0000${ranges.length}\u0000${extra}\u0000${distinct}`, () =>
+    `select ${distinct ? 'distinct ' : ''}${columnList(columns)} from ${quote(table)} where (${ranges.map(() => '("cloud" = ? and "slot" >= ? and "slot" < ?)').join(' or ')})${extra === '' ? '' : ` and ${extra}`}`);
+  const params: Value[] = [];
+  for (const [lo, hi] of ranges) params.push(cloud, lo, hi);
+  return run<R>(db, t, params);
+}
+
+/** The branches of a slot-and-time condition: each slot from its time on (`column` >= time). */
+function slotTimes(column: 'at' | 'valid_from', n: number): string {
+  return `(${Array.from({ length: n }, () => `("cloud" = ? and "slot" = ? and ${quote(column)} >= ?)`).join(' or ')})`;
+}
+
+function slotTimeParams(cloud: string, starts: ReadonlyArray<readonly [string, number]>): Value[] {
+  const params: Value[] = [];
+  for (const [slot, from] of starts) params.push(cloud, slot, from);
+  return params;
+}
+
+/** Rows of each slot given, from its time on. */
+export function slotsFrom<R>(
+  db: Kysely<LedgerSchema>, table: 'address_changes' | 'address_intervals', column: 'at' | 'valid_from', columns: readonly string[], cloud: string, starts: ReadonlyArray<readonly [string, number]>,
+): Promise<R[]> {
+  if (starts.length === 0) return Promise.resolve([]);
+  const t = text(`f\u0000${table}\u0000${column}\u0000${columnList(columns)}\u0000${starts.length}`, () =>
+    `select ${columnList(columns)} from ${quote(table)} where ${slotTimes(column, starts.length)}`);
+  return run<R>(db, t, slotTimeParams(cloud, starts));
+}
+
+/** Deletes the intervals of whole slots. */
+export async function deleteIntervals(db: Kysely<LedgerSchema>, cloud: string, slots: readonly string[]): Promise<void> {
+  if (slots.length === 0) return;
+  const t = text(`d\u0000${slots.length}`, () => `delete from "address_intervals" where "cloud" = ? and "slot" in (${marks(slots.length)})`);
+  await run(db, t, [cloud, ...slots]);
+}
+
+/** Deletes the intervals of each slot given from its time on. */
+export async function deleteIntervalTails(db: Kysely<LedgerSchema>, cloud: string, starts: ReadonlyArray<readonly [string, number]>): Promise<void> {
+  if (starts.length === 0) return;
+  const t = text(`t\u0000${starts.length}`, () => `delete from "address_intervals" where ${slotTimes('valid_from', starts.length)}`);
+  await run(db, t, slotTimeParams(cloud, starts));
 }
