@@ -137,10 +137,83 @@ function plainHeaders(h: unknown): Record<string, unknown> {
   return typeof h === 'object' && h !== null ? { ...(h as Record<string, unknown>) } : {};
 }
 
+/**
+ * The acks of one channel, sent together. A batch's messages are acked one
+ * after the other as its transaction commits; each ack was a frame of its own,
+ * which the broker (on the same two cores as the operator) handled one by one.
+ * Acks given in one turn of the event loop go out at the end of it: the
+ * longest run of the oldest unsettled deliveries that are all acked as one
+ * `multiple` ack, the rest one by one. A `multiple` ack settles every
+ * unsettled delivery up to its tag, so the run only ever covers deliveries
+ * acked here; a delivery settled otherwise (requeued) is no longer unsettled
+ * at the broker and is skipped.
+ */
+class ChannelAcks {
+  readonly #ch: ConfirmChannel;
+  /** Deliveries not yet settled, by tag; insertion order is tag order (the broker numbers a channel's deliveries upwards). */
+  readonly #open = new Map<number, ConsumeMessage>();
+  #due = new Set<number>();
+  #scheduled = false;
+
+  constructor(ch: ConfirmChannel) {
+    this.#ch = ch;
+  }
+
+  received(msg: ConsumeMessage): void {
+    this.#open.set(msg.fields.deliveryTag, msg);
+  }
+
+  ack(msg: ConsumeMessage): void {
+    this.#due.add(msg.fields.deliveryTag);
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    queueMicrotask(() => this.#flush());
+  }
+
+  /** Settled by a nack: no longer covered by a `multiple` ack. Throws as the channel's nack does. */
+  nack(msg: ConsumeMessage, requeue: boolean): void {
+    this.#open.delete(msg.fields.deliveryTag);
+    this.#ch.nack(msg, false, requeue);
+  }
+
+  #flush(): void {
+    this.#scheduled = false;
+    const due = this.#due;
+    this.#due = new Set();
+    // An ack on a channel that died with its connection throws; the broker redelivers such messages anyway, and apply is idempotent.
+    try {
+      let last: ConsumeMessage | undefined;
+      let run = 0;
+      for (const [tag, msg] of this.#open) {
+        if (!due.has(tag)) break;
+        last = msg;
+        run += 1;
+      }
+      if (last !== undefined && run > 1) {
+        for (const tag of this.#open.keys()) {
+          if (tag > last.fields.deliveryTag) break;
+          this.#open.delete(tag);
+          due.delete(tag);
+        }
+        this.#ch.ack(last, true);
+      }
+      for (const tag of due) {
+        const msg = this.#open.get(tag);
+        if (msg === undefined) continue;
+        this.#open.delete(tag);
+        this.#ch.ack(msg);
+      }
+    } catch {
+      // The channel is gone: nothing of it can be settled any more.
+    }
+  }
+}
+
 export class AmqpConsumer {
   readonly #opts: AmqpConsumerOptions;
   #conn: RecoveringChannelModel | undefined;
   #channel: ConfirmChannel | undefined;
+  #acks: ChannelAcks | undefined;
   #consumerTag: string | undefined;
   #generation = 0;
   #stopping = false;
@@ -214,6 +287,7 @@ export class AmqpConsumer {
     await ch.prefetch(prefetch);
     const generation = ++this.#generation;
     this.#channel = ch;
+    this.#acks = new ChannelAcks(ch);
     this.#connects += 1;
     this.#consumerTag = undefined;
     await this.#consume();
@@ -265,8 +339,9 @@ export class AmqpConsumer {
     const ch = this.#channel;
     if (ch === undefined || this.#stopping || this.#paused || this.#consumerTag !== undefined) return;
     const generation = this.#generation;
+    const acks = this.#acks ?? new ChannelAcks(ch);
     const { topology, prefetch, logger } = this.#opts;
-    const { consumerTag } = await ch.consume(topology.queue, (msg) => this.#onMessage(ch, generation, msg), { noAck: false });
+    const { consumerTag } = await ch.consume(topology.queue, (msg) => this.#onMessage(ch, acks, generation, msg), { noAck: false });
     this.#consumerTag = consumerTag;
     logger.info({ queue: topology.queue, exchanges: topology.exchanges.map((e) => e.name), prefetch }, 'consuming');
   }
@@ -297,16 +372,17 @@ export class AmqpConsumer {
     return this.#channel === ch && this.#generation === generation;
   }
 
-  #onMessage(ch: ConfirmChannel, generation: number, msg: ConsumeMessage | null): void {
+  #onMessage(ch: ConfirmChannel, acks: ChannelAcks, generation: number, msg: ConsumeMessage | null): void {
     if (msg === null) {
       this.#opts.logger.error({ queue: this.#opts.topology.queue }, 'the broker cancelled our consumer (queue deleted?)');
       return;
     }
+    acks.received(msg);
     const props = msg.properties;
     const ts: unknown = props.timestamp;
     if (msg.fields.routingKey === this.#probeKey && plainHeaders(props.headers)[PROBE_HEADER] !== undefined) {
       // Our own alternate-exchange probe: nothing to record.
-      if (this.#current(ch, generation)) ch.ack(msg);
+      if (this.#current(ch, generation)) acks.ack(msg);
       return;
     }
     const headers = plainHeaders(props.headers);
@@ -340,8 +416,8 @@ export class AmqpConsumer {
     const delivery: Delivery = {
       body: msg.content,
       info,
-      ack: () => settle(() => ch.ack(msg)),
-      requeue: () => settle(() => ch.nack(msg, false, true)),
+      ack: () => settle(() => acks.ack(msg)),
+      requeue: () => settle(() => acks.nack(msg, true)),
       deadLetter: (reason, detail) => copyThenAck(this.#opts.topology.deadLetterQueue, {
         [REASON_HEADER]: reason,
         [DETAIL_HEADER]: detail.slice(0, 2000),
@@ -373,7 +449,7 @@ export class AmqpConsumer {
       } catch {
         return false;
       }
-      return settle(() => ch.ack(msg));
+      return settle(() => acks.ack(msg));
     };
     const work = this.#opts
       .handler(delivery)

@@ -57,6 +57,43 @@ describe('AMQP consumer on the real broker', () => {
     await ch.close();
   });
 
+  test('acks settled together leave out a message requeued among them: it comes back, and only it', async () => {
+    const s = uniqueSuffix();
+    const ex: ExchangeSpec = { name: `nova.${s}`, type: 'topic', durable: false, autoDelete: false };
+    const seen: string[] = [];
+    const held: Delivery[] = [];
+    let requeued = false;
+    const consumer = new AmqpConsumer({
+      url, topology: topologyFor(s, [ex]), prefetch: 20, logger: silentLogger,
+      handler: async (d) => {
+        seen.push(d.body.toString());
+        held.push(d);
+        // Settle the first ten in one turn, as a committed batch does: all acked but the fifth, requeued.
+        if (held.length === 10 && !requeued) {
+          requeued = true;
+          for (const [i, h] of held.entries()) {
+            if (i === 4) h.requeue();
+            else h.ack();
+          }
+        } else if (held.length > 10) d.ack();
+      },
+    });
+    await consumer.start();
+    cleanups.push(() => consumer.stop());
+    const pub = await AmqpPublisher.connect(url);
+    cleanups.push(() => pub.close());
+    for (let i = 0; i < 10; i++) pub.publish(ex.name, 'notifications.info', `m${i}`);
+    await pub.confirmed();
+    await until(() => seen.length === 11, 'the ten deliveries and the requeued one again');
+    assert.equal(seen[10], 'm4');
+    await sleep(300);
+    assert.equal(seen.length, 11, 'nothing acked came back');
+    const ch = await pub.model.createChannel();
+    const q = await ch.checkQueue(`q.${s}`);
+    assert.equal(q.messageCount, 0);
+    await ch.close();
+  });
+
   test('an existing exchange with other flags is used as it is, never re-declared', async () => {
     const s = uniqueSuffix();
     const pub = await AmqpPublisher.connect(url);
