@@ -103,7 +103,7 @@ async function recordNotifications(trx: Tx, batch: readonly Recorded[]): Promise
     for (const g of got) inserted.set(`${g.cloud}\u0000${g.message_id}`, g.id);
   }
   const fresh = new Set<number>();
-  const bodies: Array<Insertable<LedgerSchema['notification_bodies']>> = [];
+  const bodies: Array<{ notification_id: number; received_at: number; body: string }> = [];
   for (const [i, { notification: n, body }] of batch.entries()) {
     const key = `${n.cloud}\u0000${n.messageId}`;
     const id = inserted.get(key);
@@ -113,7 +113,7 @@ async function recordNotifications(trx: Tx, batch: readonly Recorded[]): Promise
     bodies.push({ notification_id: id, received_at: n.receivedAt.getTime(), body });
   }
   // Bodies are large: fewer per statement keeps each statement's text and parameters small.
-  if (pg) await pgSets.insertRows(trx, 'notification_bodies', bodies);
+  if (pg) await pgSets.insertBodies(trx, bodies);
   else for (const part of chunks(bodies, 100)) await sqliteSets.insertRows(trx, 'notification_bodies', part);
   return fresh;
 }

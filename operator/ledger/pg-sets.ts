@@ -138,3 +138,23 @@ export async function insertRows<T extends keyof Inserted, R = never>(
   const r = await sql<R>`INSERT INTO ${sql.table(table)} (${sql.join(columns.map((c) => sql.ref(c)))}) SELECT * FROM unnest(${sql.join(arrays)}) ${tail}`.execute(db);
   return r.rows;
 }
+
+/** Bodies per statement: one parameter each, far below PostgreSQL's 65,535. */
+const BODIES_PER_STATEMENT = 8192;
+
+/**
+ * Notification bodies, each its own parameter (`ARRAY[$3, $4, …]`) instead of
+ * one text[] parameter as insertRows passes columns: an array literal of a
+ * batch's bodies (JSON full of quotes) is escaped element by element by the
+ * driver and parsed character by character by the server, which cost more
+ * than the rest of the insert (measured on 4,000 workload bodies in batches of
+ * 400: client CPU 190–690 ms as an array, 50–120 ms as parameters; server CPU
+ * 200–260 ms against 170–200 ms).
+ */
+export async function insertBodies(db: Kysely<LedgerSchema>, rows: ReadonlyArray<{ notification_id: number; received_at: number; body: string }>): Promise<void> {
+  for (let i = 0; i < rows.length; i += BODIES_PER_STATEMENT) {
+    const part = rows.slice(i, i + BODIES_PER_STATEMENT);
+    await sql`INSERT INTO notification_bodies (notification_id, received_at, body) SELECT * FROM unnest(${part.map((r) => r.notification_id)}::int8[],
+      ${part.map((r) => r.received_at)}::int8[], ARRAY[${sql.join(part.map((r) => r.body))}]::text[])`.execute(db);
+  }
+}
