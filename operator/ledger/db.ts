@@ -1,11 +1,12 @@
 // Opens the ledger database named by a URL: `sqlite:PATH` (the embedded
 // default) or `postgres://…` (production, shared by every replica).
-import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
+import { Kysely, PostgresDialect, SqliteDialect, type PostgresPool, type PostgresPoolClient } from 'kysely';
 import { Migrator } from 'kysely/migration';
 import { createRequire } from 'node:module';
 import type PgModule from 'pg';
 import { NodeSqliteDatabase } from './sqlite-driver.ts';
 import { migrationProvider, type Engine } from './migrations.ts';
+import { PREPARED } from './prepared.ts';
 import type { LedgerSchema } from './schema.ts';
 
 export const DEFAULT_DB_URL = 'sqlite:./quarantine.db';
@@ -35,6 +36,47 @@ const PG_INT8 = 20;
 
 // pg (CommonJS) is loaded only for a PostgreSQL ledger: a SQLite CLI call never pays for it.
 const requirePg = (): typeof PgModule => createRequire(import.meta.url)('pg') as typeof PgModule;
+
+/** One name per distinct text, the same on every connection (pg keeps a connection's parsed names). */
+const preparedNames = new Map<string, string>();
+
+function preparedName(text: string): string {
+  let name = preparedNames.get(text);
+  if (name === undefined) {
+    name = `qop_prepared_${preparedNames.size + 1}`;
+    preparedNames.set(text, name);
+  }
+  return name;
+}
+
+/**
+ * The pool as Kysely sees it, its clients sending PREPARED texts by name. One
+ * wrapper per client: Kysely keeps its connection objects keyed by the client.
+ */
+function preparingPool(pg: typeof PgModule, pool: PgModule.Pool): PostgresPool {
+  const wrapped = new WeakMap<PgModule.PoolClient, PostgresPoolClient>();
+  const wrap = (client: PgModule.PoolClient): PostgresPoolClient => wrapped.get(client) ?? remember(client);
+  const remember = (client: PgModule.PoolClient): PostgresPoolClient => {
+    const proxy = preparing(client);
+    wrapped.set(client, proxy);
+    return proxy;
+  };
+  return { Client: pg.Client, options: pool.options, connect: async () => wrap(await pool.connect()), end: () => pool.end() };
+}
+
+function preparing(client: PgModule.PoolClient): PostgresPoolClient {
+  return new Proxy(client, {
+    get(target, key, receiver) {
+      if (key !== 'query') return Reflect.get(target, key, receiver) as unknown;
+      return (text: unknown, values?: unknown) => {
+        if (typeof text === 'string' && text.startsWith(PREPARED) && Array.isArray(values)) {
+          return target.query({ name: preparedName(text), text, values });
+        }
+        return (target.query as (a: unknown, b?: unknown) => unknown)(text, values);
+      };
+    },
+  }) as unknown as PostgresPoolClient;
+}
 
 export interface LedgerDb {
   readonly engine: Engine;
@@ -70,7 +112,7 @@ export function openLedgerDb(url: string, options: { poolSize?: number } = {}): 
   });
   const ledger: LedgerDb = {
     engine: 'postgres',
-    db: new Kysely<LedgerSchema>({ dialect: new PostgresDialect({ pool }) }),
+    db: new Kysely<LedgerSchema>({ dialect: new PostgresDialect({ pool: preparingPool(pg, pool) }) }),
     onConnectionError: () => undefined,
     close: () => ledger.db.destroy(),
   };

@@ -15,6 +15,7 @@
 // index keeps itself up to date: no writer has anything to maintain.
 //
 // Plain strings, without the query builder: trace-direct.ts uses them too.
+import { PREPARED } from './prepared.ts';
 
 const DAY = 86_400_000;
 
@@ -156,8 +157,12 @@ export const TRACE_COLUMNS = `a.cloud, a.slot, a.kind, a.network, a.port, a.mac,
       i.name, i.project AS instance_project, i.user_id, i.host, i.deleted_at, i.user_name, i.user_name_source, i.user_name_at, i.project_name, i.project_name_source, i.project_name_at,
       a.from_certain, a.to_certain, i.gone_after, i.gone_by`;
 
-/** The trace query and its parameters, for each engine (traceQuery sends the same). */
+/**
+ * The trace query and its parameters, for each engine (traceQuery sends the
+ * same). On PostgreSQL a named prepared statement (prepared.ts).
+ */
 export function traceStatement(engine: 'sqlite' | 'postgres', address: string, t: number, cloud: string | undefined): { text: string; parameters: Array<string | number> } {
-  const { text, order } = holdersAtSql(engine, TRACE_COLUMNS, cloud !== undefined);
+  const { text: body, order } = holdersAtSql(engine, TRACE_COLUMNS, cloud !== undefined);
+  const text = engine === 'postgres' ? `${PREPARED}${body}` : body;
   return { text, parameters: order.map((p) => (p === 'address' ? address : p === 't' ? t : (cloud as string))) };
 }
