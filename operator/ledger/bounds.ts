@@ -2,8 +2,9 @@
 // uncertainty windows observed facts leave (ledger/observe.ts), and whether
 // the asked time falls in one. No database code: the direct trace path uses it.
 import type { Holder } from './trace.ts';
+import { isoTime } from './iso-time.ts';
 
-const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+const iso = (ms: number | null): string | null => (ms === null ? null : isoTime(ms));
 
 /** The columns of an interval's bounds, as stored. */
 export interface Bounds {
@@ -21,14 +22,14 @@ export function boundsOf(b: Bounds, at?: number): Pick<Holder, 'from' | 'to' | '
   const tc = b.to_certain === null || b.to_certain === undefined ? undefined : Number(b.to_certain);
   const uncertain = at !== undefined && ((fc !== undefined && at < fc) || (tc !== undefined && at > tc));
   return {
-    from: new Date(fc ?? vf).toISOString(),
+    from: isoTime(fc ?? vf),
     to: iso(tc ?? vt),
-    ...(fc === undefined ? {} : { fromUncertainSince: vf < fc ? new Date(vf).toISOString() : null }),
-    ...(tc === undefined || vt === null ? {} : { toUncertainUntil: new Date(vt).toISOString() }),
+    ...(fc === undefined ? {} : { fromUncertainSince: vf < fc ? isoTime(vf) : null }),
+    ...(tc === undefined || vt === null ? {} : { toUncertainUntil: isoTime(vt) }),
     ...(uncertain ? { uncertain: true as const } : {}),
   };
 }
 
 export function goneBetween(after: number | null | undefined, by: number | null | undefined): { goneBetween?: [string, string] } {
-  return after === null || after === undefined || by === null || by === undefined ? {} : { goneBetween: [new Date(Number(after)).toISOString(), new Date(Number(by)).toISOString()] };
+  return after === null || after === undefined || by === null || by === undefined ? {} : { goneBetween: [isoTime(Number(after)), isoTime(Number(by))] };
 }

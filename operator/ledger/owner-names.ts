@@ -2,6 +2,7 @@
 // their reading into an answer. Free of the query builder: trace-direct.ts
 // loads it on the fast path.
 import { NAME_SOURCES, type NameSource, type OwnerNames } from '../domain/owner-names.ts';
+import { isoTime } from './iso-time.ts';
 
 /** The instance columns behind OwnerNames; `*_at` may come back as a string from a driver that does not parse bigint. */
 export interface OwnerNameColumns {
@@ -26,7 +27,7 @@ function one(name: string | null | undefined, source: string | null | undefined,
     name,
     // A value this version does not know (a newer writer) is left out rather than guessed at.
     ...(source !== null && source !== undefined && isSource(source) ? { source } : {}),
-    ...(at === null || at === undefined ? {} : { readAt: new Date(Number(at)).toISOString() }),
+    ...(at === null || at === undefined ? {} : { readAt: isoTime(Number(at)) }),
   };
 }
 

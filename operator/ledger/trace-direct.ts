@@ -10,10 +10,9 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type PgModule from 'pg';
 import { storedIp } from '../domain/ip.ts';
-import type { AddressTrace, Holder } from './trace.ts';
-import { boundsOf, goneBetween } from './bounds.ts';
+import type { AddressTrace } from './trace.ts';
 import { traceStatement } from './trace-index.ts';
-import { ownerNames } from './owner-names.ts';
+import { holderOf } from './trace-holder.ts';
 
 /** Every migration of migrations.ts (kept equal by a test): a ledger missing one takes the full path, which applies it. */
 export const MIGRATION_NAMES: readonly string[] = [
@@ -51,25 +50,9 @@ interface Row {
   gone_by: number | string | null;
 }
 
-const iso = (ms: number | string | null): string | null => (ms === null ? null : new Date(Number(ms)).toISOString());
-
-const num = (v: number | string | null): number | null => (v === null ? null : Number(v));
-
-function holder(r: Row, at: number): Holder {
-  return {
-    cloud: r.cloud, kind: r.kind, network: r.network, port: r.port, mac: r.mac, project: r.project,
-    ...boundsOf({ valid_from: Number(r.valid_from), valid_to: num(r.valid_to), from_certain: num(r.from_certain), to_certain: num(r.to_certain) }, at),
-    instance: r.instance_id === null ? null : {
-      id: r.instance_id, name: r.name, project: r.instance_project ?? r.project, user: r.user_id,
-      ...ownerNames(r),
-      host: r.host, deletedAt: iso(r.deleted_at), ...goneBetween(num(r.gone_after), num(r.gone_by)),
-    },
-  };
-}
-
 function answer(address: string, at: Date, rows: readonly Row[]): AddressTrace | undefined {
   if (rows.some((r) => r.kind === 'router-gateway')) return undefined;
-  return { address, at: at.toISOString(), holders: rows.map((r) => holder(r, at.getTime())) };
+  return { address, at: at.toISOString(), holders: rows.map((r) => holderOf(r, at.getTime())) };
 }
 
 const complete = (applied: readonly string[]) => MIGRATION_NAMES.every((m) => applied.includes(m));

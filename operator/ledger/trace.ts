@@ -5,8 +5,8 @@ import { CompiledQuery, PostgresAdapter, type Kysely } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
 import { traceStatement, type HolderRowBase } from './trace-index.ts';
 import { storedIp } from '../domain/ip.ts';
-import { boundsOf, goneBetween } from './bounds.ts';
-import { ownerNames, type OwnerNameColumns } from './owner-names.ts';
+import { holderOf } from './trace-holder.ts';
+import type { OwnerNameColumns } from './owner-names.ts';
 import type { OwnerNames } from '../domain/owner-names.ts';
 
 export { boundsOf, goneBetween, type Bounds } from './bounds.ts';
@@ -56,8 +56,6 @@ export interface AddressTrace {
   holders: Holder[];
 }
 
-const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
-
 interface TraceRow extends HolderRowBase, OwnerNameColumns {
   slot: string;
   from_certain: number | null;
@@ -82,29 +80,14 @@ export async function traceAddress(db: Kysely<LedgerSchema>, given: string, at: 
     const id = r.slot.slice('router-gw:'.length, r.slot.lastIndexOf('|'));
     routers.set(`${r.cloud}|${r.slot}`, await routerBehind(db, r.cloud, id, at.getTime()));
   }
+  const t = at.getTime();
   return {
     address,
     at: at.toISOString(),
-    holders: rows.map((r) => ({
-      ...(routers.has(`${r.cloud}|${r.slot}`) ? { router: routers.get(`${r.cloud}|${r.slot}`) } : {}),
-      cloud: r.cloud,
-      kind: r.kind,
-      network: r.network,
-      port: r.port,
-      mac: r.mac,
-      project: r.project,
-      ...boundsOf(r, at.getTime()),
-      instance: r.instance_id === null ? null : {
-        id: r.instance_id,
-        name: r.name ?? null,
-        project: r.instance_project ?? r.project,
-        user: r.user_id ?? null,
-        ...ownerNames(r),
-        host: r.host ?? null,
-        deletedAt: iso(r.deleted_at ?? null),
-        ...goneBetween(r.gone_after, r.gone_by),
-      },
-    })),
+    holders: rows.map((r) => {
+      const router = routers.size === 0 ? undefined : routers.get(`${r.cloud}|${r.slot}`);
+      return router === undefined ? holderOf(r, t) : { router, ...holderOf(r, t) };
+    }),
   };
 }
 
