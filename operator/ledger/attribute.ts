@@ -55,7 +55,8 @@ function toHolder(r: Row, t?: number): Holder {
 
 /** A candidate: an interval of one of the probes' addresses, without its instance (read afterwards, for holders only). */
 interface Candidate extends IntervalColumns {
-  address: string;
+  /** The address's number in its chunk (rangesOf's g), rather than the address: a number per row instead of a string. */
+  g: number;
   id: number;
   from_certain: number | null;
   to_certain: number | null;
@@ -66,72 +67,102 @@ interface Candidate extends IntervalColumns {
 // here for every candidate, in the order the ranges return them (at random in a 1 GiB index at 10M), the
 // join was two thirds of the query's time on PostgreSQL, and most candidates that are no holder of any
 // probe paid for it too.
-const CANDIDATE_COLUMNS = sql.raw('a.address, a.id, a.cloud, a.kind, a.network, a.port, a.mac, a.project, a.valid_from, a.valid_to, a.instance_id, a.from_certain, a.to_certain');
+const CANDIDATE_COLUMNS = sql.raw('a.id, a.cloud, a.kind, a.network, a.port, a.mac, a.project, a.valid_from, a.valid_to, a.instance_id, a.from_certain, a.to_certain');
 
 const INSTANCE_COLUMNS = sql.raw(`i.cloud, i.instance_id, i.name, i.project AS instance_project, i.user_id, i.host, i.deleted_at, i.gone_after, i.gone_by, ${OWNER_NAME_COLUMNS}`);
 
 const isPostgres = (db: Kysely<LedgerSchema>) => db.getExecutor().adapter instanceof PostgresAdapter;
 
 /**
- * One range of the trace index: intervals of `address` and length class
- * `cls` that began in (lo, hi] and had not ended by t. Every holder of any
- * probe the range stands for is among them.
+ * The probes without repeats, sorted by address, then time: the k-th address
+ * of `addresses` has its times, ascending, at times[first[k] .. first[k + 1]).
+ * A probe is known by its place in `times`.
  */
-interface Range {
-  address: string;
-  cls: number;
-  lo: number;
-  hi: number;
-  t: number;
+interface Sorted {
+  addresses: string[];
+  first: number[];
+  times: number[];
 }
 
 /**
- * The index ranges that cover every probe: per address and length class, the
- * probes' windows (t - bound, t], overlapping ones merged, so an address
- * asked about many times is read once over each stretch of time rather than
- * once per line. Probes sorted by address, then time.
+ * Sorts the probes (address and time of each) and drops repeats; `slot[i]` is
+ * the i-th probe's place in `times`. Grouped by address first, so that only the
+ * distinct addresses (about one in nine lines) are compared as strings, and
+ * each address's times as numbers.
  */
-function rangesOf(sorted: readonly Probe[]): Range[] {
+function sortedOf(addresses: readonly string[], times: readonly number[]): { sorted: Sorted; slot: Int32Array } {
+  const byAddress = new Map<string, number[]>();
+  for (const [i, address] of addresses.entries()) {
+    const list = byAddress.get(address);
+    if (list === undefined) byAddress.set(address, [i]);
+    else list.push(i);
+  }
+  // The default sort compares UTF-16 code units, as < does (byAddressThenTime's order).
+  const names = [...byAddress.keys()].sort();
+  const first = [0];
+  const sortedTimes: number[] = [];
+  const slot = new Int32Array(addresses.length);
+  for (const name of names) {
+    const list = byAddress.get(name) as number[];
+    if (list.length > 1) list.sort((a, b) => (times[a] as number) - (times[b] as number));
+    let previous: number | undefined;
+    for (const i of list) {
+      const t = times[i] as number;
+      if (t !== previous) sortedTimes.push(t);
+      slot[i] = sortedTimes.length - 1;
+      previous = t;
+    }
+    first.push(sortedTimes.length);
+  }
+  return { sorted: { addresses: names, first, times: sortedTimes }, slot };
+}
+
+/**
+ * One range of the trace index, as the query's JSON carries it: intervals of
+ * `address` and length class `cls` that began in (lo, hi] and had not ended by
+ * t, for the address numbered `g` in its chunk. Every holder of any probe the
+ * range stands for is among them.
+ */
+type Range = [address: string, cls: number, lo: number, hi: number, t: number, g: number];
+
+/**
+ * The index ranges that cover the probes of addresses [from, to): per address
+ * and length class, the probes' windows (t - bound, t], overlapping ones
+ * merged, so an address asked about many times is read once over each
+ * stretch of time rather than once per line.
+ */
+function rangesOf(s: Sorted, from: number, to: number): Range[] {
   const out: Range[] = [];
-  const bounds = [...SPAN_BOUNDS, Number.MAX_SAFE_INTEGER];
-  let i = 0;
-  while (i < sorted.length) {
-    const address = (sorted[i] as Probe).address;
-    let j = i;
-    while (j < sorted.length && (sorted[j] as Probe).address === address) j++;
-    for (const [cls, bound] of bounds.entries()) {
-      // The last class (open, or longer than any bound) has no lower bound a real time could cross.
-      const unbounded = cls === SPAN_BOUNDS.length;
+  const last = SPAN_BOUNDS.length;
+  for (let g = from; g < to; g++) {
+    const address = s.addresses[g] as string;
+    const a = s.first[g] as number;
+    const b = s.first[g + 1] as number;
+    for (let cls = 0; cls < last; cls++) {
+      const bound = SPAN_BOUNDS[cls] as number;
       let run: Range | undefined;
-      for (let k = i; k < j; k++) {
-        const t = (sorted[k] as Probe).at.getTime();
-        if (run !== undefined && (unbounded || t - bound <= run.hi)) run.hi = t;
+      for (let k = a; k < b; k++) {
+        const t = s.times[k] as number;
+        if (run !== undefined && t - bound <= run[3]) run[3] = t;
         else {
-          run = { address, cls, lo: unbounded ? Number.MIN_SAFE_INTEGER : t - bound, hi: t, t };
+          run = [address, cls, t - bound, t, t, g - from];
           out.push(run);
         }
       }
     }
-    i = j;
+    // The last class (open, or longer than any bound) has no lower bound a real time could cross: one range.
+    out.push([address, last, Number.MIN_SAFE_INTEGER, s.times[b - 1] as number, s.times[a] as number, g - from]);
   }
   return out;
 }
 
-/**
- * The query behind attribute, exported so its plan can be checked on each engine: the probes' index ranges
- * (rangesOf), each read as traceAddress reads one (trace-index.ts). Unordered: each probe's few holders are
- * put in traceAddress's order afterwards (rankOf), which costs less than sorting every candidate in the engine.
- */
-export function attributeQuery(db: Kysely<LedgerSchema>, probes: readonly Probe[], cloud?: string) {
-  const ranges = rangesOf([...probes].sort(byAddressThenTime));
+/** The candidates of the ranges (rangesOf, as JSON), each with its range's address number `g`. */
+function candidatesQuery(db: Kysely<LedgerSchema>, json: string, cloud?: string) {
   const onCloud = cloud === undefined ? sql`` : sql` AND a.cloud = ${cloud}`;
-  // The ranges travel as one JSON text: pg's writing of JS arrays as array literals took longer than parsing
-  // this in the server (over a second of client time for 100,000 lines).
-  const json = JSON.stringify(ranges.map((r) => [r.address, r.cls, r.lo, r.hi, r.t]));
   if (isPostgres(db)) {
     // LATERAL, kept from being flattened by OFFSET 0: one index range per row of r, whatever the statistics say.
-    return sql<Candidate>`SELECT ${CANDIDATE_COLUMNS}
-      FROM (SELECT v ->> 0 AS address, (v ->> 1)::integer AS cls, (v ->> 2)::bigint AS lo, (v ->> 3)::bigint AS hi, (v ->> 4)::bigint AS t
+    return sql<Candidate>`SELECT r.g, ${CANDIDATE_COLUMNS}
+      FROM (SELECT v ->> 0 AS address, (v ->> 1)::integer AS cls, (v ->> 2)::bigint AS lo, (v ->> 3)::bigint AS hi, (v ->> 4)::bigint AS t, (v ->> 5)::integer AS g
         FROM json_array_elements(${json}::json) AS j(v)) AS r
       CROSS JOIN LATERAL (SELECT * FROM address_intervals AS a
         WHERE a.address = r.address AND ${sql.raw(spanClassSql('a.'))} = r.cls AND a.valid_from > r.lo AND a.valid_from <= r.hi
@@ -140,12 +171,24 @@ export function attributeQuery(db: Kysely<LedgerSchema>, probes: readonly Probe[
   // Materialized, the ranges are read from the JSON once rather than at every index entry compared;
   // CROSS JOIN makes SQLite loop over them and look each up in the trace index.
   return sql<Candidate>`WITH r AS MATERIALIZED (
-      SELECT value ->> 0 AS address, value ->> 1 AS cls, value ->> 2 AS lo, value ->> 3 AS hi, value ->> 4 AS t FROM json_each(${json}))
-    SELECT ${CANDIDATE_COLUMNS}
+      SELECT value ->> 0 AS address, value ->> 1 AS cls, value ->> 2 AS lo, value ->> 3 AS hi, value ->> 4 AS t, value ->> 5 AS g FROM json_each(${json}))
+    SELECT r.g, ${CANDIDATE_COLUMNS}
     FROM r
     CROSS JOIN address_intervals a
     WHERE a.address = r.address AND ${sql.raw(spanClassSql('a.'))} = r.cls AND a.valid_from > r.lo AND a.valid_from <= r.hi
       AND (a.valid_to IS NULL OR a.valid_to > r.t)${onCloud}`;
+}
+
+/**
+ * The query behind attribute, exported so its plan can be checked on each engine: the probes' index ranges
+ * (rangesOf), each read as traceAddress reads one (trace-index.ts). Unordered: each probe's few holders are
+ * put in traceAddress's order afterwards, which costs less than sorting every candidate in the engine.
+ * The ranges travel as one JSON text: pg's writing of JS arrays as array literals took longer than parsing
+ * this in the server (over a second of client time for 100,000 lines).
+ */
+export function attributeQuery(db: Kysely<LedgerSchema>, probes: readonly Probe[], cloud?: string) {
+  const { sorted } = sortedOf(probes.map((p) => p.address), probes.map((p) => p.at.getTime()));
+  return candidatesQuery(db, JSON.stringify(rangesOf(sorted, 0, sorted.addresses.length)), cloud);
 }
 
 /**
@@ -176,15 +219,9 @@ async function engineOrder(db: Kysely<LedgerSchema>, values: readonly string[]):
   return new Map(rows.map((r, i) => [r.v, i]));
 }
 
-function byAddressThenTime(a: Probe, b: Probe): number {
-  return a.address < b.address ? -1 : a.address > b.address ? 1 : a.at.getTime() - b.at.getTime();
-}
-
 /** A candidate in an address's sweep, with its place in the answer's order and, once built, its Holder. */
 interface Entry {
   rank: number;
-  /** Its (cloud, kind) in the answer's order. */
-  group: number;
   from: number;
   to: number | null;
   row: Candidate;
@@ -197,32 +234,50 @@ interface Entry {
 const byRank = (a: Entry, b: Entry) => a.rank - b.rank;
 
 /**
- * The candidate as a holder at t. An interval with no uncertainty window reads
- * the same at every t, so its Holder is built once and shared by every line it
- * answers (a busy private address's holders answer many lines): at 100,000
- * lines and some 1.75 million holders, building and collecting a copy per
- * line was most of the time spent outside the query. Answers are read-only.
+ * The candidate as a holder at t: toHolder's object (the same properties in
+ * the same order), built from the interval and its instance row as they are,
+ * without the intermediate objects of boundsOf, ownerNames and goneBetween for
+ * the common holder (certain bounds, no names, not gone). An interval with no
+ * uncertainty window reads the same at every t, so its Holder is built once
+ * and shared by every line it answers (a busy private address's holders
+ * answer many lines). Answers are read-only.
  */
 function holderAt(c: Entry, t: number): Holder {
   const r = c.row;
   const windowed = r.from_certain !== null || r.to_certain !== null;
   if (!windowed && c.holder !== undefined) return c.holder;
-  const i = c.instance ?? NO_INSTANCE_ROW;
-  // toHolder's object, built from the interval and its instance row as they are (no merged copy of both per holder).
-  const h: Holder = {
-    cloud: r.cloud, kind: r.kind, network: r.network, port: r.port, mac: r.mac, project: r.project,
-    ...boundsOf(r, t),
-    instance: r.instance_id === null ? null : {
-      id: r.instance_id, name: i.name, project: i.instance_project ?? r.project, user: i.user_id, ...ownerNames(i), host: i.host, deletedAt: iso(i.deleted_at),
-      ...goneBetween(i.gone_after, i.gone_by),
-    },
-  };
-  if (!windowed) c.holder = h;
+  let instance: Holder['instance'] = null;
+  if (r.instance_id !== null) {
+    const i = c.instance ?? NO_INSTANCE_ROW;
+    const named = (i.user_name !== null && i.user_name !== undefined) || (i.project_name !== null && i.project_name !== undefined);
+    const gone = i.gone_after !== null && i.gone_after !== undefined && i.gone_by !== null && i.gone_by !== undefined;
+    if (!named && !gone) {
+      instance = { id: r.instance_id, name: i.name, project: i.instance_project ?? r.project, user: i.user_id, host: i.host, deletedAt: iso(i.deleted_at) };
+    } else {
+      instance = {
+        id: r.instance_id, name: i.name, project: i.instance_project ?? r.project, user: i.user_id, ...ownerNames(i), host: i.host, deletedAt: iso(i.deleted_at),
+        ...goneBetween(i.gone_after, i.gone_by),
+      };
+    }
+  }
+  let h: Holder;
+  if (!windowed) {
+    h = {
+      cloud: r.cloud, kind: r.kind, network: r.network, port: r.port, mac: r.mac, project: r.project,
+      from: new Date(Number(r.valid_from)).toISOString(), to: iso(r.valid_to), instance,
+    };
+    c.holder = h;
+  } else {
+    h = { cloud: r.cloud, kind: r.kind, network: r.network, port: r.port, mac: r.mac, project: r.project, ...boundsOf(r, t), instance };
+  }
   return h;
 }
 
 /** Ranges per query: bounds the statement's size and the rows held at once. */
 const RANGES = 50_000;
+
+/** Addresses per query: each has at least SPAN_BOUNDS.length + 1 ranges. */
+const ADDRESSES = Math.ceil(RANGES / (SPAN_BOUNDS.length + 1));
 
 /**
  * Runs `q` on PostgreSQL without JIT compilation, which the planner would
@@ -244,80 +299,68 @@ async function withSettings<T>(db: Kysely<LedgerSchema>, q: (db: Kysely<LedgerSc
 /** For each probe (same index), every holder at its instant; repeated probes are asked once. */
 export async function attribute(db: Kysely<LedgerSchema>, given: readonly Probe[], cloud?: string): Promise<Holder[][]> {
   // The ledger holds one spelling per address (RFC 5952 for IPv6); a log line may use another.
-  const probes = given.map((p) => ({ ...p, address: storedIp(p.address) }));
-  const unique: Probe[] = [];
-  const slot = new Map<string, number>();
-  const index = probes.map((p) => {
-    const key = `${p.address} ${p.at.getTime()}`;
-    let i = slot.get(key);
-    if (i === undefined) {
-      i = unique.length;
-      slot.set(key, i);
-      unique.push(p);
-    }
-    return i;
-  });
-  const found: Holder[][] = unique.map(() => []);
-  // In address-then-time order: each address's probes are answered together, from the intervals
-  // the index ranges of all of them return, in one pass over those intervals by start.
-  const order = unique.map((_, i) => i).sort((a, b) => byAddressThenTime(unique[a] as Probe, unique[b] as Probe));
-  // Chunks of whole addresses, so that every address's probes meet all its candidates.
-  const chunks: number[][] = [];
-  let start = 0;
-  while (start < order.length) {
-    let end = start;
-    let ranges = 0;
-    while (end < order.length && ranges < RANGES) {
-      const address = (unique[order[end] as number] as Probe).address;
-      while (end < order.length && (unique[order[end] as number] as Probe).address === address) end++;
-      ranges += SPAN_BOUNDS.length + 1;
-    }
-    chunks.push(order.slice(start, end));
-    start = end;
-  }
-  const answer = (chunk: readonly number[]) => withSettings(db, async (q) => {
-    const rows = (await attributeQuery(q, chunk.map((i) => unique[i] as Probe), cloud).execute(q)).rows;
+  const { sorted, slot } = sortedOf(given.map((p) => storedIp(p.address)), given.map((p) => p.at.getTime()));
+  const { times, first } = sorted;
+  const found: Array<Holder[] | undefined> = [];
+  // Each address's probes are answered together, from the intervals the index ranges of all of them
+  // return, in one pass over those intervals by start; a chunk of whole addresses is one query.
+  const answer = (from: number, to: number) => withSettings(db, async (q) => {
+    const rows = (await candidatesQuery(q, JSON.stringify(rangesOf(sorted, from, to)), cloud).execute(q)).rows;
     if (rows.length === 0) return;
     // traceAddress orders holders by cloud, kind, start, id, the texts in the engine's collation.
-    const clouds = await engineOrder(q, [...new Set(rows.map((r) => r.cloud))]);
-    const kinds = await engineOrder(q, [...new Set(rows.map((r) => r.kind))]);
-    const byAddress = new Map<string, Entry[]>();
-    const kindCount = kinds.size;
+    const cloudSet = new Set<string>();
+    const kindSet = new Set<string>();
     for (const row of rows) {
-      let list = byAddress.get(row.address);
-      if (list === undefined) byAddress.set(row.address, (list = []));
-      const group = (clouds.get(row.cloud) as number) * kindCount + (kinds.get(row.kind) as number);
-      list.push({ rank: 0, group, from: Number(row.valid_from), to: row.valid_to === null ? null : Number(row.valid_to), row, instance: undefined, holder: undefined });
+      cloudSet.add(row.cloud);
+      kindSet.add(row.kind);
     }
-    for (const list of byAddress.values()) {
-      list.sort((a, b) => a.group - b.group || a.from - b.from || Number(a.row.id) - Number(b.row.id));
-      for (const [rank, e] of list.entries()) e.rank = rank;
-      list.sort((a, b) => a.from - b.from);
+    const clouds = await engineOrder(q, [...cloudSet]);
+    const kinds = await engineOrder(q, [...kindSet]);
+    const lists: Entry[][] = Array.from({ length: to - from }, () => []);
+    for (const row of rows) {
+      // The (cloud, kind) group for now; the rank is completed below.
+      const group = (clouds.get(row.cloud) as number) * kinds.size + (kinds.get(row.kind) as number);
+      (lists[row.g] as Entry[]).push({ rank: group, from: Number(row.valid_from), to: row.valid_to === null ? null : Number(row.valid_to), row, instance: undefined, holder: undefined });
     }
-    // One sweep per address: probes by time, candidates by start; the ones begun and not ended hold.
-    const held: Array<{ i: number; t: number; holders: Entry[] }> = [];
     // Every holder with an instance, once: its instance is read for it (an instance behind two of them is read twice, which is rare).
     const waiting: Entry[] = [];
-    let k = 0;
-    while (k < chunk.length) {
-      const address = (unique[chunk[k] as number] as Probe).address;
-      const candidates = byAddress.get(address) ?? [];
+    // Each probe with holders and its holders, in the answer's order.
+    const heldAt: number[] = [];
+    const heldBy: Entry[][] = [];
+    const fresh: Entry[] = [];
+    for (let g = from; g < to; g++) {
+      const candidates = lists[g - from] as Entry[];
+      if (candidates.length === 0) continue;
+      // By start (then id), which is also the answer's order within a (cloud, kind) group: the rank is
+      // the group, then the place in this order.
+      candidates.sort((a, b) => a.from - b.from || Number(a.row.id) - Number(b.row.id));
+      const n = candidates.length;
+      for (const [place, e] of candidates.entries()) e.rank = e.rank * n + place;
+      // One sweep: probes by time, candidates by start; the ones begun and not ended hold.
       let next = 0;
       let open: Entry[] = [];
-      for (; k < chunk.length && (unique[chunk[k] as number] as Probe).address === address; k++) {
-        const i = chunk[k] as number;
-        const t = (unique[i] as Probe).at.getTime();
-        // A new array per probe: the previous one is that probe's answer.
-        const still: Entry[] = [];
-        for (const c of open) if (c.to === null || c.to > t) still.push(c);
-        while (next < candidates.length && (candidates[next] as Entry).from <= t) {
+      for (let k = first[g] as number; k < (first[g + 1] as number); k++) {
+        const t = times[k] as number;
+        fresh.length = 0;
+        while (next < n && (candidates[next] as Entry).from <= t) {
           const c = candidates[next++] as Entry;
-          if (c.to === null || c.to > t) still.push(c);
+          if (c.to === null || c.to > t) fresh.push(c);
         }
-        // Kept in the answer's order: sorting an array that is already almost sorted costs little.
-        open = still.sort(byRank);
+        if (fresh.length > 1) fresh.sort(byRank);
+        // A new array per probe, the previous one being that probe's answer: those still held, merged
+        // in the answer's order with the ones begun since.
+        const still: Entry[] = [];
+        let f = 0;
+        for (const c of open) {
+          if (c.to !== null && c.to <= t) continue;
+          while (f < fresh.length && (fresh[f] as Entry).rank < c.rank) still.push(fresh[f++] as Entry);
+          still.push(c);
+        }
+        while (f < fresh.length) still.push(fresh[f++] as Entry);
+        open = still;
         if (open.length === 0) continue;
-        held.push({ i, t, holders: open });
+        heldAt.push(k);
+        heldBy.push(open);
         for (const c of open) {
           if (c.row.instance_id === null || c.instance !== undefined) continue;
           c.instance = NO_INSTANCE_ROW;
@@ -329,17 +372,25 @@ export async function attribute(db: Kysely<LedgerSchema>, given: readonly Probe[
       const keys = waiting.map((c) => [c.row.cloud, c.row.instance_id as string] as const);
       for (const r of (await instancesQuery(q, keys).execute(q)).rows) (waiting[r.n] as Entry).instance = r;
     }
-    for (const h of held) found[h.i] = h.holders.map((c) => holderAt(c, h.t));
+    for (const [j, k] of heldAt.entries()) {
+      const t = times[k] as number;
+      found[k] = (heldBy[j] as Entry[]).map((c) => holderAt(c, t));
+    }
   });
+  const chunks: Array<[number, number]> = [];
+  for (let g = 0; g < sorted.addresses.length; g += ADDRESSES) chunks.push([g, Math.min(g + ADDRESSES, sorted.addresses.length)]);
   // On PostgreSQL two chunks at a time, on two connections of the pool: while the server reads one
   // chunk's ranges and instances, this process sorts out the other's answers. Inside a transaction
   // there is one connection, and SQLite answers synchronously, so one at a time there.
   const lanes = isPostgres(db) && !db.isTransaction ? 2 : 1;
   let next = 0;
   await Promise.all(Array.from({ length: Math.min(lanes, chunks.length) }, async () => {
-    while (next < chunks.length) await answer(chunks[next++] as number[]);
+    while (next < chunks.length) {
+      const [from, to] = chunks[next++] as [number, number];
+      await answer(from, to);
+    }
   }));
-  return index.map((i) => found[i] ?? []);
+  return Array.from(slot, (k) => found[k] ?? []);
 }
 
 /** Every holder of an address at any time in [from, to). */
