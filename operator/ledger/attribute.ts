@@ -40,9 +40,11 @@ let clock: { hm: string[]; s: string[]; ms: string[] } | undefined;
  * 646,000 holders at 10M has some two million instants to write, and the
  * built-in, which makes a Date and breaks it down each time, took about twice
  * as long. A day's prefix comes from the built-in itself, so years before 0
- * or after 9999 read as it writes them; an invalid time throws as it does.
+ * or after 9999 read as it writes them.
  */
-function isoOf(ms: number): string {
+export function isoOf(ms: number): string {
+  // Outside the pieces' reach (a fraction of a millisecond, or no time a Date can hold): the built-in, which also throws.
+  if (!Number.isInteger(ms) || ms < -8.64e15 || ms > 8.64e15) return new Date(ms).toISOString();
   const day = Math.floor(ms / DAY_MS);
   let prefix = dayPrefixes.get(day);
   if (prefix === undefined) {
