@@ -92,7 +92,7 @@ function toHolder(r: Row, t?: number): Holder {
 
 /** A candidate: an interval of one of the probes' addresses, without its instance (read afterwards, for holders only). */
 interface Candidate extends IntervalColumns {
-  /** The address's number in its chunk (rangesOf's g), rather than the address: a number per row instead of a string. */
+  /** The address's number in its chunk (rangesJson's g), rather than the address: a number per row instead of a string. */
   g: number;
   id: number;
   from_certain: number | null;
@@ -154,46 +154,49 @@ function sortedOf(addresses: readonly string[], times: readonly number[]): { sor
   return { sorted: { addresses: names, first, times: sortedTimes }, slot };
 }
 
-/**
- * One range of the trace index, as the query's JSON carries it: intervals of
- * `address` and length class `cls` that began in (lo, hi] and had not ended by
- * t, for the address numbered `g` in its chunk. Every holder of any probe the
- * range stands for is among them.
- */
-type Range = [address: string, cls: number, lo: number, hi: number, t: number, g: number];
+/** A number as JSON.stringify writes it: null for NaN and the infinities (an invalid time, which no row matches). */
+const jsonNumber = (n: number) => (Number.isFinite(n) ? String(n) : 'null');
 
 /**
- * The index ranges that cover the probes of addresses [from, to): per address
- * and length class, the probes' windows (t - bound, t], overlapping ones
- * merged, so an address asked about many times is read once over each
- * stretch of time rather than once per line.
+ * The index ranges that cover the probes of addresses [from, to), as the
+ * query's JSON: per address and length class, the probes' windows
+ * (t - bound, t], overlapping ones merged, so an address asked about many
+ * times is read once over each stretch of time rather than once per line.
+ * Each range is [address, cls, lo, hi, t, g]: intervals of the address and
+ * length class `cls` that began in (lo, hi] and had not ended by t, for the
+ * address numbered g in its chunk. Every holder of any probe the range
+ * stands for is among them. Written as text directly: some 220,000 ranges
+ * for 100,000 lines, an array each and JSON.stringify cost more.
  */
-function rangesOf(s: Sorted, from: number, to: number): Range[] {
-  const out: Range[] = [];
+function rangesJson(s: Sorted, from: number, to: number): string {
+  const out: string[] = [];
   const last = SPAN_BOUNDS.length;
   for (let g = from; g < to; g++) {
-    const address = s.addresses[g] as string;
+    const head = `[${JSON.stringify(s.addresses[g] as string)},`;
+    const tail = `,${g - from}]`;
     const a = s.first[g] as number;
     const b = s.first[g + 1] as number;
     for (let cls = 0; cls < last; cls++) {
       const bound = SPAN_BOUNDS[cls] as number;
-      let run: Range | undefined;
-      for (let k = a; k < b; k++) {
-        const t = s.times[k] as number;
-        if (run !== undefined && t - bound <= run[3]) run[3] = t;
+      let t = s.times[a] as number;
+      let hi = t;
+      for (let k = a + 1; k < b; k++) {
+        const next = s.times[k] as number;
+        if (next - bound <= hi) hi = next;
         else {
-          run = [address, cls, t - bound, t, t, g - from];
-          out.push(run);
+          out.push(`${head}${cls},${jsonNumber(t - bound)},${jsonNumber(hi)},${jsonNumber(t)}${tail}`);
+          t = hi = next;
         }
       }
+      out.push(`${head}${cls},${jsonNumber(t - bound)},${jsonNumber(hi)},${jsonNumber(t)}${tail}`);
     }
     // The last class (open, or longer than any bound) has no lower bound a real time could cross: one range.
-    out.push([address, last, Number.MIN_SAFE_INTEGER, s.times[b - 1] as number, s.times[a] as number, g - from]);
+    out.push(`${head}${last},${Number.MIN_SAFE_INTEGER},${jsonNumber(s.times[b - 1] as number)},${jsonNumber(s.times[a] as number)}${tail}`);
   }
-  return out;
+  return `[${out.join(',')}]`;
 }
 
-/** The candidates of the ranges (rangesOf, as JSON), each with its range's address number `g`. */
+/** The candidates of the ranges (rangesJson), each with its range's address number `g`. */
 function candidatesQuery(db: Kysely<LedgerSchema>, json: string, cloud?: string) {
   const onCloud = cloud === undefined ? sql`` : sql` AND a.cloud = ${cloud}`;
   if (isPostgres(db)) {
@@ -218,14 +221,14 @@ function candidatesQuery(db: Kysely<LedgerSchema>, json: string, cloud?: string)
 
 /**
  * The query behind attribute, exported so its plan can be checked on each engine: the probes' index ranges
- * (rangesOf), each read as traceAddress reads one (trace-index.ts). Unordered: each probe's few holders are
+ * (rangesJson), each read as traceAddress reads one (trace-index.ts). Unordered: each probe's few holders are
  * put in traceAddress's order afterwards, which costs less than sorting every candidate in the engine.
  * The ranges travel as one JSON text: pg's writing of JS arrays as array literals took longer than parsing
  * this in the server (over a second of client time for 100,000 lines).
  */
 export function attributeQuery(db: Kysely<LedgerSchema>, probes: readonly Probe[], cloud?: string) {
   const { sorted } = sortedOf(probes.map((p) => p.address), probes.map((p) => p.at.getTime()));
-  return candidatesQuery(db, JSON.stringify(rangesOf(sorted, 0, sorted.addresses.length)), cloud);
+  return candidatesQuery(db, rangesJson(sorted, 0, sorted.addresses.length), cloud);
 }
 
 /**
@@ -342,7 +345,7 @@ export async function attribute(db: Kysely<LedgerSchema>, given: readonly Probe[
   // Each address's probes are answered together, from the intervals the index ranges of all of them
   // return, in one pass over those intervals by start; a chunk of whole addresses is one query.
   const answer = (from: number, to: number) => withSettings(db, async (q) => {
-    const rows = (await candidatesQuery(q, JSON.stringify(rangesOf(sorted, from, to)), cloud).execute(q)).rows;
+    const rows = (await candidatesQuery(q, rangesJson(sorted, from, to), cloud).execute(q)).rows;
     if (rows.length === 0) return;
     // traceAddress orders holders by cloud, kind, start, id, the texts in the engine's collation.
     const cloudSet = new Set<string>();
