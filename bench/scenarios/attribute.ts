@@ -6,7 +6,7 @@ import { performance } from 'node:perf_hooks';
 import type { Context, Figure, Scenario } from '../scenario.ts';
 import { round } from '../lib/stats.ts';
 import { querySet, type TraceQuery } from './trace-data.ts';
-import { postgresLedger, sizeLabel, sizesOf, sqliteLedger, type Built } from './trace.ts';
+import { postgresLedger, serverBuffers, sizeLabel, sizesOf, sqliteLedger, type Built } from './trace.ts';
 import type { LedgerDb } from '../../operator/ledger/db.ts';
 import { attribute } from '../../operator/ledger/attribute.ts';
 import { traceAddress } from '../../operator/ledger/trace.ts';
@@ -39,12 +39,13 @@ async function measure(engine: 'sqlite' | 'postgres', size: number, ledger: Ledg
   ctx.note(`${label}: ${probes.length.toLocaleString('en-US')} lines, ${attributed.toLocaleString('en-US')} with a holder; one attribute() query ${round(bulkSeconds, 2)} s ` +
     `(${round(probes.length / bulkSeconds)} lines/s); traceAddress() loop ${round(loopSeconds, 2)} s${scaled}; holders identical for every line of the loop.`);
   const target = size >= TARGET_SIZE && lineCount >= TARGET_LINES ? { op: '<=' as const, value: TARGET_SECONDS } : undefined;
+  const buffers = engine === 'postgres' ? await serverBuffers(ledger.db) : { idSuffix: '', labelSuffix: '', note: '' };
   return [{
-    figure: `attribute.${engine}.${sizeLabel(size)}.${lineCount}`,
-    label: `trace log: ${lineCount.toLocaleString('en-US')} lines, ${sizeLabel(size)} intervals, ${engine === 'sqlite' ? 'SQLite' : 'PostgreSQL'}`,
+    figure: `attribute.${engine}.${sizeLabel(size)}.${lineCount}${buffers.idSuffix}`,
+    label: `trace log: ${lineCount.toLocaleString('en-US')} lines, ${sizeLabel(size)} intervals, ${engine === 'sqlite' ? 'SQLite' : 'PostgreSQL'}${buffers.labelSuffix}`,
     value: round(bulkSeconds, 2), unit: 's', ceiling: round(loopSeconds, 2), target,
     params: { engine, intervals: size, lines: probes.length, loopLines: loopProbes.length, attributed },
-    notes: `ceiling = the same lines as a traceAddress() loop in one process${scaled}; ${round(probes.length / bulkSeconds)} lines/s`,
+    notes: `ceiling = the same lines as a traceAddress() loop in one process${scaled}; ${round(probes.length / bulkSeconds)} lines/s${buffers.note === '' ? '' : `; ${buffers.note}`}`,
   }];
 }
 

@@ -343,6 +343,18 @@ export async function buildPostgres(url: string, size: number, ctx: Context): Pr
  * since a 10M build takes 5 to 30 minutes. A cached ledger gets any newer
  * migration on opening, like a real one.
  */
+/**
+ * How the PostgreSQL server's buffer cache was sized, for the figures: a run on
+ * a server whose shared_buffers is not the packaged default (128MB) gets
+ * figures of its own (id and label), so that they never replace the default's.
+ */
+export async function serverBuffers(db: Kysely<LedgerSchema>): Promise<{ idSuffix: string; labelSuffix: string; note: string }> {
+  const { rows } = await sql<{ shared_buffers: string }>`SHOW shared_buffers`.execute(db);
+  const value = rows[0]?.shared_buffers ?? 'unknown';
+  if (value === '128MB') return { idSuffix: '', labelSuffix: '', note: 'shared_buffers 128MB (the default)' };
+  return { idSuffix: `.sb${value}`, labelSuffix: ` (shared_buffers ${value})`, note: `shared_buffers ${value}` };
+}
+
 export async function postgresLedger(ctx: Context, purpose: string, size: number, cache: boolean): Promise<{ ledger: LedgerDb; built: Built; cached: boolean }> {
   const runUrl = await ctx.services.postgresUrl(`${purpose}_${size}`);
   if (!cache) {
@@ -486,18 +498,20 @@ async function measure(engine: Engine, size: number, ledger: LedgerDb, built: Bu
     publicP50Ms: round(pub.p50, 3), publicP99Ms: round(pub.p99, 3), privateP50Ms: round(priv.p50, 3), privateP99Ms: round(priv.p99, 3),
     meanHolders: round(holders.mean, 2), maxHolders: holders.max, generatorVersion: GENERATOR_VERSION,
   };
-  const engineName = engine === 'sqlite' ? 'SQLite' : 'PostgreSQL';
+  const buffers = engine === 'postgres' ? await serverBuffers(ledger.db) : { idSuffix: '', labelSuffix: '', note: '' };
+  const engineName = (engine === 'sqlite' ? 'SQLite' : 'PostgreSQL') + buffers.labelSuffix;
   const target = size >= TARGET_SIZE ? { op: '<=' as const, value: TARGET_MS } : undefined;
+  const server = buffers.note === '' ? '' : `; ${buffers.note}`;
   return [
     {
-      figure: `trace.${engine}.${sizeLabel(size)}.p50`, label: `trace ip p50, ${sizeLabel(size)} intervals, ${engineName}`,
+      figure: `trace.${engine}.${sizeLabel(size)}.p50${buffers.idSuffix}`, label: `trace ip p50, ${sizeLabel(size)} intervals, ${engineName}`,
       value: round(all.p50, 3), unit: 'ms', ceiling: round(scan.p50, 1), params,
-      notes: `ceiling = full scan (${naive.ms.length} queries); public ${round(pub.p50, 3)} ms, private ${round(priv.p50, 3)} ms`,
+      notes: `ceiling = full scan (${naive.ms.length} queries); public ${round(pub.p50, 3)} ms, private ${round(priv.p50, 3)} ms${server}`,
     },
     {
-      figure: `trace.${engine}.${sizeLabel(size)}.p99`, label: `trace ip p99, ${sizeLabel(size)} intervals, ${engineName}`,
+      figure: `trace.${engine}.${sizeLabel(size)}.p99${buffers.idSuffix}`, label: `trace ip p99, ${sizeLabel(size)} intervals, ${engineName}`,
       value: round(all.p99, 3), unit: 'ms', ceiling: round(scan.p99, 1), target, params,
-      notes: `${queries.length} queries (70% public); public p99 ${round(pub.p99, 3)} ms, private p99 ${round(priv.p99, 3)} ms (mean ${round(privHolders.mean)} holders)`,
+      notes: `${queries.length} queries (70% public); public p99 ${round(pub.p99, 3)} ms, private p99 ${round(priv.p99, 3)} ms (mean ${round(privHolders.mean)} holders)${server}`,
     },
   ];
 }
