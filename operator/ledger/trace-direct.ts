@@ -12,7 +12,7 @@ import type PgModule from 'pg';
 import { storedIp } from '../domain/ip.ts';
 import type { AddressTrace } from './trace.ts';
 import { traceStatement } from './trace-index.ts';
-import { holderOf } from './trace-holder.ts';
+import { holderOf, type HolderSource } from './trace-holder.ts';
 
 /** Every migration of migrations.ts (kept equal by a test): a ledger missing one takes the full path, which applies it. */
 export const MIGRATION_NAMES: readonly string[] = [
@@ -23,34 +23,7 @@ export const MIGRATION_NAMES: readonly string[] = [
 
 export { OPEN_END_SQL } from './trace-index.ts';
 
-interface Row {
-  cloud: string;
-  kind: string;
-  network: string | null;
-  port: string | null;
-  mac: string | null;
-  project: string | null;
-  valid_from: number | string;
-  valid_to: number | string | null;
-  instance_id: string | null;
-  name: string | null;
-  instance_project: string | null;
-  user_id: string | null;
-  host: string | null;
-  deleted_at: number | string | null;
-  user_name: string | null;
-  user_name_source: string | null;
-  user_name_at: number | string | null;
-  project_name: string | null;
-  project_name_source: string | null;
-  project_name_at: number | string | null;
-  from_certain: number | string | null;
-  to_certain: number | string | null;
-  gone_after: number | string | null;
-  gone_by: number | string | null;
-}
-
-function answer(address: string, at: Date, rows: readonly Row[]): AddressTrace | undefined {
+function answer(address: string, at: Date, rows: readonly HolderSource[]): AddressTrace | undefined {
   if (rows.some((r) => r.kind === 'router-gateway')) return undefined;
   return { address, at: at.toISOString(), holders: rows.map((r) => holderOf(r, at.getTime())) };
 }
@@ -66,7 +39,7 @@ async function onSqlite(path: string, address: string, at: Date, cloud: string |
     const applied = db.prepare('SELECT name FROM kysely_migration').all().map((r) => String(r['name']));
     if (!complete(applied)) return undefined;
     const q = traceStatement('sqlite', address, at.getTime(), cloud);
-    const rows = db.prepare(q.text).all(...q.parameters) as unknown as Row[];
+    const rows = db.prepare(q.text).all(...q.parameters) as unknown as HolderSource[];
     return answer(address, at, rows);
   } finally {
     db.close();
@@ -83,7 +56,7 @@ async function onPostgres(url: string, address: string, at: Date, cloud: string 
     const applied = await client.query<{ name: string }>('SELECT name FROM kysely_migration');
     if (!complete(applied.rows.map((r) => r.name))) return undefined;
     const q = traceStatement('postgres', address, at.getTime(), cloud);
-    const rows = await client.query<Row>(q.text, q.parameters);
+    const rows = await client.query<HolderSource>(q.text, q.parameters);
     return answer(address, at, rows.rows);
   } finally {
     await client.end();

@@ -11,18 +11,12 @@ import type { Holder } from './trace.ts';
 import { boundsOf, goneBetween } from './bounds.ts';
 import { isoTime } from './iso-time.ts';
 import { ownerNames, type OwnerNameColumns } from './owner-names.ts';
+import type { IntervalColumns } from './trace-index.ts';
 
 /** An interval and its instance as the trace reads them; bigints may come as strings from a driver that does not parse them. */
-export interface HolderSource extends OwnerNameColumns {
-  cloud: string;
-  kind: string;
-  network: string | null;
-  port: string | null;
-  mac: string | null;
-  project: string | null;
+export interface HolderSource extends Omit<IntervalColumns, 'valid_from' | 'valid_to'>, OwnerNameColumns {
   valid_from: number | string;
   valid_to: number | string | null;
-  instance_id: string | null;
   name?: string | null | undefined;
   instance_project?: string | null | undefined;
   user_id?: string | null | undefined;
