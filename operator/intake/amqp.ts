@@ -272,7 +272,10 @@ export class AmqpConsumer {
     ch.on('error', (err: Error) => logger.error({ err: err.message }, 'AMQP channel error'));
     ch.on('close', () => {
       // Settling on a dead channel is pointless: the broker requeues what it had not seen acked.
-      if (this.#channel === ch) this.#channel = undefined;
+      if (this.#channel === ch) {
+        this.#channel = undefined;
+        this.#acks = undefined;
+      }
     });
     await ch.assertQueue(topology.deadLetterQueue, { durable: true });
     await ch.assertQueue(topology.queue, { durable: true });
@@ -337,9 +340,10 @@ export class AmqpConsumer {
 
   async #consume(): Promise<void> {
     const ch = this.#channel;
-    if (ch === undefined || this.#stopping || this.#paused || this.#consumerTag !== undefined) return;
+    // Set together with the channel: the acks of this channel's deliveries.
+    const acks = this.#acks;
+    if (ch === undefined || acks === undefined || this.#stopping || this.#paused || this.#consumerTag !== undefined) return;
     const generation = this.#generation;
-    const acks = this.#acks ?? new ChannelAcks(ch);
     const { topology, prefetch, logger } = this.#opts;
     const { consumerTag } = await ch.consume(topology.queue, (msg) => this.#onMessage(ch, acks, generation, msg), { noAck: false });
     this.#consumerTag = consumerTag;

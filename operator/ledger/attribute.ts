@@ -9,29 +9,16 @@
 import { storedIp } from '../domain/ip.ts';
 import { PostgresAdapter, sql, type Kysely } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
-import { boundsOf, goneBetween, type Holder } from './trace.ts';
+import type { Holder } from './trace.ts';
+import { holderOf } from './trace-holder.ts';
 import { OPEN_END } from './migrations.ts';
-import { isoTime } from './iso-time.ts';
-import { OWNER_NAME_COLUMNS, ownerNames, type OwnerNameColumns } from './owner-names.ts';
-import { OPEN_END_SQL, SPAN_BOUNDS, SQLITE_INSTANCES_INDEX, spanClassSql, type HolderRowBase, type IntervalColumns } from './trace-index.ts';
+import { OWNER_NAME_COLUMNS, type OwnerNameColumns } from './owner-names.ts';
+import { OPEN_END_SQL, SPAN_BOUNDS, SQLITE_INSTANCES_INDEX, spanClassSql, type IntervalColumns } from './trace-index.ts';
 
 export interface Probe {
   address: string;
   at: Date;
 }
-
-interface Row extends HolderRowBase, OwnerNameColumns {
-  k: number;
-  from_certain?: number | null;
-  to_certain?: number | null;
-  gone_after?: number | null;
-  gone_by?: number | null;
-}
-
-const iso = (ms: number | null): string | null => (ms === null ? null : new Date(Number(ms)).toISOString());
-
-// isoTime rather than toISOString: some two million instants in an answer of 646,000 holders at 10M.
-const isoOrNull = (ms: number | null): string | null => (ms === null ? null : isoTime(Number(ms)));
 
 /** The instance columns of a holder (null where the ledger has no row for its instance). */
 interface InstanceRow extends OwnerNameColumns {
@@ -45,17 +32,6 @@ interface InstanceRow extends OwnerNameColumns {
 }
 
 const NO_INSTANCE_ROW: InstanceRow = { name: null, instance_project: null, user_id: null, host: null, deleted_at: null, gone_after: null, gone_by: null };
-
-function toHolder(r: Row, t?: number): Holder {
-  return {
-    cloud: r.cloud, kind: r.kind, network: r.network, port: r.port, mac: r.mac, project: r.project,
-    ...boundsOf(r, t),
-    instance: r.instance_id === null ? null : {
-      id: r.instance_id, name: r.name, project: r.instance_project ?? r.project, user: r.user_id, ...ownerNames(r), host: r.host, deletedAt: iso(r.deleted_at),
-      ...goneBetween(r.gone_after, r.gone_by),
-    },
-  };
-}
 
 /** A candidate: an interval of one of the probes' addresses, without its instance (read afterwards, for holders only). */
 interface Candidate extends IntervalColumns {
@@ -241,43 +217,16 @@ interface Entry {
 const byRank = (a: Entry, b: Entry) => a.rank - b.rank;
 
 /**
- * The candidate as a holder at t: toHolder's object (the same properties in
- * the same order), built from the interval and its instance row as they are,
- * without the intermediate objects of boundsOf, ownerNames and goneBetween for
- * the common holder (certain bounds, no names, not gone). An interval with no
- * uncertainty window reads the same at every t, so its Holder is built once
- * and shared by every line it answers (a busy private address's holders
- * answer many lines). Answers are read-only.
+ * The candidate as a holder at t. An interval with no uncertainty window
+ * reads the same at every t, so its Holder is built once and shared by every
+ * line it answers (a busy private address's holders answer many lines).
+ * Answers are read-only.
  */
 function holderAt(c: Entry, t: number): Holder {
-  const r = c.row;
-  const windowed = r.from_certain !== null || r.to_certain !== null;
-  if (!windowed && c.holder !== undefined) return c.holder;
-  let instance: Holder['instance'] = null;
-  if (r.instance_id !== null) {
-    const i = c.instance ?? NO_INSTANCE_ROW;
-    const named = (i.user_name !== null && i.user_name !== undefined) || (i.project_name !== null && i.project_name !== undefined);
-    const gone = i.gone_after !== null && i.gone_after !== undefined && i.gone_by !== null && i.gone_by !== undefined;
-    if (!named && !gone) {
-      instance = { id: r.instance_id, name: i.name, project: i.instance_project ?? r.project, user: i.user_id, host: i.host, deletedAt: isoOrNull(i.deleted_at) };
-    } else {
-      instance = {
-        id: r.instance_id, name: i.name, project: i.instance_project ?? r.project, user: i.user_id, ...ownerNames(i), host: i.host, deletedAt: iso(i.deleted_at),
-        ...goneBetween(i.gone_after, i.gone_by),
-      };
-    }
-  }
-  let h: Holder;
-  if (!windowed) {
-    h = {
-      cloud: r.cloud, kind: r.kind, network: r.network, port: r.port, mac: r.mac, project: r.project,
-      from: isoTime(Number(r.valid_from)), to: isoOrNull(r.valid_to), instance,
-    };
-    c.holder = h;
-  } else {
-    h = { cloud: r.cloud, kind: r.kind, network: r.network, port: r.port, mac: r.mac, project: r.project, ...boundsOf(r, t), instance };
-  }
-  return h;
+  const windowed = c.row.from_certain !== null || c.row.to_certain !== null;
+  if (windowed) return holderOf(c.row, c.instance ?? NO_INSTANCE_ROW, t);
+  c.holder ??= holderOf(c.row, c.instance ?? NO_INSTANCE_ROW, t);
+  return c.holder;
 }
 
 /** Ranges per query: bounds the statement's size and the rows held at once. */
@@ -417,7 +366,7 @@ export async function holdersDuring(db: Kysely<LedgerSchema>, address: string, f
       : eb.or([eb('a.valid_to', 'is', null), eb('a.valid_to', '>', from.getTime())]));
   if (cloud !== undefined) q = q.where('a.cloud', '=', cloud);
   const rows = await q.orderBy('a.valid_from').orderBy('a.cloud').orderBy('a.kind').execute();
-  return rows.map((r) => toHolder({ ...r, name: r.name ?? null, instance_project: r.instance_project ?? null, user_id: r.user_id ?? null, host: r.host ?? null, deleted_at: r.deleted_at ?? null, gone_after: r.gone_after ?? null, gone_by: r.gone_by ?? null }));
+  return rows.map((r) => holderOf(r, r));
 }
 
 /** Every interval overlapping [from, to), with its address, for export. */
@@ -435,6 +384,6 @@ export async function intervalsDuring(db: Kysely<LedgerSchema>, from: Date, to: 
   const rows = await q.orderBy('a.valid_from').orderBy('a.id').execute();
   return rows.map((r) => ({
     address: r.address,
-    holder: toHolder({ ...r, name: r.name ?? null, instance_project: r.instance_project ?? null, user_id: r.user_id ?? null, host: r.host ?? null, deleted_at: r.deleted_at ?? null, gone_after: r.gone_after ?? null, gone_by: r.gone_by ?? null }),
+    holder: holderOf(r, r),
   }));
 }

@@ -71,7 +71,7 @@ function text(shape: string, build: () => string): string {
 }
 
 const marks = (n: number): string => Array.from({ length: n }, () => '?').join(', ');
-const columnList = (columns: readonly string[] | '*'): string => (columns === '*' ? '*' : columns.map(quote).join(', '));
+const columnList = (columns: readonly string[]): string => columns.map(quote).join(', ');
 
 async function run<R>(db: Kysely<LedgerSchema>, sqlText: string, params: readonly Value[]): Promise<R[]> {
   // The caller names the columns of R in the statement, as with Kysely's sql<R>.
@@ -84,11 +84,11 @@ async function run<R>(db: Kysely<LedgerSchema>, sqlText: string, params: readonl
  * `extra` (fixed SQL) if given. Callers keep `keys` to a few lengths (pieces.ts).
  */
 export function byKeys<R>(
-  db: Kysely<LedgerSchema>, table: keyof LedgerSchema, columns: readonly string[] | '*', cloud: string, column: string, keys: readonly string[], extra = '', distinct = false,
+  db: Kysely<LedgerSchema>, table: keyof LedgerSchema, columns: readonly string[], cloud: string, column: string, keys: readonly string[], extra = '',
 ): Promise<R[]> {
   if (keys.length === 0) return Promise.resolve([]);
-  const t = text(`k\u0000${table}\u0000${columnList(columns)}\u0000${column}\u0000${keys.length}\u0000${extra}\u0000${distinct}`, () =>
-    `select ${distinct ? 'distinct ' : ''}${columnList(columns)} from ${quote(table)} where "cloud" = ? and ${quote(column)} in (${marks(keys.length)})${extra === '' ? '' : ` and ${extra}`}`);
+  const t = text(`k\u0000${table}\u0000${columnList(columns)}\u0000${column}\u0000${keys.length}\u0000${extra}`, () =>
+    `select ${columnList(columns)} from ${quote(table)} where "cloud" = ? and ${quote(column)} in (${marks(keys.length)})${extra === '' ? '' : ` and ${extra}`}`);
   return run<R>(db, t, [cloud, ...keys]);
 }
 

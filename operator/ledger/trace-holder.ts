@@ -1,5 +1,6 @@
-// One holder of a trace answer from its row: traceAddress and the direct path
-// (trace-direct.ts) build it the same way. No database code.
+// One holder of an answer from its interval and instance: traceAddress, the
+// direct path (trace-direct.ts) and attribution build it the same way. No
+// database code.
 //
 // A busy private address at 10M intervals has up to some 330 holders, and
 // building them was a good part of such an answer's time: each holder made
@@ -13,40 +14,52 @@ import { isoTime } from './iso-time.ts';
 import { ownerNames, type OwnerNameColumns } from './owner-names.ts';
 import type { IntervalColumns } from './trace-index.ts';
 
-/** An interval and its instance as the trace reads them; bigints may come as strings from a driver that does not parse them. */
-export interface HolderSource extends Omit<IntervalColumns, 'valid_from' | 'valid_to'>, OwnerNameColumns {
+/** The interval's side of a holder; bigints may come as strings from a driver that does not parse them. */
+export interface IntervalSource extends Omit<IntervalColumns, 'valid_from' | 'valid_to'> {
   valid_from: number | string;
   valid_to: number | string | null;
+  from_certain?: number | string | null | undefined;
+  to_certain?: number | string | null | undefined;
+}
+
+/** The instance's side of a holder (a column absent or null reads as null). */
+export interface InstanceSource extends OwnerNameColumns {
   name?: string | null | undefined;
   instance_project?: string | null | undefined;
   user_id?: string | null | undefined;
   host?: string | null | undefined;
   deleted_at?: number | string | null | undefined;
-  from_certain?: number | string | null | undefined;
-  to_certain?: number | string | null | undefined;
   gone_after?: number | string | null | undefined;
   gone_by?: number | string | null | undefined;
 }
+
+/** An interval and its instance in one row, as the trace's join returns them. */
+export type HolderSource = IntervalSource & InstanceSource;
 
 const num = (v: number | string | null | undefined): number | null => (v === null || v === undefined ? null : Number(v));
 
 const timeOrNull = (v: number | string | null | undefined): string | null => (v === null || v === undefined ? null : isoTime(Number(v)));
 
-function instanceOf(r: HolderSource, id: string): NonNullable<Holder['instance']> {
-  const gone = r.gone_after !== null && r.gone_after !== undefined && r.gone_by !== null && r.gone_by !== undefined;
-  const named = (r.user_name !== null && r.user_name !== undefined) || (r.project_name !== null && r.project_name !== undefined);
+function instanceOf(i: InstanceSource, id: string, project: string | null): NonNullable<Holder['instance']> {
+  const gone = i.gone_after !== null && i.gone_after !== undefined && i.gone_by !== null && i.gone_by !== undefined;
+  const named = (i.user_name !== null && i.user_name !== undefined) || (i.project_name !== null && i.project_name !== undefined);
   if (!gone && !named) {
-    return { id, name: r.name ?? null, project: r.instance_project ?? r.project, user: r.user_id ?? null, host: r.host ?? null, deletedAt: timeOrNull(r.deleted_at) };
+    return { id, name: i.name ?? null, project: i.instance_project ?? project, user: i.user_id ?? null, host: i.host ?? null, deletedAt: timeOrNull(i.deleted_at) };
   }
   return {
-    id, name: r.name ?? null, project: r.instance_project ?? r.project, user: r.user_id ?? null,
-    ...ownerNames(r),
-    host: r.host ?? null, deletedAt: timeOrNull(r.deleted_at), ...goneBetween(num(r.gone_after), num(r.gone_by)),
+    id, name: i.name ?? null, project: i.instance_project ?? project, user: i.user_id ?? null,
+    ...ownerNames(i),
+    host: i.host ?? null, deletedAt: timeOrNull(i.deleted_at), ...goneBetween(num(i.gone_after), num(i.gone_by)),
   };
 }
 
-export function holderOf(r: HolderSource, at: number): Holder {
-  const instance = r.instance_id === null ? null : instanceOf(r, r.instance_id);
+/**
+ * The holder an interval `r` and its instance `i` make at `at` (without `at`,
+ * no uncertainty flag): the trace passes its joined row as both, attribution
+ * the interval and the instance it read apart.
+ */
+export function holderOf(r: IntervalSource, i: InstanceSource, at?: number): Holder {
+  const instance = r.instance_id === null ? null : instanceOf(i, r.instance_id, r.project);
   const fromCertain = num(r.from_certain);
   const toCertain = num(r.to_certain);
   if (fromCertain === null && toCertain === null) {
