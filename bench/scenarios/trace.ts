@@ -355,13 +355,13 @@ export async function serverBuffers(db: Kysely<LedgerSchema>): Promise<{ idSuffi
   return { idSuffix: `.sb${value}`, labelSuffix: ` (shared_buffers ${value})`, note: `shared_buffers ${value}` };
 }
 
-export async function postgresLedger(ctx: Context, purpose: string, size: number, cache: boolean): Promise<{ ledger: LedgerDb; built: Built; cached: boolean }> {
+export async function postgresLedger(ctx: Context, purpose: string, size: number, cache: boolean, prefix = 'qop_bench_trace'): Promise<{ ledger: LedgerDb; built: Built; cached: boolean }> {
   const runUrl = await ctx.services.postgresUrl(`${purpose}_${size}`);
   if (!cache) {
     ctx.progress.log(`postgres ${sizeLabel(size)}: generating`);
     return { ...(await buildPostgres(runUrl, size, ctx)), cached: false };
   }
-  const name = `qop_bench_trace_v${GENERATOR_VERSION}_${size}`;
+  const name = `${prefix}_v${GENERATOR_VERSION}_${size}`;
   const metaPath = join(ctx.outDir, `${name}.json`);
   const url = new URL(runUrl);
   url.pathname = `/${name}`;
@@ -572,6 +572,7 @@ export const trace: Scenario = {
     { name: 'trace-naive-queries', description: 'full-scan queries per database (auto: 10…2000 by size)', default: 'auto' },
     { name: 'trace-rebuild', description: 'regenerate cached SQLite databases', default: 'false' },
     { name: 'trace-pg-cache', description: 'keep the PostgreSQL ledgers between runs (databases qop_bench_trace_v1_SIZE) instead of rebuilding them', default: 'false' },
+    { name: 'trace-pg-cache-prefix', description: 'name of the kept PostgreSQL ledgers before _vN_SIZE: another one for a branch whose migrations must not reach the shared ones', default: 'qop_bench_trace' },
     { name: 'trace-pg-prewarm', description: 'read the PostgreSQL trace indexes whole before timing, as the SQLite file is', default: 'true' },
     { name: 'trace-candidate-index', description: 'also time SQLite with the trace index replaced by one on these columns; empty to skip', default: 'address,valid_from,valid_to' },
   ],
@@ -605,7 +606,7 @@ export const trace: Scenario = {
       ctx.progress.log(`sqlite ${sizeLabel(size)}: done`);
     }
     for (const size of pgSizes) {
-      const { ledger, built, cached } = await postgresLedger(ctx, 'trace', size, ctx.param('trace-pg-cache') === 'true');
+      const { ledger, built, cached } = await postgresLedger(ctx, 'trace', size, ctx.param('trace-pg-cache') === 'true', ctx.param('trace-pg-cache-prefix'));
       try {
         figures.push(...(await measure('postgres', size, ledger, built, cached, ctx, queryCount, naive)));
       } finally {
