@@ -22,6 +22,7 @@ import { round, summarize } from '../lib/stats.ts';
 import { GENERATOR_VERSION, INSTANCE_COLUMNS, INTERVAL_COLUMNS, generate, querySet, type Generated, type Row, type TraceQuery } from './trace-data.ts';
 import { migrateToLatest, openLedgerDb, type LedgerDb } from '../../operator/ledger/db.ts';
 import { traceAddress } from '../../operator/ledger/trace.ts';
+import { backfillSql } from '../../operator/ledger/instance-copies.ts';
 import type { LedgerSchema } from '../../operator/ledger/schema.ts';
 
 type Engine = 'sqlite' | 'postgres';
@@ -70,6 +71,9 @@ async function buildSqlite(path: string, size: number, ctx: Context): Promise<Bu
   db.exec('PRAGMA synchronous = OFF; PRAGMA cache_size = -1048576; PRAGMA temp_store = MEMORY;');
   const indexes = db.prepare(`SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL AND tbl_name IN ('address_intervals', 'instances')`).all() as Array<{ name: string; sql: string }>;
   for (const ix of indexes) db.exec(`DROP INDEX "${ix.name}"`);
+  // The triggers that copy instance columns onto intervals (0018) would look each row up: the copies are filled once after the load.
+  const triggers = db.prepare(`SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN ('address_intervals', 'instances')`).all() as Array<{ name: string; sql: string }>;
+  for (const t of triggers) db.exec(`DROP TRIGGER "${t.name}"`);
 
   const PER = 40;
   const intervalSql = `INSERT INTO address_intervals (${INTERVAL_COLUMNS.join(', ')}) VALUES `;
@@ -118,10 +122,15 @@ async function buildSqlite(path: string, size: number, ctx: Context): Promise<Bu
   const generationSeconds = (performance.now() - t0) / 1000;
   ctx.progress.log(`sqlite ${sizeLabel(size)}: ${generated.intervals} intervals, ${generated.instances} instances written in ${round(generationSeconds, 1)} s; building ${indexes.length} indexes`);
   const t1 = performance.now();
+  if (triggers.length > 0) {
+    ctx.progress.update(`sqlite ${sizeLabel(size)}: instance copies`);
+    db.exec(backfillSql('sqlite', () => true));
+  }
   for (const ix of indexes) {
     ctx.progress.update(`sqlite ${sizeLabel(size)}: index ${ix.name}`);
     db.exec(ix.sql);
   }
+  for (const t of triggers) db.exec(t.sql);
   const indexSeconds = (performance.now() - t1) / 1000;
   db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
   db.close();
@@ -278,12 +287,21 @@ export async function buildPostgres(url: string, size: number, ctx: Context): Pr
           AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname)`,
     );
     for (const r of ix.rows) await client.query(`DROP INDEX "${r.indexname}"`);
+    // As on SQLite: the instance copies (0018) are filled once after the load, not by a trigger per row.
+    const copies = (await client.query(`SELECT 1 FROM pg_trigger WHERE tgname = 'address_intervals_instance_copy'`)).rowCount === 1;
+    if (copies) await client.query('ALTER TABLE address_intervals DISABLE TRIGGER USER; ALTER TABLE instances DISABLE TRIGGER USER');
+    const fillCopies = async () => {
+      if (!copies) return;
+      await client.query(backfillSql('postgres', () => true));
+      await client.query('ALTER TABLE address_intervals ENABLE TRIGGER USER; ALTER TABLE instances ENABLE TRIGGER USER');
+    };
     const t0 = performance.now();
     const copied = await copyWithPsql(url, size, ctx, t0);
     if (copied !== undefined) {
       const generationSeconds = (performance.now() - t0) / 1000;
       ctx.progress.log(`postgres ${sizeLabel(size)}: copied in ${round(generationSeconds, 1)} s; building ${ix.rows.length} indexes`);
       const t1 = performance.now();
+      await fillCopies();
       for (const r of ix.rows) {
         ctx.progress.update(`postgres ${sizeLabel(size)}: index ${r.indexname}`);
         await client.query(r.indexdef);
@@ -317,6 +335,7 @@ export async function buildPostgres(url: string, size: number, ctx: Context): Pr
     const generationSeconds = (performance.now() - t0) / 1000;
     ctx.progress.log(`postgres ${sizeLabel(size)}: written in ${round(generationSeconds, 1)} s; building ${ix.rows.length} indexes`);
     const t1 = performance.now();
+    await fillCopies();
     for (const r of ix.rows) {
       ctx.progress.update(`postgres ${sizeLabel(size)}: index ${r.indexname}`);
       await client.query(r.indexdef);

@@ -6,7 +6,8 @@ import type { LedgerSchema } from './schema.ts';
 import { recordBaseline } from './audit-baseline.ts';
 import { storedIp } from '../domain/ip.ts';
 import { ensureBodyPartitions } from './body-partitions.ts';
-import { instancesCoveringIndexSql, traceCoveringIndexSql, traceIndexColumns } from './trace-index.ts';
+import { instancesCoveringIndexSql, traceCopyingIndexSql, traceCoveringIndexSql, traceIndexColumns } from './trace-index.ts';
+import { INSTANCE_COPIES, backfillSql, copyTriggersSql } from './instance-copies.ts';
 
 export type Engine = 'sqlite' | 'postgres';
 
@@ -262,6 +263,7 @@ function m0005(engine: Engine): Migration {
         .execute();
       // Ends already recorded by the v1 model: a deleted instance's end is its last known deletion.
       await sql`UPDATE instances SET ended_at = deleted_at WHERE deleted_at IS NOT NULL AND state IN ('deleted', 'DONE')`.execute(db);
+      await refreshInstanceCopies(db, engine);
     },
   };
 }
@@ -438,6 +440,7 @@ function m0011(engine: Engine): Migration {
         .addColumn('drift', 'text', (c) => c.notNull())
         .execute();
       await db.schema.createIndex('reconcile_passes_last').on('reconcile_passes').columns(['cloud', 'listing', 'started_at']).execute();
+      await refreshInstanceCopies(db, engine);
     },
   };
 }
@@ -537,7 +540,7 @@ function m0015(): Migration {
  * recorded before this migration keep no source, except those equal to a
  * cached Keystone read.
  */
-function m0016(): Migration {
+function m0016(engine: Engine): Migration {
   return {
     async up(db: Kysely<unknown>) {
       // The names themselves come with 0005, which may run after this one (a ledger that skipped it): then there is nothing to mark.
@@ -552,6 +555,7 @@ function m0016(): Migration {
         await sql`UPDATE instances SET ${sql.ref(`${kind}_name_source`)} = 'keystone', ${sql.ref(`${kind}_name_at`)} = (SELECT n.read_at FROM identity_names n WHERE ${match})
           WHERE EXISTS (SELECT 1 FROM identity_names n WHERE ${match})`.execute(db);
       }
+      await refreshInstanceCopies(db, engine);
     },
   };
 }
@@ -577,10 +581,51 @@ function m0017(engine: Engine): Migration {
   };
 }
 
+async function columnsOf(db: Kysely<unknown>, table: string): Promise<Set<string>> {
+  const t = (await db.introspection.getTables()).find((x) => x.name === table);
+  return new Set(t?.columns.map((c) => c.name) ?? []);
+}
+
+/**
+ * After a migration that adds instance columns the trace shows: when 0018
+ * already ran (a ledger that skipped the earlier one takes it late), its
+ * triggers are made again with the new columns and the copies filled.
+ */
+async function refreshInstanceCopies(db: Kysely<unknown>, engine: Engine): Promise<void> {
+  if (!(await columnsOf(db, 'address_intervals')).has('instance_name')) return;
+  const has = await columnsOf(db, 'instances');
+  await sql.raw(backfillSql(engine, (c) => has.has(c))).execute(db);
+  for (const s of copyTriggersSql(engine, (c) => has.has(c))) await sql.raw(s).execute(db);
+}
+
+/**
+ * Each interval carries a copy of its instance's columns that the trace
+ * shows, kept by triggers on both engines (instance-copies.ts), and the trace
+ * index carries them too: a holder is then one index entry, with no probe
+ * into instances. The index is dropped while the copies are filled, so that
+ * filling does not maintain it row by row.
+ */
+function m0018(engine: Engine): Migration {
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema.dropIndex('address_intervals_trace').execute();
+      if (engine === 'postgres') {
+        await sql.raw(`ALTER TABLE address_intervals ${INSTANCE_COPIES.map((c) => `ADD COLUMN ${c.copy} ${c.type}`).join(', ')}`).execute(db);
+      } else {
+        for (const c of INSTANCE_COPIES) await sql.raw(`ALTER TABLE address_intervals ADD COLUMN ${c.copy} ${c.type}`).execute(db);
+      }
+      const has = await columnsOf(db, 'instances');
+      await sql.raw(backfillSql(engine, (c) => has.has(c))).execute(db);
+      await sql.raw(traceCopyingIndexSql(engine)).execute(db);
+      for (const s of copyTriggersSql(engine, (c) => has.has(c))) await sql.raw(s).execute(db);
+    },
+  };
+}
+
 export function migrationProvider(engine: Engine): MigrationProvider {
   return {
     async getMigrations() {
-      return { '0001_init': m0001(engine), '0002_quarantine': m0002(), '0003_trace_index': m0003(), '0004_trace_index_pg': m0004(engine), '0005_ledger_facts': m0005(engine), '0006_canonical_addresses': m0006(), '0007_audit_keyed': m0007(), '0008_capture_intents': m0008(), '0009_isolation': m0009(), '0010_cases': m0010(), '0011_reconciliation': m0011(engine), '0012_notification_bodies': m0012(engine), '0013_transfers': m0013(), '0014_trace_span_index': m0014(engine), '0015_fact_order_identity_names': m0015(), '0016_name_sources': m0016(), '0017_trace_covering_indexes': m0017(engine) };
+      return { '0001_init': m0001(engine), '0002_quarantine': m0002(), '0003_trace_index': m0003(), '0004_trace_index_pg': m0004(engine), '0005_ledger_facts': m0005(engine), '0006_canonical_addresses': m0006(), '0007_audit_keyed': m0007(), '0008_capture_intents': m0008(), '0009_isolation': m0009(), '0010_cases': m0010(), '0011_reconciliation': m0011(engine), '0012_notification_bodies': m0012(engine), '0013_transfers': m0013(), '0014_trace_span_index': m0014(engine), '0015_fact_order_identity_names': m0015(), '0016_name_sources': m0016(engine), '0017_trace_covering_indexes': m0017(engine), '0018_trace_instance_copies': m0018(engine) };
     },
   };
 }

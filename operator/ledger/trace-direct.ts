@@ -11,14 +11,14 @@ import { createRequire } from 'node:module';
 import type PgModule from 'pg';
 import { storedIp } from '../domain/ip.ts';
 import type { AddressTrace } from './trace.ts';
-import { traceStatement } from './trace-index.ts';
+import { traceRows, traceStatement } from './trace-index.ts';
 import { holderOf, type HolderSource } from './trace-holder.ts';
 
 /** Every migration of migrations.ts (kept equal by a test): a ledger missing one takes the full path, which applies it. */
 export const MIGRATION_NAMES: readonly string[] = [
   '0001_init', '0002_quarantine', '0003_trace_index', '0004_trace_index_pg', '0005_ledger_facts', '0006_canonical_addresses', '0007_audit_keyed',
   '0008_capture_intents', '0009_isolation', '0010_cases', '0011_reconciliation', '0012_notification_bodies', '0013_transfers',
-  '0014_trace_span_index', '0015_fact_order_identity_names', '0016_name_sources', '0017_trace_covering_indexes',
+  '0014_trace_span_index', '0015_fact_order_identity_names', '0016_name_sources', '0017_trace_covering_indexes', '0018_trace_instance_copies',
 ];
 
 export { OPEN_END_SQL } from './trace-index.ts';
@@ -56,8 +56,8 @@ async function onPostgres(url: string, address: string, at: Date, cloud: string 
     const applied = await client.query<{ name: string }>('SELECT name FROM kysely_migration');
     if (!complete(applied.rows.map((r) => r.name))) return undefined;
     const q = traceStatement('postgres', address, at.getTime(), cloud);
-    const rows = await client.query<HolderSource>(q.text, q.parameters);
-    return answer(address, at, rows.rows);
+    const rows = await client.query(q.text, q.parameters);
+    return answer(address, at, traceRows<HolderSource>('postgres', rows.rows));
   } finally {
     await client.end();
   }
