@@ -11,7 +11,7 @@ import { createRequire } from 'node:module';
 import type PgModule from 'pg';
 import { storedIp } from '../domain/ip.ts';
 import type { AddressTrace } from './trace.ts';
-import { traceRows, traceStatement } from './trace-index.ts';
+import { traceStatement } from './trace-index.ts';
 import { holderOf, type HolderSource } from './trace-holder.ts';
 
 /** Every migration of migrations.ts (kept equal by a test): a ledger missing one takes the full path, which applies it. */
@@ -56,8 +56,8 @@ async function onPostgres(url: string, address: string, at: Date, cloud: string 
     const applied = await client.query<{ name: string }>('SELECT name FROM kysely_migration');
     if (!complete(applied.rows.map((r) => r.name))) return undefined;
     const q = traceStatement('postgres', address, at.getTime(), cloud);
-    const rows = await client.query(q.text, q.parameters);
-    return answer(address, at, traceRows<HolderSource>('postgres', rows.rows));
+    const rows = await client.query<HolderSource>(q.text, q.parameters);
+    return answer(address, at, rows.rows);
   } finally {
     await client.end();
   }

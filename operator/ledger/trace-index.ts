@@ -113,9 +113,6 @@ export function instancesCoveringIndexSql(engine: 'sqlite' | 'postgres', has: (c
  */
 export const SQLITE_INSTANCES_INDEX = 'INDEXED BY instances_trace';
 
-/** The order of an answer's holders. */
-const HOLDER_ORDER = 'a.cloud, a.kind, a.valid_from, a.id';
-
 /**
  * The holders of one address at one time, each engine in the form its trace
  * index answers: one index range per class. Parameters: the address, then
@@ -123,8 +120,7 @@ const HOLDER_ORDER = 'a.cloud, a.kind, a.valid_from, a.id';
  * The select list is the caller's; the interval is `a` (its instance's
  * columns are its copies, instance-copies.ts), the classes `c`.
  */
-export function holdersAtSql(engine: 'sqlite' | 'postgres', columns: string, withCloud: boolean, ordered = true): { text: string; order: Array<'address' | 't' | 'cloud'> } {
-  const orderBy = ordered ? `\n    ORDER BY ${HOLDER_ORDER}` : '';
+export function holdersAtSql(engine: 'sqlite' | 'postgres', columns: string, withCloud: boolean): { text: string; order: Array<'address' | 't' | 'cloud'> } {
   if (engine === 'postgres') {
     // LATERAL, kept from being flattened by OFFSET 0: one index range per class, whatever the statistics say.
     return {
@@ -132,7 +128,8 @@ export function holdersAtSql(engine: 'sqlite' | 'postgres', columns: string, wit
     FROM (${SPAN_CLASSES_SQL}) AS c(cls, len)
     CROSS JOIN LATERAL (SELECT * FROM address_intervals AS a
       WHERE a.address = $1 AND ${spanClassSql('a.')} = c.cls AND a.valid_from > $2::bigint - c.len AND a.valid_from <= $2::bigint
-        AND COALESCE(a.valid_to, ${OPEN_END_SQL}) > $2::bigint${withCloud ? ' AND a.cloud = $3' : ''} OFFSET 0) AS a${orderBy}`,
+        AND COALESCE(a.valid_to, ${OPEN_END_SQL}) > $2::bigint${withCloud ? ' AND a.cloud = $3' : ''} OFFSET 0) AS a
+    ORDER BY a.cloud, a.kind, a.valid_from, a.id`,
       order: withCloud ? ['address', 't', 'cloud'] : ['address', 't'],
     };
   }
@@ -142,7 +139,8 @@ export function holdersAtSql(engine: 'sqlite' | 'postgres', columns: string, wit
     SELECT ${columns}
     FROM c CROSS JOIN address_intervals AS a
     WHERE a.address = ? AND ${spanClassSql('a.')} = c.cls AND a.valid_from > ? - c.len AND a.valid_from <= ?
-      AND (a.valid_to IS NULL OR a.valid_to > ?)${withCloud ? ' AND a.cloud = ?' : ''}${orderBy}`,
+      AND (a.valid_to IS NULL OR a.valid_to > ?)${withCloud ? ' AND a.cloud = ?' : ''}
+    ORDER BY a.cloud, a.kind, a.valid_from, a.id`,
     order: withCloud ? ['address', 't', 't', 't', 'cloud'] : ['address', 't', 't', 't'],
   };
 }
@@ -169,11 +167,6 @@ export interface HolderRowBase extends IntervalColumns {
   deleted_at: number | null;
 }
 
-/** The trace's columns, in the order of its select list (TRACE_COLUMNS) and of traceRows' arrays. */
-export const TRACE_COLUMN_NAMES = ['cloud', 'slot', 'kind', 'network', 'port', 'mac', 'project', 'valid_from', 'valid_to', 'instance_id',
-  'name', 'instance_project', 'user_id', 'host', 'deleted_at', 'user_name', 'user_name_source', 'user_name_at', 'project_name', 'project_name_source', 'project_name_at',
-  'from_certain', 'to_certain', 'gone_after', 'gone_by'] as const;
-
 /** The select list of the trace: the interval `a` and the copies of its instance's columns. */
 export const TRACE_COLUMNS = `a.cloud, a.slot, a.kind, a.network, a.port, a.mac, a.project, a.valid_from, a.valid_to, a.instance_id,
       a.instance_name AS name, a.instance_project, a.instance_user_id AS user_id, a.instance_host AS host, a.instance_deleted_at AS deleted_at,
@@ -181,35 +174,12 @@ export const TRACE_COLUMNS = `a.cloud, a.slot, a.kind, a.network, a.port, a.mac,
       a.instance_project_name AS project_name, a.instance_project_name_source AS project_name_source, a.instance_project_name_at AS project_name_at,
       a.from_certain, a.to_certain, a.instance_gone_after AS gone_after, a.instance_gone_by AS gone_by`;
 
-/** TRACE_COLUMNS without their aliases, as json_build_array takes them. */
-const TRACE_VALUES = TRACE_COLUMNS.replace(/ AS \w+/g, '');
-
 /**
  * The trace query and its parameters, for each engine (traceQuery sends the
- * same). On PostgreSQL a named prepared statement (prepared.ts) whose one row
- * holds the whole answer as JSON text, one array of TRACE_COLUMN_NAMES' values
- * per holder (null when nobody held the address): pg decoded a holder's 25
- * columns at some 18 µs a row, more than the server took to find it, and
- * JSON.parse reads the same answer in a small fraction of that. Read the
- * rows with traceRows.
+ * same). On PostgreSQL a named prepared statement (prepared.ts).
  */
 export function traceStatement(engine: 'sqlite' | 'postgres', address: string, t: number, cloud: string | undefined): { text: string; parameters: Array<string | number> } {
-  const { text: body, order } = engine === 'postgres'
-    ? holdersAtSql(engine, `json_agg(json_build_array(${TRACE_VALUES}) ORDER BY ${HOLDER_ORDER})::text AS holders`, cloud !== undefined, false)
-    : holdersAtSql(engine, TRACE_COLUMNS, cloud !== undefined);
+  const { text: body, order } = holdersAtSql(engine, TRACE_COLUMNS, cloud !== undefined);
   const text = engine === 'postgres' ? `${PREPARED}${body}` : body;
   return { text, parameters: order.map((p) => (p === 'address' ? address : p === 't' ? t : (cloud as string))) };
-}
-
-/** The holder rows of traceStatement's answer: SQLite's rows as they are, PostgreSQL's one JSON text taken apart. */
-export function traceRows<R>(engine: 'sqlite' | 'postgres', rows: readonly unknown[]): R[] {
-  if (engine === 'sqlite') return rows as R[];
-  const text = (rows[0] as { holders: string | null } | undefined)?.holders ?? null;
-  if (text === null) return [];
-  const values = JSON.parse(text) as Array<Array<string | number | null>>;
-  return values.map((v) => ({
-    cloud: v[0], slot: v[1], kind: v[2], network: v[3], port: v[4], mac: v[5], project: v[6], valid_from: v[7], valid_to: v[8], instance_id: v[9],
-    name: v[10], instance_project: v[11], user_id: v[12], host: v[13], deleted_at: v[14], user_name: v[15], user_name_source: v[16], user_name_at: v[17],
-    project_name: v[18], project_name_source: v[19], project_name_at: v[20], from_certain: v[21], to_certain: v[22], gone_after: v[23], gone_by: v[24],
-  }) as R);
 }

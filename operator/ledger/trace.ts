@@ -3,7 +3,7 @@
 // with its network.
 import { CompiledQuery, PostgresAdapter, type Kysely } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
-import { traceRows, traceStatement, type HolderRowBase } from './trace-index.ts';
+import { traceStatement, type HolderRowBase } from './trace-index.ts';
 import { storedIp } from '../domain/ip.ts';
 import { holderOf } from './trace-holder.ts';
 import type { OwnerNameColumns } from './owner-names.ts';
@@ -65,17 +65,15 @@ interface TraceRow extends HolderRowBase, OwnerNameColumns {
 }
 
 /** The query behind traceAddress (trace-index.ts), exported so its plan can be checked against the real database. */
-export function traceQuery(db: Kysely<LedgerSchema>, address: string, at: Date, cloud?: string): CompiledQuery {
-  const q = traceStatement(engineOf(db), address, at.getTime(), cloud);
-  return CompiledQuery.raw(q.text, q.parameters);
+export function traceQuery(db: Kysely<LedgerSchema>, address: string, at: Date, cloud?: string): CompiledQuery<TraceRow> {
+  const q = traceStatement(db.getExecutor().adapter instanceof PostgresAdapter ? 'postgres' : 'sqlite', address, at.getTime(), cloud);
+  return CompiledQuery.raw(q.text, q.parameters) as CompiledQuery<TraceRow>;
 }
-
-const engineOf = (db: Kysely<LedgerSchema>) => (db.getExecutor().adapter instanceof PostgresAdapter ? 'postgres' : 'sqlite');
 
 /** `address` is looked up in its canonical form (callers validate it first: see canonicalIp). */
 export async function traceAddress(db: Kysely<LedgerSchema>, given: string, at: Date, cloud?: string): Promise<AddressTrace> {
   const address = storedIp(given);
-  const rows = traceRows<TraceRow>(engineOf(db), (await db.executeQuery(traceQuery(db, address, at, cloud))).rows);
+  const { rows } = await db.executeQuery(traceQuery(db, address, at, cloud));
   const routers = new Map<string, NonNullable<Holder['router']>>();
   for (const r of rows) {
     if (r.kind !== 'router-gateway') continue;
