@@ -179,7 +179,20 @@ export const TRACE_COLUMNS = `a.cloud, a.slot, a.kind, a.network, a.port, a.mac,
  * same). On PostgreSQL a named prepared statement (prepared.ts).
  */
 export function traceStatement(engine: 'sqlite' | 'postgres', address: string, t: number, cloud: string | undefined): { text: string; parameters: Array<string | number> } {
-  const { text: body, order } = holdersAtSql(engine, TRACE_COLUMNS, cloud !== undefined);
-  const text = engine === 'postgres' ? `${PREPARED}${body}` : body;
+  const { text, order } = traceText(engine, cloud !== undefined);
   return { text, parameters: order.map((p) => (p === 'address' ? address : p === 't' ? t : (cloud as string))) };
+}
+
+// Built once per form: the same string each time, so that the statement caches keyed by it (db.ts's prepared names, the SQLite driver's statements) find it by a hash already computed.
+const traceTexts = new Map<string, { text: string; order: Array<'address' | 't' | 'cloud'> }>();
+
+function traceText(engine: 'sqlite' | 'postgres', withCloud: boolean): { text: string; order: Array<'address' | 't' | 'cloud'> } {
+  const key = `${engine}|${withCloud}`;
+  let q = traceTexts.get(key);
+  if (q === undefined) {
+    const { text: body, order } = holdersAtSql(engine, TRACE_COLUMNS, withCloud);
+    q = { text: engine === 'postgres' ? `${PREPARED}${body}` : body, order };
+    traceTexts.set(key, q);
+  }
+  return q;
 }
