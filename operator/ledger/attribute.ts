@@ -179,8 +179,8 @@ export function attributeQuery(db: Kysely<LedgerSchema>, probes: readonly Probe[
  * checked: one entry of instances_trace each (migration 0017). Looked up in key order, sorted by the engine,
  * so that consecutive lookups meet the index pages the previous ones read.
  */
-export function instancesQuery(db: Kysely<LedgerSchema>, keys: ReadonlyArray<readonly [string, string]>) {
-  const json = JSON.stringify(keys);
+export function instancesQuery(db: Kysely<LedgerSchema>, keys: ReadonlyArray<readonly [string, string]> | string) {
+  const json = typeof keys === 'string' ? keys : JSON.stringify(keys);
   if (isPostgres(db)) {
     return sql<InstanceRow & { n: number }>`SELECT k.n, ${INSTANCE_COLUMNS}
       FROM (SELECT v ->> 0 AS cloud, v ->> 1 AS instance_id, (n - 1)::integer AS n
@@ -202,31 +202,67 @@ async function engineOrder(db: Kysely<LedgerSchema>, values: readonly string[]):
   return new Map(rows.map((r, i) => [r.v, i]));
 }
 
-/** A candidate in an address's sweep, with its place in the answer's order and, once built, its Holder. */
-interface Entry {
-  rank: number;
-  from: number;
-  to: number | null;
-  row: Candidate;
-  /** Its instance's row, once read. */
-  instance: InstanceRow | undefined;
+/**
+ * A chunk's candidates, each known by its place in the query's rows: what the
+ * sweep compares, in typed arrays rather than an object per candidate (some
+ * 700,000 of them at 10M, all alive until the chunk is answered, which the
+ * garbage collector walked again at every collection).
+ */
+interface Sweep {
+  rows: readonly Candidate[];
+  start: Float64Array;
+  /** The end, Infinity while open (no line is at or after it). */
+  end: Float64Array;
+  /** The place in the answer's order among the address's candidates. */
+  rank: Float64Array;
+  /** Its instance's row, once read (NO_INSTANCE_ROW where the ledger has none). */
+  instances: Array<InstanceRow | undefined>;
   /** The holder as every line sees it, when that does not depend on the line's time (no uncertainty window). */
-  holder: Holder | undefined;
+  holders: Array<Holder | undefined>;
 }
 
-const byRank = (a: Entry, b: Entry) => a.rank - b.rank;
+/**
+ * Candidate i as a holder at t. An interval with no uncertainty window reads
+ * the same at every t, so its Holder is built once and shared by every line it
+ * answers (a busy private address's holders answer many lines). Answers are
+ * read-only.
+ */
+function holderAt(s: Sweep, i: number, t: number): Holder {
+  const row = s.rows[i] as Candidate;
+  const instance = s.instances[i] ?? NO_INSTANCE_ROW;
+  if (row.from_certain !== null || row.to_certain !== null) return holderOf(row, instance, t);
+  return (s.holders[i] ??= holderOf(row, instance, t));
+}
 
 /**
- * The candidate as a holder at t. An interval with no uncertainty window
- * reads the same at every t, so its Holder is built once and shared by every
- * line it answers (a busy private address's holders answer many lines).
- * Answers are read-only.
+ * The instance keys of the given candidates, as instancesQuery's JSON, written
+ * as text like the ranges: an array per key and JSON.stringify of them all
+ * cost some 0.6 s for the 646,482 holders of 100,000 lines at 10M.
  */
-function holderAt(c: Entry, t: number): Holder {
-  const windowed = c.row.from_certain !== null || c.row.to_certain !== null;
-  if (windowed) return holderOf(c.row, c.instance ?? NO_INSTANCE_ROW, t);
-  c.holder ??= holderOf(c.row, c.instance ?? NO_INSTANCE_ROW, t);
-  return c.holder;
+function keysJson(rows: readonly Candidate[], which: readonly number[]): string {
+  const clouds = new Map<string, string>();
+  const out: string[] = [];
+  for (const i of which) {
+    const row = rows[i] as Candidate;
+    let cloud = clouds.get(row.cloud);
+    if (cloud === undefined) clouds.set(row.cloud, (cloud = `[${JSON.stringify(row.cloud)},`));
+    out.push(`${cloud}${JSON.stringify(row.instance_id)}]`);
+  }
+  return `[${out.join(',')}]`;
+}
+
+/** A growable list of small integers. */
+class IntList {
+  items = new Int32Array(1024);
+  length = 0;
+  push(v: number): void {
+    if (this.length === this.items.length) {
+      const more = new Int32Array(this.items.length * 2);
+      more.set(this.items);
+      this.items = more;
+    }
+    this.items[this.length++] = v;
+  }
 }
 
 /** Ranges per query: bounds the statement's size and the rows held at once. */
@@ -257,80 +293,130 @@ export async function attribute(db: Kysely<LedgerSchema>, given: readonly Probe[
   // The ledger holds one spelling per address (RFC 5952 for IPv6); a log line may use another.
   const { sorted, slot } = sortedOf(given.map((p) => storedIp(p.address)), given.map((p) => p.at.getTime()));
   const { times, first } = sorted;
-  const found: Array<Holder[] | undefined> = [];
+  // Sized up front: on PostgreSQL a second chunk may answer before the first, and writing far past the end would make it a sparse array.
+  const found = new Array<Holder[] | undefined>(times.length);
   // Each address's probes are answered together, from the intervals the index ranges of all of them
   // return, in one pass over those intervals by start; a chunk of whole addresses is one query.
   const answer = (from: number, to: number) => withSettings(db, async (q) => {
     const rows = (await candidatesQuery(q, rangesJson(sorted, from, to), cloud).execute(q)).rows;
     if (rows.length === 0) return;
     // traceAddress orders holders by cloud, kind, start, id, the texts in the engine's collation.
-    const cloudSet = new Set<string>();
-    const kindSet = new Set<string>();
+    // One string per cloud and per kind for all the rows, rather than a copy of the same few words per
+    // row (the driver's): the holders keep them, about 1.3 million strings at 10M that the garbage
+    // collector moved at every collection until the answer was done.
+    const cloudNames = new Map<string, string>();
+    const kindNames = new Map<string, string>();
     for (const row of rows) {
-      cloudSet.add(row.cloud);
-      kindSet.add(row.kind);
+      const cloud = cloudNames.get(row.cloud);
+      if (cloud === undefined) cloudNames.set(row.cloud, row.cloud);
+      else row.cloud = cloud;
+      const kind = kindNames.get(row.kind);
+      if (kind === undefined) kindNames.set(row.kind, row.kind);
+      else row.kind = kind;
     }
-    const clouds = await engineOrder(q, [...cloudSet]);
-    const kinds = await engineOrder(q, [...kindSet]);
-    const lists: Entry[][] = Array.from({ length: to - from }, () => []);
-    for (const row of rows) {
+    const clouds = await engineOrder(q, [...cloudNames.keys()]);
+    const kinds = await engineOrder(q, [...kindNames.keys()]);
+    const m = rows.length;
+    const kindCount = kinds.size;
+    const sweep: Sweep = {
+      rows,
+      start: new Float64Array(m),
+      end: new Float64Array(m),
+      rank: new Float64Array(m),
+      instances: new Array<InstanceRow | undefined>(m),
+      holders: new Array<Holder | undefined>(m),
+    };
+    const { start, end, rank } = sweep;
+    const id = new Float64Array(m);
+    // The candidates by address (counting sort on g): those of the chunk's g-th address at order[at[g] .. at[g + 1]).
+    const at = new Int32Array(to - from + 1);
+    for (let i = 0; i < m; i++) {
+      const row = rows[i] as Candidate;
+      start[i] = Number(row.valid_from);
+      end[i] = row.valid_to === null ? Infinity : Number(row.valid_to);
+      id[i] = Number(row.id);
       // The (cloud, kind) group for now; the rank is completed below.
-      const group = (clouds.get(row.cloud) as number) * kinds.size + (kinds.get(row.kind) as number);
-      (lists[row.g] as Entry[]).push({ rank: group, from: Number(row.valid_from), to: row.valid_to === null ? null : Number(row.valid_to), row, instance: undefined, holder: undefined });
+      rank[i] = (clouds.get(row.cloud) as number) * kindCount + (kinds.get(row.kind) as number);
+      (at[row.g + 1] as number)++;
     }
+    for (let g = 1; g < at.length; g++) (at[g] as number) += at[g - 1] as number;
+    const order = new Int32Array(m);
+    const fill = at.slice();
+    for (let i = 0; i < m; i++) order[(fill[(rows[i] as Candidate).g] as number)++] = i;
+    const byStart = (a: number, b: number) => (start[a] as number) - (start[b] as number) || (id[a] as number) - (id[b] as number);
+    const byRank = (a: number, b: number) => (rank[a] as number) - (rank[b] as number);
+    // Each probe with holders (heldAt) and its holders, in the answer's order, at held[heldEnd[j - 1] .. heldEnd[j]).
+    const heldAt = new IntList();
+    const heldEnd = new IntList();
+    const held = new IntList();
     // Every holder with an instance, once: its instance is read for it (an instance behind two of them is read twice, which is rare).
-    const waiting: Entry[] = [];
-    // Each probe with holders and its holders, in the answer's order.
-    const heldAt: number[] = [];
-    const heldBy: Entry[][] = [];
-    const fresh: Entry[] = [];
+    const waiting: number[] = [];
+    const fresh: number[] = [];
+    let open: number[] = [];
+    let still: number[] = [];
     for (let g = from; g < to; g++) {
-      const candidates = lists[g - from] as Entry[];
-      if (candidates.length === 0) continue;
+      const a = at[g - from] as number;
+      const n = (at[g - from + 1] as number) - a;
+      if (n === 0) continue;
       // By start (then id), which is also the answer's order within a (cloud, kind) group: the rank is
       // the group, then the place in this order.
-      candidates.sort((a, b) => a.from - b.from || Number(a.row.id) - Number(b.row.id));
-      const n = candidates.length;
-      for (const [place, e] of candidates.entries()) e.rank = e.rank * n + place;
+      const candidates = order.subarray(a, a + n);
+      if (n > 1) candidates.sort(byStart);
+      for (let place = 0; place < n; place++) {
+        const i = candidates[place] as number;
+        rank[i] = (rank[i] as number) * n + place;
+      }
       // One sweep: probes by time, candidates by start; the ones begun and not ended hold.
       let next = 0;
-      let open: Entry[] = [];
+      open.length = 0;
       for (let k = first[g] as number; k < (first[g + 1] as number); k++) {
         const t = times[k] as number;
         fresh.length = 0;
-        while (next < n && (candidates[next] as Entry).from <= t) {
-          const c = candidates[next++] as Entry;
-          if (c.to === null || c.to > t) fresh.push(c);
+        while (next < n && (start[candidates[next] as number] as number) <= t) {
+          const c = candidates[next++] as number;
+          if ((end[c] as number) > t) fresh.push(c);
         }
         if (fresh.length > 1) fresh.sort(byRank);
-        // A new array per probe, the previous one being that probe's answer: those still held, merged
-        // in the answer's order with the ones begun since.
-        const still: Entry[] = [];
+        // Those still held, merged in the answer's order with the ones begun since.
+        still.length = 0;
         let f = 0;
         for (const c of open) {
-          if (c.to !== null && c.to <= t) continue;
-          while (f < fresh.length && (fresh[f] as Entry).rank < c.rank) still.push(fresh[f++] as Entry);
+          if ((end[c] as number) <= t) continue;
+          while (f < fresh.length && (rank[fresh[f] as number] as number) < (rank[c] as number)) still.push(fresh[f++] as number);
           still.push(c);
         }
-        while (f < fresh.length) still.push(fresh[f++] as Entry);
+        while (f < fresh.length) still.push(fresh[f++] as number);
+        const swap = open;
         open = still;
+        still = swap;
         if (open.length === 0) continue;
         heldAt.push(k);
-        heldBy.push(open);
         for (const c of open) {
-          if (c.row.instance_id === null || c.instance !== undefined) continue;
-          c.instance = NO_INSTANCE_ROW;
+          held.push(c);
+          if ((rows[c] as Candidate).instance_id === null || sweep.instances[c] !== undefined) continue;
+          sweep.instances[c] = NO_INSTANCE_ROW;
           waiting.push(c);
         }
+        heldEnd.push(held.length);
       }
     }
     if (waiting.length > 0) {
-      const keys = waiting.map((c) => [c.row.cloud, c.row.instance_id as string] as const);
-      for (const r of (await instancesQuery(q, keys).execute(q)).rows) (waiting[r.n] as Entry).instance = r;
+      for (const r of (await instancesQuery(q, keysJson(rows, waiting)).execute(q)).rows) {
+        const c = waiting[r.n] as number;
+        // Usually the interval's project: its string, kept by the holder, instead of an equal copy.
+        const project = (rows[c] as Candidate).project;
+        if (r.instance_project === project) r.instance_project = project;
+        sweep.instances[c] = r;
+      }
     }
-    for (const [j, k] of heldAt.entries()) {
+    let p = 0;
+    for (let j = 0; j < heldAt.length; j++) {
+      const k = heldAt.items[j] as number;
       const t = times[k] as number;
-      found[k] = (heldBy[j] as Entry[]).map((c) => holderAt(c, t));
+      const stop = heldEnd.items[j] as number;
+      const holders: Holder[] = [];
+      for (; p < stop; p++) holders.push(holderAt(sweep, held.items[p] as number, t));
+      found[k] = holders;
     }
   });
   const chunks: Array<[number, number]> = [];
