@@ -3,7 +3,7 @@
 import type { Kysely } from 'kysely';
 import type { LedgerSchema } from '../ledger/schema.ts';
 import { applyBatch, type ApplyOutcome, type InTransaction, type Recorded } from '../ledger/apply.ts';
-import { decodeNotification, type DecodeLimits, type DeliveryMeta } from './decode/index.ts';
+import { decodeWithText, type DecodeLimits, type DeliveryMeta } from './decode/index.ts';
 import type { DecodeError } from './decode/errors.ts';
 import type { DecodedNotification } from '../domain/events.ts';
 import type { Delivery } from './amqp.ts';
@@ -23,11 +23,10 @@ export const emptyCounts = (): IngestCounts => ({ applied: 0, duplicate: 0, igno
 export type Prepared = { ok: true; recorded: Recorded } | { ok: false; error: DecodeError };
 
 export function prepare(body: Uint8Array | string, meta: DeliveryMeta): Prepared {
-  const result = decodeNotification(body, meta);
+  // The decoder's own text of the body: reading a delivery's bytes as UTF-8 again cost a copy of every body.
+  const result = decodeWithText(body, meta);
   if (!result.ok) return result;
-  // A view on the delivery's bytes, not a copy of them.
-  const text = typeof body === 'string' ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8');
-  return { ok: true, recorded: { notification: result.notification, body: text } };
+  return { ok: true, recorded: { notification: result.notification, body: result.text } };
 }
 
 export interface PipelineObserver {

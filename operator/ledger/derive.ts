@@ -63,6 +63,13 @@ function chunks<T>(xs: Iterable<T>, size = CHUNK): T[][] {
 export const portSlotRange = (portId: string): [string, string] => [`port:${portId}|`, `port:${portId}}`];
 const routerSlotRange = (routerId: string): [string, string] => [`router-gw:${routerId}|`, `router-gw:${routerId}}`];
 const FIP_RANGE: [string, string] = ['fip:', 'fip;'];
+/**
+ * The floating IPs' facts (isFip), as migration 0019's partial index on
+ * (cloud, instance_id) has them: a query must carry this text for either
+ * engine to prove it may use that index. An equality, not a range, so that
+ * no collation can order a floating IP's slot outside it.
+ */
+export const FIP_FACTS_SQL = `substr("slot", 1, 4) = 'fip:'`;
 const isFip = (slot: string) => slot.startsWith('fip:');
 const portOfSlot = (slot: string): string | undefined => (slot.startsWith('port:') ? slot.slice(5, slot.lastIndexOf('|')) : undefined);
 const routerOfSlot = (slot: string): string | undefined => (slot.startsWith('router-gw:') ? slot.slice('router-gw:'.length, slot.lastIndexOf('|')) : undefined);
@@ -114,10 +121,11 @@ export async function rederive(trx: Tx, cloud: string, t: Touched): Promise<void
     }
   }
   // Floating IPs whose own payload named the instance: its end bounds that attribution.
+  // The condition on the slot is the index's own (FIP_FACTS_SQL): only floating IPs' facts are in it.
   for (const ids of chunks(t.ends.keys(), size)) {
     const named = pgSets.isPostgres(trx)
-      ? await pgSets.byKeys(trx, 'address_changes', 'instance_id', cloud, ids, ['slot', 'instance_id'])
-      : await sqliteSets.byKeys<{ slot: string; instance_id: string | null }>(trx, 'address_changes', ['slot', 'instance_id'], cloud, 'instance_id', ids);
+      ? await pgSets.byKeys(trx, 'address_changes', 'instance_id', cloud, ids, ['slot', 'instance_id'], FIP_FACTS_SQL)
+      : await sqliteSets.byKeys<{ slot: string; instance_id: string | null }>(trx, 'address_changes', ['slot', 'instance_id'], cloud, 'instance_id', ids, FIP_FACTS_SQL);
     for (const r of named) if (isFip(r.slot) && r.instance_id !== null) lowerTo(fipFrom, r.slot, t.ends.get(r.instance_id) as number);
   }
   await slotsInRanges(trx, cloud, [...t.ports].map(portSlotRange), plainSet);

@@ -30,14 +30,14 @@ type Row<T extends keyof Keyed, C extends keyof Selectable<LedgerSchema[T]>> = P
 const columnList = (columns: readonly string[], alias?: string): RawBuilder<unknown> =>
   sql.join(columns.map((c) => sql.ref(alias === undefined ? c : `${alias}.${c}`)));
 
-/** Rows of `table` in `cloud` whose `column` is one of `keys`. */
+/** Rows of `table` in `cloud` whose `column` is one of `keys`, and `extra` (fixed SQL, never data) if given. */
 export async function byKeys<T extends keyof Keyed, C extends keyof Selectable<LedgerSchema[T]> & string>(
-  db: Kysely<LedgerSchema>, table: T, column: Keyed[T], cloud: string, keys: Iterable<string>, columns: readonly C[],
+  db: Kysely<LedgerSchema>, table: T, column: Keyed[T], cloud: string, keys: Iterable<string>, columns: readonly C[], extra = '',
 ): Promise<Array<Row<T, C>>> {
   const list = [...new Set(keys)];
   if (list.length === 0) return [];
   const r = await sql<Row<T, C>>`SELECT ${columnList(columns, 't')} FROM unnest(${list}::text[]) AS k(key)
-    CROSS JOIN LATERAL (SELECT ${columnList(columns)} FROM ${sql.table(table)} WHERE cloud = ${cloud} AND ${sql.ref(column)} = k.key OFFSET 0) AS t`.execute(db);
+    CROSS JOIN LATERAL (SELECT ${columnList(columns)} FROM ${sql.table(table)} WHERE cloud = ${cloud} AND ${sql.ref(column)} = k.key${sql.raw(extra === '' ? '' : ` AND ${extra}`)} OFFSET 0) AS t`.execute(db);
   return r.rows;
 }
 

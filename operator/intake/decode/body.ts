@@ -15,6 +15,9 @@ export function bodyText(body: Uint8Array | string): string {
   }
 }
 
+/** Whether the bytes begin with UTF-8's byte order mark, which bodyText drops. */
+export const hasBom = (bytes: Uint8Array): boolean => bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf;
+
 /** RFC 4648 alphabet (no URL-safe variant). */
 function isBase64Char(c: number): boolean {
   return (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2b || c === 0x2f;

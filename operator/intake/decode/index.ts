@@ -2,7 +2,7 @@
 // about its delivery, to a DecodedNotification or a typed DecodeError. Pure:
 // no I/O, no clock (the receive time comes in `meta`).
 import type { DecodedNotification } from '../../domain/events.ts';
-import { bodyText, decodeStrictBase64, sha256Hex } from './body.ts';
+import { bodyText, decodeStrictBase64, hasBom, sha256Hex } from './body.ts';
 import { headerText, isOpenNebulaDelivery, occurred, PUBLISHER_ID_HEADER, publishedAt, type DeliveryMeta } from './delivery.ts';
 import { DecodeError } from './errors.ts';
 import { decodeOpenNebula } from './opennebula.ts';
@@ -113,15 +113,19 @@ function fromOslo(text: string, meta: DeliveryMeta): DecodedNotification {
 
 /** Decodes or throws DecodeError (any other exception is a bug), within the size, field and time limits. */
 export function decodeNotificationOrThrow(body: Uint8Array | string, meta: DeliveryMeta): DecodedNotification {
-  const limits = limitsOf(meta.limits);
-  checkBodySize(typeof body === 'string' ? Buffer.byteLength(body, 'utf8') : body.byteLength, limits);
-  const notification = decodeWithinLimits(body, meta);
-  checkFieldLengths(notification, limits);
-  return notification;
+  return decodeOrThrow(body, meta).notification;
 }
 
-function decodeWithinLimits(body: Uint8Array | string, meta: DeliveryMeta): DecodedNotification {
+function decodeOrThrow(body: Uint8Array | string, meta: DeliveryMeta): { notification: DecodedNotification; text: string } {
+  const limits = limitsOf(meta.limits);
+  checkBodySize(typeof body === 'string' ? Buffer.byteLength(body, 'utf8') : body.byteLength, limits);
   const text = bodyText(body);
+  const notification = decodeWithinLimits(text, meta);
+  checkFieldLengths(notification, limits);
+  return { notification, text };
+}
+
+function decodeWithinLimits(text: string, meta: DeliveryMeta): DecodedNotification {
   const trimmed = text.trim();
   if (trimmed === '') throw new DecodeError('empty-body', 'body is empty');
   const openNebula = isOpenNebulaDelivery(meta);
@@ -139,8 +143,18 @@ function decodeWithinLimits(body: Uint8Array | string, meta: DeliveryMeta): Deco
  * `opennebula` exchange or carries the `x-opennebula-hook` header.
  */
 export function decodeNotification(body: Uint8Array | string, meta: DeliveryMeta): DecodeResult {
+  const r = decodeWithText(body, meta);
+  return r.ok ? { ok: true, notification: r.notification } : r;
+}
+
+/**
+ * decodeNotification, and the body as text as it was received (a leading BOM
+ * kept), for the evidence: the bytes are read as UTF-8 once, by the decoder.
+ */
+export function decodeWithText(body: Uint8Array | string, meta: DeliveryMeta): { ok: true; notification: DecodedNotification; text: string } | { ok: false; error: DecodeError } {
   try {
-    return { ok: true, notification: decodeNotificationOrThrow(body, meta) };
+    const { notification, text } = decodeOrThrow(body, meta);
+    return { ok: true, notification, text: typeof body === 'string' ? body : hasBom(body) ? `\uFEFF${text}` : text };
   } catch (err) {
     if (err instanceof DecodeError) return { ok: false, error: err };
     // Whatever else was thrown (a stack overflow, a defect in a decoder) ends
