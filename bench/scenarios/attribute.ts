@@ -57,6 +57,7 @@ export const attributeScenario: Scenario = {
     { name: 'attribute-pg-sizes', description: 'interval counts for PostgreSQL (rebuilt every run); empty to skip', default: '1000000,10000000' },
     { name: 'attribute-lines', description: 'log lines per attribution', default: '100000' },
     { name: 'attribute-pg-cache', description: 'use the trace scenario\'s kept PostgreSQL ledgers (see --trace-pg-cache) instead of rebuilding them', default: 'false' },
+    { name: 'attribute-pg-cache-prefix', description: 'name of the kept PostgreSQL ledgers before _vN_SIZE (see --trace-pg-cache-prefix): another one for a branch whose migrations must not reach the shared ones', default: 'qop_bench_trace' },
     { name: 'attribute-loop-lines', description: 'lines timed as a traceAddress() loop (scaled to all lines)', default: '20000' },
   ],
   async run(ctx) {
@@ -77,7 +78,7 @@ export const attributeScenario: Scenario = {
       }
     }
     for (const size of pgSizes) {
-      const { ledger, built } = await postgresLedger(ctx, 'attribute', size, ctx.param('attribute-pg-cache') === 'true');
+      const { ledger, built } = await postgresLedger(ctx, 'attribute', size, ctx.param('attribute-pg-cache') === 'true', ctx.param('attribute-pg-cache-prefix'));
       try {
         figures.push(...(await measure('postgres', size, ledger, built, ctx, lines, loop)));
       } finally {

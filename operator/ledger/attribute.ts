@@ -4,37 +4,25 @@
 // overlap, so ten thousand log lines cost one round trip instead of ten
 // thousand and a busy address is read once over each stretch of time; each
 // address's lines are then answered in one pass over what its ranges
-// returned, and the instances of the holders are read afterwards, each
-// holder's once, in key order. Also the holders of one address over a window.
+// returned. Each candidate's index entry carries the copies of its
+// instance's columns (migration 0018, instance-copies.ts), so a holder is
+// answered whole from it. Also the holders of one address over a window.
 import { storedIp } from '../domain/ip.ts';
 import { PostgresAdapter, sql, type Kysely } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
 import type { Holder } from './trace.ts';
 import { holderOf } from './trace-holder.ts';
 import { OPEN_END } from './migrations.ts';
-import { OWNER_NAME_COLUMNS, type OwnerNameColumns } from './owner-names.ts';
-import { OPEN_END_SQL, SPAN_BOUNDS, SQLITE_INSTANCES_INDEX, spanClassSql, type IntervalColumns } from './trace-index.ts';
+import type { InstanceSource } from './trace-holder.ts';
+import { OPEN_END_SQL, SPAN_BOUNDS, spanClassSql, type IntervalColumns } from './trace-index.ts';
 
 export interface Probe {
   address: string;
   at: Date;
 }
 
-/** The instance columns of a holder (null where the ledger has no row for its instance). */
-interface InstanceRow extends OwnerNameColumns {
-  name: string | null;
-  instance_project: string | null;
-  user_id: string | null;
-  host: string | null;
-  deleted_at: number | null;
-  gone_after?: number | null;
-  gone_by?: number | null;
-}
-
-const NO_INSTANCE_ROW: InstanceRow = { name: null, instance_project: null, user_id: null, host: null, deleted_at: null, gone_after: null, gone_by: null };
-
-/** A candidate: an interval of one of the probes' addresses, without its instance (read afterwards, for holders only). */
-interface Candidate extends IntervalColumns {
+/** A candidate: an interval of one of the probes' addresses and the copies of its instance's columns (null where the ledger has no row for it). */
+interface Candidate extends IntervalColumns, InstanceSource {
   /** The address's number in its chunk (rangesJson's g), rather than the address: a number per row instead of a string. */
   g: number;
   id: number;
@@ -42,14 +30,15 @@ interface Candidate extends IntervalColumns {
   to_certain: number | null;
 }
 
-// The interval's columns only: the trace index carries them all (migration 0017), so the ranges are read
-// from index entries. Its instance is read afterwards, once per instance that holds some probe: looked up
-// here for every candidate, in the order the ranges return them (at random in a 1 GiB index at 10M), the
-// join was two thirds of the query's time on PostgreSQL, and most candidates that are no holder of any
-// probe paid for it too.
-const CANDIDATE_COLUMNS = sql.raw('a.id, a.cloud, a.kind, a.network, a.port, a.mac, a.project, a.valid_from, a.valid_to, a.instance_id, a.from_certain, a.to_certain');
-
-const INSTANCE_COLUMNS = sql.raw(`i.cloud, i.instance_id, i.name, i.project AS instance_project, i.user_id, i.host, i.deleted_at, i.gone_after, i.gone_by, ${OWNER_NAME_COLUMNS}`);
+// The interval's columns and the copies of its instance's: the trace index carries them all (migrations
+// 0017 and 0018), so the ranges are read from index entries and nothing else. The instances were read in
+// a second query, once per holder (646,482 lookups in instances_trace for 100,000 lines at 10M); the
+// copies cost the candidates that hold no probe a few null or repeated columns each.
+const CANDIDATE_COLUMNS = sql.raw(`a.id, a.cloud, a.kind, a.network, a.port, a.mac, a.project, a.valid_from, a.valid_to, a.instance_id, a.from_certain, a.to_certain,
+      a.instance_name AS name, a.instance_project, a.instance_user_id AS user_id, a.instance_host AS host, a.instance_deleted_at AS deleted_at,
+      a.instance_user_name AS user_name, a.instance_user_name_source AS user_name_source, a.instance_user_name_at AS user_name_at,
+      a.instance_project_name AS project_name, a.instance_project_name_source AS project_name_source, a.instance_project_name_at AS project_name_at,
+      a.instance_gone_after AS gone_after, a.instance_gone_by AS gone_by`);
 
 const isPostgres = (db: Kysely<LedgerSchema>) => db.getExecutor().adapter instanceof PostgresAdapter;
 
@@ -174,26 +163,6 @@ export function attributeQuery(db: Kysely<LedgerSchema>, probes: readonly Probe[
   return candidatesQuery(db, rangesJson(sorted, 0, sorted.addresses.length), cloud);
 }
 
-/**
- * The instances of the given keys, each row with its key's place in `keys` (n), exported so its plan can be
- * checked: one entry of instances_trace each (migration 0017). Looked up in key order, sorted by the engine,
- * so that consecutive lookups meet the index pages the previous ones read.
- */
-export function instancesQuery(db: Kysely<LedgerSchema>, keys: ReadonlyArray<readonly [string, string]> | string) {
-  const json = typeof keys === 'string' ? keys : JSON.stringify(keys);
-  if (isPostgres(db)) {
-    return sql<InstanceRow & { n: number }>`SELECT k.n, ${INSTANCE_COLUMNS}
-      FROM (SELECT v ->> 0 AS cloud, v ->> 1 AS instance_id, (n - 1)::integer AS n
-        FROM json_array_elements(${json}::json) WITH ORDINALITY AS j(v, n) ORDER BY 1, 2) AS k
-      CROSS JOIN LATERAL (SELECT * FROM instances AS i WHERE i.cloud = k.cloud AND i.instance_id = k.instance_id OFFSET 0) AS i`;
-  }
-  return sql<InstanceRow & { n: number }>`WITH k AS MATERIALIZED (
-      SELECT value ->> 0 AS cloud, value ->> 1 AS instance_id, key AS n FROM json_each(${json}) ORDER BY 1, 2)
-    SELECT k.n, ${INSTANCE_COLUMNS}
-    FROM k CROSS JOIN instances AS i ${sql.raw(SQLITE_INSTANCES_INDEX)}
-    WHERE i.cloud = k.cloud AND i.instance_id = k.instance_id`;
-}
-
 /** The given texts' places in the engine's own order of the column type (its collation), which traceAddress's ORDER BY follows. */
 async function engineOrder(db: Kysely<LedgerSchema>, values: readonly string[]): Promise<Map<string, number>> {
   const rows = isPostgres(db)
@@ -215,8 +184,6 @@ interface Sweep {
   end: Float64Array;
   /** The place in the answer's order among the address's candidates. */
   rank: Float64Array;
-  /** Its instance's row, once read (NO_INSTANCE_ROW where the ledger has none). */
-  instances: Array<InstanceRow | undefined>;
   /** The holder as every line sees it, when that does not depend on the line's time (no uncertainty window). */
   holders: Array<Holder | undefined>;
 }
@@ -229,26 +196,10 @@ interface Sweep {
  */
 function holderAt(s: Sweep, i: number, t: number): Holder {
   const row = s.rows[i] as Candidate;
-  const instance = s.instances[i] ?? NO_INSTANCE_ROW;
-  if (row.from_certain !== null || row.to_certain !== null) return holderOf(row, instance, t);
-  return (s.holders[i] ??= holderOf(row, instance, t));
-}
-
-/**
- * The instance keys of the given candidates, as instancesQuery's JSON, written
- * as text like the ranges: an array per key and JSON.stringify of them all
- * cost some 0.6 s for the 646,482 holders of 100,000 lines at 10M.
- */
-function keysJson(rows: readonly Candidate[], which: readonly number[]): string {
-  const clouds = new Map<string, string>();
-  const out: string[] = [];
-  for (const i of which) {
-    const row = rows[i] as Candidate;
-    let cloud = clouds.get(row.cloud);
-    if (cloud === undefined) clouds.set(row.cloud, (cloud = `[${JSON.stringify(row.cloud)},`));
-    out.push(`${cloud}${JSON.stringify(row.instance_id)}]`);
-  }
-  return `[${out.join(',')}]`;
+  // Usually the interval's project: its string, kept by the holder, instead of an equal copy.
+  if (row.instance_project === row.project) row.instance_project = row.project;
+  if (row.from_certain !== null || row.to_certain !== null) return holderOf(row, row, t);
+  return (s.holders[i] ??= holderOf(row, row, t));
 }
 
 /** A growable list of small integers. */
@@ -274,14 +225,12 @@ const ADDRESSES = Math.ceil(RANGES / (SPAN_BOUNDS.length + 1));
 /**
  * Runs `q` on PostgreSQL without JIT compilation, which the planner would
  * start for a query this size and which costs more than the lookups
- * themselves (over a second for 20,000 lines), and with room to sort the
- * instance keys in memory.
+ * themselves (over a second for 20,000 lines).
  */
 async function withSettings<T>(db: Kysely<LedgerSchema>, q: (db: Kysely<LedgerSchema>) => Promise<T>): Promise<T> {
   if (!isPostgres(db)) return q(db);
   const run = async (trx: Kysely<LedgerSchema>) => {
     await sql`SET LOCAL jit = off`.execute(trx);
-    await sql`SET LOCAL work_mem = '64MB'`.execute(trx);
     return q(trx);
   };
   // Inside the caller's transaction the settings last until it ends; they change no answer.
@@ -323,7 +272,6 @@ export async function attribute(db: Kysely<LedgerSchema>, given: readonly Probe[
       start: new Float64Array(m),
       end: new Float64Array(m),
       rank: new Float64Array(m),
-      instances: new Array<InstanceRow | undefined>(m),
       holders: new Array<Holder | undefined>(m),
     };
     const { start, end, rank } = sweep;
@@ -349,8 +297,6 @@ export async function attribute(db: Kysely<LedgerSchema>, given: readonly Probe[
     const heldAt = new IntList();
     const heldEnd = new IntList();
     const held = new IntList();
-    // Every holder with an instance, once: its instance is read for it (an instance behind two of them is read twice, which is rare).
-    const waiting: number[] = [];
     const fresh: number[] = [];
     let open: number[] = [];
     let still: number[] = [];
@@ -391,22 +337,8 @@ export async function attribute(db: Kysely<LedgerSchema>, given: readonly Probe[
         still = swap;
         if (open.length === 0) continue;
         heldAt.push(k);
-        for (const c of open) {
-          held.push(c);
-          if ((rows[c] as Candidate).instance_id === null || sweep.instances[c] !== undefined) continue;
-          sweep.instances[c] = NO_INSTANCE_ROW;
-          waiting.push(c);
-        }
+        for (const c of open) held.push(c);
         heldEnd.push(held.length);
-      }
-    }
-    if (waiting.length > 0) {
-      for (const r of (await instancesQuery(q, keysJson(rows, waiting)).execute(q)).rows) {
-        const c = waiting[r.n] as number;
-        // Usually the interval's project: its string, kept by the holder, instead of an equal copy.
-        const project = (rows[c] as Candidate).project;
-        if (r.instance_project === project) r.instance_project = project;
-        sweep.instances[c] = r;
       }
     }
     let p = 0;
@@ -422,7 +354,7 @@ export async function attribute(db: Kysely<LedgerSchema>, given: readonly Probe[
   const chunks: Array<[number, number]> = [];
   for (let g = 0; g < sorted.addresses.length; g += ADDRESSES) chunks.push([g, Math.min(g + ADDRESSES, sorted.addresses.length)]);
   // On PostgreSQL two chunks at a time, on two connections of the pool: while the server reads one
-  // chunk's ranges and instances, this process sorts out the other's answers. Inside a transaction
+  // chunk's ranges, this process sorts out the other's answers. Inside a transaction
   // there is one connection, and SQLite answers synchronously, so one at a time there.
   const lanes = isPostgres(db) && !db.isTransaction ? 2 : 1;
   let next = 0;

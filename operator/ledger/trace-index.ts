@@ -106,14 +106,6 @@ export function instancesCoveringIndexSql(engine: 'sqlite' | 'postgres', has: (c
 }
 
 /**
- * SQLite, without statistics, prefers the primary key's unique index, which
- * does not carry the columns, to instances_trace, which does: named, so that
- * each holder's instance is one index entry rather than an index entry and a
- * table row.
- */
-export const SQLITE_INSTANCES_INDEX = 'INDEXED BY instances_trace';
-
-/**
  * The holders of one address at one time, each engine in the form its trace
  * index answers: one index range per class. Parameters: the address, then
  * the time (`t`) as often as `?` / `$2` appears, then the cloud if `withCloud`.

@@ -10,7 +10,7 @@ import { randomInt } from 'node:crypto';
 import { sql, type Insertable, type RawBuilder } from 'kysely';
 import type { AddressIntervalsTable } from '../../operator/ledger/schema.ts';
 import type { LedgerDb } from '../../operator/ledger/db.ts';
-import { attribute, attributeQuery, holdersDuring, instancesQuery } from '../../operator/ledger/attribute.ts';
+import { attribute, attributeQuery, holdersDuring } from '../../operator/ledger/attribute.ts';
 import { traceAddress } from '../../operator/ledger/trace.ts';
 import { traceDirect } from '../../operator/ledger/trace-direct.ts';
 import { SPAN_BOUNDS } from '../../operator/ledger/trace-index.ts';
@@ -110,12 +110,42 @@ for (const engine of engines) {
       if (ledger.engine === 'sqlite') assert.doesNotMatch(plan, /SCAN a\b/, plan);
     });
 
-    test('the holders\' instances are read from the covering instances index', async () => {
-      const q = instancesQuery(ledger.db, [['cern', vmA.id], ['cern', vmB.id]]);
+    test('the holders\' instances are their interval\'s copies, read from the trace index: no instances read', async () => {
+      const at = new Date('2026-05-01T16:13:00Z');
+      const q = attributeQuery(ledger.db, [{ address: FIP1, at }]);
       const plan = await planOf(q);
-      assert.match(plan, /instances_trace/, plan);
-      const rows = (await q.execute(ledger.db)).rows;
-      assert.deepEqual(rows.map((r) => r.n).sort(), [0, 1]);
+      assert.doesNotMatch(plan, /\binstances/, plan);
+      if (ledger.engine === 'sqlite') assert.match(plan, /USING COVERING INDEX address_intervals_trace/, plan);
+      else assert.match(plan, /Index Only Scan using address_intervals_trace/, plan);
+      const [held] = await attribute(ledger.db, [{ address: FIP1, at }]);
+      assert.deepEqual(held, (await traceAddress(ledger.db, FIP1, at)).holders);
+      assert.ok(held?.some((h) => h.instance?.name !== null && h.instance?.name !== undefined), JSON.stringify(held));
+    });
+
+    test('owner names, their sources and times, and a gone window: the same as the instances table holds', async () => {
+      const at = new Date('2026-05-01T16:13:00Z');
+      const before = await ledger.db.selectFrom('instances').selectAll().where('instance_id', '=', vmA.id).executeTakeFirstOrThrow();
+      await ledger.db.updateTable('instances').set({
+        user_name: 'Alice Example', user_name_source: 'keystone', user_name_at: at.getTime() - 1000,
+        project_name: 'HEP', project_name_source: 'notification', project_name_at: at.getTime() - 2000,
+        gone_after: at.getTime() + 5000, gone_by: at.getTime() + 9000,
+      }).where('instance_id', '=', vmA.id).execute();
+      try {
+        const [held] = await attribute(ledger.db, [{ address: FIP1, at }]);
+        const mine = held?.find((h) => h.instance?.id === vmA.id)?.instance;
+        assert.equal(mine?.userName, 'Alice Example', JSON.stringify(held));
+        assert.equal(mine?.projectNameSource, 'notification', JSON.stringify(held));
+        // holdersDuring reads the instances table itself.
+        const during = await holdersDuring(ledger.db, FIP1, at, new Date(at.getTime() + 1));
+        assert.deepEqual(held?.map((h) => h.instance), during.map((h) => h.instance));
+        assert.deepEqual(held, (await traceAddress(ledger.db, FIP1, at)).holders);
+      } finally {
+        await ledger.db.updateTable('instances').set({
+          user_name: before.user_name, user_name_source: before.user_name_source, user_name_at: before.user_name_at,
+          project_name: before.project_name, project_name_source: before.project_name_source, project_name_at: before.project_name_at,
+          gone_after: before.gone_after, gone_by: before.gone_by,
+        }).where('instance_id', '=', vmA.id).execute();
+      }
     });
 
     test('every length class of the trace index: intervals a millisecond either side of each bound, open ones, very long ones', async () => {
