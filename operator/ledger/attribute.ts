@@ -11,9 +11,8 @@ import { storedIp } from '../domain/ip.ts';
 import { PostgresAdapter, sql, type Kysely } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
 import type { Holder } from './trace.ts';
-import { holderOf } from './trace-holder.ts';
+import { holderOf, type InstanceSource } from './trace-holder.ts';
 import { OPEN_END } from './migrations.ts';
-import type { InstanceSource } from './trace-holder.ts';
 import { OPEN_END_SQL, SPAN_BOUNDS, spanClassSql, type IntervalColumns } from './trace-index.ts';
 
 export interface Probe {
