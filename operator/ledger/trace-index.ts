@@ -63,7 +63,7 @@ export function traceIndexColumns(engine: 'sqlite' | 'postgres'): string {
  */
 export const TRACE_CARRIED_COLUMNS = ['cloud', 'kind', 'slot', 'network', 'port', 'mac', 'project', 'instance_id', 'from_certain', 'to_certain'] as const;
 
-/** The instances columns a trace reads, carried by the instances_trace index (migration 0017) beside the key, for the same reason. */
+/** The instances columns a trace read from the instances_trace index (migration 0017), and which migration 0018 copies onto the interval instead; migration 0020 drops that index. */
 export const INSTANCE_CARRIED_COLUMNS = ['name', 'project', 'user_id', 'host', 'deleted_at', 'user_name', 'user_name_source', 'user_name_at',
   'project_name', 'project_name_source', 'project_name_at', 'gone_after', 'gone_by'] as const;
 
