@@ -13,7 +13,7 @@ import type { LedgerSchema } from './schema.ts';
 import type { Holder } from './trace.ts';
 import { holderOf, type InstanceSource } from './trace-holder.ts';
 import { OPEN_END } from './migrations.ts';
-import { OPEN_END_SQL, SPAN_BOUNDS, spanClassSql, type IntervalColumns } from './trace-index.ts';
+import { INSTANCE_COPY_SELECT, OPEN_END_SQL, SPAN_BOUNDS, spanClassSql, type IntervalColumns } from './trace-index.ts';
 
 export interface Probe {
   address: string;
@@ -34,10 +34,7 @@ interface Candidate extends IntervalColumns, InstanceSource {
 // a second query, once per holder (646,482 lookups in instances_trace for 100,000 lines at 10M); the
 // copies cost the candidates that hold no probe a few null or repeated columns each.
 const CANDIDATE_COLUMNS = sql.raw(`a.id, a.cloud, a.kind, a.network, a.port, a.mac, a.project, a.valid_from, a.valid_to, a.instance_id, a.from_certain, a.to_certain,
-      a.instance_name AS name, a.instance_project, a.instance_user_id AS user_id, a.instance_host AS host, a.instance_deleted_at AS deleted_at,
-      a.instance_user_name AS user_name, a.instance_user_name_source AS user_name_source, a.instance_user_name_at AS user_name_at,
-      a.instance_project_name AS project_name, a.instance_project_name_source AS project_name_source, a.instance_project_name_at AS project_name_at,
-      a.instance_gone_after AS gone_after, a.instance_gone_by AS gone_by`);
+      ${INSTANCE_COPY_SELECT}`);
 
 const isPostgres = (db: Kysely<LedgerSchema>) => db.getExecutor().adapter instanceof PostgresAdapter;
 
@@ -197,8 +194,8 @@ function holderAt(s: Sweep, i: number, t: number): Holder {
   const row = s.rows[i] as Candidate;
   // Usually the interval's project: its string, kept by the holder, instead of an equal copy.
   if (row.instance_project === row.project) row.instance_project = row.project;
-  if (row.from_certain !== null || row.to_certain !== null) return holderOf(row, row, t);
-  return (s.holders[i] ??= holderOf(row, row, t));
+  if (row.from_certain !== null || row.to_certain !== null) return holderOf(row, t);
+  return (s.holders[i] ??= holderOf(row, t));
 }
 
 /** A growable list of small integers. */
@@ -383,7 +380,7 @@ export async function holdersDuring(db: Kysely<LedgerSchema>, address: string, f
       : eb.or([eb('a.valid_to', 'is', null), eb('a.valid_to', '>', from.getTime())]));
   if (cloud !== undefined) q = q.where('a.cloud', '=', cloud);
   const rows = await q.orderBy('a.valid_from').orderBy('a.cloud').orderBy('a.kind').execute();
-  return rows.map((r) => holderOf(r, r));
+  return rows.map((r) => holderOf(r));
 }
 
 /** Every interval overlapping [from, to), with its address, for export. */
@@ -401,6 +398,6 @@ export async function intervalsDuring(db: Kysely<LedgerSchema>, from: Date, to: 
   const rows = await q.orderBy('a.valid_from').orderBy('a.id').execute();
   return rows.map((r) => ({
     address: r.address,
-    holder: holderOf(r, r),
+    holder: holderOf(r),
   }));
 }

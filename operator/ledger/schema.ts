@@ -1,6 +1,7 @@
 // The ledger's tables as Kysely sees them. Times are epoch milliseconds in
 // bigint columns on both engines, so comparisons and indexes behave alike.
-import type { ColumnType, Generated } from 'kysely';
+import type { ColumnType, Generated, Selectable } from 'kysely';
+import type { INSTANCE_CARRIED_COLUMNS } from './trace-index.ts';
 
 /** Every notification as received: the evidence, unique per (cloud, message id). */
 export interface NotificationsTable {
@@ -82,8 +83,17 @@ export interface SlotSnapshotsTable {
   ord: Generated<number>;
 }
 
+/**
+ * Copies of the instance's columns the trace shows (migration 0018,
+ * instance-copies.ts), kept by triggers: read, never written by the code.
+ * Null where the ledger has no row for the instance.
+ */
+type InstanceCopies = {
+  [C in (typeof INSTANCE_CARRIED_COLUMNS)[number] as `instance_${C}`]: ColumnType<Selectable<InstancesTable>[C] | null, never, never>;
+};
+
 /** Who held an address over [valid_from, valid_to); valid_to null = still held. */
-export interface AddressIntervalsTable {
+export interface AddressIntervalsTable extends InstanceCopies {
   id: Generated<number>;
   cloud: string;
   /** The slot the interval is derived from (see address_changes). */
@@ -103,20 +113,6 @@ export interface AddressIntervalsTable {
   from_certain: Generated<number | null>;
   /** Observed end: held for certain only until here; it ended somewhere in [to_certain, valid_to]. Null: exact. */
   to_certain: Generated<number | null>;
-  // Copies of the instance's columns the trace shows (migration 0018), kept by triggers: never written by the code.
-  instance_name: ColumnType<string | null, never, never>;
-  instance_project: ColumnType<string | null, never, never>;
-  instance_user_id: ColumnType<string | null, never, never>;
-  instance_host: ColumnType<string | null, never, never>;
-  instance_deleted_at: ColumnType<number | null, never, never>;
-  instance_user_name: ColumnType<string | null, never, never>;
-  instance_user_name_source: ColumnType<string | null, never, never>;
-  instance_user_name_at: ColumnType<number | null, never, never>;
-  instance_project_name: ColumnType<string | null, never, never>;
-  instance_project_name_source: ColumnType<string | null, never, never>;
-  instance_project_name_at: ColumnType<number | null, never, never>;
-  instance_gone_after: ColumnType<number | null, never, never>;
-  instance_gone_by: ColumnType<number | null, never, never>;
 }
 
 /** Reported changes of who holds a slot; address_intervals are derived from these. */

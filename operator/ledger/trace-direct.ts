@@ -26,7 +26,7 @@ export { OPEN_END_SQL } from './trace-index.ts';
 
 function answer(address: string, at: Date, rows: readonly HolderSource[]): AddressTrace | undefined {
   if (rows.some((r) => r.kind === 'router-gateway')) return undefined;
-  return { address, at: at.toISOString(), holders: rows.map((r) => holderOf(r, r, at.getTime())) };
+  return { address, at: at.toISOString(), holders: rows.map((r) => holderOf(r, at.getTime())) };
 }
 
 const complete = (applied: readonly string[]) => MIGRATION_NAMES.every((m) => applied.includes(m));

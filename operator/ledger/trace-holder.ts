@@ -1,6 +1,6 @@
-// One holder of an answer from its interval and instance: traceAddress, the
-// direct path (trace-direct.ts) and attribution build it the same way. No
-// database code.
+// One holder of an answer from its interval row and the copies of its
+// instance's columns on it: traceAddress, the direct path (trace-direct.ts)
+// and attribution build it the same way. No database code.
 //
 // A busy private address at 10M intervals has up to some 330 holders, and
 // building them was a good part of such an answer's time: each holder made
@@ -33,7 +33,7 @@ export interface InstanceSource extends OwnerNameColumns {
   gone_by?: number | string | null | undefined;
 }
 
-/** An interval and its instance in one row, as the trace's join returns them. */
+/** An interval and the copies of its instance's columns in one row (instance-copies.ts), as the trace and attribution read them. */
 export type HolderSource = IntervalSource & InstanceSource;
 
 const num = (v: number | string | null | undefined): number | null => (v === null || v === undefined ? null : Number(v));
@@ -53,13 +53,9 @@ function instanceOf(i: InstanceSource, id: string, project: string | null): NonN
   };
 }
 
-/**
- * The holder an interval `r` and its instance `i` make at `at` (without `at`,
- * no uncertainty flag): the trace passes its joined row as both, attribution
- * the interval and the instance it read apart.
- */
-export function holderOf(r: IntervalSource, i: InstanceSource, at?: number): Holder {
-  const instance = r.instance_id === null ? null : instanceOf(i, r.instance_id, r.project);
+/** The holder an interval row with its instance's copies makes at `at` (without `at`, no uncertainty flag). */
+export function holderOf(r: HolderSource, at?: number): Holder {
+  const instance = r.instance_id === null ? null : instanceOf(r, r.instance_id, r.project);
   const fromCertain = num(r.from_certain);
   const toCertain = num(r.to_certain);
   if (fromCertain === null && toCertain === null) {

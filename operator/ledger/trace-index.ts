@@ -68,7 +68,7 @@ export const INSTANCE_CARRIED_COLUMNS = ['name', 'project', 'user_id', 'host', '
   'project_name', 'project_name_source', 'project_name_at', 'gone_after', 'gone_by'] as const;
 
 /** An instance column's copy on address_intervals (migration 0018, instance-copies.ts). */
-export const copyOf = (column: string): string => `instance_${column}`;
+export const copyOf = <C extends string>(column: C): `instance_${C}` => `instance_${column}`;
 
 /**
  * Migration 0018's trace index: 0017's, carrying the copies of the holder's
@@ -159,12 +159,18 @@ export interface HolderRowBase extends IntervalColumns {
   deleted_at: number | null;
 }
 
+/**
+ * The copies of the instance's columns on the interval `a`, each under the
+ * name the holder builder reads (trace-holder.ts's InstanceSource): the
+ * instance's own, but `instance_project` for its project (the interval has
+ * one of its own).
+ */
+export const INSTANCE_COPY_SELECT = INSTANCE_CARRIED_COLUMNS
+  .map((c) => (c === 'project' ? `a.${copyOf(c)}` : `a.${copyOf(c)} AS ${c}`)).join(', ');
+
 /** The select list of the trace: the interval `a` and the copies of its instance's columns. */
 export const TRACE_COLUMNS = `a.cloud, a.slot, a.kind, a.network, a.port, a.mac, a.project, a.valid_from, a.valid_to, a.instance_id,
-      a.instance_name AS name, a.instance_project, a.instance_user_id AS user_id, a.instance_host AS host, a.instance_deleted_at AS deleted_at,
-      a.instance_user_name AS user_name, a.instance_user_name_source AS user_name_source, a.instance_user_name_at AS user_name_at,
-      a.instance_project_name AS project_name, a.instance_project_name_source AS project_name_source, a.instance_project_name_at AS project_name_at,
-      a.from_certain, a.to_certain, a.instance_gone_after AS gone_after, a.instance_gone_by AS gone_by`;
+      a.from_certain, a.to_certain, ${INSTANCE_COPY_SELECT}`;
 
 /**
  * The trace query and its parameters, for each engine (traceQuery sends the

@@ -86,7 +86,7 @@ export async function traceAddress(db: Kysely<LedgerSchema>, given: string, at: 
     at: at.toISOString(),
     holders: rows.map((r) => {
       const router = routers.size === 0 ? undefined : routers.get(`${r.cloud}|${r.slot}`);
-      return router === undefined ? holderOf(r, r, t) : { router, ...holderOf(r, r, t) };
+      return router === undefined ? holderOf(r, t) : { router, ...holderOf(r, t) };
     }),
   };
 }
