@@ -12,6 +12,7 @@ import { openLedgerDb, migrateToLatest, type LedgerDb } from '../../operator/led
 import { traceAddress, traceQuery } from '../../operator/ledger/trace.ts';
 import { createTestDatabase, type TestDatabase } from '../support/pg.ts';
 import { openLedger } from '../support/ledger-engines.ts';
+import { INSTANCE_COPIES } from '../../operator/ledger/instance-copies.ts';
 
 interface Target {
   name: string;
@@ -44,7 +45,7 @@ for (const target of targets) {
     after(() => close());
 
     test('migrations apply once and a second run is a no-op', async () => {
-      assert.deepEqual(await migrateToLatest(ledger), ['0001_init', '0002_quarantine', '0003_trace_index', '0004_trace_index_pg', '0005_ledger_facts', '0006_canonical_addresses', '0007_audit_keyed', '0008_capture_intents', '0009_isolation', '0010_cases', '0011_reconciliation', '0012_notification_bodies', '0013_transfers', '0014_trace_span_index', '0015_fact_order_identity_names', '0016_name_sources', '0017_trace_covering_indexes', '0018_trace_instance_copies', '0019_ingest_indexes', '0020_drop_instances_trace']);
+      assert.deepEqual(await migrateToLatest(ledger), ['0001_init', '0002_quarantine', '0003_trace_index', '0004_trace_index_pg', '0005_ledger_facts', '0006_canonical_addresses', '0007_audit_keyed', '0008_capture_intents', '0009_isolation', '0010_cases', '0011_reconciliation', '0012_notification_bodies', '0013_transfers', '0014_trace_span_index', '0015_fact_order_identity_names', '0016_name_sources', '0017_trace_covering_indexes', '0018_trace_instance_copies', '0019_ingest_indexes', '0020_drop_instances_trace', '0021_instance_copy_statements']);
       assert.deepEqual(await migrateToLatest(ledger), []);
       // 0020: the instances index of 0017 has no reader since 0018, so ingest no longer writes it.
       const indexes = ledger.engine === 'postgres'
@@ -159,6 +160,47 @@ for (const target of targets) {
       assert.deepEqual({ user: x2?.user, userName: x2?.userName, goneBetween: x2?.goneBetween }, { user: 'u', userName: 'alice', goneBetween: ['1970-01-01T00:00:00.100Z', '1970-01-01T00:00:00.200Z'] });
       await ledger.db.deleteFrom('address_intervals').where('address', '=', address).execute();
       await ledger.db.deleteFrom('instances').where('instance_id', 'in', ['vm-x1', 'vm-x2']).execute();
+    });
+
+    test("one statement writing many instances keeps each interval's copies: new, changed, unchanged, re-keyed and deleted (0021)", async () => {
+      const instance = (id: string, host: string, name = `${id}-name`) => ({
+        cloud: 'c2', instance_id: id, name, project: 'p', user_id: 'u', host, image: null, flavor: null, state: 'active',
+        created_at: 500, deleted_at: null, deleted_by: null, first_seen_at: 500, last_event_at: 500,
+      });
+      const ids = ['m1', 'm2', 'm3', 'm4', 'm5', 'm6'];
+      await ledger.db.insertInto('address_intervals').values(ids.flatMap((id, i) => [0, 1].map((k) => ({
+        cloud: 'c2', slot: `fip:${id}-${k}`, address: `10.9.${i}.${k}`, kind: 'fixed', network: 'n', port: null, mac: null, instance_id: id, project: 'p',
+        opened_by: null, closed_by: null, valid_from: 1000, valid_to: null,
+      })))).execute();
+      // Every interval's copies equal its instance's columns, null where it has none.
+      const mismatches = async () => {
+        const r = await sql<{ slot: string }>`SELECT a.slot FROM address_intervals AS a LEFT JOIN instances AS i ON i.cloud = a.cloud AND i.instance_id = a.instance_id
+          WHERE a.cloud = 'c2' AND NOT (${sql.join(INSTANCE_COPIES.map((c) => sql`a.${sql.ref(c.copy)} IS NOT DISTINCT FROM i.${sql.ref(c.column)}`), sql` AND `)})`.execute(ledger.db);
+        return r.rows.map((x) => x.slot).sort();
+      };
+      const copied = async (id: string) => (await ledger.db.selectFrom('address_intervals').select(['instance_name', 'instance_host']).where('cloud', '=', 'c2').where('instance_id', '=', id).execute())
+        .map((r) => `${r.instance_name}@${r.instance_host}`);
+      const upsert = (rows: ReturnType<typeof instance>[]) => ledger.db.insertInto('instances').values(rows)
+        .onConflict((oc) => oc.columns(['cloud', 'instance_id']).doUpdateSet({ host: sql.ref('excluded.host'), name: sql.ref('excluded.name'), last_event_at: sql.ref('excluded.last_event_at') })).execute();
+      await upsert(ids.slice(0, 4).map((id) => instance(id, 'h1')));
+      assert.deepEqual(await mismatches(), []);
+      // One statement: m1 changed, m2 unchanged but rewritten, m5 new; m3 and m4 untouched.
+      await upsert([instance('m1', 'h2'), { ...instance('m2', 'h1'), last_event_at: 900 }, instance('m5', 'h5')]);
+      assert.deepEqual(await mismatches(), []);
+      assert.deepEqual(await copied('m1'), ['m1-name@h2', 'm1-name@h2']);
+      assert.deepEqual(await copied('m5'), ['m5-name@h5', 'm5-name@h5']);
+      // An update of several rows, one of them re-keyed: m4's intervals lose their instance, m6's gain one.
+      await ledger.db.updateTable('instances').set({ name: 'renamed' }).where('cloud', '=', 'c2').where('instance_id', 'in', ['m2', 'm3']).execute();
+      await ledger.db.updateTable('instances').set({ instance_id: 'm6' }).where('cloud', '=', 'c2').where('instance_id', '=', 'm4').execute();
+      assert.deepEqual(await mismatches(), []);
+      assert.deepEqual(await copied('m3'), ['renamed@h1', 'renamed@h1']);
+      assert.deepEqual(await copied('m4'), ['null@null', 'null@null']);
+      assert.deepEqual(await copied('m6'), ['m4-name@h1', 'm4-name@h1']);
+      await ledger.db.deleteFrom('instances').where('cloud', '=', 'c2').where('instance_id', 'in', ['m1', 'm6']).execute();
+      assert.deepEqual(await mismatches(), []);
+      assert.deepEqual(await copied('m1'), ['null@null', 'null@null']);
+      await ledger.db.deleteFrom('address_intervals').where('cloud', '=', 'c2').execute();
+      await ledger.db.deleteFrom('instances').where('cloud', '=', 'c2').execute();
     });
 
     test('the trace index answers the length class, the start window and the open-or-later check inside the index', async () => {
