@@ -3,10 +3,16 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { applyBatch, type InTransaction, type Recorded } from './apply.ts';
 import { openLedgerDb } from './db.ts';
+import { sql } from 'kysely';
+
+/** 256 MiB of WAL: reached only if the checkpoint thread falls behind. */
+const WAL_BOUND_PAGES = 64_000;
 import type { Reply } from './apply-thread.ts';
 
 interface Data {
   url: string;
+  /** Another thread checkpoints the WAL: this connection does so only past a larger bound. */
+  checkpointsElsewhere: boolean;
   hook?: { module: string; init: unknown } | undefined;
 }
 
@@ -30,6 +36,7 @@ async function main(p: NonNullable<typeof parentPort>): Promise<void> {
   let hookModule: HookModule | undefined;
   try {
     ledger = openLedgerDb(data.url);
+    if (data.checkpointsElsewhere) await sql.raw(`PRAGMA wal_autocheckpoint = ${WAL_BOUND_PAGES}`).execute(ledger.db);
     if (data.hook !== undefined) hookModule = (await import(data.hook.module)) as HookModule;
   } catch (err) {
     p.postMessage({ ready: false, error: err instanceof Error ? err.message : String(err) });

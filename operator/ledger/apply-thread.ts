@@ -9,6 +9,7 @@
 // holding the thread.
 import { Worker } from 'node:worker_threads';
 import type { ApplyOutcome, Recorded } from './apply.ts';
+import { parseDbUrl } from './db.ts';
 
 /** A module the thread loads to act inside each apply's transaction (see apply-thread-worker.ts). */
 export interface ThreadHook {
@@ -30,17 +31,39 @@ export class ApplyThreadError extends Error {
   }
 }
 
+/** How often the checkpoint thread copies the WAL back (a batch of 400 commits every 50–90 ms). */
+const CHECKPOINT_EVERY_MS = 200;
+
+/** Resolves on the worker's first message, unless `failure` finds an error in it; rejects if the worker fails first. */
+function started<M>(worker: Worker, failure: (m: M) => string | undefined): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const onError = (err: Error) => reject(err);
+    const onExit = (code: number) => reject(new ApplyThreadError('ApplyThreadExited', `a ledger thread exited at start (code ${code})`));
+    worker.once('message', (m: M) => {
+      worker.off('error', onError);
+      worker.off('exit', onExit);
+      const error = failure(m);
+      if (error === undefined) resolve();
+      else reject(new ApplyThreadError('ApplyThreadStartError', error));
+    });
+    worker.once('error', onError);
+    worker.once('exit', onExit);
+  });
+}
+
 export class ApplyThread {
   readonly #worker: Worker;
   readonly #waiting = new Map<number, { resolve: (o: ApplyOutcome[]) => void; reject: (e: Error) => void }>();
   readonly #hook: ThreadHook | undefined;
+  readonly #checkpointer: Worker | undefined;
   #sentConfig: unknown = undefined;
   #next = 0;
   #failed: Error | undefined;
 
-  private constructor(worker: Worker, hook: ThreadHook | undefined) {
+  private constructor(worker: Worker, hook: ThreadHook | undefined, checkpointer: Worker | undefined) {
     this.#worker = worker;
     this.#hook = hook;
+    this.#checkpointer = checkpointer;
     worker.on('message', (m: Reply) => {
       const w = this.#waiting.get(m.id);
       if (w === undefined) return;
@@ -57,24 +80,33 @@ export class ApplyThread {
     worker.on('exit', (code) => fail(new ApplyThreadError('ApplyThreadExited', `the ledger's apply thread exited (code ${code})`)));
   }
 
-  /** Starts the thread on the ledger at `url` and waits until its connection is open. */
-  static async start(url: string, hook?: ThreadHook): Promise<ApplyThread> {
+  /**
+   * Starts the thread on the ledger at `url` and waits until its connection
+   * is open. For a SQLite file, a second thread checkpoints its WAL.
+   */
+  static async start(url: string, hook?: ThreadHook, options: { checkpointEveryMs?: number } = {}): Promise<ApplyThread> {
+    const target = parseDbUrl(url);
+    const file = target.engine === 'sqlite' && target.path !== ':memory:' ? target.path : undefined;
     const worker = new Worker(new URL('./apply-thread-worker.ts', import.meta.url), {
-      workerData: { url, hook: hook === undefined ? undefined : { module: hook.module, init: hook.init } },
+      workerData: { url, hook: hook === undefined ? undefined : { module: hook.module, init: hook.init }, checkpointsElsewhere: file !== undefined },
     });
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: Error) => reject(err);
-      const onExit = (code: number) => reject(new ApplyThreadError('ApplyThreadExited', `the ledger's apply thread exited at start (code ${code})`));
-      worker.once('message', (m: { ready: true } | { ready: false; error: string }) => {
-        worker.off('error', onError);
-        worker.off('exit', onExit);
-        if (m.ready) resolve();
-        else reject(new ApplyThreadError('ApplyThreadStartError', m.error));
-      });
-      worker.once('error', onError);
-      worker.once('exit', onExit);
-    });
-    return new ApplyThread(worker, hook);
+    try {
+      await started(worker, (m: { ready: true } | { ready: false; error: string }) => (m.ready ? undefined : m.error));
+    } catch (err) {
+      await worker.terminate();
+      throw err;
+    }
+    let checkpointer: Worker | undefined;
+    if (file !== undefined) {
+      checkpointer = new Worker(new URL('./checkpoint-thread-worker.ts', import.meta.url), { workerData: { path: file, everyMs: options.checkpointEveryMs ?? CHECKPOINT_EVERY_MS } });
+      try {
+        await started(checkpointer, () => undefined);
+      } catch (err) {
+        await Promise.all([worker.terminate(), checkpointer.terminate()]);
+        throw err;
+      }
+    }
+    return new ApplyThread(worker, hook, checkpointer);
   }
 
   /** Applies one batch in one transaction, as applyBatch does; outcomes in input order. */
@@ -93,6 +125,15 @@ export class ApplyThread {
   async close(): Promise<void> {
     this.#worker.removeAllListeners('exit');
     await this.#worker.terminate();
+    const c = this.#checkpointer;
+    if (c === undefined) return;
+    // A last checkpoint, then its connection closes.
+    await new Promise<void>((resolve) => {
+      c.once('message', () => resolve());
+      c.once('exit', () => resolve());
+      c.postMessage('stop');
+    });
+    await c.terminate();
   }
 }
 

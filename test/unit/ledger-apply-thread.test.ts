@@ -4,7 +4,8 @@
 // failed batch without losing the next.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'kysely';
@@ -55,6 +56,22 @@ test('batches applied in the thread give the ledger and outcomes that applyBatch
     const [a, b] = [await dump(threaded!), await dump(here!)];
     assert.ok((a['address_intervals'] ?? []).length > 50, 'the histories derive intervals');
     assert.deepEqual(a, b);
+  });
+});
+
+test('a second thread copies the WAL into the database file while batches commit: the apply thread does not checkpoint', async () => {
+  await withLedgers(1, async ([ledger]) => {
+    const file = ledger!.file as string;
+    const before = statSync(file).size;
+    const thread = await ApplyThread.start(`sqlite:${file}`, undefined, { checkpointEveryMs: 10 });
+    try {
+      for (let seed = 1; seed <= 3; seed++) for (const batch of batchesOf(decodeHistory(generateHistory(seed), `c${seed}`), 20)) await thread.apply(batch);
+      // The apply thread's own bound (64,000 pages) is far away: only the checkpoint thread writes the file.
+      for (let i = 0; i < 200 && statSync(file).size <= before; i++) await sleep(25);
+      assert.ok(statSync(file).size > before, `the database file stayed at ${before} bytes`);
+    } finally {
+      await thread.close();
+    }
   });
 });
 
