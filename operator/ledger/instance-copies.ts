@@ -13,13 +13,13 @@
 // and insert, never updated, except by migrations.
 //
 // Plain strings, without the query builder, like trace-index.ts.
-import { INSTANCE_CARRIED_COLUMNS, copyOf } from './trace-index.ts';
+import { INSTANCE_BIGINT_COLUMNS, INSTANCE_CARRIED_COLUMNS, copyOf } from './trace-index.ts';
 
 /** An instance column and its copy on address_intervals. */
 export const INSTANCE_COPIES: ReadonlyArray<{ column: string; copy: string; type: 'text' | 'bigint' }> = INSTANCE_CARRIED_COLUMNS.map((column) => ({
   column,
   copy: copyOf(column),
-  type: ['deleted_at', 'user_name_at', 'project_name_at', 'gone_after', 'gone_by'].includes(column) ? 'bigint' : 'text',
+  type: INSTANCE_BIGINT_COLUMNS.includes(column) ? 'bigint' : 'text',
 }));
 
 const TRIGGERS = {

@@ -13,6 +13,7 @@ import { storedIp } from '../domain/ip.ts';
 import type { AddressTrace } from './trace.ts';
 import { traceStatement } from './trace-index.ts';
 import { holderOf, type HolderSource } from './trace-holder.ts';
+import { PACKED_TRACE_COLUMNS, packedHolders, unpackRows, type PackedRow } from './trace-packed.ts';
 
 /** Every migration of migrations.ts (kept equal by a test): a ledger missing one takes the full path, which applies it. */
 export const MIGRATION_NAMES: readonly string[] = [
@@ -56,9 +57,15 @@ async function onPostgres(url: string, address: string, at: Date, cloud: string 
   try {
     const applied = await client.query<{ name: string }>('SELECT name FROM kysely_migration');
     if (!complete(applied.rows.map((r) => r.name))) return undefined;
-    const q = traceStatement('postgres', address, at.getTime(), cloud);
-    const rows = await client.query<HolderSource>(q.text, q.parameters);
-    return answer(address, at, rows.rows);
+    // Packed as traceAddress asks (trace-packed.ts), and plain where the packing cannot be undone exactly.
+    const packed = traceStatement('postgres', address, at.getTime(), cloud, PACKED_TRACE_COLUMNS);
+    const rows = (await client.query<PackedRow>(packed.text, packed.parameters)).rows;
+    const holders = packedHolders(rows, at.getTime());
+    if (holders !== undefined) return { address, at: at.toISOString(), holders };
+    const fields = unpackRows(rows);
+    if (fields !== undefined) return answer(address, at, fields);
+    const plain = traceStatement('postgres', address, at.getTime(), cloud);
+    return answer(address, at, (await client.query<HolderSource>(plain.text, plain.parameters)).rows);
   } finally {
     await client.end();
   }

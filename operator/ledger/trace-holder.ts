@@ -53,11 +53,34 @@ function instanceOf(i: InstanceSource, id: string, project: string | null): NonN
   };
 }
 
+/**
+ * The usual holder: certain bounds, and an instance (if any) without names
+ * or a gone window. Its columns one by one, so that a caller that holds them
+ * apart (trace-packed.ts) builds no row object first; holderOf builds the
+ * same holders through it.
+ */
+export function usualHolder(cloud: string, kind: string, network: string | null, port: string | null, mac: string | null, project: string | null,
+  validFrom: number, validTo: number | null, instanceId: string | null, name: string | null, instanceProject: string | null, userId: string | null,
+  host: string | null, deletedAt: number | null): Holder {
+  return {
+    cloud, kind, network, port, mac, project, from: isoTime(validFrom), to: validTo === null ? null : isoTime(validTo),
+    instance: instanceId === null ? null : {
+      id: instanceId, name, project: instanceProject ?? project, user: userId, host, deletedAt: deletedAt === null ? null : isoTime(deletedAt),
+    },
+  };
+}
+
+const given = (v: unknown): boolean => v !== null && v !== undefined;
+
 /** The holder an interval row with its instance's copies makes at `at` (without `at`, no uncertainty flag). */
 export function holderOf(r: HolderSource, at?: number): Holder {
-  const instance = r.instance_id === null ? null : instanceOf(r, r.instance_id, r.project);
   const fromCertain = num(r.from_certain);
   const toCertain = num(r.to_certain);
+  if (fromCertain === null && toCertain === null && !(given(r.gone_after) && given(r.gone_by)) && !given(r.user_name) && !given(r.project_name)) {
+    return usualHolder(r.cloud, r.kind, r.network, r.port, r.mac, r.project, Number(r.valid_from), num(r.valid_to), r.instance_id,
+      r.name ?? null, r.instance_project ?? null, r.user_id ?? null, r.host ?? null, num(r.deleted_at));
+  }
+  const instance = r.instance_id === null ? null : instanceOf(r, r.instance_id, r.project);
   if (fromCertain === null && toCertain === null) {
     return {
       cloud: r.cloud, kind: r.kind, network: r.network, port: r.port, mac: r.mac, project: r.project,

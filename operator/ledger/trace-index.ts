@@ -67,6 +67,9 @@ export const TRACE_CARRIED_COLUMNS = ['cloud', 'kind', 'slot', 'network', 'port'
 export const INSTANCE_CARRIED_COLUMNS = ['name', 'project', 'user_id', 'host', 'deleted_at', 'user_name', 'user_name_source', 'user_name_at',
   'project_name', 'project_name_source', 'project_name_at', 'gone_after', 'gone_by'] as const;
 
+/** The carried instance columns that are bigints (epoch ms); the others are text. */
+export const INSTANCE_BIGINT_COLUMNS: readonly string[] = ['deleted_at', 'user_name_at', 'project_name_at', 'gone_after', 'gone_by'];
+
 /** An instance column's copy on address_intervals (migration 0018, instance-copies.ts). */
 export const copyOf = <C extends string>(column: C): `instance_${C}` => `instance_${column}`;
 
@@ -174,23 +177,29 @@ export const TRACE_COLUMNS = `a.cloud, a.slot, a.kind, a.network, a.port, a.mac,
 
 /**
  * The trace query and its parameters, for each engine (traceQuery sends the
- * same). On PostgreSQL a named prepared statement (prepared.ts).
+ * same). On PostgreSQL a named prepared statement (prepared.ts). `columns`:
+ * the select list, TRACE_COLUMNS unless given (trace-packed.ts packs them).
  */
-export function traceStatement(engine: 'sqlite' | 'postgres', address: string, t: number, cloud: string | undefined): { text: string; parameters: Array<string | number> } {
-  const { text, order } = traceText(engine, cloud !== undefined);
+export function traceStatement(engine: 'sqlite' | 'postgres', address: string, t: number, cloud: string | undefined, columns: string = TRACE_COLUMNS): { text: string; parameters: Array<string | number> } {
+  const { text, order } = traceText(engine, cloud !== undefined, columns);
   return { text, parameters: order.map((p) => (p === 'address' ? address : p === 't' ? t : (cloud as string))) };
 }
 
 // Built once per form: the same string each time, so that the statement caches keyed by it (db.ts's prepared names, the SQLite driver's statements) find it by a hash already computed.
-const traceTexts = new Map<string, { text: string; order: Array<'address' | 't' | 'cloud'> }>();
+const traceTexts = new Map<string, Map<string, { text: string; order: Array<'address' | 't' | 'cloud'> }>>();
 
-function traceText(engine: 'sqlite' | 'postgres', withCloud: boolean): { text: string; order: Array<'address' | 't' | 'cloud'> } {
+function traceText(engine: 'sqlite' | 'postgres', withCloud: boolean, columns: string): { text: string; order: Array<'address' | 't' | 'cloud'> } {
   const key = `${engine}|${withCloud}`;
-  let q = traceTexts.get(key);
+  let forms = traceTexts.get(columns);
+  if (forms === undefined) {
+    forms = new Map();
+    traceTexts.set(columns, forms);
+  }
+  let q = forms.get(key);
   if (q === undefined) {
-    const { text: body, order } = holdersAtSql(engine, TRACE_COLUMNS, withCloud);
+    const { text: body, order } = holdersAtSql(engine, columns, withCloud);
     q = { text: engine === 'postgres' ? `${PREPARED}${body}` : body, order };
-    traceTexts.set(key, q);
+    forms.set(key, q);
   }
   return q;
 }

@@ -4,6 +4,7 @@
 import { CompiledQuery, PostgresAdapter, type Kysely } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
 import { traceStatement, type HolderRowBase } from './trace-index.ts';
+import { PACKED_TRACE_COLUMNS, packedHolders, unpackRows, type PackedRow } from './trace-packed.ts';
 import { storedIp } from '../domain/ip.ts';
 import { holderOf } from './trace-holder.ts';
 import type { OwnerNameColumns } from './owner-names.ts';
@@ -64,16 +65,32 @@ interface TraceRow extends HolderRowBase, OwnerNameColumns {
   gone_by: number | null;
 }
 
-/** The query behind traceAddress (trace-index.ts), exported so its plan can be checked against the real database. */
-export function traceQuery(db: Kysely<LedgerSchema>, address: string, at: Date, cloud?: string): CompiledQuery<TraceRow> {
-  const q = traceStatement(db.getExecutor().adapter instanceof PostgresAdapter ? 'postgres' : 'sqlite', address, at.getTime(), cloud);
-  return CompiledQuery.raw(q.text, q.parameters) as CompiledQuery<TraceRow>;
+const onPostgres = (db: Kysely<LedgerSchema>) => db.getExecutor().adapter instanceof PostgresAdapter;
+
+/**
+ * The query behind traceAddress (trace-index.ts), exported so its plan can be
+ * checked against the real database. On PostgreSQL its rows are packed
+ * (trace-packed.ts) unless `plain`.
+ */
+export function traceQuery(db: Kysely<LedgerSchema>, address: string, at: Date, cloud?: string, plain = false): CompiledQuery<TraceRow | PackedRow> {
+  const pg = onPostgres(db);
+  const q = traceStatement(pg ? 'postgres' : 'sqlite', address, at.getTime(), cloud, pg && !plain ? PACKED_TRACE_COLUMNS : undefined);
+  return CompiledQuery.raw(q.text, q.parameters) as CompiledQuery<TraceRow | PackedRow>;
 }
 
 /** `address` is looked up in its canonical form (callers validate it first: see canonicalIp). */
 export async function traceAddress(db: Kysely<LedgerSchema>, given: string, at: Date, cloud?: string): Promise<AddressTrace> {
   const address = storedIp(given);
-  const { rows } = await db.executeQuery(traceQuery(db, address, at, cloud));
+  let rows: TraceRow[] | undefined;
+  if (onPostgres(db)) {
+    // Packed (trace-packed.ts): the holders straight from them, or their rows where a router needs them.
+    const packed = (await db.executeQuery(traceQuery(db, address, at, cloud) as CompiledQuery<PackedRow>)).rows;
+    const holders = packedHolders(packed, at.getTime());
+    if (holders !== undefined) return { address, at: at.toISOString(), holders };
+    rows = unpackRows(packed) as TraceRow[] | undefined;
+  }
+  // SQLite, or the rare packing that cannot be undone exactly: the plain columns.
+  rows ??= (await db.executeQuery(traceQuery(db, address, at, cloud, true) as CompiledQuery<TraceRow>)).rows;
   const routers = new Map<string, NonNullable<Holder['router']>>();
   for (const r of rows) {
     if (r.kind !== 'router-gateway') continue;

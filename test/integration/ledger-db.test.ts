@@ -10,6 +10,8 @@ import { Migrator } from 'kysely/migration';
 import { migrationProvider } from '../../operator/ledger/migrations.ts';
 import { openLedgerDb, migrateToLatest, type LedgerDb } from '../../operator/ledger/db.ts';
 import { traceAddress, traceQuery } from '../../operator/ledger/trace.ts';
+import { holderOf, type HolderSource } from '../../operator/ledger/trace-holder.ts';
+import { unpackRows, type PackedRow } from '../../operator/ledger/trace-packed.ts';
 import { createTestDatabase, type TestDatabase } from '../support/pg.ts';
 import { openLedger } from '../support/ledger-engines.ts';
 import { INSTANCE_COPIES } from '../../operator/ledger/instance-copies.ts';
@@ -160,6 +162,45 @@ for (const target of targets) {
       assert.deepEqual({ user: x2?.user, userName: x2?.userName, goneBetween: x2?.goneBetween }, { user: 'u', userName: 'alice', goneBetween: ['1970-01-01T00:00:00.100Z', '1970-01-01T00:00:00.200Z'] });
       await ledger.db.deleteFrom('address_intervals').where('address', '=', address).execute();
       await ledger.db.deleteFrom('instances').where('instance_id', 'in', ['vm-x1', 'vm-x2']).execute();
+    });
+
+    test('the packed trace rows (trace-packed.ts) give the plain rows\' answer, and step aside where they cannot be undone exactly', async () => {
+      const address = '10.0.0.9';
+      const base = { cloud: 'c1', address, kind: 'fixed', network: 'n', mac: 'fa:16:3e:00:00:01', project: 'p', opened_by: null, closed_by: null };
+      const instance = (id: string, over: Record<string, string | number | null>) => ({
+        cloud: 'c1', instance_id: id, name: `${id}-name`, project: 'q', user_id: 'u', host: 'h', image: null, flavor: null, state: 'active',
+        created_at: 500, deleted_at: null, deleted_by: null, first_seen_at: 500, last_event_at: 500, ...over,
+      });
+      const plainAnswer = async (t: number) => (await ledger.db.executeQuery(traceQuery(ledger.db, address, new Date(t), undefined, true))).rows
+        .map((r) => holderOf(r as HolderSource, t));
+      const packedRows = async (t: number) => (await ledger.db.executeQuery(traceQuery(ledger.db, address, new Date(t)))).rows as PackedRow[];
+      const same = async (t: number) => assert.deepEqual((await traceAddress(ledger.db, address, new Date(t))).holders, await plainAnswer(t));
+      // Every column set or null somewhere: names with their sources, gone windows, uncertain bounds, no instance, an instance without a row.
+      await ledger.db.insertInto('instances').values([
+        instance('vm-1', {}),
+        instance('vm-2', { name: null, project: null, host: null, deleted_at: 9000, user_name: 'alice', user_name_source: 'keystone', user_name_at: 3000,
+          project_name: 'proj', project_name_source: 'keystone', project_name_at: 3100, gone_after: 8000, gone_by: 9000 }),
+      ]).execute();
+      await ledger.db.insertInto('address_intervals').values([
+        { ...base, slot: 'port:p1|10.0.0.9', port: 'p1', instance_id: 'vm-1', valid_from: 1000, valid_to: null },
+        { ...base, slot: 'port:p2|10.0.0.9', port: 'p2', network: 'n2', instance_id: 'vm-2', valid_from: 1500, valid_to: 9000, from_certain: 1200, to_certain: 8500 },
+        { ...base, slot: 'port:p3|10.0.0.9', port: 'p3', network: null, mac: null, project: null, instance_id: null, valid_from: 2000, valid_to: 7000 },
+        { ...base, slot: 'port:p4|10.0.0.9', port: 'p4', network: 'n4', instance_id: 'vm-none', valid_from: 2500, valid_to: null },
+      ]).execute();
+      for (const t of [1100, 1300, 5000, 8700, 9500]) await same(t);
+      if (ledger.engine === 'postgres') {
+        assert.equal((await packedRows(5000)).length, 4);
+        assert.notEqual(unpackRows(await packedRows(5000)), undefined);
+      }
+      // A name that is the empty text (a null would read the same packed) and one holding the separator: the plain rows answer.
+      for (const name of ['', 'a\x1fb']) {
+        await ledger.db.updateTable('instances').set({ name }).where('instance_id', '=', 'vm-1').execute();
+        if (ledger.engine === 'postgres') assert.equal(unpackRows(await packedRows(5000)), undefined);
+        await same(5000);
+        assert.equal((await traceAddress(ledger.db, address, new Date(5000))).holders[0]?.instance?.name, name);
+      }
+      await ledger.db.deleteFrom('address_intervals').where('address', '=', address).execute();
+      await ledger.db.deleteFrom('instances').where('instance_id', 'in', ['vm-1', 'vm-2']).execute();
     });
 
     test("one statement writing many instances keeps each interval's copies: new, changed, unchanged, re-keyed and deleted (0021)", async () => {
