@@ -79,9 +79,9 @@ test('trace ip on an existing, migrated ledger loads no query builder: commander
     const ledgerFiles = alone.urls.filter((u) => u.includes('/operator/ledger/'));
     // bounds.ts: how observed bounds read in an answer, free of database code; owner-names.ts: how the owner's names read, likewise;
     // trace-holder.ts: a holder from its row, and iso-time.ts its times, likewise; trace-index.ts: the trace query's SQL, as strings,
-    // and prepared.ts the mark it carries for PostgreSQL.
+    // and prepared.ts the mark it carries for PostgreSQL; trace-packed.ts: PostgreSQL's packed rows read apart, as strings, likewise.
     assert.deepEqual(ledgerFiles.map((u) => u.replace(/^.*\/operator\//, '')).sort(),
-      ['ledger/bounds.ts', 'ledger/iso-time.ts', 'ledger/owner-names.ts', 'ledger/prepared.ts', 'ledger/trace-direct.ts', 'ledger/trace-holder.ts', 'ledger/trace-index.ts']);
+      ['ledger/bounds.ts', 'ledger/iso-time.ts', 'ledger/owner-names.ts', 'ledger/prepared.ts', 'ledger/trace-direct.ts', 'ledger/trace-holder.ts', 'ledger/trace-index.ts', 'ledger/trace-packed.ts']);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
