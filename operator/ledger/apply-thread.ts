@@ -109,6 +109,11 @@ export class ApplyThread {
     return new ApplyThread(worker, hook, checkpointer);
   }
 
+  /** The thread has ended (an error it did not catch, or its exit): every apply is refused. */
+  get ended(): boolean {
+    return this.#failed !== undefined;
+  }
+
   /** Applies one batch in one transaction, as applyBatch does; outcomes in input order. */
   apply(batch: readonly Recorded[]): Promise<ApplyOutcome[]> {
     if (this.#failed !== undefined) return Promise.reject(this.#failed);
@@ -146,6 +151,28 @@ export interface LedgerApplier {
 
 export async function ledgerApplier(ledger: { engine: string; file?: string | undefined }, hook?: ThreadHook): Promise<LedgerApplier> {
   if (ledger.engine !== 'sqlite' || ledger.file === undefined) return { apply: undefined, close: async () => undefined };
-  const thread = await ApplyThread.start(`sqlite:${ledger.file}`, hook);
-  return { apply: (batch) => thread.apply(batch), close: () => thread.close() };
+  const url = `sqlite:${ledger.file}`;
+  let thread = await ApplyThread.start(url, hook);
+  let replacing: Promise<ApplyThread> | undefined;
+  // A thread that ended fails the batch it held (which the intake retries and,
+  // should that batch end it every time, dead-letters); the batches after it
+  // get a new thread instead of the same refusal.
+  const current = async (): Promise<ApplyThread> => {
+    if (!thread.ended) return thread;
+    replacing ??= (async () => {
+      await thread.close();
+      thread = await ApplyThread.start(url, hook);
+      return thread;
+    })().finally(() => {
+      replacing = undefined;
+    });
+    return replacing;
+  };
+  return {
+    apply: async (batch) => (await current()).apply(batch),
+    close: async () => {
+      await replacing?.catch(() => undefined);
+      await thread.close();
+    },
+  };
 }

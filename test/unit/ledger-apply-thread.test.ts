@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'kysely';
+import { DatabaseSync } from 'node:sqlite';
 import { openLedgerDb, migrateToLatest, type LedgerDb } from '../../operator/ledger/db.ts';
 import { applyBatch, type Recorded } from '../../operator/ledger/apply.ts';
 import { ApplyThread, ledgerApplier } from '../../operator/ledger/apply-thread.ts';
@@ -103,6 +104,48 @@ test('the hook runs in each batch\'s transaction with the configuration current 
     ]);
     const ids = await ledger!.db.selectFrom('notifications').select('message_id').orderBy('message_id').execute();
     assert.deepEqual(ids.map((r) => r.message_id), ['m-1', 'm-2', 'm-3', 'm-4'], 'the failed batch left no notification');
+  });
+});
+
+test('a thread that ends fails the batch it held; the next batch gets a new thread', async () => {
+  await withLedgers(1, async ([ledger]) => {
+    let config: unknown = 'ok';
+    const applier = await ledgerApplier(ledger!, { module: new URL('../support/apply-thread-hook.ts', import.meta.url).href, init: 'cloud-1', config: () => config });
+    const apply = applier.apply;
+    assert.ok(apply !== undefined);
+    try {
+      assert.deepEqual(await apply([vm(1)]), ['applied']);
+      config = 'exit';
+      await assert.rejects(apply([vm(2)]), (err: Error) => err.name === 'ApplyThreadExited');
+      config = 'ok again';
+      assert.deepEqual(await apply([vm(2), vm(3)]), ['applied', 'applied']);
+    } finally {
+      await applier.close();
+    }
+    const seen = await sql<{ message_id: string; config: string }>`SELECT message_id, config FROM hook_seen ORDER BY message_id`.execute(ledger!.db);
+    assert.deepEqual(seen.rows.map((r) => `${r.message_id} ${r.config}`), ['m-1 "ok"', 'm-2 "ok again"', 'm-3 "ok again"']);
+  });
+});
+
+test('a batch that meets another connection\'s write lock past the busy timeout waits for it instead of failing', async () => {
+  await withLedgers(1, async ([ledger]) => {
+    const thread = await ApplyThread.start(`sqlite:${ledger!.file as string}`);
+    const other = new DatabaseSync(ledger!.file as string);
+    try {
+      other.exec('BEGIN IMMEDIATE');
+      let settled = false;
+      const applied = thread.apply([vm(1)]).finally(() => {
+        settled = true;
+      });
+      // Past the connection's busy_timeout of 5 s.
+      await sleep(6000);
+      assert.equal(settled, false, 'the batch waited for the lock');
+      other.exec('COMMIT');
+      assert.deepEqual(await applied, ['applied']);
+    } finally {
+      other.close();
+      await thread.close();
+    }
   });
 });
 
