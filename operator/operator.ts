@@ -7,8 +7,6 @@ import type { startCloudIntake, CloudIntake } from './intake/cloud-intake.ts';
 import { CaptureEngine } from './capture/engine.ts';
 import { CloudCapture } from './capture/cloud-capture.ts';
 import { recordCaptureIntents } from './capture/intents.ts';
-import { captureIntentsHook } from './capture/intents-hook.ts';
-import { ledgerApplier, type LedgerApplier } from './ledger/apply-thread.ts';
 import { every, systemClock, type Clock, type Timer } from './kube/runtime/clock.ts';
 import { SweepScheduler } from './capture/sweep-schedule.ts';
 import { upsertHold, releaseHolds, listHolds } from './capture/holds.ts';
@@ -33,8 +31,6 @@ import { hostname } from 'node:os';
 export interface CloudRuntime {
   cloud: Cloud;
   intake: CloudIntake;
-  /** Where the intake's batches are applied (a thread of its own for a SQLite file). */
-  applier: LedgerApplier;
   ceph: CephAccess | undefined;
   engine: CaptureEngine | undefined;
   capture: CloudCapture | undefined;
@@ -216,15 +212,10 @@ export class Operator {
     }
     const url = await secrets.get(cloud.spec.amqp.urlSecretRef);
     const co = capture;
-    const applier = await ledgerApplier(ledger, co === undefined ? undefined : captureIntentsHook(name, () => this.#policies));
     const intake = await this.#o.adapters.intake(cloud, url, ledger.db, log, {
       onApplied: (n) => co?.onNotification(n),
       onOutcome: (c, source, outcome) => this.metrics.notifications.inc({ cloud: c, source, outcome }),
-    }, this.ledgerHealth, co === undefined ? undefined : (trx, n) => recordCaptureIntents(trx, n, { cloud: name, policies: () => this.#policies }), applier.apply)
-      .catch(async (err: unknown) => {
-        await applier.close();
-        throw err;
-      });
+    }, this.ledgerHealth, co === undefined ? undefined : (trx, n) => recordCaptureIntents(trx, n, { cloud: name, policies: () => this.#policies }));
     if (!this.ledgerHealth.up) await intake.consumer.pause();
     capture?.follow();
     const reconcile = await this.#reconciler(cloud, log);
@@ -234,7 +225,7 @@ export class Operator {
       cloud: name, directory, db: ledger.db, clock: this.#runtimeClock(), logger: log.child({ component: 'identity-names' }),
       ...(names === undefined ? {} : { intervalMs: names.refreshIntervalSeconds * 1000, ttlMs: names.cacheTtlSeconds * 1000 }),
     });
-    const rt: CloudRuntime = { cloud, intake, applier, ceph, engine, capture, reconcile, identityNames };
+    const rt: CloudRuntime = { cloud, intake, ceph, engine, capture, reconcile, identityNames };
     this.clouds.set(name, rt);
     if (this.#leader) await this.#lead(rt);
     return rt;
@@ -278,7 +269,6 @@ export class Operator {
     await rt.reconcile?.stop();
     await rt.identityNames?.stop();
     await rt.intake.stop();
-    await rt.applier.close();
     await rt.capture?.close();
     await rt.ceph?.close();
     this.#o.logger.info({ cloud: name }, 'cloud removed: its consumer and capture stopped');
@@ -396,7 +386,6 @@ export class Operator {
       await rt.reconcile?.stop();
       await rt.identityNames?.stop();
       await rt.intake.stop();
-      await rt.applier.close();
       await rt.capture?.close();
       await rt.ceph?.close();
     }

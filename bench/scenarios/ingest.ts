@@ -21,7 +21,6 @@ import { AmqpPublisher } from '../../operator/intake/amqp.ts';
 import { applyBatchSize, startCloudIntake } from '../../operator/intake/cloud-intake.ts';
 import type { IngestOutcome } from '../../operator/intake/pipeline.ts';
 import { migrateToLatest, openLedgerDb, type LedgerDb } from '../../operator/ledger/db.ts';
-import { ledgerApplier } from '../../operator/ledger/apply-thread.ts';
 import { Cloud, defaultExchanges, queueName } from '../../operator/resources/cloud.ts';
 import { silentLogger } from '../../operator/log.ts';
 
@@ -142,8 +141,6 @@ async function drainBare(url: string, queue: string, n: number, prefetch: number
 async function drainOperator(cloud: Cloud, url: string, ledger: LedgerDb, n: number, ctx: Context, label: string): Promise<Drain & { outcomes: Record<string, number> }> {
   const outcomes: Record<string, number> = {};
   let count = 0;
-  // As the operator applies: in a thread of its own for a SQLite file (operator/ledger/apply-thread.ts).
-  const applier = await ledgerApplier(ledger);
   const t0 = performance.now();
   const cpu = cpuMeter();
   const services = serviceCpuMeter(SERVICES);
@@ -155,13 +152,12 @@ async function drainOperator(cloud: Cloud, url: string, ledger: LedgerDb, n: num
     end = performance.now();
     series.add(end);
   };
-  const intake = await startCloudIntake(cloud, url, ledger.db, silentLogger, { onOutcome }, undefined, undefined, applier.apply);
+  const intake = await startCloudIntake(cloud, url, ledger.db, silentLogger, { onOutcome });
   const setupMs = performance.now() - t0;
   try {
     await whenDone(n, () => count, ctx, label, t0);
   } finally {
     await intake.stop();
-    await applier.close();
   }
   const seconds = (end - t0) / 1000;
   return { rate: n / seconds, seconds, setupMs, series, end, cpu: cpu(), services: services(), outcomes };

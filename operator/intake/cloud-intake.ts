@@ -4,7 +4,7 @@ import type { Kysely } from 'kysely';
 import type { LedgerSchema } from '../ledger/schema.ts';
 import type { InTransaction } from '../ledger/apply.ts';
 import { AmqpConsumer } from './amqp.ts';
-import { BatchingApplier, deliveryHandler, type BatchApply, type LedgerAvailability, type PipelineObserver } from './pipeline.ts';
+import { BatchingApplier, deliveryHandler, type LedgerAvailability, type PipelineObserver } from './pipeline.ts';
 import { defaultExchanges, queueName, type Cloud } from '../resources/cloud.ts';
 import { childLogger, type Logger } from '../log.ts';
 
@@ -16,8 +16,7 @@ export interface CloudIntake {
 /** The apply batch for a consumer prefetch: two batches in flight at once. */
 export const applyBatchSize = (prefetch: number): number => Math.max(1, Math.ceil(prefetch / 2));
 
-/** `apply`, when given, applies the batches instead (the SQLite ledger's apply thread, which runs its own `inTransaction`). */
-export async function startCloudIntake(cloud: Cloud, amqpUrl: string, db: Kysely<LedgerSchema>, logger: Logger, observer: PipelineObserver = {}, ledger?: LedgerAvailability, inTransaction?: InTransaction, apply?: BatchApply): Promise<CloudIntake> {
+export async function startCloudIntake(cloud: Cloud, amqpUrl: string, db: Kysely<LedgerSchema>, logger: Logger, observer: PipelineObserver = {}, ledger?: LedgerAvailability, inTransaction?: InTransaction): Promise<CloudIntake> {
   const name = cloud.metadata.name;
   const log = childLogger(logger, { cloud: name });
   const queue = queueName(cloud);
@@ -26,7 +25,7 @@ export async function startCloudIntake(cloud: Cloud, amqpUrl: string, db: Kysely
   // commit's acks before it sends anything (a batch of the whole prefetch
   // leaves nothing in flight during a commit, so delivery, decode and apply
   // took turns).
-  const applier = new BatchingApplier(db, { maxBatch: applyBatchSize(cloud.spec.amqp.prefetch), inTransaction, apply });
+  const applier = new BatchingApplier(db, { maxBatch: applyBatchSize(cloud.spec.amqp.prefetch), inTransaction });
   const consumer = new AmqpConsumer({
     url: amqpUrl,
     prefetch: cloud.spec.amqp.prefetch,

@@ -35,9 +35,6 @@ export interface PipelineObserver {
   onApplied?(notification: DecodedNotification): void;
 }
 
-/** Applies a batch in one transaction, outcomes in input order: applyBatch, or the SQLite ledger's apply thread. */
-export type BatchApply = (batch: readonly Recorded[]) => Promise<ApplyOutcome[]>;
-
 interface Pending {
   recorded: Recorded;
   resolve: (o: ApplyOutcome) => void;
@@ -55,13 +52,11 @@ export class BatchingApplier {
   #pending: Pending[] = [];
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> = Promise.resolve();
-  readonly #apply: BatchApply;
+  readonly #inTransaction: InTransaction | undefined;
 
-  /** With `apply`, batches go there (which runs its own InTransaction) instead of applyBatch on `db`. */
-  constructor(db: Kysely<LedgerSchema>, options: { maxBatch?: number; lingerMs?: number; inTransaction?: InTransaction | undefined; apply?: BatchApply | undefined } = {}) {
+  constructor(db: Kysely<LedgerSchema>, options: { maxBatch?: number; lingerMs?: number; inTransaction?: InTransaction | undefined } = {}) {
     this.#db = db;
-    const inTransaction = options.inTransaction;
-    this.#apply = options.apply ?? ((batch) => applyBatch(this.#db, batch, inTransaction));
+    this.#inTransaction = options.inTransaction;
     this.#maxBatch = options.maxBatch ?? 200;
     this.#lingerMs = options.lingerMs ?? 5;
   }
@@ -103,7 +98,7 @@ export class BatchingApplier {
 
   async #commit(batch: Pending[]): Promise<void> {
     try {
-      const outcomes = await this.#apply(batch.map((p) => p.recorded));
+      const outcomes = await applyBatch(this.#db, batch.map((p) => p.recorded), this.#inTransaction);
       batch.forEach((p, i) => p.resolve(outcomes[i] ?? 'applied'));
     } catch (err) {
       if (batch.length === 1) {
