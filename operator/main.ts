@@ -4,6 +4,7 @@
 // and the Kubernetes mode (kube/kube-mode.ts) is handed composeOperator.
 import { parseListen } from './http/listen.ts';
 import { once } from 'node:events';
+import { startCheckpointer, type Checkpointer } from './ledger/checkpoint-thread.ts';
 import { openLedgerDb, migrateToLatest, redactUrl } from './ledger/db.ts';
 import { waitForLedger } from './ledger/health.ts';
 import { resourcesFromManifests } from './resources/manifest-kinds.ts';
@@ -120,6 +121,7 @@ export async function runStandalone(opts: StandaloneOptions): Promise<void> {
   useAuditKeys(ledger.db, opts.auditKeys);
   const stops: Array<() => Promise<void>> = [];
   let anchorer: AuditAnchorer | undefined;
+  let checkpointer: Checkpointer | undefined;
   const operator = composeOperator({
     ledger, secrets, logger, ...(opts.orphanGraceMs === undefined ? {} : { orphanGraceMs: opts.orphanGraceMs }),
     ...(opts.bodyRetentionMs === undefined ? {} : { bodyRetentionMs: opts.bodyRetentionMs }),
@@ -128,6 +130,7 @@ export async function runStandalone(opts: StandaloneOptions): Promise<void> {
     await waitForLedger(ledger.db, { wait: opts.waitForDb ?? true, logger, signal: opts.signal, where: redactUrl(opts.dbUrl) });
     const applied = await migrateToLatest(ledger);
     logger.info({ db: redactUrl(opts.dbUrl), migrationsApplied: applied, auditKey: opts.auditKeys?.current.id ?? null, auditAnchorFile: opts.anchorFile ?? null }, 'ledger ready');
+    checkpointer = await startCheckpointer(ledger, { onEnd: (err) => logger.error({ err: err.message }, 'the ledger\'s checkpoint thread ended; commits checkpoint the WAL themselves again') });
     if (opts.auditKeys === undefined) logger.warn('no audit key (QUARANTINE_AUDIT_KEY_FILE): the audit trail is not keyed, and whoever can write the database can rewrite it');
     anchorer = new AuditAnchorer({
       db: ledger.db, keys: opts.auditKeys, logger, intervalMs: opts.anchorIntervalMs,
@@ -158,6 +161,8 @@ export async function runStandalone(opts: StandaloneOptions): Promise<void> {
     await operator.stop();
     // The last head, after everything this process wrote.
     await anchorer?.stop();
+    // After the last commits of this process.
+    await checkpointer?.stop();
     await ledger.close();
     logger.info('stopped');
   }

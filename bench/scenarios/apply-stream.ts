@@ -1,7 +1,8 @@
 // The streamed apply's own process (see runStream in apply.ts): generates the
 // ingest workload, decodes it and applies it one batch at a time, with
 // nothing held beforehand, so that its RSS is the ledger's own: Node, the
-// driver, SQLite's page cache and one batch. Run as
+// driver, SQLite's page cache and one batch, and, as the operator runs, the
+// thread that checkpoints a SQLite file's WAL (its memory counts too). Run as
 // `node [NODE OPTIONS] bench/scenarios/apply-stream.ts DB_URL N BATCH`;
 // prints `progress DONE` lines and a final `result {json}` line.
 import { performance } from 'node:perf_hooks';
@@ -9,6 +10,7 @@ import { workloadStream } from './ingest-workload.ts';
 import { prepare } from '../../operator/intake/pipeline.ts';
 import { applyBatch, type Recorded } from '../../operator/ledger/apply.ts';
 import { migrateToLatest, openLedgerDb } from '../../operator/ledger/db.ts';
+import { startCheckpointer } from '../../operator/ledger/checkpoint-thread.ts';
 
 export interface StreamResult {
   notifications: number;
@@ -24,6 +26,7 @@ async function main(url: string, n: number, batch: number): Promise<StreamResult
   const ledger = openLedgerDb(url);
   try {
     await migrateToLatest(ledger);
+    const checkpointer = await startCheckpointer(ledger);
     const startRss = process.memoryUsage.rss();
     let peakRss = startRss;
     const c0 = process.cpuUsage();
@@ -46,6 +49,7 @@ async function main(url: string, n: number, batch: number): Promise<StreamResult
       if (part.length === batch) await flush();
     }
     if (part.length > 0) await flush();
+    await checkpointer.stop();
     const seconds = (performance.now() - t0) / 1000;
     const cpu = process.cpuUsage(c0);
     const gc = (globalThis as { gc?: () => void }).gc;

@@ -22,6 +22,7 @@ import { cpuMeter } from '../lib/cpu.ts';
 import { prepare } from '../../operator/intake/pipeline.ts';
 import { applyBatch, type Recorded } from '../../operator/ledger/apply.ts';
 import { migrateToLatest, openLedgerDb, type LedgerDb } from '../../operator/ledger/db.ts';
+import { startCheckpointer } from '../../operator/ledger/checkpoint-thread.ts';
 import type { LedgerSchema } from '../../operator/ledger/schema.ts';
 import { MEMORY_ENV, NODE_MEMORY_FLAGS } from '../../operator/process-memory.ts';
 
@@ -137,7 +138,10 @@ async function runEngine(engine: Engine, ctx: Context, recorded: readonly Record
   const ledger = await open(engine, ctx, `apply_${engine}`);
   const counter = statementCounter();
   const cpu = cpuMeter();
+  // As the operator runs: a SQLite file's WAL checkpointed by a thread of its own.
+  const checkpointer = await startCheckpointer(ledger);
   const run = await applyAll(ledger.db.withPlugin(counter.plugin), recorded, batch, ctx, `${engine}: apply`);
+  await checkpointer.stop();
   const usage = cpu();
   const rate = n / run.seconds;
   const perNotification = counter.count() / n;

@@ -21,6 +21,7 @@ import { AmqpPublisher } from '../../operator/intake/amqp.ts';
 import { applyBatchSize, startCloudIntake } from '../../operator/intake/cloud-intake.ts';
 import type { IngestOutcome } from '../../operator/intake/pipeline.ts';
 import { migrateToLatest, openLedgerDb, type LedgerDb } from '../../operator/ledger/db.ts';
+import { startCheckpointer } from '../../operator/ledger/checkpoint-thread.ts';
 import { Cloud, defaultExchanges, queueName } from '../../operator/resources/cloud.ts';
 import { silentLogger } from '../../operator/log.ts';
 
@@ -141,6 +142,8 @@ async function drainBare(url: string, queue: string, n: number, prefetch: number
 async function drainOperator(cloud: Cloud, url: string, ledger: LedgerDb, n: number, ctx: Context, label: string): Promise<Drain & { outcomes: Record<string, number> }> {
   const outcomes: Record<string, number> = {};
   let count = 0;
+  // As the operator runs: a SQLite file's WAL checkpointed by a thread of its own (operator/ledger/checkpoint-thread.ts).
+  const checkpointer = await startCheckpointer(ledger);
   const t0 = performance.now();
   const cpu = cpuMeter();
   const services = serviceCpuMeter(SERVICES);
@@ -158,6 +161,7 @@ async function drainOperator(cloud: Cloud, url: string, ledger: LedgerDb, n: num
     await whenDone(n, () => count, ctx, label, t0);
   } finally {
     await intake.stop();
+    await checkpointer.stop();
   }
   const seconds = (end - t0) / 1000;
   return { rate: n / seconds, seconds, setupMs, series, end, cpu: cpu(), services: services(), outcomes };

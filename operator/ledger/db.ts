@@ -81,6 +81,8 @@ function preparing(client: PgModule.PoolClient): PostgresPoolClient {
 export interface LedgerDb {
   readonly engine: Engine;
   readonly db: Kysely<LedgerSchema>;
+  /** The SQLite ledger's file (not for `:memory:`): another connection, in another thread, may open it. */
+  readonly file?: string | undefined;
   /** Where connection errors outside any query go (a restart or failover of the server); logged-and-dropped until set. */
   onConnectionError: (err: Error) => void;
   close(): Promise<void>;
@@ -97,7 +99,7 @@ export function openLedgerDb(url: string, options: { poolSize?: number } = {}): 
       throw new LedgerUrlError(`cannot open the SQLite ledger "${target.path}": ${why} (sqlite:PATH names a file, not a directory)`);
     }
     const db = new Kysely<LedgerSchema>({ dialect: new SqliteDialect({ database }) });
-    return { engine: 'sqlite', db, onConnectionError: () => undefined, close: () => db.destroy() };
+    return { engine: 'sqlite', db, file: target.path === ':memory:' ? undefined : target.path, onConnectionError: () => undefined, close: () => db.destroy() };
   }
   const pg = requirePg();
   const pool = new pg.Pool({

@@ -35,6 +35,9 @@ function rowMaker(names: readonly string[]): (values: unknown[]) => Record<strin
   };
 }
 
+/** The connection's own checkpoint threshold (see below); checkpoint-thread.ts raises it while a thread checkpoints. */
+export const WAL_AUTOCHECKPOINT_PAGES = 16_000;
+
 class Statement implements SqliteStatement {
   readonly reader: boolean;
   readonly #stmt: StatementSync;
@@ -108,7 +111,7 @@ export class NodeSqliteDatabase implements SqliteDatabase {
     // nothing about durability changes; what moves to memory besides it are
     // temporary tables and the transient indexes of DISTINCT, GROUP BY and IN
     // (the sorter of ORDER BY keeps its own temporary files).
-    this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 16000; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY;');
+    this.#db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY;`);
   }
   prepare(sql: string): SqliteStatement {
     const cached = this.#statements.get(sql);

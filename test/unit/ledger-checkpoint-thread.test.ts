@@ -1,0 +1,56 @@
+// The SQLite ledger's checkpoint thread (operator/ledger/checkpoint-thread.ts)
+// copies the WAL into the database file while the operator's connection
+// commits, that connection's own threshold raised meanwhile and given back
+// when the thread stops.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { sql } from 'kysely';
+import { openLedgerDb, migrateToLatest } from '../../operator/ledger/db.ts';
+import { applyBatch } from '../../operator/ledger/apply.ts';
+import { startCheckpointer } from '../../operator/ledger/checkpoint-thread.ts';
+import { WAL_AUTOCHECKPOINT_PAGES } from '../../operator/ledger/sqlite-driver.ts';
+import { decodeHistory, generateHistory } from '../support/histories.ts';
+
+const threshold = async (db: Parameters<typeof applyBatch>[0]) => Number((await sql<{ wal_autocheckpoint: number }>`PRAGMA wal_autocheckpoint`.execute(db)).rows[0]?.wal_autocheckpoint);
+
+test('a second thread copies the WAL into the database file while this connection commits, and gives the threshold back', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qop-checkpoint-'));
+  const file = join(dir, 'ledger.db');
+  const ledger = openLedgerDb(`sqlite:${file}`);
+  try {
+    await migrateToLatest(ledger);
+    await sql`PRAGMA wal_checkpoint(TRUNCATE)`.execute(ledger.db);
+    const before = statSync(file).size;
+    const checkpointer = await startCheckpointer(ledger, { everyMs: 10 });
+    try {
+      assert.ok((await threshold(ledger.db)) > WAL_AUTOCHECKPOINT_PAGES, 'the connection leaves checkpoints to the thread');
+      for (let seed = 1; seed <= 3; seed++) {
+        const recorded = decodeHistory(generateHistory(seed), `c${seed}`);
+        for (let i = 0; i < recorded.length; i += 20) await applyBatch(ledger.db, recorded.slice(i, i + 20));
+      }
+      // Far below the connection's raised threshold: only the thread writes the file.
+      for (let i = 0; i < 200 && statSync(file).size <= before; i++) await sleep(25);
+      assert.ok(statSync(file).size > before, `the database file stayed at ${before} bytes`);
+    } finally {
+      await checkpointer.stop();
+    }
+    assert.equal(await threshold(ledger.db), WAL_AUTOCHECKPOINT_PAGES);
+  } finally {
+    await ledger.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('PostgreSQL and an in-memory SQLite ledger get no thread', async () => {
+  const memory = openLedgerDb('sqlite::memory:');
+  try {
+    await (await startCheckpointer(memory)).stop();
+    assert.equal(await threshold(memory.db), WAL_AUTOCHECKPOINT_PAGES);
+  } finally {
+    await memory.close();
+  }
+});
