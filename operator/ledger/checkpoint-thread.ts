@@ -14,7 +14,7 @@ import { sql } from 'kysely';
 import type { LedgerDb } from './db.ts';
 import { WAL_AUTOCHECKPOINT_PAGES } from './sqlite-driver.ts';
 
-/** 256 MiB of WAL: reached only if the checkpoint thread falls behind. */
+/** 250 MiB of WAL (4 KiB pages): reached only if the checkpoint thread falls behind. */
 const BOUND_PAGES = 64_000;
 const EVERY_MS = 200;
 
