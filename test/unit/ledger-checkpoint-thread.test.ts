@@ -45,6 +45,25 @@ test('a second thread copies the WAL into the database file while this connectio
   }
 });
 
+test('a thread that ends is reported, the connection checkpoints itself again, and stopping still returns', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qop-checkpoint-'));
+  const ledger = openLedgerDb(`sqlite:${join(dir, 'ledger.db')}`);
+  try {
+    await migrateToLatest(ledger);
+    const ends: string[] = [];
+    // A thread body that says it is ready and then ends, as a fatal error would end the real one.
+    const checkpointer = await startCheckpointer(ledger, { onEnd: (err) => ends.push(err.message), worker: new URL('../support/checkpoint-thread-ends.js', import.meta.url) });
+    for (let i = 0; i < 200 && ends.length === 0; i++) await sleep(10);
+    assert.deepEqual(ends, ['the ledger\'s checkpoint thread exited (code 3)']);
+    for (let i = 0; i < 200 && (await threshold(ledger.db)) !== WAL_AUTOCHECKPOINT_PAGES; i++) await sleep(10);
+    assert.equal(await threshold(ledger.db), WAL_AUTOCHECKPOINT_PAGES);
+    await checkpointer.stop();
+  } finally {
+    await ledger.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('PostgreSQL and an in-memory SQLite ledger get no thread', async () => {
   const memory = openLedgerDb('sqlite::memory:');
   try {
