@@ -4,7 +4,7 @@
 // and the Kubernetes mode (kube/kube-mode.ts) is handed composeOperator.
 import { parseListen } from './http/listen.ts';
 import { once } from 'node:events';
-import { startCheckpointer, type Checkpointer } from './ledger/checkpoint-thread.ts';
+import { logEnd, startCheckpointer, type Checkpointer } from './ledger/checkpoint-thread.ts';
 import { openLedgerDb, migrateToLatest, redactUrl } from './ledger/db.ts';
 import { waitForLedger } from './ledger/health.ts';
 import { resourcesFromManifests } from './resources/manifest-kinds.ts';
@@ -130,7 +130,7 @@ export async function runStandalone(opts: StandaloneOptions): Promise<void> {
     await waitForLedger(ledger.db, { wait: opts.waitForDb ?? true, logger, signal: opts.signal, where: redactUrl(opts.dbUrl) });
     const applied = await migrateToLatest(ledger);
     logger.info({ db: redactUrl(opts.dbUrl), migrationsApplied: applied, auditKey: opts.auditKeys?.current.id ?? null, auditAnchorFile: opts.anchorFile ?? null }, 'ledger ready');
-    checkpointer = await startCheckpointer(ledger, { onEnd: (err) => logger.error({ err: err.message }, 'the ledger\'s checkpoint thread ended; commits checkpoint the WAL themselves again') });
+    checkpointer = await startCheckpointer(ledger, { onEnd: logEnd(logger) });
     if (opts.auditKeys === undefined) logger.warn('no audit key (QUARANTINE_AUDIT_KEY_FILE): the audit trail is not keyed, and whoever can write the database can rewrite it');
     anchorer = new AuditAnchorer({
       db: ledger.db, keys: opts.auditKeys, logger, intervalMs: opts.anchorIntervalMs,

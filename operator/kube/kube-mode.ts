@@ -7,7 +7,7 @@ import { CloudStarter } from './cloud-starter.ts';
 import { parseListen } from '../http/listen.ts';
 import * as k8s from '@kubernetes/client-node';
 import { once } from 'node:events';
-import { startCheckpointer, type Checkpointer } from '../ledger/checkpoint-thread.ts';
+import { logEnd, startCheckpointer, type Checkpointer } from '../ledger/checkpoint-thread.ts';
 import { openLedgerDb, migrateToLatest, redactUrl } from '../ledger/db.ts';
 import { waitForLedger } from '../ledger/health.ts';
 import type { ComposeOperator, Operator } from '../operator.ts';
@@ -81,7 +81,7 @@ export async function runKubernetes(o: KubernetesOptions): Promise<void> {
     await waitForLedger(ledger.db, { wait: o.waitForDb ?? true, logger, signal: o.signal, where: redactUrl(o.dbUrl) });
     const applied = await migrateToLatest(ledger);
     logger.info({ db: redactUrl(o.dbUrl), migrationsApplied: applied, identity: o.identity, auditKey: o.auditKeys?.current.id ?? null }, 'ledger ready');
-    checkpointer = await startCheckpointer(ledger, { onEnd: (err) => logger.error({ err: err.message }, 'the ledger\'s checkpoint thread ended; commits checkpoint the WAL themselves again') });
+    checkpointer = await startCheckpointer(ledger, { onEnd: logEnd(logger) });
     if (o.auditKeys === undefined) logger.warn('no audit key (secrets.auditKey in the chart): the audit trail is not keyed, and whoever can write the database can rewrite it');
     // The head goes to the log and, as an AuditHead Event on the leader Lease, to the API server.
     const events = new EventRecorder({ sink: coreEventSink(kc), clock: systemClock, log: logger, instance: o.identity });

@@ -12,11 +12,16 @@
 import { Worker } from 'node:worker_threads';
 import { sql } from 'kysely';
 import type { LedgerDb } from './db.ts';
+import type { Logger } from '../log.ts';
 import { WAL_AUTOCHECKPOINT_PAGES } from './sqlite-driver.ts';
 
 /** 250 MiB of WAL (4 KiB pages): reached only if the checkpoint thread falls behind. */
 const BOUND_PAGES = 64_000;
 const EVERY_MS = 200;
+
+/** The operator's onEnd: the end goes to its log. */
+export const logEnd = (logger: Pick<Logger, 'error'>) => (err: Error): void =>
+  logger.error({ err: err.message }, 'the ledger\'s checkpoint thread ended; commits checkpoint the WAL themselves again');
 
 export interface Checkpointer {
   stop(): Promise<void>;

@@ -47,8 +47,9 @@ export function copyTriggersSql(engine: 'sqlite' | 'postgres', has: (column: str
     const rekeyed = 'NEW.cloud IS NOT OLD.cloud OR NEW.instance_id IS NOT OLD.instance_id';
     const fromInstance = (row: string) => `UPDATE address_intervals SET (${copies}) = (SELECT ${columns} FROM instances WHERE cloud = ${row}.cloud AND instance_id = ${row}.instance_id)
         WHERE id = ${row}.id;`;
-    const toIntervals = (value: (c: string) => string) => `UPDATE address_intervals SET (${copies}) = (${present.map((c) => value(c.column)).join(', ')})
-        WHERE cloud = OLD_OR_NEW.cloud AND instance_id = OLD_OR_NEW.instance_id;`;
+    /** Sets the copies of the intervals of the instance `row` (NEW or OLD) names, where `also` holds. */
+    const toIntervals = (value: (c: string) => string, row: 'NEW' | 'OLD', also = '') => `UPDATE address_intervals SET (${copies}) = (${present.map((c) => value(c.column)).join(', ')})
+        WHERE cloud = ${row}.cloud AND instance_id = ${row}.instance_id${also === '' ? '' : ` AND (${also})`};`;
     return [
       ...drop,
       // SQLite's triggers cannot change the row being inserted: the interval is updated after, only when its instance is known.
@@ -58,15 +59,15 @@ export function copyTriggersSql(engine: 'sqlite' | 'postgres', has: (column: str
       `CREATE TRIGGER ${TRIGGERS.intervalUpdate} AFTER UPDATE OF cloud, instance_id ON address_intervals
       BEGIN ${fromInstance('NEW')} END`,
       `CREATE TRIGGER ${TRIGGERS.instanceInsert} AFTER INSERT ON instances
-      BEGIN ${toIntervals((c) => `NEW.${c}`).replaceAll('OLD_OR_NEW', 'NEW')} END`,
+      BEGIN ${toIntervals((c) => `NEW.${c}`, 'NEW')} END`,
       // A changed key (no writer changes one) leaves the old key's intervals without an instance.
       `CREATE TRIGGER ${TRIGGERS.instanceUpdate} AFTER UPDATE ON instances WHEN ${changed} OR ${rekeyed}
       BEGIN
-        ${toIntervals(() => 'NULL').replaceAll('OLD_OR_NEW', 'OLD').replace(/;$/, ` AND (${rekeyed});`)}
-        ${toIntervals((c) => `NEW.${c}`).replaceAll('OLD_OR_NEW', 'NEW')}
+        ${toIntervals(() => 'NULL', 'OLD', rekeyed)}
+        ${toIntervals((c) => `NEW.${c}`, 'NEW')}
       END`,
       `CREATE TRIGGER ${TRIGGERS.instanceDelete} AFTER DELETE ON instances
-      BEGIN ${toIntervals(() => 'NULL').replaceAll('OLD_OR_NEW', 'OLD')} END`,
+      BEGIN ${toIntervals(() => 'NULL', 'OLD')} END`,
     ];
   }
   const into = present.map((c) => `NEW.${c.copy}`).join(', ');

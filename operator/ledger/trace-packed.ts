@@ -50,7 +50,26 @@ export interface PackedRow {
 export type TraceFields = HolderSource & { slot: string; cloud: string; kind: string };
 
 const COUNT = TRACE_FIELDS.length;
-const NAMES = TRACE_FIELDS.map((f) => f.name);
+
+/** Where a column sits in a packed row, from TRACE_COLUMNS itself. */
+function place(name: string): number {
+  const i = TRACE_FIELDS.findIndex((f) => f.name === name);
+  if (i < 0) throw new Error(`trace-packed.ts reads a trace column "${name}" that TRACE_COLUMNS does not have`);
+  return i;
+}
+const places = <const N extends readonly string[]>(names: N) => names.map(place) as { [K in keyof N]: number };
+const [CLOUD, KIND, NETWORK, PORT, MAC, PROJECT, VALID_FROM, VALID_TO, INSTANCE_ID, FROM_CERTAIN, TO_CERTAIN, NAME, INSTANCE_PROJECT, USER_ID, HOST,
+  DELETED_AT, USER_NAME, PROJECT_NAME, GONE_AFTER, GONE_BY] = places(['cloud', 'kind', 'network', 'port', 'mac', 'project', 'valid_from', 'valid_to', 'instance_id',
+  'from_certain', 'to_certain', 'name', 'instance_project', 'user_id', 'host', 'deleted_at', 'user_name', 'project_name', 'gone_after', 'gone_by']);
+
+/** A packed row's parts, or undefined where they cannot be told apart exactly (see above). */
+function parts(row: PackedRow): string[] | undefined {
+  const p = row.packed.split(SEPARATOR);
+  if (p.length !== COUNT) return undefined;
+  let empty = 0;
+  for (let i = 0; i < COUNT; i++) if (p[i] === '') empty += 1;
+  return empty === Number(row.nulls) ? p : undefined;
+}
 
 /** The rows unpacked, or undefined when any of them cannot be told apart exactly (see above). */
 export function unpackRows(rows: readonly PackedRow[]): TraceFields[] | undefined {
@@ -72,50 +91,33 @@ export function unpackRows(rows: readonly PackedRow[]): TraceFields[] | undefine
 export function packedHolders(rows: readonly PackedRow[], at: number): Holder[] | undefined {
   const out = new Array<Holder>(rows.length);
   for (let i = 0; i < rows.length; i++) {
-    const row = rows[i] as PackedRow;
-    const p = row.packed.split(SEPARATOR);
-    if (p.length !== COUNT) return undefined;
-    let empty = 0;
-    for (let k = 0; k < COUNT; k++) if (p[k] === '') empty += 1;
-    if (empty !== Number(row.nulls) || p[2] === 'router-gateway') return undefined;
+    const p = parts(rows[i] as PackedRow);
+    if (p === undefined || p[KIND] === 'router-gateway') return undefined;
     // Uncertain bounds, a gone window (both ends), names: the general path.
-    if (p[10] !== '' || p[11] !== '' || (p[23] !== '' && p[24] !== '') || p[17] !== '' || p[20] !== '') {
+    if (p[FROM_CERTAIN] !== '' || p[TO_CERTAIN] !== '' || (p[GONE_AFTER] !== '' && p[GONE_BY] !== '') || p[USER_NAME] !== '' || p[PROJECT_NAME] !== '') {
       out[i] = holderOf(fieldsOf(p), at);
     } else {
-      out[i] = usualHolder(p[0] as string, p[2] as string, text(p[3]), text(p[4]), text(p[5]), text(p[6]), Number(p[7]), epochMs(p[8]), text(p[9]),
-        text(p[12]), text(p[13]), text(p[14]), text(p[15]), epochMs(p[16]));
+      out[i] = usualHolder(p[CLOUD] as string, p[KIND] as string, text(p[NETWORK]), text(p[PORT]), text(p[MAC]), text(p[PROJECT]), Number(p[VALID_FROM]),
+        epochMs(p[VALID_TO]), text(p[INSTANCE_ID]), text(p[NAME]), text(p[INSTANCE_PROJECT]), text(p[USER_ID]), text(p[HOST]), epochMs(p[DELETED_AT]));
     }
   }
   return out;
 }
 
 export function unpackRow(row: PackedRow): TraceFields | undefined {
-  const p = row.packed.split(SEPARATOR);
-  if (p.length !== COUNT) return undefined;
-  let empty = 0;
-  for (let i = 0; i < COUNT; i++) if (p[i] === '') empty += 1;
-  if (empty !== Number(row.nulls)) return undefined;
-  return fieldsOf(p);
+  const p = parts(row);
+  return p === undefined ? undefined : fieldsOf(p);
 }
 
-/** One object literal, the same shape every time (TRACE_FIELDS is checked against its order below). */
+/** The plain row: every column by its name, bigints as numbers, empty parts as nulls. */
 function fieldsOf(p: readonly string[]): TraceFields {
-  return {
-    cloud: text(p[0]), slot: text(p[1]), kind: text(p[2]), network: text(p[3]), port: text(p[4]), mac: text(p[5]), project: text(p[6]),
-    valid_from: epochMs(p[7]), valid_to: epochMs(p[8]), instance_id: text(p[9]), from_certain: epochMs(p[10]), to_certain: epochMs(p[11]),
-    name: text(p[12]), instance_project: text(p[13]), user_id: text(p[14]), host: text(p[15]), deleted_at: epochMs(p[16]),
-    user_name: text(p[17]), user_name_source: text(p[18]), user_name_at: epochMs(p[19]),
-    project_name: text(p[20]), project_name_source: text(p[21]), project_name_at: epochMs(p[22]), gone_after: epochMs(p[23]), gone_by: epochMs(p[24]),
-  } as TraceFields;
+  const row: Record<string, string | number | null> = {};
+  for (let i = 0; i < COUNT; i++) {
+    const f = TRACE_FIELDS[i] as Field;
+    row[f.name] = f.bigint ? epochMs(p[i]) : text(p[i]);
+  }
+  return row as unknown as TraceFields;
 }
 
 const text = (v: string | undefined): string | null => (v === '' || v === undefined ? null : v);
 const epochMs = (v: string | undefined): number | null => (v === '' || v === undefined ? null : Number(v));
-
-const LITERAL_ORDER = ['cloud', 'slot', 'kind', 'network', 'port', 'mac', 'project', 'valid_from', 'valid_to', 'instance_id', 'from_certain', 'to_certain',
-  'name', 'instance_project', 'user_id', 'host', 'deleted_at', 'user_name', 'user_name_source', 'user_name_at', 'project_name', 'project_name_source',
-  'project_name_at', 'gone_after', 'gone_by'];
-const BIGINT_ORDER = [7, 8, 10, 11, 16, 19, 22, 23, 24];
-if (NAMES.join() !== LITERAL_ORDER.join() || TRACE_FIELDS.some((f, i) => f.bigint !== BIGINT_ORDER.includes(i))) {
-  throw new Error(`trace-packed.ts reads the trace columns as ${LITERAL_ORDER.join()} (bigints at ${BIGINT_ORDER.join()}), but they are ${NAMES.join()}`);
-}
