@@ -1,7 +1,10 @@
 // How the operator's process is started, for its memory. Every launcher
-// passes these: bin/quarantine, and the image's ENTRYPOINT and ENV (the
-// Dockerfile and scripts/build-image-tar.sh); test/unit/process-memory.test.ts
-// keeps them equal, and the streamed apply benchmark starts its process so.
+// passes these: bin/quarantine (the flags for `run` and `ingest`, the commands
+// that apply notifications for as long as they run; a one-shot answer such as
+// `trace log` is better served by Node's default young generation), and the
+// image's ENTRYPOINT and ENV (the Dockerfile and scripts/build-image-tar.sh);
+// test/unit/process-memory.test.ts keeps them equal, and the streamed apply
+// benchmark starts its process so.
 //
 // Measured through a streamed apply into SQLite (bench/scenarios/apply-stream.ts,
 // 40,000 notifications): with Node's defaults V8 kept a heap of 250 MB for a

@@ -31,3 +31,27 @@ test('bin/quarantine runs Node with the memory flags and, unless already set, th
   // And Node accepts the flags.
   execFileSync(`${root}node_modules/.bin/node`, [...NODE_MEMORY_FLAGS, '-e', '0']);
 });
+
+/** The flags bin/quarantine starts Node with for these arguments: a module loaded first prints them and ends the process. */
+function launchFlags(args: readonly string[]): string[] {
+  const probe = 'data:text/javascript,process.stdout.write(JSON.stringify(process.execArgv));process.exit(0)';
+  const out = execFileSync(`${root}bin/quarantine`, args, { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: `--import=${probe}` } });
+  return z.array(z.string()).parse(JSON.parse(out));
+}
+
+test('bin/quarantine keeps the small semi-spaces for the commands that apply notifications, and Node\'s default for the others', () => {
+  const applying = [['run'], ['run', '--kubernetes'], ['--db', 'sqlite:x', 'run'], ['--db=sqlite:x', 'ingest', '-'], ['--log-level', 'debug', '--log-format', 'text', 'ingest', 'f'],
+    ['--audit-key-file', 'k', 'run']];
+  for (const args of applying) assert.deepEqual(launchFlags(args), [...NODE_MEMORY_FLAGS], args.join(' '));
+  // A global option's value is not the command, even when it reads like one.
+  const oneShot = [['trace', 'log', 'x'], ['--db', 'run', 'trace', 'ip', 'a'], ['--db', 'ingest', 'case', 'report', 'c'], ['--help'], [], ['export-intervals', '--from', 'run']];
+  for (const args of oneShot) assert.deepEqual(launchFlags(args), [], args.join(' '));
+});
+
+test('bin/quarantine skips the value of every global option that takes one, and only of those', async () => {
+  const { buildProgram } = await import('../../operator/cli/program.ts');
+  const program = buildProgram({ out: () => undefined, err: () => undefined, env: {} });
+  const taking = program.options.filter((o) => o.required || o.optional).map((o) => o.long).sort();
+  const skipped = /^\s*(--[\w|-]+)\) skip=1 ;;$/m.exec(read('bin/quarantine'))?.[1]?.split('|').sort();
+  assert.deepEqual(skipped, taking);
+});
