@@ -11,30 +11,27 @@ import { storedIp } from '../domain/ip.ts';
 import { PostgresAdapter, sql, type Kysely } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
 import type { Holder } from './trace.ts';
-import { holderOf, type InstanceSource } from './trace-holder.ts';
+import { holderOf, type HolderSource } from './trace-holder.ts';
 import { OPEN_END } from './migrations.ts';
-import { INSTANCE_COPY_SELECT, OPEN_END_SQL, SPAN_BOUNDS, spanClassSql, type IntervalColumns } from './trace-index.ts';
+import { OPEN_END_SQL, SPAN_BOUNDS, spanClassSql } from './trace-index.ts';
+import { CANDIDATE_COLUMNS, CANDIDATE_FIELDS, CANDIDATE_PLACE, PACKED_CANDIDATE_COLUMNS, candidateSource, candidateValues, certainCandidateHolder,
+  type PackedRow } from './trace-packed.ts';
+import { onSqliteConnection } from './sqlite-driver.ts';
 
 export interface Probe {
   address: string;
   at: Date;
 }
 
-/** A candidate: an interval of one of the probes' addresses and the copies of its instance's columns (null where the ledger has no row for it). */
-interface Candidate extends IntervalColumns, InstanceSource {
-  /** The address's number in its chunk (rangesJson's g), rather than the address: a number per row instead of a string. */
-  g: number;
-  id: number;
-  from_certain: number | null;
-  to_certain: number | null;
-}
+// A candidate is an interval of one of the probes' addresses with the copies of its instance's columns
+// (CANDIDATE_FIELDS): the trace index carries them all (migrations 0017 and 0018), so the ranges are read
+// from index entries and nothing else. The instances were read in a second query, once per holder
+// (646,482 lookups in instances_trace for 100,000 lines at 10M); the copies cost the candidates that hold
+// no probe a few null or repeated columns each. Each row is first `g`, the number of its range's address
+// in its chunk (rangesJson's g: a number per row instead of the address), and the interval's `id`.
 
-// The interval's columns and the copies of its instance's: the trace index carries them all (migrations
-// 0017 and 0018), so the ranges are read from index entries and nothing else. The instances were read in
-// a second query, once per holder (646,482 lookups in instances_trace for 100,000 lines at 10M); the
-// copies cost the candidates that hold no probe a few null or repeated columns each.
-const CANDIDATE_COLUMNS = sql.raw(`a.id, a.cloud, a.kind, a.network, a.port, a.mac, a.project, a.valid_from, a.valid_to, a.instance_id, a.from_certain, a.to_certain,
-      ${INSTANCE_COPY_SELECT}`);
+/** Where a row's CANDIDATE_FIELDS begin, after g and id. */
+const FIELDS_AT = 2;
 
 const isPostgres = (db: Kysely<LedgerSchema>) => db.getExecutor().adapter instanceof PostgresAdapter;
 
@@ -124,12 +121,16 @@ function rangesJson(s: Sorted, from: number, to: number): string {
   return `[${out.join(',')}]`;
 }
 
-/** The candidates of the ranges (rangesJson), each with its range's address number `g`. */
-function candidatesQuery(db: Kysely<LedgerSchema>, json: string, cloud?: string) {
+/**
+ * The candidates of the ranges (rangesJson), each with its range's address number `g` and its id; the
+ * columns CANDIDATE_COLUMNS unless given (on PostgreSQL, PACKED_CANDIDATE_COLUMNS: one text a row).
+ */
+function candidatesQuery(db: Kysely<LedgerSchema>, json: string, cloud?: string, columns: string = CANDIDATE_COLUMNS) {
   const onCloud = cloud === undefined ? sql`` : sql` AND a.cloud = ${cloud}`;
+  const select = sql.raw(columns);
   if (isPostgres(db)) {
     // LATERAL, kept from being flattened by OFFSET 0: one index range per row of r, whatever the statistics say.
-    return sql<Candidate>`SELECT r.g, ${CANDIDATE_COLUMNS}
+    return sql<Record<string, unknown>>`SELECT r.g, a.id, ${select}
       FROM (SELECT v ->> 0 AS address, (v ->> 1)::integer AS cls, (v ->> 2)::bigint AS lo, (v ->> 3)::bigint AS hi, (v ->> 4)::bigint AS t, (v ->> 5)::integer AS g
         FROM json_array_elements(${json}::json) AS j(v)) AS r
       CROSS JOIN LATERAL (SELECT * FROM address_intervals AS a
@@ -138,9 +139,9 @@ function candidatesQuery(db: Kysely<LedgerSchema>, json: string, cloud?: string)
   }
   // Materialized, the ranges are read from the JSON once rather than at every index entry compared;
   // CROSS JOIN makes SQLite loop over them and look each up in the trace index.
-  return sql<Candidate>`WITH r AS MATERIALIZED (
+  return sql<Record<string, unknown>>`WITH r AS MATERIALIZED (
       SELECT value ->> 0 AS address, value ->> 1 AS cls, value ->> 2 AS lo, value ->> 3 AS hi, value ->> 4 AS t, value ->> 5 AS g FROM json_each(${json}))
-    SELECT r.g, ${CANDIDATE_COLUMNS}
+    SELECT r.g, a.id, ${select}
     FROM r
     CROSS JOIN address_intervals a
     WHERE a.address = r.address AND ${sql.raw(spanClassSql('a.'))} = r.cls AND a.valid_from > r.lo AND a.valid_from <= r.hi
@@ -168,34 +169,101 @@ async function engineOrder(db: Kysely<LedgerSchema>, values: readonly string[]):
 }
 
 /**
- * A chunk's candidates, each known by its place in the query's rows: what the
- * sweep compares, in typed arrays rather than an object per candidate (some
- * 700,000 of them at 10M, all alive until the chunk is answered, which the
- * garbage collector walked again at every collection).
+ * A chunk's candidates, each known by its place in the order they were read:
+ * what the sweep compares, in lists of numbers rather than an object per
+ * candidate, and its holder, made as its row is read, so that no row outlives
+ * its reading (some 700,000 at 10M, which the garbage collector copied at
+ * every collection until the chunk was answered).
  */
-interface Sweep {
-  rows: readonly Candidate[];
-  start: Float64Array;
+class Candidates {
+  /** The number of the candidate's address in the chunk (rangesJson's g). */
+  readonly g: number[] = [];
+  readonly id: number[] = [];
+  readonly start: number[] = [];
   /** The end, Infinity while open (no line is at or after it). */
-  end: Float64Array;
-  /** The place in the answer's order among the address's candidates. */
-  rank: Float64Array;
-  /** The holder as every line sees it, when that does not depend on the line's time (no uncertainty window). */
-  holders: Array<Holder | undefined>;
+  readonly end: number[] = [];
+  /** The candidate's cloud and kind, as places in cloudNames and kindNames: one string of each for all the rows (the holders keep them). */
+  readonly cloudOf: number[] = [];
+  readonly kindOf: number[] = [];
+  readonly cloudNames: string[] = [];
+  readonly kindNames: string[] = [];
+  readonly #clouds = new Map<string, number>();
+  readonly #kinds = new Map<string, number>();
+  /** The holder as every line sees it, when that does not depend on the line's time (no uncertainty window): shared by every line it answers. */
+  readonly holders: Array<Holder | undefined> = [];
+  /** The rows of the others, for holderOf at each line's time. */
+  readonly uncertain = new Map<number, HolderSource>();
+
+  /** A candidate from its row's values, CANDIDATE_FIELDS from v[o] on. */
+  add(g: number, id: number, v: readonly unknown[], o: number): void {
+    const i = this.g.length;
+    this.g.push(g);
+    this.id.push(id);
+    this.start.push(v[o + CANDIDATE_PLACE.validFrom] as number);
+    const end = v[o + CANDIDATE_PLACE.validTo] as number | null;
+    this.end.push(end === null ? Infinity : end);
+    const c = Candidates.#place(this.#clouds, this.cloudNames, v[o + CANDIDATE_PLACE.cloud] as string);
+    const k = Candidates.#place(this.#kinds, this.kindNames, v[o + CANDIDATE_PLACE.kind] as string);
+    this.cloudOf.push(c);
+    this.kindOf.push(k);
+    const cloud = this.cloudNames[c] as string;
+    const kind = this.kindNames[k] as string;
+    if (v[o + CANDIDATE_PLACE.fromCertain] === null && v[o + CANDIDATE_PLACE.toCertain] === null) {
+      this.holders.push(certainCandidateHolder(v, o, cloud, kind));
+    } else {
+      this.holders.push(undefined);
+      this.uncertain.set(i, { ...candidateSource(v, o), cloud, kind });
+    }
+  }
+
+  static #place(places: Map<string, number>, names: string[], name: string): number {
+    let p = places.get(name);
+    if (p === undefined) {
+      p = names.length;
+      places.set(name, p);
+      names.push(name);
+    }
+    return p;
+  }
+
+  /** Candidate i as a holder at t. Answers are read-only. */
+  holderAt(i: number, t: number): Holder {
+    return this.holders[i] ?? holderOf(this.uncertain.get(i) as HolderSource, t);
+  }
+}
+
+/** The candidates from rows of the plain columns (CANDIDATE_COLUMNS), by name. */
+function fromPlainRows(rows: ReadonlyArray<Record<string, unknown>>): Candidates {
+  const out = new Candidates();
+  for (const row of rows) out.add(Number(row['g']), Number(row['id']), CANDIDATE_FIELDS.map((f) => row[f.name]), 0);
+  return out;
 }
 
 /**
- * Candidate i as a holder at t. An interval with no uncertainty window reads
- * the same at every t, so its Holder is built once and shared by every line it
- * answers (a busy private address's holders answer many lines). Answers are
- * read-only.
+ * The candidates of the ranges in `json`. SQLite's rows are read as arrays
+ * of values, one at a time; PostgreSQL's come packed (trace-packed.ts), one
+ * text a row instead of 25 fields for node-postgres to decode, and plain
+ * where a row's packing cannot be undone exactly.
  */
-function holderAt(s: Sweep, i: number, t: number): Holder {
-  const row = s.rows[i] as Candidate;
-  // Usually the interval's project: its string, kept by the holder, instead of an equal copy.
-  if (row.instance_project === row.project) row.instance_project = row.project;
-  if (row.from_certain !== null || row.to_certain !== null) return holderOf(row, t);
-  return (s.holders[i] ??= holderOf(row, t));
+async function readCandidates(db: Kysely<LedgerSchema>, json: string, cloud: string | undefined): Promise<Candidates> {
+  if (isPostgres(db)) {
+    const packed = (await candidatesQuery(db, json, cloud, PACKED_CANDIDATE_COLUMNS).execute(db)).rows;
+    const out = new Candidates();
+    for (const row of packed) {
+      const values = candidateValues(row as unknown as PackedRow);
+      if (values === undefined) return fromPlainRows((await candidatesQuery(db, json, cloud).execute(db)).rows);
+      out.add(Number(row['g']), Number(row['id']), values, 0);
+    }
+    return out;
+  }
+  const query = candidatesQuery(db, json, cloud).compile(db);
+  const read = await onSqliteConnection(db, (connection) => {
+    const out = new Candidates();
+    connection.eachRow(query.sql, query.parameters, (v) => out.add(v[0] as number, v[1] as number, v, FIELDS_AT));
+    return out;
+  });
+  // A Kysely on another SQLite driver (none in the project) reads the plain rows.
+  return read ?? fromPlainRows((await db.executeQuery(query)).rows);
 }
 
 /** A growable list of small integers. */
@@ -243,50 +311,30 @@ export async function attribute(db: Kysely<LedgerSchema>, given: readonly Probe[
   // Each address's probes are answered together, from the intervals the index ranges of all of them
   // return, in one pass over those intervals by start; a chunk of whole addresses is one query.
   const answer = (from: number, to: number) => withSettings(db, async (q) => {
-    const rows = (await candidatesQuery(q, rangesJson(sorted, from, to), cloud).execute(q)).rows;
-    if (rows.length === 0) return;
+    const c = await readCandidates(q, rangesJson(sorted, from, to), cloud);
+    const m = c.g.length;
+    if (m === 0) return;
     // traceAddress orders holders by cloud, kind, start, id, the texts in the engine's collation.
-    // One string per cloud and per kind for all the rows, rather than a copy of the same few words per
-    // row (the driver's): the holders keep them, about 1.3 million strings at 10M that the garbage
-    // collector moved at every collection until the answer was done.
-    const cloudNames = new Map<string, string>();
-    const kindNames = new Map<string, string>();
-    for (const row of rows) {
-      const cloud = cloudNames.get(row.cloud);
-      if (cloud === undefined) cloudNames.set(row.cloud, row.cloud);
-      else row.cloud = cloud;
-      const kind = kindNames.get(row.kind);
-      if (kind === undefined) kindNames.set(row.kind, row.kind);
-      else row.kind = kind;
-    }
-    const clouds = await engineOrder(q, [...cloudNames.keys()]);
-    const kinds = await engineOrder(q, [...kindNames.keys()]);
-    const m = rows.length;
+    const clouds = await engineOrder(q, c.cloudNames);
+    const kinds = await engineOrder(q, c.kindNames);
+    const cloudRank = c.cloudNames.map((n) => clouds.get(n) as number);
+    const kindRank = c.kindNames.map((n) => kinds.get(n) as number);
     const kindCount = kinds.size;
-    const sweep: Sweep = {
-      rows,
-      start: new Float64Array(m),
-      end: new Float64Array(m),
-      rank: new Float64Array(m),
-      holders: new Array<Holder | undefined>(m),
-    };
-    const { start, end, rank } = sweep;
-    const id = new Float64Array(m);
+    const start = Float64Array.from(c.start);
+    const end = Float64Array.from(c.end);
+    const id = Float64Array.from(c.id);
+    // The (cloud, kind) group for now; the rank is completed below.
+    const rank = new Float64Array(m);
     // The candidates by address (counting sort on g): those of the chunk's g-th address at order[at[g] .. at[g + 1]).
     const at = new Int32Array(to - from + 1);
     for (let i = 0; i < m; i++) {
-      const row = rows[i] as Candidate;
-      start[i] = Number(row.valid_from);
-      end[i] = row.valid_to === null ? Infinity : Number(row.valid_to);
-      id[i] = Number(row.id);
-      // The (cloud, kind) group for now; the rank is completed below.
-      rank[i] = (clouds.get(row.cloud) as number) * kindCount + (kinds.get(row.kind) as number);
-      (at[row.g + 1] as number)++;
+      rank[i] = (cloudRank[c.cloudOf[i] as number] as number) * kindCount + (kindRank[c.kindOf[i] as number] as number);
+      (at[(c.g[i] as number) + 1] as number)++;
     }
     for (let g = 1; g < at.length; g++) (at[g] as number) += at[g - 1] as number;
     const order = new Int32Array(m);
     const fill = at.slice();
-    for (let i = 0; i < m; i++) order[(fill[(rows[i] as Candidate).g] as number)++] = i;
+    for (let i = 0; i < m; i++) order[(fill[c.g[i] as number] as number)++] = i;
     const byStart = (a: number, b: number) => (start[a] as number) - (start[b] as number) || (id[a] as number) - (id[b] as number);
     const byRank = (a: number, b: number) => (rank[a] as number) - (rank[b] as number);
     // Each probe with holders (heldAt) and its holders, in the answer's order, at held[heldEnd[j - 1] .. heldEnd[j]).
@@ -343,7 +391,7 @@ export async function attribute(db: Kysely<LedgerSchema>, given: readonly Probe[
       const t = times[k] as number;
       const stop = heldEnd.items[j] as number;
       const holders: Holder[] = [];
-      for (; p < stop; p++) holders.push(holderAt(sweep, held.items[p] as number, t));
+      for (; p < stop; p++) holders.push(c.holderAt(held.items[p] as number, t));
       found[k] = holders;
     }
   });

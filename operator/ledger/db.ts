@@ -1,10 +1,10 @@
 // Opens the ledger database named by a URL: `sqlite:PATH` (the embedded
 // default) or `postgres://…` (production, shared by every replica).
-import { Kysely, PostgresDialect, SqliteDialect, type PostgresPool, type PostgresPoolClient } from 'kysely';
+import { Kysely, PostgresDialect, type PostgresPool, type PostgresPoolClient } from 'kysely';
 import { Migrator } from 'kysely/migration';
 import { createRequire } from 'node:module';
 import type PgModule from 'pg';
-import { NodeSqliteDatabase } from './sqlite-driver.ts';
+import { NodeSqliteDatabase, NodeSqliteDialect } from './sqlite-driver.ts';
 import { migrationProvider, type Engine } from './migrations.ts';
 import { PREPARED } from './prepared.ts';
 import type { LedgerSchema } from './schema.ts';
@@ -98,7 +98,7 @@ export function openLedgerDb(url: string, options: { poolSize?: number } = {}): 
       const why = err instanceof Error ? err.message : String(err);
       throw new LedgerUrlError(`cannot open the SQLite ledger "${target.path}": ${why} (sqlite:PATH names a file, not a directory)`);
     }
-    const db = new Kysely<LedgerSchema>({ dialect: new SqliteDialect({ database }) });
+    const db = new Kysely<LedgerSchema>({ dialect: new NodeSqliteDialect(database) });
     return { engine: 'sqlite', db, file: target.path === ':memory:' ? undefined : target.path, onConnectionError: () => undefined, close: () => db.destroy() };
   }
   const pg = requirePg();

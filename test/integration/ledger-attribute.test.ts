@@ -148,6 +148,26 @@ for (const engine of engines) {
       }
     });
 
+    test('values the packed rows cannot carry (the separator, an empty text) and uncertain bounds: the same as traceAddress', async () => {
+      // PostgreSQL's candidates come packed in one text a row (trace-packed.ts); these make the chunk read the plain columns again.
+      const base = Date.parse('2021-03-01T00:00:00Z');
+      const rows: Array<Insertable<AddressIntervalsTable>> = [
+        { network: 'net\x1fodd', valid_from: base, valid_to: base + 60_000 },
+        { network: '', valid_from: base + 1_000, valid_to: null },
+        { network: 'plain', valid_from: base + 2_000, valid_to: base + 30_000, from_certain: base + 2_500, to_certain: base + 20_000 },
+        { network: 'other', valid_from: base - 5_000, valid_to: base + 10_000, instance_id: 'no-such-instance' },
+      ].map((r, n) => ({
+        cloud: 'cern', slot: `odd:${n}`, address: '10.89.0.1', kind: 'fixed', port: null, mac: null, instance_id: null, project: 'proj-odd',
+        opened_by: null, closed_by: null, ...r,
+      }));
+      await ledger.db.insertInto('address_intervals').values(rows).execute();
+      const probes = [-1, 0, 500, 1_500, 2_200, 2_600, 9_999, 10_000, 25_000, 59_999, 60_000, 90_000].map((d) => ({ address: '10.89.0.1', at: new Date(base + d) }));
+      const bulk = await attribute(ledger.db, probes);
+      for (const [i, p] of probes.entries()) assert.deepEqual(bulk[i], (await traceAddress(ledger.db, p.address, p.at)).holders, p.at.toISOString());
+      assert.deepEqual(bulk[3]?.map((h) => h.network).sort(), ['', 'net\x1fodd', 'other']);
+      assert.ok(bulk[5]?.some((h) => h.network === 'plain'), JSON.stringify(bulk[5]));
+    });
+
     test('every length class of the trace index: intervals a millisecond either side of each bound, open ones, very long ones', async () => {
       // The index reads each class only from T - bound on (trace-index.ts): a holder of any length must still be found.
       const base = Date.parse('2020-01-01T00:00:00Z');

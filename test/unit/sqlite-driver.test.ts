@@ -1,0 +1,77 @@
+// The node:sqlite driver's direct read (sqlite-driver.ts): rows as arrays of
+// values, on the connection behind a Kysely ledger, and only once Kysely has
+// given that connection to the reader, so that another caller's open
+// transaction is never read half-done.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Kysely, sql } from 'kysely';
+import { NodeSqliteDatabase, NodeSqliteDialect, onSqliteConnection } from '../../operator/ledger/sqlite-driver.ts';
+
+interface Db {
+  t: { n: number; s: string | null };
+}
+
+function open(): Kysely<Db> {
+  return new Kysely<Db>({ dialect: new NodeSqliteDialect(new NodeSqliteDatabase(':memory:')) });
+}
+
+test('eachRow hands each row over as its values, in the select list\'s order', async () => {
+  const db = open();
+  await sql`CREATE TABLE t (n INTEGER NOT NULL, s TEXT)`.execute(db);
+  await db.insertInto('t').values([{ n: 1, s: 'a' }, { n: 2, s: null }, { n: 3, s: '__proto__' }]).execute();
+  const rows = await onSqliteConnection(db, (c) => {
+    const out: unknown[][] = [];
+    c.eachRow('SELECT s, n FROM t WHERE n >= ? ORDER BY n', [2], (v) => out.push([...v]));
+    return out;
+  });
+  assert.deepEqual(rows, [[null, 2], ['__proto__', 3]]);
+  await db.destroy();
+});
+
+test('the connection is found from the ledger and from its transactions; not from another dialect', async () => {
+  const db = open();
+  await sql`CREATE TABLE t (n INTEGER NOT NULL, s TEXT)`.execute(db);
+  await db.transaction().execute(async (trx) => {
+    await trx.insertInto('t').values({ n: 7, s: 'mine' }).execute();
+    // Inside the caller's transaction, its own uncommitted row is read.
+    const seen = await onSqliteConnection<Db, unknown[]>(trx, (c) => {
+      const out: unknown[] = [];
+      c.eachRow('SELECT n FROM t', [], (v) => out.push(v[0]));
+      return out;
+    });
+    assert.deepEqual(seen, [7]);
+  });
+  const other = new Kysely<Db>({ dialect: new (await import('kysely')).SqliteDialect({ database: new NodeSqliteDatabase(':memory:') }) });
+  assert.equal(await onSqliteConnection(other, () => 'read'), undefined);
+  await other.destroy();
+  await db.destroy();
+});
+
+test('a read outside a transaction waits for another caller\'s transaction to end, and never sees its rows', async () => {
+  const db = open();
+  await sql`CREATE TABLE t (n INTEGER NOT NULL, s TEXT)`.execute(db);
+  let release = () => {};
+  const held = new Promise<void>((resolve) => { release = resolve; });
+  let inserted = () => {};
+  const insertedYet = new Promise<void>((resolve) => { inserted = resolve; });
+  const writer = db.transaction().execute(async (trx) => {
+    await trx.insertInto('t').values({ n: 1, s: 'undone' }).execute();
+    inserted();
+    await held;
+    throw new Error('rolled back');
+  }).catch((err: unknown) => err);
+  await insertedYet;
+  let done = false;
+  const reader = onSqliteConnection(db, (c) => {
+    const out: unknown[] = [];
+    c.eachRow('SELECT n FROM t', [], (v) => out.push(v[0]));
+    done = true;
+    return out;
+  });
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(done, false, 'the read ran inside the other caller\'s transaction');
+  release();
+  assert.match(String(await writer), /rolled back/);
+  assert.deepEqual(await reader, []);
+  await db.destroy();
+});
