@@ -20,7 +20,7 @@ import type { Holder } from './trace.ts';
 const SEPARATOR = '\x1f';
 
 /** A column of TRACE_COLUMNS: its SQL, the name the holder builder reads it by, and whether it is a bigint (epoch ms). */
-interface Field {
+export interface Field {
   sql: string;
   name: string;
   bigint: boolean;
@@ -37,23 +37,9 @@ export const TRACE_FIELDS: readonly Field[] = TRACE_COLUMNS.split(',').map((c) =
   return { sql, name, bigint: BIGINTS.has(name) };
 });
 
-/** A packed select list: `packed`, the fields as text with nulls empty; `nulls`, how many were null. */
-function packedSelect(fields: readonly Field[]): string {
-  return `format(E'${fields.map(() => '%s').join('\\x1f')}', ${fields.map((f) => f.sql).join(', ')}) AS packed,
-      num_nulls(${fields.map((f) => f.sql).join(', ')}) AS nulls`;
-}
-
-/** The trace's columns packed. */
-export const PACKED_TRACE_COLUMNS = packedSelect(TRACE_FIELDS);
-
-/** What attribution reads of each candidate (attribute.ts): the trace's columns but the slot. */
-export const CANDIDATE_FIELDS: readonly Field[] = TRACE_FIELDS.filter((f) => f.name !== 'slot');
-
-/** The candidate's columns packed. */
-export const PACKED_CANDIDATE_COLUMNS = packedSelect(CANDIDATE_FIELDS);
-
-/** The candidate's columns plain, each under its field's name. */
-export const CANDIDATE_COLUMNS = CANDIDATE_FIELDS.map((f) => `${f.sql} AS ${f.name}`).join(', ');
+/** The packed select list: `packed`, the columns as text with nulls empty; `nulls`, how many were null. */
+export const PACKED_TRACE_COLUMNS = `format(E'${TRACE_FIELDS.map(() => '%s').join('\\x1f')}', ${TRACE_FIELDS.map((f) => f.sql).join(', ')}) AS packed,
+      num_nulls(${TRACE_FIELDS.map((f) => f.sql).join(', ')}) AS nulls`;
 
 export interface PackedRow {
   packed: string;
@@ -77,30 +63,12 @@ const [CLOUD, KIND, NETWORK, PORT, MAC, PROJECT, VALID_FROM, VALID_TO, INSTANCE_
   'from_certain', 'to_certain', 'name', 'instance_project', 'user_id', 'host', 'deleted_at', 'user_name', 'project_name', 'gone_after', 'gone_by']);
 
 /** A packed row's parts, or undefined where they cannot be told apart exactly (see above). */
-function parts(row: PackedRow, count = COUNT): string[] | undefined {
+function parts(row: PackedRow): string[] | undefined {
   const p = row.packed.split(SEPARATOR);
-  if (p.length !== count) return undefined;
+  if (p.length !== COUNT) return undefined;
   let empty = 0;
-  for (let i = 0; i < count; i++) if (p[i] === '') empty += 1;
+  for (let i = 0; i < COUNT; i++) if (p[i] === '') empty += 1;
   return empty === Number(row.nulls) ? p : undefined;
-}
-
-/** A value as a driver returns it: text, a number (bigints as epoch ms), or null. */
-export type Value = string | number | null;
-
-/**
- * A packed candidate row (PACKED_CANDIDATE_COLUMNS) as the values of
- * CANDIDATE_FIELDS in their order, as node:sqlite would return them, or
- * undefined where it cannot be told apart exactly (see above).
- */
-export function candidateValues(row: PackedRow): Value[] | undefined {
-  const p: Value[] | undefined = parts(row, CANDIDATE_FIELDS.length);
-  if (p === undefined) return undefined;
-  for (let i = 0; i < p.length; i++) {
-    const v = p[i] as string;
-    p[i] = v === '' ? null : (CANDIDATE_FIELDS[i] as Field).bigint ? Number(v) : v;
-  }
-  return p;
 }
 
 /** The rows unpacked, or undefined when any of them cannot be told apart exactly (see above). */
@@ -153,48 +121,3 @@ function fieldsOf(p: readonly string[]): TraceFields {
 
 const text = (v: string | undefined): string | null => (v === '' || v === undefined ? null : v);
 const epochMs = (v: string | undefined): number | null => (v === '' || v === undefined ? null : Number(v));
-
-/** Where a column sits among CANDIDATE_FIELDS. */
-function candidatePlace(name: string): number {
-  const i = CANDIDATE_FIELDS.findIndex((f) => f.name === name);
-  if (i < 0) throw new Error(`trace-packed.ts reads a candidate column "${name}" that CANDIDATE_FIELDS does not have`);
-  return i;
-}
-
-/** The places of the columns attribution sorts and sweeps by. */
-export const CANDIDATE_PLACE = {
-  cloud: candidatePlace('cloud'), kind: candidatePlace('kind'), validFrom: candidatePlace('valid_from'), validTo: candidatePlace('valid_to'),
-  fromCertain: candidatePlace('from_certain'), toCertain: candidatePlace('to_certain'),
-} as const;
-
-const candidatePlaces = <const N extends readonly string[]>(names: N) => names.map(candidatePlace) as { [K in keyof N]: number };
-const [C_NETWORK, C_PORT, C_MAC, C_PROJECT, C_INSTANCE_ID, C_NAME, C_INSTANCE_PROJECT, C_USER_ID, C_HOST, C_DELETED_AT, C_USER_NAME, C_PROJECT_NAME,
-  C_GONE_AFTER, C_GONE_BY] = candidatePlaces(['network', 'port', 'mac', 'project', 'instance_id', 'name', 'instance_project', 'user_id', 'host', 'deleted_at',
-  'user_name', 'project_name', 'gone_after', 'gone_by']);
-
-/** The row of a candidate's values (CANDIDATE_FIELDS' from v[o] on), by name, as holderOf reads it. */
-export function candidateSource(v: readonly unknown[], o: number): HolderSource {
-  const row: Record<string, unknown> = {};
-  for (let i = 0; i < CANDIDATE_FIELDS.length; i++) row[(CANDIDATE_FIELDS[i] as Field).name] = v[o + i];
-  return row as unknown as HolderSource;
-}
-
-/**
- * The holder a candidate's values (CANDIDATE_FIELDS' from v[o] on) make, whose bounds are certain, so that
- * it reads the same at every instant: the usual one without a row object, the others by holderOf. The
- * cloud and kind are given, as the caller keeps one string of each; so is the interval's project for the
- * instance's where the two are equal.
- */
-export function certainCandidateHolder(v: readonly unknown[], o: number, cloud: string, kind: string): Holder {
-  const project = v[o + C_PROJECT] as string | null;
-  const instanceProject = v[o + C_INSTANCE_PROJECT] as string | null;
-  if ((v[o + C_GONE_AFTER] !== null && v[o + C_GONE_BY] !== null) || v[o + C_USER_NAME] !== null || v[o + C_PROJECT_NAME] !== null) {
-    const row = candidateSource(v, o);
-    return holderOf({ ...row, cloud, kind, instance_project: instanceProject === project ? project : instanceProject });
-  }
-  const deletedAt = v[o + C_DELETED_AT] as number | null;
-  return usualHolder(cloud, kind, v[o + C_NETWORK] as string | null, v[o + C_PORT] as string | null, v[o + C_MAC] as string | null, project,
-    v[o + CANDIDATE_PLACE.validFrom] as number, v[o + CANDIDATE_PLACE.validTo] as number | null, v[o + C_INSTANCE_ID] as string | null,
-    v[o + C_NAME] as string | null, instanceProject === project ? project : instanceProject, v[o + C_USER_ID] as string | null, v[o + C_HOST] as string | null,
-    deletedAt);
-}

@@ -148,8 +148,8 @@ for (const engine of engines) {
       }
     });
 
-    test('values the packed rows cannot carry (the separator, an empty text) and uncertain bounds: the same as traceAddress', async () => {
-      // PostgreSQL's candidates come packed in one text a row (trace-packed.ts); these make the chunk read the plain columns again.
+    test('values a packed row cannot carry (the separator, an empty text), uncertain bounds, an instance without a row: the same as traceAddress', async () => {
+      // traceAddress reads PostgreSQL's rows packed (trace-packed.ts) and these plain; attribution reads candidates as arrays of values on SQLite.
       const base = Date.parse('2021-03-01T00:00:00Z');
       const rows: Array<Insertable<AddressIntervalsTable>> = [
         { network: 'net\x1fodd', valid_from: base, valid_to: base + 60_000 },
