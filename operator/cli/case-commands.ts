@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import type { LedgerDb } from '../ledger/db.ts';
 import { renderTable } from './table.ts';
+import { writeJsonFile } from './json-out.ts';
 import { EXIT, NotFoundError, UsageError } from './errors.ts';
 import type { Io, Status } from './program.ts';
 import { os } from './os-user.ts';
@@ -80,10 +81,10 @@ export function addCaseCommands(program: Command, io: Io, status: Status, withLe
       const dir = resolve(o.dir ?? `case-${name.replace(/\//g, '_')}`);
       try {
         mkdirSync(dir, { recursive: true });
-        writeFileSync(join(dir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
+        writeJsonFile(join(dir, 'report.json'), report);
         writeFileSync(join(dir, 'report.md'), caseMarkdown(report));
         writeFileSync(join(dir, 'report.html'), caseHtml(report));
-        if (misp !== undefined) writeFileSync(join(dir, 'misp-event.json'), `${JSON.stringify(misp, null, 2)}\n`);
+        if (misp !== undefined) writeJsonFile(join(dir, 'misp-event.json'), misp);
       } catch (err) {
         throw new UsageError(`cannot write the report into ${dir}: ${err instanceof Error ? err.message : String(err)}`);
       }

@@ -12,7 +12,8 @@ import { validZone } from '../logs/time.ts';
 import type { LogOptions } from '../logs/line.ts';
 import { summarizeOwners, type Attributed, type OwnerSummary } from '../logs/owners.ts';
 import { attributionEcs } from '../report/ecs.ts';
-import { renderTable } from './table.ts';
+import { writeTable } from './table.ts';
+import { batched, writeJson } from './json-out.ts';
 import { EXIT, UsageError } from './errors.ts';
 import type { Io, Status } from './program.ts';
 
@@ -110,35 +111,13 @@ const csvCell = (v: string | number | null | undefined): string => {
   return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 };
 
-/**
- * Output lines gathered into writes of about a mebibyte: a report of 100,000
- * lines at a busy site gives some 700,000 NDJSON lines (1.1 GB), and a write
- * each cost 1.4 s of 26.
- */
-function batched(out: (s: string) => void): { line(s: string): void; end(): void } {
-  let pending: string[] = [];
-  let size = 0;
-  const flush = () => {
-    if (pending.length > 0) out(pending.join(''));
-    pending = [];
-    size = 0;
-  };
-  return {
-    line(s) {
-      pending.push(s, '\n');
-      size += s.length + 1;
-      if (size >= 1 << 20) flush();
-    },
-    end: flush,
-  };
-}
-
 function render(io: Io, a: Attribution, output: string): void {
   // Made only for the outputs of a row per holder (1.75 million pairs for a large report).
   const perHolder = () => a.lines.flatMap((l): Array<{ l: Attributed<Holder>; h: Holder | null }> => (l.holders.length === 0 ? [{ l, h: null }] : l.holders.map((h) => ({ l, h }))));
   const w = batched(io.out);
   if (output === 'json') {
-    io.out(`${JSON.stringify(attributionJson(a), null, 2)}\n`);
+    writeJson(w.write, attributionJson(a));
+    w.write('\n');
   } else if (output === 'ndjson') {
     for (const l of a.lines) w.line(JSON.stringify({ type: 'line', ...lineView(l) }));
     for (const u of a.unread) w.line(JSON.stringify({ type: 'unreadable', ...u }));
@@ -152,13 +131,13 @@ function render(io: Io, a: Attribution, output: string): void {
       w.line([l.line.source, l.line.lineNo, l.line.at.toISOString(), l.line.address, h?.cloud, h?.kind, h?.instance?.id, h?.instance?.name, h?.instance?.project ?? h?.project, h?.instance?.user, h?.instance?.host, h?.network, h?.from, h?.to].map(csvCell).join(','));
     }
   } else {
-    io.out(renderTable(['LINE', 'AT', 'ADDRESS', 'CLOUD', 'INSTANCE', 'NAME', 'PROJECT', 'USER', 'HOST'],
-      perHolder().map(({ l, h }) => [`${l.line.source}:${l.line.lineNo}`, l.line.at.toISOString(), l.line.address, h?.cloud ?? 'nobody', h?.instance?.id, h?.instance?.name, h?.instance?.project ?? h?.project, h?.instance?.user, h?.instance?.host])));
-    io.out('\nowners:\n');
-    io.out(renderTable(['CLOUD', 'PROJECT', 'USER', 'LINES', 'FIRST', 'LAST', 'INSTANCES', 'HOSTS'],
-      a.owners.map((o) => [o.cloud, o.project, o.user, o.lines, o.firstLine, o.lastLine, o.instances.map((i) => (i.name === null ? i.id : `${i.name} (${i.id})`)).join(', '), o.hosts.join(', ')])));
+    writeTable(w.line, ['LINE', 'AT', 'ADDRESS', 'CLOUD', 'INSTANCE', 'NAME', 'PROJECT', 'USER', 'HOST'],
+      perHolder().map(({ l, h }) => [`${l.line.source}:${l.line.lineNo}`, l.line.at.toISOString(), l.line.address, h?.cloud ?? 'nobody', h?.instance?.id, h?.instance?.name, h?.instance?.project ?? h?.project, h?.instance?.user, h?.instance?.host]));
+    w.write('\nowners:\n');
+    writeTable(w.line, ['CLOUD', 'PROJECT', 'USER', 'LINES', 'FIRST', 'LAST', 'INSTANCES', 'HOSTS'],
+      a.owners.map((o) => [o.cloud, o.project, o.user, o.lines, o.firstLine, o.lastLine, o.instances.map((i) => (i.name === null ? i.id : `${i.name} (${i.id})`)).join(', '), o.hosts.join(', ')]));
     const j = attributionJson(a).counts;
-    io.out(`\n${j.lines} lines: ${j.attributed} attributed, ${j.unattributed} held by nobody, ${j.unreadable} unreadable\n`);
+    w.write(`\n${j.lines} lines: ${j.attributed} attributed, ${j.unattributed} held by nobody, ${j.unreadable} unreadable\n`);
   }
   w.end();
 }
