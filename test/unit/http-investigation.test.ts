@@ -9,6 +9,7 @@ import { basename, join } from 'node:path';
 import { openLedgerDb, migrateToLatest, type LedgerDb } from '../../operator/ledger/db.ts';
 import { createMetrics } from '../../operator/http/metrics.ts';
 import { startHttp } from '../../operator/http/server.ts';
+import { MAX_POSTED_LINES } from '../../operator/http/investigation-routes.ts';
 import { silentLogger } from '../../operator/log.ts';
 import { ingestFiles } from '../../operator/cli/ingest.ts';
 import { attributeReading, readLogFiles } from '../../operator/cli/trace-log.ts';
@@ -54,6 +55,16 @@ describe('http: investigation routes', () => {
     assert.deepEqual(j.owners.map((o) => [o.user, o.lines]), [['alice', 2], ['bob', 1]]);
     assert.deepEqual(j.unreadable.map((u) => u.lineNo), [4]);
     assert.deepEqual(j.counts, { lines: 4, attributed: 3, unattributed: 0, unreadable: 1 });
+  });
+
+  test('attribution: more lines than a request takes are refused with 413, before any is attributed', async () => {
+    const lines = Array.from({ length: MAX_POSTED_LINES + 1 }, (_, i) => `10.0.0.${i % 250},2026-05-01T16:00:00Z`).join('\n');
+    const r = await fetch(`${http.url}/api/v1/attribution`, { method: 'POST', headers: auth, body: lines });
+    assert.equal(r.status, 413);
+    assert.match(((await r.json()) as { error: string }).error, /^10001 log lines, more than 10000 a request: post them in parts$/);
+    const ok = await fetch(`${http.url}/api/v1/attribution`, { method: 'POST', headers: auth, body: lines.slice(0, lines.lastIndexOf('\n')) });
+    assert.equal(ok.status, 200);
+    assert.equal(((await ok.json()) as { counts: { lines: number } }).counts.lines, MAX_POSTED_LINES);
   });
 
   test('attribution: token required, bad options 400, GET refused', async () => {
