@@ -34,16 +34,24 @@ function reference(attributed: readonly Attributed[]): OwnerSummary[] {
       o.last = Math.max(o.last, line.at.getTime());
     }
   }
-  return [...byOwner.values()]
-    .map((o) => ({
-      ...o.s,
-      instances: [...o.instances].map(([id, name]) => ({ id, name })).sort((a, b) => byText(a.id, b.id)),
-      hosts: [...o.hosts].sort(),
-      addresses: [...o.addresses].sort(),
-      firstLine: new Date(o.first).toISOString(),
-      lastLine: new Date(o.last).toISOString(),
-    }))
-    .sort((a, b) => b.lines - a.lines || byText(a.cloud, b.cloud) || byText(a.project ?? '', b.project ?? '') || byText(a.user ?? '', b.user ?? ''));
+  const summaries: OwnerSummary[] = [];
+  for (const o of byOwner.values()) {
+    const ids = [...o.instances.keys()].sort(byText);
+    summaries.push({
+      cloud: o.s.cloud, project: o.s.project, user: o.s.user,
+      instances: ids.map((id) => ({ id, name: o.instances.get(id) ?? null })),
+      hosts: [...o.hosts].sort(byText), addresses: [...o.addresses].sort(byText),
+      firstLine: new Date(o.first).toISOString(), lastLine: new Date(o.last).toISOString(), lines: o.s.lines,
+    });
+  }
+  // Most lines first; then cloud, project and user (stable: first seen first among equals).
+  const key = (o: OwnerSummary) => [o.cloud, o.project ?? '', o.user ?? ''];
+  return summaries.sort((a, b) => {
+    if (a.lines !== b.lines) return b.lines - a.lines;
+    const [ka, kb] = [key(a), key(b)];
+    for (let i = 0; i < ka.length; i++) if (ka[i] !== kb[i]) return byText(ka[i] as string, kb[i] as string);
+    return 0;
+  });
 }
 
 function randomAttribution(seed: number): Attributed[] {
