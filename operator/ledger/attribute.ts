@@ -167,9 +167,9 @@ async function engineOrder(db: Kysely<LedgerSchema>, values: readonly string[]):
 /**
  * A chunk's candidates, each known by its place in the order they were read:
  * what the sweep compares, in lists of numbers rather than an object per
- * candidate, and its holder, made as its row is read, so that no row outlives
- * its reading (some 700,000 at 10M, which the garbage collector copied at
- * every collection until the chunk was answered).
+ * candidate, and its holder, made as its row is read. On SQLite no row then
+ * outlives its reading (some 700,000 at 10M, which the garbage collector
+ * copied at every collection until the chunk was answered).
  */
 class Candidates {
   /** The number of the candidate's address in the chunk (rangesJson's g). */
@@ -250,10 +250,7 @@ async function readCandidates(db: Kysely<LedgerSchema>, json: string, cloud: str
     connection.eachRow(query.sql, query.parameters, (v) => out.add(v[0] as number, v[1] as number, v, FIELDS_AT));
     return out;
   });
-  if (read !== undefined) return read;
-  const out = new Candidates();
-  for (const row of (await db.executeQuery(query)).rows) out.add(Number(row['g']), Number(row['id']), CANDIDATE_FIELDS.map((f) => row[f.name]), 0);
-  return out;
+  return read ?? fromPlainRows((await db.executeQuery(query)).rows);
 }
 
 /** A growable list of small integers. */

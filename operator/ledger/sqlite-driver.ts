@@ -145,7 +145,7 @@ export class NodeSqliteDatabase implements SqliteDatabase {
 // dialect made: a Kysely instance and its transactions share that adapter.
 const connections = new WeakMap<object, NodeSqliteDatabase>();
 
-/** Kysely's SQLite dialect on a NodeSqliteDatabase, which sqliteConnectionOf finds again. */
+/** Kysely's SQLite dialect on a NodeSqliteDatabase, which onSqliteConnection finds again. */
 export class NodeSqliteDialect extends SqliteDialect {
   readonly #database: NodeSqliteDatabase;
   constructor(database: NodeSqliteDatabase) {
