@@ -62,17 +62,25 @@ function randomAttribution(seed: number): Attributed[] {
   const nullable = (p: number) => (r() < p ? null : pick(words));
   const instances = Array.from({ length: 1 + Math.floor(r() * 12) }, (_, i) => ({ id: `${pick(words)}-${i}`, project: nullable(0.2), user: nullable(0.3), host: nullable(0.3) }));
   const out: Attributed[] = [];
+  const made: OwnerFacts[] = [];
   const lines = Math.floor(r() * 60);
   for (let n = 0; n < lines; n++) {
     const holders: OwnerFacts[] = [];
     const count = Math.floor(r() * 5);
     for (let k = 0; k < count; k++) {
+      // Attribution shares a holder among the lines it answers: some holders here come again, the same object.
+      if (made.length > 0 && r() < 0.4) {
+        holders.push(pick(made));
+        continue;
+      }
       const i = r() < 0.2 ? null : pick(instances);
-      holders.push({
+      const h = {
         cloud: pick(['cern', 'CERN', 'desy']),
         project: nullable(0.3),
         instance: i === null ? null : { id: i.id, name: nullable(0.5), project: i.project, user: i.user, host: i.host },
-      });
+      };
+      made.push(h);
+      holders.push(h);
     }
     out.push({ line: { source: 'f', lineNo: n + 1, text: '', address: pick(['10.0.0.1', '10.0.0.2', '2001:db8::1', '188.185.1.1']), at: new Date(1_700_000_000_000 + Math.floor(r() * 1e6)) }, holders });
   }
