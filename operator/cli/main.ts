@@ -8,9 +8,15 @@ import { reserveWorkerThreads } from '../ceph/worker-threads.ts';
 reserveWorkerThreads();
 module.enableCompileCache?.();
 const { runCli } = await import('./program.ts');
-const code = await runCli(process.argv.slice(2), {
-  out: (s) => process.stdout.write(s),
-  err: (s) => process.stderr.write(s),
-  env: process.env,
-});
+const { OutputClosed, writeAll } = await import('./output-fd.ts');
+// A reader that stops reading (`| head`) ends the command quietly, as it would any other filter.
+const quietly = (fd: number) => (s: string) => {
+  try {
+    writeAll(fd, s);
+  } catch (err) {
+    if (err instanceof OutputClosed) process.exit(0);
+    throw err;
+  }
+};
+const code = await runCli(process.argv.slice(2), { out: quietly(1), err: quietly(2), env: process.env });
 process.exitCode = code;
