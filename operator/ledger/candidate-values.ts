@@ -4,8 +4,8 @@
 // 10M reads some 700,000 candidates for 100,000 lines; made into its holder
 // at once, a candidate leaves no row object for the garbage collector to copy
 // until the chunk is answered. No database code.
-import { TRACE_FIELDS, type Field } from './trace-packed.ts';
-import { holderOf, usualHolder, type HolderSource } from './trace-holder.ts';
+import { TRACE_FIELDS, placesIn, type Field } from './trace-packed.ts';
+import { holderOf, plainInstance, usualHolder, type HolderSource } from './trace-holder.ts';
 import type { Holder } from './trace.ts';
 
 /** What attribution reads of each candidate. */
@@ -14,23 +14,14 @@ export const CANDIDATE_FIELDS: readonly Field[] = TRACE_FIELDS.filter((f) => f.n
 /** The candidate's select list, each column under its field's name. */
 export const CANDIDATE_COLUMNS = CANDIDATE_FIELDS.map((f) => `${f.sql} AS ${f.name}`).join(', ');
 
-/** Where a column sits among CANDIDATE_FIELDS. */
-function candidatePlace(name: string): number {
-  const i = CANDIDATE_FIELDS.findIndex((f) => f.name === name);
-  if (i < 0) throw new Error(`candidate-values.ts reads a candidate column "${name}" that CANDIDATE_FIELDS does not have`);
-  return i;
-}
+const [CLOUD, KIND, VALID_FROM, VALID_TO, FROM_CERTAIN, TO_CERTAIN] = placesIn(CANDIDATE_FIELDS, ['cloud', 'kind', 'valid_from', 'valid_to', 'from_certain', 'to_certain']);
 
 /** The places of the columns attribution sorts and sweeps by. */
-export const CANDIDATE_PLACE = {
-  cloud: candidatePlace('cloud'), kind: candidatePlace('kind'), validFrom: candidatePlace('valid_from'), validTo: candidatePlace('valid_to'),
-  fromCertain: candidatePlace('from_certain'), toCertain: candidatePlace('to_certain'),
-} as const;
+export const CANDIDATE_PLACE = { cloud: CLOUD, kind: KIND, validFrom: VALID_FROM, validTo: VALID_TO, fromCertain: FROM_CERTAIN, toCertain: TO_CERTAIN } as const;
 
-const candidatePlaces = <const N extends readonly string[]>(names: N) => names.map(candidatePlace) as { [K in keyof N]: number };
-const [C_NETWORK, C_PORT, C_MAC, C_PROJECT, C_INSTANCE_ID, C_NAME, C_INSTANCE_PROJECT, C_USER_ID, C_HOST, C_DELETED_AT, C_USER_NAME, C_PROJECT_NAME,
-  C_GONE_AFTER, C_GONE_BY] = candidatePlaces(['network', 'port', 'mac', 'project', 'instance_id', 'name', 'instance_project', 'user_id', 'host', 'deleted_at',
-  'user_name', 'project_name', 'gone_after', 'gone_by']);
+const [NETWORK, PORT, MAC, PROJECT, INSTANCE_ID, NAME, INSTANCE_PROJECT, USER_ID, HOST, DELETED_AT, USER_NAME, PROJECT_NAME, GONE_AFTER, GONE_BY] =
+  placesIn(CANDIDATE_FIELDS, ['network', 'port', 'mac', 'project', 'instance_id', 'name', 'instance_project', 'user_id', 'host', 'deleted_at', 'user_name',
+    'project_name', 'gone_after', 'gone_by']);
 
 /** The row of a candidate's values (CANDIDATE_FIELDS' from v[o] on), by name, as holderOf reads it. */
 export function candidateSource(v: readonly unknown[], o: number): HolderSource {
@@ -46,15 +37,13 @@ export function candidateSource(v: readonly unknown[], o: number): HolderSource 
  * instance's where the two are equal.
  */
 export function certainCandidateHolder(v: readonly unknown[], o: number, cloud: string, kind: string): Holder {
-  const project = v[o + C_PROJECT] as string | null;
-  const instanceProject = v[o + C_INSTANCE_PROJECT] as string | null;
-  if ((v[o + C_GONE_AFTER] !== null && v[o + C_GONE_BY] !== null) || v[o + C_USER_NAME] !== null || v[o + C_PROJECT_NAME] !== null) {
+  const project = v[o + PROJECT] as string | null;
+  const instanceProject = v[o + INSTANCE_PROJECT] as string | null;
+  if (!plainInstance(v[o + GONE_AFTER], v[o + GONE_BY], v[o + USER_NAME], v[o + PROJECT_NAME])) {
     const row = candidateSource(v, o);
     return holderOf({ ...row, cloud, kind, instance_project: instanceProject === project ? project : instanceProject });
   }
-  const deletedAt = v[o + C_DELETED_AT] as number | null;
-  return usualHolder(cloud, kind, v[o + C_NETWORK] as string | null, v[o + C_PORT] as string | null, v[o + C_MAC] as string | null, project,
-    v[o + CANDIDATE_PLACE.validFrom] as number, v[o + CANDIDATE_PLACE.validTo] as number | null, v[o + C_INSTANCE_ID] as string | null,
-    v[o + C_NAME] as string | null, instanceProject === project ? project : instanceProject, v[o + C_USER_ID] as string | null, v[o + C_HOST] as string | null,
-    deletedAt);
+  return usualHolder(cloud, kind, v[o + NETWORK] as string | null, v[o + PORT] as string | null, v[o + MAC] as string | null, project,
+    v[o + VALID_FROM] as number, v[o + VALID_TO] as number | null, v[o + INSTANCE_ID] as string | null, v[o + NAME] as string | null,
+    instanceProject === project ? project : instanceProject, v[o + USER_ID] as string | null, v[o + HOST] as string | null, v[o + DELETED_AT] as number | null);
 }

@@ -72,11 +72,15 @@ export function usualHolder(cloud: string, kind: string, network: string | null,
 
 const given = (v: unknown): boolean => v !== null && v !== undefined;
 
+/** Whether an instance's copies make the usual holder's instance: no owner names, no gone window (both ends). Absent reads as null. */
+export const plainInstance = (goneAfter: unknown, goneBy: unknown, userName: unknown, projectName: unknown): boolean =>
+  !(given(goneAfter) && given(goneBy)) && !given(userName) && !given(projectName);
+
 /** The holder an interval row with its instance's copies makes at `at` (without `at`, no uncertainty flag). */
 export function holderOf(r: HolderSource, at?: number): Holder {
   const fromCertain = num(r.from_certain);
   const toCertain = num(r.to_certain);
-  if (fromCertain === null && toCertain === null && !(given(r.gone_after) && given(r.gone_by)) && !given(r.user_name) && !given(r.project_name)) {
+  if (fromCertain === null && toCertain === null && plainInstance(r.gone_after, r.gone_by, r.user_name, r.project_name)) {
     return usualHolder(r.cloud, r.kind, r.network, r.port, r.mac, r.project, Number(r.valid_from), num(r.valid_to), r.instance_id,
       r.name ?? null, r.instance_project ?? null, r.user_id ?? null, r.host ?? null, num(r.deleted_at));
   }

@@ -51,15 +51,18 @@ export type TraceFields = HolderSource & { slot: string; cloud: string; kind: st
 
 const COUNT = TRACE_FIELDS.length;
 
-/** Where a column sits in a packed row, from TRACE_COLUMNS itself. */
-function place(name: string): number {
-  const i = TRACE_FIELDS.findIndex((f) => f.name === name);
-  if (i < 0) throw new Error(`trace-packed.ts reads a trace column "${name}" that TRACE_COLUMNS does not have`);
-  return i;
+/** Where the named columns sit among `fields` (checked when the module loads: a name missing is a programming error). */
+export function placesIn<const N extends readonly string[]>(fields: readonly Field[], names: N): { [K in keyof N]: number } {
+  return names.map((name) => {
+    const i = fields.findIndex((f) => f.name === name);
+    if (i < 0) throw new Error(`a column "${name}" that the select list (${fields.map((f) => f.name).join(', ')}) does not have`);
+    return i;
+  }) as { [K in keyof N]: number };
 }
-const places = <const N extends readonly string[]>(names: N) => names.map(place) as { [K in keyof N]: number };
+
+// Where each column sits in a packed row, from TRACE_COLUMNS itself.
 const [CLOUD, KIND, NETWORK, PORT, MAC, PROJECT, VALID_FROM, VALID_TO, INSTANCE_ID, FROM_CERTAIN, TO_CERTAIN, NAME, INSTANCE_PROJECT, USER_ID, HOST,
-  DELETED_AT, USER_NAME, PROJECT_NAME, GONE_AFTER, GONE_BY] = places(['cloud', 'kind', 'network', 'port', 'mac', 'project', 'valid_from', 'valid_to', 'instance_id',
+  DELETED_AT, USER_NAME, PROJECT_NAME, GONE_AFTER, GONE_BY] = placesIn(TRACE_FIELDS, ['cloud', 'kind', 'network', 'port', 'mac', 'project', 'valid_from', 'valid_to', 'instance_id',
   'from_certain', 'to_certain', 'name', 'instance_project', 'user_id', 'host', 'deleted_at', 'user_name', 'project_name', 'gone_after', 'gone_by']);
 
 /** A packed row's parts, or undefined where they cannot be told apart exactly (see above). */
