@@ -22,6 +22,7 @@ import { applyBatchSize, startCloudIntake } from '../../operator/intake/cloud-in
 import type { IngestOutcome } from '../../operator/intake/pipeline.ts';
 import { migrateToLatest, openLedgerDb, type LedgerDb } from '../../operator/ledger/db.ts';
 import { startCheckpointer } from '../../operator/ledger/checkpoint-thread.ts';
+import { pendingDerivation } from '../../operator/ledger/derive-pending.ts';
 import { Cloud, defaultExchanges, queueName } from '../../operator/resources/cloud.ts';
 import { silentLogger } from '../../operator/log.ts';
 
@@ -139,7 +140,7 @@ async function drainBare(url: string, queue: string, n: number, prefetch: number
   }
 }
 
-async function drainOperator(cloud: Cloud, url: string, ledger: LedgerDb, n: number, ctx: Context, label: string): Promise<Drain & { outcomes: Record<string, number> }> {
+async function drainOperator(cloud: Cloud, url: string, ledger: LedgerDb, n: number, ctx: Context, label: string): Promise<Drain & { outcomes: Record<string, number>; derivedAfterLastAckMs: number }> {
   const outcomes: Record<string, number> = {};
   let count = 0;
   // As the operator runs: a SQLite file's WAL checkpointed by a thread of its own (operator/ledger/checkpoint-thread.ts).
@@ -157,14 +158,20 @@ async function drainOperator(cloud: Cloud, url: string, ledger: LedgerDb, n: num
   };
   const intake = await startCloudIntake(cloud, url, ledger.db, silentLogger, { onOutcome });
   const setupMs = performance.now() - t0;
+  let lastAck: number;
   try {
     await whenDone(n, () => count, ctx, label, t0);
+    lastAck = end;
+    // Done when every notification is acknowledged and derived: the intake leaves derivation to passes of its own
+    // (derive-pending.ts), the last of which runs once deliveries stop.
+    while ((await pendingDerivation(ledger.db)).rows > 0) await new Promise((resolve) => setTimeout(resolve, 2));
+    end = Math.max(end, performance.now());
   } finally {
     await intake.stop();
     await checkpointer.stop();
   }
   const seconds = (end - t0) / 1000;
-  return { rate: n / seconds, seconds, setupMs, series, end, cpu: cpu(), services: services(), outcomes };
+  return { rate: n / seconds, seconds, setupMs, series, end, cpu: cpu(), services: services(), outcomes, derivedAfterLastAckMs: end - lastAck };
 }
 
 /**
@@ -272,7 +279,7 @@ async function runEngine(engine: Engine, ctx: Context, messages: readonly WireMe
     ? await countingPgQueries(() => drainOperator(cloud, url, ledger, n, ctx, `${engine}: operator intake`))
     : { result: await drainOperator(cloud, url, ledger, n, ctx, `${engine}: operator intake`), queries: undefined };
   const op = drained.result;
-  ctx.progress.log(`${engine}: operator intake ${Math.round(op.rate)}/s`);
+  ctx.progress.log(`${engine}: operator intake ${Math.round(op.rate)}/s (acknowledged and derived; the last pass ended ${Math.round(op.derivedAfterLastAckMs)} ms after the last ack)`);
   let roundTrip = '';
   const pgParams: Record<string, number> = {};
   if (drained.queries !== undefined) {
@@ -308,7 +315,7 @@ async function runEngine(engine: Engine, ctx: Context, messages: readonly WireMe
     target: { op: '>=', value: TARGETS[engine] },
     params: {
       notifications: n, prefetch, applyBatch: applyBatchSize(prefetch), backlog: 'pre-published', persistent: true,
-      seconds: round(op.seconds, 2), steadyRatePerS: steady, setupMs: Math.round(op.setupMs),
+      seconds: round(op.seconds, 2), steadyRatePerS: steady, setupMs: Math.round(op.setupMs), derivedAfterLastAckMs: Math.round(op.derivedAfterLastAckMs),
       operatorProcessCpuPct: op.cpu.processPct, machineCpuPct: op.cpu.machinePct, brokerCpuPct: op.services['beam.smp'], postgresCpuPct: op.services['postgres'], outcomes: op.outcomes, ledgerRows: counts,
       ceilingSeconds: round(bare.seconds, 2), ceilingProcessCpuPct: bare.cpu.processPct, publishRatePerS: Math.round(publishRate),
       ...pgParams,

@@ -2,6 +2,7 @@
 // owner, host, every address it held, and who deleted it when.
 import type { Kysely } from 'kysely';
 import type { LedgerSchema } from '../ledger/schema.ts';
+import { deriveAll } from '../ledger/derive-pending.ts';
 import type { InstanceFacts } from '../domain/policy.ts';
 import type { CaptureRequest } from './engine.ts';
 
@@ -14,6 +15,8 @@ export async function instanceFacts(db: Kysely<LedgerSchema>, cloud: string, ins
 }
 
 export async function provenanceOf(db: Kysely<LedgerSchema>, cloud: string, instanceId: string, messageId: string | null): Promise<CaptureRequest['provenance']> {
+  // The addresses as of every notification applied so far, the deletion's included (derive-pending.ts).
+  await deriveAll(db, { cloud });
   const r = await db.selectFrom('instances').selectAll().where('cloud', '=', cloud).where('instance_id', '=', instanceId).executeTakeFirst();
   const addresses = await db.selectFrom('address_intervals').selectAll().where('cloud', '=', cloud).where('instance_id', '=', instanceId).orderBy('valid_from').execute();
   return {

@@ -143,6 +143,16 @@ export function createMetrics(db: Kysely<LedgerSchema>, sources: MetricSources):
     },
   });
   new Gauge({
+    name: 'quarantine_derivation_lag_seconds', help: 'Per cloud, how long ago the oldest batch of applied notifications whose address intervals a derivation pass has not yet made was committed; 0 when none waits.', labelNames: ['cloud'] as const, registers: [registry],
+    async collect() {
+      this.reset();
+      for (const cloud of clouds) this.set({ cloud }, 0);
+      const rows = await db.selectFrom('derive_pending').select(['cloud', (eb) => eb.fn.min<number>('recorded_at').as('oldest')]).groupBy('cloud').execute();
+      const now = Date.now();
+      for (const r of rows) if (r.oldest !== null) this.set({ cloud: r.cloud }, Math.max(0, (now - Number(r.oldest)) / 1000));
+    },
+  });
+  new Gauge({
     name: 'quarantine_isolation_copy_differs', help: 'Per cloud, quarantines whose copy, resumed after a crash, differs from the capture digest (isolation copy-differs): evidence for a person to look at.', labelNames: ['cloud'] as const, registers: [registry],
     async collect() {
       this.reset();

@@ -8,6 +8,7 @@ import type { Kysely } from 'kysely';
 import type { LedgerSchema } from '../ledger/schema.ts';
 import type { Metrics } from './metrics.ts';
 import { traceAddress } from '../ledger/trace.ts';
+import { deriveAll } from '../ledger/derive-pending.ts';
 import { canonicalIp } from '../domain/ip.ts';
 import { parseOffsetTime } from '../domain/instant.ts';
 import { instanceHistory } from '../ledger/instance-history.ts';
@@ -49,6 +50,8 @@ export async function startHttp(o: HttpOptions): Promise<{ server: Server; url: 
       return send(res, 401, { error: 'a valid bearer token is required' });
     }
     const parts = url.pathname.split('/').filter((p) => p !== '');
+    // Whatever the intake has acknowledged is in the answer: intervals it left to a derivation pass are derived first.
+    await deriveAll(o.db);
     // /api/v1/trace/ip?address=&at=[&cloud=]
     if (parts[2] === 'trace' && parts[3] === 'ip' && parts.length === 4) {
       const address = url.searchParams.get('address') ?? '';

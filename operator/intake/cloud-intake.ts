@@ -5,6 +5,7 @@ import type { LedgerSchema } from '../ledger/schema.ts';
 import type { InTransaction } from '../ledger/apply.ts';
 import { AmqpConsumer } from './amqp.ts';
 import { BatchingApplier, deliveryHandler, type LedgerAvailability, type PipelineObserver } from './pipeline.ts';
+import { deriveAll } from '../ledger/derive-pending.ts';
 import { defaultExchanges, queueName, type Cloud } from '../resources/cloud.ts';
 import { childLogger, type Logger } from '../log.ts';
 
@@ -16,6 +17,15 @@ export interface CloudIntake {
 /** The apply batch for a consumer prefetch: two batches in flight at once. */
 export const applyBatchSize = (prefetch: number): number => Math.max(1, Math.ceil(prefetch / 2));
 
+/**
+ * How far the intervals may lag behind what the intake has acknowledged
+ * while it is busy (derivation passes, see pipeline.ts): about a second of
+ * batches is derived at once. Once deliveries pause for DERIVE_IDLE_MS, a
+ * pass runs at once.
+ */
+export const DERIVE_MAX_LAG_MS = 1000;
+export const DERIVE_IDLE_MS = 50;
+
 export async function startCloudIntake(cloud: Cloud, amqpUrl: string, db: Kysely<LedgerSchema>, logger: Logger, observer: PipelineObserver = {}, ledger?: LedgerAvailability, inTransaction?: InTransaction): Promise<CloudIntake> {
   const name = cloud.metadata.name;
   const log = childLogger(logger, { cloud: name });
@@ -25,7 +35,18 @@ export async function startCloudIntake(cloud: Cloud, amqpUrl: string, db: Kysely
   // commit's acks before it sends anything (a batch of the whole prefetch
   // leaves nothing in flight during a commit, so delivery, decode and apply
   // took turns).
-  const applier = new BatchingApplier(db, { maxBatch: applyBatchSize(cloud.spec.amqp.prefetch), inTransaction });
+  const applier = new BatchingApplier(db, {
+    maxBatch: applyBatchSize(cloud.spec.amqp.prefetch),
+    inTransaction,
+    derivation: {
+      maxLagMs: DERIVE_MAX_LAG_MS,
+      idleMs: DERIVE_IDLE_MS,
+      pass: () => deriveAll(db, { cloud: name }),
+      onError: (err) => log.warn({ err: err instanceof Error ? err.message : String(err) }, 'deriving the intervals of applied notifications failed; they stay pending and are derived again'),
+    },
+  });
+  // What batches committed before a stop or crash left to derive.
+  void applier.derivePending();
   const consumer = new AmqpConsumer({
     url: amqpUrl,
     prefetch: cloud.spec.amqp.prefetch,

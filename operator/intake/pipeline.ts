@@ -35,6 +35,25 @@ export interface PipelineObserver {
   onApplied?(notification: DecodedNotification): void;
 }
 
+/**
+ * Derivation left to passes of its own (operator/ledger/derive-pending.ts):
+ * each batch records what it touched, and a pass derives the union of all
+ * batches since the last one. A pass runs, between batches, once no delivery
+ * has arrived for `idleMs`, or once the oldest batch not yet derived is
+ * `maxLagMs` old however busy the intake is: that bounds how far the
+ * intervals lag behind what has been acknowledged.
+ */
+export interface DeferredDerivation {
+  maxLagMs: number;
+  idleMs: number;
+  /** Derives everything pending for this intake's cloud. */
+  pass: () => Promise<unknown>;
+  /** Epoch milliseconds: the batches' recorded time and the lag. */
+  now?: () => number;
+  /** A pass that failed; what it had to derive stays pending for the next. */
+  onError?: (err: unknown) => void;
+}
+
 interface Pending {
   recorded: Recorded;
   resolve: (o: ApplyOutcome) => void;
@@ -53,15 +72,24 @@ export class BatchingApplier {
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> = Promise.resolve();
   readonly #inTransaction: InTransaction | undefined;
+  readonly #derivation: DeferredDerivation | undefined;
+  readonly #now: () => number;
+  /** When the oldest batch not yet derived committed; undefined when every batch is derived. */
+  #underivedSince: number | undefined;
+  #lastArrival = 0;
+  #idleTimer: NodeJS.Timeout | undefined;
 
-  constructor(db: Kysely<LedgerSchema>, options: { maxBatch?: number; lingerMs?: number; inTransaction?: InTransaction | undefined } = {}) {
+  constructor(db: Kysely<LedgerSchema>, options: { maxBatch?: number; lingerMs?: number; inTransaction?: InTransaction | undefined; derivation?: DeferredDerivation | undefined } = {}) {
     this.#db = db;
     this.#inTransaction = options.inTransaction;
     this.#maxBatch = options.maxBatch ?? 200;
     this.#lingerMs = options.lingerMs ?? 5;
+    this.#derivation = options.derivation;
+    this.#now = options.derivation?.now ?? Date.now;
   }
 
   apply(recorded: Recorded): Promise<ApplyOutcome> {
+    this.#lastArrival = this.#now();
     return new Promise((resolve, reject) => {
       this.#pending.push({ recorded, resolve, reject });
       if (this.#pending.length >= this.#maxBatch) this.#flushSoon(0);
@@ -94,11 +122,14 @@ export class BatchingApplier {
     if (batch.length === 0) return;
     if (this.#pending.length > 0) this.#running = this.#running.then(() => this.#next());
     await this.#commit(batch);
+    await this.#afterBatch();
   }
 
   async #commit(batch: Pending[]): Promise<void> {
     try {
-      const outcomes = await applyBatch(this.#db, batch.map((p) => p.recorded), this.#inTransaction);
+      const deferred = this.#derivation === undefined ? {} : { deferDerivation: { at: this.#now() } };
+      const outcomes = await applyBatch(this.#db, batch.map((p) => p.recorded), this.#inTransaction, deferred);
+      if (this.#derivation !== undefined) this.#underivedSince ??= this.#now();
       batch.forEach((p, i) => p.resolve(outcomes[i] ?? 'applied'));
     } catch (err) {
       if (batch.length === 1) {
@@ -111,13 +142,71 @@ export class BatchingApplier {
     }
   }
 
+  /** Between batches: a pass when the lag reached its bound, else one once deliveries pause. */
+  async #afterBatch(): Promise<void> {
+    const d = this.#derivation;
+    if (d === undefined || this.#underivedSince === undefined) return;
+    if (this.#now() - this.#underivedSince >= d.maxLagMs) await this.#derive();
+    else this.#armIdle(d.idleMs);
+  }
+
+  #armIdle(delay: number): void {
+    if (this.#idleTimer !== undefined) clearTimeout(this.#idleTimer);
+    this.#idleTimer = setTimeout(() => {
+      this.#idleTimer = undefined;
+      if (this.#underivedSince === undefined) return;
+      const quiet = this.#now() - this.#lastArrival;
+      const idleMs = this.#derivation?.idleMs ?? 0;
+      // A batch waiting, or deliveries still arriving: the batch's end arms this again.
+      if (this.#pending.length > 0) return;
+      if (quiet < idleMs) {
+        this.#armIdle(idleMs - quiet);
+        return;
+      }
+      this.#running = this.#running.then(() => this.#derive());
+    }, delay);
+  }
+
+  /** Derives what the batches so far left pending; a failure leaves it pending and is retried after maxLagMs. */
+  async #derive(): Promise<void> {
+    const d = this.#derivation;
+    if (d === undefined) return;
+    const since = this.#underivedSince;
+    this.#underivedSince = undefined;
+    try {
+      await d.pass();
+    } catch (err) {
+      this.#underivedSince = since ?? this.#now();
+      d.onError?.(err);
+      this.#armIdle(d.maxLagMs);
+    }
+  }
+
+  /** Schedules a pass over whatever is pending, e.g. batches committed before a restart. */
+  derivePending(): Promise<void> {
+    this.#underivedSince ??= this.#now();
+    this.#running = this.#running.then(() => this.#derive());
+    return this.#running;
+  }
+
+  /** Applies what is waiting, then, with deferred derivation, derives everything pending. */
   async drain(): Promise<void> {
     if (this.#timer !== undefined) {
       clearTimeout(this.#timer);
       this.#timer = undefined;
     }
+    if (this.#idleTimer !== undefined) {
+      clearTimeout(this.#idleTimer);
+      this.#idleTimer = undefined;
+    }
     this.#running = this.#running.then(async () => {
       while (this.#pending.length > 0) await this.#commit(this.#pending.splice(0, this.#maxBatch));
+      if (this.#underivedSince !== undefined) await this.#derive();
+      // A failed pass re-armed its retry: at the end nothing may keep the process alive.
+      if (this.#idleTimer !== undefined) {
+        clearTimeout(this.#idleTimer);
+        this.#idleTimer = undefined;
+      }
     });
     await this.#running;
   }

@@ -24,6 +24,7 @@ import type { NameSource } from '../domain/owner-names.ts';
 import * as pgSets from './pg-sets.ts';
 import * as sqliteSets from './sqlite-sets.ts';
 import { pieces, slices } from './pieces.ts';
+import { recordPending } from './derive-pending.ts';
 
 export type ApplyOutcome = 'applied' | 'duplicate' | 'ignored';
 
@@ -42,8 +43,18 @@ export interface Recorded {
  */
 export type InTransaction = (trx: Kysely<LedgerSchema>, n: DecodedNotification) => Promise<unknown>;
 
+export interface ApplyOptions {
+  /**
+   * Record what the batch touched for a later derivation pass
+   * (derive-pending.ts), stamped with this time, instead of deriving it in
+   * the batch's transaction. The intake's way: a pass derives the union of
+   * many batches once.
+   */
+  deferDerivation?: { at: number } | undefined;
+}
+
 /** Applies a batch in one transaction; outcomes are in input order. */
-export async function applyBatch(db: Kysely<LedgerSchema>, batch: readonly Recorded[], inTransaction?: InTransaction): Promise<ApplyOutcome[]> {
+export async function applyBatch(db: Kysely<LedgerSchema>, batch: readonly Recorded[], inTransaction?: InTransaction, options: ApplyOptions = {}): Promise<ApplyOutcome[]> {
   return db.transaction().execute(async (trx) => {
     const fresh = await recordNotifications(trx, batch);
     const out: ApplyOutcome[] = [];
@@ -69,8 +80,12 @@ export async function applyBatch(db: Kysely<LedgerSchema>, batch: readonly Recor
     await flush(trx, buf);
     // Legacy reports placed by MAC join their port's slots once both are recorded.
     await adoptMacSlots(trx, buf.macs, byCloud);
-    for (const [cloud, t] of byCloud) await rederive(trx, cloud, t);
-    // After the batch's effects, derived intervals included.
+    const deferred = options.deferDerivation;
+    for (const [cloud, t] of byCloud) {
+      if (deferred === undefined) await rederive(trx, cloud, t);
+      else await recordPending(trx, cloud, t, deferred.at);
+    }
+    // After the batch's effects (derived intervals included, unless deferred): capture intents read instances.
     if (inTransaction !== undefined) for (const r of applied) await inTransaction(trx, r.notification);
     return out;
   });

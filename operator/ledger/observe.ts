@@ -13,6 +13,7 @@ import type {
 } from '../domain/inventory.ts';
 import { storedIp } from '../domain/ip.ts';
 import { rederive, touchSlot, touched } from './derive.ts';
+import { deriveAll } from './derive-pending.ts';
 import type { NameSource } from '../domain/owner-names.ts';
 
 /** One holder of one slot, as a listing shows it. */
@@ -151,6 +152,8 @@ function kindOf(k: string): DriftKind {
  */
 export async function observePage(db: Kysely<LedgerSchema>, pass: Pass, at: number, observations: readonly Observation[], seen: Seen, drift: Drift): Promise<void> {
   for (const o of observations) seen.add(o);
+  // Compared with the intervals of every notification applied so far.
+  await deriveAll(db, { cloud: pass.cloud });
   for (let i = 0; i < observations.length; i += CHUNK) {
     const chunk = observations.slice(i, i + CHUNK);
     await db.transaction().execute(async (trx) => {
@@ -184,6 +187,7 @@ export async function observePage(db: Kysely<LedgerSchema>, pass: Pass, at: numb
  * `unseen` fact at `at` (the listing's end).
  */
 export async function closeUnseen(db: Kysely<LedgerSchema>, pass: Pass, at: number, seen: Seen, drift: Drift): Promise<void> {
+  await deriveAll(db, { cloud: pass.cloud });
   for (const [lo, hi] of COVERED[pass.listing]) {
     let after = -1;
     for (;;) {

@@ -84,6 +84,18 @@ export interface SlotSnapshotsTable {
 }
 
 /**
+ * A batch's facts recorded and not yet derived into intervals
+ * (derive-pending.ts): what it touched, as JSON, deleted when derived.
+ */
+export interface DerivePendingTable {
+  id: Generated<number>;
+  cloud: string;
+  /** When the batch committed (epoch ms): the age of the oldest row is how far the intervals lag. */
+  recorded_at: number;
+  touched: string;
+}
+
+/**
  * Copies of the instance's columns the trace shows (migration 0018,
  * instance-copies.ts), kept by triggers: read, never written by the code.
  * Null where the ledger has no row for the instance.
@@ -365,4 +377,5 @@ export interface LedgerSchema {
   transfers: TransfersTable;
   slot_snapshots: SlotSnapshotsTable;
   routers: RoutersTable;
+  derive_pending: DerivePendingTable;
 }

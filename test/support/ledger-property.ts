@@ -5,8 +5,9 @@
 import type { Kysely } from 'kysely';
 import type { LedgerSchema } from '../../operator/ledger/schema.ts';
 import { applyBatch } from '../../operator/ledger/apply.ts';
+import { deriveAll, derivePass } from '../../operator/ledger/derive-pending.ts';
 import { traceAddress } from '../../operator/ledger/trace.ts';
-import { generateHistory, labels, schedules, truthAt } from './histories.ts';
+import { generateHistory, labels, rng, schedules, truthAt } from './histories.ts';
 import { decodeRaw } from './cloud-messages.ts';
 
 export interface Mismatch {
@@ -20,14 +21,30 @@ export interface Mismatch {
 
 let run = 0;
 
+/**
+ * How batches are derived: in their own transaction (`now`), or left to
+ * derivation passes (`deferred`, as the intake does) run after a random
+ * choice of batches and once more before the questions.
+ */
+export type Derivation = 'now' | 'deferred';
+
 /** Applies every schedule of history `seed` into clouds of its own and returns where answers differ from the truth. */
-export async function checkSeed(db: Kysely<LedgerSchema>, seed: number, steps = 40): Promise<Mismatch[]> {
+export async function checkSeed(db: Kysely<LedgerSchema>, seed: number, steps = 40, derivation: Derivation = 'now'): Promise<Mismatch[]> {
   const h = generateHistory(seed, steps);
   const out: Mismatch[] = [];
   run += 1;
+  const passHere = rng(seed * 7919 + 17);
   for (const [k, s] of schedules(h, seed).entries()) {
-    const cloud = `p${run}-s${seed}-${k}`;
-    for (const batch of s.batches) await applyBatch(db, batch.map((m) => decodeRaw(m, cloud)));
+    const cloud = `p${run}-s${seed}-${k}${derivation === 'deferred' ? '-d' : ''}`;
+    for (const batch of s.batches) {
+      const recorded = batch.map((m) => decodeRaw(m, cloud));
+      if (derivation === 'now') await applyBatch(db, recorded);
+      else {
+        await applyBatch(db, recorded, undefined, { deferDerivation: { at: h.queries[0]?.at ?? 0 } });
+        if (passHere() < 0.3) await derivePass(db, { cloud });
+      }
+    }
+    if (derivation === 'deferred') await deriveAll(db, { cloud });
     for (const q of h.queries) {
       const actual = labels(await traceAddress(db, q.address, new Date(q.at), cloud));
       const expected = truthAt(h, q.address, q.at);

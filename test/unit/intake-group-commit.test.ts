@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { openLedgerDb, migrateToLatest } from '../../operator/ledger/db.ts';
 import { BatchingApplier } from '../../operator/intake/pipeline.ts';
+import { deriveAll, pendingDerivation } from '../../operator/ledger/derive-pending.ts';
 import { at, fixed, instanceEvent, notification } from '../support/events.ts';
 
 test('deliveries arriving during a slow commit are applied together, in order, each once', async () => {
@@ -46,6 +47,100 @@ test('deliveries arriving during a slow commit are applied together, in order, e
     assert.ok(Math.max(...batches) <= 100, 'no batch beyond maxBatch');
     const rows = await ledger.db.selectFrom('notifications').select('message_id').orderBy('id').execute();
     assert.deepEqual(rows.map((r) => r.message_id), Array.from({ length: N }, (_, i) => `m-${i}`), 'committed in arrival order');
+  } finally {
+    await ledger.close();
+  }
+});
+
+const trickle = async (applier: BatchingApplier, from: number, count: number, gapMs: number): Promise<Array<Promise<string>>> => {
+  const out: Array<Promise<string>> = [];
+  for (let i = from; i < from + count; i++) {
+    const n = notification([instanceEvent('create.end', { id: `vm-${i}` }, [fixed(`10.1.${i >> 8}.${i & 255}`, `port-${i}`)])], at(i), { messageId: `d-${i}` });
+    out.push(applier.apply({ notification: n, body: '{}' }));
+    if (gapMs > 0) await sleep(gapMs);
+  }
+  return out;
+};
+
+test('with derivation left to passes, a pass runs once deliveries pause, and while they do not, at least every maxLagMs but not after every batch', async () => {
+  const ledger = openLedgerDb('sqlite::memory:');
+  try {
+    await migrateToLatest(ledger);
+    let passes = 0;
+    let batches = 0;
+    const counted = new Set<unknown>();
+    const applier = new BatchingApplier(ledger.db, {
+      maxBatch: 5, lingerMs: 1,
+      inTransaction: async (trx) => {
+        if (!counted.has(trx)) {
+          counted.add(trx);
+          batches += 1;
+        }
+      },
+      derivation: { maxLagMs: 60, idleMs: 30, pass: async () => { passes += 1; await deriveAll(ledger.db); } },
+    });
+    // A steady trickle: never idle for 30 ms, so only the lag bound starts passes.
+    const steady = await trickle(applier, 0, 150, 2);
+    await Promise.all(steady);
+    const during = passes;
+    assert.ok(during >= 2, `${during} passes during ${batches} batches`);
+    assert.ok(during < batches / 2, `${during} passes for ${batches} batches: passes must take several batches at once`);
+    // Then a pause: the rest is derived without a drain.
+    for (let waited = 0; (await pendingDerivation(ledger.db)).rows > 0; waited += 5) {
+      assert.ok(waited < 5_000, 'derived once deliveries paused');
+      await sleep(5);
+    }
+    const held = await ledger.db.selectFrom('address_intervals').select('address').where('address', 'like', '10.1.%').execute();
+    assert.equal(held.length, 150);
+    await applier.drain();
+  } finally {
+    await ledger.close();
+  }
+});
+
+test('a pass that fails is reported and tried again; drain derives what is left', async () => {
+  const ledger = openLedgerDb('sqlite::memory:');
+  try {
+    await migrateToLatest(ledger);
+    const errors: string[] = [];
+    let failing = true;
+    const applier = new BatchingApplier(ledger.db, {
+      maxBatch: 10, lingerMs: 1,
+      derivation: {
+        maxLagMs: 20, idleMs: 5,
+        pass: async () => {
+          if (failing) throw new Error('ledger unavailable');
+          await deriveAll(ledger.db);
+        },
+        onError: (err) => errors.push(err instanceof Error ? err.message : String(err)),
+      },
+    });
+    await Promise.all(await trickle(applier, 0, 20, 0));
+    for (let waited = 0; errors.length < 2; waited += 5) {
+      assert.ok(waited < 5_000, 'the failed pass is tried again');
+      await sleep(5);
+    }
+    assert.equal((await pendingDerivation(ledger.db)).rows > 0, true, 'nothing derived while passes fail');
+    failing = false;
+    await applier.drain();
+    assert.deepEqual(await pendingDerivation(ledger.db), { rows: 0, oldestAt: null });
+    assert.equal((await ledger.db.selectFrom('address_intervals').select('id').execute()).length, 20);
+  } finally {
+    await ledger.close();
+  }
+});
+
+test('derivePending derives what batches before a restart left', async () => {
+  const ledger = openLedgerDb('sqlite::memory:');
+  try {
+    await migrateToLatest(ledger);
+    const before = new BatchingApplier(ledger.db, { maxBatch: 10, lingerMs: 1, derivation: { maxLagMs: 60_000, idleMs: 60_000, pass: async () => undefined } });
+    await Promise.all(await trickle(before, 0, 12, 0));
+    assert.ok((await pendingDerivation(ledger.db)).rows > 0);
+    const after = new BatchingApplier(ledger.db, { derivation: { maxLagMs: 60_000, idleMs: 60_000, pass: () => deriveAll(ledger.db) } });
+    await after.derivePending();
+    assert.deepEqual(await pendingDerivation(ledger.db), { rows: 0, oldestAt: null });
+    assert.equal((await ledger.db.selectFrom('address_intervals').select('id').execute()).length, 12);
   } finally {
     await ledger.close();
   }

@@ -7,6 +7,7 @@ import type { Kysely } from 'kysely';
 import type { LedgerSchema } from '../../ledger/schema.ts';
 import type { QuarantineCase } from '../../resources/case.ts';
 import { attribute } from '../../ledger/attribute.ts';
+import { deriveAll } from '../../ledger/derive-pending.ts';
 import { readLog, type LogLine, type UnreadLine } from '../../logs/read.ts';
 import { validZone } from '../../logs/time.ts';
 import { summarizeOwners } from '../../logs/owners.ts';
@@ -21,6 +22,8 @@ export function caseController(db: Kysely<LedgerSchema>): Controller<QuarantineC
     kind: 'QuarantineCase',
     async reconcile(c, ctx) {
       const name = caseNameOf(c);
+      // The attribution sees every notification acknowledged so far (derive-pending.ts).
+      await deriveAll(db, { cloud: c.spec.cloud });
       let stored = await getCase(db, name);
       if (stored === undefined) {
         const lines: LogLine[] = [];
