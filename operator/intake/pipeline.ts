@@ -54,6 +54,8 @@ export interface DeferredDerivation {
   onError?: (err: unknown) => void;
 }
 
+const MAX_DERIVE_RETRY_MS = 60_000;
+
 interface Pending {
   recorded: Recorded;
   resolve: (o: ApplyOutcome) => void;
@@ -78,6 +80,7 @@ export class BatchingApplier {
   #underivedSince: number | undefined;
   #lastArrival = 0;
   #idleTimer: NodeJS.Timeout | undefined;
+  #retryMs = 0;
 
   constructor(db: Kysely<LedgerSchema>, options: { maxBatch?: number; lingerMs?: number; inTransaction?: InTransaction | undefined; derivation?: DeferredDerivation | undefined } = {}) {
     this.#db = db;
@@ -167,7 +170,11 @@ export class BatchingApplier {
     }, delay);
   }
 
-  /** Derives what the batches so far left pending; a failure leaves it pending and is retried after maxLagMs. */
+  /**
+   * Derives what the batches so far left pending. A failure leaves it
+   * pending and is tried again after maxLagMs, then after twice as long each
+   * time up to a minute (a ledger outage is reported, not once a second).
+   */
   async #derive(): Promise<void> {
     const d = this.#derivation;
     if (d === undefined) return;
@@ -175,10 +182,12 @@ export class BatchingApplier {
     this.#underivedSince = undefined;
     try {
       await d.pass();
+      this.#retryMs = 0;
     } catch (err) {
       this.#underivedSince = since ?? this.#now();
       d.onError?.(err);
-      this.#armIdle(d.maxLagMs);
+      this.#retryMs = Math.min(MAX_DERIVE_RETRY_MS, Math.max(d.maxLagMs, this.#retryMs * 2));
+      this.#armIdle(this.#retryMs);
     }
   }
 

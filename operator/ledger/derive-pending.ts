@@ -56,8 +56,8 @@ export async function recordPending(trx: Kysely<LedgerSchema>, cloud: string, t:
   await trx.insertInto('derive_pending').values({ cloud, recorded_at: recordedAt, touched: encodeTouched(t) }).execute();
 }
 
-/** Rows per pass: each holds a batch's keys, so a pass after a long backlog holds a bounded set in memory. */
-const PASS_ROWS = 100;
+/** Rows per pass (each a batch of the intake, up to some hundreds of notifications): what a pass reads and derives at once after a long backlog stays bounded, as the operator's memory must. */
+const PASS_ROWS = 25;
 /** Any value: derivation passes on PostgreSQL take it for their transaction (audit.ts uses another). */
 const DERIVE_LOCK = 0x71_6f_70_64;
 
