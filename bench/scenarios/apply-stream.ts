@@ -1,5 +1,6 @@
 // The streamed apply's own process (see runStream in apply.ts): generates the
-// ingest workload, decodes it and applies it one batch at a time, with
+// ingest workload, decodes it and applies it one batch at a time as the
+// intake does (derivation passes, bench/lib/intake-apply.ts), with
 // nothing held beforehand, so that its RSS is the ledger's own: Node, the
 // driver, SQLite's page cache and one batch, and, as the operator runs, the
 // thread that checkpoints a SQLite file's WAL (its memory counts too). Run as
@@ -8,7 +9,8 @@
 import { performance } from 'node:perf_hooks';
 import { workloadStream } from './ingest-workload.ts';
 import { prepare } from '../../operator/intake/pipeline.ts';
-import { applyBatch, type Recorded } from '../../operator/ledger/apply.ts';
+import type { Recorded } from '../../operator/ledger/apply.ts';
+import { intakeApply } from '../lib/intake-apply.ts';
 import { migrateToLatest, openLedgerDb } from '../../operator/ledger/db.ts';
 import { startCheckpointer } from '../../operator/ledger/checkpoint-thread.ts';
 
@@ -33,8 +35,10 @@ async function main(url: string, n: number, batch: number): Promise<StreamResult
     const t0 = performance.now();
     let done = 0;
     let part: Recorded[] = [];
+    // As the intake applies: derivation in passes over the batches of about a second.
+    const intake = intakeApply(ledger.db);
     const flush = async () => {
-      await applyBatch(ledger.db, part);
+      await intake.apply(part);
       done += part.length;
       part = [];
       peakRss = Math.max(peakRss, process.memoryUsage.rss());
@@ -49,6 +53,7 @@ async function main(url: string, n: number, batch: number): Promise<StreamResult
       if (part.length === batch) await flush();
     }
     if (part.length > 0) await flush();
+    await intake.finish();
     await checkpointer.stop();
     const seconds = (performance.now() - t0) / 1000;
     const cpu = process.cpuUsage(c0);

@@ -1,6 +1,8 @@
 // The ledger's apply path on its own: the ingest workload decoded once, then
-// applied with applyBatch in batches of the intake's size, in this process,
-// into SQLite (file) and PostgreSQL. Without the broker this is the most the
+// applied in batches of the intake's size as the intake applies them (each
+// batch's derivation left to a pass over about a second of batches,
+// bench/lib/intake-apply.ts), in this process, into SQLite (file) and
+// PostgreSQL. Without the broker this is the most the
 // intake can reach; the statements counted per notification do not depend on
 // how loaded the machine is, the rates do.
 //
@@ -20,7 +22,8 @@ import type { StreamResult } from './apply-stream.ts';
 import { round } from '../lib/stats.ts';
 import { cpuMeter } from '../lib/cpu.ts';
 import { prepare } from '../../operator/intake/pipeline.ts';
-import { applyBatch, type Recorded } from '../../operator/ledger/apply.ts';
+import type { Recorded } from '../../operator/ledger/apply.ts';
+import { intakeApply } from '../lib/intake-apply.ts';
 import { migrateToLatest, openLedgerDb, type LedgerDb } from '../../operator/ledger/db.ts';
 import { startCheckpointer } from '../../operator/ledger/checkpoint-thread.ts';
 import type { LedgerSchema } from '../../operator/ledger/schema.ts';
@@ -104,13 +107,16 @@ async function applyAll(db: Kysely<LedgerSchema>, recorded: readonly Recorded[],
   const startRss = process.memoryUsage.rss();
   let peakRss = startRss;
   const t0 = performance.now();
+  // As the intake applies: derivation in passes over the batches of about a second.
+  const intake = intakeApply(db);
   for (let i = 0; i < recorded.length; i += batch) {
-    await applyBatch(db, recorded.slice(i, i + batch));
+    await intake.apply(recorded.slice(i, i + batch));
     if ((i / batch) % 25 === 0) {
       peakRss = Math.max(peakRss, process.memoryUsage.rss());
       ctx.progress.update(`${label}: ${i + batch}/${recorded.length} (${Math.round((i + batch) / ((performance.now() - t0) / 1000))}/s)`);
     }
   }
+  await intake.finish();
   return { seconds: (performance.now() - t0) / 1000, peakRss: Math.max(peakRss, process.memoryUsage.rss()), startRss };
 }
 
@@ -253,7 +259,7 @@ async function runStream(engine: Engine, ctx: Context, n: number, batch: number,
 export const apply: Scenario = {
   name: 'apply',
   description:
-    'The ledger apply path alone (decoded notifications, applyBatch in batches of the intake size, in this process), into SQLite (file) and PostgreSQL: ' +
+    'The ledger apply path alone (decoded notifications in batches of the intake size, derived by passes as the intake does, in this process), into SQLite (file) and PostgreSQL: ' +
     'notifications/s, statements per notification, the RSS it adds and bytes per million notifications. The ceiling is writing the notifications and their bodies alone.',
   params: [
     { name: 'apply-n', description: 'notifications per engine', default: '50000' },
