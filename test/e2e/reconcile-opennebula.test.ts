@@ -25,6 +25,7 @@ import type { RbdTool } from '../sim/rbd-tool.ts';
 import { rng } from '../support/histories.ts';
 import { FakeBlockStore } from '../support/fake-block-store.ts';
 import { requireEnv, uniqueSuffix } from '../support/env.ts';
+import { untilDerived } from '../support/derived.ts';
 
 const amqpUrl = requireEnv('QTEST_AMQP_URL');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -99,6 +100,7 @@ async function run(lossPercent: number, seed: number) {
       if (Date.now() > deadline) throw new Error(`only ${last} of ${sent} hook messages consumed`);
       await sleep(50);
     }
+    await untilDerived(ledger.db, name);
 
     const truth = new Map<string, string[]>();
     for (const id of one.vmIds()) {

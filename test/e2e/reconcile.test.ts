@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { composeOperator } from '../../operator/main.ts';
 import { openLedgerDb, migrateToLatest } from '../../operator/ledger/db.ts';
 import { traceAddress } from '../../operator/ledger/trace.ts';
+import { untilDerived } from '../support/derived.ts';
 import { traceDirect } from '../../operator/ledger/trace-direct.ts';
 import { latestPasses } from '../../operator/ledger/observe.ts';
 import { reconciledStatus } from '../../operator/reconcile/condition.ts';
@@ -116,6 +117,7 @@ async function run(s: Scenario) {
       if (Date.now() > deadline) throw new Error(`only ${n} of ${published} notifications consumed`);
       await sleep(50);
     }
+    await untilDerived(ledger.db, name);
     await sleep(20);
 
     // The truth: what Neutron holds now, and every address ever used.
