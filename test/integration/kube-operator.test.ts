@@ -24,6 +24,7 @@ import { createTestDatabase, type TestDatabase } from '../support/pg.ts';
 import { requireEnv, uniqueSuffix } from '../support/env.ts';
 import { novaInstance, type VmSpec } from '../sim/openstack-messages.ts';
 import { purgeImage } from '../sim/disks.ts';
+import { untilDerived } from '../support/derived.ts';
 
 const GROUP = 'quarantine.forensics.dev';
 const VERSION = 'v1alpha1';
@@ -147,6 +148,7 @@ describe('Kubernetes mode, two replicas', () => {
     await pub.confirmed();
     await pub.close();
     await until(async () => Number((await ledger.db.selectFrom('notifications').select((eb) => eb.fn.countAll<number>().as('n')).where('cloud', '=', cloudName).executeTakeFirstOrThrow()).n) === N, 'all notifications applied');
+    await untilDerived(ledger.db, cloudName);
     const intervals = Number((await ledger.db.selectFrom('address_intervals').select((eb) => eb.fn.countAll<number>().as('n')).where('cloud', '=', cloudName).executeTakeFirstOrThrow()).n);
     assert.equal(intervals, N);
     const perReplica = replicas.map((r) => r.operator.metrics.notifications);
