@@ -35,5 +35,5 @@ ENV NODE_ENV=production
 # Memory: see operator/process-memory.ts (two malloc arenas, small V8 semi-spaces).
 ENV MALLOC_ARENA_MAX=2
 EXPOSE 8080
-ENTRYPOINT ["node", "--max-semi-space-size=8", "/app/operator/cli/main.ts"]
+ENTRYPOINT ["node", "--max-semi-space-size=8", "--heap-growing-percent=30", "/app/operator/cli/main.ts"]
 CMD ["run", "--kubernetes"]

