@@ -36,7 +36,7 @@ async function main(url: string, n: number, batch: number): Promise<StreamResult
     let done = 0;
     let part: Recorded[] = [];
     // As the intake applies: derivation in passes over the batches of about a second.
-    const intake = intakeApply(ledger.db);
+    const intake = intakeApply(ledger.db, batch);
     const flush = async () => {
       await intake.apply(part);
       done += part.length;

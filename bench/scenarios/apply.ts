@@ -108,7 +108,7 @@ async function applyAll(db: Kysely<LedgerSchema>, recorded: readonly Recorded[],
   let peakRss = startRss;
   const t0 = performance.now();
   // As the intake applies: derivation in passes over the batches of about a second.
-  const intake = intakeApply(db);
+  const intake = intakeApply(db, batch);
   for (let i = 0; i < recorded.length; i += batch) {
     await intake.apply(recorded.slice(i, i + batch));
     if ((i / batch) % 25 === 0) {

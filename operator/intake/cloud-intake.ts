@@ -4,7 +4,7 @@ import type { Kysely } from 'kysely';
 import type { LedgerSchema } from '../ledger/schema.ts';
 import type { InTransaction } from '../ledger/apply.ts';
 import { AmqpConsumer } from './amqp.ts';
-import { BatchingApplier, deliveryHandler, type LedgerAvailability, type PipelineObserver } from './pipeline.ts';
+import { BatchingApplier, deliveryHandler, type DeferredDerivation, type LedgerAvailability, type PipelineObserver } from './pipeline.ts';
 import { deriveAll } from '../ledger/derive-pending.ts';
 import { defaultExchanges, queueName, type Cloud } from '../resources/cloud.ts';
 import { childLogger, type Logger } from '../log.ts';
@@ -26,6 +26,11 @@ export const applyBatchSize = (prefetch: number): number => Math.max(1, Math.cei
 export const DERIVE_MAX_LAG_MS = 1000;
 export const DERIVE_IDLE_MS = 50;
 
+/** The intake's derivation passes for `cloud` (all clouds when undefined), a failed pass reported to `onError`. */
+export function intakeDerivation(db: Kysely<LedgerSchema>, cloud: string | undefined, onError?: (err: unknown) => void): DeferredDerivation {
+  return { maxLagMs: DERIVE_MAX_LAG_MS, idleMs: DERIVE_IDLE_MS, pass: () => deriveAll(db, { cloud }), ...(onError === undefined ? {} : { onError }) };
+}
+
 export async function startCloudIntake(cloud: Cloud, amqpUrl: string, db: Kysely<LedgerSchema>, logger: Logger, observer: PipelineObserver = {}, ledger?: LedgerAvailability, inTransaction?: InTransaction): Promise<CloudIntake> {
   const name = cloud.metadata.name;
   const log = childLogger(logger, { cloud: name });
@@ -38,12 +43,8 @@ export async function startCloudIntake(cloud: Cloud, amqpUrl: string, db: Kysely
   const applier = new BatchingApplier(db, {
     maxBatch: applyBatchSize(cloud.spec.amqp.prefetch),
     inTransaction,
-    derivation: {
-      maxLagMs: DERIVE_MAX_LAG_MS,
-      idleMs: DERIVE_IDLE_MS,
-      pass: () => deriveAll(db, { cloud: name }),
-      onError: (err) => log.warn({ err: err instanceof Error ? err.message : String(err) }, 'deriving the intervals of applied notifications failed; they stay pending and are derived again'),
-    },
+    derivation: intakeDerivation(db, name, (err) =>
+      log.warn({ err: err instanceof Error ? err.message : String(err) }, 'deriving the intervals of applied notifications failed; they stay pending and are derived again')),
   });
   // What batches committed before a stop or crash left to derive.
   void applier.derivePending();

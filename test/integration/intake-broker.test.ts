@@ -12,7 +12,7 @@ import { once } from 'node:events';
 import { runStandalone } from '../../operator/main.ts';
 import { openLedgerDb } from '../../operator/ledger/db.ts';
 import { traceAddress } from '../../operator/ledger/trace.ts';
-import { pendingDerivation } from '../../operator/ledger/derive-pending.ts';
+import { untilDerived } from '../support/derived.ts';
 import { AmqpPublisher, REASON_HEADER } from '../../operator/intake/amqp.ts';
 import { silentLogger } from '../../operator/log.ts';
 import { requireEnv, uniqueSuffix } from '../support/env.ts';
@@ -62,18 +62,6 @@ async function until(cond: () => Promise<boolean>, what: string, ms = 30_000): P
   while (!(await cond())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await sleep(50);
-  }
-}
-
-/** Nothing the intake applied is waiting for its derivation pass (operator/ledger/derive-pending.ts). */
-async function derived(db: string): Promise<boolean> {
-  const l = openLedgerDb(db);
-  try {
-    return (await pendingDerivation(l.db)).rows === 0;
-  } catch {
-    return false;
-  } finally {
-    await l.close();
   }
 }
 
@@ -127,9 +115,10 @@ describe('intake from the real broker', () => {
     pub.publish(s.nova, 'notifications.error', '{"oslo.version": "2.0", "oslo.message": "{\\"event_type\\": 42"}', { messageId: 'broken-1' });
     await pub.confirmed();
 
-    await until(async () => (await notificationCount(s.db)) === 4 && (await derived(s.db)), 'four notifications in the ledger, derived');
+    await until(async () => (await notificationCount(s.db)) === 4, 'four notifications in the ledger');
     const l = openLedgerDb(s.db);
     try {
+      await untilDerived(l.db);
       const t = await traceAddress(l.db, '188.185.194.218', at(90));
       assert.deepEqual(t.holders.map((h) => [h.cloud, h.kind, h.instance?.id, h.instance?.user]), [[s.cloud, 'floating', a.id, a.user]]);
       const later = await traceAddress(l.db, '188.185.194.218', at(121));
@@ -173,9 +162,10 @@ describe('intake from the real broker', () => {
     // A resend by the publisher (oslo reuses the message id) is applied once.
     pub2.publish(s.nova, 'versioned_notifications.info', novaInstance(vm(7), 'create.end', at(7), { messageId: 'm-7' }));
     await pub2.confirmed();
-    await until(async () => (await notificationCount(s.db)) === N && (await derived(s.db)), `${N} notifications in the ledger, derived`);
+    await until(async () => (await notificationCount(s.db)) === N, `${N} notifications in the ledger`);
     const l = openLedgerDb(s.db);
     try {
+      await untilDerived(l.db);
       const intervals = await l.db.selectFrom('address_intervals').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
       assert.equal(Number(intervals.n), N, 'one fixed-address interval per instance, none doubled');
       const instances = await l.db.selectFrom('instances').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();

@@ -40,7 +40,7 @@ export async function checkSeed(db: Kysely<LedgerSchema>, seed: number, steps = 
       const recorded = batch.map((m) => decodeRaw(m, cloud));
       if (derivation === 'now') await applyBatch(db, recorded);
       else {
-        await applyBatch(db, recorded, undefined, { deferDerivation: { at: h.queries[0]?.at ?? 0 } });
+        await applyBatch(db, recorded, undefined, { deferDerivation: { at: 0 } });
         if (passHere() < 0.3) await derivePass(db, { cloud });
       }
     }
