@@ -16,7 +16,6 @@ import { z } from 'zod';
 import type { LedgerSchema } from './schema.ts';
 import { EVER, lowerTo, rederive, touched, type Touched } from './derive.ts';
 import * as pgSets from './pg-sets.ts';
-import { pieces } from './pieces.ts';
 
 // EVER (-Infinity) has no JSON form: it is written as null.
 const at = z.number().nullable().transform((v) => v ?? EVER);
@@ -88,7 +87,7 @@ export async function derivePass(db: Kysely<LedgerSchema>, options: { cloud?: st
       mergeTouched(t, parseTouched(r.touched));
     }
     for (const [cloud, t] of byCloud) await rederive(trx, cloud, t);
-    for (const part of pieces(rows.map((r) => r.id), 500)) await trx.deleteFrom('derive_pending').where('id', 'in', part).execute();
+    await trx.deleteFrom('derive_pending').where('id', 'in', rows.map((r) => r.id)).execute();
     return { rows: rows.length };
   });
 }
