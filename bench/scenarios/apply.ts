@@ -264,7 +264,7 @@ export const apply: Scenario = {
   params: [
     { name: 'apply-n', description: 'notifications per engine', default: '50000' },
     { name: 'apply-engines', description: 'comma-separated: sqlite, postgres', default: 'sqlite,postgres' },
-    { name: 'apply-batch', description: 'notifications per applyBatch call (the intake\'s batch at the Cloud prefetch default)', default: '400' },
+    { name: 'apply-batch', description: 'notifications per applyBatch call (the intake\'s batch at the Cloud prefetch default)', default: '800' },
     { name: 'apply-stream-n', description: 'notifications for the streamed apply (generated, decoded and applied a batch at a time, for peak RSS); 0 skips it', default: '0' },
     { name: 'apply-stream-engines', description: 'comma-separated engines for the streamed apply', default: 'sqlite' },
     { name: 'apply-stream-node-options', description: 'space-separated Node options for the streamed apply\'s process instead of the operator\'s own (operator/process-memory.ts), e.g. --max-old-space-size=128; "none" for Node\'s defaults', default: '' },

@@ -334,7 +334,7 @@ export const ingest: Scenario = {
   params: [
     { name: 'ingest-n', description: 'notifications per engine', default: '50000' },
     { name: 'ingest-engines', description: 'comma-separated: sqlite, postgres', default: 'sqlite,postgres' },
-    { name: 'ingest-prefetch', description: 'consumer prefetch; the apply batch is half of it (the Cloud default)', default: '800' },
+    { name: 'ingest-prefetch', description: 'consumer prefetch; the apply batch is half of it (the Cloud default)', default: '1600' },
   ],
   async run(ctx) {
     const n = Number(ctx.param('ingest-n'));

@@ -18,6 +18,18 @@ export interface CloudIntake {
 export const applyBatchSize = (prefetch: number): number => Math.max(1, Math.ceil(prefetch / 2));
 
 /**
+ * How long the first delivery of a batch waits for others before the batch is
+ * applied, unless the batch fills first. A commit costs about the same for
+ * 300 notifications as for 800 (its WAL frames are mostly the leaves of
+ * random-key indexes, shared by the batch's keys), and right after a commit
+ * the broker is still sending what the commit's acks made room for: with 5 ms
+ * the intake took batches of 250 on average out of 400 it could have, with
+ * 25 ms 300–350 (alternated ingest runs in BENCHMARKS.md). At a trickle, a
+ * notification is committed 25 ms later.
+ */
+export const APPLY_LINGER_MS = 25;
+
+/**
  * How far the intervals may lag behind what the intake has acknowledged
  * while it is busy (derivation passes, see pipeline.ts): about a second of
  * batches is derived at once. Once deliveries pause for DERIVE_IDLE_MS, a
@@ -42,6 +54,7 @@ export async function startCloudIntake(cloud: Cloud, amqpUrl: string, db: Kysely
   // took turns).
   const applier = new BatchingApplier(db, {
     maxBatch: applyBatchSize(cloud.spec.amqp.prefetch),
+    lingerMs: APPLY_LINGER_MS,
     inTransaction,
     derivation: intakeDerivation(db, name, (err) =>
       log.warn({ err: err instanceof Error ? err.message : String(err) }, 'deriving the intervals of applied notifications failed; they stay pending and are derived again')),

@@ -13,11 +13,19 @@ import { Worker } from 'node:worker_threads';
 import { sql } from 'kysely';
 import type { LedgerDb } from './db.ts';
 import type { Logger } from '../log.ts';
-import { WAL_AUTOCHECKPOINT_PAGES } from './sqlite-driver.ts';
+import { WAL_AUTOCHECKPOINT_BYTES, walPages } from './sqlite-driver.ts';
 
-/** 250 MiB of WAL (4 KiB pages): reached only if the checkpoint thread falls behind. */
-const BOUND_PAGES = 64_000;
+/** 250 MiB of WAL: reached only if the checkpoint thread falls behind. */
+const BOUND_BYTES = 250 * 2 ** 20;
 const EVERY_MS = 200;
+
+/** The page size the ledger was created with (sqlite-driver.ts, LEDGER_PAGE_SIZE for a new one). */
+export async function ledgerPageSize(db: LedgerDb['db']): Promise<number> {
+  const r = await sql<{ page_size: number }>`PRAGMA page_size`.execute(db);
+  const size = Number(r.rows[0]?.page_size);
+  if (!Number.isInteger(size) || size <= 0) throw new Error(`PRAGMA page_size answered ${String(r.rows[0]?.page_size)}`);
+  return size;
+}
 
 /** The operator's onEnd: the end goes to its log. */
 export const logEnd = (logger: Pick<Logger, 'error'>) => (err: Error): void =>
@@ -47,8 +55,9 @@ export async function startCheckpointer(
     worker.once('error', failed);
     worker.once('exit', exited);
   });
-  const own = () => sql.raw(`PRAGMA wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`).execute(ledger.db);
-  await sql.raw(`PRAGMA wal_autocheckpoint = ${BOUND_PAGES}`).execute(ledger.db);
+  const pageSize = await ledgerPageSize(ledger.db);
+  const own = () => sql.raw(`PRAGMA wal_autocheckpoint = ${walPages(WAL_AUTOCHECKPOINT_BYTES, pageSize)}`).execute(ledger.db);
+  await sql.raw(`PRAGMA wal_autocheckpoint = ${walPages(BOUND_BYTES, pageSize)}`).execute(ledger.db);
   let stopping = false;
   let gone = false;
   const ended = (err: Error) => {

@@ -35,8 +35,22 @@ function rowMaker(names: readonly string[]): (values: unknown[]) => Record<strin
   };
 }
 
-/** The connection's own checkpoint threshold (see below); checkpoint-thread.ts raises it while a thread checkpoints. */
-export const WAL_AUTOCHECKPOINT_PAGES = 16_000;
+/**
+ * The page size of a ledger created from now on. A page is a WAL frame, and
+ * the commit of an apply batch writes each page it dirtied as a frame (two
+ * write(2) calls) whatever it changed in it: most of a batch's pages are the
+ * leaves of random-key indexes, one per key of a small index, so pages of
+ * twice the size halve the frames of a batch and of each checkpoint (alternated
+ * ingest runs in BENCHMARKS.md). A ledger keeps the page size it was created
+ * with: SQLite changes it only by a VACUUM, and in WAL mode not at all.
+ */
+export const LEDGER_PAGE_SIZE = 8192;
+
+/** The connection's own checkpoint threshold in bytes of WAL (see below); checkpoint-thread.ts raises it while a thread checkpoints. */
+export const WAL_AUTOCHECKPOINT_BYTES = 64 * 2 ** 20;
+
+/** A WAL size as SQLite's wal_autocheckpoint counts it, in pages of the ledger's size. */
+export const walPages = (bytes: number, pageSize: number): number => Math.max(1, Math.round(bytes / pageSize));
 
 class Statement implements SqliteStatement {
   readonly reader: boolean;
@@ -94,8 +108,8 @@ export class NodeSqliteDatabase implements SqliteDatabase {
     // WAL lets the CLI read while the operator writes; busy_timeout turns a
     // concurrent writer into a short wait instead of SQLITE_BUSY. Intake
     // writes a few KiB per notification, so the default checkpoint every
-    // 1000 pages (4 MiB) would fsync twice about every second at full rate;
-    // 16000 pages (64 MiB) checkpoints less often and copies hot index pages
+    // 1000 pages (4 MiB of 4 KiB pages) would fsync twice about every second
+    // at full rate; 64 MiB checkpoints less often and copies hot index pages
     // once instead of many times, at the price of a larger WAL file. An apply
     // batch of 200 dirties about 1,700 pages (random-key indexes): with the
     // default 2 MiB page cache they spill to the WAL before the commit and
@@ -111,7 +125,10 @@ export class NodeSqliteDatabase implements SqliteDatabase {
     // nothing about durability changes; what moves to memory besides it are
     // temporary tables and the transient indexes of DISTINCT, GROUP BY and IN
     // (the sorter of ORDER BY keeps its own temporary files).
-    this.#db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY;`);
+    // page_size first: it applies only to a database not yet written, and journal_mode writes the header.
+    this.#db.exec(`PRAGMA page_size = ${LEDGER_PAGE_SIZE}; PRAGMA journal_mode = WAL;`);
+    const { page_size: pageSize } = this.#db.prepare('PRAGMA page_size').get() as { page_size: number };
+    this.#db.exec(`PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = ${walPages(WAL_AUTOCHECKPOINT_BYTES, pageSize)}; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY;`);
   }
   prepare(sql: string): SqliteStatement {
     const cached = this.#statements.get(sql);

@@ -126,7 +126,7 @@ describe('generated CRDs on a real kube-apiserver', () => {
       body: { apiVersion, kind: 'Cloud', metadata: { name: cloudName }, spec: { type: 'openstack', amqp: { urlSecretRef: { name: 'amqp', key: 'url' } } } },
     });
     cleanup.push(() => custom.deleteClusterCustomObject({ ...cl, plural: 'clouds', name: cloudName }));
-    assert.equal(cloud.spec.amqp.prefetch, 800);
+    assert.equal(cloud.spec.amqp.prefetch, 1600);
     assert.deepEqual(cloud.spec.amqp.topics, ['notifications', 'versioned_notifications']);
 
     const policyName = `policy-${suffix}`;

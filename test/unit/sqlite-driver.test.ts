@@ -1,11 +1,18 @@
 // The node:sqlite driver's direct read (sqlite-driver.ts): rows as arrays of
 // values, on the connection behind a Kysely ledger, and only once Kysely has
 // given that connection to the reader, so that another caller's open
-// transaction is never read half-done.
+// transaction is never read half-done; and the page size of a new ledger.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Kysely, sql } from 'kysely';
-import { NodeSqliteDatabase, NodeSqliteDialect, onSqliteConnection } from '../../operator/ledger/sqlite-driver.ts';
+import { DatabaseSync } from 'node:sqlite';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { LEDGER_PAGE_SIZE, NodeSqliteDatabase, NodeSqliteDialect, WAL_AUTOCHECKPOINT_BYTES, onSqliteConnection, walPages } from '../../operator/ledger/sqlite-driver.ts';
+import { ledgerPageSize, startCheckpointer } from '../../operator/ledger/checkpoint-thread.ts';
+import { openLedgerDb, migrateToLatest } from '../../operator/ledger/db.ts';
+import type { LedgerSchema } from '../../operator/ledger/schema.ts';
 
 interface Db {
   t: { n: number; s: string | null };
@@ -74,4 +81,35 @@ test('a read outside a transaction waits for another caller\'s transaction to en
   assert.match(String(await writer), /rolled back/);
   assert.deepEqual(await reader, []);
   await db.destroy();
+});
+
+test('a new ledger file gets the larger page; one created with 4 KiB pages keeps them, with its WAL thresholds in its own pages', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qop-page-'));
+  const pragma = async (db: Kysely<LedgerSchema>, name: string) => Number(Object.values((await sql.raw(`PRAGMA ${name}`).execute(db)).rows[0] ?? {})[0]);
+  try {
+    const fresh = openLedgerDb(`sqlite:${join(dir, 'new.db')}`);
+    await migrateToLatest(fresh);
+    assert.equal(LEDGER_PAGE_SIZE, 8192);
+    assert.equal(await ledgerPageSize(fresh.db), LEDGER_PAGE_SIZE);
+    assert.equal(await pragma(fresh.db, 'wal_autocheckpoint'), WAL_AUTOCHECKPOINT_BYTES / LEDGER_PAGE_SIZE);
+    await fresh.close();
+
+    // A ledger of an earlier release: 4 KiB pages, already in WAL mode.
+    const oldPath = join(dir, 'old.db');
+    const raw = new DatabaseSync(oldPath);
+    raw.exec('PRAGMA page_size = 4096; PRAGMA journal_mode = WAL; CREATE TABLE kept (n INTEGER)');
+    raw.close();
+    const old = openLedgerDb(`sqlite:${oldPath}`);
+    await migrateToLatest(old);
+    assert.equal(await ledgerPageSize(old.db), 4096);
+    assert.equal(await pragma(old.db, 'wal_autocheckpoint'), walPages(WAL_AUTOCHECKPOINT_BYTES, 4096));
+    const checkpointer = await startCheckpointer(old);
+    // While the thread runs, the bound is 250 MiB in the ledger's own pages.
+    assert.equal(await pragma(old.db, 'wal_autocheckpoint'), walPages(250 * 2 ** 20, 4096));
+    await checkpointer.stop();
+    assert.equal(await pragma(old.db, 'wal_autocheckpoint'), walPages(WAL_AUTOCHECKPOINT_BYTES, 4096));
+    await old.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
