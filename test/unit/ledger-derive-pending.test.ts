@@ -12,7 +12,8 @@ import { openLedgerDb, migrateToLatest } from '../../operator/ledger/db.ts';
 import type { LedgerSchema } from '../../operator/ledger/schema.ts';
 import { applyBatch } from '../../operator/ledger/apply.ts';
 import { EVER, touched } from '../../operator/ledger/derive.ts';
-import { deriveAll, derivePass, encodeTouched, parseTouched, pendingDerivation } from '../../operator/ledger/derive-pending.ts';
+import { deriveAll, derivePass, encodeTouched, mergeTouched, parseTouched, pendingDerivation } from '../../operator/ledger/derive-pending.ts';
+import type { Touched } from '../../operator/ledger/derive.ts';
 import { generateHistory, rng, schedules } from '../support/histories.ts';
 import { decodeRaw, type RawMessage } from '../support/cloud-messages.ts';
 
@@ -33,6 +34,40 @@ test('what a batch touched survives its JSON form, times "from the start" includ
   assert.deepEqual(parseTouched(encodeTouched(t)), t);
   assert.throws(() => parseTouched('{"slots":[["a","x"]],"instances":[],"ports":[],"routers":[],"ends":[],"portChanges":[]}'));
   assert.throws(() => parseTouched('{"slots":[]}'));
+});
+
+test('merging what batches touched keeps every key of every batch at its earliest time, in any order of the batches', () => {
+  // The histories below reach some keys of a merge (an instance's end, a port's change) only together with
+  // others that re-derive the same slots; this checks the merge itself, key by key.
+  const maps = ['slots', 'ends', 'portChanges'] as const;
+  const sets = ['instances', 'ports', 'routers'] as const;
+  for (let seed = 1; seed <= 200; seed++) {
+    const next = rng(seed);
+    const pick = (n: number) => Math.floor(next() * n);
+    const parts: Touched[] = Array.from({ length: 1 + pick(5) }, () => {
+      const t = touched();
+      for (const m of maps) for (let i = pick(4); i > 0; i--) t[m].set(`k${pick(6)}`, next() < 0.1 ? EVER : pick(1_000));
+      for (const k of sets) for (let i = pick(4); i > 0; i--) t[k].add(`k${pick(6)}`);
+      return t;
+    });
+    const merged = touched();
+    for (const t of parts) mergeTouched(merged, t);
+    const reversed = touched();
+    for (const t of [...parts].reverse()) mergeTouched(reversed, t);
+    for (const m of maps) {
+      const want = new Map<string, number>();
+      for (const t of parts) for (const [k, v] of t[m]) want.set(k, Math.min(want.get(k) ?? Infinity, v));
+      assert.deepEqual(new Map([...merged[m]].sort()), new Map([...want].sort()), `${m}, seed ${seed}`);
+      assert.deepEqual(new Map([...reversed[m]].sort()), new Map([...want].sort()), `${m} in reverse, seed ${seed}`);
+    }
+    for (const k of sets) {
+      const want = new Set(parts.flatMap((t) => [...t[k]]));
+      assert.deepEqual([...merged[k]].sort(), [...want].sort(), `${k}, seed ${seed}`);
+      assert.deepEqual([...reversed[k]].sort(), [...want].sort(), `${k} in reverse, seed ${seed}`);
+    }
+    // And through the JSON form a pass reads.
+    assert.deepEqual(parseTouched(encodeTouched(merged)), merged);
+  }
 });
 
 test('12 random histories in every arrival schedule: passes over any run of batches give the intervals of deriving each batch, row for row', async () => {
