@@ -19,13 +19,13 @@ export const applyBatchSize = (prefetch: number): number => Math.max(1, Math.cei
 
 /**
  * How long the first delivery of a batch waits for others before the batch is
- * applied, unless the batch fills first. A commit costs about the same for
- * 300 notifications as for 800 (its WAL frames are mostly the leaves of
- * random-key indexes, shared by the batch's keys), and right after a commit
- * the broker is still sending what the commit's acks made room for: with 5 ms
- * the intake took batches of 250 on average out of 400 it could have, with
- * 25 ms 300–350 (alternated ingest runs in BENCHMARKS.md). At a trickle, a
- * notification is committed 25 ms later.
+ * applied, unless the batch fills first. A commit writes each page the batch
+ * dirtied once, and most are leaves of random-key indexes that many of the
+ * batch's keys share, so a fuller batch costs less per notification; right
+ * after a commit the broker is still sending what the commit's acks made room
+ * for. At a prefetch of 800, 5 ms gave batches of 250 on average out of the
+ * 400 possible, 25 ms 300–350 (alternated ingest runs in BENCHMARKS.md). At a
+ * trickle, a notification is committed 25 ms later.
  */
 export const APPLY_LINGER_MS = 25;
 
