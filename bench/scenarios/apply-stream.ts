@@ -37,16 +37,10 @@ async function main(url: string, n: number, batch: number): Promise<StreamResult
     let part: Recorded[] = [];
     // As the intake applies: derivation in passes over the batches of about a second.
     const intake = intakeApply(ledger.db, batch);
-    // One batch handed over while the one before applies, as the broker delivers the next half of the
-    // prefetch: the operator holds two batches, and a pass does not start for want of deliveries.
-    let ahead: Promise<unknown> = Promise.resolve();
     const flush = async () => {
-      const next = intake.apply(part);
-      const size = part.length;
+      await intake.apply(part);
+      done += part.length;
       part = [];
-      await ahead;
-      ahead = next;
-      done += size;
       peakRss = Math.max(peakRss, process.memoryUsage.rss());
       if ((done / batch) % 50 === 0) process.stdout.write(`progress ${done} ${Math.round(peakRss)}\n`);
     };
@@ -59,7 +53,6 @@ async function main(url: string, n: number, batch: number): Promise<StreamResult
       if (part.length === batch) await flush();
     }
     if (part.length > 0) await flush();
-    await ahead;
     await intake.finish();
     await checkpointer.stop();
     const seconds = (performance.now() - t0) / 1000;

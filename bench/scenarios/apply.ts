@@ -109,18 +109,13 @@ async function applyAll(db: Kysely<LedgerSchema>, recorded: readonly Recorded[],
   const t0 = performance.now();
   // As the intake applies: derivation in passes over the batches of about a second.
   const intake = intakeApply(db, batch);
-  // One batch handed over while the one before applies, as the broker delivers the next half of the prefetch.
-  let ahead: Promise<unknown> = Promise.resolve();
   for (let i = 0; i < recorded.length; i += batch) {
-    const next = intake.apply(recorded.slice(i, i + batch));
-    await ahead;
-    ahead = next;
+    await intake.apply(recorded.slice(i, i + batch));
     if ((i / batch) % 25 === 0) {
       peakRss = Math.max(peakRss, process.memoryUsage.rss());
       ctx.progress.update(`${label}: ${i + batch}/${recorded.length} (${Math.round((i + batch) / ((performance.now() - t0) / 1000))}/s)`);
     }
   }
-  await ahead;
   await intake.finish();
   return { seconds: (performance.now() - t0) / 1000, peakRss: Math.max(peakRss, process.memoryUsage.rss()), startRss };
 }

@@ -13,19 +13,11 @@ import { Worker } from 'node:worker_threads';
 import { sql } from 'kysely';
 import type { LedgerDb } from './db.ts';
 import type { Logger } from '../log.ts';
-import { WAL_AUTOCHECKPOINT_BYTES, walPages } from './sqlite-driver.ts';
+import { ledgerPageSize, pragmaNumber, walPages } from './sqlite-driver.ts';
 
 /** 250 MiB of WAL: reached only if the checkpoint thread falls behind. */
 const BOUND_BYTES = 250 * 2 ** 20;
 const EVERY_MS = 200;
-
-/** The page size the ledger was created with (sqlite-driver.ts, LEDGER_PAGE_SIZE for a new one). */
-export async function ledgerPageSize(db: LedgerDb['db']): Promise<number> {
-  const r = await sql<{ page_size: number }>`PRAGMA page_size`.execute(db);
-  const size = Number(r.rows[0]?.page_size);
-  if (!Number.isInteger(size) || size <= 0) throw new Error(`PRAGMA page_size answered ${String(r.rows[0]?.page_size)}`);
-  return size;
-}
 
 /** The operator's onEnd: the end goes to its log. */
 export const logEnd = (logger: Pick<Logger, 'error'>) => (err: Error): void =>
@@ -55,9 +47,10 @@ export async function startCheckpointer(
     worker.once('error', failed);
     worker.once('exit', exited);
   });
-  const pageSize = await ledgerPageSize(ledger.db);
-  const own = () => sql.raw(`PRAGMA wal_autocheckpoint = ${walPages(WAL_AUTOCHECKPOINT_BYTES, pageSize)}`).execute(ledger.db);
-  await sql.raw(`PRAGMA wal_autocheckpoint = ${walPages(BOUND_BYTES, pageSize)}`).execute(ledger.db);
+  // The connection's own threshold is given back as it was (sqlite-driver.ts set it in the ledger's pages).
+  const ownPages = await pragmaNumber(ledger.db, 'wal_autocheckpoint');
+  const own = () => sql.raw(`PRAGMA wal_autocheckpoint = ${ownPages}`).execute(ledger.db);
+  await sql.raw(`PRAGMA wal_autocheckpoint = ${walPages(BOUND_BYTES, await ledgerPageSize(ledger.db))}`).execute(ledger.db);
   let stopping = false;
   let gone = false;
   const ended = (err: Error) => {

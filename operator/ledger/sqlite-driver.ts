@@ -2,7 +2,7 @@
 // node:sqlite is built into Node 24 and needs no native addon, so this adapts
 // its synchronous statements to that interface.
 import { DatabaseSync, type StatementSync, type SQLInputValue } from 'node:sqlite';
-import { SqliteAdapter, SqliteDialect, type Kysely, type SqliteDatabase, type SqliteStatement } from 'kysely';
+import { SqliteAdapter, SqliteDialect, sql, type Kysely, type SqliteDatabase, type SqliteStatement } from 'kysely';
 
 function toInput(values: ReadonlyArray<unknown>): SQLInputValue[] {
   return values.map((v) => {
@@ -51,6 +51,17 @@ export const WAL_AUTOCHECKPOINT_BYTES = 64 * 2 ** 20;
 
 /** A WAL size as SQLite's wal_autocheckpoint counts it, in pages of the ledger's size. */
 export const walPages = (bytes: number, pageSize: number): number => Math.max(1, Math.round(bytes / pageSize));
+
+/** A PRAGMA that answers one number (page_size, wal_autocheckpoint), read through the ledger's connection. */
+export async function pragmaNumber<DB>(db: Kysely<DB>, name: 'page_size' | 'wal_autocheckpoint'): Promise<number> {
+  const r = await sql.raw<Record<string, unknown>>(`PRAGMA ${name}`).execute(db);
+  const value = Number(r.rows[0]?.[name]);
+  if (!Number.isInteger(value) || value < 0) throw new Error(`PRAGMA ${name} answered ${String(r.rows[0]?.[name])}`);
+  return value;
+}
+
+/** The page size the ledger was created with (LEDGER_PAGE_SIZE for a new one). */
+export const ledgerPageSize = <DB>(db: Kysely<DB>): Promise<number> => pragmaNumber(db, 'page_size');
 
 class Statement implements SqliteStatement {
   readonly reader: boolean;

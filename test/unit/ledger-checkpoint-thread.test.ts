@@ -12,13 +12,13 @@ import { sql } from 'kysely';
 import { openLedgerDb, migrateToLatest } from '../../operator/ledger/db.ts';
 import { applyBatch } from '../../operator/ledger/apply.ts';
 import { startCheckpointer } from '../../operator/ledger/checkpoint-thread.ts';
-import { LEDGER_PAGE_SIZE, WAL_AUTOCHECKPOINT_BYTES, walPages } from '../../operator/ledger/sqlite-driver.ts';
+import { LEDGER_PAGE_SIZE, WAL_AUTOCHECKPOINT_BYTES, pragmaNumber, walPages } from '../../operator/ledger/sqlite-driver.ts';
 import { decodeHistory, generateHistory } from '../support/histories.ts';
 
 /** A new ledger's own threshold, in its pages. */
 const WAL_AUTOCHECKPOINT_PAGES = walPages(WAL_AUTOCHECKPOINT_BYTES, LEDGER_PAGE_SIZE);
 
-const threshold = async (db: Parameters<typeof applyBatch>[0]) => Number((await sql<{ wal_autocheckpoint: number }>`PRAGMA wal_autocheckpoint`.execute(db)).rows[0]?.wal_autocheckpoint);
+const threshold = (db: Parameters<typeof applyBatch>[0]) => pragmaNumber(db, 'wal_autocheckpoint');
 
 test('a second thread copies the WAL into the database file while this connection commits, and gives the threshold back', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'qop-checkpoint-'));

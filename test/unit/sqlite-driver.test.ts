@@ -9,8 +9,8 @@ import { DatabaseSync } from 'node:sqlite';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { LEDGER_PAGE_SIZE, NodeSqliteDatabase, NodeSqliteDialect, WAL_AUTOCHECKPOINT_BYTES, onSqliteConnection, walPages } from '../../operator/ledger/sqlite-driver.ts';
-import { ledgerPageSize, startCheckpointer } from '../../operator/ledger/checkpoint-thread.ts';
+import { LEDGER_PAGE_SIZE, NodeSqliteDatabase, NodeSqliteDialect, WAL_AUTOCHECKPOINT_BYTES, ledgerPageSize, onSqliteConnection, pragmaNumber, walPages } from '../../operator/ledger/sqlite-driver.ts';
+import { startCheckpointer } from '../../operator/ledger/checkpoint-thread.ts';
 import { openLedgerDb, migrateToLatest } from '../../operator/ledger/db.ts';
 import type { LedgerSchema } from '../../operator/ledger/schema.ts';
 
@@ -85,13 +85,13 @@ test('a read outside a transaction waits for another caller\'s transaction to en
 
 test('a new ledger file gets the larger page; one created with 4 KiB pages keeps them, with its WAL thresholds in its own pages', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'qop-page-'));
-  const pragma = async (db: Kysely<LedgerSchema>, name: string) => Number(Object.values((await sql.raw(`PRAGMA ${name}`).execute(db)).rows[0] ?? {})[0]);
+  const threshold = (db: Kysely<LedgerSchema>) => pragmaNumber(db, 'wal_autocheckpoint');
   try {
     const fresh = openLedgerDb(`sqlite:${join(dir, 'new.db')}`);
     await migrateToLatest(fresh);
     assert.equal(LEDGER_PAGE_SIZE, 8192);
     assert.equal(await ledgerPageSize(fresh.db), LEDGER_PAGE_SIZE);
-    assert.equal(await pragma(fresh.db, 'wal_autocheckpoint'), WAL_AUTOCHECKPOINT_BYTES / LEDGER_PAGE_SIZE);
+    assert.equal(await threshold(fresh.db), WAL_AUTOCHECKPOINT_BYTES / LEDGER_PAGE_SIZE);
     await fresh.close();
 
     // A ledger of an earlier release: 4 KiB pages, already in WAL mode.
@@ -102,12 +102,12 @@ test('a new ledger file gets the larger page; one created with 4 KiB pages keeps
     const old = openLedgerDb(`sqlite:${oldPath}`);
     await migrateToLatest(old);
     assert.equal(await ledgerPageSize(old.db), 4096);
-    assert.equal(await pragma(old.db, 'wal_autocheckpoint'), walPages(WAL_AUTOCHECKPOINT_BYTES, 4096));
+    assert.equal(await threshold(old.db), walPages(WAL_AUTOCHECKPOINT_BYTES, 4096));
     const checkpointer = await startCheckpointer(old);
     // While the thread runs, the bound is 250 MiB in the ledger's own pages.
-    assert.equal(await pragma(old.db, 'wal_autocheckpoint'), walPages(250 * 2 ** 20, 4096));
+    assert.equal(await threshold(old.db), walPages(250 * 2 ** 20, 4096));
     await checkpointer.stop();
-    assert.equal(await pragma(old.db, 'wal_autocheckpoint'), walPages(WAL_AUTOCHECKPOINT_BYTES, 4096));
+    assert.equal(await threshold(old.db), walPages(WAL_AUTOCHECKPOINT_BYTES, 4096));
     await old.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });
