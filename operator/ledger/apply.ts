@@ -19,7 +19,7 @@ import type {
 import type { ChangeOp, HolderAttrs } from '../domain/intervals.ts';
 import { storedIp } from '../domain/ip.ts';
 import { vmDocumentOrder } from '../domain/opennebula-states.ts';
-import { EVER, lowerTo, rederive, releaseOf, touchSlot, touched, type Touched } from './derive.ts';
+import { EVER, lockDerivation, lowerTo, rederive, releaseOf, touchSlot, touched, type Touched } from './derive.ts';
 import type { NameSource } from '../domain/owner-names.ts';
 import * as pgSets from './pg-sets.ts';
 import * as sqliteSets from './sqlite-sets.ts';
@@ -56,6 +56,8 @@ export interface ApplyOptions {
 /** Applies a batch in one transaction; outcomes are in input order. */
 export async function applyBatch(db: Kysely<LedgerSchema>, batch: readonly Recorded[], inTransaction?: InTransaction, options: ApplyOptions = {}): Promise<ApplyOutcome[]> {
   return db.transaction().execute(async (trx) => {
+    // Deriving in this transaction: the lock comes before the first write (derive.ts).
+    if (options.deferDerivation === undefined) await lockDerivation(trx);
     const fresh = await recordNotifications(trx, batch);
     const out: ApplyOutcome[] = [];
     const byCloud = new Map<string, Touched>();

@@ -11,11 +11,10 @@
 // a pass reads those rows, derives their union and deletes them in one
 // transaction. The rows are the state: a pass that fails, or an operator that
 // stops between a batch and its pass, leaves them for the next pass.
-import { sql, type Kysely } from 'kysely';
+import type { Kysely } from 'kysely';
 import { z } from 'zod';
 import type { LedgerSchema } from './schema.ts';
-import { EVER, lowerTo, rederive, touched, type Touched } from './derive.ts';
-import * as pgSets from './pg-sets.ts';
+import { EVER, lockDerivation, lowerTo, rederive, touched, type Touched } from './derive.ts';
 
 // EVER (-Infinity) has no JSON form: it is written as null.
 const at = z.number().nullable().transform((v) => v ?? EVER);
@@ -57,8 +56,6 @@ export async function recordPending(trx: Kysely<LedgerSchema>, cloud: string, t:
 
 /** Rows per pass (each a batch of the intake, up to some hundreds of notifications): what a pass reads and derives at once after a long backlog stays bounded, as the operator's memory must. */
 const PASS_ROWS = 25;
-/** Any value: derivation passes on PostgreSQL take it for their transaction (audit.ts uses another). */
-const DERIVE_LOCK = 0x71_6f_70_64;
 
 export interface PassResult {
   /** Pending rows derived and deleted. */
@@ -74,8 +71,8 @@ export async function derivePass(db: Kysely<LedgerSchema>, options: { cloud?: st
   // Nothing pending is the usual answer for a reader that asks first: no transaction for it.
   if (!(await hasPending(db, options.cloud))) return { rows: 0 };
   return db.transaction().execute(async (trx) => {
-    // Two passes deriving the same slots at once on PostgreSQL would each delete the old intervals and insert their own.
-    if (pgSets.isPostgres(trx)) await sql`SELECT pg_advisory_xact_lock(${DERIVE_LOCK})`.execute(trx);
+    // Before reading the pending rows: two passes must not take the same ones (derive.ts).
+    await lockDerivation(trx);
     let q = trx.selectFrom('derive_pending').select(['id', 'cloud', 'touched']).orderBy('id').limit(PASS_ROWS);
     if (options.cloud !== undefined) q = q.where('cloud', '=', options.cloud);
     const rows = await q.execute();

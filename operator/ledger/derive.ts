@@ -12,7 +12,7 @@
 // each kind of fact read for all of them in one statement (per few hundred
 // keys) and the intervals written back in multi-row statements, so a batch
 // costs a bounded number of statements whatever its size.
-import { sql, type Transaction } from 'kysely';
+import { sql, type Kysely, type Transaction } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
 import * as pgSets from './pg-sets.ts';
 import * as sqliteSets from './sqlite-sets.ts';
@@ -57,6 +57,25 @@ const CHUNK = 500;
 const RANGE_CHUNK = 100;
 function chunks<T>(xs: Iterable<T>, size = CHUNK): T[][] {
   return pieces([...xs], size);
+}
+
+/**
+ * PostgreSQL's advisory lock on deriving intervals (SQLite has one writer at a
+ * time and needs none). A derivation takes it exclusively before it writes
+ * anything (lockDerivation): two derivations of one slot at once would each
+ * delete the intervals they read and insert their own, so the slot would keep
+ * both. Every statement that writes instances takes it shared, by the
+ * instance-copy trigger (instance-copies.ts): a derivation's new intervals get
+ * their instance's columns when they are inserted, and a change of the
+ * instance that commits before the derivation does cannot see them to update
+ * their copies. Taken first in both, so neither side waits while holding what
+ * the other needs.
+ */
+export const DERIVATION_LOCK = 0x71_6f_70_64;
+
+/** Takes the derivation lock for the rest of the transaction; call it before the transaction writes anything. */
+export async function lockDerivation(trx: Kysely<LedgerSchema>): Promise<void> {
+  if (pgSets.isPostgres(trx)) await sql`SELECT pg_advisory_xact_lock(${DERIVATION_LOCK})`.execute(trx);
 }
 
 /** Slots are `fip:ID`, `port:ID|ADDR`, `mac:MAC|ADDR`, `instance:ID|ADDR`, `nova-floating:ID|ADDR`, `one-nic:ID/NIC|ADDR`, `router-gw:ID|ADDR`. */

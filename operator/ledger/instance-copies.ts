@@ -14,6 +14,7 @@
 //
 // Plain strings, without the query builder, like trace-index.ts.
 import { INSTANCE_BIGINT_COLUMNS, INSTANCE_CARRIED_COLUMNS, copyOf } from './trace-index.ts';
+import { DERIVATION_LOCK } from './derive.ts';
 
 /** An instance column and its copy on address_intervals. */
 export const INSTANCE_COPIES: ReadonlyArray<{ column: string; copy: string; type: 'text' | 'bigint' }> = INSTANCE_CARRIED_COLUMNS.map((column) => ({
@@ -92,8 +93,12 @@ export function copyTriggersSql(engine: 'sqlite' | 'postgres', has: (column: str
     // was small scans it whole ever after (on a fresh ledger's first 20,000
     // notifications, 3.2 of 14 s of apply went to that scan).
     // A key present on one side only (an instance's key changed) counts as gone or new.
+    // The derivation lock, shared, before any interval is touched: a derivation
+    // that is inserting intervals of these instances commits first, so that
+    // the updates below see its rows (derive.ts, DERIVATION_LOCK).
     `CREATE OR REPLACE FUNCTION instances_copy() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
+      PERFORM pg_advisory_xact_lock_shared(${DERIVATION_LOCK});
       IF TG_OP = 'INSERT' THEN
         EXECUTE '${fromNew}';
       ELSIF TG_OP = 'UPDATE' THEN

@@ -715,10 +715,25 @@ function m0022(engine: Engine): Migration {
   };
 }
 
+/**
+ * PostgreSQL: the instance-copy trigger takes the derivation lock shared
+ * (derive.ts, DERIVATION_LOCK), so that a change of an instance committed
+ * while a derivation inserts its intervals still reaches their copies.
+ */
+function m0023(engine: Engine): Migration {
+  return {
+    async up(db: Kysely<unknown>) {
+      if (engine !== 'postgres' || !(await columnsOf(db, 'address_intervals')).has('instance_name')) return;
+      const has = await columnsOf(db, 'instances');
+      for (const s of copyTriggersSql(engine, (c) => has.has(c))) await sql.raw(s).execute(db);
+    },
+  };
+}
+
 export function migrationProvider(engine: Engine): MigrationProvider {
   return {
     async getMigrations() {
-      return { '0001_init': m0001(engine), '0002_quarantine': m0002(), '0003_trace_index': m0003(), '0004_trace_index_pg': m0004(engine), '0005_ledger_facts': m0005(engine), '0006_canonical_addresses': m0006(), '0007_audit_keyed': m0007(), '0008_capture_intents': m0008(), '0009_isolation': m0009(), '0010_cases': m0010(), '0011_reconciliation': m0011(engine), '0012_notification_bodies': m0012(engine), '0013_transfers': m0013(), '0014_trace_span_index': m0014(engine), '0015_fact_order_identity_names': m0015(), '0016_name_sources': m0016(engine), '0017_trace_covering_indexes': m0017(engine), '0018_trace_instance_copies': m0018(engine), '0019_ingest_indexes': m0019(engine), '0020_drop_instances_trace': m0020(), '0021_instance_copy_statements': m0021(engine), '0022_derive_pending': m0022(engine) };
+      return { '0001_init': m0001(engine), '0002_quarantine': m0002(), '0003_trace_index': m0003(), '0004_trace_index_pg': m0004(engine), '0005_ledger_facts': m0005(engine), '0006_canonical_addresses': m0006(), '0007_audit_keyed': m0007(), '0008_capture_intents': m0008(), '0009_isolation': m0009(), '0010_cases': m0010(), '0011_reconciliation': m0011(engine), '0012_notification_bodies': m0012(engine), '0013_transfers': m0013(), '0014_trace_span_index': m0014(engine), '0015_fact_order_identity_names': m0015(), '0016_name_sources': m0016(engine), '0017_trace_covering_indexes': m0017(engine), '0018_trace_instance_copies': m0018(engine), '0019_ingest_indexes': m0019(engine), '0020_drop_instances_trace': m0020(), '0021_instance_copy_statements': m0021(engine), '0022_derive_pending': m0022(engine), '0023_derivation_lock': m0023(engine) };
     },
   };
 }

@@ -12,7 +12,7 @@ import type {
   Drift, DriftKind, Listing, ListedFloatingIp, ListedOneVm, ListedPort, ListedRouter, ListedServer,
 } from '../domain/inventory.ts';
 import { storedIp } from '../domain/ip.ts';
-import { rederive, touchSlot, touched } from './derive.ts';
+import { lockDerivation, rederive, touchSlot, touched } from './derive.ts';
 import { deriveAll } from './derive-pending.ts';
 import type { NameSource } from '../domain/owner-names.ts';
 
@@ -157,6 +157,8 @@ export async function observePage(db: Kysely<LedgerSchema>, pass: Pass, at: numb
   for (let i = 0; i < observations.length; i += CHUNK) {
     const chunk = observations.slice(i, i + CHUNK);
     await db.transaction().execute(async (trx) => {
+      // Before reading what is held: a derivation running meanwhile would otherwise write the same slots (derive.ts).
+      await lockDerivation(trx);
       const slots = [...new Set(chunk.map((o) => o.slot))];
       const held = await trx.selectFrom('address_intervals').select(['slot', 'instance_id', 'port', 'address']).where('cloud', '=', pass.cloud).where('slot', 'in', slots)
         .where('valid_from', '<=', at).where((eb) => eb.or([eb('valid_to', 'is', null), eb('valid_to', '>', at)])).execute();
@@ -200,6 +202,7 @@ export async function closeUnseen(db: Kysely<LedgerSchema>, pass: Pass, at: numb
       const gone = page.filter((r) => !seen.has(r.slot, identityOf(r.slot, r)));
       if (gone.length === 0) continue;
       await db.transaction().execute(async (trx) => {
+        await lockDerivation(trx);
         const t = touched();
         await trx.insertInto('address_changes').values(gone.map((r) => ({
           cloud: pass.cloud, slot: r.slot, at, op: 'unseen', holder_key: holderKeyOf(r.slot, r), address: r.address, kind: r.kind,
