@@ -220,6 +220,17 @@ describe('request context mapping', () => {
     assert.deepEqual(n.context, { userId: 'u-2', projectId: 't-2', requestId: 'req-1', userName: 'alice', projectName: 'tenant-two' });
   });
 
+  it('a context key named __proto__ is a key, not a way to give the request a user or project', () => {
+    // JSON.parse makes `_context___proto__` an own key; copied by name it would become the prototype of the context entries.
+    const body = JSON.stringify(flatMessage({ _context_user_id: undefined, _context_project_id: undefined })).replace(/^\{/, '{"_context___proto__": {"user_id": "mallory", "project_id": "evil"}, ');
+    const n = decoded(body);
+    assert.equal(n.context.userId, undefined);
+    assert.equal(n.context.projectId, undefined);
+    const enveloped = decoded(JSON.stringify({ 'oslo.version': '2.0', 'oslo.message': body }));
+    assert.equal(enveloped.context.userId, undefined);
+    assert.equal(enveloped.context.projectId, undefined);
+  });
+
   it('non-string context values are ignored rather than trusted', () => {
     const n = decoded(JSON.stringify(flatMessage({ _context_user_id: 42, _context_request_id: ['x'] })));
     assert.equal(n.context.userId, undefined);

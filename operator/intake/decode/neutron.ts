@@ -12,7 +12,7 @@ const text = z.string().nullish();
 // Where null ("cleared") and absent ("not said") mean different things.
 const clearable = z.string().nullable().optional();
 
-const Port = z.looseObject({
+const Port = z.object({
   id: z.string().min(1),
   device_id: text,
   device_owner: text,
@@ -22,11 +22,11 @@ const Port = z.looseObject({
   project_id: text,
   'binding:host_id': text,
   status: text,
-  fixed_ips: z.array(z.looseObject({ ip_address: z.string().min(1), subnet_id: text })).nullish(),
+  fixed_ips: z.array(z.object({ ip_address: z.string().min(1), subnet_id: text })).nullish(),
 });
 
 // update.start's request body may leave the id to `payload.id`.
-const FloatingIpFields = z.looseObject({
+const FloatingIpFields = z.object({
   id: text,
   floating_ip_address: text,
   floating_network_id: text,
@@ -36,11 +36,11 @@ const FloatingIpFields = z.looseObject({
   tenant_id: text,
   project_id: text,
   status: text,
-  port_details: z.looseObject({ device_id: text }).nullish(),
+  port_details: z.object({ device_id: text }).nullish(),
 });
 const FloatingIp = FloatingIpFields.extend({ id: z.string().min(1) });
 
-const RouterInterface = z.looseObject({
+const RouterInterface = z.object({
   id: z.string().min(1),
   port_id: z.string().min(1),
   subnet_id: text,
@@ -49,27 +49,27 @@ const RouterInterface = z.looseObject({
   project_id: text,
 });
 
-const Router = z.looseObject({
+const Router = z.object({
   id: z.string().min(1),
   name: text,
   tenant_id: text,
   project_id: text,
   // null: no gateway; absent: not said.
-  external_gateway_info: z.looseObject({
+  external_gateway_info: z.object({
     network_id: text,
-    external_fixed_ips: z.array(z.looseObject({ ip_address: z.string().min(1), subnet_id: text })).nullish(),
+    external_fixed_ips: z.array(z.object({ ip_address: z.string().min(1), subnet_id: text })).nullish(),
   }).nullable().optional(),
 });
-const RouterBody = z.looseObject({ router: Router });
-const RouterDelete = z.looseObject({ router_id: z.string().min(1), router: Router.nullish() });
+const RouterBody = z.object({ router: Router });
+const RouterDelete = z.object({ router_id: z.string().min(1), router: Router.nullish() });
 
-const SinglePort = z.looseObject({ port: Port });
-const BulkPorts = z.looseObject({ ports: z.array(Port) });
-const PortDelete = z.looseObject({ port_id: z.string().min(1), port: Port.nullish() });
-const FloatingIpBody = z.looseObject({ floatingip: FloatingIp });
-const FloatingIpRequest = z.looseObject({ id: text, floatingip: FloatingIpFields });
-const FloatingIpDelete = z.looseObject({ floatingip_id: z.string().min(1), floatingip: FloatingIp.nullish() });
-const RouterInterfaceBody = z.looseObject({ router_interface: RouterInterface });
+const SinglePort = z.object({ port: Port });
+const BulkPorts = z.object({ ports: z.array(Port) });
+const PortDelete = z.object({ port_id: z.string().min(1), port: Port.nullish() });
+const FloatingIpBody = z.object({ floatingip: FloatingIp });
+const FloatingIpRequest = z.object({ id: text, floatingip: FloatingIpFields });
+const FloatingIpDelete = z.object({ floatingip_id: z.string().min(1), floatingip: FloatingIp.nullish() });
+const RouterInterfaceBody = z.object({ router_interface: RouterInterface });
 
 type PortData = z.output<typeof Port>;
 type FloatingIpFieldsData = z.output<typeof FloatingIpFields>;

@@ -11,9 +11,9 @@ import { compact, nonEmpty } from './values.ts';
 
 const text = z.string().nullish();
 
-const FloatingIp = z.looseObject({ address: z.string().min(1), version: z.number().int().nullish() });
+const FloatingIp = z.object({ address: z.string().min(1), version: z.number().int().nullish() });
 
-const FixedIp = z.looseObject({
+const FixedIp = z.object({
   address: z.string().min(1),
   version: z.number().int().nullish(),
   label: text,
@@ -21,7 +21,7 @@ const FixedIp = z.looseObject({
   floating_ips: z.array(FloatingIp).nullish(),
 });
 
-const Payload = z.looseObject({
+const Payload = z.object({
   instance_id: z.string().min(1),
   display_name: text,
   user_id: text,
@@ -37,7 +37,7 @@ const Payload = z.looseObject({
   terminated_at: text,
   instance_type: text,
   image_ref: text,
-  image_meta: z.looseObject({ base_image_ref: text }).nullish(),
+  image_meta: z.object({ base_image_ref: text }).nullish(),
   fixed_ips: z.array(FixedIp).nullish(),
 });
 

@@ -12,10 +12,10 @@ import { compact, nonEmpty } from './values.ts';
 const text = z.string().nullish();
 
 function primitive<T extends z.ZodType>(data: T) {
-  return z.looseObject({ 'nova_object.data': data });
+  return z.object({ 'nova_object.data': data });
 }
 
-const IpData = z.looseObject({
+const IpData = z.object({
   address: z.string().min(1),
   version: z.number().int().nullish(),
   mac: text,
@@ -23,9 +23,9 @@ const IpData = z.looseObject({
   label: text,
 });
 
-const FlavorData = z.looseObject({ name: text, flavorid: text });
+const FlavorData = z.object({ name: text, flavorid: text });
 
-const InstanceData = z.looseObject({
+const InstanceData = z.object({
   uuid: z.string().min(1),
   display_name: text,
   user_id: text,

@@ -24,7 +24,7 @@ const yesNo = z.preprocess(
     .optional(),
 );
 
-const VmValues = z.looseObject({
+const VmValues = z.object({
   ID: int,
   NAME: z.string(),
   UID: int,
@@ -40,7 +40,7 @@ const VmValues = z.looseObject({
   DEPLOY_ID: optionalText,
 });
 
-const NicValues = z.looseObject({
+const NicValues = z.object({
   NIC_ID: int,
   IP: optionalText,
   IP6: optionalText,
@@ -53,7 +53,7 @@ const NicValues = z.looseObject({
   PARENT_ID: optionalInt,
 });
 
-const DiskValues = z.looseObject({
+const DiskValues = z.object({
   DISK_ID: int,
   IMAGE_ID: optionalInt,
   IMAGE: optionalText,
@@ -69,7 +69,7 @@ const DiskValues = z.looseObject({
   TYPE: optionalText,
 });
 
-const HistoryValues = z.looseObject({
+const HistoryValues = z.object({
   SEQ: optionalInt,
   HOSTNAME: optionalText,
   ACTION: optionalInt,

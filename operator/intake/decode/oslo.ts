@@ -20,14 +20,14 @@ export interface OsloMessage {
   payload: unknown;
 }
 
-const Envelope = z.looseObject({
+const Envelope = z.object({
   'oslo.version': z.literal('2.0'),
   'oslo.message': z.string(),
 });
 
 const present = z.unknown().refine((value) => value !== undefined, { message: 'Required' });
 
-const Message = z.looseObject({
+const Message = z.object({
   event_type: z.string().min(1),
   publisher_id: z.string().min(1),
   priority: z.string().nullish(),
@@ -71,9 +71,12 @@ export function contextFrom(entries: JsonObject): RequestContext {
 }
 
 function prefixedContext(message: JsonObject): RequestContext {
-  const entries: JsonObject = {};
-  for (const [key, value] of Object.entries(message)) {
-    if (key.startsWith('_context_')) entries[key.slice('_context_'.length)] = value;
+  // No prototype: a key `_context___proto__` is an entry like any other, not the object's prototype, whose
+  // properties contextFrom would otherwise read as the request's user and project.
+  const entries: JsonObject = Object.create(null) as JsonObject;
+  // for…in over a parsed object (no prototype keys): no array of pairs per message.
+  for (const key in message) {
+    if (key.startsWith('_context_')) entries[key.slice('_context_'.length)] = message[key];
   }
   return contextFrom(entries);
 }
