@@ -7,7 +7,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { sql, type Kysely } from 'kysely';
-import { openLedgerDb, migrateToLatest, type LedgerDb } from '../../operator/ledger/db.ts';
 import { applyBatch } from '../../operator/ledger/apply.ts';
 import { EVER, lockDerivation, rederive, touched, type Touched } from '../../operator/ledger/derive.ts';
 import { deriveAll } from '../../operator/ledger/derive-pending.ts';
@@ -15,7 +14,7 @@ import { observePage, portObservations, Seen, type Pass } from '../../operator/l
 import { emptyDrift } from '../../operator/domain/inventory.ts';
 import type { LedgerSchema } from '../../operator/ledger/schema.ts';
 import type { DecodedNotification } from '../../operator/domain/events.ts';
-import { createTestDatabase } from '../support/pg.ts';
+import { withPgLedger } from '../support/pg.ts';
 import { at, fixed, instanceEvent, notification, portEvent } from '../support/events.ts';
 
 const CLOUD = 'cern';
@@ -82,19 +81,8 @@ async function fromScratch(db: Kysely<LedgerSchema>): Promise<IntervalView[]> {
   return intervals(db);
 }
 
-async function withLedger(run: (ledger: LedgerDb) => Promise<void>): Promise<void> {
-  const database = await createTestDatabase();
-  const ledger = openLedgerDb(database.url);
-  try {
-    await migrateToLatest(ledger);
-    await run(ledger);
-  } finally {
-    await ledger.close();
-    await database.drop();
-  }
-}
 
-test('PostgreSQL: an instance renamed while a derivation inserts its intervals ends with the new name on them', () => withLedger(async ({ db }) => {
+test('PostgreSQL: an instance renamed while a derivation inserts its intervals ends with the new name on them', () => withPgLedger(async ({ db }) => {
   // Facts recorded, not yet derived: the held derivation is the first to write the slot.
   await applyBatch(db, recorded(history()), undefined, { deferDerivation: { at: 0 } });
   const held = heldDerivation(db, false);
@@ -114,7 +102,7 @@ test('PostgreSQL: an instance renamed while a derivation inserts its intervals e
   assert.deepEqual((await intervals(db)).map((r) => r.instance_name), got.map(() => 'new-name'));
 }));
 
-test('PostgreSQL: reconciliation deriving a slot while a pass derives it leaves the slot as one derivation would', () => withLedger(async ({ db }) => {
+test('PostgreSQL: reconciliation deriving a slot while a pass derives it leaves the slot as one derivation would', () => withPgLedger(async ({ db }) => {
   await applyBatch(db, recorded(history()));
   const held = heldDerivation(db, true);
   await held.written;

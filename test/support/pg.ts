@@ -2,6 +2,7 @@
 // run's database so that test/env/down.sh drops any a crashed test left.
 import pg from 'pg';
 import { requireEnv, uniqueSuffix } from './env.ts';
+import { migrateToLatest, openLedgerDb, type LedgerDb } from '../../operator/ledger/db.ts';
 
 export interface TestDatabase {
   url: string;
@@ -33,4 +34,17 @@ export async function createTestDatabase(): Promise<TestDatabase> {
       }
     },
   };
+}
+
+/** A migrated ledger on a database of its own while `run` runs; closed and dropped after. */
+export async function withPgLedger(run: (ledger: LedgerDb) => Promise<void>): Promise<void> {
+  const database = await createTestDatabase();
+  const ledger = openLedgerDb(database.url);
+  try {
+    await migrateToLatest(ledger);
+    await run(ledger);
+  } finally {
+    await ledger.close();
+    await database.drop();
+  }
 }
