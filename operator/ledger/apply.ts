@@ -23,7 +23,7 @@ import { EVER, lockDerivation, lowerTo, rederive, releaseOf, touchSlot, touched,
 import type { NameSource } from '../domain/owner-names.ts';
 import * as pgSets from './pg-sets.ts';
 import * as sqliteSets from './sqlite-sets.ts';
-import { pieces, slices } from './pieces.ts';
+import { pieces } from './pieces.ts';
 import { recordPending } from './derive-pending.ts';
 
 export type ApplyOutcome = 'applied' | 'duplicate' | 'ignored';
@@ -289,27 +289,28 @@ class Entities {
   }
 
   async write(trx: Tx): Promise<void> {
-    // PostgreSQL takes up to 65,535 parameters, and plans each statement anew: one statement per table for the intake's batches.
-    const split = pgSets.isPostgres(trx) ? <T>(xs: readonly T[]) => slices(xs, 2000) : chunks;
     const instances = [...this.#dirty.instances].map((k) => this.instances.get(k) as InstanceRow);
     const ports = [...this.#dirty.ports].map((k) => this.ports.get(k) as PortRow);
     const routers = [...this.#dirty.routers].map((k) => this.routers.get(k) as RouterRow);
     if (!pgSets.isPostgres(trx)) {
-      for (const part of split(instances, 200)) await sqliteSets.insertRows(trx, 'instances', part, upsertTail(['cloud', 'instance_id'], INSTANCE_UPDATED));
-      for (const part of split(ports, 300)) await sqliteSets.insertRows(trx, 'ports', part, upsertTail(['cloud', 'port_id'], PORT_UPDATED));
-      for (const part of split(routers, 300)) await sqliteSets.insertRows(trx, 'routers', part, upsertTail(['cloud', 'router_id'], ROUTER_UPDATED));
+      for (const part of chunks(instances, 200)) await sqliteSets.insertRows(trx, 'instances', part, upsertTail(['cloud', 'instance_id'], INSTANCE_UPDATED));
+      for (const part of chunks(ports, 300)) await sqliteSets.insertRows(trx, 'ports', part, upsertTail(['cloud', 'port_id'], PORT_UPDATED));
+      for (const part of chunks(routers, 300)) await sqliteSets.insertRows(trx, 'routers', part, upsertTail(['cloud', 'router_id'], ROUTER_UPDATED));
       return;
     }
-    const set = (columns: readonly string[]) => Object.fromEntries(columns.map((c) => [c, sql.ref(`excluded.${c}`)]));
-    for (const part of split(instances, 200)) {
-      await trx.insertInto('instances').values(part).onConflict((oc) => oc.columns(['cloud', 'instance_id']).doUpdateSet(set(INSTANCE_UPDATED))).execute();
-    }
-    for (const part of split(ports, 300)) {
-      await trx.insertInto('ports').values(part).onConflict((oc) => oc.columns(['cloud', 'port_id']).doUpdateSet(set(PORT_UPDATED))).execute();
-    }
-    for (const part of split(routers, 300)) {
-      await trx.insertInto('routers').values(part).onConflict((oc) => oc.columns(['cloud', 'router_id']).doUpdateSet(set(ROUTER_UPDATED))).execute();
-    }
+    // Each row with exactly the key and the updated columns: a bulk insert takes its columns from the first row.
+    const upsert = async <T extends 'instances' | 'ports' | 'routers'>(table: T, rows: ReadonlyArray<Readonly<Record<string, unknown>>>, keys: readonly string[], updated: readonly string[]) => {
+      const columns = [...keys, ...updated];
+      const shaped = rows.map((r) => {
+        const out: Record<string, string | number | null> = {};
+        for (const c of columns) out[c] = (r[c] ?? null) as string | number | null;
+        return out;
+      });
+      await pgSets.insertRows(trx, table, shaped, sql.raw(upsertTail(keys, updated)));
+    };
+    await upsert('instances', instances, ['cloud', 'instance_id'], INSTANCE_UPDATED);
+    await upsert('ports', ports, ['cloud', 'port_id'], PORT_UPDATED);
+    await upsert('routers', routers, ['cloud', 'router_id'], ROUTER_UPDATED);
   }
 }
 

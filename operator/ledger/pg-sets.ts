@@ -116,6 +116,15 @@ const INSERTED = {
     cloud: 'text', slot: 'text', address: 'text', kind: 'text', network: 'text', port: 'text', mac: 'text', instance_id: 'text', project: 'text',
     valid_from: 'int8', valid_to: 'int8', opened_by: 'text', closed_by: 'text', from_certain: 'int8', to_certain: 'int8',
   },
+  instances: {
+    cloud: 'text', instance_id: 'text', name: 'text', project: 'text', user_id: 'text', host: 'text', image: 'text', flavor: 'text', state: 'text',
+    created_at: 'int8', deleted_at: 'int8', deleted_by: 'text', first_seen_at: 'int8', last_event_at: 'int8', ended_at: 'int8', user_name: 'text',
+    project_name: 'text', user_name_source: 'text', user_name_at: 'int8', project_name_source: 'text', project_name_at: 'int8',
+  },
+  ports: {
+    cloud: 'text', port_id: 'text', device_id: 'text', device_owner: 'text', network: 'text', mac: 'text', project: 'text', deleted_at: 'int8', last_event_at: 'int8',
+  },
+  routers: { cloud: 'text', router_id: 'text', name: 'text', project: 'text', deleted_at: 'int8', last_event_at: 'int8' },
 } as const satisfies { [T in keyof LedgerSchema]?: { [C in keyof LedgerSchema[T]]?: 'text' | 'int8' | 'int4' } };
 
 type Inserted = typeof INSERTED;
