@@ -68,8 +68,9 @@ function chunks<T>(xs: Iterable<T>, size = CHUNK): T[][] {
  * instance-copy trigger (instance-copies.ts): a derivation's new intervals get
  * their instance's columns when they are inserted, and a change of the
  * instance that commits before the derivation does cannot see them to update
- * their copies. Taken first in both, so neither side waits while holding what
- * the other needs.
+ * their copies. A derivation takes it before it writes, the trigger before it
+ * touches an interval: nothing either side holds by then is anything the other
+ * waits for, so the two cannot deadlock.
  */
 export const DERIVATION_LOCK = 0x71_6f_70_64;
 
