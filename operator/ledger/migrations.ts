@@ -603,9 +603,14 @@ async function columnsOf(db: Kysely<unknown>, table: string): Promise<Set<string
  * triggers are made again with the new columns and the copies filled.
  */
 async function refreshInstanceCopies(db: Kysely<unknown>, engine: Engine): Promise<void> {
+  await remakeCopyTriggers(db, engine, { backfill: true });
+}
+
+/** Makes the instance-copy triggers again as instance-copies.ts now writes them (filling the copies first with `backfill`); nothing before 0018. */
+async function remakeCopyTriggers(db: Kysely<unknown>, engine: Engine, options: { backfill?: boolean } = {}): Promise<void> {
   if (!(await columnsOf(db, 'address_intervals')).has('instance_name')) return;
   const has = await columnsOf(db, 'instances');
-  await sql.raw(backfillSql(engine, (c) => has.has(c))).execute(db);
+  if (options.backfill === true) await sql.raw(backfillSql(engine, (c) => has.has(c))).execute(db);
   for (const s of copyTriggersSql(engine, (c) => has.has(c))) await sql.raw(s).execute(db);
 }
 
@@ -688,9 +693,7 @@ function m0020(): Migration {
 function m0021(engine: Engine): Migration {
   return {
     async up(db: Kysely<unknown>) {
-      if (!(await columnsOf(db, 'address_intervals')).has('instance_name')) return;
-      const has = await columnsOf(db, 'instances');
-      for (const s of copyTriggersSql(engine, (c) => has.has(c))) await sql.raw(s).execute(db);
+      await remakeCopyTriggers(db, engine);
     },
   };
 }
@@ -723,9 +726,7 @@ function m0022(engine: Engine): Migration {
 function m0023(engine: Engine): Migration {
   return {
     async up(db: Kysely<unknown>) {
-      if (engine !== 'postgres' || !(await columnsOf(db, 'address_intervals')).has('instance_name')) return;
-      const has = await columnsOf(db, 'instances');
-      for (const s of copyTriggersSql(engine, (c) => has.has(c))) await sql.raw(s).execute(db);
+      if (engine === 'postgres') await remakeCopyTriggers(db, engine);
     },
   };
 }

@@ -3,6 +3,7 @@
 // must be exactly what was given, whatever the strings hold.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { sql } from 'kysely';
 import { insertBodies, insertRows } from '../../operator/ledger/pg-sets.ts';
 import { withPgLedger } from '../support/pg.ts';
 
@@ -30,7 +31,7 @@ test('PostgreSQL: rows inserted in bulk read back as given, strings, numbers and
 test('PostgreSQL: RETURNING and ON CONFLICT work as the tail of a bulk insert', () => withPgLedger(async ({ db }) => {
   await insertRows(db, 'instance_events', [event(1, 'a')]);
   const returned = await insertRows<'instance_events', { message_id: string }>(db, 'instance_events', [event(1, 'a'), event(2, 'b')],
-    (await import('kysely')).sql`ON CONFLICT (cloud, instance_id, message_id) DO NOTHING RETURNING message_id`);
+    sql`ON CONFLICT (cloud, instance_id, message_id) DO NOTHING RETURNING message_id`);
   assert.deepEqual(returned.map((r) => r.message_id), ['m-2']);
 }));
 
