@@ -18,16 +18,16 @@ export interface CloudIntake {
 export const applyBatchSize = (prefetch: number): number => Math.max(1, Math.ceil(prefetch / 2));
 
 /**
- * How long the first delivery of a batch waits for others before the batch is
- * applied, unless the batch fills first. A commit writes each page the batch
- * dirtied once, and most are leaves of random-key indexes that many of the
- * batch's keys share, so a fuller batch costs less per notification; right
- * after a commit the broker is still sending what the commit's acks made room
- * for. At a prefetch of 800, 5 ms gave batches of 250 on average out of the
- * 400 possible, 25 ms 300–350 (alternated ingest runs in BENCHMARKS.md). At a
- * trickle, a notification is committed 25 ms later.
+ * How long a batch that is not full waits for the next delivery before it is
+ * applied, and how long its first delivery waits at most. A commit writes each
+ * page the batch dirtied once, and most are leaves of random-key indexes that
+ * many of the batch's keys share, so a fuller batch costs less per
+ * notification; right after a commit the broker is still sending what the
+ * commit's acks made room for, and the thread is still decoding it. At a
+ * trickle, a notification is committed 10 ms after it arrived.
  */
-export const APPLY_LINGER_MS = 25;
+export const APPLY_LINGER_MS = 10;
+export const APPLY_MAX_LINGER_MS = 100;
 
 /**
  * How far the intervals may lag behind what the intake has acknowledged
@@ -55,6 +55,7 @@ export async function startCloudIntake(cloud: Cloud, amqpUrl: string, db: Kysely
   const applier = new BatchingApplier(db, {
     maxBatch: applyBatchSize(cloud.spec.amqp.prefetch),
     lingerMs: APPLY_LINGER_MS,
+    maxLingerMs: APPLY_MAX_LINGER_MS,
     inTransaction,
     derivation: intakeDerivation(db, name, (err) =>
       log.warn({ err: err instanceof Error ? err.message : String(err) }, 'deriving the intervals of applied notifications failed; they stay pending and are derived again')),

@@ -8,6 +8,7 @@ import type { DecodeError } from './decode/errors.ts';
 import type { DecodedNotification } from '../domain/events.ts';
 import type { Delivery } from './amqp.ts';
 import type { Logger } from '../log.ts';
+import { performance } from 'node:perf_hooks';
 
 export type IngestOutcome = ApplyOutcome | 'rejected';
 
@@ -58,6 +59,8 @@ const MAX_DERIVE_RETRY_MS = 60_000;
 
 interface Pending {
   recorded: Recorded;
+  /** performance.now() at arrival: the linger's clock, not the injected one (the timers are real). */
+  arrived: number;
   resolve: (o: ApplyOutcome) => void;
   reject: (e: unknown) => void;
 }
@@ -70,6 +73,7 @@ export class BatchingApplier {
   readonly #db: Kysely<LedgerSchema>;
   readonly #maxBatch: number;
   readonly #lingerMs: number;
+  readonly #maxLingerMs: number;
   #pending: Pending[] = [];
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> = Promise.resolve();
@@ -82,11 +86,17 @@ export class BatchingApplier {
   #idleTimer: NodeJS.Timeout | undefined;
   #retryMs = 0;
 
-  constructor(db: Kysely<LedgerSchema>, options: { maxBatch?: number; lingerMs?: number; inTransaction?: InTransaction | undefined; derivation?: DeferredDerivation | undefined } = {}) {
+  /**
+   * A batch that is not full is applied once no delivery has arrived for
+   * `lingerMs`, or once its first delivery has waited `maxLingerMs` (ten
+   * lingers unless given).
+   */
+  constructor(db: Kysely<LedgerSchema>, options: { maxBatch?: number; lingerMs?: number; maxLingerMs?: number; inTransaction?: InTransaction | undefined; derivation?: DeferredDerivation | undefined } = {}) {
     this.#db = db;
     this.#inTransaction = options.inTransaction;
     this.#maxBatch = options.maxBatch ?? 200;
     this.#lingerMs = options.lingerMs ?? 5;
+    this.#maxLingerMs = options.maxLingerMs ?? 10 * this.#lingerMs;
     this.#derivation = options.derivation;
     this.#now = options.derivation?.now ?? Date.now;
   }
@@ -94,7 +104,7 @@ export class BatchingApplier {
   apply(recorded: Recorded): Promise<ApplyOutcome> {
     this.#lastArrival = this.#now();
     return new Promise((resolve, reject) => {
-      this.#pending.push({ recorded, resolve, reject });
+      this.#pending.push({ recorded, resolve, reject, arrived: performance.now() });
       if (this.#pending.length >= this.#maxBatch) this.#flushSoon(0);
       else this.#flushSoon(this.#lingerMs);
     });
@@ -107,6 +117,23 @@ export class BatchingApplier {
     }
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
+      // Deliveries still arriving: the batch waits for more, as long as its
+      // first has not waited maxLingerMs. Measured from the first delivery
+      // instead, the linger cut batches while the thread was still decoding
+      // what the broker had sent after a commit (20,000 notifications into
+      // SQLite at a prefetch of 1,600: 40 transactions of 500 on average,
+      // where 800 fit; 26 to 31 since), and a fuller batch costs less per
+      // notification.
+      const first = this.#pending[0];
+      const last = this.#pending.at(-1);
+      if (first !== undefined && last !== undefined && this.#pending.length < this.#maxBatch) {
+        const now = performance.now();
+        const wait = Math.min(this.#lingerMs - (now - last.arrived), this.#maxLingerMs - (now - first.arrived));
+        if (wait >= 1) {
+          this.#flushSoon(wait);
+          return;
+        }
+      }
       // One transaction at a time: SQLite has one writer, and ordering keeps
       // a redelivered message behind its first copy.
       this.#running = this.#running.then(() => this.#next());
@@ -123,7 +150,10 @@ export class BatchingApplier {
   async #next(): Promise<void> {
     const batch = this.#pending.splice(0, this.#maxBatch);
     if (batch.length === 0) return;
-    if (this.#pending.length > 0) this.#running = this.#running.then(() => this.#next());
+    // A full batch more goes next; fewer wait for the linger, which lets what
+    // arrives during this commit join them.
+    if (this.#pending.length >= this.#maxBatch) this.#running = this.#running.then(() => this.#next());
+    else if (this.#pending.length > 0) this.#flushSoon(this.#lingerMs);
     await this.#commit(batch);
     await this.#afterBatch();
   }

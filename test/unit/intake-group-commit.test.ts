@@ -4,6 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { performance } from 'node:perf_hooks';
 import { openLedgerDb, migrateToLatest } from '../../operator/ledger/db.ts';
 import { BatchingApplier } from '../../operator/intake/pipeline.ts';
 import { deriveAll, pendingDerivation } from '../../operator/ledger/derive-pending.ts';
@@ -61,6 +62,61 @@ const trickle = async (applier: BatchingApplier, from: number, count: number, ga
   }
   return out;
 };
+
+/** Applies `count` deliveries `gapMs` apart and answers the size of each transaction. */
+async function batchesOf(options: { maxBatch: number; lingerMs: number; maxLingerMs?: number }, count: number, gapMs: number): Promise<number[]> {
+  const ledger = openLedgerDb('sqlite::memory:');
+  try {
+    await migrateToLatest(ledger);
+    const sizes = new Map<unknown, number>();
+    const applier = new BatchingApplier(ledger.db, { ...options, inTransaction: async (trx) => void sizes.set(trx, (sizes.get(trx) ?? 0) + 1) });
+    await Promise.all(await trickle(applier, 0, count, gapMs));
+    await applier.drain();
+    return [...sizes.values()];
+  } finally {
+    await ledger.close();
+  }
+}
+
+test('a batch waits while deliveries keep arriving, so a steady stream fills it instead of being cut one linger after its first delivery', async () => {
+  // 60 deliveries 5 ms apart: about 300 ms of stream, a gap never near the 100 ms linger. Cut one linger
+  // after the first delivery, as before, this gave three or more transactions.
+  const sizes = await batchesOf({ maxBatch: 100, lingerMs: 100, maxLingerMs: 10_000 }, 60, 5);
+  assert.equal(sizes.reduce((a, b) => a + b, 0), 60);
+  // Two at most: a pause of the test process longer than the linger may cut the stream once.
+  assert.ok(sizes.length <= 2, `${sizes.length} transactions: ${sizes.join(' ')}`);
+});
+
+test('a stream that never pauses is still applied once its first delivery has waited maxLingerMs', async () => {
+  const sizes = await batchesOf({ maxBatch: 1_000, lingerMs: 100, maxLingerMs: 60 }, 60, 5);
+  assert.equal(sizes.reduce((a, b) => a + b, 0), 60);
+  assert.ok(sizes.length >= 3, `${sizes.length} transactions for about 300 ms of deliveries: ${sizes.join(' ')}`);
+});
+
+test('a full batch is applied at once, without waiting for the linger', async () => {
+  const started = performance.now();
+  const sizes = await batchesOf({ maxBatch: 10, lingerMs: 60_000 }, 30, 0);
+  assert.deepEqual(sizes, [10, 10, 10]);
+  assert.ok(performance.now() - started < 30_000, 'no batch waited for the minute-long linger');
+});
+
+test('what is left over after a full batch waits for the deliveries that follow, instead of going alone', async () => {
+  const ledger = openLedgerDb('sqlite::memory:');
+  try {
+    await migrateToLatest(ledger);
+    const sizes = new Map<unknown, number>();
+    const applier = new BatchingApplier(ledger.db, { maxBatch: 10, lingerMs: 2_000, inTransaction: async (trx) => void sizes.set(trx, (sizes.get(trx) ?? 0) + 1) });
+    const first = await trickle(applier, 0, 12, 0);
+    await sleep(50);
+    const rest = await trickle(applier, 12, 8, 0);
+    await Promise.all([...first, ...rest]);
+    await applier.drain();
+    // As the intake's batches were cut: 800 of a prefetch of 1,600, then the 24 left over alone.
+    assert.deepEqual([...sizes.values()], [10, 10]);
+  } finally {
+    await ledger.close();
+  }
+});
 
 test('with derivation left to passes, a pass runs once deliveries pause, and while they do not, at least every maxLagMs but not after every batch', async () => {
   const ledger = openLedgerDb('sqlite::memory:');
