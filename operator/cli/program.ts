@@ -184,6 +184,14 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
       // A database that does not answer is one line, not a stack trace from the migrator.
       await waitForLedger(ledger.db, { wait: false, logger: noWaitLogger, where: redactUrl(url), hint: '' });
       await migrateToLatest(ledger);
+      // As the query API: what the operator has applied and acknowledged but
+      // not yet derived (a pass runs about every second, and one a crash
+      // interrupted runs only when the operator is back) is derived before
+      // any answer, or a trace would still name an instance deleted since.
+      if ((await ledger.db.selectFrom('derive_pending').select('id').limit(1).executeTakeFirst()) !== undefined) {
+        const { deriveAll } = await import('../ledger/derive-pending.ts');
+        await deriveAll(ledger.db);
+      }
       return await fn(ledger);
     } finally {
       await ledger.close();

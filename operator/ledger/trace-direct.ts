@@ -2,10 +2,11 @@
 // traceAddress, written in each engine's SQL and run on node:sqlite or pg
 // directly, because loading kysely (some 250 modules) costs more than the
 // rest of the command together (BENCHMARKS.md, "cli"). It answers only when
-// that is safe — the ledger exists, has every migration applied, and no holder
-// is a router's SNAT address (which needs the routers and ports) — and returns
-// undefined otherwise, for the caller to take the full path, which also gives
-// the proper one-line errors. A test keeps it equal to traceAddress.
+// that is safe — the ledger exists, has every migration applied, nothing the
+// intake applied waits to be derived (the full path derives it first), and no
+// holder is a router's SNAT address (which needs the routers and ports) — and
+// returns undefined otherwise, for the caller to take the full path, which also
+// gives the proper one-line errors. A test keeps it equal to traceAddress.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type PgModule from 'pg';
@@ -39,7 +40,7 @@ async function onSqlite(path: string, address: string, at: Date, cloud: string |
   const db = new DatabaseSync(path, { readOnly: true, timeout: 5000 });
   try {
     const applied = db.prepare('SELECT name FROM kysely_migration').all().map((r) => String(r['name']));
-    if (!complete(applied)) return undefined;
+    if (!complete(applied) || db.prepare('SELECT 1 FROM derive_pending LIMIT 1').get() !== undefined) return undefined;
     const q = traceStatement('sqlite', address, at.getTime(), cloud);
     const rows = db.prepare(q.text).all(...q.parameters) as unknown as HolderSource[];
     return answer(address, at, rows);
@@ -56,7 +57,7 @@ async function onPostgres(url: string, address: string, at: Date, cloud: string 
   await client.connect();
   try {
     const applied = await client.query<{ name: string }>('SELECT name FROM kysely_migration');
-    if (!complete(applied.rows.map((r) => r.name))) return undefined;
+    if (!complete(applied.rows.map((r) => r.name)) || (await client.query('SELECT 1 FROM derive_pending LIMIT 1')).rows.length > 0) return undefined;
     // Packed as traceAddress asks (trace-packed.ts), and plain where the packing cannot be undone exactly.
     const packed = traceStatement('postgres', address, at.getTime(), cloud, PACKED_TRACE_COLUMNS);
     const rows = (await client.query<PackedRow>(packed.text, packed.parameters)).rows;

@@ -1,0 +1,111 @@
+// The CLI answers from what the operator has acknowledged, not only from what
+// a derivation pass has reached: the intake leaves intervals to passes (about
+// every second, and one a crash interrupted only once the operator is back),
+// so `trace` derives what is pending first, as the query API does, and its
+// direct path steps aside while anything is.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { join } from 'node:path';
+import { withTempLedger } from '../support/cli-ledger.ts';
+import { EXIT } from '../../operator/cli/errors.ts';
+import { applyBatch } from '../../operator/ledger/apply.ts';
+import { pendingDerivation } from '../../operator/ledger/derive-pending.ts';
+import { traceDirect } from '../../operator/ledger/trace-direct.ts';
+import type { LedgerDb } from '../../operator/ledger/db.ts';
+import { at, fipEvent, fixed, instanceEvent, notification, portEvent } from '../support/events.ts';
+
+const ADDRESS = '10.0.0.5';
+const FLOATING = '188.185.194.218';
+
+/** vm-1 created and its floating IP associated, derived; then its deletion and the floating IP's release, applied as the intake applies them: derivation left pending. */
+async function seed(ledger: LedgerDb): Promise<void> {
+  const applied = (events: Parameters<typeof notification>[0], minute: number) => ({ notification: notification(events, at(minute)), body: '{}' });
+  await applyBatch(ledger.db, [
+    applied([portEvent('create.end', { id: 'port-1', deviceId: 'vm-1', deviceOwner: 'compute:nova', fixedIps: [{ address: ADDRESS, subnetId: 's-1' }] })], 0),
+    applied([instanceEvent('create.end', { id: 'vm-1' }, [fixed(ADDRESS, 'port-1')])], 1),
+    applied([fipEvent('update.end', { id: 'fip-1', address: FLOATING, portId: 'port-1', fixedAddress: ADDRESS })], 2),
+  ]);
+  await applyBatch(ledger.db, [
+    applied([instanceEvent('delete.end', { id: 'vm-1' })], 10),
+    applied([fipEvent('update.end', { id: 'fip-1', address: FLOATING, portId: null })], 10),
+  ], undefined, { deferDerivation: { at: Date.now() } });
+}
+
+const iso = (minute: number) => at(minute).toISOString();
+
+test('trace ip and trace instance derive what the intake left pending before they answer', async () => {
+  await withTempLedger('qop-cli-pending-', async (t) => {
+    const ledger = await t.open();
+    try {
+      await seed(ledger);
+      assert.equal((await pendingDerivation(ledger.db)).rows, 1, 'the deletion waits for a pass');
+    } finally {
+      await ledger.close();
+    }
+    const url = t.db.slice('sqlite:'.length);
+    // The direct path would answer from the intervals as they are: it steps aside.
+    assert.equal(await traceDirect(t.db, ADDRESS, at(20)), undefined);
+
+    const after = await t.cli(['trace', 'ip', ADDRESS, '--at', iso(20), '-o', 'json']);
+    assert.equal(after.code, EXIT.notFound, `${after.out}${after.err}`);
+    assert.deepEqual(JSON.parse(after.out).holders, []);
+    const floating = await t.cli(['trace', 'ip', FLOATING, '--at', iso(20)]);
+    assert.equal(floating.code, EXIT.notFound, floating.out);
+    const during = await t.cli(['trace', 'ip', ADDRESS, '--at', iso(5), '-o', 'json']);
+    assert.equal(during.code, EXIT.ok, during.err);
+    const [holder] = JSON.parse(during.out).holders as Array<{ instance: { id: string }; to: string | null }>;
+    assert.equal(holder?.instance.id, 'vm-1');
+    assert.equal(holder?.to, iso(10), 'the holding ends with the deletion');
+
+    const life = await t.cli(['trace', 'instance', 'vm-1', '-o', 'json']);
+    assert.equal(life.code, EXIT.ok, life.err);
+    const addresses = (JSON.parse(life.out) as { addresses: Array<{ address: string; to: string | null }> }).addresses;
+    assert.ok(addresses.length >= 2, JSON.stringify(addresses));
+    for (const a of addresses) assert.notEqual(a.to, null, `${a.address} still held after the deletion`);
+
+    // Derived now: the direct path answers again, and the same.
+    const direct = await traceDirect(t.db, ADDRESS, at(5));
+    assert.equal(direct?.holders[0]?.to, iso(10));
+    assert.ok(url.endsWith('ledger.db'));
+  });
+});
+
+/** Another process (the operator) holding the ledger's write lock with a change it commits after `ms`. */
+async function writerHolding(file: string, ms: number): Promise<{ done: Promise<void> }> {
+  const script = `
+    const { DatabaseSync } = require('node:sqlite');
+    const db = new DatabaseSync(process.argv[1]);
+    db.exec('BEGIN IMMEDIATE');
+    db.exec('UPDATE kysely_migration_lock SET is_locked = is_locked');
+    process.stdout.write('locked\\n');
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Number(process.argv[2]));
+    db.exec('COMMIT');
+    db.close();`;
+  const child = spawn(process.execPath, ['-e', script, file, String(ms)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = once(child, 'exit');
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (b: Buffer) => (b.toString().includes('locked') ? resolve() : undefined));
+    child.once('exit', (code) => reject(new Error(`the writer exited (${code}) before it held the lock`)));
+  });
+  return { done: exited.then(([code]) => assert.equal(code, 0, 'the writer committed')) };
+}
+
+test('the CLI\'s derivation waits for a writer in another process instead of failing on a stale snapshot', async () => {
+  await withTempLedger('qop-cli-pending-', async (t) => {
+    const ledger = await t.open();
+    try {
+      await seed(ledger);
+    } finally {
+      await ledger.close();
+    }
+    // Before the derivation took the write lock first, it read under the writer's lock, and once the writer
+    // had committed its first write failed at once: "database is locked" (SQLITE_BUSY_SNAPSHOT).
+    const writer = await writerHolding(join(t.dir, 'ledger.db'), 400);
+    const r = await t.cli(['trace', 'ip', ADDRESS, '--at', iso(20)]);
+    await writer.done;
+    assert.equal(r.code, EXIT.notFound, `${r.out}${r.err}`);
+    assert.match(r.out, /nobody held 10\.0\.0\.5/);
+  });
+});
