@@ -76,15 +76,13 @@ export const DERIVATION_LOCK = 0x71_6f_70_64;
 
 /**
  * Takes the derivation lock for the rest of the transaction; call it before
- * the transaction reads or writes anything. On SQLite that is the database's
- * one write lock, taken by a delete that deletes nothing: a transaction that
- * read first and wrote later would fail at once (SQLITE_BUSY_SNAPSHOT, no
- * busy wait) had another process committed in between, as the operator does
- * while the CLI derives before it answers.
+ * the transaction writes anything. On SQLite there is nothing to take: every
+ * transaction holds the database's one write lock from its start
+ * (sqlite-driver.ts), which also keeps apart a derivation the CLI runs before
+ * it answers and the operator's own.
  */
 export async function lockDerivation(trx: Kysely<LedgerSchema>): Promise<void> {
   if (pgSets.isPostgres(trx)) await sql`SELECT pg_advisory_xact_lock(${DERIVATION_LOCK})`.execute(trx);
-  else await sql`DELETE FROM derive_pending WHERE 0`.execute(trx);
 }
 
 /** Slots are `fip:ID`, `port:ID|ADDR`, `mac:MAC|ADDR`, `instance:ID|ADDR`, `nova-floating:ID|ADDR`, `one-nic:ID/NIC|ADDR`, `router-gw:ID|ADDR`. */

@@ -2,7 +2,7 @@
 // node:sqlite is built into Node 24 and needs no native addon, so this adapts
 // its synchronous statements to that interface.
 import { DatabaseSync, type StatementSync, type SQLInputValue } from 'node:sqlite';
-import { SqliteAdapter, SqliteDialect, sql, type Kysely, type SqliteDatabase, type SqliteStatement } from 'kysely';
+import { CompiledQuery, SqliteAdapter, SqliteDialect, SqliteDriver, sql, type DatabaseConnection, type Driver, type Kysely, type SqliteDatabase, type SqliteStatement, type TransactionSettings } from 'kysely';
 
 function toInput(values: ReadonlyArray<unknown>): SQLInputValue[] {
   return values.map((v) => {
@@ -173,12 +173,32 @@ export class NodeSqliteDatabase implements SqliteDatabase {
 // dialect made: a Kysely instance and its transactions share that adapter.
 const connections = new WeakMap<object, NodeSqliteDatabase>();
 
-/** Kysely's SQLite dialect on a NodeSqliteDatabase, which onSqliteConnection finds again. */
+/**
+ * Transactions that take the database's write lock when they begin (BEGIN
+ * IMMEDIATE), unless they say they only read. SQLite's default (BEGIN,
+ * deferred) reads from a snapshot and takes the lock at its first write; if
+ * another process (the operator, the CLI) committed in between, that write
+ * fails at once with SQLITE_BUSY_SNAPSHOT ("database is locked"), without the
+ * busy timeout's wait, since the transaction read what is no longer current.
+ * Every transaction of the ledger on SQLite writes (a hold, an audit record
+ * after reading the chain's head, a derivation after reading what is
+ * pending); taking the lock first makes a concurrent writer a wait instead.
+ */
+class ImmediateSqliteDriver extends SqliteDriver {
+  override async beginTransaction(connection: DatabaseConnection, settings?: TransactionSettings): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw(settings?.accessMode === 'read only' ? 'begin' : 'begin immediate'));
+  }
+}
+
+/** Kysely's SQLite dialect on a NodeSqliteDatabase, which onSqliteConnection finds again; its transactions begin immediate (above). */
 export class NodeSqliteDialect extends SqliteDialect {
   readonly #database: NodeSqliteDatabase;
   constructor(database: NodeSqliteDatabase) {
     super({ database });
     this.#database = database;
+  }
+  override createDriver(): Driver {
+    return new ImmediateSqliteDriver({ database: this.#database });
   }
   override createAdapter(): SqliteAdapter {
     const adapter = new SqliteAdapter();

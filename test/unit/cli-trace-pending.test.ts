@@ -5,10 +5,9 @@
 // direct path steps aside while anything is.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { join } from 'node:path';
 import { withTempLedger } from '../support/cli-ledger.ts';
+import { writerHolding } from '../support/sqlite-writer.ts';
 import { EXIT } from '../../operator/cli/errors.ts';
 import { applyBatch } from '../../operator/ledger/apply.ts';
 import { pendingDerivation } from '../../operator/ledger/derive-pending.ts';
@@ -72,26 +71,6 @@ test('trace ip and trace instance derive what the intake left pending before the
   });
 });
 
-/** Another process (the operator) holding the ledger's write lock with a change it commits after `ms`. */
-async function writerHolding(file: string, ms: number): Promise<{ done: Promise<void> }> {
-  const script = `
-    const { DatabaseSync } = require('node:sqlite');
-    const db = new DatabaseSync(process.argv[1]);
-    db.exec('BEGIN IMMEDIATE');
-    db.exec('UPDATE kysely_migration_lock SET is_locked = is_locked');
-    process.stdout.write('locked\\n');
-    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Number(process.argv[2]));
-    db.exec('COMMIT');
-    db.close();`;
-  const child = spawn(process.execPath, ['-e', script, file, String(ms)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const exited = once(child, 'exit');
-  await new Promise<void>((resolve, reject) => {
-    child.stdout.on('data', (b: Buffer) => (b.toString().includes('locked') ? resolve() : undefined));
-    child.once('exit', (code) => reject(new Error(`the writer exited (${code}) before it held the lock`)));
-  });
-  return { done: exited.then(([code]) => assert.equal(code, 0, 'the writer committed')) };
-}
-
 test('the CLI\'s derivation waits for a writer in another process instead of failing on a stale snapshot', async () => {
   await withTempLedger('qop-cli-pending-', async (t) => {
     const ledger = await t.open();
@@ -100,8 +79,8 @@ test('the CLI\'s derivation waits for a writer in another process instead of fai
     } finally {
       await ledger.close();
     }
-    // Before the derivation took the write lock first, it read under the writer's lock, and once the writer
-    // had committed its first write failed at once: "database is locked" (SQLITE_BUSY_SNAPSHOT).
+    // Before transactions took the write lock when they began, the derivation read under the writer's lock,
+    // and once the writer had committed, its first write failed at once: "database is locked" (SQLITE_BUSY_SNAPSHOT).
     const writer = await writerHolding(join(t.dir, 'ledger.db'), 400);
     const r = await t.cli(['trace', 'ip', ADDRESS, '--at', iso(20)]);
     await writer.done;

@@ -13,6 +13,8 @@ import { LEDGER_PAGE_SIZE, NodeSqliteDatabase, NodeSqliteDialect, WAL_AUTOCHECKP
 import { startCheckpointer } from '../../operator/ledger/checkpoint-thread.ts';
 import { openLedgerDb, migrateToLatest } from '../../operator/ledger/db.ts';
 import type { LedgerSchema } from '../../operator/ledger/schema.ts';
+import { appendAudit } from '../../operator/ledger/audit.ts';
+import { writerHolding } from '../support/sqlite-writer.ts';
 
 interface Db {
   t: { n: number; s: string | null };
@@ -110,6 +112,33 @@ test('a new ledger file gets the larger page; one created with 4 KiB pages keeps
     assert.equal(await threshold(old.db), walPages(WAL_AUTOCHECKPOINT_BYTES, 4096));
     await old.close();
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a transaction that reads and then writes waits for another process\'s commit instead of failing on a stale snapshot; a read-only one does not wait', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qop-sqlite-immediate-'));
+  const file = join(dir, 'ledger.db');
+  const ledger = openLedgerDb(`sqlite:${file}`);
+  try {
+    await migrateToLatest(ledger);
+    // An audit record reads the chain's head, then appends: begun deferred, it read under the other
+    // process's lock and failed with "database is locked" once that process had committed.
+    const writer = await writerHolding(file, 300);
+    const appended = await appendAudit(ledger.db, { actor: 'cli/test', action: 'test.append', subject: 'x', details: {} });
+    await writer.done;
+    assert.equal(appended.action, 'test.append');
+    const seen = await ledger.db.selectFrom('audit').select('action').where('action', '=', 'test.append').execute();
+    assert.equal(seen.length, 1);
+
+    // Said to be read-only, a transaction reads the last committed state without waiting for the lock.
+    const long = await writerHolding(file, 3_000);
+    const n = await ledger.db.transaction().setAccessMode('read only').execute((trx) => trx.selectFrom('audit').select('seq').execute());
+    assert.equal(long.exited(), false, 'the read-only transaction ended while the other process still held the lock');
+    assert.ok(n.length >= 1);
+    await long.done;
+  } finally {
+    await ledger.close();
     rmSync(dir, { recursive: true, force: true });
   }
 });
