@@ -184,19 +184,26 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
       // A database that does not answer is one line, not a stack trace from the migrator.
       await waitForLedger(ledger.db, { wait: false, logger: noWaitLogger, where: redactUrl(url), hint: '' });
       await migrateToLatest(ledger);
-      // As the query API: what the operator has applied and acknowledged but
-      // not yet derived (a pass runs about every second, and one a crash
-      // interrupted runs only when the operator is back) is derived before
-      // any answer, or a trace would still name an instance deleted since.
-      if ((await ledger.db.selectFrom('derive_pending').select('id').limit(1).executeTakeFirst()) !== undefined) {
-        const { deriveAll } = await import('../ledger/derive-pending.ts');
-        await deriveAll(ledger.db);
-      }
       return await fn(ledger);
     } finally {
       await ledger.close();
     }
   };
+  /**
+   * withLedger for the commands that answer from address intervals (trace,
+   * case, export). As the query API: what the operator has applied and
+   * acknowledged but not yet derived (a pass runs about every second, and one
+   * a crash interrupted only once the operator is back) is derived first, or a
+   * trace would still name an instance deleted since.
+   */
+  const withDerivedLedger = <T>(fn: (ledger: LedgerDb) => Promise<T>): Promise<T> =>
+    withLedger(async (ledger) => {
+      if ((await ledger.db.selectFrom('derive_pending').select('id').limit(1).executeTakeFirst()) !== undefined) {
+        const { deriveAll } = await import('../ledger/derive-pending.ts');
+        await deriveAll(ledger.db);
+      }
+      return fn(ledger);
+    });
 
   program
     .command('ingest')
@@ -271,7 +278,7 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
         const to = parseInstant(opts.to ?? '', '--to');
         if (to.getTime() <= from.getTime()) throw new UsageError('--to must be later than --from');
         const { holdersDuring } = await import('../ledger/attribute.ts');
-        const holders = await withLedger((l) => holdersDuring(l.db, canonical, from, to, opts.cloud));
+        const holders = await withDerivedLedger((l) => holdersDuring(l.db, canonical, from, to, opts.cloud));
         result = { address: canonical, from: from.toISOString(), to: to.toISOString(), holders };
       } else {
         const at = parseInstant(opts.at ?? '', '--at');
@@ -281,7 +288,7 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
         if (direct !== undefined) result = direct;
         else {
           const { traceAddress } = await import('../ledger/trace.ts');
-          result = await withLedger((l) => traceAddress(l.db, canonical, at, opts.cloud));
+          result = await withDerivedLedger((l) => traceAddress(l.db, canonical, at, opts.cloud));
         }
       }
       if (result.holders.length === 0 && !(await emitStructured(io, opts, result))) io.out(`nobody held ${canonical} ${result.at !== undefined ? `at ${result.at}` : `from ${result.from ?? ''} to ${result.to ?? ''}`}\n`);
@@ -295,7 +302,7 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
     .option('--cloud <name>', 'only this cloud'))
     .action(async (id: string, opts: OutputOptions & { cloud?: string }) => {
       const { instanceHistory } = await import('../ledger/instance-history.ts');
-      const found = await withLedger((l) => instanceHistory(l.db, id, opts.cloud));
+      const found = await withDerivedLedger((l) => instanceHistory(l.db, id, opts.cloud));
       // JSON and YAML answer "nothing" with an empty list; all formats exit 1.
       if (found.length === 0 && !(await emitStructured(io, opts, []))) throw new NotFoundError(`no instance ${id} in the ledger${opts.cloud === undefined ? '' : ` of cloud ${opts.cloud}`}`);
       if (found.length === 0) status.code = EXIT.notFound;
@@ -309,11 +316,11 @@ export function buildProgram(io: Io, status: Status = { code: EXIT.ok }): Comman
       }
     });
 
-  addTraceLogCommand(trace, io, status, withLedger);
+  addTraceLogCommand(trace, io, status, withDerivedLedger);
 
   addCaptureCommands(program, io, status, withLedger);
-  addCaseCommands(program, io, status, withLedger);
-  addExportIntervalsCommand(program, io, withLedger);
+  addCaseCommands(program, io, status, withDerivedLedger);
+  addExportIntervalsCommand(program, io, withDerivedLedger);
   addHoldCommands(program, io, status, withLedger);
   addAuditCommands(program, io, status, withLedger);
   addLedgerCommands(program, io, withLedger);
