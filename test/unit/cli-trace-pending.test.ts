@@ -9,30 +9,10 @@ import { join } from 'node:path';
 import { withTempLedger } from '../support/cli-ledger.ts';
 import { writerHolding } from '../support/sqlite-writer.ts';
 import { EXIT } from '../../operator/cli/errors.ts';
-import { applyBatch } from '../../operator/ledger/apply.ts';
 import { pendingDerivation } from '../../operator/ledger/derive-pending.ts';
 import { traceDirect } from '../../operator/ledger/trace-direct.ts';
-import type { LedgerDb } from '../../operator/ledger/db.ts';
-import { at, fipEvent, fixed, instanceEvent, notification, portEvent } from '../support/events.ts';
-
-const ADDRESS = '10.0.0.5';
-const FLOATING = '188.185.194.218';
-
-/** vm-1 created and its floating IP associated, derived; then its deletion and the floating IP's release, applied as the intake applies them: derivation left pending. */
-async function seed(ledger: LedgerDb): Promise<void> {
-  const applied = (events: Parameters<typeof notification>[0], minute: number) => ({ notification: notification(events, at(minute)), body: '{}' });
-  await applyBatch(ledger.db, [
-    applied([portEvent('create.end', { id: 'port-1', deviceId: 'vm-1', deviceOwner: 'compute:nova', fixedIps: [{ address: ADDRESS, subnetId: 's-1' }] })], 0),
-    applied([instanceEvent('create.end', { id: 'vm-1' }, [fixed(ADDRESS, 'port-1')])], 1),
-    applied([fipEvent('update.end', { id: 'fip-1', address: FLOATING, portId: 'port-1', fixedAddress: ADDRESS })], 2),
-  ]);
-  await applyBatch(ledger.db, [
-    applied([instanceEvent('delete.end', { id: 'vm-1' })], 10),
-    applied([fipEvent('update.end', { id: 'fip-1', address: FLOATING, portId: null })], 10),
-  ], undefined, { deferDerivation: { at: Date.now() } });
-}
-
-const iso = (minute: number) => at(minute).toISOString();
+import { at } from '../support/events.ts';
+import { ADDRESS, FLOATING, iso, seedPendingDeletion as seed } from '../support/pending-deletion.ts';
 
 test('trace ip and trace instance derive what the intake left pending before they answer', async () => {
   await withTempLedger('qop-cli-pending-', async (t) => {
