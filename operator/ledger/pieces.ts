@@ -27,11 +27,3 @@ export function pieces<T>(xs: readonly T[], max: number): T[][] {
   }
   return out;
 }
-
-/** `xs` in order, as slices of `size` items (the last shorter): for statements whose text may vary (PostgreSQL plans every statement anew). */
-export function slices<T>(xs: readonly T[], size: number): T[][] {
-  if (!(size >= 1)) throw new RangeError(`slices: size must be at least 1, got ${size}`);
-  const out: T[][] = [];
-  for (let i = 0; i < xs.length; i += size) out.push(xs.slice(i, i + size));
-  return out;
-}

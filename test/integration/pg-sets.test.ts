@@ -7,7 +7,6 @@ import { sql } from 'kysely';
 import { insertBodies, insertRows } from '../../operator/ledger/pg-sets.ts';
 import { withPgLedger } from '../support/pg.ts';
 
-
 // Strings a notification may carry: JSON's own escapes, control characters, characters outside the BMP,
 // and text that looks like an escape (a backslash, then `ud800`).
 const AWKWARD = ['plain', 'quote " and \\ backslash', 'line\nbreak\ttab\r', 'ünïcødé 中文 🚀', '\\ud800 is text here', '', "it's", '{"json": [1, "two"]}', '\u0001\u001f'];

@@ -2,7 +2,7 @@
 // few texts per table, and no row is lost, repeated or reordered.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { pieces, slices } from '../../operator/ledger/pieces.ts';
+import { pieces } from '../../operator/ledger/pieces.ts';
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
@@ -25,9 +25,8 @@ test('pieces are powers of two, longest first, none over the maximum, and togeth
   }
 });
 
-test('an unbounded maximum gives one piece; slices are plain fixed-size slices', () => {
+test('an unbounded maximum gives one piece', () => {
   assert.deepEqual(pieces(range(437), Infinity), [range(437)]);
   assert.deepEqual(pieces([], Infinity), []);
-  assert.deepEqual(slices(range(5), 2), [[0, 1], [2, 3], [4]]);
   assert.throws(() => pieces([1], 0), /at least 1/);
 });
