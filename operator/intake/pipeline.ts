@@ -2,7 +2,7 @@
 // that a file fed by hand takes exactly the path a delivery takes.
 import type { Kysely } from 'kysely';
 import type { LedgerSchema } from '../ledger/schema.ts';
-import { applyBatch, type ApplyOutcome, type InTransaction, type Recorded } from '../ledger/apply.ts';
+import { applyBatch, withBodyDigest, type ApplyOutcome, type InTransaction, type Recorded } from '../ledger/apply.ts';
 import { decodeWithText, type DecodeLimits, type DeliveryMeta } from './decode/index.ts';
 import type { DecodeError } from './decode/errors.ts';
 import type { DecodedNotification } from '../domain/events.ts';
@@ -27,7 +27,7 @@ export function prepare(body: Uint8Array | string, meta: DeliveryMeta): Prepared
   // The decoder's own text of the body: reading a delivery's bytes as UTF-8 again cost a copy of every body.
   const result = decodeWithText(body, meta);
   if (!result.ok) return result;
-  return { ok: true, recorded: { notification: result.notification, body: result.text } };
+  return { ok: true, recorded: withBodyDigest({ notification: result.notification, body: result.text }) };
 }
 
 export interface PipelineObserver {

@@ -34,6 +34,21 @@ export interface Recorded {
   notification: DecodedNotification;
   /** The body as received, kept as evidence. */
   body: string;
+  /** The body's SHA-256 (hex), when worked out ahead of the batch (withBodyDigest). */
+  bodySha256?: string;
+}
+
+/** SHA-256 of the body as received: stays with the notification after the body itself has expired. */
+const digest = (body: string) => createHash('sha256').update(body).digest('hex');
+
+/**
+ * The body's digest worked out ahead of the batch. The intake does it as each
+ * delivery is decoded, while the previous batch's statements run; inside the
+ * batch's transaction, on PostgreSQL, every millisecond of this thread's work
+ * is one more that the transaction stays open.
+ */
+export function withBodyDigest(r: Recorded): Recorded {
+  return { ...r, bodySha256: digest(r.body) };
 }
 
 /**
@@ -55,42 +70,63 @@ export interface ApplyOptions {
 
 /** Applies a batch in one transaction; outcomes are in input order. */
 export async function applyBatch(db: Kysely<LedgerSchema>, batch: readonly Recorded[], inTransaction?: InTransaction, options: ApplyOptions = {}): Promise<ApplyOutcome[]> {
+  // On PostgreSQL the bodies, the batch's largest statement, go on a connection of their own while the batch's
+  // other statements run: see writeBodiesBeside.
+  const beside = pgSets.isPostgres(db) && !db.isTransaction;
   return db.transaction().execute(async (trx) => {
     // Deriving in this transaction: the lock comes before the first write (derive.ts).
     if (options.deferDerivation === undefined) await lockDerivation(trx);
-    const fresh = await recordNotifications(trx, batch);
-    const out: ApplyOutcome[] = [];
-    const byCloud = new Map<string, Touched>();
-    const applied: Recorded[] = [];
-    for (const [i, r] of batch.entries()) {
-      const n = r.notification;
-      if (!fresh.has(i)) out.push('duplicate');
-      else if (n.ignored) out.push('ignored');
-      else {
-        applied.push(r);
-        out.push('applied');
-      }
+    const { fresh, bodies } = await recordNotifications(trx, batch);
+    const bodiesWritten = beside ? writeBodiesBeside(db, bodies) : undefined;
+    // Handled from now on: failing while the batch's statements still run, it is no unhandled rejection (which
+    // ends the process); it is thrown where it is awaited below.
+    bodiesWritten?.catch(() => undefined);
+    try {
+      if (!beside) await writeBodies(trx, bodies);
+      const out = await applyRecorded(trx, batch, fresh, inTransaction, options);
+      // Before this transaction commits: a notification is never recorded without its body.
+      await bodiesWritten;
+      return out;
+    } catch (err) {
+      // The bodies' statement is over before the transaction rolls back; the error thrown is the first one met.
+      await bodiesWritten?.catch(() => undefined);
+      throw err;
     }
-    const rows = await Entities.load(trx, applied.map((r) => r.notification), (cloud) => {
-      let t = byCloud.get(cloud);
-      if (t === undefined) byCloud.set(cloud, (t = touched()));
-      return t;
-    });
-    const buf: Buffered = { changes: [], snapshots: [], links: [], macs: [] };
-    for (const { notification: n } of applied) applyEvents({ rows, t: rows.touched(n.cloud), buf }, n);
-    await rows.write(trx);
-    await flush(trx, buf);
-    // Legacy reports placed by MAC join their port's slots once both are recorded.
-    await adoptMacSlots(trx, buf.macs, byCloud);
-    const deferred = options.deferDerivation;
-    for (const [cloud, t] of byCloud) {
-      if (deferred === undefined) await rederive(trx, cloud, t);
-      else await recordPending(trx, cloud, t, deferred.at);
-    }
-    // After the batch's effects (derived intervals included, unless deferred): capture intents read instances.
-    if (inTransaction !== undefined) for (const r of applied) await inTransaction(trx, r.notification);
-    return out;
   });
+}
+
+async function applyRecorded(trx: Tx, batch: readonly Recorded[], fresh: ReadonlySet<number>, inTransaction: InTransaction | undefined, options: ApplyOptions): Promise<ApplyOutcome[]> {
+  const out: ApplyOutcome[] = [];
+  const byCloud = new Map<string, Touched>();
+  const applied: Recorded[] = [];
+  for (const [i, r] of batch.entries()) {
+    const n = r.notification;
+    if (!fresh.has(i)) out.push('duplicate');
+    else if (n.ignored) out.push('ignored');
+    else {
+      applied.push(r);
+      out.push('applied');
+    }
+  }
+  const rows = await Entities.load(trx, applied.map((r) => r.notification), (cloud) => {
+    let t = byCloud.get(cloud);
+    if (t === undefined) byCloud.set(cloud, (t = touched()));
+    return t;
+  });
+  const buf: Buffered = { changes: [], snapshots: [], links: [], macs: [] };
+  for (const { notification: n } of applied) applyEvents({ rows, t: rows.touched(n.cloud), buf }, n);
+  await rows.write(trx);
+  await flush(trx, buf);
+  // Legacy reports placed by MAC join their port's slots once both are recorded.
+  await adoptMacSlots(trx, buf.macs, byCloud);
+  const deferred = options.deferDerivation;
+  for (const [cloud, t] of byCloud) {
+    if (deferred === undefined) await rederive(trx, cloud, t);
+    else await recordPending(trx, cloud, t, deferred.at);
+  }
+  // After the batch's effects (derived intervals included, unless deferred): capture intents read instances.
+  if (inTransaction !== undefined) for (const r of applied) await inTransaction(trx, r.notification);
+  return out;
 }
 
 const CHUNK = 400;
@@ -98,21 +134,21 @@ function chunks<T>(xs: readonly T[], size = CHUNK): T[][] {
   return pieces(xs, size);
 }
 
-/** SHA-256 of the body as received: stays with the notification after the body itself has expired. */
-const digest = (body: string) => createHash('sha256').update(body).digest('hex');
+type BodyRow = { notification_id: number; received_at: number; body: string };
 
 /**
- * Inserts the batch's notifications, and the bodies of the new ones, in a few
- * statements; returns the indexes that were new (the first of in-batch duplicates).
+ * Inserts the batch's notifications in a few statements; returns the indexes
+ * that were new (the first of in-batch duplicates) and the bodies to write
+ * for them (writeBodies).
  */
-async function recordNotifications(trx: Tx, batch: readonly Recorded[]): Promise<Set<number>> {
+async function recordNotifications(trx: Tx, batch: readonly Recorded[]): Promise<{ fresh: Set<number>; bodies: BodyRow[] }> {
   const inserted = new Map<string, number>();
   const pg = pgSets.isPostgres(trx);
   for (const part of chunks(batch, pg ? Infinity : CHUNK)) {
-    const rows = part.map(({ notification: n, body }) => ({
+    const rows = part.map(({ notification: n, body, bodySha256 }) => ({
       cloud: n.cloud, source: n.source, message_id: n.messageId, id_kind: n.idKind, event_type: n.eventType,
       publisher: n.publisher ?? null, occurred_at: n.occurredAt.getTime(), received_at: n.receivedAt.getTime(),
-      outcome: n.ignored ? 'ignored' : 'applied', body_sha256: digest(body),
+      outcome: n.ignored ? 'ignored' : 'applied', body_sha256: bodySha256 ?? digest(body),
     }));
     const got = pg
       ? await pgSets.insertRows<'notifications', { id: number; cloud: string; message_id: string }>(trx, 'notifications', rows, sql`ON CONFLICT (cloud, message_id) DO NOTHING RETURNING id, cloud, message_id`)
@@ -120,7 +156,7 @@ async function recordNotifications(trx: Tx, batch: readonly Recorded[]): Promise
     for (const g of got) inserted.set(`${g.cloud}\u0000${g.message_id}`, g.id);
   }
   const fresh = new Set<number>();
-  const bodies: Array<{ notification_id: number; received_at: number; body: string }> = [];
+  const bodies: BodyRow[] = [];
   for (const [i, { notification: n, body }] of batch.entries()) {
     const key = `${n.cloud}\u0000${n.messageId}`;
     const id = inserted.get(key);
@@ -129,10 +165,29 @@ async function recordNotifications(trx: Tx, batch: readonly Recorded[]): Promise
     fresh.add(i);
     bodies.push({ notification_id: id, received_at: n.receivedAt.getTime(), body });
   }
+  return { fresh, bodies };
+}
+
+async function writeBodies(trx: Tx, bodies: readonly BodyRow[]): Promise<void> {
+  if (pgSets.isPostgres(trx)) await pgSets.insertBodies(trx, bodies);
   // Bodies are large: fewer per statement keeps each statement's text and parameters small.
-  if (pg) await pgSets.insertBodies(trx, bodies);
   else for (const part of chunks(bodies, 100)) await sqliteSets.insertRows(trx, 'notification_bodies', part);
-  return fresh;
+}
+
+/**
+ * PostgreSQL: the batch's bodies as one statement of their own, on another
+ * connection of the pool, committed before the batch's transaction commits.
+ * A batch's statements run one after another on its connection, each sent
+ * when the one before has answered; the bodies' statement, about a fifth of
+ * a batch's time there, now runs beside the rest. The body rows carry the ids
+ * the batch's transaction drew for its notifications. If that transaction
+ * then fails, its bodies stay without a notification: copies of a message
+ * that is delivered again, recorded again under a new id (ids are never
+ * reused) with its body, and removed with their month by the body retention.
+ * The other way round, a notification without its body, cannot happen.
+ */
+function writeBodiesBeside(db: Kysely<LedgerSchema>, bodies: readonly BodyRow[]): Promise<void> {
+  return pgSets.insertBodies(db, bodies);
 }
 
 /** Fact rows collected while applying a batch and written together before deriving. */
