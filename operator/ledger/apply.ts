@@ -72,28 +72,52 @@ export interface ApplyOptions {
 export async function applyBatch(db: Kysely<LedgerSchema>, batch: readonly Recorded[], inTransaction?: InTransaction, options: ApplyOptions = {}): Promise<ApplyOutcome[]> {
   // On PostgreSQL the bodies, the batch's largest statement, go on a connection of their own while the batch's
   // other statements run: see writeBodiesBeside.
-  const beside = pgSets.isPostgres(db) && !db.isTransaction;
-  return db.transaction().execute(async (trx) => {
-    // Deriving in this transaction: the lock comes before the first write (derive.ts).
-    if (options.deferDerivation === undefined) await lockDerivation(trx);
-    const { fresh, bodies } = await recordNotifications(trx, batch);
-    const bodiesWritten = beside ? writeBodiesBeside(db, bodies) : undefined;
-    // Handled from now on: failing while the batch's statements still run, it is no unhandled rejection (which
-    // ends the process); it is thrown where it is awaited below.
-    bodiesWritten?.catch(() => undefined);
-    try {
-      if (!beside) await writeBodies(trx, bodies);
-      const out = await applyRecorded(trx, batch, fresh, inTransaction, options);
-      // Before this transaction commits: a notification is never recorded without its body.
-      await bodiesWritten;
-      return out;
-    } catch (err) {
-      // The bodies' statement is over before the transaction rolls back; the error thrown is the first one met.
-      await bodiesWritten?.catch(() => undefined);
-      throw err;
-    }
-  });
+  const beside = pgSets.isPostgres(db) && !db.isTransaction && besideSlots.take();
+  try {
+    return await db.transaction().execute(async (trx) => {
+      // Deriving in this transaction: the lock comes before the first write (derive.ts).
+      if (options.deferDerivation === undefined) await lockDerivation(trx);
+      const { fresh, bodies } = await recordNotifications(trx, batch);
+      const bodiesWritten = beside ? writeBodiesBeside(db, bodies) : undefined;
+      // Handled from now on: failing while the batch's statements still run, it is no unhandled rejection (which
+      // ends the process); it is thrown where it is awaited below.
+      bodiesWritten?.catch(() => undefined);
+      try {
+        if (!beside) await writeBodies(trx, bodies);
+        const out = await applyRecorded(trx, batch, fresh, inTransaction, options);
+        // Before this transaction commits: a notification is never recorded without its body.
+        await bodiesWritten;
+        return out;
+      } catch (err) {
+        // The bodies' statement is over before the transaction rolls back; the error thrown is the first one met.
+        await bodiesWritten?.catch(() => undefined);
+        throw err;
+      }
+    });
+  } finally {
+    if (beside) besideSlots.give();
+  }
 }
+
+/**
+ * How many batches of the process may write their bodies beside their
+ * transaction at once. Such a batch holds one connection of the pool and
+ * waits for a second: were every connection held by one, none would get its
+ * second. With at most two of them, the pool's other connections (POOL_SIZE
+ * in db.ts) are held by work that waits for no further connection, and come
+ * back. A batch that finds no slot free (more clouds than two applying at
+ * once) writes its bodies in its transaction, as SQLite does.
+ */
+const MAX_BESIDE = 2;
+const besideSlots = (() => {
+  let inUse = 0;
+  return {
+    take: (): boolean => (inUse < MAX_BESIDE ? (inUse += 1, true) : false),
+    give: (): void => {
+      inUse -= 1;
+    },
+  };
+})();
 
 async function applyRecorded(trx: Tx, batch: readonly Recorded[], fresh: ReadonlySet<number>, inTransaction: InTransaction | undefined, options: ApplyOptions): Promise<ApplyOutcome[]> {
   const out: ApplyOutcome[] = [];

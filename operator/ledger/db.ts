@@ -88,7 +88,10 @@ export interface LedgerDb {
   close(): Promise<void>;
 }
 
-export function openLedgerDb(url: string, options: { poolSize?: number } = {}): LedgerDb {
+/** Connections of a PostgreSQL ledger's pool. */
+export const POOL_SIZE = 10;
+
+export function openLedgerDb(url: string): LedgerDb {
   const target = parseDbUrl(url);
   if (target.engine === 'sqlite') {
     let database: NodeSqliteDatabase;
@@ -104,7 +107,8 @@ export function openLedgerDb(url: string, options: { poolSize?: number } = {}): 
   const pg = requirePg();
   const pool = new pg.Pool({
     connectionString: target.url,
-    max: options.poolSize ?? 10,
+    // More than apply.ts's MAX_BESIDE batches can hold while they wait for a second connection.
+    max: POOL_SIZE,
     // Epoch-millisecond bigints fit a JS number exactly; reading them as
     // numbers keeps one row type for both engines.
     types: {

@@ -3,7 +3,8 @@
 // ledger refuses fails the whole batch; on PostgreSQL, where the bodies go on
 // a connection of their own beside the batch's transaction, a batch that fails
 // after them leaves them without a notification, and the redelivery records
-// each notification once, with its body.
+// each notification once, with its body; and batches at once, more than the
+// pool's connections, do not wait for each other's connections.
 import { test, describe, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -86,6 +87,16 @@ for (const engine of engines) {
         if (engine.name === 'sqlite') await sql`DROP TRIGGER refuse_poison`.execute(ledger.db);
         else await sql`ALTER TABLE notification_bodies DROP CONSTRAINT refuse_poison`.execute(ledger.db);
       }
+    });
+
+    test('more batches at once than the pool has connections: each completes with its bodies', { timeout: 30_000 }, async () => {
+      // Twelve transactions against a pool of ten: if each waited for a second connection for its bodies, none would get one.
+      const batches = Array.from({ length: 12 }, () => batch(30, true));
+      const outcomes = await Promise.all(batches.map((b) => applyBatch(ledger.db, b, undefined, { deferDerivation: { at: T0 } })));
+      for (const [i, b] of batches.entries()) assert.deepEqual(outcomes[i], b.map(() => 'applied'));
+      const got = await stored();
+      for (const r of batches.flat()) assert.equal(got.get(r.notification.messageId)?.body, r.body);
+      assert.equal(await orphans(), 0);
     });
 
     test('a batch that fails after its bodies records no notification; delivered again, each is recorded once with its body', async () => {
