@@ -72,7 +72,8 @@ export interface ApplyOptions {
 export async function applyBatch(db: Kysely<LedgerSchema>, batch: readonly Recorded[], inTransaction?: InTransaction, options: ApplyOptions = {}): Promise<ApplyOutcome[]> {
   // On PostgreSQL the bodies, the batch's largest statement, go on a connection of their own while the batch's
   // other statements run: see writeBodiesBeside.
-  const beside = pgSets.isPostgres(db) && !db.isTransaction && besideSlots.take();
+  const beside = pgSets.isPostgres(db) && !db.isTransaction && besideInUse < MAX_BESIDE;
+  if (beside) besideInUse += 1;
   try {
     return await db.transaction().execute(async (trx) => {
       // Deriving in this transaction: the lock comes before the first write (derive.ts).
@@ -95,7 +96,7 @@ export async function applyBatch(db: Kysely<LedgerSchema>, batch: readonly Recor
       }
     });
   } finally {
-    if (beside) besideSlots.give();
+    if (beside) besideInUse -= 1;
   }
 }
 
@@ -109,15 +110,7 @@ export async function applyBatch(db: Kysely<LedgerSchema>, batch: readonly Recor
  * once) writes its bodies in its transaction, as SQLite does.
  */
 const MAX_BESIDE = 2;
-const besideSlots = (() => {
-  let inUse = 0;
-  return {
-    take: (): boolean => (inUse < MAX_BESIDE ? (inUse += 1, true) : false),
-    give: (): void => {
-      inUse -= 1;
-    },
-  };
-})();
+let besideInUse = 0;
 
 async function applyRecorded(trx: Tx, batch: readonly Recorded[], fresh: ReadonlySet<number>, inTransaction: InTransaction | undefined, options: ApplyOptions): Promise<ApplyOutcome[]> {
   const out: ApplyOutcome[] = [];

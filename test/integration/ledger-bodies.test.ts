@@ -48,6 +48,7 @@ for (const engine of engines) {
         .select(['n.id', 'n.message_id', 'n.body_sha256', 'b.body']).execute();
       return new Map(rows.map((r) => [r.message_id, r]));
     };
+    const bodyCount = async () => Number((await sql<{ n: number | string }>`SELECT count(*) AS n FROM notification_bodies`.execute(ledger.db)).rows[0]?.n);
     const orphans = async () => Number((await sql<{ n: number | string }>`
       SELECT count(*) AS n FROM notification_bodies b WHERE NOT EXISTS (SELECT 1 FROM notifications n WHERE n.id = b.notification_id)`.execute(ledger.db)).rows[0]?.n);
 
@@ -66,9 +67,9 @@ for (const engine of engines) {
       // A batch delivered again: duplicates, and no second body.
       const again = batch(5, true);
       await applyBatch(ledger.db, again, undefined, { deferDerivation: { at: T0 } });
-      const before = Number((await sql<{ n: number | string }>`SELECT count(*) AS n FROM notification_bodies`.execute(ledger.db)).rows[0]?.n);
+      const before = await bodyCount();
       assert.deepEqual(await applyBatch(ledger.db, again, undefined, { deferDerivation: { at: T0 } }), again.map(() => 'duplicate'));
-      assert.equal(Number((await sql<{ n: number | string }>`SELECT count(*) AS n FROM notification_bodies`.execute(ledger.db)).rows[0]?.n), before);
+      assert.equal(await bodyCount(), before);
       assert.equal(await orphans(), 0);
     });
 
