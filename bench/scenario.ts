@@ -13,6 +13,12 @@ export interface Target {
   /** '>=' for throughputs, '<=' for latencies. */
   op: '>=' | '<=';
   value: number;
+  /**
+   * The target is also met at this share of the ceiling measured in the same
+   * run (`>=` only): a rate that depends on how fast this machine is that day
+   * is judged beside what the machine allowed (ingest: the bare consumer).
+   */
+  orRatio?: number | undefined;
 }
 
 export interface Figure {

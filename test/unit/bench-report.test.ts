@@ -27,3 +27,17 @@ test('a run lists its figures in its own order; figures it did not measure stay,
   assert.ok(md.indexOf('| gap100 |') < md.indexOf('| gap500 |'), md);
   assert.match(md, /\| rate \| 1,000 ms \| 2,000 ms \| 0\.50 \|/);
 });
+
+test('a target with a share of the ceiling is met by either the value or the share, and says both', () => {
+  const withShare = (figure: string, value: number, ceiling: number): Figure => ({
+    ...fig(figure, value, ceiling), unit: '/s', target: { op: '>=', value: 10_000, orRatio: 0.5 },
+  });
+  const r = mergeResults(empty, runOf('ingest', '2026-01-01T00:00:00Z'), [
+    withShare('by-share', 6_000, 11_000), withShare('by-value', 10_500, 30_000), withShare('neither', 6_000, 13_000),
+  ], order);
+  const md = renderMarkdown(r, order, () => undefined);
+  const row = (name: string) => md.split('\n').find((l) => l.startsWith(`| ${name} |`)) ?? '';
+  assert.match(row('by-share'), /\| meets target ≥ 10,000 \/s or ≥ 0\.5 of the ceiling/);
+  assert.match(row('by-value'), /\| meets target ≥ 10,000 \/s or ≥ 0\.5 of the ceiling/);
+  assert.match(row('neither'), /\| \*\*misses\*\* target ≥ 10,000 \/s or ≥ 0\.5 of the ceiling/);
+});
