@@ -8,5 +8,6 @@ import { capture } from './scenarios/capture.ts';
 import { attributeScenario } from './scenarios/attribute.ts';
 import { cli } from './scenarios/cli.ts';
 import { isolation } from './scenarios/isolation.ts';
+import { runRss } from './scenarios/run-rss.ts';
 
-export const scenarios: readonly Scenario[] = [ingest, apply, trace, attributeScenario, capture, isolation, cli];
+export const scenarios: readonly Scenario[] = [ingest, apply, runRss, trace, attributeScenario, capture, isolation, cli];

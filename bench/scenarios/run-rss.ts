@@ -1,0 +1,204 @@
+// The operator's own process through a long ingest: `quarantine run`, started
+// as a site starts it (bin/quarantine, so with the operator's memory flags),
+// standalone with a SQLite ledger and one Cloud on a throwaway Ceph cluster
+// (librbd, the default driver), consuming the workload's notifications from
+// RabbitMQ while they are published. Its RSS is read from /proc every half
+// second. The apply scenario's streamed apply measures the ledger's part in a
+// process of its own; this is everything the operator's process holds besides:
+// the broker client, the Ceph libraries, the HTTP server, the checkpoint
+// thread and Node's type stripper.
+//
+// No QuarantinePolicy is given, so deletions record no capture: the figure is
+// the intake's. The ledger's size is read from the file (max(id) of the
+// notifications) by a read-only connection of this process.
+import { spawn } from 'node:child_process';
+import { mkdirSync, openSync, readFileSync, rmSync, writeFileSync, closeSync } from 'node:fs';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { fileURLToPath } from 'node:url';
+import * as amqp from 'amqplib';
+import type { Context, Figure, Scenario } from '../scenario.ts';
+import { bootCeph } from '../lib/ceph.ts';
+import { round } from '../lib/stats.ts';
+import { workloadStream } from './ingest-workload.ts';
+import { AmqpPublisher } from '../../operator/intake/amqp.ts';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const TARGET_MIB = 256;
+const CLOUD = 'bench';
+const QUEUE = `quarantine-operator.${CLOUD}`;
+const STALL_MS = 120_000;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function cloudYaml(ceph: Record<string, string>): string {
+  const q = (s: string | undefined) => JSON.stringify(s ?? '');
+  return `apiVersion: quarantine.forensics.dev/v1alpha1
+kind: Cloud
+metadata:
+  name: ${CLOUD}
+spec:
+  type: openstack
+  amqp:
+    urlSecretRef: {name: rabbit, key: url}
+    exchanges: [{name: nova}, {name: neutron}]
+    queue: ${QUEUE}
+  ceph:
+    configFile: ${q(ceph['QTEST_CEPH_CONF'])}
+    user: ${q(ceph['QTEST_CEPH_OPERATOR_ID'])}
+    watchedPools: [vms]
+    quarantine: {pool: ${q(ceph['QTEST_CEPH_QUARANTINE_POOL'])}}
+`;
+}
+
+/** A line of /proc/PID/status in MiB (VmRSS, VmHWM). */
+function statusMiB(pid: number, key: 'VmRSS' | 'VmHWM'): number {
+  const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m === null ? Number.NaN : Number(m[1]) / 1024;
+}
+
+/** Resident MiB by kind of mapping: the node binary, other files (shared libraries), malloc's heap, anonymous (V8's heaps, thread stacks). */
+function residentByKind(pid: number): Record<string, number> {
+  const out: Record<string, number> = { node: 0, libraries: 0, mallocHeap: 0, anonymous: 0 };
+  let kind = 'anonymous';
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (head !== null) {
+      const name = head[1] ?? '';
+      kind = name === '[heap]' ? 'mallocHeap' : name.endsWith('/bin/node') ? 'node' : name.startsWith('/') ? 'libraries' : 'anonymous';
+    } else if (line.startsWith('Rss:')) out[kind] = (out[kind] ?? 0) + Number(line.split(/\s+/)[1]) / 1024;
+  }
+  return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, round(v, 1)]));
+}
+
+function ledgerCount(file: string): number {
+  try {
+    const db = new DatabaseSync(file, { readOnly: true });
+    try {
+      const row = db.prepare('SELECT max(id) AS n FROM notifications').get() as { n: number | null } | undefined;
+      return row?.n ?? 0;
+    } finally {
+      db.close();
+    }
+  } catch {
+    return 0; // not created yet
+  }
+}
+
+async function queueExists(url: string): Promise<boolean> {
+  const conn = await amqp.connect(url);
+  try {
+    const ch = await conn.createChannel();
+    ch.on('error', () => undefined);
+    await ch.checkQueue(QUEUE);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await conn.close().catch(() => undefined);
+  }
+}
+
+export const runRss: Scenario = {
+  name: 'run-rss',
+  description: 'peak RSS of the operator process (`quarantine run` standalone: SQLite ledger, a Cloud on a throwaway Ceph cluster with librbd) through an ingest of N workload notifications from RabbitMQ, published while it consumes',
+  params: [{ name: 'run-rss-n', description: 'notifications published to the operator', default: '1000000' }],
+  async run(ctx: Context): Promise<Figure[]> {
+    const n = Number(ctx.param('run-rss-n'));
+    if (!Number.isInteger(n) || n < 1) throw new Error(`--run-rss-n must be a positive whole number, got ${ctx.param('run-rss-n')}`);
+    const url = await ctx.services.amqpUrl();
+    ctx.progress.update('run-rss: booting a Ceph cluster');
+    const ceph = await bootCeph(ctx, 'run-rss');
+    const dir = join(ctx.outDir, `run-rss-${process.pid}`);
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(join(dir, 'manifests'), { recursive: true });
+    mkdirSync(join(dir, 'secrets', 'rabbit'), { recursive: true, mode: 0o700 });
+    ctx.defer(() => rmSync(dir, { recursive: true, force: true }));
+    writeFileSync(join(dir, 'manifests', 'cloud.yaml'), cloudYaml(ceph));
+    writeFileSync(join(dir, 'secrets', 'rabbit', 'url'), `${url}\n`, { mode: 0o600 });
+    const file = join(dir, 'ledger.db');
+    const log = openSync(join(dir, 'operator.log'), 'w');
+    const child = spawn(join(root, 'bin', 'quarantine'), ['run', '--manifests', join(dir, 'manifests'), '--secrets', join(dir, 'secrets'), '--db', `sqlite:${file}`], {
+      stdio: ['ignore', log, log], env: { ...process.env, CEPH_CONF: ceph['QTEST_CEPH_CONF'] ?? '' },
+    });
+    closeSync(log);
+    const pid = child.pid;
+    if (pid === undefined) throw new Error('run-rss: the operator did not start');
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    ctx.defer(async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        await exited;
+      }
+    });
+    const operatorLog = () => readFileSync(join(dir, 'operator.log'), 'utf8').trim().split('\n').slice(-5).join('\n');
+
+    const t0 = performance.now();
+    while (!(await queueExists(url))) {
+      if (child.exitCode !== null) throw new Error(`run-rss: the operator exited (${child.exitCode}) before declaring its queue:\n${operatorLog()}`);
+      if (performance.now() - t0 > 60_000) throw new Error(`run-rss: no queue ${QUEUE} after 60 s:\n${operatorLog()}`);
+      await sleep(250);
+    }
+    await sleep(1000);
+    const startRss = statusMiB(pid, 'VmRSS');
+    const atStart = residentByKind(pid);
+
+    let peak = startRss;
+    const sampler = setInterval(() => {
+      peak = Math.max(peak, statusMiB(pid, 'VmRSS'));
+    }, 500);
+    ctx.defer(() => clearInterval(sampler));
+
+    const tPublish = performance.now();
+    const pub = await AmqpPublisher.connect(url);
+    let published = 0;
+    try {
+      for (const m of workloadStream()) {
+        if (published === n) break;
+        pub.publish(m.exchange, m.routingKey, m.body, { contentType: 'application/json', contentEncoding: 'utf-8' });
+        published += 1;
+        if (published % 1000 === 0) {
+          await pub.confirmed();
+          if (published % 20_000 === 0) ctx.progress.update(`run-rss: published ${published}/${n}, ledger ${ledgerCount(file)}, RSS ${round(statusMiB(pid, 'VmRSS'), 1)} MiB (peak ${round(peak, 1)})`);
+        }
+      }
+      await pub.confirmed();
+    } finally {
+      await pub.close();
+    }
+    const publishS = (performance.now() - tPublish) / 1000;
+
+    let count = ledgerCount(file);
+    let moved = performance.now();
+    while (count < n) {
+      if (child.exitCode !== null) throw new Error(`run-rss: the operator exited (${child.exitCode}) at ${count} of ${n}:\n${operatorLog()}`);
+      await sleep(1000);
+      const now = ledgerCount(file);
+      if (now > count) moved = performance.now();
+      else if (performance.now() - moved > STALL_MS) throw new Error(`run-rss: the ledger stopped at ${count} of ${n}:\n${operatorLog()}`);
+      count = now;
+      ctx.progress.update(`run-rss: ledger ${count}/${n}, RSS ${round(statusMiB(pid, 'VmRSS'), 1)} MiB (peak ${round(peak, 1)})`);
+    }
+    const ingestS = (performance.now() - tPublish) / 1000;
+    clearInterval(sampler);
+    const hwm = statusMiB(pid, 'VmHWM');
+    const endRss = statusMiB(pid, 'VmRSS');
+    const atEnd = residentByKind(pid);
+    child.kill('SIGTERM');
+    const code = await exited;
+
+    const parts = (r: Record<string, number>) => `node binary ${r['node']}, libraries ${r['libraries']}, malloc heap ${r['mallocHeap']}, anonymous ${r['anonymous']}`;
+    ctx.note(`run-rss: ${n} notifications published in ${round(publishS, 1)} s and in the ledger after ${round(ingestS, 1)} s (${Math.round(n / ingestS)}/s); ` +
+      `RSS after start-up ${round(startRss, 1)} MiB (${parts(atStart)}), peak ${round(peak, 1)} MiB sampled, VmHWM ${round(hwm, 1)} MiB; at the end ${round(endRss, 1)} MiB (${parts(atEnd)}); the operator exited ${code} on SIGTERM.`);
+    const value = round(Math.max(peak, hwm), 1);
+    return [{
+      figure: 'run-rss.sqlite.peak',
+      label: `peak RSS of \`quarantine run\` through an ingest of ${n.toLocaleString('en-US')} notifications from RabbitMQ (SQLite, a Cloud on Ceph with librbd)`,
+      value,
+      unit: 'MiB',
+      target: { op: '<=', value: TARGET_MIB },
+      params: { notifications: n, startRssMiB: round(startRss, 1), atStart, endRssMiB: round(endRss, 1), atEnd, vmHwmMiB: round(hwm, 1), publishSeconds: round(publishS, 1), ingestSeconds: round(ingestS, 1), exitCode: code },
+      notes: `the operator's own process (bin/quarantine run, its memory flags), published while it consumes, ${Math.round(n / ingestS).toLocaleString('en-US')}/s; RSS after start-up ${round(startRss, 1)} MiB; at the end ${round(endRss, 1)} MiB: ${parts(atEnd)} MiB`,
+    }];
+  },
+};
