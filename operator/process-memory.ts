@@ -27,3 +27,22 @@ export const NODE_MEMORY_FLAGS: readonly string[] = ['--max-semi-space-size=8', 
 
 /** Environment of the operator's process, read by glibc when the process starts (a value already set is kept). */
 export const MEMORY_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' };
+
+// Node's compile cache, filled before the process starts (scripts/fill-compile-cache.ts:
+// by scripts/bootstrap.sh for bin/quarantine, at build for the image) and named in
+// the environment, so that even the entry module comes from it. A module that is
+// not in the cache is type-stripped as it loads, and the stripper, a WebAssembly
+// module, then stays in the process: through an ingest of 300,000 notifications
+// the operator peaked at 258 MiB with it and 244 MiB without (bench/notes/run-rss.md).
+// V8 keys the cache by its flags and Node by the user id: a cache filled under
+// other flags or by another user is not read, and an unwritable, empty or
+// unread cache only costs that memory and the compile time.
+
+/** The Node flags each launcher may start the operator with: `run` and `ingest` (NODE_MEMORY_FLAGS), every other command (none). V8 keys its cache by flags. */
+export const LAUNCH_FLAG_SETS: readonly (readonly string[])[] = [NODE_MEMORY_FLAGS, []];
+
+/** bin/quarantine's compile cache, beside the code it caches and owned by whoever installed it (not the shared temporary directory). */
+export const defaultCompileCacheDir = (root: string): string => `${root.replace(/\/$/, '')}/node_modules/.cache/quarantine-operator/node-compile-cache`;
+
+/** The image's compile cache, filled when it is built. */
+export const IMAGE_COMPILE_CACHE_DIR = '/app/.node-compile-cache';

@@ -18,3 +18,5 @@ if [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.pack
   npm ci --no-audit --no-fund --loglevel=error >&2
 fi
 node_modules/.bin/node --version | grep -q '^v24\.' || { log "node_modules/.bin/node is not Node 24"; exit 1; }
+# bin/quarantine's compile cache: the operator then starts without Node's type stripper (operator/process-memory.ts).
+node_modules/.bin/node scripts/fill-compile-cache.ts

@@ -1,12 +1,16 @@
 // The `quarantine` executable. Node's compile cache keeps the compiled code
-// of the program's modules between runs (in the system's temporary directory,
-// or NODE_COMPILE_CACHE), which roughly halves the time to load them.
+// of the program's modules between runs, which roughly halves the time to
+// load them. Its launchers name it before Node starts (NODE_COMPILE_CACHE,
+// operator/process-memory.ts); started by hand, it uses bin/quarantine's
+// rather than one in the shared temporary directory.
 import module from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { reserveWorkerThreads } from '../ceph/worker-threads.ts';
+import { defaultCompileCacheDir } from '../process-memory.ts';
 
 // Before anything starts libuv's thread pool, which then keeps its size.
 reserveWorkerThreads();
-module.enableCompileCache?.();
+if (process.env['NODE_COMPILE_CACHE'] === undefined) module.enableCompileCache?.(defaultCompileCacheDir(fileURLToPath(new URL('../..', import.meta.url))));
 const { runCli } = await import('./program.ts');
 const { OutputClosed, writeAll } = await import('./output-fd.ts');
 // A reader that stops reading (`| head`) ends the command quietly, as it would any other filter.

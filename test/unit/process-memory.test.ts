@@ -3,11 +3,14 @@
 // heap and malloc arenas several times the ledger's needs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { MEMORY_ENV, NODE_MEMORY_FLAGS } from '../../operator/process-memory.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { IMAGE_COMPILE_CACHE_DIR, MEMORY_ENV, NODE_MEMORY_FLAGS, defaultCompileCacheDir } from '../../operator/process-memory.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const read = (path: string) => readFileSync(`${root}${path}`, 'utf8');
@@ -54,4 +57,38 @@ test('bin/quarantine skips the value of every global option that takes one, and 
   const taking = program.options.filter((o) => o.required || o.optional).map((o) => o.long).sort();
   const skipped = /^\s*(--[\w|-]+)\) skip=1 ;;$/m.exec(read('bin/quarantine'))?.[1]?.split('|').sort();
   assert.deepEqual(skipped, taking);
+});
+
+test('every launcher names a compile cache that it fills before the operator runs', () => {
+  const script = read('bin/quarantine');
+  assert.ok(script.includes(`export NODE_COMPILE_CACHE="\${NODE_COMPILE_CACHE:-${defaultCompileCacheDir('$root')}}"`), 'bin/quarantine names no compile cache');
+  assert.match(read('scripts/bootstrap.sh'), /^node_modules\/\.bin\/node scripts\/fill-compile-cache\.ts$/m);
+  const dockerfile = read('Dockerfile');
+  assert.match(dockerfile, new RegExp(`^ENV NODE_COMPILE_CACHE=${IMAGE_COMPILE_CACHE_DIR}$`, 'm'));
+  // Filled by the image's user: Node keys the cache by user id.
+  assert.match(dockerfile, new RegExp(`--reuid=10001 --regid=10001 --clear-groups node scripts/fill-compile-cache\\.ts ${IMAGE_COMPILE_CACHE_DIR} `));
+  const described = z.object({ env: z.array(z.string()) }).parse(JSON.parse(execFileSync('bash', [`${root}scripts/build-image-tar.sh`, '--describe'], { encoding: 'utf8' })));
+  assert.ok(described.env.includes(`NODE_COMPILE_CACHE=${IMAGE_COMPILE_CACHE_DIR}`));
+  assert.match(read('scripts/build-image-tar.sh'), new RegExp(`chroot --userspec="\\$uid:\\$gid" "\\$rootfs" /usr/local/bin/node /app/scripts/fill-compile-cache\\.ts ${IMAGE_COMPILE_CACHE_DIR} `));
+});
+
+/** Whether a bin/quarantine command loaded Node's type stripper, with this compile cache. */
+function strippedTypes(cache: string, args: readonly string[]): boolean {
+  const probe = "data:text/javascript,process.on('exit',()=>process.stderr.write(JSON.stringify(process.moduleLoadList.some((m)=>/amaro/.test(m)))))";
+  const r = spawnSync(`${root}bin/quarantine`, args, { encoding: 'utf8', env: { ...process.env, NODE_COMPILE_CACHE: cache, NODE_OPTIONS: `--import=${probe}` } });
+  assert.equal(r.status, 0, r.stderr);
+  return z.boolean().parse(JSON.parse(r.stderr.trim().split('\n').pop() ?? ''));
+}
+
+test('a filled compile cache keeps the type stripper out of the CLI, under the flags of `run` and of every other command', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'compile-cache-'));
+  try {
+    const commands = [['--version'], ['run', '--help']];
+    // Empty, the cache does not: so the probe sees the stripper when it is there.
+    for (const args of commands) assert.equal(strippedTypes(join(dir, 'empty'), args), true, args.join(' '));
+    execFileSync(`${root}node_modules/.bin/node`, [`${root}scripts/fill-compile-cache.ts`, join(dir, 'filled')], { stdio: 'ignore' });
+    for (const args of commands) assert.equal(strippedTypes(join(dir, 'filled'), args), false, args.join(' '));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
