@@ -5,7 +5,8 @@
 // Why: a module missing from the cache is type-stripped when it loads, and
 // the stripper (a WebAssembly module) stays in the process for good: about
 // 15 MiB of the operator's RSS (bench/notes/run-rss.md). V8 keys the cache by
-// its flags, so a cache filled under other flags is never read.
+// its flags and Node by user id, so a cache filled under other flags or by
+// another user is never read: the image's is filled by the image's user.
 //
 //   node scripts/fill-compile-cache.ts [DIR]
 //
@@ -13,7 +14,7 @@
 import module from 'node:module';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, readdirSync } from 'node:fs';
-import { join, relative, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { LAUNCH_FLAG_SETS, defaultCompileCacheDir } from '../operator/process-memory.ts';
 
@@ -44,7 +45,12 @@ async function fill(dir: string): Promise<void> {
 
 const [first, second] = process.argv.slice(2);
 if (first === '--child') {
-  await fill(second ?? defaultCompileCacheDir(root));
+  try {
+    await fill(second ?? defaultCompileCacheDir(root));
+  } catch (err) {
+    process.stderr.write(`fill-compile-cache: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  }
   process.exit(0);
 }
 if (first !== undefined && first.startsWith('-')) {
@@ -59,18 +65,26 @@ for (const flags of LAUNCH_FLAG_SETS) {
     // Pipes, not /dev/null: the root filesystem of an image being built has no /dev.
     const r = spawnSync(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env, NODE_COMPILE_CACHE: dir } });
     if (r.status !== 0) {
-      process.stderr.write(`fill-compile-cache: node ${args.join(' ')} ended with ${r.error?.message ?? r.status ?? r.signal}\n`);
+      if (r.error !== undefined || r.signal !== null) process.stderr.write(`fill-compile-cache: node ${args.join(' ')} ended with ${r.error?.message ?? r.signal}\n`);
       process.exit(1);
     }
   }
 }
 // Node writes its entries for their owner alone; the image hands its cache to root once its user has filled it.
+// Another user's entries (a cache shared by two users, each keyed apart) are theirs to leave as they are.
+const chmodOwn = (path: string, mode: number) => {
+  try {
+    chmodSync(path, mode);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
+  }
+};
 const readable = (d: string) => {
-  chmodSync(d, 0o755);
+  chmodOwn(d, 0o755);
   for (const e of readdirSync(d, { withFileTypes: true })) {
     if (e.isDirectory()) readable(join(d, e.name));
-    else chmodSync(join(d, e.name), 0o644);
+    else chmodOwn(join(d, e.name), 0o644);
   }
 };
 readable(dir);
-process.stderr.write(`fill-compile-cache: ${operatorModules().length} modules in ${relative(process.cwd(), dir) || dir}, for ${LAUNCH_FLAG_SETS.length} sets of Node flags\n`);
+process.stderr.write(`fill-compile-cache: ${operatorModules().length} modules in ${dir}, for ${LAUNCH_FLAG_SETS.length} sets of Node flags\n`);
