@@ -129,12 +129,13 @@ export const runRss: Scenario = {
     // As scripts/bootstrap.sh leaves an installation (and the image is built): every module in bin/quarantine's
     // compile cache, so the operator loads no type stripper. The checkout may have changed since bootstrap.
     ctx.progress.update('run-rss: filling the compile cache');
-    const filled = spawnSync(process.execPath, [join(root, 'scripts', 'fill-compile-cache.ts')], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', env: withoutKey(process.env, 'NODE_COMPILE_CACHE') });
+    // bin/quarantine's own compile cache, not one this process may have been given.
+    const env = withoutKey(process.env, 'NODE_COMPILE_CACHE');
+    const filled = spawnSync(process.execPath, [join(root, 'scripts', 'fill-compile-cache.ts')], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', env });
     if (filled.status !== 0) throw new Error(`run-rss: scripts/fill-compile-cache.ts failed: ${filled.stderr.trim()}`);
     const log = openSync(join(dir, 'operator.log'), 'w');
     const child = spawn(join(root, 'bin', 'quarantine'), ['run', '--manifests', join(dir, 'manifests'), '--secrets', join(dir, 'secrets'), '--db', `sqlite:${file}`], {
-      // bin/quarantine's own compile cache, the one just filled.
-      stdio: ['ignore', log, log], env: { ...withoutKey(process.env, 'NODE_COMPILE_CACHE'), CEPH_CONF: ceph['QTEST_CEPH_CONF'] ?? '' },
+      stdio: ['ignore', log, log], env: { ...env, CEPH_CONF: ceph['QTEST_CEPH_CONF'] ?? '' },
     });
     closeSync(log);
     const pid = child.pid;

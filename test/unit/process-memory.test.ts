@@ -4,10 +4,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { IMAGE_COMPILE_CACHE_DIR, MEMORY_ENV, NODE_MEMORY_FLAGS, defaultCompileCacheDir } from '../../operator/process-memory.ts';
@@ -80,6 +79,13 @@ function strippedTypes(cache: string, args: readonly string[]): boolean {
   return z.boolean().parse(JSON.parse(r.stderr.trim().split('\n').pop() ?? ''));
 }
 
+/** Whether importing a module of the operator, under `run`'s flags and with this compile cache, loaded Node's type stripper. */
+function loadsStripperWithRunFlags(cache: string, module: string): boolean {
+  const code = `await import(${JSON.stringify(`${root}${module}`)}); process.stdout.write(JSON.stringify(process.moduleLoadList.some((m) => /amaro/.test(m))));`;
+  const out = execFileSync(`${root}node_modules/.bin/node`, [...NODE_MEMORY_FLAGS, '--input-type=module', '-e', code], { encoding: 'utf8', env: { ...process.env, NODE_COMPILE_CACHE: cache } });
+  return z.boolean().parse(JSON.parse(out));
+}
+
 test('a filled compile cache keeps the type stripper out of the CLI, under the flags of `run` and of every other command', () => {
   const dir = mkdtempSync(join(tmpdir(), 'compile-cache-'));
   try {
@@ -88,6 +94,9 @@ test('a filled compile cache keeps the type stripper out of the CLI, under the f
     for (const args of commands) assert.equal(strippedTypes(join(dir, 'empty'), args), true, args.join(' '));
     execFileSync(`${root}node_modules/.bin/node`, [`${root}scripts/fill-compile-cache.ts`, join(dir, 'filled')], { stdio: 'ignore' });
     for (const args of commands) assert.equal(strippedTypes(join(dir, 'filled'), args), false, args.join(' '));
+    // `run --help` stops at the CLI: the modules `run` itself loads are those of the composition root.
+    assert.equal(loadsStripperWithRunFlags(join(dir, 'empty'), 'operator/main.ts'), true);
+    assert.equal(loadsStripperWithRunFlags(join(dir, 'filled'), 'operator/main.ts'), false);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
