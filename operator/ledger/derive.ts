@@ -426,30 +426,32 @@ function deriveFip(raw: readonly DerivedInterval[], portRow: ReadonlyMap<string,
   return derived;
 }
 
-type IntervalRow = { slot: string; address: string; kind: string; network: string | null; port: string | null; mac: string | null; instance_id: string | null; project: string | null; valid_from: number; valid_to: number | null; opened_by: string | null; closed_by: string | null; from_certain: number | null; to_certain: number | null };
+type IntervalRow = { id: number | string; slot: string; address: string; kind: string; network: string | null; port: string | null; mac: string | null; instance_id: string | null; project: string | null; valid_from: number; valid_to: number | null; opened_by: string | null; closed_by: string | null; from_certain: number | null; to_certain: number | null };
 
 /** Intervals per statement: 13 parameters each stays far below either engine's limit. */
 const ROWS = 400;
 
 /**
  * Replaces the intervals of every slot given (of a slot in `starts`, only those
- * starting at or after its start); unchanged slots are left alone. Returns, for
- * each slot whose holders changed, the earliest time they did: the start of the
- * earliest (instance, from, to) span that is new or gone.
+ * starting at or after its start) with the derived ones; unchanged slots are
+ * left alone, and of a changed slot only the rows that differ are deleted and
+ * inserted. Returns, for each slot whose holders changed, the earliest time
+ * they did: the start of the earliest (instance, from, to) span that is new or
+ * gone.
  */
 async function writeIntervals(trx: Tx, cloud: string, derived: ReadonlyMap<string, readonly DerivedInterval[]>, starts: ReadonlyMap<string, number> = new Map()): Promise<Map<string, number>> {
   const slots = [...derived.keys()];
   const whole = slots.filter((s) => !starts.has(s));
   const tails = slots.filter((s) => starts.has(s)).map((s) => [s, starts.get(s) as number] as const);
   // Most slots a batch touches gain one fact and keep their earlier intervals: compare first, write only what differs.
-  const current = new Map<string, string[]>();
+  const current = new Map<string, Array<{ key: string; id: number | string }>>();
   const spans = new Map<string, string[]>();
-  const columns = ['slot', 'address', 'kind', 'network', 'port', 'mac', 'instance_id', 'project', 'valid_from', 'valid_to', 'opened_by', 'closed_by', 'from_certain', 'to_certain'] as const;
+  const columns = ['id', 'slot', 'address', 'kind', 'network', 'port', 'mac', 'instance_id', 'project', 'valid_from', 'valid_to', 'opened_by', 'closed_by', 'from_certain', 'to_certain'] as const;
   const add = (rows: readonly IntervalRow[]) => {
     for (const r of rows) {
       let list = current.get(r.slot);
       if (list === undefined) current.set(r.slot, (list = []));
-      list.push(rowKey(r.address, r.kind, r.network, r.port, r.mac, r.instance_id, r.project, r.valid_from, r.valid_to, r.opened_by, r.closed_by, r.from_certain, r.to_certain));
+      list.push({ key: rowKey(r.address, r.kind, r.network, r.port, r.mac, r.instance_id, r.project, r.valid_from, r.valid_to, r.opened_by, r.closed_by, r.from_certain, r.to_certain), id: r.id });
       if (r.instance_id !== null) {
         let l = spans.get(r.slot);
         if (l === undefined) spans.set(r.slot, (l = []));
@@ -465,31 +467,48 @@ async function writeIntervals(trx: Tx, cloud: string, derived: ReadonlyMap<strin
     for (const part of chunks(tails, RANGE_CHUNK)) add(await sqliteSets.slotsFrom<IntervalRow>(trx, 'address_intervals', 'valid_from', columns, cloud, part));
   }
   const owners = new Map<string, number>();
-  const changed = slots.filter((slot) => {
+  // A changed slot's rows: those no derived interval matches go, the derived ones no row matches come.
+  // Rows that stay keep their copies of the instance's columns, which the triggers keep current (instance-copies.ts).
+  const gone: Array<number | string> = [];
+  const rows: Array<Record<string, string | number | null>> = [];
+  for (const slot of slots) {
     const ds = derived.get(slot) ?? [];
-    const want = ds.map((d) => rowKey(d.address, d.kind, d.network, d.port, d.mac, d.instanceId, d.project, d.from, d.to, d.openedBy, d.closedBy, d.certainFrom ?? null, d.certainTo ?? null)).sort();
-    const have = (current.get(slot) ?? []).sort();
-    const differs = want.length !== have.length || want.some((w, i) => w !== have[i]);
-    if (differs) {
-      const earliest = spanChange(spans.get(slot) ?? [], ds.filter((d) => d.instanceId !== null).map((d) => spanKey(d.from, d.to, d.instanceId as string)));
-      if (earliest !== undefined) owners.set(slot, earliest);
+    const have = current.get(slot) ?? [];
+    const wanted = new Map<string, DerivedInterval[]>();
+    for (const d of ds) {
+      const k = rowKey(d.address, d.kind, d.network, d.port, d.mac, d.instanceId, d.project, d.from, d.to, d.openedBy, d.closedBy, d.certainFrom ?? null, d.certainTo ?? null);
+      const list = wanted.get(k);
+      if (list === undefined) wanted.set(k, [d]);
+      else list.push(d);
     }
-    return differs;
-  });
-  const gone = changed.filter((s) => current.has(s));
-  const goneTails = gone.filter((s) => starts.has(s)).map((s) => [s, starts.get(s) as number] as const);
-  if (pgSets.isPostgres(trx)) await pgSets.deleteIntervals(trx, cloud, gone.filter((s) => !starts.has(s)), goneTails);
-  else {
-    for (const part of chunks(gone.filter((s) => !starts.has(s)))) await sqliteSets.deleteIntervals(trx, cloud, part);
-    for (const part of chunks(goneTails, RANGE_CHUNK)) await sqliteSets.deleteIntervalTails(trx, cloud, part);
+    let kept = 0;
+    for (const h of have) {
+      const match = wanted.get(h.key);
+      if (match !== undefined && match.length > 0) {
+        match.pop();
+        kept += 1;
+      } else gone.push(h.id);
+    }
+    if (kept === have.length && kept === ds.length) continue;
+    const earliest = spanChange(spans.get(slot) ?? [], ds.filter((d) => d.instanceId !== null).map((d) => spanKey(d.from, d.to, d.instanceId as string)));
+    if (earliest !== undefined) owners.set(slot, earliest);
+    for (const list of wanted.values()) {
+      for (const d of list) {
+        rows.push({
+          cloud, slot, address: d.address, kind: d.kind, network: d.network, port: d.port, mac: d.mac, instance_id: d.instanceId,
+          project: d.project, valid_from: d.from, valid_to: d.to, opened_by: d.openedBy, closed_by: d.closedBy,
+          from_certain: d.certainFrom ?? null, to_certain: d.certainTo ?? null,
+        });
+      }
+    }
   }
-  const rows = changed.flatMap((slot) => (derived.get(slot) ?? []).map((d) => ({
-    cloud, slot, address: d.address, kind: d.kind, network: d.network, port: d.port, mac: d.mac, instance_id: d.instanceId,
-    project: d.project, valid_from: d.from, valid_to: d.to, opened_by: d.openedBy, closed_by: d.closedBy,
-    from_certain: d.certainFrom ?? null, to_certain: d.certainTo ?? null,
-  })));
-  if (pgSets.isPostgres(trx)) await pgSets.insertRows(trx, 'address_intervals', rows);
-  else for (const part of chunks(rows, ROWS)) await sqliteSets.insertRows(trx, 'address_intervals', part);
+  if (pgSets.isPostgres(trx)) {
+    await pgSets.deleteIntervalIds(trx, gone);
+    await pgSets.insertRows(trx, 'address_intervals', rows);
+  } else {
+    for (const part of chunks(gone)) await sqliteSets.deleteIntervalIds(trx, part);
+    for (const part of chunks(rows, ROWS)) await sqliteSets.insertRows(trx, 'address_intervals', part);
+  }
   return owners;
 }
 

@@ -68,20 +68,10 @@ function slotTimes(starts: ReadonlyArray<readonly [string, number]>): RawBuilder
   return sql`unnest(${starts.map((s) => s[0])}::text[], ${starts.map((s) => s[1])}::bigint[]) AS s(slot, t)`;
 }
 
-/**
- * Deletes the intervals of the slots given (whole, or from a start time on).
- * The rows are found per slot as above, then deleted by id: a DELETE cannot
- * take the LATERAL form, and `id = ANY(…)` is answered by the primary key.
- */
-export async function deleteIntervals(db: Kysely<LedgerSchema>, cloud: string, slots: readonly string[], tails: ReadonlyArray<readonly [string, number]>): Promise<void> {
-  if (slots.length > 0) {
-    await sql`DELETE FROM address_intervals WHERE id = ANY(ARRAY(SELECT t.id FROM unnest(${[...new Set(slots)]}::text[]) AS k(slot)
-      CROSS JOIN LATERAL (SELECT id FROM address_intervals WHERE cloud = ${cloud} AND slot = k.slot OFFSET 0) AS t))`.execute(db);
-  }
-  if (tails.length > 0) {
-    await sql`DELETE FROM address_intervals WHERE id = ANY(ARRAY(SELECT t.id FROM ${slotTimes(tails)}
-      CROSS JOIN LATERAL (SELECT id FROM address_intervals WHERE cloud = ${cloud} AND slot = s.slot AND valid_from >= s.t OFFSET 0) AS t))`.execute(db);
-  }
+/** Deletes intervals by id, in one statement. */
+export async function deleteIntervalIds(db: Kysely<LedgerSchema>, ids: ReadonlyArray<number | string>): Promise<void> {
+  if (ids.length === 0) return;
+  await sql`DELETE FROM address_intervals WHERE id = ANY(${ids.map(String)}::bigint[])`.execute(db);
 }
 
 /** For each slot, the time of its latest `release_any` fact before the time given; slots without one are left out. */

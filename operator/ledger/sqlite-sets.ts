@@ -7,9 +7,12 @@
 // so it is kept. Values are bound as parameters, as Kysely binds them.
 import { CompiledQuery, type Kysely } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
+import { heldSqliteConnection } from './sqlite-driver.ts';
 
 type Value = string | number | null | undefined;
 export type FlatRow = { readonly [column: string]: Value };
+/** A bound value: what a row's value becomes (undefined is NULL). */
+type SqlValue = string | number | null;
 
 const texts = new Map<string, string>();
 // Shapes are few (tables × power-of-two piece lengths × tails); the bound only guards against a caller that varies them freely.
@@ -29,10 +32,18 @@ function columnsOf(rows: readonly FlatRow[]): string[] {
   const keys = Object.keys(first);
   // The common case: every row has the first row's keys, all defined.
   let uniform = keys.every((k) => first[k] !== undefined);
+  // Compared key by key in for…in order (Object.keys' order), without an array of keys per row.
   for (let i = 1; uniform && i < rows.length; i++) {
     const r = rows[i] as FlatRow;
-    const ks = Object.keys(r);
-    uniform = ks.length === keys.length && ks.every((k, j) => k === keys[j] && r[k] !== undefined);
+    let j = 0;
+    for (const k in r) {
+      if (k !== keys[j] || r[k] === undefined) {
+        uniform = false;
+        break;
+      }
+      j += 1;
+    }
+    if (j !== keys.length) uniform = false;
   }
   if (uniform) return keys;
   const seen = new Set<string>();
@@ -53,7 +64,7 @@ export async function insertRows<R = never>(db: Kysely<LedgerSchema>, table: key
     const tuple = `(${marks(columns.length)})`;
     return `insert into ${quote(table)} (${columns.map(quote).join(', ')}) values ${Array.from({ length: rows.length }, () => tuple).join(', ')}${tail === '' ? '' : ` ${tail}`}`;
   });
-  const params: Value[] = new Array<Value>(rows.length * columns.length);
+  const params: SqlValue[] = new Array<SqlValue>(rows.length * columns.length);
   let p = 0;
   for (const r of rows) for (const c of columns) params[p++] = r[c] ?? null;
   return run<R>(db, sqlText, params);
@@ -73,8 +84,13 @@ function text(shape: string, build: () => string): string {
 const marks = (n: number): string => Array.from({ length: n }, () => '?').join(', ');
 const columnList = (columns: readonly string[]): string => columns.map(quote).join(', ');
 
-async function run<R>(db: Kysely<LedgerSchema>, sqlText: string, params: readonly Value[]): Promise<R[]> {
+async function run<R>(db: Kysely<LedgerSchema>, sqlText: string, params: readonly SqlValue[]): Promise<R[]> {
   // The caller names the columns of R in the statement, as with Kysely's sql<R>.
+  const held = heldSqliteConnection(db);
+  if (held !== undefined) {
+    held.directStatements += 1;
+    return held.prepare(sqlText).execute(params) as R[];
+  }
   const result = await db.executeQuery<R>(CompiledQuery.raw(sqlText, [...params]));
   return result.rows;
 }
@@ -103,7 +119,7 @@ export function inSlotRanges<R>(
   if (ranges.length === 0) return Promise.resolve([]);
   const t = text(`r\u0000${table}\u0000${columnList(columns)}\u0000${ranges.length}\u0000${extra}\u0000${distinct}`, () =>
     `select ${distinct ? 'distinct ' : ''}${columnList(columns)} from ${quote(table)} where (${ranges.map(() => '("cloud" = ? and "slot" >= ? and "slot" < ?)').join(' or ')})${extra === '' ? '' : ` and ${extra}`}`);
-  const params: Value[] = [];
+  const params: SqlValue[] = [];
   for (const [lo, hi] of ranges) params.push(cloud, lo, hi);
   return run<R>(db, t, params);
 }
@@ -113,8 +129,8 @@ function slotTimes(column: 'at' | 'valid_from', n: number): string {
   return `(${Array.from({ length: n }, () => `("cloud" = ? and "slot" = ? and ${quote(column)} >= ?)`).join(' or ')})`;
 }
 
-function slotTimeParams(cloud: string, starts: ReadonlyArray<readonly [string, number]>): Value[] {
-  const params: Value[] = [];
+function slotTimeParams(cloud: string, starts: ReadonlyArray<readonly [string, number]>): SqlValue[] {
+  const params: SqlValue[] = [];
   for (const [slot, from] of starts) params.push(cloud, slot, from);
   return params;
 }
@@ -129,16 +145,10 @@ export function slotsFrom<R>(
   return run<R>(db, t, slotTimeParams(cloud, starts));
 }
 
-/** Deletes the intervals of whole slots. */
-export async function deleteIntervals(db: Kysely<LedgerSchema>, cloud: string, slots: readonly string[]): Promise<void> {
-  if (slots.length === 0) return;
-  const t = text(`d\u0000${slots.length}`, () => `delete from "address_intervals" where "cloud" = ? and "slot" in (${marks(slots.length)})`);
-  await run(db, t, [cloud, ...slots]);
+/** Deletes intervals by id. */
+export async function deleteIntervalIds(db: Kysely<LedgerSchema>, ids: ReadonlyArray<number | string>): Promise<void> {
+  if (ids.length === 0) return;
+  const t = text(`di\u0000${ids.length}`, () => `delete from "address_intervals" where "id" in (${marks(ids.length)})`);
+  await run(db, t, ids);
 }
 
-/** Deletes the intervals of each slot given from its time on. */
-export async function deleteIntervalTails(db: Kysely<LedgerSchema>, cloud: string, starts: ReadonlyArray<readonly [string, number]>): Promise<void> {
-  if (starts.length === 0) return;
-  const t = text(`t\u0000${starts.length}`, () => `delete from "address_intervals" where ${slotTimes('valid_from', starts.length)}`);
-  await run(db, t, slotTimeParams(cloud, starts));
-}

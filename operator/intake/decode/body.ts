@@ -1,6 +1,6 @@
 // Bytes to text, strict base64, content hashes: the byte-level chores shared
 // by every decoder.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { DecodeError } from './errors.ts';
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
@@ -53,5 +53,5 @@ export function decodeStrictBase64(text: string): Uint8Array | undefined {
 }
 
 export function sha256Hex(text: string): string {
-  return createHash('sha256').update(text, 'utf8').digest('hex');
+  return hash('sha256', text, 'hex');
 }

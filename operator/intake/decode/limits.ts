@@ -47,8 +47,9 @@ export function checkEventTime(date: Date, receivedAt: Date, limits: DecodeLimit
 
 /** Walks every string of the decoded notification; the first one over the limit is named by its path. */
 export function checkFieldLengths(n: DecodedNotification, limits: DecodeLimits): void {
-  // The path is kept as parts and joined only for the error: every delivery
-  // is walked, and almost none fails.
+  // Every delivery is walked and almost none fails: a walk that only looks,
+  // and a second one that names the field when the first found one.
+  if (!hasLongString(n, limits.maxFieldChars)) return;
   const path: Array<string | number> = [];
   const named = () => path.reduce<string>((s, p) => (typeof p === 'number' ? `${s}[${p}]` : s === '' ? p : `${s}.${p}`), '');
   const visit = (value: unknown): void => {
@@ -71,4 +72,17 @@ export function checkFieldLengths(n: DecodedNotification, limits: DecodeLimits):
     }
   };
   visit(n);
+}
+
+/** Whether any string inside `value` is longer than `max`. */
+function hasLongString(value: unknown, max: number): boolean {
+  if (typeof value === 'string') return value.length > max;
+  if (typeof value !== 'object' || value === null || value instanceof Date) return false;
+  if (Array.isArray(value)) {
+    for (const v of value) if (hasLongString(v, max)) return true;
+    return false;
+  }
+  const fields = value as Record<string, unknown>;
+  for (const k in fields) if (hasLongString(fields[k], max)) return true;
+  return false;
 }

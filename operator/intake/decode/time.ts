@@ -5,8 +5,24 @@
 /** `{ ok: true, date: undefined }` means the field is deliberately empty. */
 export type TimeParse = { ok: true; date: Date | undefined } | { ok: false; reason: string };
 
-const ISO_LIKE =
-  /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:?\d{2})?$/;
+/** The character codes of `0` and `9`. */
+const ZERO = 48;
+const NINE = 57;
+
+/** The number written by the digits text[from, to), or -1 if any is not an ASCII digit. */
+function digitsAt(text: string, from: number, to: number): number {
+  let n = 0;
+  for (let i = from; i < to; i++) {
+    const c = text.charCodeAt(i);
+    // Negated so that NaN (past the end) is no digit either.
+    if (!(c >= ZERO && c <= NINE)) return -1;
+    n = n * 10 + (c - ZERO);
+  }
+  return n;
+}
+
+const daysIn = (year: number, month: number): number =>
+  month === 2 ? (year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : 28) : month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31;
 
 /**
  * Accepts `2016-06-14 19:45:48.649772` (oslo envelope), `2012-10-29T13:42:11Z`
@@ -14,44 +30,66 @@ const ISO_LIKE =
  * `2016-08-17T15:10:33.000000` and `2016-03-21T16:36:56` (naive ISO). The
  * fraction may have 1 to 9 digits; below milliseconds it is truncated. An
  * empty string (Nova legacy for "unset") yields no date.
+ *
+ * Read character by character, in the grammar of
+ * `YYYY-MM-DD[T ]hh:mm:ss(.f{1,9})?(Z|[+-]hh:?mm)?`: several stamps per
+ * delivery, and a regular expression's match array and the Date made only
+ * to check the day cost a tenth of decoding one.
  */
 export function parseTimestamp(text: string): TimeParse {
   if (text === '') return { ok: true, date: undefined };
-  const m = ISO_LIKE.exec(text);
-  if (m === null) return { ok: false, reason: `unrecognised timestamp ${JSON.stringify(text)}` };
-  const [, y, mo, d, h, mi, s, frac, zone] = m;
-  const year = Number(y);
-  const month = Number(mo);
-  const day = Number(d);
-  const hour = Number(h);
-  const minute = Number(mi);
-  const second = Number(s);
-  const millis = frac === undefined ? 0 : Number(frac.padEnd(3, '0').slice(0, 3));
-  const utc = Date.UTC(year, month - 1, day, hour, minute, second, millis);
-  const probe = new Date(utc);
-  // Date.UTC rolls 2016-02-30 over to March; a round trip catches impossible dates.
+  const unrecognised = (): TimeParse => ({ ok: false, reason: `unrecognised timestamp ${JSON.stringify(text)}` });
+  const sep = text.charCodeAt(10);
   if (
-    probe.getUTCFullYear() !== year ||
-    probe.getUTCMonth() !== month - 1 ||
-    probe.getUTCDate() !== day ||
-    hour > 23 ||
-    minute > 59 ||
-    second > 59
-  ) {
+    text.length < 19 || text.charCodeAt(4) !== 0x2d || text.charCodeAt(7) !== 0x2d || (sep !== 0x54 && sep !== 0x20) ||
+    text.charCodeAt(13) !== 0x3a || text.charCodeAt(16) !== 0x3a
+  ) return unrecognised();
+  const year = digitsAt(text, 0, 4);
+  const month = digitsAt(text, 5, 7);
+  const day = digitsAt(text, 8, 10);
+  const hour = digitsAt(text, 11, 13);
+  const minute = digitsAt(text, 14, 16);
+  const second = digitsAt(text, 17, 19);
+  if (year < 0 || month < 0 || day < 0 || hour < 0 || minute < 0 || second < 0) return unrecognised();
+  let i = 19;
+  let millis = 0;
+  if (text.charCodeAt(i) === 0x2e) {
+    const from = i + 1;
+    let to = from;
+    while (to < text.length && to - from < 10) {
+      const c = text.charCodeAt(to);
+      if (c < ZERO || c > NINE) break;
+      to += 1;
+    }
+    const digits = to - from;
+    if (digits === 0 || digits > 9) return unrecognised();
+    // The first three digits, as milliseconds (1 → 100, 12 → 120).
+    millis = digitsAt(text, from, Math.min(to, from + 3)) * 10 ** Math.max(0, 3 - digits);
+    i = to;
+  }
+  let offset = 0;
+  let badZone = false;
+  if (i < text.length) {
+    const c = text.charCodeAt(i);
+    if (c === 0x5a) i += 1;
+    else if (c === 0x2b || c === 0x2d) {
+      // hh:mm or hhmm, then the end
+      const colon = text.charCodeAt(i + 3) === 0x3a ? 1 : 0;
+      const hours = digitsAt(text, i + 1, i + 3);
+      const minutes = digitsAt(text, i + 3 + colon, i + 5 + colon);
+      if (hours < 0 || minutes < 0) return unrecognised();
+      badZone = hours > 23 || minutes > 59;
+      offset = (c === 0x2d ? -1 : 1) * (hours * 60 + minutes);
+      i += 5 + colon;
+    }
+    if (i !== text.length) return unrecognised();
+  }
+  // Date.UTC reads years 0-99 as 1900-1999 (and rolls 2016-02-30 over to March): those are impossible here.
+  if (year < 100 || month < 1 || month > 12 || day < 1 || day > daysIn(year, month) || hour > 23 || minute > 59 || second > 59) {
     return { ok: false, reason: `impossible date/time ${JSON.stringify(text)}` };
   }
-  const offset = zone === undefined || zone === 'Z' ? 0 : zoneOffsetMinutes(zone);
-  if (offset === undefined) return { ok: false, reason: `bad zone offset in ${JSON.stringify(text)}` };
-  return { ok: true, date: new Date(utc - offset * 60_000) };
-}
-
-function zoneOffsetMinutes(zone: string): number | undefined {
-  const digits = zone.slice(1).replace(':', '');
-  const hours = Number(digits.slice(0, 2));
-  const minutes = Number(digits.slice(2));
-  if (hours > 23 || minutes > 59) return undefined;
-  const sign = zone.startsWith('-') ? -1 : 1;
-  return sign * (hours * 60 + minutes);
+  if (badZone) return { ok: false, reason: `bad zone offset in ${JSON.stringify(text)}` };
+  return { ok: true, date: new Date(Date.UTC(year, month - 1, day, hour, minute, second, millis) - offset * 60_000) };
 }
 
 /** OpenNebula times: decimal epoch seconds; `0` means unset. */
