@@ -295,8 +295,26 @@ function instanceHolders(points: readonly ChangePoint[]): string[] {
   return [...new Set(points.filter((p) => (p.op === 'bind' || p.op === 'seen') && p.holder.instanceId !== null).map((p) => p.holderKey))];
 }
 
+/**
+ * Slots derived at once. A slot's intervals depend on its own facts and on
+ * rows the derivation does not write (instances, ports, snapshots; a floating
+ * IP also on its ports' intervals, written before), never on another slot of
+ * the same kind being derived: slots go a piece at a time, so that what a
+ * pass holds (every fact of every slot it derives, and their intervals) is
+ * bounded by the piece, not by how much the batches since the last pass
+ * touched. On SQLite a piece is one statement per lookup (CHUNK, as pieces()
+ * rounds it), so the statements are as many as with every slot at once.
+ */
+const SLOTS_AT_ONCE = CHUNK;
+
 /** Re-derives slots from all their facts; returns, for each slot whose holders changed, the earliest time they did. */
 async function rederiveSlots(trx: Tx, cloud: string, slots: readonly string[]): Promise<Map<string, number>> {
+  const owners = new Map<string, number>();
+  for (const part of chunks(slots, SLOTS_AT_ONCE)) for (const [slot, at] of await rederiveSlotPiece(trx, cloud, part)) owners.set(slot, at);
+  return owners;
+}
+
+async function rederiveSlotPiece(trx: Tx, cloud: string, slots: readonly string[]): Promise<Map<string, number>> {
   if (slots.length === 0) return new Map();
   const points = await loadPoints(trx, cloud, slots);
   const owners = new Set<string>();
@@ -364,6 +382,10 @@ function deriveSlot(slot: string, given: readonly ChangePoint[], lists: Readonly
  * whole slot is re-derived.
  */
 async function rederiveFips(trx: Tx, cloud: string, from: ReadonlyMap<string, number>): Promise<void> {
+  for (const part of chunks(from, SLOTS_AT_ONCE)) await rederiveFipPiece(trx, cloud, new Map(part));
+}
+
+async function rederiveFipPiece(trx: Tx, cloud: string, from: ReadonlyMap<string, number>): Promise<void> {
   if (from.size === 0) return;
   const slots = [...from.keys()];
   const starts = await lastReleases(trx, cloud, [...from].filter(([, at]) => at !== EVER));
