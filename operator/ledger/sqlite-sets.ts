@@ -4,7 +4,10 @@
 // frozen, then walked) cost about as much CPU as SQLite's own work for the
 // small tables, and it was paid for every piece of every batch; the text of a
 // piece depends only on the table, the columns, the row count and the tail,
-// so it is kept. Values are bound as parameters, as Kysely binds them.
+// so it is kept. Values are bound as parameters, as Kysely binds them. Inside
+// a transaction (the apply path's and the derivation passes' statements) a
+// text goes straight to the node:sqlite connection the transaction holds,
+// without Kysely's executor (sqlite-driver.ts, heldSqliteConnection).
 import { CompiledQuery, type Kysely } from 'kysely';
 import type { LedgerSchema } from './schema.ts';
 import { heldSqliteConnection } from './sqlite-driver.ts';
