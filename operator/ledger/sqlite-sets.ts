@@ -90,10 +90,7 @@ const columnList = (columns: readonly string[]): string => columns.map(quote).jo
 async function run<R>(db: Kysely<LedgerSchema>, sqlText: string, params: readonly SqlValue[]): Promise<R[]> {
   // The caller names the columns of R in the statement, as with Kysely's sql<R>.
   const held = heldSqliteConnection(db);
-  if (held !== undefined) {
-    held.directStatements += 1;
-    return held.prepare(sqlText).execute(params) as R[];
-  }
+  if (held !== undefined) return held.execute(sqlText, params) as R[];
   const result = await db.executeQuery<R>(CompiledQuery.raw(sqlText, [...params]));
   return result.rows;
 }

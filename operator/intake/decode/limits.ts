@@ -47,42 +47,37 @@ export function checkEventTime(date: Date, receivedAt: Date, limits: DecodeLimit
 
 /** Walks every string of the decoded notification; the first one over the limit is named by its path. */
 export function checkFieldLengths(n: DecodedNotification, limits: DecodeLimits): void {
-  // Every delivery is walked and almost none fails: a walk that only looks,
-  // and a second one that names the field when the first found one.
-  if (!hasLongString(n, limits.maxFieldChars)) return;
-  const path: Array<string | number> = [];
-  const named = () => path.reduce<string>((s, p) => (typeof p === 'number' ? `${s}[${p}]` : s === '' ? p : `${s}.${p}`), '');
-  const visit = (value: unknown): void => {
-    if (typeof value === 'string') {
-      if (value.length > limits.maxFieldChars) {
-        throw new DecodeError('field-too-long', `${named()} holds ${value.length} characters; the limit is ${limits.maxFieldChars}`);
-      }
-    } else if (Array.isArray(value)) {
-      for (let i = 0; i < value.length; i++) {
-        path.push(i);
-        visit(value[i]);
-        path.pop();
-      }
-    } else if (typeof value === 'object' && value !== null && !(value instanceof Date)) {
-      for (const k of Object.keys(value)) {
-        path.push(k);
-        visit(Reflect.get(value, k));
-        path.pop();
-      }
-    }
-  };
-  visit(n);
+  const long = longString(n, limits.maxFieldChars);
+  if (long === undefined) return;
+  const named = long.path.reduce<string>((s, p) => (typeof p === 'number' ? `${s}[${p}]` : s === '' ? p : `${s}.${p}`), '');
+  throw new DecodeError('field-too-long', `${named} holds ${long.length} characters; the limit is ${limits.maxFieldChars}`);
 }
 
-/** Whether any string inside `value` is longer than `max`. */
-function hasLongString(value: unknown, max: number): boolean {
-  if (typeof value === 'string') return value.length > max;
-  if (typeof value !== 'object' || value === null || value instanceof Date) return false;
+/**
+ * The first string inside `value` longer than `max`: its length and its path.
+ * The path is built on the way back from that string, so a walk that finds
+ * none (almost every delivery) allocates nothing.
+ */
+function longString(value: unknown, max: number): { path: Array<string | number>; length: number } | undefined {
+  if (typeof value === 'string') return value.length > max ? { path: [], length: value.length } : undefined;
+  if (typeof value !== 'object' || value === null || value instanceof Date) return undefined;
   if (Array.isArray(value)) {
-    for (const v of value) if (hasLongString(v, max)) return true;
-    return false;
+    for (let i = 0; i < value.length; i++) {
+      const found = longString(value[i], max);
+      if (found !== undefined) {
+        found.path.unshift(i);
+        return found;
+      }
+    }
+    return undefined;
   }
   const fields = value as Record<string, unknown>;
-  for (const k in fields) if (hasLongString(fields[k], max)) return true;
-  return false;
+  for (const k in fields) {
+    const found = longString(fields[k], max);
+    if (found !== undefined) {
+      found.path.unshift(k);
+      return found;
+    }
+  }
+  return undefined;
 }

@@ -21,6 +21,8 @@ function digitsAt(text: string, from: number, to: number): number {
   return n;
 }
 
+const unrecognised = (text: string): TimeParse => ({ ok: false, reason: `unrecognised timestamp ${JSON.stringify(text)}` });
+
 const daysIn = (year: number, month: number): number =>
   month === 2 ? (year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : 28) : month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31;
 
@@ -38,19 +40,18 @@ const daysIn = (year: number, month: number): number =>
  */
 export function parseTimestamp(text: string): TimeParse {
   if (text === '') return { ok: true, date: undefined };
-  const unrecognised = (): TimeParse => ({ ok: false, reason: `unrecognised timestamp ${JSON.stringify(text)}` });
   const sep = text.charCodeAt(10);
   if (
     text.length < 19 || text.charCodeAt(4) !== 0x2d || text.charCodeAt(7) !== 0x2d || (sep !== 0x54 && sep !== 0x20) ||
     text.charCodeAt(13) !== 0x3a || text.charCodeAt(16) !== 0x3a
-  ) return unrecognised();
+  ) return unrecognised(text);
   const year = digitsAt(text, 0, 4);
   const month = digitsAt(text, 5, 7);
   const day = digitsAt(text, 8, 10);
   const hour = digitsAt(text, 11, 13);
   const minute = digitsAt(text, 14, 16);
   const second = digitsAt(text, 17, 19);
-  if (year < 0 || month < 0 || day < 0 || hour < 0 || minute < 0 || second < 0) return unrecognised();
+  if (year < 0 || month < 0 || day < 0 || hour < 0 || minute < 0 || second < 0) return unrecognised(text);
   let i = 19;
   let millis = 0;
   if (text.charCodeAt(i) === 0x2e) {
@@ -62,7 +63,7 @@ export function parseTimestamp(text: string): TimeParse {
       to += 1;
     }
     const digits = to - from;
-    if (digits === 0 || digits > 9) return unrecognised();
+    if (digits === 0 || digits > 9) return unrecognised(text);
     // The first three digits, as milliseconds (1 → 100, 12 → 120).
     millis = digitsAt(text, from, Math.min(to, from + 3)) * 10 ** Math.max(0, 3 - digits);
     i = to;
@@ -77,12 +78,12 @@ export function parseTimestamp(text: string): TimeParse {
       const colon = text.charCodeAt(i + 3) === 0x3a ? 1 : 0;
       const hours = digitsAt(text, i + 1, i + 3);
       const minutes = digitsAt(text, i + 3 + colon, i + 5 + colon);
-      if (hours < 0 || minutes < 0) return unrecognised();
+      if (hours < 0 || minutes < 0) return unrecognised(text);
       badZone = hours > 23 || minutes > 59;
       offset = (c === 0x2d ? -1 : 1) * (hours * 60 + minutes);
       i += 5 + colon;
     }
-    if (i !== text.length) return unrecognised();
+    if (i !== text.length) return unrecognised(text);
   }
   // Date.UTC reads years 0-99 as 1900-1999 (and rolls 2016-02-30 over to March): those are impossible here.
   if (year < 100 || month < 1 || month > 12 || day < 1 || day > daysIn(year, month) || hour > 23 || minute > 59 || second > 59) {
