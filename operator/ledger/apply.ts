@@ -163,30 +163,69 @@ type BodyRow = { notification_id: number; received_at: number; body: string };
  * for them (writeBodies).
  */
 async function recordNotifications(trx: Tx, batch: readonly Recorded[]): Promise<{ fresh: Set<number>; bodies: BodyRow[] }> {
-  const inserted = new Map<string, number>();
-  const pg = pgSets.isPostgres(trx);
-  for (const part of chunks(batch, pg ? Infinity : CHUNK)) {
-    const rows = part.map(({ notification: n, body, bodySha256 }) => ({
-      cloud: n.cloud, source: n.source, message_id: n.messageId, id_kind: n.idKind, event_type: n.eventType,
-      publisher: n.publisher ?? null, occurred_at: n.occurredAt.getTime(), received_at: n.receivedAt.getTime(),
-      outcome: n.ignored ? 'ignored' : 'applied', body_sha256: bodySha256 ?? digest(body),
-    }));
-    const got = pg
-      ? await pgSets.insertRows<'notifications', { id: number; cloud: string; message_id: string }>(trx, 'notifications', rows, sql`ON CONFLICT (cloud, message_id) DO NOTHING RETURNING id, cloud, message_id`)
-      : await sqliteSets.insertRows<{ id: number; cloud: string; message_id: string }>(trx, 'notifications', rows, 'on conflict ("cloud", "message_id") do nothing returning "id", "cloud", "message_id"');
-    for (const g of got) inserted.set(`${g.cloud}\u0000${g.message_id}`, g.id);
-  }
+  const rows = batch.map(({ notification: n, body, bodySha256 }) => ({
+    cloud: n.cloud, source: n.source, message_id: n.messageId, id_kind: n.idKind, event_type: n.eventType,
+    publisher: n.publisher ?? null, occurred_at: n.occurredAt.getTime(), received_at: n.receivedAt.getTime(),
+    outcome: n.ignored ? 'ignored' : 'applied', body_sha256: bodySha256 ?? digest(body),
+  }));
+  const ids = pgSets.isPostgres(trx) ? await insertReturningIds(trx, rows) : await insertWithIds(trx, rows);
   const fresh = new Set<number>();
   const bodies: BodyRow[] = [];
   for (const [i, { notification: n, body }] of batch.entries()) {
-    const key = `${n.cloud}\u0000${n.messageId}`;
-    const id = inserted.get(key);
+    const id = ids[i];
     if (id === undefined) continue;
-    inserted.delete(key);
     fresh.add(i);
     bodies.push({ notification_id: id, received_at: n.receivedAt.getTime(), body });
   }
   return { fresh, bodies };
+}
+
+type NotificationRow = { cloud: string; message_id: string } & Record<string, string | number | null>;
+const notificationKey = (r: { cloud: string; message_id: string }) => `${r.cloud}\u0000${r.message_id}`;
+
+/** PostgreSQL: the new rows' ids, by index in `rows` (undefined: already recorded, or a later copy in the batch). */
+async function insertReturningIds(trx: Tx, rows: readonly NotificationRow[]): Promise<Array<number | undefined>> {
+  const got = await pgSets.insertRows<'notifications', { id: number; cloud: string; message_id: string }>(trx, 'notifications', rows, sql`ON CONFLICT (cloud, message_id) DO NOTHING RETURNING id, cloud, message_id`);
+  const inserted = new Map<string, number>();
+  for (const g of got) inserted.set(notificationKey(g), g.id);
+  return rows.map((r) => {
+    const k = notificationKey(r);
+    const id = inserted.get(k);
+    inserted.delete(k);
+    return id;
+  });
+}
+
+/**
+ * SQLite: the ids are drawn here, above any the table ever had (as
+ * AUTOINCREMENT draws them), and inserted with the rows, so the statement
+ * needs no RETURNING: SQLite keeps RETURNING's rows in a table of its own
+ * before the first is read, about a third of the insert's cost. A message
+ * recorded before is skipped by the unique key; only when the rows inserted
+ * are fewer than those given (a redelivery) are the ids read back. One
+ * writer at a time (sqlite-driver.ts): nothing draws ids between the read
+ * and the insert.
+ */
+async function insertWithIds(trx: Tx, rows: readonly NotificationRow[]): Promise<Array<number | undefined>> {
+  const ids = new Array<number | undefined>(rows.length);
+  const first = new Set<string>();
+  const unique: Array<Record<string, string | number | null>> = [];
+  let next = (await sqliteSets.topId(trx, 'notifications')) + 1;
+  for (const [i, r] of rows.entries()) {
+    const k = notificationKey(r);
+    if (first.has(k)) continue;
+    first.add(k);
+    ids[i] = next;
+    unique.push({ id: next, ...r });
+    next += 1;
+  }
+  let inserted = 0;
+  for (const part of chunks(unique)) inserted += await sqliteSets.insertCounted(trx, 'notifications', part, 'on conflict ("cloud", "message_id") do nothing');
+  if (inserted === unique.length) return ids;
+  const drawn = ids.filter((id): id is number => id !== undefined);
+  const present = new Set<number>();
+  for (const part of chunks(drawn)) for (const r of await sqliteSets.byIds<{ id: number }>(trx, 'notifications', ['id'], part)) present.add(r.id);
+  return ids.map((id) => (id !== undefined && present.has(id) ? id : undefined));
 }
 
 async function writeBodies(trx: Tx, bodies: readonly BodyRow[]): Promise<void> {

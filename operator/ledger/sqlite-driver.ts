@@ -97,6 +97,10 @@ class Statement implements SqliteStatement {
     this.#stmt.run(...values);
     return [];
   }
+  /** Runs a statement without rows with values of node:sqlite's own types; returns the rows it changed. */
+  runValues(values: readonly SQLInputValue[]): number | bigint {
+    return this.#stmt.run(...values).changes;
+  }
   run(parameters: ReadonlyArray<unknown>): { changes: number | bigint; lastInsertRowid: number | bigint } {
     const r = this.#stmt.run(...toInput(parameters));
     return { changes: r.changes, lastInsertRowid: r.lastInsertRowid };
@@ -163,6 +167,11 @@ export class NodeSqliteDatabase implements SqliteDatabase {
   execute(sql: string, values: readonly SQLInputValue[]): unknown[] {
     this.#direct += 1;
     return this.prepare(sql).execute(values);
+  }
+  /** execute() for a statement without rows: returns how many rows it changed. */
+  executeCounted(sql: string, values: readonly SQLInputValue[]): number {
+    this.#direct += 1;
+    return Number(this.prepare(sql).runValues(values));
   }
   prepare(sql: string): Statement {
     const cached = this.#statements.get(sql);

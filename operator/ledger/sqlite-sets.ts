@@ -62,6 +62,11 @@ function columnsOf(rows: readonly FlatRow[]): string[] {
  */
 export async function insertRows<R = never>(db: Kysely<LedgerSchema>, table: keyof LedgerSchema, rows: readonly FlatRow[], tail = ''): Promise<R[]> {
   if (rows.length === 0) return [];
+  const { sqlText, params } = insertStatement(table, rows, tail);
+  return run<R>(db, sqlText, params);
+}
+
+function insertStatement(table: keyof LedgerSchema, rows: readonly FlatRow[], tail: string): { sqlText: string; params: SqlValue[] } {
   const columns = columnsOf(rows);
   const sqlText = text(`i\u0000${table}\u0000${columns.join(',')}\u0000${rows.length}\u0000${tail}`, () => {
     const tuple = `(${marks(columns.length)})`;
@@ -70,7 +75,35 @@ export async function insertRows<R = never>(db: Kysely<LedgerSchema>, table: key
   const params: SqlValue[] = new Array<SqlValue>(rows.length * columns.length);
   let p = 0;
   for (const r of rows) for (const c of columns) params[p++] = r[c] ?? null;
-  return run<R>(db, sqlText, params);
+  return { sqlText, params };
+}
+
+/**
+ * insertRows without RETURNING; returns how many rows it inserted (fewer than
+ * given when its tail skips some). Inside a transaction only: the count is the
+ * statement's own, which only the connection the transaction holds can give.
+ */
+export async function insertCounted(db: Kysely<LedgerSchema>, table: keyof LedgerSchema, rows: readonly FlatRow[], tail = ''): Promise<number> {
+  if (rows.length === 0) return 0;
+  const held = heldSqliteConnection(db);
+  if (held === undefined) throw new Error('insertCounted runs inside a transaction on SQLite');
+  const { sqlText, params } = insertStatement(table, rows, tail);
+  return held.executeCounted(sqlText, params);
+}
+
+/** The largest id `table` ever had (AUTOINCREMENT's sequence, or its largest row's), 0 for none. */
+export async function topId(db: Kysely<LedgerSchema>, table: 'notifications'): Promise<number> {
+  const t = text(`top\u0000${table}`, () =>
+    `select max(coalesce((select "seq" from sqlite_sequence where "name" = '${table}'), 0), coalesce((select max("id") from ${quote(table)}), 0)) as "top"`);
+  const rows = await run<{ top: number | bigint }>(db, t, []);
+  return Number(rows[0]?.top ?? 0);
+}
+
+/** Rows by id. */
+export function byIds<R>(db: Kysely<LedgerSchema>, table: 'notifications', columns: readonly string[], ids: readonly number[]): Promise<R[]> {
+  if (ids.length === 0) return Promise.resolve([]);
+  const t = text(`id\u0000${table}\u0000${columnList(columns)}\u0000${ids.length}`, () => `select ${columnList(columns)} from ${quote(table)} where "id" in (${marks(ids.length)})`);
+  return run<R>(db, t, ids);
 }
 
 /** A statement text kept per shape (`build` runs once per shape). */

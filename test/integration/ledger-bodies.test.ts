@@ -73,6 +73,44 @@ for (const engine of engines) {
       assert.equal(await orphans(), 0);
     });
 
+    test('a batch mixing new messages, messages recorded before and copies of its own: each body goes to its own notification', async () => {
+      const old = batch(4, true);
+      await applyBatch(ledger.db, old, undefined, { deferDerivation: { at: T0 } });
+      const fresh = batch(6, true);
+      const [f0, f1, f2, f3, f4, f5] = fresh as [Recorded, Recorded, Recorded, Recorded, Recorded, Recorded];
+      const [o0, o1, , o3] = old as [Recorded, Recorded, Recorded, Recorded];
+      // A later copy in the batch carries another body: the first copy's is the one recorded.
+      const copy: Recorded = withBodyDigest({ notification: f1.notification, body: '{"copy":true}' });
+      const mixed = [o0, f0, f1, o1, copy, f2, f3, o3, f4, f1, f5];
+      const outcomes = await applyBatch(ledger.db, mixed, undefined, { deferDerivation: { at: T0 } });
+      assert.deepEqual(outcomes, ['duplicate', 'applied', 'applied', 'duplicate', 'duplicate', 'applied', 'applied', 'duplicate', 'applied', 'duplicate', 'applied']);
+      const got = await stored();
+      for (const r of [...old, ...fresh]) {
+        assert.equal(got.get(r.notification.messageId)?.body, r.body, `body of ${r.notification.messageId}`);
+        assert.equal(got.get(r.notification.messageId)?.body_sha256, sha(r.body));
+      }
+      // Ids keep rising in the order of the batch, above every id before it.
+      const ids = fresh.map((r) => Number(got.get(r.notification.messageId)?.id));
+      const oldIds = old.map((r) => Number(got.get(r.notification.messageId)?.id));
+      assert.deepEqual(ids, [...ids].sort((a, b) => a - b));
+      assert.ok(Math.min(...ids) > Math.max(...oldIds));
+      assert.equal(await orphans(), 0);
+    });
+
+    test('ids are never reused: a batch after one that rolled back, or after the newest notifications were deleted, draws new ones', async () => {
+      const first = batch(3, true);
+      await applyBatch(ledger.db, first, undefined, { deferDerivation: { at: T0 } });
+      const top = Math.max(...[...(await stored()).values()].map((r) => Number(r.id)));
+      await assert.rejects(applyBatch(ledger.db, batch(5, true), async () => { throw new Error('rolled back'); }, { deferDerivation: { at: T0 } }));
+      // The newest rows go (as a retention would): their ids stay taken.
+      await ledger.db.deleteFrom('notification_bodies').execute();
+      await ledger.db.deleteFrom('notifications').where('id', '>', top - 1).execute();
+      const next = batch(3, true);
+      assert.deepEqual(await applyBatch(ledger.db, next, undefined, { deferDerivation: { at: T0 } }), next.map(() => 'applied'));
+      const got = await stored();
+      for (const r of next) assert.ok(Number(got.get(r.notification.messageId)?.id) > top, `${r.notification.messageId} reused an id`);
+    });
+
     test('a body the ledger refuses fails the whole batch: none of its notifications is recorded', async () => {
       if (engine.name === 'sqlite') {
         await sql`CREATE TRIGGER refuse_poison BEFORE INSERT ON notification_bodies WHEN NEW.body LIKE '%poison%' BEGIN SELECT RAISE(ABORT, 'poison body'); END`.execute(ledger.db);
