@@ -22,6 +22,7 @@ import { vmDocumentOrder } from '../domain/opennebula-states.ts';
 import { EVER, lockDerivation, lowerTo, rederive, releaseOf, touchSlot, touched, type Touched } from './derive.ts';
 import type { NameSource } from '../domain/owner-names.ts';
 import * as pgSets from './pg-sets.ts';
+import { addHolderSlots, moveHolderSlots } from './holder-slots.ts';
 import * as sqliteSets from './sqlite-sets.ts';
 import { pieces } from './pieces.ts';
 import { recordPending } from './derive-pending.ts';
@@ -259,6 +260,7 @@ interface Buffered {
 }
 
 async function flush(trx: Tx, buf: Buffered): Promise<void> {
+  await addHolderSlots(trx, buf.changes);
   if (pgSets.isPostgres(trx)) {
     await pgSets.insertRows(trx, 'address_changes', buf.changes);
     await pgSets.insertRows(trx, 'slot_snapshots', buf.snapshots);
@@ -663,16 +665,21 @@ async function adoptMacSlots(trx: Tx, macs: Buffered['macs'], byCloud: ReadonlyM
       const ranges = part.map((mac) => [`mac:${mac}|`, `mac:${mac}}`] as const);
       // Every batch with port events asks this, and almost always finds nothing: a statement text kept per shape (sqlite-sets.ts).
       const rows = pg
-        ? await pgSets.inSlotRanges(trx, 'address_changes', cloud, ranges, ['slot', 'address'], true)
-        : await sqliteSets.inSlotRanges<{ slot: string; address: string }>(trx, 'address_changes', ['slot', 'address'], cloud, ranges, '', true);
+        ? await pgSets.inSlotRanges(trx, 'address_changes', cloud, ranges, ['slot', 'address', 'holder_key'], true)
+        : await sqliteSets.inSlotRanges<{ slot: string; address: string; holder_key: string }>(trx, 'address_changes', ['slot', 'address', 'holder_key'], cloud, ranges, '', true);
+      // A row per holder of a slot's facts: the slot moves once, each holder's pair with it.
+      const moved = new Map<string, { to: string; portId: string }>();
       for (const r of rows) {
-        const mac = r.slot.slice('mac:'.length, r.slot.lastIndexOf('|'));
-        const portId = ports.get(mac) as string;
-        await trx.updateTable('address_changes').set({ slot: `port:${portId}|${r.address}`, port: portId }).where('cloud', '=', cloud).where('slot', '=', r.slot).execute();
-        // Facts of any time move: both slots are re-derived whole.
-        touchSlot(t, r.slot, EVER);
-        touchSlot(t, `port:${portId}|${r.address}`, EVER);
+        const portId = ports.get(r.slot.slice('mac:'.length, r.slot.lastIndexOf('|'))) as string;
+        moved.set(r.slot, { to: `port:${portId}|${r.address}`, portId });
       }
+      for (const [from, { to, portId }] of moved) {
+        await trx.updateTable('address_changes').set({ slot: to, port: portId }).where('cloud', '=', cloud).where('slot', '=', from).execute();
+        // Facts of any time move: both slots are re-derived whole.
+        touchSlot(t, from, EVER);
+        touchSlot(t, to, EVER);
+      }
+      await moveHolderSlots(trx, cloud, rows.map((r) => ({ holder_key: r.holder_key, from: r.slot, to: moved.get(r.slot)?.to as string })));
     }
   }
 }

@@ -172,10 +172,10 @@ export async function rederive(trx: Tx, cloud: string, t: Touched): Promise<void
   await rederiveFips(trx, cloud, fipFrom);
 }
 
-/** Facts whose holder is one of `ids`. */
+/** The slots in which one of `ids` holds facts, each once per holder (holder-slots.ts). */
 async function byHolder(trx: Tx, cloud: string, ids: readonly string[]): Promise<Array<{ slot: string; holder_key: string }>> {
-  if (pgSets.isPostgres(trx)) return pgSets.byKeys(trx, 'address_changes', 'holder_key', cloud, ids, ['slot', 'holder_key']);
-  return sqliteSets.byKeys(trx, 'address_changes', ['slot', 'holder_key'], cloud, 'holder_key', ids);
+  if (pgSets.isPostgres(trx)) return pgSets.byKeys(trx, 'holder_slots', 'holder_key', cloud, ids, ['slot', 'holder_key']);
+  return sqliteSets.byKeys(trx, 'holder_slots', ['slot', 'holder_key'], cloud, 'holder_key', ids);
 }
 
 type ChangeRow = { slot: string; at: number; ord: number; op: string; holder_key: string; since: number | null; address: string; kind: string; instance_id: string | null; port: string | null; mac: string | null; network: string | null; project: string | null; message_id: string | null };

@@ -14,6 +14,7 @@ import type {
 import { storedIp } from '../domain/ip.ts';
 import { lockDerivation, rederive, touchSlot, touched } from './derive.ts';
 import { deriveAll } from './derive-pending.ts';
+import { addHolderSlots } from './holder-slots.ts';
 import type { NameSource } from '../domain/owner-names.ts';
 
 /** One holder of one slot, as a listing shows it. */
@@ -178,6 +179,7 @@ export async function observePage(db: Kysely<LedgerSchema>, pass: Pass, at: numb
       }
       if (rows.length === 0) return;
       await trx.insertInto('address_changes').values(rows).execute();
+      await addHolderSlots(trx, rows);
       await rederive(trx, pass.cloud, t);
     });
   }
@@ -204,10 +206,12 @@ export async function closeUnseen(db: Kysely<LedgerSchema>, pass: Pass, at: numb
       await db.transaction().execute(async (trx) => {
         await lockDerivation(trx);
         const t = touched();
-        await trx.insertInto('address_changes').values(gone.map((r) => ({
+        const unseen = gone.map((r) => ({
           cloud: pass.cloud, slot: r.slot, at, op: 'unseen', holder_key: holderKeyOf(r.slot, r), address: r.address, kind: r.kind,
           instance_id: null, port: null, mac: null, network: null, project: null, message_id: OBSERVED(pass), since: pass.since,
-        }))).execute();
+        }));
+        await trx.insertInto('address_changes').values(unseen).execute();
+        await addHolderSlots(trx, unseen);
         for (const r of gone) {
           touchSlot(t, r.slot, at);
           drift[kindOf(r.kind)].closed += 1;

@@ -18,7 +18,8 @@ export const isPostgres = (db: Kysely<LedgerSchema>): boolean => db.getExecutor(
 
 /** The lookups the apply path makes, each answered by an index that starts with (cloud, column). */
 interface Keyed {
-  address_changes: 'holder_key' | 'instance_id' | 'slot';
+  address_changes: 'instance_id' | 'slot';
+  holder_slots: 'holder_key';
   address_intervals: 'slot';
   slot_snapshots: 'owner';
   instances: 'instance_id';
@@ -101,6 +102,7 @@ const INSERTED = {
     mac: 'text', network: 'text', project: 'text', message_id: 'text', ord: 'int4',
   },
   slot_snapshots: { cloud: 'text', owner: 'text', at: 'int8', message_id: 'text', members: 'text', ord: 'int4' },
+  holder_slots: { cloud: 'text', holder_key: 'text', slot: 'text' },
   instance_events: { cloud: 'text', instance_id: 'text', message_id: 'text', at: 'int8', event_type: 'text', action: 'text' },
   address_intervals: {
     cloud: 'text', slot: 'text', address: 'text', kind: 'text', network: 'text', port: 'text', mac: 'text', instance_id: 'text', project: 'text',

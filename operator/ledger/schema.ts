@@ -84,6 +84,20 @@ export interface SlotSnapshotsTable {
 }
 
 /**
+ * Which slots each holder has facts in (address_changes), one row per pair:
+ * how a derivation finds every slot of an instance whose end or address
+ * list changed, or the floating IPs of a port whose owner changed
+ * (derive.ts), without reading every fact the holder ever had. Facts without
+ * a holder (`release_any`, holder_key '') have no pair. Kept by the writers
+ * of facts (holder-slots.ts).
+ */
+export interface HolderSlotsTable {
+  cloud: string;
+  holder_key: string;
+  slot: string;
+}
+
+/**
  * A batch's facts recorded and not yet derived into intervals
  * (derive-pending.ts): what it touched, as JSON, deleted when derived.
  */
@@ -378,4 +392,5 @@ export interface LedgerSchema {
   slot_snapshots: SlotSnapshotsTable;
   routers: RoutersTable;
   derive_pending: DerivePendingTable;
+  holder_slots: HolderSlotsTable;
 }

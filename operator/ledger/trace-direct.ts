@@ -21,7 +21,7 @@ export const MIGRATION_NAMES: readonly string[] = [
   '0001_init', '0002_quarantine', '0003_trace_index', '0004_trace_index_pg', '0005_ledger_facts', '0006_canonical_addresses', '0007_audit_keyed',
   '0008_capture_intents', '0009_isolation', '0010_cases', '0011_reconciliation', '0012_notification_bodies', '0013_transfers',
   '0014_trace_span_index', '0015_fact_order_identity_names', '0016_name_sources', '0017_trace_covering_indexes', '0018_trace_instance_copies',
-  '0019_ingest_indexes', '0020_drop_instances_trace', '0021_instance_copy_statements', '0022_derive_pending', '0023_derivation_lock',
+  '0019_ingest_indexes', '0020_drop_instances_trace', '0021_instance_copy_statements', '0022_derive_pending', '0023_derivation_lock', '0024_holder_slots',
 ];
 
 export { OPEN_END_SQL } from './trace-index.ts';

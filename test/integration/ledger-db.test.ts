@@ -38,6 +38,14 @@ const targets: Target[] = [
   },
 ];
 
+/** Whether the index on address_changes (cloud, holder_key) that 0024 replaces is there. */
+async function hasHolderIndex(l: LedgerDb): Promise<boolean> {
+  const r = l.engine === 'sqlite'
+    ? await sql<{ n: number }>`SELECT count(*) AS n FROM sqlite_master WHERE name = 'address_changes_holder'`.execute(l.db)
+    : await sql<{ n: string }>`SELECT count(*) AS n FROM pg_indexes WHERE schemaname = current_schema() AND indexname = 'address_changes_holder'`.execute(l.db);
+  return Number(r.rows[0]?.n) > 0;
+}
+
 for (const target of targets) {
   describe(`ledger database on ${target.name}`, () => {
     let ledger: LedgerDb;
@@ -47,7 +55,7 @@ for (const target of targets) {
     after(() => close());
 
     test('migrations apply once and a second run is a no-op', async () => {
-      assert.deepEqual(await migrateToLatest(ledger), ['0001_init', '0002_quarantine', '0003_trace_index', '0004_trace_index_pg', '0005_ledger_facts', '0006_canonical_addresses', '0007_audit_keyed', '0008_capture_intents', '0009_isolation', '0010_cases', '0011_reconciliation', '0012_notification_bodies', '0013_transfers', '0014_trace_span_index', '0015_fact_order_identity_names', '0016_name_sources', '0017_trace_covering_indexes', '0018_trace_instance_copies', '0019_ingest_indexes', '0020_drop_instances_trace', '0021_instance_copy_statements', '0022_derive_pending', '0023_derivation_lock']);
+      assert.deepEqual(await migrateToLatest(ledger), ['0001_init', '0002_quarantine', '0003_trace_index', '0004_trace_index_pg', '0005_ledger_facts', '0006_canonical_addresses', '0007_audit_keyed', '0008_capture_intents', '0009_isolation', '0010_cases', '0011_reconciliation', '0012_notification_bodies', '0013_transfers', '0014_trace_span_index', '0015_fact_order_identity_names', '0016_name_sources', '0017_trace_covering_indexes', '0018_trace_instance_copies', '0019_ingest_indexes', '0020_drop_instances_trace', '0021_instance_copy_statements', '0022_derive_pending', '0023_derivation_lock', '0024_holder_slots']);
       assert.deepEqual(await migrateToLatest(ledger), []);
       // 0020: the instances index of 0017 has no reader since 0018, so ingest no longer writes it.
       const indexes = ledger.engine === 'postgres'
@@ -85,6 +93,36 @@ for (const target of targets) {
       }
     });
 
+    test('migration 0024 records the (holder, slot) pairs of the facts there are, and drops the holder index', async () => {
+      const t = await target.open();
+      const old = openLedgerDb(t.url);
+      try {
+        const { error } = await new Migrator({ db: old.db, provider: migrationProvider(old.engine) }).migrateTo('0023_derivation_lock');
+        assert.equal(error, undefined);
+        const fact = { cloud: 'c1', op: 'bind', address: '10.0.0.5', kind: 'fixed', instance_id: null, port: null, mac: null, network: null, project: null, message_id: 'm' };
+        await old.db.insertInto('address_changes').values([
+          { ...fact, slot: 'port:p1|10.0.0.5', at: 1, holder_key: 'vm-a' },
+          { ...fact, slot: 'port:p1|10.0.0.5', at: 2, holder_key: 'vm-a' },
+          { ...fact, slot: 'port:p1|10.0.0.5', at: 3, holder_key: 'vm-b' },
+          { ...fact, slot: 'fip:f1', at: 4, holder_key: 'p1', address: '192.0.2.1', kind: 'floating' },
+          { ...fact, slot: 'fip:f1', at: 5, op: 'release_any', holder_key: '', address: '192.0.2.1', kind: 'floating' },
+          { ...fact, cloud: 'c2', slot: 'port:p1|10.0.0.5', at: 1, holder_key: 'vm-a' },
+        ]).execute();
+        assert.deepEqual(await migrateToLatest(old), ['0024_holder_slots']);
+        const pairs = await old.db.selectFrom('holder_slots').select(['cloud', 'holder_key', 'slot']).orderBy('cloud').orderBy('holder_key').orderBy('slot').execute();
+        assert.deepEqual(pairs, [
+          { cloud: 'c1', holder_key: 'p1', slot: 'fip:f1' },
+          { cloud: 'c1', holder_key: 'vm-a', slot: 'port:p1|10.0.0.5' },
+          { cloud: 'c1', holder_key: 'vm-b', slot: 'port:p1|10.0.0.5' },
+          { cloud: 'c2', holder_key: 'vm-a', slot: 'port:p1|10.0.0.5' },
+        ]);
+        assert.equal(await hasHolderIndex(old), false);
+      } finally {
+        await old.close();
+        await t.cleanup();
+      }
+    });
+
     test('a ledger that already has later migrations still takes 0005 and 0006', async () => {
       const t = await target.open();
       const l = openLedgerDb(t.url);
@@ -94,6 +132,8 @@ for (const target of targets) {
         const { error } = await new Migrator({ db: l.db, provider: { getMigrations: async () => without } }).migrateToLatest();
         assert.equal(error, undefined);
         assert.deepEqual(await migrateToLatest(l), ['0005_ledger_facts', '0006_canonical_addresses']);
+        // 0005 after 0024 leaves out the index that 0024's pairs replace.
+        assert.equal(await hasHolderIndex(l), false);
       } finally {
         await l.close();
         await t.cleanup();
