@@ -75,12 +75,53 @@ export interface ApplyOptions {
 
 /** Applies a batch in one transaction; outcomes are in input order. */
 export async function applyBatch(db: Kysely<LedgerSchema>, batch: readonly Recorded[], inTransaction?: InTransaction, options: ApplyOptions = {}): Promise<ApplyOutcome[]> {
+  if (!pgSets.isPostgres(db) || db.isTransaction) return applyInTransaction(db, batch, inTransaction, options);
+  return inTurn(db, batch.map((r) => r.notification.cloud), () => applyInTransaction(db, batch, inTransaction, options));
+}
+
+/**
+ * PostgreSQL: batches of one cloud on one pool take turns before they take a
+ * connection of it. Inside, the transaction takes the cloud's lock
+ * (lockClouds), which only a batch on another pool (another process) can then
+ * hold: were a pool's batches to wait for it inside their transactions, each
+ * would hold a connection, and the batch holding the lock could find none
+ * left for its bodies (writeBodiesBeside).
+ */
+const turnsByPool = new WeakMap<object, Map<string, Promise<void>>>();
+
+async function inTurn<T>(db: Kysely<LedgerSchema>, clouds: readonly string[], run: () => Promise<T>): Promise<T> {
+  const pool = db.getExecutor().adapter;
+  let turns = turnsByPool.get(pool);
+  if (turns === undefined) turnsByPool.set(pool, (turns = new Map()));
+  const releases: Array<() => void> = [];
+  // In one order, as the locks: two batches of the same clouds cannot each wait for the other.
+  for (const cloud of [...new Set(clouds)].sort()) {
+    const before = turns.get(cloud) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((resolve) => { release = resolve; });
+    const last = before.then(() => mine);
+    turns.set(cloud, last);
+    await before;
+    releases.push(() => {
+      release();
+      if (turns.get(cloud) === last) turns.delete(cloud);
+    });
+  }
+  try {
+    return await run();
+  } finally {
+    for (const r of releases) r();
+  }
+}
+
+async function applyInTransaction(db: Kysely<LedgerSchema>, batch: readonly Recorded[], inTransaction: InTransaction | undefined, options: ApplyOptions): Promise<ApplyOutcome[]> {
   // On PostgreSQL the bodies, the batch's largest statement, go on a connection of their own while the batch's
   // other statements run: see writeBodiesBeside.
   const beside = pgSets.isPostgres(db) && !db.isTransaction && besideInUse < MAX_BESIDE;
   if (beside) besideInUse += 1;
   try {
     return await db.transaction().execute(async (trx) => {
+      await lockClouds(trx, batch);
       // Deriving in this transaction: the lock comes before the first write (derive.ts).
       if (options.deferDerivation === undefined) await lockDerivation(trx);
       const { fresh, bodies } = await recordNotifications(trx, batch);
@@ -104,6 +145,35 @@ export async function applyBatch(db: Kysely<LedgerSchema>, batch: readonly Recor
     if (beside) besideInUse -= 1;
   }
 }
+
+/**
+ * PostgreSQL: takes, for the rest of the transaction, an advisory lock per
+ * cloud the batch's notifications come from, in one order. A batch reads the
+ * instances, ports and routers it names, merges its events into them and
+ * writes them back whole (Entities): two batches of one cloud at once (the
+ * intake's, and `quarantine ingest` beside the operator) would each merge into
+ * what they read, and the one committing last would undo the other's change
+ * (an end recorded, a name); and a report naming a port only by its MAC would
+ * miss the port a concurrent batch records, its facts left outside the port's
+ * slots (adoptMacSlots). With the lock, batches of one cloud take turns, as
+ * the intake's own do anyway; clouds, which share no row, still apply side
+ * by side. One lock per cloud rather than per row: a batch names a thousand
+ * rows or more, and every lock held takes a slot of the server's shared lock
+ * table (max_locks_per_transaction per connection). Taken before the
+ * derivation lock, as every writer of instances takes that one (its
+ * trigger) only after this: no two transactions wait for each other
+ * crosswise. SQLite has one writer at a time and needs none.
+ */
+async function lockClouds(trx: Tx, batch: readonly Recorded[]): Promise<void> {
+  if (!pgSets.isPostgres(trx)) return;
+  const clouds = [...new Set(batch.map((r) => r.notification.cloud))];
+  if (clouds.length === 0) return;
+  // In the order of the locks' ids: the select list is evaluated after the sort.
+  await sql`SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtextextended(c, ${APPLY_LOCK_SEED}) AS h FROM unnest(${clouds}::text[]) AS c) AS l ORDER BY h`.execute(trx);
+}
+
+/** Seed of the clouds' lock ids: clear of the derivation lock's (DERIVATION_LOCK, a small number) but for a chance of one in 2^64. */
+const APPLY_LOCK_SEED = 0x71_6f_70_61;
 
 /**
  * How many batches of the process may write their bodies beside their
