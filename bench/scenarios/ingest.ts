@@ -289,7 +289,7 @@ async function runEngine(engine: Engine, ctx: Context, messages: readonly WireMe
     pgParams['statementsPerNotification'] = round(perNotification, 2);
     pgParams['selectOneRoundTripUs'] = rtt;
     pgParams['usPerNotification'] = Math.round(1e6 / op.rate);
-    roundTrip = `; ${round(perNotification, 1)} statements (round trips) per notification, SELECT 1 round trip ${rtt} µs`;
+    roundTrip = `; ${round(perNotification, 3)} statements (round trips) per notification, SELECT 1 round trip ${rtt} µs`;
     ctx.note(`postgres: ${drained.queries} statements for ${n} notifications (${round(perNotification, 2)} each, transaction control included), ` +
       `${Math.round(1e6 / op.rate)} µs per notification, i.e. ${Math.round(1e6 / op.rate / perNotification)} µs per statement; ` +
       `a bare SELECT 1 on one connection takes ${rtt} µs (median of 2000) on this machine.`);
