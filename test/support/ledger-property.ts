@@ -9,6 +9,7 @@ import { deriveAll, derivePass } from '../../operator/ledger/derive-pending.ts';
 import { traceAddress } from '../../operator/ledger/trace.ts';
 import { generateHistory, labels, rng, schedules, truthAt } from './histories.ts';
 import { decodeRaw } from './cloud-messages.ts';
+import { holderSlotsDrift } from './holder-slots.ts';
 
 export interface Mismatch {
   seed: number;
@@ -53,24 +54,6 @@ export async function checkSeed(db: Kysely<LedgerSchema>, seed: number, steps = 
     }
   }
   return out;
-}
-
-/**
- * Where holder_slots differs from the (holder, slot) pairs of the cloud's
- * facts: a pair missing leaves a slot underived when its holder changes, one
- * left over after its facts moved (a MAC's slot adopted by its port) is work
- * for nothing.
- */
-async function holderSlotsDrift(db: Kysely<LedgerSchema>, cloud: string): Promise<Array<{ want: string; have: string }>> {
-  const facts = await db.selectFrom('address_changes').select(['holder_key', 'slot']).distinct().where('cloud', '=', cloud).where('holder_key', '<>', '').execute();
-  const pairs = await db.selectFrom('holder_slots').select(['holder_key', 'slot']).where('cloud', '=', cloud).execute();
-  const key = (r: { holder_key: string; slot: string }) => `${r.holder_key} ${r.slot}`;
-  const want = new Set(facts.map(key));
-  const have = new Set(pairs.map(key));
-  return [
-    ...[...want].filter((k) => !have.has(k)).map((k) => ({ want: k, have: '(missing)' })),
-    ...[...have].filter((k) => !want.has(k)).map((k) => ({ want: '(none)', have: k })),
-  ];
 }
 
 export function describeMismatches(ms: readonly Mismatch[], limit = 5): string {

@@ -3,7 +3,9 @@
 import { test } from 'node:test';
 import { openLedgerDb, migrateToLatest } from '../../operator/ledger/db.ts';
 import { applyBatch } from '../../operator/ledger/apply.ts';
+import assert from 'node:assert/strict';
 import { reconcileScenarios } from '../support/reconcile-scenarios.ts';
+import { holderSlotsDrift } from '../support/holder-slots.ts';
 
 for (const s of reconcileScenarios) {
   test(s.name, async () => {
@@ -11,6 +13,8 @@ for (const s of reconcileScenarios) {
     try {
       await migrateToLatest(ledger);
       await s.run(ledger.db, (ns) => applyBatch(ledger.db, ns.map((n) => ({ notification: n, body: n.messageId }))));
+      // The observed facts' pairs, as the intake's (operator/ledger/holder-slots.ts).
+      assert.deepEqual(await holderSlotsDrift(ledger.db), []);
     } finally {
       await ledger.close();
     }
