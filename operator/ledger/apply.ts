@@ -441,7 +441,12 @@ class Entities {
   setInstance(row: InstanceRow): void {
     const k = key(row.cloud, row.instance_id);
     const before = this.instances.get(k)?.ended_at ?? null;
-    if (before !== row.ended_at) lowerTo(this.touched(row.cloud).ends, row.instance_id, Math.min(before ?? Infinity, row.ended_at ?? Infinity));
+    if (before !== row.ended_at) {
+      const t = this.touched(row.cloud);
+      lowerTo(t.ends, row.instance_id, Math.min(before ?? Infinity, row.ended_at ?? Infinity));
+      // An end bounds every address the instance holds.
+      t.instances.add(row.instance_id);
+    }
     this.instances.set(k, row);
     this.#dirty.instances.add(k);
   }
@@ -454,7 +459,11 @@ class Entities {
     const changes = this.touched(row.cloud).portChanges;
     if ((before?.mac ?? null) !== row.mac) lowerTo(changes, row.port_id, EVER);
     const deleted = before?.deleted_at ?? null;
-    if (deleted !== row.deleted_at) lowerTo(changes, row.port_id, Math.min(deleted ?? Infinity, row.deleted_at ?? Infinity));
+    if (deleted !== row.deleted_at) {
+      lowerTo(changes, row.port_id, Math.min(deleted ?? Infinity, row.deleted_at ?? Infinity));
+      // A deletion ends every address of the port.
+      this.touched(row.cloud).ports.add(row.port_id);
+    }
     this.ports.set(k, row);
     this.#dirty.ports.add(k);
   }
@@ -542,6 +551,8 @@ function addChange(ctx: Ctx, cloud: string, slot: string, at: number, change: Ch
 /** A complete list reported by an owner (see slot_snapshots). */
 function addSnapshot(ctx: Ctx, cloud: string, owner: string, at: number, messageId: string, members: readonly string[], ord?: number): void {
   ctx.buf.snapshots.push({ cloud, owner, at, message_id: messageId, members: JSON.stringify([...new Set(members)].sort()), ord: ord ?? 0 });
+  // What the list leaves out of the owner's slots is released from `at` on (derive.ts, omittedByLists).
+  lowerTo(ctx.t.lists, owner, at);
 }
 
 // ---------------------------------------------------------------------------
@@ -665,7 +676,7 @@ function applyInstance(ctx: Ctx, n: DecodedNotification, e: InstanceEvent): void
   }
   // Floating IPs from Neutron belong to the port, not the instance: the full list bounds only Nova's own slots.
   if (e.addressesAuthoritative && !gone) addSnapshot(ctx, n.cloud, `instance:${id}`, at, n.messageId, addresses.map((a) => `${a.kind}|${a.address}`));
-  if (gone || e.addressesAuthoritative) ctx.t.instances.add(id);
+  if (gone) ctx.t.instances.add(id);
 }
 
 // ---------------------------------------------------------------------------
@@ -696,7 +707,7 @@ function applyPort(ctx: Ctx, n: DecodedNotification, e: PortEvent): void {
   const p = e.port;
   const deleted = e.action === 'delete.end';
   upsertPort(ctx.rows, n.cloud, at, p, deleted);
-  ctx.t.ports.add(p.id);
+  if (deleted) ctx.t.ports.add(p.id);
   if (p.deviceOwner?.startsWith('compute:') === true && p.deviceId !== undefined) linkEvent(ctx, n, p.deviceId, `port.${e.action}`);
   if (p.mac !== undefined) ctx.buf.macs.push({ cloud: n.cloud, portId: p.id, mac: p.mac });
   // A deletion ends every address of the port and every floating IP association
@@ -848,8 +859,10 @@ function applyOneVm(ctx: Ctx, n: DecodedNotification, e: OneVmEvent): void {
     deletedBy: done && actor !== undefined ? String(actor) : undefined,
     endedAt: done ? at : undefined,
   });
-  ctx.t.instances.add(id);
-  if (done) return;
+  if (done) {
+    ctx.t.instances.add(id);
+    return;
+  }
   // Every state event lists all NICs: a NIC missing from a later one was detached.
   // Times are whole seconds: the VM's own sequence orders documents of one second.
   const ord = vmDocumentOrder(vm);

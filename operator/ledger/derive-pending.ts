@@ -20,23 +20,28 @@ import { EVER, lockDerivation, lowerTo, rederive, touched, type Touched } from '
 const at = z.number().nullable().transform((v) => v ?? EVER);
 const timed = z.array(z.tuple([z.string(), at]));
 const keys = z.array(z.string());
-const TouchedJson = z.object({ slots: timed, instances: keys, ports: keys, routers: keys, ends: timed, portChanges: timed }).strict();
+// Rows recorded before lists were kept have none: their instances and ports name every slot of them.
+const TouchedJson = z.object({ slots: timed, instances: keys, ports: keys, routers: keys, ends: timed, portChanges: timed, lists: timed.optional() }).strict();
 
 const finite = (m: ReadonlyMap<string, number>) => [...m].map(([k, v]) => [k, Number.isFinite(v) ? v : null] as const);
 
 export function encodeTouched(t: Touched): string {
   return JSON.stringify({
     slots: finite(t.slots), instances: [...t.instances], ports: [...t.ports], routers: [...t.routers], ends: finite(t.ends), portChanges: finite(t.portChanges),
+    lists: finite(t.lists),
   });
 }
 
 export function parseTouched(text: string): Touched {
   const j = TouchedJson.parse(JSON.parse(text));
-  return { slots: new Map(j.slots), instances: new Set(j.instances), ports: new Set(j.ports), routers: new Set(j.routers), ends: new Map(j.ends), portChanges: new Map(j.portChanges) };
+  return {
+    slots: new Map(j.slots), instances: new Set(j.instances), ports: new Set(j.ports), routers: new Set(j.routers), ends: new Map(j.ends), portChanges: new Map(j.portChanges),
+    lists: new Map(j.lists ?? []),
+  };
 }
 
 export const isEmptyTouched = (t: Touched): boolean =>
-  t.slots.size === 0 && t.instances.size === 0 && t.ports.size === 0 && t.routers.size === 0 && t.ends.size === 0 && t.portChanges.size === 0;
+  t.slots.size === 0 && t.instances.size === 0 && t.ports.size === 0 && t.routers.size === 0 && t.ends.size === 0 && t.portChanges.size === 0 && t.lists.size === 0;
 
 /** Adds what `t` touched to `into` (the earliest time of each key). */
 export function mergeTouched(into: Touched, t: Touched): void {
@@ -46,6 +51,7 @@ export function mergeTouched(into: Touched, t: Touched): void {
   for (const k of t.routers) into.routers.add(k);
   for (const [k, v] of t.ends) lowerTo(into.ends, k, v);
   for (const [k, v] of t.portChanges) lowerTo(into.portChanges, k, v);
+  for (const [k, v] of t.lists) lowerTo(into.lists, k, v);
 }
 
 /** Records, inside the batch's transaction, what it touched in `cloud`, to be derived by a later pass. */
@@ -60,6 +66,8 @@ const PASS_ROWS = 25;
 export interface PassResult {
   /** Pending rows derived and deleted. */
   rows: number;
+  /** Slots derived again: what those rows touched that could read differently (rederive). */
+  slots: number;
 }
 
 /**
@@ -69,23 +77,24 @@ export interface PassResult {
  */
 export async function derivePass(db: Kysely<LedgerSchema>, options: { cloud?: string | undefined } = {}): Promise<PassResult> {
   // Nothing pending is the usual answer for a reader that asks first: no transaction for it.
-  if (!(await hasPending(db, options.cloud))) return { rows: 0 };
+  if (!(await hasPending(db, options.cloud))) return { rows: 0, slots: 0 };
   return db.transaction().execute(async (trx) => {
     // Before reading the pending rows: two passes must not take the same ones (derive.ts).
     await lockDerivation(trx);
     let q = trx.selectFrom('derive_pending').select(['id', 'cloud', 'touched']).orderBy('id').limit(PASS_ROWS);
     if (options.cloud !== undefined) q = q.where('cloud', '=', options.cloud);
     const rows = await q.execute();
-    if (rows.length === 0) return { rows: 0 };
+    if (rows.length === 0) return { rows: 0, slots: 0 };
     const byCloud = new Map<string, Touched>();
     for (const r of rows) {
       let t = byCloud.get(r.cloud);
       if (t === undefined) byCloud.set(r.cloud, (t = touched()));
       mergeTouched(t, parseTouched(r.touched));
     }
-    for (const [cloud, t] of byCloud) await rederive(trx, cloud, t);
+    let slots = 0;
+    for (const [cloud, t] of byCloud) slots += await rederive(trx, cloud, t);
     await trx.deleteFrom('derive_pending').where('id', 'in', rows.map((r) => r.id)).execute();
-    return { rows: rows.length };
+    return { rows: rows.length, slots };
   });
 }
 

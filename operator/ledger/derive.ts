@@ -3,7 +3,10 @@
 // recomputes each touched slot from all of its facts and the facts that bound
 // or resolve it (its holders' ends and full address lists, its port's deletion,
 // full fixed-IP lists and owner). Intervals are therefore a function of the set
-// of facts, not of the order they arrived in. A floating IP, whose history
+// of facts, not of the order they arrived in. A touched slot whose news cannot
+// change it (a report that repeats what its interval holds, a full list that
+// names its address) is left as it is: a running instance's periodic reports
+// cost no derivation, however long its history. A floating IP, whose history
 // grows for as long as the cloud runs, is replayed only from its last release
 // before the earliest time the batch can change it: the same result, since
 // nothing is open after a release and the intervals before it stay as they are.
@@ -34,13 +37,19 @@ export interface Touched {
   ends: Map<string, number>;
   /** Ports whose deletion time or MAC changed, with the earliest time their floating IPs read differently (EVER for a MAC). */
   portChanges: Map<string, number>;
+  /**
+   * Owners given a new full list (`instance:ID`, `port:ID`), with the earliest
+   * time of one. A list releases only what it leaves out: of the owner's
+   * slots, only those a new list omits are derived again on its account.
+   */
+  lists: Map<string, number>;
 }
 
 /** "From the start": re-derive everything the slot ever had. */
 export const EVER = Number.NEGATIVE_INFINITY;
 
 export function touched(): Touched {
-  return { slots: new Map(), instances: new Set(), ports: new Set(), routers: new Set(), ends: new Map(), portChanges: new Map() };
+  return { slots: new Map(), instances: new Set(), ports: new Set(), routers: new Set(), ends: new Map(), portChanges: new Map(), lists: new Map() };
 }
 
 /** Keeps the earliest time per key. */
@@ -116,19 +125,26 @@ async function slotsInRanges(trx: Tx, cloud: string, ranges: ReadonlyArray<[stri
 }
 
 /**
- * Re-derives what the batch touched. Slots other than floating IPs are
- * re-derived from all of their facts (an address on a port or NIC lives as
- * long as its port or instance). A floating IP is held by one port after
+ * Re-derives what the batch touched; returns how many slots it derived.
+ * Slots other than floating IPs are re-derived from all of their facts (an
+ * address on a port or NIC lives as long as its port or instance), but only
+ * when what is new can change them: most notifications about a running
+ * instance (an update, the hourly `exists`) repeat its addresses and its
+ * full list, and deriving its slots again for each would cost more the
+ * longer it runs (omittedByLists, withNews). A floating IP is held by one port after
  * another for years: it is re-derived only from the time the batch can change
  * it (its new facts, or the change of an end, a port's deletion or owner),
  * starting at its last release before then (see rederiveFips).
  */
-export async function rederive(trx: Tx, cloud: string, t: Touched): Promise<void> {
+export async function rederive(trx: Tx, cloud: string, t: Touched): Promise<number> {
   const plainSet = new Set<string>();
   /** Floating IP slot → the earliest time at which it may read differently. */
   const fipFrom = new Map<string, number>();
+  /** Slots whose new facts may all repeat what their intervals say: derived only if one does not. */
+  const repeats = new Map<string, number>();
   for (const [slot, at] of t.slots) {
     if (isFip(slot)) lowerTo(fipFrom, slot, at);
+    else if (at !== EVER && listKind(slot) !== undefined) repeats.set(slot, at);
     else plainSet.add(slot);
   }
   // No DISTINCT and no slot range in these lookups: either lets SQLite's
@@ -156,6 +172,8 @@ export async function rederive(trx: Tx, cloud: string, t: Touched): Promise<void
   }
   await slotsInRanges(trx, cloud, [...t.ports].map(portSlotRange), plainSet);
   await slotsInRanges(trx, cloud, [...t.routers].map(routerSlotRange), plainSet);
+  for (const slot of await omittedByLists(trx, cloud, t, plainSet)) plainSet.add(slot);
+  for (const slot of await withNews(trx, cloud, [...repeats].filter(([slot]) => !plainSet.has(slot)))) plainSet.add(slot);
 
   // Port slots first: floating IPs take their instance from them.
   const owners = await rederiveSlots(trx, cloud, [...plainSet]);
@@ -170,6 +188,143 @@ export async function rederive(trx: Tx, cloud: string, t: Touched): Promise<void
     for (const r of rows) if (isFip(r.slot)) lowerTo(fipFrom, r.slot, portFrom.get(r.holder_key) as number);
   }
   await rederiveFips(trx, cloud, fipFrom);
+  return plainSet.size + fipFrom.size;
+}
+
+/**
+ * The kind of address a slot's facts and its holders' lists name it by
+ * (`kind|address` in an instance's list, see deriveSlot), from the slot's
+ * family; undefined for families no instance or port list bounds.
+ */
+function listKind(slot: string): HolderAttrs['kind'] | undefined {
+  if (slot.startsWith('port:') || slot.startsWith('mac:') || slot.startsWith('instance:')) return 'fixed';
+  if (slot.startsWith('nova-floating:')) return 'floating';
+  if (slot.startsWith('one-nic:')) return 'nic';
+  return undefined;
+}
+
+const addressOfSlot = (slot: string): string => slot.slice(slot.lastIndexOf('|') + 1);
+
+/**
+ * Slots a new full list of their holder or port leaves out (the list
+ * releases them, deriveSlot), among the slots of the owners in `t.lists`
+ * not already derived whole. A list that names a slot's address adds no
+ * change point to it, so the slot reads the same whatever else the list says.
+ */
+async function omittedByLists(trx: Tx, cloud: string, t: Touched, derived: ReadonlySet<string>): Promise<string[]> {
+  const size = pgSets.isPostgres(trx) ? Infinity : CHUNK;
+  const instanceIds: string[] = [];
+  const portIds: string[] = [];
+  for (const owner of t.lists.keys()) {
+    if (owner.startsWith('instance:')) {
+      const id = owner.slice('instance:'.length);
+      if (!t.instances.has(id)) instanceIds.push(id);
+    } else if (owner.startsWith('port:')) {
+      const id = owner.slice('port:'.length);
+      if (!t.ports.has(id)) portIds.push(id);
+    }
+  }
+  /** Slot → the owners whose new lists bound it. */
+  const bound = new Map<string, string[]>();
+  const add = (slot: string, owner: string) => {
+    if (derived.has(slot)) return;
+    const list = bound.get(slot);
+    if (list === undefined) bound.set(slot, [owner]);
+    else list.push(owner);
+  };
+  for (const ids of chunks(instanceIds, size)) {
+    // A floating IP depends on an instance only through its end; a router's gateway never.
+    for (const r of await byHolder(trx, cloud, ids)) if (listKind(r.slot) !== undefined) add(r.slot, `instance:${r.holder_key}`);
+  }
+  const portSlots = new Set<string>();
+  await slotsInRanges(trx, cloud, portIds.map(portSlotRange), portSlots);
+  for (const slot of portSlots) add(slot, `port:${portOfSlot(slot) as string}`);
+  if (bound.size === 0) return [];
+  const owners = new Set<string>();
+  for (const list of bound.values()) for (const o of list) owners.add(o);
+  const lists = await listsFrom(trx, cloud, [...owners].map((o) => [o, t.lists.get(o) as number] as const));
+  const out: string[] = [];
+  for (const [slot, byOwners] of bound) {
+    const address = addressOfSlot(slot);
+    const member = `${listKind(slot) as string}|${address}`;
+    // A port's list names its fixed addresses alone; an instance's, kind and address.
+    const omits = byOwners.some((o) => (lists.get(o) ?? []).some((members) => !members.has(o.startsWith('port:') ? address : member)));
+    if (omits) out.push(slot);
+  }
+  return out;
+}
+
+/** The members of each owner's full lists from its time on. */
+async function listsFrom(trx: Tx, cloud: string, starts: ReadonlyArray<readonly [string, number]>): Promise<Map<string, Array<Set<string>>>> {
+  const out = new Map<string, Array<Set<string>>>();
+  const add = (rows: ReadonlyArray<{ owner: string; members: string }>) => {
+    for (const r of rows) {
+      let list = out.get(r.owner);
+      if (list === undefined) out.set(r.owner, (list = []));
+      list.push(new Set(JSON.parse(r.members) as string[]));
+    }
+  };
+  if (pgSets.isPostgres(trx)) add(await pgSets.ownersFrom(trx, cloud, starts, ['owner', 'members']));
+  else for (const part of chunks(starts, RANGE_CHUNK)) add(await sqliteSets.ownersFrom<{ owner: string; members: string }>(trx, ['owner', 'members'], cloud, part));
+  return out;
+}
+
+type RepeatFact = { slot: string; at: number; op: string; holder_key: string; address: string; kind: string; instance_id: string | null; port: string | null; mac: string | null; network: string | null; project: string | null };
+type HeldRow = { slot: string; address: string; kind: string; instance_id: string | null; port: string | null; mac: string | null; network: string | null; project: string | null; valid_from: number; valid_to: number | null; to_certain: number | null };
+
+/**
+ * Of the slots given (each with the earliest time of its new facts), those
+ * whose facts from that time on do not all repeat what the slot's intervals
+ * already say, and which must therefore be derived again.
+ *
+ * A fact repeats an interval when it is a `bind` by the interval's holder
+ * strictly inside it (after its start, before its end) that names nothing
+ * the interval does not already name, and the interval was not ended by an
+ * observation (whose lower bound reads the time of the fact before it,
+ * deriveIntervals). Replayed, such a bind finds its holder holding the slot
+ * and only fills attributes that are already filled with the same values: the
+ * intervals come out the same, so adding it changes nothing. Intervals on
+ * disk are those of every fact but what pending rows still owe them (an
+ * interval that is not is derived again when that row's pass comes), so the
+ * test holds whichever of a slot's pending rows a pass takes first. Facts
+ * taken away (a MAC's slot adopted by its port: EVER) are never judged here.
+ *
+ * A holder is an instance (its key is the instance id); a slot whose holder
+ * is a device or a router is always derived.
+ */
+async function withNews(trx: Tx, cloud: string, slots: ReadonlyArray<readonly [string, number]>): Promise<string[]> {
+  if (slots.length === 0) return [];
+  const facts = new Map<string, RepeatFact[]>();
+  const held = new Map<string, HeldRow[]>();
+  const factColumns = ['slot', 'at', 'op', 'holder_key', 'address', 'kind', 'instance_id', 'port', 'mac', 'network', 'project'] as const;
+  const heldColumns = ['slot', 'address', 'kind', 'instance_id', 'port', 'mac', 'network', 'project', 'valid_from', 'valid_to', 'to_certain'] as const;
+  const group = <R extends { slot: string }>(into: Map<string, R[]>, rows: readonly R[]) => {
+    for (const r of rows) {
+      const list = into.get(r.slot);
+      if (list === undefined) into.set(r.slot, [r]);
+      else list.push(r);
+    }
+  };
+  if (pgSets.isPostgres(trx)) {
+    group(facts, await pgSets.slotsFrom(trx, 'address_changes', 'at', cloud, slots, factColumns));
+    group(held, await pgSets.byKeys(trx, 'address_intervals', 'slot', cloud, slots.map(([slot]) => slot), heldColumns));
+  } else {
+    for (const part of chunks(slots, RANGE_CHUNK)) group(facts, await sqliteSets.slotsFrom<RepeatFact>(trx, 'address_changes', 'at', factColumns, cloud, part));
+    for (const part of chunks(slots.map(([slot]) => slot))) group(held, await sqliteSets.byKeys<HeldRow>(trx, 'address_intervals', heldColumns, cloud, 'slot', part));
+  }
+  const same = (given: string | null, has: string | null) => given === null || given === has;
+  const repeats = (f: RepeatFact, rows: readonly HeldRow[]) =>
+    f.op === 'bind' && f.instance_id !== null && f.holder_key === f.instance_id &&
+    rows.some((r) => r.instance_id === f.holder_key && r.to_certain === null && r.valid_from < f.at && (r.valid_to === null || f.at < r.valid_to) &&
+      r.kind === f.kind && r.address === f.address && same(f.port, r.port) && same(f.mac, r.mac) && same(f.network, r.network) && same(f.project, r.project));
+  const out: string[] = [];
+  for (const [slot] of slots) {
+    const given = facts.get(slot) ?? [];
+    const rows = held.get(slot) ?? [];
+    // No fact from that time on: something was taken away; derive.
+    if (given.length === 0 || !given.every((f) => repeats(f, rows))) out.push(slot);
+  }
+  return out;
 }
 
 /** The slots in which one of `ids` holds facts, each once per holder (holder-slots.ts). */

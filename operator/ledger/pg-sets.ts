@@ -64,6 +64,16 @@ export async function slotsFrom<T extends 'address_changes' | 'address_intervals
   return r.rows;
 }
 
+/** Full lists (slot_snapshots) of each owner given, from its time on. */
+export async function ownersFrom<C extends keyof Selectable<LedgerSchema['slot_snapshots']> & string>(
+  db: Kysely<LedgerSchema>, cloud: string, starts: ReadonlyArray<readonly [string, number]>, columns: readonly C[],
+): Promise<Array<Row<'slot_snapshots', C>>> {
+  if (starts.length === 0) return [];
+  const r = await sql<Row<'slot_snapshots', C>>`SELECT ${columnList(columns, 't')} FROM ${slotTimes(starts)}
+    CROSS JOIN LATERAL (SELECT ${columnList(columns)} FROM slot_snapshots WHERE cloud = ${cloud} AND owner = s.slot AND at >= s.t OFFSET 0) AS t`.execute(db);
+  return r.rows;
+}
+
 /** `unnest(…) AS s(slot, t)`: slots and times as two array parameters. */
 function slotTimes(starts: ReadonlyArray<readonly [string, number]>): RawBuilder<unknown> {
   return sql`unnest(${starts.map((s) => s[0])}::text[], ${starts.map((s) => s[1])}::bigint[]) AS s(slot, t)`;

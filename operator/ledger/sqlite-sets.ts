@@ -178,6 +178,14 @@ export function slotsFrom<R>(
   return run<R>(db, t, slotTimeParams(cloud, starts));
 }
 
+/** Full lists (slot_snapshots) of each owner given, from its time on. */
+export function ownersFrom<R>(db: Kysely<LedgerSchema>, columns: readonly string[], cloud: string, starts: ReadonlyArray<readonly [string, number]>): Promise<R[]> {
+  if (starts.length === 0) return Promise.resolve([]);
+  const t = text(`o\u0000${columnList(columns)}\u0000${starts.length}`, () =>
+    `select ${columnList(columns)} from "slot_snapshots" where (${Array.from({ length: starts.length }, () => '("cloud" = ? and "owner" = ? and "at" >= ?)').join(' or ')})`);
+  return run<R>(db, t, slotTimeParams(cloud, starts));
+}
+
 /** Deletes intervals by id. */
 export async function deleteIntervalIds(db: Kysely<LedgerSchema>, ids: ReadonlyArray<number | string>): Promise<void> {
   if (ids.length === 0) return;

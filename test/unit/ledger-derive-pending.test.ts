@@ -31,7 +31,12 @@ test('what a batch touched survives its JSON form, times "from the start" includ
   t.routers.add('r1');
   t.ends.set('vm-1', 2_000);
   t.portChanges.set('p2', EVER);
+  t.lists.set('instance:vm-2', 3_000);
   assert.deepEqual(parseTouched(encodeTouched(t)), t);
+  // A row recorded before lists were kept: its instances and ports stand for every slot of them.
+  const older = parseTouched('{"slots":[],"instances":["vm-1"],"ports":[],"routers":[],"ends":[],"portChanges":[]}');
+  assert.deepEqual([...older.instances], ['vm-1']);
+  assert.equal(older.lists.size, 0);
   assert.throws(() => parseTouched('{"slots":[["a","x"]],"instances":[],"ports":[],"routers":[],"ends":[],"portChanges":[]}'));
   assert.throws(() => parseTouched('{"slots":[]}'));
 });
@@ -39,7 +44,7 @@ test('what a batch touched survives its JSON form, times "from the start" includ
 test('merging what batches touched keeps every key of every batch at its earliest time, in any order of the batches', () => {
   // The histories below reach some keys of a merge (an instance's end, a port's change) only together with
   // others that re-derive the same slots; this checks the merge itself, key by key.
-  const maps = ['slots', 'ends', 'portChanges'] as const;
+  const maps = ['slots', 'ends', 'portChanges', 'lists'] as const;
   const sets = ['instances', 'ports', 'routers'] as const;
   for (let seed = 1; seed <= 200; seed++) {
     const next = rng(seed);
