@@ -29,6 +29,7 @@ import { startCheckpointer } from '../../operator/ledger/checkpoint-thread.ts';
 import { directStatementCount } from '../../operator/ledger/sqlite-driver.ts';
 import type { LedgerSchema } from '../../operator/ledger/schema.ts';
 import { MEMORY_ENV, NODE_MEMORY_FLAGS } from '../../operator/process-memory.ts';
+import { hourlyFigure, hourlyReports } from './hourly-reports.ts';
 
 type Engine = 'sqlite' | 'postgres';
 
@@ -269,6 +270,8 @@ export const apply: Scenario = {
     { name: 'apply-n', description: 'notifications per engine', default: '50000' },
     { name: 'apply-engines', description: 'comma-separated: sqlite, postgres', default: 'sqlite,postgres' },
     { name: 'apply-batch', description: 'notifications per applyBatch call (the intake\'s batch at the Cloud prefetch default)', default: '800' },
+    { name: 'apply-hourly-instances', description: 'running instances reported every hour, for the cost of a report once the ledger holds their history', default: '500' },
+    { name: 'apply-hourly-hours', description: 'hours of those reports; 0 skips them', default: '200' },
     { name: 'apply-stream-n', description: 'notifications for the streamed apply (generated, decoded and applied a batch at a time, for peak RSS); 0 skips it', default: '0' },
     { name: 'apply-stream-engines', description: 'comma-separated engines for the streamed apply', default: 'sqlite' },
     { name: 'apply-stream-node-options', description: 'space-separated Node options for the streamed apply\'s process instead of the operator\'s own (operator/process-memory.ts), e.g. --max-old-space-size=128; "none" for Node\'s defaults', default: '' },
@@ -293,6 +296,19 @@ export const apply: Scenario = {
     ctx.note(`Workload: the ingest scenario's (bench/scenarios/ingest-workload.ts), ${n} notifications, mean body ${Math.round(bodyBytes / n)} B; ` +
       `decoded once beforehand in ${Math.round(decodeMs)} ms (${Math.round(n / (decodeMs / 1000))}/s), not timed.`);
     for (const e of engines as Engine[]) figures.push(...(await runEngine(e, ctx, recorded, batch)));
+    const instances = Number(ctx.param('apply-hourly-instances'));
+    const hours = Number(ctx.param('apply-hourly-hours'));
+    if (!Number.isInteger(instances) || instances < 1) throw new Error('--apply-hourly-instances must be a positive integer');
+    if (!Number.isInteger(hours) || hours < 0) throw new Error('--apply-hourly-hours must be a non-negative integer');
+    if (hours > 0 && hours < 10) throw new Error('--apply-hourly-hours must be 0 or at least 10 (the figure compares the first and last five hours)');
+    for (const e of hours === 0 ? [] : engines as Engine[]) {
+      const ledger = await open(e, ctx, `apply_${e}_hourly`);
+      const checkpointer = await startCheckpointer(ledger);
+      const r = await hourlyReports(ledger.db, instances, hours, batch, (text) => ctx.progress.update(`${e}: hourly reports: ${text}`));
+      await checkpointer.stop();
+      ctx.progress.log(`${e}: an hourly report of ${instances} instances: ${Math.round(r.firstUs)} µs each in the first hours, ${Math.round(r.lastUs)} µs after ${hours} hours (by hour: ${JSON.stringify(r.byHour)})`);
+      figures.push(hourlyFigure(e, instances, hours, r));
+    }
     return figures;
   },
 };
