@@ -17,7 +17,7 @@ import { closeUnseen, Seen } from '../../operator/ledger/observe.ts';
 import { emptyDrift } from '../../operator/domain/inventory.ts';
 import { traceAddress } from '../../operator/ledger/trace.ts';
 import { prepare } from '../../operator/intake/pipeline.ts';
-import { neutronFloatingIp, neutronPort, novaInstance, type VmSpec } from '../sim/openstack-messages.ts';
+import { neutronFloatingIp, neutronPort, neutronPortMessage, novaInstance, type NeutronPortView, type VmSpec } from '../sim/openstack-messages.ts';
 
 const CLOUD = 'c';
 const T = Date.parse('2026-05-04T08:00:00Z');
@@ -92,6 +92,22 @@ test("a full list that leaves an address out derives that address's slot alone, 
   const slots = await batch(db, [nova(novaInstance(vm([port1]), 'update', new Date(T + H)))]);
   assert.equal(slots, 1, 'only the slot the list leaves out');
   assert.deepEqual(await holderOf(db, A2, T + H / 2), [`${V} ${port2.mac}`]);
+  assert.deepEqual(await holderOf(db, A2, T + 2 * H), [], 'released by the list');
+  assert.deepEqual(await holderOf(db, A1, T + 2 * H), [`${V} ${port1.mac}`]);
+});
+
+test("a port's list that leaves a fixed address out derives that slot alone, and releases it", async () => {
+  const db = await ledger();
+  const view = (fixedIps: string[], at: number): NeutronPortView => ({
+    id: P1, name: 'eth0', networkId: 'private', project: 'physics', mac: port1.mac, fixedIps: fixedIps.map((address) => ({ address, subnetId: 'subnet-1' })),
+    deviceId: V, deviceOwner: 'compute:nova', bindingHost: 'kvm-1', status: 'ACTIVE', createdAt: new Date(T), updatedAt: new Date(at), revision: 1,
+  });
+  const opts = { publisher: 'network.controller', context: { userId: 'nova-service', projectId: 'service' } };
+  await batch(db, [neutron(neutronPortMessage(view([A1, A2], T), 'create.end', new Date(T + 1_000), opts))]);
+  // The second fixed address removed from the port: Neutron's next report lists the first alone.
+  const slots = await batch(db, [neutron(neutronPortMessage(view([A1], T + H), 'update.end', new Date(T + H), opts))]);
+  assert.equal(slots, 1, 'only the slot the list leaves out');
+  assert.deepEqual(await holderOf(db, A2, T + H / 2), [`${V} ${port1.mac}`]);
   assert.deepEqual(await holderOf(db, A2, T + 2 * H), [], 'released by the list');
   assert.deepEqual(await holderOf(db, A1, T + 2 * H), [`${V} ${port1.mac}`]);
 });
