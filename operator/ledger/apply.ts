@@ -676,7 +676,6 @@ function applyInstance(ctx: Ctx, n: DecodedNotification, e: InstanceEvent): void
   }
   // Floating IPs from Neutron belong to the port, not the instance: the full list bounds only Nova's own slots.
   if (e.addressesAuthoritative && !gone) addSnapshot(ctx, n.cloud, `instance:${id}`, at, n.messageId, addresses.map((a) => `${a.kind}|${a.address}`));
-  if (gone) ctx.t.instances.add(id);
 }
 
 // ---------------------------------------------------------------------------
@@ -707,7 +706,6 @@ function applyPort(ctx: Ctx, n: DecodedNotification, e: PortEvent): void {
   const p = e.port;
   const deleted = e.action === 'delete.end';
   upsertPort(ctx.rows, n.cloud, at, p, deleted);
-  if (deleted) ctx.t.ports.add(p.id);
   if (p.deviceOwner?.startsWith('compute:') === true && p.deviceId !== undefined) linkEvent(ctx, n, p.deviceId, `port.${e.action}`);
   if (p.mac !== undefined) ctx.buf.macs.push({ cloud: n.cloud, portId: p.id, mac: p.mac });
   // A deletion ends every address of the port and every floating IP association
@@ -859,10 +857,7 @@ function applyOneVm(ctx: Ctx, n: DecodedNotification, e: OneVmEvent): void {
     deletedBy: done && actor !== undefined ? String(actor) : undefined,
     endedAt: done ? at : undefined,
   });
-  if (done) {
-    ctx.t.instances.add(id);
-    return;
-  }
+  if (done) return;
   // Every state event lists all NICs: a NIC missing from a later one was detached.
   // Times are whole seconds: the VM's own sequence orders documents of one second.
   const ord = vmDocumentOrder(vm);

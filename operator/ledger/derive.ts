@@ -264,8 +264,8 @@ async function listsFrom(trx: Tx, cloud: string, starts: ReadonlyArray<readonly 
       list.push(new Set(JSON.parse(r.members) as string[]));
     }
   };
-  if (pgSets.isPostgres(trx)) add(await pgSets.ownersFrom(trx, cloud, starts, ['owner', 'members']));
-  else for (const part of chunks(starts, RANGE_CHUNK)) add(await sqliteSets.ownersFrom<{ owner: string; members: string }>(trx, ['owner', 'members'], cloud, part));
+  if (pgSets.isPostgres(trx)) add(await pgSets.slotsFrom(trx, 'slot_snapshots', 'at', cloud, starts, ['owner', 'members']));
+  else for (const part of chunks(starts, RANGE_CHUNK)) add(await sqliteSets.slotsFrom<{ owner: string; members: string }>(trx, 'slot_snapshots', 'at', ['owner', 'members'], cloud, part));
   return out;
 }
 

@@ -54,23 +54,14 @@ export async function inSlotRanges<T extends 'address_changes' | 'address_interv
   return r.rows;
 }
 
-/** Rows of `table` in `cloud` of each slot given, from its time on (`column` >= the slot's time). */
-export async function slotsFrom<T extends 'address_changes' | 'address_intervals', C extends keyof Selectable<LedgerSchema[T]> & string>(
-  db: Kysely<LedgerSchema>, table: T, column: T extends 'address_changes' ? 'at' : 'valid_from', cloud: string, starts: ReadonlyArray<readonly [string, number]>, columns: readonly C[],
+/** Rows of `table` in `cloud` of each slot given (of each owner, for full lists), from its time on (`column` >= its time). */
+export async function slotsFrom<T extends 'address_changes' | 'address_intervals' | 'slot_snapshots', C extends keyof Selectable<LedgerSchema[T]> & string>(
+  db: Kysely<LedgerSchema>, table: T, column: T extends 'address_intervals' ? 'valid_from' : 'at', cloud: string, starts: ReadonlyArray<readonly [string, number]>, columns: readonly C[],
 ): Promise<Array<Row<T, C>>> {
   if (starts.length === 0) return [];
+  const key = table === 'slot_snapshots' ? 'owner' : 'slot';
   const r = await sql<Row<T, C>>`SELECT ${columnList(columns, 't')} FROM ${slotTimes(starts)}
-    CROSS JOIN LATERAL (SELECT ${columnList(columns)} FROM ${sql.table(table)} WHERE cloud = ${cloud} AND slot = s.slot AND ${sql.ref(column)} >= s.t OFFSET 0) AS t`.execute(db);
-  return r.rows;
-}
-
-/** Full lists (slot_snapshots) of each owner given, from its time on. */
-export async function ownersFrom<C extends keyof Selectable<LedgerSchema['slot_snapshots']> & string>(
-  db: Kysely<LedgerSchema>, cloud: string, starts: ReadonlyArray<readonly [string, number]>, columns: readonly C[],
-): Promise<Array<Row<'slot_snapshots', C>>> {
-  if (starts.length === 0) return [];
-  const r = await sql<Row<'slot_snapshots', C>>`SELECT ${columnList(columns, 't')} FROM ${slotTimes(starts)}
-    CROSS JOIN LATERAL (SELECT ${columnList(columns)} FROM slot_snapshots WHERE cloud = ${cloud} AND owner = s.slot AND at >= s.t OFFSET 0) AS t`.execute(db);
+    CROSS JOIN LATERAL (SELECT ${columnList(columns)} FROM ${sql.table(table)} WHERE cloud = ${cloud} AND ${sql.ref(key)} = s.slot AND ${sql.ref(column)} >= s.t OFFSET 0) AS t`.execute(db);
   return r.rows;
 }
 

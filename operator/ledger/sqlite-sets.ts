@@ -157,9 +157,9 @@ export function inSlotRanges<R>(
   return run<R>(db, t, params);
 }
 
-/** The branches of a slot-and-time condition: each slot from its time on (`column` >= time). */
-function slotTimes(column: 'at' | 'valid_from', n: number): string {
-  return `(${Array.from({ length: n }, () => `("cloud" = ? and "slot" = ? and ${quote(column)} >= ?)`).join(' or ')})`;
+/** The branches of a key-and-time condition: each slot (or owner) from its time on (`column` >= time). */
+function slotTimes(key: 'slot' | 'owner', column: 'at' | 'valid_from', n: number): string {
+  return `(${Array.from({ length: n }, () => `("cloud" = ? and ${quote(key)} = ? and ${quote(column)} >= ?)`).join(' or ')})`;
 }
 
 function slotTimeParams(cloud: string, starts: ReadonlyArray<readonly [string, number]>): SqlValue[] {
@@ -168,21 +168,13 @@ function slotTimeParams(cloud: string, starts: ReadonlyArray<readonly [string, n
   return params;
 }
 
-/** Rows of each slot given, from its time on. */
+/** Rows of each slot given (of each owner, for full lists), from its time on. */
 export function slotsFrom<R>(
-  db: Kysely<LedgerSchema>, table: 'address_changes' | 'address_intervals', column: 'at' | 'valid_from', columns: readonly string[], cloud: string, starts: ReadonlyArray<readonly [string, number]>,
+  db: Kysely<LedgerSchema>, table: 'address_changes' | 'address_intervals' | 'slot_snapshots', column: 'at' | 'valid_from', columns: readonly string[], cloud: string, starts: ReadonlyArray<readonly [string, number]>,
 ): Promise<R[]> {
   if (starts.length === 0) return Promise.resolve([]);
   const t = text(`f\u0000${table}\u0000${column}\u0000${columnList(columns)}\u0000${starts.length}`, () =>
-    `select ${columnList(columns)} from ${quote(table)} where ${slotTimes(column, starts.length)}`);
-  return run<R>(db, t, slotTimeParams(cloud, starts));
-}
-
-/** Full lists (slot_snapshots) of each owner given, from its time on. */
-export function ownersFrom<R>(db: Kysely<LedgerSchema>, columns: readonly string[], cloud: string, starts: ReadonlyArray<readonly [string, number]>): Promise<R[]> {
-  if (starts.length === 0) return Promise.resolve([]);
-  const t = text(`o\u0000${columnList(columns)}\u0000${starts.length}`, () =>
-    `select ${columnList(columns)} from "slot_snapshots" where (${Array.from({ length: starts.length }, () => '("cloud" = ? and "owner" = ? and "at" >= ?)').join(' or ')})`);
+    `select ${columnList(columns)} from ${quote(table)} where ${slotTimes(table === 'slot_snapshots' ? 'owner' : 'slot', column, starts.length)}`);
   return run<R>(db, t, slotTimeParams(cloud, starts));
 }
 
