@@ -287,6 +287,12 @@ export const apply: Scenario = {
     if (!Number.isInteger(streamN) || streamN < 0) throw new Error('--apply-stream-n must be a non-negative integer');
     const streamEngines = ctx.param('apply-stream-engines').split(',').map((s) => s.trim()).filter((s) => s !== '');
     for (const e of streamEngines) if (e !== 'sqlite' && e !== 'postgres') throw new Error(`unknown engine ${e}`);
+    // Checked before any run: a bad value found after the in-process runs would have cost them.
+    const instances = Number(ctx.param('apply-hourly-instances'));
+    const hours = Number(ctx.param('apply-hourly-hours'));
+    if (!Number.isInteger(instances) || instances < 1) throw new Error('--apply-hourly-instances must be a positive integer');
+    if (!Number.isInteger(hours) || hours < 0) throw new Error('--apply-hourly-hours must be a non-negative integer');
+    if (hours > 0 && hours < 10) throw new Error('--apply-hourly-hours must be 0 or at least 10 (the figure compares the first and last five hours)');
     const figures: Figure[] = [];
     const optionsParam = ctx.param('apply-stream-node-options').trim();
     const nodeOptions = optionsParam === '' ? undefined : optionsParam === 'none' ? [] : optionsParam.split(' ').filter((s) => s !== '');
@@ -296,11 +302,6 @@ export const apply: Scenario = {
     ctx.note(`Workload: the ingest scenario's (bench/scenarios/ingest-workload.ts), ${n} notifications, mean body ${Math.round(bodyBytes / n)} B; ` +
       `decoded once beforehand in ${Math.round(decodeMs)} ms (${Math.round(n / (decodeMs / 1000))}/s), not timed.`);
     for (const e of engines as Engine[]) figures.push(...(await runEngine(e, ctx, recorded, batch)));
-    const instances = Number(ctx.param('apply-hourly-instances'));
-    const hours = Number(ctx.param('apply-hourly-hours'));
-    if (!Number.isInteger(instances) || instances < 1) throw new Error('--apply-hourly-instances must be a positive integer');
-    if (!Number.isInteger(hours) || hours < 0) throw new Error('--apply-hourly-hours must be a non-negative integer');
-    if (hours > 0 && hours < 10) throw new Error('--apply-hourly-hours must be 0 or at least 10 (the figure compares the first and last five hours)');
     for (const e of hours === 0 ? [] : engines as Engine[]) {
       const ledger = await open(e, ctx, `apply_${e}_hourly`);
       const checkpointer = await startCheckpointer(ledger);

@@ -258,19 +258,7 @@ async function runRound(engine: Engine, ctx: Context, messages: readonly WireMes
     const cloud = benchCloud(engine, prefetch);
     // Let the operator declare its own queue and bindings, then stop it so the backlog can build up.
     await (await startCloudIntake(cloud, url, ledger.db, silentLogger)).stop();
-    const ceilingQueue = `bench.ceiling.${engine}`;
-    if (roundNo === 1) {
-      // Needed only when BENCH_AMQP_URL names a vhost that outlives the run.
-      ctx.defer(async () => {
-        const conn = await amqp.connect(url);
-        try {
-          const ch = await conn.createChannel();
-          for (const q of [ceilingQueue, queueName(cloud), `${queueName(cloud)}.dead-letter`]) await ch.deleteQueue(q);
-        } finally {
-          await conn.close();
-        }
-      });
-    }
+    const ceilingQueue = ceilingQueueOf(engine);
     {
       const conn = await amqp.connect(url);
       const ch = await conn.createChannel();
@@ -291,13 +279,13 @@ async function runRound(engine: Engine, ctx: Context, messages: readonly WireMes
       ? await countingPgQueries(() => drainOperator(cloud, url, ledger, n, ctx, `${label}: operator intake`))
       : { result: await drainOperator(cloud, url, ledger, n, ctx, `${label}: operator intake`), queries: undefined };
     const op = drained.result;
-    ctx.progress.log(`${label}: bare consumer ${Math.round(bare.rate)}/s, operator intake ${Math.round(op.rate)}/s (${round2(op.rate / bare.rate)}; acknowledged and derived, the last pass ended ${Math.round(op.derivedAfterLastAckMs)} ms after the last ack)`);
+    ctx.progress.log(`${label}: bare consumer ${Math.round(bare.rate)}/s, operator intake ${Math.round(op.rate)}/s (${round(op.rate / bare.rate, 2)}; acknowledged and derived, the last pass ended ${Math.round(op.derivedAfterLastAckMs)} ms after the last ack)`);
     let roundTrip = '';
     const pgParams: Record<string, number> = {};
     if (drained.queries !== undefined) {
       const rtt = await pgRoundTripUs(await ctx.services.postgresUrl(`ingest_${roundNo}`));
       const perNotification = drained.queries / n;
-      pgParams['statementsPerNotification'] = round2(perNotification);
+      pgParams['statementsPerNotification'] = round(perNotification, 2);
       pgParams['selectOneRoundTripUs'] = rtt;
       pgParams['usPerNotification'] = Math.round(1e6 / op.rate);
       roundTrip = `; ${round(perNotification, 3)} statements (round trips) per notification, SELECT 1 round trip ${rtt} µs`;
@@ -313,7 +301,7 @@ async function runRound(engine: Engine, ctx: Context, messages: readonly WireMes
   }
 }
 
-const round2 = (x: number): number => round(x, 2);
+const ceilingQueueOf = (engine: Engine): string => `bench.ceiling.${engine}`;
 
 /**
  * Runs the rounds one after another and reports the median one: on two
@@ -325,6 +313,18 @@ const round2 = (x: number): number => round(x, 2);
  */
 async function runEngine(engine: Engine, ctx: Context, messages: readonly WireMessage[], prefetch: number, rounds: number): Promise<Figure[]> {
   const n = messages.length;
+  const url = await ctx.services.amqpUrl();
+  const queue = queueName(benchCloud(engine, prefetch));
+  // Needed only when BENCH_AMQP_URL names a vhost that outlives the run.
+  ctx.defer(async () => {
+    const conn = await amqp.connect(url);
+    try {
+      const ch = await conn.createChannel();
+      for (const q of [ceilingQueueOf(engine), queue, `${queue}.dead-letter`]) await ch.deleteQueue(q);
+    } finally {
+      await conn.close();
+    }
+  });
   const all: Round[] = [];
   for (let r = 1; r <= rounds; r++) all.push(await runRound(engine, ctx, messages, prefetch, r));
   // The round of the median ratio (the lower of the two middle ones for an even count), with its own bare
@@ -336,7 +336,7 @@ async function runEngine(engine: Engine, ctx: Context, messages: readonly WireMe
   const points = op.series.points(op.end);
   const ceilingPoints = bare.series.points(bare.end);
   const steady = steadyRate(points);
-  const perRound = all.map((r) => `${Math.round(r.op.rate).toLocaleString('en-US')}/s of ${Math.round(r.bare.rate).toLocaleString('en-US')}/s (${round2(r.op.rate / r.bare.rate)})`);
+  const perRound = all.map((r) => `${Math.round(r.op.rate).toLocaleString('en-US')}/s of ${Math.round(r.bare.rate).toLocaleString('en-US')}/s (${round(r.op.rate / r.bare.rate, 2)})`);
   for (const [i, r] of all.entries()) {
     ctx.note(`${engine}, round ${i + 1}: ${n} notifications in ${round(r.op.seconds, 1)} s (intake set-up ${Math.round(r.op.setupMs)} ms included), ${Math.round(r.op.rate)}/s; bare consumer ${round(r.bare.seconds, 1)} s, ${Math.round(r.bare.rate)}/s. ` +
       `Outcomes ${JSON.stringify(r.op.outcomes)}; ledger rows ${JSON.stringify(r.counts)}. ` +
@@ -353,9 +353,9 @@ async function runEngine(engine: Engine, ctx: Context, messages: readonly WireMe
     params: {
       notifications: n, prefetch, applyBatch: applyBatchSize(prefetch), backlog: 'pre-published', persistent: true, rounds,
       roundRates: all.map((r) => Math.round(r.op.rate)), roundCeilings: all.map((r) => Math.round(r.bare.rate)),
-      seconds: round2(op.seconds), steadyRatePerS: steady, setupMs: Math.round(op.setupMs), derivedAfterLastAckMs: Math.round(op.derivedAfterLastAckMs),
+      seconds: round(op.seconds, 2), steadyRatePerS: steady, setupMs: Math.round(op.setupMs), derivedAfterLastAckMs: Math.round(op.derivedAfterLastAckMs),
       operatorProcessCpuPct: op.cpu.processPct, machineCpuPct: op.cpu.machinePct, brokerCpuPct: op.services['beam.smp'], postgresCpuPct: op.services['postgres'], outcomes: op.outcomes, ledgerRows: counts,
-      ceilingSeconds: round2(bare.seconds), ceilingProcessCpuPct: bare.cpu.processPct, publishRatePerS: Math.round(mid.publishRate),
+      ceilingSeconds: round(bare.seconds, 2), ceilingProcessCpuPct: bare.cpu.processPct, publishRatePerS: Math.round(mid.publishRate),
       ...mid.pgParams,
     },
     notes: `the round of the median ratio of ${rounds} (operator/s of bare consumer/s): ${perRound.join(', ')}; ` +
