@@ -7,6 +7,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { promisify } from 'node:util';
 import * as amqp from 'amqplib';
 import pg from 'pg';
+import { pgAdminUrl } from './services.ts';
 
 const run = promisify(execFile);
 
@@ -52,16 +53,16 @@ async function rabbitVersion(): Promise<string> {
 }
 
 async function postgresVersion(): Promise<string> {
-  const url = process.env['BENCH_PG_ADMIN_URL'] ?? 'postgres://qop_test:qop_test@127.0.0.1:5432/postgres';
-  const client = new pg.Client({ connectionString: url });
+  let client: pg.Client | undefined;
   try {
+    client = new pg.Client({ connectionString: await pgAdminUrl() });
     await client.connect();
     const r = await client.query<{ server_version: string }>('SHOW server_version');
     return r.rows[0]?.server_version ?? 'unknown';
   } catch {
     return 'unknown';
   } finally {
-    await client.end().catch(() => undefined);
+    await client?.end().catch(() => undefined);
   }
 }
 

@@ -3,8 +3,12 @@
 // role allowed to CREATE DATABASE) and removes both at the end, so a run never
 // touches another run's queues or tables. BENCH_AMQP_URL points at an existing
 // (dedicated) vhost instead, used as it is and never removed;
-// BENCH_PG_ADMIN_URL names another server and role with CREATEDB.
+// BENCH_PG_ADMIN_URL names another server and role with CREATEDB. With the
+// defaults, the services are started first and the role made where they are
+// missing (test/env/services.sh, as the tests do), so a fresh machine runs the
+// benchmarks without running the tests first.
 import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import pg from 'pg';
@@ -14,6 +18,26 @@ const run = promisify(execFile);
 
 const DEFAULT_AMQP_BASE = 'amqp://guest:guest@127.0.0.1:5672';
 const DEFAULT_PG_ADMIN = 'postgres://qop_test:qop_test@127.0.0.1:5432/postgres';
+const SERVICES_SCRIPT = fileURLToPath(new URL('../../test/env/services.sh', import.meta.url));
+const SERVICES_STATE = fileURLToPath(new URL('../../test/env/.state', import.meta.url));
+
+let local: Promise<void> | undefined;
+/** The machine's own RabbitMQ and PostgreSQL running, with the default role; once per process. */
+function localServices(): Promise<void> {
+  local ??= run('bash', [SERVICES_SCRIPT, 'role', SERVICES_STATE]).then(() => undefined, (err: unknown) => {
+    const stderr = (err as { stderr?: unknown }).stderr;
+    throw new Error(`the local RabbitMQ and PostgreSQL could not be made ready (${SERVICES_SCRIPT} role): ${typeof stderr === 'string' && stderr.trim() !== '' ? stderr.trim() : String(err)}`);
+  });
+  return local;
+}
+
+/** The PostgreSQL URL to make databases with: BENCH_PG_ADMIN_URL, or the local default once it is ready. */
+export async function pgAdminUrl(): Promise<string> {
+  const given = process.env['BENCH_PG_ADMIN_URL'];
+  if (given !== undefined && given !== '') return given;
+  await localServices();
+  return DEFAULT_PG_ADMIN;
+}
 
 export class RunServices implements Services {
   readonly #id = randomBytes(4).toString('hex');
@@ -39,6 +63,7 @@ export class RunServices implements Services {
   async #makeVhost(): Promise<string> {
     const given = process.env['BENCH_AMQP_URL'];
     if (given !== undefined && given !== '') return given;
+    await localServices();
     const vhost = `qop-bench-${this.#id}`;
     await run('rabbitmqctl', ['-q', 'add_vhost', vhost]);
     this.#vhost = vhost;
@@ -48,7 +73,7 @@ export class RunServices implements Services {
 
   async #makeDatabase(purpose: string): Promise<string> {
     if (!/^[a-z0-9_]+$/.test(purpose)) throw new Error(`database purpose "${purpose}" must be [a-z0-9_]+`);
-    const admin = process.env['BENCH_PG_ADMIN_URL'] ?? DEFAULT_PG_ADMIN;
+    const admin = await pgAdminUrl();
     const name = `qop_bench_${this.#id}_${purpose}`;
     const client = new pg.Client({ connectionString: admin });
     await client.connect();
@@ -77,7 +102,7 @@ export class RunServices implements Services {
     }
     for (const name of [...this.#databases]) {
       this.#databases.delete(name);
-      const client = new pg.Client({ connectionString: process.env['BENCH_PG_ADMIN_URL'] ?? DEFAULT_PG_ADMIN });
+      const client = new pg.Client({ connectionString: await pgAdminUrl() });
       try {
         await client.connect();
         await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);

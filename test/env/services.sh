@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # RabbitMQ and PostgreSQL for the tests: reuse the running ones, start them when
 # they are stopped, and give every test run its own vhost and database.
-# Usage: services.sh up STATE_DIR | down STATE_DIR
+# Usage: services.sh up STATE_DIR | down STATE_DIR | role STATE_DIR
+# (role: both services running and the tests' PostgreSQL role made, nothing
+# else; what the benchmarks need, as they make their own vhost and databases)
 set -euo pipefail
-cmd=${1:?usage: services.sh up|down STATE_DIR}
-STATE=${2:?usage: services.sh up|down STATE_DIR}
+cmd=${1:?usage: services.sh up|down|role STATE_DIR}
+STATE=${2:?usage: services.sh up|down|role STATE_DIR}
 log() { echo "services: $*" >&2; }
 
 pg_version() { ls /etc/postgresql 2>/dev/null | sort -V | tail -1; }
@@ -34,10 +36,21 @@ start_pg() {
   touch "$STATE/postgres.started-by-us"
 }
 
-up() {
+ensure_role() {
+  # A password role works whatever pg_hba says for 127.0.0.1 (trust here, scram on a fresh install).
+  as_postgres psql -qAt -v ON_ERROR_STOP=1 -c \
+    "DO \$\$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname='qop_test') THEN CREATE ROLE qop_test LOGIN CREATEDB PASSWORD 'qop_test'; END IF; END\$\$;" >/dev/null
+}
+
+role() {
   mkdir -p "$STATE"
   start_rabbit
   start_pg
+  ensure_role
+}
+
+up() {
+  role
   local run
   if [ -f "$STATE/run-id" ]; then run=$(cat "$STATE/run-id"); else
     run=$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n'); echo "$run" >"$STATE/run-id"; fi
@@ -46,9 +59,6 @@ up() {
     rabbitmqctl -q add_vhost "$vhost" >/dev/null
     rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null
   fi
-  # A password role works whatever pg_hba says for 127.0.0.1 (trust here, scram on a fresh install).
-  as_postgres psql -qAt -v ON_ERROR_STOP=1 -c \
-    "DO \$\$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname='qop_test') THEN CREATE ROLE qop_test LOGIN CREATEDB PASSWORD 'qop_test'; END IF; END\$\$;" >/dev/null
   if [ -z "$(as_postgres psql -qAt -c "SELECT 1 FROM pg_database WHERE datname='$db'")" ]; then
     as_postgres psql -q -v ON_ERROR_STOP=1 -c "CREATE DATABASE $db OWNER qop_test" >/dev/null
   fi
@@ -79,4 +89,4 @@ down() {
   rm -f "$STATE/services.env"
 }
 
-case "$cmd" in up) up ;; down) down ;; *) echo "usage: services.sh up|down STATE_DIR" >&2; exit 2 ;; esac
+case "$cmd" in up) up ;; down) down ;; role) role ;; *) echo "usage: services.sh up|down|role STATE_DIR" >&2; exit 2 ;; esac
