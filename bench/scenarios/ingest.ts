@@ -18,7 +18,7 @@ import { buildWorkload, type WireMessage } from './ingest-workload.ts';
 import { RateSeries, round } from '../lib/stats.ts';
 import { cpuMeter, serviceCpuMeter, type CpuShare } from '../lib/cpu.ts';
 import { AmqpPublisher } from '../../operator/intake/amqp.ts';
-import { applyBatchSize, startCloudIntake } from '../../operator/intake/cloud-intake.ts';
+import { applyBatchSize, DEFAULT_PREFETCH, startCloudIntake } from '../../operator/intake/cloud-intake.ts';
 import type { IngestOutcome } from '../../operator/intake/pipeline.ts';
 import { migrateToLatest, openLedgerDb, type LedgerDb } from '../../operator/ledger/db.ts';
 import { startCheckpointer } from '../../operator/ledger/checkpoint-thread.ts';
@@ -376,16 +376,17 @@ export const ingest: Scenario = {
   params: [
     { name: 'ingest-n', description: 'notifications per engine', default: '50000' },
     { name: 'ingest-engines', description: 'comma-separated: sqlite, postgres', default: 'sqlite,postgres' },
-    { name: 'ingest-prefetch', description: 'consumer prefetch; the apply batch is half of it (the Cloud default)', default: '1600' },
+    { name: 'ingest-prefetch', description: "consumer prefetch; the apply batch is half of it ('': the Cloud's default for the engine, DEFAULT_PREFETCH)", default: '' },
     { name: 'ingest-rounds', description: 'rounds per engine, each a fresh ledger and the bare consumer beside it; the figure is the median round', default: '3' },
   ],
   async run(ctx) {
     const n = Number(ctx.param('ingest-n'));
-    const prefetch = Number(ctx.param('ingest-prefetch'));
+    const given = ctx.param('ingest-prefetch');
+    const prefetch = given === '' ? undefined : Number(given);
     const rounds = Number(ctx.param('ingest-rounds'));
     if (!Number.isInteger(n) || n < 1) throw new Error('--ingest-n must be a positive integer');
     if (!Number.isInteger(rounds) || rounds < 1) throw new Error('--ingest-rounds must be a positive integer');
-    if (!Number.isInteger(prefetch) || prefetch < 1) throw new Error('--ingest-prefetch must be a positive integer');
+    if (prefetch !== undefined && (!Number.isInteger(prefetch) || prefetch < 1)) throw new Error('--ingest-prefetch must be a positive integer');
     const engines = ctx.param('ingest-engines').split(',').map((s) => s.trim()).filter((s) => s !== '');
     for (const e of engines) if (e !== 'sqlite' && e !== 'postgres') throw new Error(`unknown engine ${e}`);
     const t0 = performance.now();
@@ -394,7 +395,7 @@ export const ingest: Scenario = {
     ctx.note(`Workload (${Math.round(performance.now() - t0)} ms to build, mean body ${Math.round(bytes / n)} B, persistent messages, durable queues): ` +
       Object.entries(mix).map(([k, v]) => `${k} ${v}`).join(', ') + '.');
     const figures: Figure[] = [];
-    for (const e of engines as Engine[]) figures.push(...(await runEngine(e, ctx, messages, prefetch, rounds)));
+    for (const e of engines as Engine[]) figures.push(...(await runEngine(e, ctx, messages, prefetch ?? DEFAULT_PREFETCH[e], rounds)));
     return figures;
   },
 };

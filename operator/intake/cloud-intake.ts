@@ -6,12 +6,29 @@ import type { InTransaction } from '../ledger/apply.ts';
 import { AmqpConsumer } from './amqp.ts';
 import { BatchingApplier, deliveryHandler, type DeferredDerivation, type LedgerAvailability, type PipelineObserver } from './pipeline.ts';
 import { deriveAll } from '../ledger/derive-pending.ts';
+import { isPostgres } from '../ledger/pg-sets.ts';
 import { defaultExchanges, queueName, type Cloud } from '../resources/cloud.ts';
 import { childLogger, type Logger } from '../log.ts';
 
 export interface CloudIntake {
   readonly consumer: AmqpConsumer;
   stop(): Promise<void>;
+}
+
+/**
+ * The prefetch of a Cloud that sets none, by ledger engine. A batch of 1,600
+ * costs less per notification than one of 800 (into PostgreSQL on a 2-core
+ * machine, about a tenth more notifications per second: bench/notes/ingest.md),
+ * and every delivery of the prefetch is held until its batch commits. With a
+ * SQLite ledger the operator's process also holds the ledger's page cache and
+ * its checkpoint thread, and the memory target (256 MiB through a million
+ * notifications) leaves no room for the larger prefetch there.
+ */
+export const DEFAULT_PREFETCH = { sqlite: 1600, postgres: 3200 } as const;
+
+/** The prefetch the Cloud's intake consumes with: its own, or the default for the ledger's engine. */
+export function intakePrefetch(cloud: Cloud, db: Kysely<LedgerSchema>): number {
+  return cloud.spec.amqp.prefetch ?? DEFAULT_PREFETCH[isPostgres(db) ? 'postgres' : 'sqlite'];
 }
 
 /** The apply batch for a consumer prefetch: two batches in flight at once. */
@@ -47,13 +64,14 @@ export async function startCloudIntake(cloud: Cloud, amqpUrl: string, db: Kysely
   const name = cloud.metadata.name;
   const log = childLogger(logger, { cloud: name });
   const queue = queueName(cloud);
+  const prefetch = intakePrefetch(cloud, db);
   // Half the prefetch per transaction: while one batch commits, the broker
   // delivers and we decode the next one, instead of the broker waiting for the
   // commit's acks before it sends anything (a batch of the whole prefetch
   // leaves nothing in flight during a commit, so delivery, decode and apply
   // took turns).
   const applier = new BatchingApplier(db, {
-    maxBatch: applyBatchSize(cloud.spec.amqp.prefetch),
+    maxBatch: applyBatchSize(prefetch),
     lingerMs: APPLY_LINGER_MS,
     maxLingerMs: APPLY_MAX_LINGER_MS,
     inTransaction,
@@ -64,7 +82,7 @@ export async function startCloudIntake(cloud: Cloud, amqpUrl: string, db: Kysely
   void applier.derivePending();
   const consumer = new AmqpConsumer({
     url: amqpUrl,
-    prefetch: cloud.spec.amqp.prefetch,
+    prefetch,
     logger: log,
     topology: {
       queue,

@@ -99,7 +99,7 @@ test('Cloud parses as before, and takes the status the operator writes', () => {
     spec: { type: 'openstack', amqp: { urlSecretRef: { name: 'amqp', key: 'url' } } },
   };
   const c = Cloud.parse(body);
-  assert.equal(c.spec.amqp.prefetch, 1600);
+  assert.equal(c.spec.amqp.prefetch, undefined);
   assert.deepEqual(c.spec.amqp.topics, ['notifications', 'versioned_notifications']);
   assert.equal(c.status, undefined);
   const withStatus = Cloud.parse({
