@@ -4,8 +4,8 @@
 // touches another run's queues or tables. BENCH_AMQP_URL points at an existing
 // (dedicated) vhost instead, used as it is and never removed;
 // BENCH_PG_ADMIN_URL names another server and role with CREATEDB. With the
-// defaults, the services are started first and the role made where they are
-// missing (test/env/services.sh, as the tests do), so a fresh machine runs the
+// defaults, services that do not answer are started and the role made
+// (test/env/services.sh, as the tests do), so a fresh machine runs the
 // benchmarks without running the tests first.
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -22,21 +22,40 @@ const SERVICES_SCRIPT = fileURLToPath(new URL('../../test/env/services.sh', impo
 const SERVICES_STATE = fileURLToPath(new URL('../../test/env/.state', import.meta.url));
 
 let local: Promise<void> | undefined;
-/** The machine's own RabbitMQ and PostgreSQL running, with the default role; once per process. */
+/** The machine's own RabbitMQ and PostgreSQL started and the default role made (needs root, as the tests' scripts do); once per process. */
 function localServices(): Promise<void> {
   local ??= run('bash', [SERVICES_SCRIPT, 'role', SERVICES_STATE]).then(() => undefined, (err: unknown) => {
-    const stderr = (err as { stderr?: unknown }).stderr;
+    const stderr = err !== null && typeof err === 'object' && 'stderr' in err ? err.stderr : undefined;
     throw new Error(`the local RabbitMQ and PostgreSQL could not be made ready (${SERVICES_SCRIPT} role): ${typeof stderr === 'string' && stderr.trim() !== '' ? stderr.trim() : String(err)}`);
   });
   return local;
 }
 
-/** The PostgreSQL URL to make databases with: BENCH_PG_ADMIN_URL, or the local default once it is ready. */
-export async function pgAdminUrl(): Promise<string> {
+async function answers(url: string): Promise<boolean> {
+  const client = new pg.Client({ connectionString: url });
+  try {
+    await client.connect();
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+let defaultPg: Promise<string> | undefined;
+/**
+ * The PostgreSQL URL to make databases with: BENCH_PG_ADMIN_URL, or the local
+ * default, the services started and the role made first where it does not answer.
+ */
+export function pgAdminUrl(): Promise<string> {
   const given = process.env['BENCH_PG_ADMIN_URL'];
-  if (given !== undefined && given !== '') return given;
-  await localServices();
-  return DEFAULT_PG_ADMIN;
+  if (given !== undefined && given !== '') return Promise.resolve(given);
+  defaultPg ??= answers(DEFAULT_PG_ADMIN).then(async (ok) => {
+    if (!ok) await localServices();
+    return DEFAULT_PG_ADMIN;
+  });
+  return defaultPg;
 }
 
 export class RunServices implements Services {
@@ -63,9 +82,12 @@ export class RunServices implements Services {
   async #makeVhost(): Promise<string> {
     const given = process.env['BENCH_AMQP_URL'];
     if (given !== undefined && given !== '') return given;
-    await localServices();
     const vhost = `qop-bench-${this.#id}`;
-    await run('rabbitmqctl', ['-q', 'add_vhost', vhost]);
+    // A broker that is not running is started once (services.sh), then asked again.
+    await run('rabbitmqctl', ['-q', 'add_vhost', vhost]).catch(async () => {
+      await localServices();
+      await run('rabbitmqctl', ['-q', 'add_vhost', vhost]);
+    });
     this.#vhost = vhost;
     await run('rabbitmqctl', ['-q', 'set_permissions', '-p', vhost, 'guest', '.*', '.*', '.*']);
     return `${process.env['BENCH_AMQP_BASE'] ?? DEFAULT_AMQP_BASE}/${encodeURIComponent(vhost)}`;
