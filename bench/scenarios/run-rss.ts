@@ -29,6 +29,7 @@ import { round } from '../lib/stats.ts';
 import { workloadStream } from './ingest-workload.ts';
 import { AmqpPublisher } from '../../operator/intake/amqp.ts';
 import { DEFAULT_PREFETCH } from '../../operator/intake/cloud-intake.ts';
+import type { Engine } from '../../operator/ledger/migrations.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const TARGET_MIB = 256;
@@ -82,8 +83,6 @@ function residentByKind(pid: number): Record<string, number> {
   }
   return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, round(v, 1)]));
 }
-
-type Engine = 'sqlite' | 'postgres';
 
 function sqliteCount(file: string): number {
   try {

@@ -7,6 +7,7 @@ import { AmqpConsumer } from './amqp.ts';
 import { BatchingApplier, deliveryHandler, type DeferredDerivation, type LedgerAvailability, type PipelineObserver } from './pipeline.ts';
 import { deriveAll } from '../ledger/derive-pending.ts';
 import { isPostgres } from '../ledger/pg-sets.ts';
+import type { Engine } from '../ledger/migrations.ts';
 import { defaultExchanges, queueName, type Cloud } from '../resources/cloud.ts';
 import { childLogger, type Logger } from '../log.ts';
 
@@ -24,7 +25,7 @@ export interface CloudIntake {
  * its checkpoint thread, and the memory target (256 MiB through a million
  * notifications) leaves no room for the larger prefetch there.
  */
-export const DEFAULT_PREFETCH = { sqlite: 1600, postgres: 3200 } as const;
+export const DEFAULT_PREFETCH: Readonly<Record<Engine, number>> = { sqlite: 1600, postgres: 3200 };
 
 /** The prefetch the Cloud's intake consumes with: its own, or the default for the ledger's engine. */
 export function intakePrefetch(cloud: Cloud, db: Kysely<LedgerSchema>): number {
